@@ -1,0 +1,24 @@
+"""taskstore_redis: a Redis-native, distributed store for long-running tasks.
+
+This module is the blocking API; ``taskstore_redis.asyncio`` has the same names
+with async methods. Types, settings and errors are shared by both.
+"""
+
+from __future__ import annotations
+
+from ._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
+from ._shared import __all__ as _shared_names
+from ._sync._memory import InMemoryBackend
+from ._sync._protocols import StorageBackend, TaskStore
+from ._sync._store import GenericTaskStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # sync stores and backends
+    "GenericTaskStore",
+    "InMemoryBackend",
+    "StorageBackend",
+    "TaskStore",
+    *_shared_names,
+]

@@ -1,0 +1,1 @@
+"""The async implementation; `_sync` is generated from it by scripts/unasync.py."""

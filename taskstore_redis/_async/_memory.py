@@ -1,0 +1,60 @@
+"""InMemoryBackend: the embedded default backend, for one process."""
+
+from __future__ import annotations
+
+from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._memory_core import MemoryStorage
+from .._model import VersionedRecord
+
+
+class InMemoryBackend:
+    """A StorageBackend that keeps records in this process's memory.
+
+    Safe to share between the threads and coroutines of one process; each
+    process that builds one has its own, separate data.
+    """
+
+    def __init__(self) -> None:
+        """Start with no records."""
+        self._storage = MemoryStorage()
+
+    async def get(self, key: TaskKey) -> VersionedRecord | None:
+        """Return the record at ``key``, or None."""
+        return self._storage.get(key)
+
+    async def create(
+        self,
+        key: TaskKey,
+        data: bytes,
+        *,
+        created_at_ms: int,
+        expires_at_ms: int | None,
+        purge_at_ms: int | None,
+        max_live: int | None,
+        now_ms: int,
+    ) -> CreateOutcome:
+        """Write a new record with version 1, within the owner's quota."""
+        return self._storage.create(
+            key,
+            data,
+            created_at_ms=created_at_ms,
+            expires_at_ms=expires_at_ms,
+            purge_at_ms=purge_at_ms,
+            max_live=max_live,
+            now_ms=now_ms,
+        )
+
+    async def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
+        """Replace the record's bytes if its version is ``expected_version``."""
+        return self._storage.compare_and_set(key, expected_version, data)
+
+    async def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
+        """Return up to ``limit`` of the owner's records, newest first, after ``after``."""
+        return self._storage.list_page(owner_id, after, limit)
+
+    async def purge_expired(self, now_ms: int) -> int:
+        """Delete every record whose TTL ran out at or before ``now_ms``."""
+        return self._storage.purge_expired(now_ms)
+
+    async def aclose(self) -> None:
+        """Nothing to release; the data stays until the object is dropped."""

@@ -1,0 +1,143 @@
+"""The two interfaces of the design: the task store and its storage backend."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._config import StoreConfig
+from .._model import JSONValue, TaskPage, TaskRecord, VersionedRecord
+from .._status import TaskStatus
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """The eleven operations of a task store (``config`` is a property)."""
+
+    @property
+    def config(self) -> StoreConfig:
+        """The store's limits and defaults."""
+        ...
+
+    async def create(
+        self, owner_id: str, request_method: str, ttl_ms: int | None = None
+    ) -> TaskRecord:
+        """Create a task in status ``working`` for ``owner_id``."""
+        ...
+
+    async def get(self, task_id: str, owner_id: str) -> TaskRecord:
+        """Return a task of ``owner_id``."""
+        ...
+
+    async def update_status(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None = None,
+    ) -> TaskRecord:
+        """Move a task to another status, as the state machine allows."""
+        ...
+
+    async def set_variables(
+        self, task_id: str, owner_id: str, variables: dict[str, Any]
+    ) -> TaskRecord:
+        """Merge variables into a task's; a None value deletes the key."""
+        ...
+
+    async def set_result(self, task_id: str, owner_id: str, result: JSONValue) -> None:
+        """Attach a result to a task."""
+        ...
+
+    async def get_result(self, task_id: str, owner_id: str) -> JSONValue:
+        """Return the result of a terminal task."""
+        ...
+
+    async def complete_with_result(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None,
+        result: JSONValue,
+    ) -> TaskRecord:
+        """Move a task to a terminal status and attach its result in one write."""
+        ...
+
+    async def list(
+        self, owner_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> TaskPage:
+        """Return one page of the owner's tasks, newest first."""
+        ...
+
+    async def cancel(self, task_id: str, owner_id: str) -> TaskRecord:
+        """Move a task to ``cancelled``."""
+        ...
+
+    async def cleanup_expired(self) -> int:
+        """Purge expired tasks now; return how many were purged."""
+        ...
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """A versioned key-value store of task records, with no domain rules.
+
+    It never parses the bytes it stores and never judges a transition. Each call
+    is one atomic step (one round trip on Redis). Connection, timeout and OS
+    errors surface as ``StoreUnavailable``.
+    """
+
+    async def get(self, key: TaskKey) -> VersionedRecord | None:
+        """Return the record at ``key``, or None if there is none (or it is past purge time)."""
+        ...
+
+    async def create(
+        self,
+        key: TaskKey,
+        data: bytes,
+        *,
+        created_at_ms: int,
+        expires_at_ms: int | None,
+        purge_at_ms: int | None,
+        max_live: int | None,
+        now_ms: int,
+    ) -> CreateOutcome:
+        """Write a new record with version 1 and index it under its owner.
+
+        Refuse, writing nothing, when the key exists or when the owner already
+        has ``max_live`` records whose ``expires_at_ms`` is after ``now_ms`` (or
+        None). The record disappears by itself at ``purge_at_ms``.
+        """
+        ...
+
+    async def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
+        """Replace the record's bytes if its version is ``expected_version``.
+
+        On success the version goes up by one. On a conflict nothing is written
+        and the current record (or None) comes back.
+        """
+        ...
+
+    async def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
+        """Return up to ``limit`` of the owner's records, newest first, after ``after``."""
+        ...
+
+    async def purge_expired(self, now_ms: int) -> int:
+        """Delete every record whose ``expires_at_ms`` is at or before ``now_ms``; count them."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and other resources."""
+        ...
+
+
+__all__ = [
+    "BackendPage",
+    "CasResult",
+    "CreateOutcome",
+    "ListPosition",
+    "StorageBackend",
+    "TaskKey",
+    "TaskStore",
+]

@@ -1,0 +1,312 @@
+"""GenericTaskStore: all domain logic over any StorageBackend."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import msgspec
+
+from .._backend_types import CreateOutcome, TaskKey
+from .._clock import backoff_seconds, now_ms
+from .._config import SecurityConfig, StoreConfig
+from .._cursor import decode_cursor, encode_cursor
+from .._errors import (
+    ConcurrentModification,
+    InvalidArgument,
+    ResourceExhausted,
+    StorageCorrupted,
+    TaskNotFound,
+)
+from .._model import JSONValue, TaskPage, TaskRecord, VersionedRecord, decode_record, encode_record
+from .._rules import (
+    change_status,
+    check_result_size,
+    complete,
+    merge_variables,
+    new_record,
+    result_of,
+    store_result,
+)
+from .._status import TaskStatus
+from .._validation import (
+    check_id,
+    check_json_value,
+    check_owner,
+    check_status,
+    check_status_message,
+    check_variables,
+    resolve_limit,
+    resolve_ttl,
+)
+from ._protocols import StorageBackend
+
+_Change = Callable[[TaskRecord, int], TaskRecord]
+_ID_ATTEMPTS = 3
+
+
+class GenericTaskStore:
+    """A task store that keeps every domain rule and delegates storage to a backend.
+
+    Every mutation is a compare-and-set on the version that was read; on a
+    conflict the store re-judges the rules against the fresh record and retries
+    up to ``config.cas_retries`` times with jittered backoff.
+    """
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        config: StoreConfig | None = None,
+        security: SecurityConfig | None = None,
+    ) -> None:
+        """Wrap ``backend`` with the given limits (defaults when None)."""
+        self._backend = backend
+        self._config = config if config is not None else StoreConfig()
+        self._security = security if security is not None else SecurityConfig()
+
+    @property
+    def config(self) -> StoreConfig:
+        """The store's limits and defaults."""
+        return self._config
+
+    @property
+    def security(self) -> SecurityConfig:
+        """The store's owner quota and anonymous-access setting."""
+        return self._security
+
+    @property
+    def backend(self) -> StorageBackend:
+        """The storage backend this store writes to."""
+        return self._backend
+
+    async def __aenter__(self) -> GenericTaskStore:
+        """Return the store itself."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the backend."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend and release its connections."""
+        await self._backend.aclose()
+
+    async def create(
+        self, owner_id: str, request_method: str, ttl_ms: int | None = None
+    ) -> TaskRecord:
+        """Create a task in status ``working``.
+
+        Raises:
+            InvalidArgument: a negative TTL, one above ``max_ttl_ms``, or a bad id.
+            AnonymousAccessDenied: an anonymous owner while anonymous access is off.
+            ResourceExhausted: the owner already has ``max_tasks_per_owner`` live tasks.
+
+        """
+        owner = check_owner(owner_id, self._security)
+        method = check_id(request_method, "request_method")
+        ttl = resolve_ttl(ttl_ms, self._config)
+        for _ in range(_ID_ATTEMPTS):
+            now = now_ms()
+            record = new_record(owner, method, ttl, now, self._config)
+            expires_at_ms = None if ttl is None else now + ttl
+            outcome = await self._backend.create(
+                TaskKey(owner, record.task.task_id),
+                encode_record(record),
+                created_at_ms=now,
+                expires_at_ms=expires_at_ms,
+                purge_at_ms=(
+                    None
+                    if expires_at_ms is None
+                    else expires_at_ms + self._config.expired_retention_ms
+                ),
+                max_live=self._security.max_tasks_per_owner,
+                now_ms=now,
+            )
+            if outcome is CreateOutcome.CREATED:
+                return msgspec.structs.replace(record, version=1)
+            if outcome is CreateOutcome.QUOTA_EXCEEDED:
+                raise ResourceExhausted(self._security.max_tasks_per_owner or 0)
+        raise StorageCorrupted("could not allocate a unique task id")
+
+    async def get(self, task_id: str, owner_id: str) -> TaskRecord:
+        """Return a task; an expired one stays readable until it is purged.
+
+        Raises:
+            TaskNotFound: no such task for this owner.
+
+        """
+        key = self._key(task_id, owner_id)
+        return self._owned(key, await self._backend.get(key))
+
+    async def update_status(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None = None,
+    ) -> TaskRecord:
+        """Move a task to ``status`` with ``status_message`` (None clears it).
+
+        Raises:
+            InvalidTransition: the state machine does not allow the move.
+            TaskExpired: the task's TTL has run out.
+
+        """
+        target = check_status(status)
+        message = check_status_message(status_message, self._config)
+        return await self._mutate(
+            task_id, owner_id, lambda record, now: change_status(record, target, message, now)
+        )
+
+    async def set_variables(
+        self, task_id: str, owner_id: str, variables: dict[str, Any]
+    ) -> TaskRecord:
+        """Merge ``variables`` into the task's; a None value deletes that key.
+
+        Raises:
+            InvalidArgument: a value is not plain JSON within the depth and string limits.
+            VariableSizeExceeded: the merged variables would exceed the size limit.
+
+        """
+        incoming = dict(check_variables(variables, self._config))
+        return await self._mutate(
+            task_id,
+            owner_id,
+            lambda record, now: merge_variables(record, incoming, now, self._config),
+        )
+
+    async def set_result(self, task_id: str, owner_id: str, result: JSONValue) -> None:
+        """Attach ``result`` to a task; once a terminal task has a result, it is final.
+
+        Raises:
+            InvalidArgument: the result is None, not plain JSON, or already final.
+            VariableSizeExceeded: the result is above ``max_result_size_bytes``.
+
+        """
+        self._check_result(result)
+        await self._mutate(task_id, owner_id, lambda record, now: store_result(record, result, now))
+
+    async def get_result(self, task_id: str, owner_id: str) -> JSONValue:
+        """Return the result of a terminal task.
+
+        Raises:
+            NotReady: the task is not terminal or has no result.
+            TaskExpired: the task's TTL has run out.
+
+        """
+        record = await self.get(task_id, owner_id)
+        return result_of(record, now_ms())
+
+    async def complete_with_result(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None,
+        result: JSONValue,
+    ) -> TaskRecord:
+        """Move a task to a terminal status and attach ``result``: both or neither.
+
+        Raises:
+            InvalidArgument: ``status`` is not terminal, or the result is invalid.
+            InvalidTransition: the task is already terminal.
+
+        """
+        target = check_status(status)
+        if not target.is_terminal:
+            raise InvalidArgument(
+                f"complete_with_result needs a terminal status, not {target.value!r}"
+            )
+        message = check_status_message(status_message, self._config)
+        self._check_result(result)
+        return await self._mutate(
+            task_id,
+            owner_id,
+            lambda record, now: complete(record, target, message, result, now),
+        )
+
+    async def list(
+        self, owner_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> TaskPage:
+        """Return one page of the owner's tasks, newest first.
+
+        Paging visits every task that exists during the whole listing exactly once.
+
+        Raises:
+            InvalidArgument: a malformed or foreign cursor, or a limit out of range.
+
+        """
+        owner = check_owner(owner_id, self._security)
+        size = resolve_limit(limit, self._config)
+        after = None if cursor is None else decode_cursor(owner, cursor)
+        page = await self._backend.list_page(owner, after, size)
+        tasks: builtins.list[TaskRecord] = []
+        for stored in page.records:
+            record = decode_record(stored)
+            if record.owner_id == owner:
+                tasks.append(record)
+        next_cursor = (
+            None if page.next_position is None else encode_cursor(owner, page.next_position)
+        )
+        return TaskPage(tasks=tasks, next_cursor=next_cursor)
+
+    async def cancel(self, task_id: str, owner_id: str) -> TaskRecord:
+        """Move a task to ``cancelled``.
+
+        Raises:
+            InvalidTransition: the task is already terminal.
+
+        """
+        return await self._mutate(
+            task_id,
+            owner_id,
+            lambda record, now: change_status(record, TaskStatus.CANCELLED, None, now),
+        )
+
+    async def cleanup_expired(self) -> int:
+        """Purge every expired task now, without waiting for its retention; return the count."""
+        return await self._backend.purge_expired(now_ms())
+
+    def _key(self, task_id: str, owner_id: str) -> TaskKey:
+        owner = check_owner(owner_id, self._security)
+        return TaskKey(owner, check_id(task_id, "task_id"))
+
+    def _check_result(self, result: JSONValue) -> None:
+        if result is None:
+            raise InvalidArgument("result must not be None")
+        check_json_value(result, self._config, "result")
+        check_result_size(result, self._config)
+
+    @staticmethod
+    def _owned(key: TaskKey, stored: VersionedRecord | None) -> TaskRecord:
+        if stored is None:
+            raise TaskNotFound(key.task_id)
+        record = decode_record(stored)
+        if record.owner_id != key.owner_id or record.task.task_id != key.task_id:
+            raise TaskNotFound(key.task_id)
+        return record
+
+    async def _mutate(self, task_id: str, owner_id: str, change: _Change) -> TaskRecord:
+        key = self._key(task_id, owner_id)
+        stored = await self._backend.get(key)
+        attempts = self._config.cas_retries + 1
+        for attempt in range(attempts):
+            record = self._owned(key, stored)
+            updated = change(record, now_ms())
+            result = await self._backend.compare_and_set(
+                key, record.version, encode_record(updated)
+            )
+            if result.applied:
+                return msgspec.structs.replace(updated, version=result.version)
+            stored = result.current
+            if attempt + 1 < attempts:
+                await anyio.sleep(backoff_seconds(attempt))
+        raise ConcurrentModification(key.task_id, attempts)

@@ -1,0 +1,64 @@
+"""Store settings: plain, immutable and picklable, so worker processes can share them."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._errors import InvalidArgument
+
+ANONYMOUS_OWNER_IDS = frozenset({"", "local"})
+"""Owner ids that count as anonymous."""
+
+
+class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits and defaults of a :class:`GenericTaskStore`.
+
+    A TTL setting of ``None`` means no default TTL (tasks never expire unless
+    asked) or no upper bound.
+    """
+
+    max_variable_size_bytes: int = 1_048_576
+    default_ttl_ms: int | None = 3_600_000
+    max_ttl_ms: int | None = 86_400_000
+    max_variable_depth: int = 10
+    max_string_length: int = 65_536
+    max_result_size_bytes: int = 1_048_576
+    poll_interval_ms: int = 500
+    expired_retention_ms: int = 3_600_000
+    cas_retries: int = 16
+    list_default_limit: int = 50
+    list_max_limit: int = 1000
+
+    def __post_init__(self) -> None:
+        """Reject settings that could never work."""
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is None and name in ("default_ttl_ms", "max_ttl_ms"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidArgument(f"StoreConfig.{name} must be an int >= 0, got {value!r}")
+        if self.list_default_limit < 1 or self.list_max_limit < self.list_default_limit:
+            raise InvalidArgument("StoreConfig needs 1 <= list_default_limit <= list_max_limit")
+        if (
+            self.default_ttl_ms is not None
+            and self.max_ttl_ms is not None
+            and self.default_ttl_ms > self.max_ttl_ms
+        ):
+            raise InvalidArgument("StoreConfig.default_ttl_ms exceeds max_ttl_ms")
+
+
+class SecurityConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Owner quotas and anonymous access."""
+
+    max_tasks_per_owner: int | None = 100
+    """Live (unexpired) tasks one owner may hold; ``None`` for no limit."""
+    allow_anonymous: bool = False
+    """Whether the owner ids ``""`` and ``"local"`` may be used."""
+
+    def __post_init__(self) -> None:
+        """Reject a negative quota."""
+        limit = self.max_tasks_per_owner
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidArgument(
+                f"SecurityConfig.max_tasks_per_owner must be an int >= 0 or None, got {limit!r}"
+            )

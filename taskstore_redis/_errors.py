@@ -1,0 +1,135 @@
+"""The one error hierarchy of taskstore_redis.
+
+Every error the library raises derives from :class:`TaskStoreError` and carries
+``code``, the JSON-RPC error code an MCP server should answer with: ``-32602``
+(invalid params) for what the caller did wrong, ``-32603`` (internal error) for
+what the store could not do.
+"""
+
+from __future__ import annotations
+
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class TaskStoreError(Exception):
+    """Root of every error raised by taskstore_redis."""
+
+    code: int = INTERNAL_ERROR
+
+
+class TaskNotFound(TaskStoreError):
+    """Raised when a task does not exist, is gone, or belongs to another owner.
+
+    The message never tells these cases apart, so a caller learns nothing
+    about other owners' tasks.
+    """
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task not found: {task_id!r}")
+        self.task_id = task_id
+
+
+class TaskExpired(TaskStoreError):
+    """Raised by a mutation or ``get_result`` on a task whose TTL has run out."""
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task expired: {task_id!r}")
+        self.task_id = task_id
+
+
+class InvalidTransition(TaskStoreError):
+    """Raised when a status change is not allowed by the state machine."""
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str, from_status: str, to_status: str) -> None:
+        super().__init__(f"task {task_id!r} cannot move from {from_status!r} to {to_status!r}")
+        self.task_id = task_id
+        self.from_status = from_status
+        self.to_status = to_status
+
+
+class NotReady(TaskStoreError):
+    """Raised by ``get_result`` unless the task is terminal and has a result."""
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id!r} has no result yet (status {status!r})")
+        self.task_id = task_id
+        self.status = status
+
+
+class InvalidArgument(TaskStoreError):
+    """Raised when an argument is malformed: a bad TTL, value, limit or cursor."""
+
+    code = INVALID_PARAMS
+
+
+class VariableSizeExceeded(InvalidArgument):
+    """Raised when merged variables or a result would exceed the configured size."""
+
+    def __init__(self, limit_bytes: int, actual_bytes: int, what: str = "variables") -> None:
+        super().__init__(
+            f"{what} would take {actual_bytes} bytes, above the limit of {limit_bytes}"
+        )
+        self.limit_bytes = limit_bytes
+        self.actual_bytes = actual_bytes
+
+
+class AnonymousAccessDenied(TaskStoreError):
+    """Raised when an anonymous owner id is used while anonymous access is off."""
+
+    code = INVALID_PARAMS
+
+    def __init__(self, owner_id: str) -> None:
+        super().__init__(
+            f"anonymous owner {owner_id!r} is not allowed (SecurityConfig.allow_anonymous)"
+        )
+        self.owner_id = owner_id
+
+
+class ResourceExhausted(TaskStoreError):
+    """Raised by ``create`` when the owner already has the maximum of live tasks."""
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, owner_limit: int) -> None:
+        super().__init__(f"owner already has the maximum of {owner_limit} live tasks")
+        self.owner_limit = owner_limit
+
+
+class ConcurrentModification(TaskStoreError):
+    """Raised when compare-and-set retries run out under contention."""
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, task_id: str, attempts: int) -> None:
+        super().__init__(f"task {task_id!r} kept changing; gave up after {attempts} attempts")
+        self.task_id = task_id
+        self.attempts = attempts
+
+
+class StoreUnavailable(TaskStoreError):
+    """Raised when the storage backend cannot be reached or did not answer in time.
+
+    The original exception is chained as ``__cause__``. When a write may or may
+    not have been applied, ``outcome_unknown`` is true and the message says so.
+    """
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
+
+
+class StorageCorrupted(TaskStoreError):
+    """Raised when stored bytes do not decode as a task record."""
+
+    code = INTERNAL_ERROR

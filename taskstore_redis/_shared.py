@@ -1,0 +1,55 @@
+"""The public names shared by the sync and the async API (types, settings, errors)."""
+
+from __future__ import annotations
+
+from ._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from ._config import SecurityConfig, StoreConfig
+from ._errors import (
+    AnonymousAccessDenied,
+    ConcurrentModification,
+    InvalidArgument,
+    InvalidTransition,
+    NotReady,
+    ResourceExhausted,
+    StorageCorrupted,
+    StoreUnavailable,
+    TaskExpired,
+    TaskNotFound,
+    TaskStoreError,
+    VariableSizeExceeded,
+)
+from ._model import Task, TaskPage, TaskRecord, VersionedRecord
+from ._status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
+
+__all__ = [
+    # model
+    "TERMINAL_STATUSES",
+    "TRANSITIONS",
+    # errors
+    "AnonymousAccessDenied",
+    # backend types
+    "BackendPage",
+    "CasResult",
+    "ConcurrentModification",
+    "CreateOutcome",
+    "InvalidArgument",
+    "InvalidTransition",
+    "ListPosition",
+    "NotReady",
+    "ResourceExhausted",
+    # settings
+    "SecurityConfig",
+    "StorageCorrupted",
+    "StoreConfig",
+    "StoreUnavailable",
+    "Task",
+    "TaskExpired",
+    "TaskKey",
+    "TaskNotFound",
+    "TaskPage",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskStoreError",
+    "VariableSizeExceeded",
+    "VersionedRecord",
+]

@@ -1,0 +1,21 @@
+"""The async API of taskstore_redis: the same names as ``taskstore_redis``, awaitable.
+
+Types, settings and errors are the same objects as in ``taskstore_redis``.
+"""
+
+from __future__ import annotations
+
+from .._async._memory import InMemoryBackend
+from .._async._protocols import StorageBackend, TaskStore
+from .._async._store import GenericTaskStore
+from .._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
+from .._shared import __all__ as _shared_names
+
+__all__ = [
+    # async stores and backends
+    "GenericTaskStore",
+    "InMemoryBackend",
+    "StorageBackend",
+    "TaskStore",
+    *_shared_names,
+]

@@ -1,0 +1,686 @@
+"""Throwaway Redis servers and clusters for tests, benchmarks and demos.
+
+This module starts real ``redis-server`` processes on free loopback ports, each in
+its own temporary directory, with persistence switched off. It is used by the
+project's own test suite and is public so that users can test code built on
+``taskstore_redis`` against a real Redis without any setup.
+
+Typical use in a test::
+
+    from taskstore_redis.testing import redis_server
+
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url)
+        ...
+
+For fixtures that should also work on machines without ``redis-server`` (CI with
+only Docker, or a shared Redis given by URL), use :func:`redis_url_for_tests` and
+:func:`cluster_url_for_tests`, which try, in order:
+
+1. the ``TASKSTORE_REDIS_URL`` / ``TASKSTORE_REDIS_CLUSTER_URL`` environment variable;
+2. a throwaway ``redis-server`` from ``PATH``;
+3. Docker, through the optional ``testcontainers`` package (standalone only);
+
+and raise :class:`RedisUnavailable` if none of them works.
+
+Every process started here is stopped when its context manager exits, and an
+:mod:`atexit` hook kills any that are still running when the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "CLUSTER_URL_ENV",
+    "REDIS_URL_ENV",
+    "RedisCluster",
+    "RedisServer",
+    "RedisServerError",
+    "RedisUnavailable",
+    "cluster_url_for_tests",
+    "redis_cluster",
+    "redis_server",
+    "redis_url_for_tests",
+    "start_redis_cluster",
+    "start_redis_server",
+]
+
+REDIS_URL_ENV = "TASKSTORE_REDIS_URL"
+"""Environment variable naming an existing standalone Redis to test against."""
+
+CLUSTER_URL_ENV = "TASKSTORE_REDIS_CLUSTER_URL"
+"""Environment variable naming an existing Redis Cluster node to test against."""
+
+_HOST = "127.0.0.1"
+_CLUSTER_BUS_OFFSET = 10000
+_CLUSTER_SLOTS = 16384
+_STARTUP_TIMEOUT = 10.0
+_STOP_TIMEOUT = 10.0
+_CLUSTER_TIMEOUT = 30.0
+_PORT_ATTEMPTS = 5
+_LOG_TAIL_LINES = 30
+
+_INSTALL_HINT = (
+    "install redis-server (e.g. `apt-get install redis-server`) or Docker "
+    "(with `pip install testcontainers[redis]`)"
+)
+
+
+class RedisUnavailable(RuntimeError):
+    """No Redis could be found or started for tests."""
+
+
+class RedisServerError(RuntimeError):
+    """A ``redis-server`` process or cluster started by this module failed to come up."""
+
+
+class RedisServer:
+    """A standalone ``redis-server`` process owned by this module.
+
+    Instances are created by :func:`start_redis_server` (or
+    :func:`start_redis_cluster` for cluster nodes); do not construct them directly.
+    The server listens on ``127.0.0.1`` only, keeps nothing on disk between
+    restarts (no RDB, no AOF) and writes its log to ``redis.log`` in its
+    temporary directory.
+    """
+
+    def __init__(self, port: int, directory: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self._port = port
+        self._directory = directory
+        self._extra_args = extra_args
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running() else "not running"
+        return f"<RedisServer {self.url} pid={self.pid} {state}>"
+
+    @property
+    def host(self) -> str:
+        """Host the server listens on (always ``127.0.0.1``)."""
+        return _HOST
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on; it stays the same across restarts."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Connection URL for database 0, e.g. ``redis://127.0.0.1:6379/0``."""
+        return f"redis://{_HOST}:{self._port}/0"
+
+    @property
+    def pid(self) -> int:
+        """Process id of the current (or most recent) ``redis-server`` process."""
+        if self._process is None:
+            raise RedisServerError("the server has never been started")
+        return self._process.pid
+
+    @property
+    def directory(self) -> Path:
+        """Temporary working directory of the server (holds the log, and nodes.conf)."""
+        return self._directory
+
+    @property
+    def log_path(self) -> Path:
+        """Path of the file receiving the server's stdout and stderr."""
+        return self._directory / "redis.log"
+
+    def is_running(self) -> bool:
+        """Return whether the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self) -> None:
+        """Kill the server abruptly with SIGKILL and wait for the process to exit.
+
+        The port and temporary directory are kept so that :meth:`restart` can bring
+        the server back. Killing a server that is not running does nothing.
+        """
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def restart(self) -> None:
+        """Start the server again on the same port with the same configuration.
+
+        If the server is still running it is killed first. Returns once the new
+        process answers PING. Data is not preserved (persistence is off), but a
+        cluster node keeps its ``nodes.conf`` and so rejoins its cluster.
+
+        Raises:
+            RedisServerError: If the server was stopped with :meth:`stop`, or does
+                not answer PING within the start-up timeout.
+
+        """
+        if self._stopped:
+            raise RedisServerError(f"cannot restart {self.url}: it was stopped")
+        self.kill()
+        self._launch()
+        self._wait_for_ping()
+
+    def stop(self) -> None:
+        """Shut the server down gracefully, wait for it to exit and delete its directory.
+
+        Sends SIGTERM (falling back to SIGKILL after a timeout). Stopping twice is
+        harmless; a stopped server cannot be restarted.
+        """
+        try:
+            if self._process is not None and self._process.poll() is None:
+                self._process.send_signal(signal.SIGTERM)
+                try:
+                    self._process.wait(timeout=_STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+        finally:
+            self._stopped = True
+            _forget(self)
+            shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _command(self) -> list[str]:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RedisUnavailable(f"redis-server is not on PATH; {_INSTALL_HINT}")
+        return [
+            executable,
+            "--port",
+            str(self._port),
+            "--bind",
+            _HOST,
+            "--dir",
+            str(self._directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            *self._extra_args,
+        ]
+
+    def _launch(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._directory,
+            )
+        _remember(self)
+
+    def _wait_for_ping(self) -> None:
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        while True:
+            if not self.is_running():
+                code = self._process.returncode if self._process is not None else None
+                raise RedisServerError(
+                    f"redis-server on port {self._port} exited with code {code} during "
+                    f"start-up; last lines of {self.log_path}:\n{self._log_tail()}"
+                )
+            if _ping(self._port):
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RedisServerError(
+                    f"redis-server on port {self._port} did not answer PING within "
+                    f"{_STARTUP_TIMEOUT:g} s; last lines of {self.log_path}:\n{self._log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError as exc:
+            return f"(log unreadable: {exc})"
+        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(log is empty)"
+
+    def _kill_and_remove(self) -> None:
+        """Kill the process and delete the directory, for the atexit hook."""
+        self.kill()
+        self._stopped = True
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+
+class RedisCluster:
+    """A Redis Cluster of ``redis-server`` processes owned by this module.
+
+    Created by :func:`start_redis_cluster`; do not construct it directly. The
+    first ``primaries`` entries of :attr:`nodes` were given to
+    ``redis-cli --cluster create`` first, but roles can change after a failover,
+    so ask the nodes (``CLUSTER NODES``) rather than rely on list positions.
+    """
+
+    def __init__(self, nodes: list[RedisServer], primaries: int, replicas: int) -> None:
+        self._nodes = list(nodes)
+        self._primaries = primaries
+        self._replicas = replicas
+
+    def __repr__(self) -> str:
+        ports = ",".join(str(node.port) for node in self._nodes)
+        return f"<RedisCluster primaries={self._primaries} replicas={self._replicas} ports={ports}>"
+
+    @property
+    def nodes(self) -> list[RedisServer]:
+        """All nodes of the cluster, primaries and replicas."""
+        return list(self._nodes)
+
+    @property
+    def primaries(self) -> int:
+        """Number of primaries the cluster was created with."""
+        return self._primaries
+
+    @property
+    def replicas(self) -> int:
+        """Number of replicas per primary the cluster was created with."""
+        return self._replicas
+
+    @property
+    def url(self) -> str:
+        """Connection URL of one node, for ``redis.RedisCluster.from_url``."""
+        return self._nodes[0].url
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every node, for clients that take a list of seeds."""
+        return [(node.host, node.port) for node in self._nodes]
+
+    def wait_until_ready(self, timeout: float = _CLUSTER_TIMEOUT) -> None:
+        """Wait until every running node reports ``cluster_state:ok`` and full slot coverage.
+
+        Useful in fault tests after killing or restarting nodes. Nodes that are not
+        running are skipped.
+
+        Raises:
+            RedisServerError: If the cluster is not ready within ``timeout`` seconds.
+
+        """
+        _wait_for_cluster(self._nodes, shape=None, timeout=timeout)
+
+    def stop(self) -> None:
+        """Stop every node (see :meth:`RedisServer.stop`) and delete their directories."""
+        _stop_all(self._nodes)
+
+
+def start_redis_server() -> RedisServer:
+    """Start a throwaway standalone ``redis-server`` on a free loopback port.
+
+    The caller must call :meth:`RedisServer.stop` (or use :func:`redis_server`).
+
+    Raises:
+        RedisUnavailable: If ``redis-server`` is not on ``PATH``.
+        RedisServerError: If the server does not answer PING within 10 seconds.
+
+    """
+    return _start_node(cluster=False, avoid=set())
+
+
+def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
+    """Start a throwaway Redis Cluster with ``primaries`` primaries and ``replicas`` each.
+
+    Starts ``primaries * (1 + replicas)`` nodes, joins them with
+    ``redis-cli --cluster create`` and waits until every node reports
+    ``cluster_state:ok`` with all 16384 slots covered. The caller must call
+    :meth:`RedisCluster.stop` (or use :func:`redis_cluster`).
+
+    Raises:
+        ValueError: If ``primaries < 3`` (Redis Cluster's minimum) or ``replicas < 0``.
+        RedisUnavailable: If ``redis-server`` or ``redis-cli`` is not on ``PATH``.
+        RedisServerError: If a node or the cluster does not come up in time.
+
+    """
+    if primaries < 3:
+        raise ValueError(f"a Redis Cluster needs at least 3 primaries, got {primaries}")
+    if replicas < 0:
+        raise ValueError(f"replicas must be >= 0, got {replicas}")
+    redis_cli = shutil.which("redis-cli")
+    if redis_cli is None:
+        raise RedisUnavailable(f"redis-cli is not on PATH; {_INSTALL_HINT}")
+
+    nodes: list[RedisServer] = []
+    try:
+        used_ports: set[int] = set()
+        for _ in range(primaries * (1 + replicas)):
+            node = _start_node(cluster=True, avoid=used_ports)
+            used_ports.update((node.port, node.port + _CLUSTER_BUS_OFFSET))
+            nodes.append(node)
+        _create_cluster(redis_cli, nodes, replicas)
+        _wait_for_cluster(nodes, shape=(primaries, primaries * replicas), timeout=_CLUSTER_TIMEOUT)
+    except BaseException:
+        _stop_all(nodes)
+        raise
+    return RedisCluster(nodes, primaries, replicas)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """Run a throwaway standalone server for the duration of a ``with`` block.
+
+    Example::
+
+        with redis_server() as server:
+            redis.Redis.from_url(server.url).ping()
+    """
+    server = start_redis_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def redis_cluster(primaries: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
+    """Run a throwaway Redis Cluster for the duration of a ``with`` block.
+
+    See :func:`start_redis_cluster` for the arguments.
+    """
+    cluster = start_redis_cluster(primaries, replicas)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def redis_url_for_tests() -> Iterator[str]:
+    """Provide the URL of a standalone Redis to test against.
+
+    Tries, in order: the ``TASKSTORE_REDIS_URL`` environment variable (used as is,
+    nothing is started, the data is not flushed); a throwaway ``redis-server`` from
+    ``PATH``; a Docker container through ``testcontainers``. Whatever is started is
+    stopped when the block exits.
+
+    Raises:
+        RedisUnavailable: If none of these is available.
+
+    """
+    url = os.environ.get(REDIS_URL_ENV)
+    if url:
+        yield url
+        return
+    if shutil.which("redis-server") is not None:
+        with redis_server() as server:
+            yield server.url
+        return
+    with _docker_redis_url() as docker_url:
+        yield docker_url
+
+
+@contextlib.contextmanager
+def cluster_url_for_tests() -> Iterator[str]:
+    """Provide the URL of one node of a Redis Cluster to test against.
+
+    Tries, in order: the ``TASKSTORE_REDIS_CLUSTER_URL`` environment variable (used
+    as is, nothing is started); a throwaway 3-primary cluster of ``redis-server``
+    processes (needs ``redis-server`` and ``redis-cli`` on ``PATH``). There is no
+    Docker fallback because ``testcontainers`` has no Redis Cluster support.
+
+    Raises:
+        RedisUnavailable: If none of these is available.
+
+    """
+    url = os.environ.get(CLUSTER_URL_ENV)
+    if url:
+        yield url
+        return
+    if shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None:
+        with redis_cluster() as cluster:
+            yield cluster.url
+        return
+    raise RedisUnavailable(
+        "No Redis Cluster for tests: install redis-server and redis-cli "
+        "(e.g. `apt-get install redis-server`) or set "
+        f"{CLUSTER_URL_ENV} (Docker is not an option: testcontainers has no Redis Cluster support)"
+    )
+
+
+# --- internals ------------------------------------------------------------------------
+
+_live_servers: set[RedisServer] = set()
+_live_lock = threading.Lock()
+
+
+def _remember(server: RedisServer) -> None:
+    with _live_lock:
+        _live_servers.add(server)
+
+
+def _forget(server: RedisServer) -> None:
+    with _live_lock:
+        _live_servers.discard(server)
+
+
+@atexit.register
+def _kill_leftover_servers() -> None:
+    with _live_lock:
+        leftovers = list(_live_servers)
+        _live_servers.clear()
+    for server in leftovers:
+        server._kill_and_remove()
+
+
+def _stop_all(nodes: list[RedisServer]) -> None:
+    errors: list[BaseException] = []
+    for node in nodes:
+        try:
+            node.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _admin_client(port: int) -> redis.Redis:
+    """Return a client for health checks: short timeouts, no retries."""
+    return redis.Redis(
+        host=_HOST,
+        port=port,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
+def _ping(port: int) -> bool:
+    client = _admin_client(port)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(cluster: bool, avoid: set[int]) -> int:
+    """Find a free loopback port; for a cluster node, port + 10000 must be free too."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((_HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port in avoid:
+            continue
+        if not cluster:
+            return port
+        bus_port = port + _CLUSTER_BUS_OFFSET
+        if bus_port < 65536 and bus_port not in avoid and _port_is_free(bus_port):
+            return port
+    raise RedisServerError("could not find a free loopback port for redis-server")
+
+
+def _start_node(cluster: bool, avoid: set[int]) -> RedisServer:
+    """Start a server on a free port, retrying on a new port if the port was taken."""
+    extra_args: tuple[str, ...] = ()
+    if cluster:
+        extra_args = (
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        )
+    for attempt in range(_PORT_ATTEMPTS):
+        directory = Path(tempfile.mkdtemp(prefix="taskstore-redis-"))
+        server = RedisServer(_free_port(cluster, avoid), directory, extra_args)
+        try:
+            server._launch()
+            server._wait_for_ping()
+        except RedisServerError:
+            port_taken = "Address already in use" in server._log_tail()
+            server.stop()
+            if port_taken and attempt + 1 < _PORT_ATTEMPTS:
+                continue  # Another process grabbed the port between our check and bind.
+            raise
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    raise AssertionError("unreachable")
+
+
+def _create_cluster(redis_cli: str, nodes: list[RedisServer], replicas: int) -> None:
+    command = [
+        redis_cli,
+        "--cluster",
+        "create",
+        *(f"{node.host}:{node.port}" for node in nodes),
+        "--cluster-replicas",
+        str(replicas),
+        "--cluster-yes",
+    ]
+    try:
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=_CLUSTER_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RedisServerError(
+            f"`redis-cli --cluster create` did not finish within {_CLUSTER_TIMEOUT:g} s"
+        ) from exc
+    if result.returncode != 0:
+        raise RedisServerError(
+            f"`{' '.join(command)}` failed with code {result.returncode}:\n"
+            f"{result.stdout}{result.stderr}"
+        )
+
+
+def _cluster_problem(node: RedisServer, shape: tuple[int, int] | None) -> str | None:
+    """Return why ``node`` does not yet see a healthy cluster, or None if it does.
+
+    ``shape`` is ``(primaries, replicas in total)`` that the node must see, or None
+    to skip the check on roles and node count.
+    """
+    client = _admin_client(node.port)
+    try:
+        info = client.cluster("INFO")
+        cluster_nodes = client.cluster("NODES")
+        replication = client.info("replication")
+    except redis.RedisError as exc:
+        return f"not answering: {exc}"
+    finally:
+        client.close()
+    if not isinstance(info, dict) or not isinstance(cluster_nodes, dict):
+        return f"unexpected replies: {info!r}, {cluster_nodes!r}"
+
+    wanted = {
+        "cluster_state": "ok",
+        "cluster_slots_assigned": str(_CLUSTER_SLOTS),
+        "cluster_slots_ok": str(_CLUSTER_SLOTS),
+    }
+    for key, value in wanted.items():
+        if str(info.get(key)) != value:
+            return f"{key}={info.get(key)} (want {value})"
+
+    if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+        return "replica not yet in sync with its primary"
+
+    if shape is not None:
+        # Roles spread by gossip, so a node may still list a new replica as a primary.
+        flags = [str(entry.get("flags", "")).split(",") for entry in cluster_nodes.values()]
+        seen = (sum("master" in f for f in flags), sum("slave" in f for f in flags))
+        if seen != shape:
+            return (
+                f"sees {seen[0]} primaries and {seen[1]} replicas (want {shape[0]} and {shape[1]})"
+            )
+    return None
+
+
+def _wait_for_cluster(
+    nodes: list[RedisServer], shape: tuple[int, int] | None, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = {}
+        for node in nodes:
+            if not node.is_running():
+                continue
+            problem = _cluster_problem(node, shape)
+            if problem is not None:
+                problems[node.port] = problem
+        if not problems:
+            return
+        if time.monotonic() > deadline:
+            details = "; ".join(f"port {port}: {why}" for port, why in problems.items())
+            raise RedisServerError(f"Redis Cluster not ready after {timeout:g} s: {details}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _docker_redis_url() -> Iterator[str]:
+    """Run ``redis:7`` in Docker through testcontainers and yield its URL."""
+    try:
+        from testcontainers.community.redis import RedisContainer
+    except ImportError:
+        try:
+            from testcontainers.redis import RedisContainer  # older testcontainers
+        except ImportError as exc:
+            raise RedisUnavailable(
+                f"No Redis for tests: {_INSTALL_HINT}, or set {REDIS_URL_ENV}"
+            ) from exc
+    container = RedisContainer("redis:7")
+    try:
+        container.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            container.stop()
+        raise RedisUnavailable(
+            f"No Redis for tests (starting it in Docker failed with {type(exc).__name__}, "
+            f"see the chained error): {_INSTALL_HINT}, or set {REDIS_URL_ENV}"
+        ) from exc
+    try:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(container.port)
+        yield f"redis://{host}:{port}/0"
+    finally:
+        container.stop()

@@ -1,0 +1,173 @@
+"""Tests for taskstore_redis.testing, the launcher of throwaway Redis servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from taskstore_redis.testing import (
+    REDIS_URL_ENV,
+    RedisServerError,
+    redis_cluster,
+    redis_server,
+    redis_url_for_tests,
+    start_redis_server,
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
+    reason="needs redis-server and redis-cli on PATH",
+)
+
+
+def _client(url: str) -> redis.Redis:
+    # No retries, so that a command against a killed server fails at once.
+    return redis.Redis.from_url(
+        url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_standalone_server_kill_restart_stop() -> None:
+    server = start_redis_server()
+    try:
+        assert server.url == f"redis://127.0.0.1:{server.port}/0"
+        assert server.host == "127.0.0.1"
+        directory = server.directory
+        assert directory.name.startswith("taskstore-redis-")
+        first_pid = server.pid
+
+        client = _client(server.url)
+        try:
+            assert client.set("greeting", "hello")
+            assert client.get("greeting") == b"hello"
+            assert client.config_get("save") == {"save": ""}
+            assert client.config_get("appendonly") == {"appendonly": "no"}
+
+            server.kill()
+            assert not server.is_running()
+            assert not _process_exists(first_pid)
+            with pytest.raises(redis.ConnectionError):
+                client.get("greeting")
+
+            server.restart()
+            assert server.is_running()
+            assert server.pid != first_pid
+            assert client.ping()
+            assert client.get("greeting") is None  # Persistence is off.
+            assert client.set("greeting", "again")
+            assert client.get("greeting") == b"again"
+        finally:
+            client.close()
+
+        second_pid = server.pid
+    finally:
+        server.stop()
+    assert not server.is_running()
+    assert not _process_exists(second_pid)
+    assert not directory.exists()
+    with pytest.raises(RedisServerError):
+        server.restart()
+    server.stop()  # Stopping twice is harmless.
+
+
+def test_context_manager_stops_server_when_the_block_fails() -> None:
+    with pytest.raises(ZeroDivisionError), redis_server() as server:
+        pid = server.pid
+        directory = server.directory
+        _ = 1 / 0
+    assert not _process_exists(pid)
+    assert not directory.exists()
+
+
+def test_redis_url_for_tests_prefers_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(REDIS_URL_ENV, "redis://example.invalid:1/3")
+    with redis_url_for_tests() as url:
+        assert url == "redis://example.invalid:1/3"
+
+
+def test_redis_url_for_tests_starts_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    with redis_url_for_tests() as url:
+        client = _client(url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+
+
+def test_cluster_three_primaries() -> None:
+    with redis_cluster() as cluster:
+        assert len(cluster.nodes) == 3
+        assert cluster.startup_nodes == [("127.0.0.1", node.port) for node in cluster.nodes]
+        assert cluster.url == cluster.nodes[0].url
+
+        client = redis.RedisCluster.from_url(cluster.url)
+        try:
+            keys = [f"key-{i}" for i in range(50)]
+            slots = {client.keyslot(key) for key in keys}
+            owners = {client.get_node_from_key(key).port for key in keys}
+            assert len(slots) == 50
+            assert len(owners) == 3  # The keys really are spread over all primaries.
+            for i, key in enumerate(keys):
+                assert client.set(key, str(i))
+            for i, key in enumerate(keys):
+                assert client.get(key) == str(i).encode()
+        finally:
+            client.close()
+
+        for node in cluster.nodes:
+            node_client = redis.Redis.from_url(node.url, decode_responses=True)
+            try:
+                info = node_client.cluster("INFO")  # redis-py parses it into a dict.
+            finally:
+                node_client.close()
+            assert info["cluster_state"] == "ok"
+            assert info["cluster_slots_ok"] == "16384"
+        pids = [node.pid for node in cluster.nodes]
+        directories = [node.directory for node in cluster.nodes]
+    assert not any(_process_exists(pid) for pid in pids)
+    assert not any(directory.exists() for directory in directories)
+
+
+def test_cluster_with_one_replica_per_primary() -> None:
+    with redis_cluster(primaries=3, replicas=1) as cluster:
+        assert len(cluster.nodes) == 6
+        node_client = redis.Redis.from_url(cluster.url, decode_responses=True)
+        try:
+            # redis-py parses CLUSTER NODES into {"ip:port": {"flags": "myself,master", ...}}.
+            cluster_nodes = node_client.cluster("NODES")
+        finally:
+            node_client.close()
+        flags = [set(entry["flags"].split(",")) for entry in cluster_nodes.values()]
+        assert len(flags) == 6
+        assert sum("slave" in f for f in flags) == 3
+        assert sum("master" in f for f in flags) == 3
+        replicas_seen = 0
+        for node in cluster.nodes:
+            replica_client = redis.Redis.from_url(node.url, decode_responses=True)
+            try:
+                replication = replica_client.info("replication")
+            finally:
+                replica_client.close()
+            if replication["role"] == "slave":
+                replicas_seen += 1
+                assert replication["master_link_status"] == "up"
+        assert replicas_seen == 3
+
+
+def test_cluster_needs_three_primaries() -> None:
+    with pytest.raises(ValueError, match="at least 3 primaries"), redis_cluster(primaries=2):
+        pass
