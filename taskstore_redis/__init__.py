@@ -10,6 +10,7 @@ from ._shared import *  # noqa: F403 - the shared names are listed in _shared.__
 from ._shared import __all__ as _shared_names
 from ._sync._memory import InMemoryBackend
 from ._sync._protocols import StorageBackend, TaskStore
+from ._sync._redis import RedisBackend
 from ._sync._store import GenericTaskStore
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     # sync stores and backends
     "GenericTaskStore",
     "InMemoryBackend",
+    "RedisBackend",
     "StorageBackend",
     "TaskStore",
     *_shared_names,

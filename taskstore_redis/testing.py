@@ -108,8 +108,9 @@ class RedisServer:
         self._stopped = False
 
     def __repr__(self) -> str:
+        pid = self._process.pid if self._process is not None else None
         state = "running" if self.is_running() else "not running"
-        return f"<RedisServer {self.url} pid={self.pid} {state}>"
+        return f"<RedisServer {self.url} pid={pid} {state}>"
 
     @property
     def host(self) -> str:
@@ -306,7 +307,9 @@ class RedisCluster:
         """Wait until every running node reports ``cluster_state:ok`` and full slot coverage.
 
         Useful in fault tests after killing or restarting nodes. Nodes that are not
-        running are skipped.
+        running are skipped. Right after :meth:`RedisServer.kill` the other nodes
+        still report ``ok`` until they notice the failure (node timeout: 2 s), so
+        this may return before a failover has happened.
 
         Raises:
             RedisServerError: If the cluster is not ready within ``timeout`` seconds.
@@ -545,6 +548,9 @@ def _start_node(cluster: bool, avoid: set[int]) -> RedisServer:
             "nodes.conf",
             "--cluster-node-timeout",
             "2000",
+            # Replicas would otherwise wait 5 s before their first full sync.
+            "--repl-diskless-sync-delay",
+            "0",
         )
     for attempt in range(_PORT_ATTEMPTS):
         directory = Path(tempfile.mkdtemp(prefix="taskstore-redis-"))
@@ -668,12 +674,14 @@ def _docker_redis_url() -> Iterator[str]:
             raise RedisUnavailable(
                 f"No Redis for tests: {_INSTALL_HINT}, or set {REDIS_URL_ENV}"
             ) from exc
-    container = RedisContainer("redis:7")
+    container = None
     try:
+        container = RedisContainer("redis:7")  # Fails here already if Docker is unreachable.
         container.start()
     except Exception as exc:
-        with contextlib.suppress(Exception):
-            container.stop()
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.stop()
         raise RedisUnavailable(
             f"No Redis for tests (starting it in Docker failed with {type(exc).__name__}, "
             f"see the chained error): {_INSTALL_HINT}, or set {REDIS_URL_ENV}"

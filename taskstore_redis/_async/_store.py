@@ -43,6 +43,7 @@ from .._validation import (
     resolve_ttl,
 )
 from ._protocols import StorageBackend
+from ._redis import RedisBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
@@ -66,6 +67,20 @@ class GenericTaskStore:
         self._backend = backend
         self._config = config if config is not None else StoreConfig()
         self._security = security if security is not None else SecurityConfig()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        config: StoreConfig | None = None,
+        security: SecurityConfig | None = None,
+        **backend_options: Any,
+    ) -> GenericTaskStore:
+        """Build a store on Redis or Redis Cluster at ``url``; see ``RedisBackend.from_url``.
+
+        Nothing connects until the first call.
+        """
+        return cls(RedisBackend.from_url(url, **backend_options), config, security)
 
     @property
     def config(self) -> StoreConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .._async._memory import InMemoryBackend
 from .._async._protocols import StorageBackend, TaskStore
+from .._async._redis import RedisBackend
 from .._async._store import GenericTaskStore
 from .._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
 from .._shared import __all__ as _shared_names
@@ -15,6 +16,7 @@ __all__ = [
     # async stores and backends
     "GenericTaskStore",
     "InMemoryBackend",
+    "RedisBackend",
     "StorageBackend",
     "TaskStore",
     *_shared_names,

@@ -1,0 +1,267 @@
+"""RedisBackend: task records in Redis or Redis Cluster, every write one Lua script."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import redis.asyncio
+import redis.asyncio.retry
+import redis.exceptions
+from redis.backoff import NoBackoff
+
+from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._keys import KeySchema
+from .._model import VersionedRecord
+from .._redis_errors import TRANSIENT, map_redis_errors
+from .._scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE, LIST_PAGE, PURGE_EXPIRED, Script
+
+_PRUNE_BATCH = 8
+_PURGE_BATCH = 500
+"""Index entries one purge script visits at most, far below the server's busy threshold."""
+_WRITE_ATTEMPTS = 2
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _as_str(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
+
+
+class RedisBackend:
+    """A StorageBackend on Redis (standalone or Cluster) through redis-py.
+
+    Every write is one atomic Lua script called by SHA and reloaded on NOSCRIPT;
+    a read is one command or one read-only script. Keys follow
+    :class:`~taskstore_redis._keys.KeySchema`: all keys of an owner share one hash
+    tag, so the same code runs on Redis Cluster. A write whose reply was lost is
+    resent once with the same write token, which the scripts recognise, so it is
+    never applied twice; if the outcome still cannot be known the call raises
+    ``StoreUnavailable`` with ``outcome_unknown`` set.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+        *,
+        prefix: str = "taskstore",
+        shards: int = 16,
+        read_retries: int = 2,
+    ) -> None:
+        """Wrap a redis-py client the caller already has (standalone or cluster).
+
+        Args:
+            client: the redis-py client; the backend closes it on ``aclose``.
+            prefix: the key prefix, inside every key's hash tag.
+            shards: how many hash tags the owners are spread over.
+            read_retries: how many times a read is retried after a connection error.
+
+        """
+        self._client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = client
+        self._url: str | None = None
+        self._url_options: dict[str, Any] = {}
+        self._cluster: bool | None = isinstance(client, redis.asyncio.RedisCluster)
+        self.keys = KeySchema(prefix, shards)
+        self._read_retries = read_retries
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cluster: bool | None = None,
+        prefix: str = "taskstore",
+        shards: int = 16,
+        socket_timeout: float = 5.0,
+        socket_connect_timeout: float = 5.0,
+        read_retries: int = 2,
+        **options: Any,
+    ) -> RedisBackend:
+        """Connect to ``redis://``, ``rediss://`` (TLS), ``unix://`` or any node of a cluster.
+
+        Cluster mode is detected from the server on first use, or forced with
+        ``cluster=True`` / ``cluster=False``. No call waits longer than the
+        socket timeouts. Extra ``options`` go to the redis-py client.
+        """
+        backend = cls.__new__(cls)
+        backend._client = None
+        backend._url = url
+        backend._url_options = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            **options,
+        }
+        backend._cluster = cluster
+        backend.keys = KeySchema(prefix, shards)
+        backend._read_retries = read_retries
+        return backend
+
+    @property
+    def client(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster | None:
+        """The redis-py client, or None before the first call of a backend built by URL."""
+        return self._client
+
+    async def get(self, key: TaskKey) -> VersionedRecord | None:
+        """Read a task hash in one round trip."""
+        task_key = self.keys.task_key(key)
+        for attempt in range(self._read_retries + 1):
+            try:
+                with map_redis_errors("get", write=False):
+                    client = await self._connected()
+                    version, data = await client.hmget(task_key, ["v", "d"])
+                    break
+            except Exception as exc:
+                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+        if version is None or data is None:
+            return None
+        return VersionedRecord(int(version), _as_bytes(data))
+
+    async def create(
+        self,
+        key: TaskKey,
+        data: bytes,
+        *,
+        created_at_ms: int,
+        expires_at_ms: int | None,
+        purge_at_ms: int | None,
+        max_live: int | None,
+        now_ms: int,
+    ) -> CreateOutcome:
+        """Write and index a new record in one script, within the owner's quota."""
+        owner = key.owner_id
+        outcome = await self._write(
+            "create",
+            CREATE,
+            [
+                self.keys.task_key(key),
+                self.keys.index_key(owner),
+                self.keys.expiry_key(owner),
+                self.keys.due_key(self.keys.shard_of(owner)),
+            ],
+            [
+                data,
+                self.keys.index_member(key, created_at_ms),
+                "" if expires_at_ms is None else expires_at_ms,
+                "" if purge_at_ms is None else purge_at_ms,
+                "" if max_live is None else max_live,
+                now_ms,
+                self.keys.due_member(owner),
+                _PRUNE_BATCH,
+            ],
+        )
+        if outcome == 1:
+            return CreateOutcome.CREATED
+        if outcome == 0:
+            return CreateOutcome.QUOTA_EXCEEDED
+        return CreateOutcome.ALREADY_EXISTS
+
+    async def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
+        """Replace the record's bytes if its version matches, in one script."""
+        reply = await self._write(
+            "compare_and_set", COMPARE_AND_SET, [self.keys.task_key(key)], [expected_version, data]
+        )
+        status = int(reply[0])
+        if status == 1:
+            return CasResult(True, int(reply[1]))
+        if status == 0:
+            return CasResult(False, 0, None)
+        version = int(reply[1])
+        return CasResult(False, version, VersionedRecord(version, _as_bytes(reply[2])))
+
+    async def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
+        """Read one page of the owner's index and its records in one script."""
+        bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
+        args = [bound, limit, 4 * limit + 64]
+        keys = [self.keys.index_key(owner_id)]
+        for attempt in range(self._read_retries + 1):
+            try:
+                reply = await self._script("list_page", LIST_PAGE, keys, args, write=False)
+                break
+            except Exception as exc:
+                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+        *pairs, last = reply
+        records = [
+            VersionedRecord(int(pairs[i]), _as_bytes(pairs[i + 1])) for i in range(0, len(pairs), 2)
+        ]
+        last_member = _as_str(last)
+        return BackendPage(records, self.keys.position_of(last_member) if last_member else None)
+
+    async def purge_expired(self, now_ms: int) -> int:
+        """Delete expired tasks shard by shard, in bounded batches."""
+        purged = 0
+        for shard in range(self.keys.shards):
+            more = True
+            while more:
+                deleted, due = await self._script(
+                    "purge_expired",
+                    PURGE_EXPIRED,
+                    [self.keys.due_key(shard)],
+                    [now_ms, _PURGE_BATCH],
+                    write=True,
+                )
+                purged += int(deleted)
+                more = bool(int(due))
+        return purged
+
+    async def aclose(self) -> None:
+        """Close the redis-py client and its connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            with map_redis_errors("close", write=False):
+                await client.aclose()
+
+    async def _connected(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
+        if self._client is not None:
+            return self._client
+        assert self._url is not None, "backend already closed"
+        client = await self._connect(self._url)
+        if self._client is None:
+            self._client = client
+        else:  # another caller connected first
+            await client.aclose()
+        return self._client
+
+    async def _connect(self, url: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
+        options = self._url_options
+        if self._cluster is None:
+            probe = redis.asyncio.Redis.from_url(url, **options)
+            try:
+                info = await probe.info("cluster")
+            finally:
+                await probe.aclose()
+            self._cluster = bool(info.get("cluster_enabled"))
+        if self._cluster:
+            return redis.asyncio.RedisCluster.from_url(url, **options)
+        return redis.asyncio.Redis.from_url(
+            url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
+        )
+
+    async def _write(self, operation: str, script: Script, keys: list[str], args: list[Any]) -> Any:
+        token = secrets.token_hex(8)
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                return await self._script(operation, script, keys, [*args, token], write=True)
+            except Exception as exc:
+                if attempt + 1 == _WRITE_ATTEMPTS or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _script(
+        self, operation: str, script: Script, keys: list[str], args: list[Any], *, write: bool
+    ) -> Any:
+        with map_redis_errors(operation, write=write):
+            client = await self._connected()
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                await self._load_scripts(client)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+
+    @staticmethod
+    async def _load_scripts(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+        for script in ALL_SCRIPTS:
+            await client.script_load(script.source)

@@ -1,0 +1,112 @@
+"""The Redis key schema: every key of an owner lives under one hash tag.
+
+=================================  ======  ===================================================
+key                                type    holds
+=================================  ======  ===================================================
+``{P:S}:t:<owner>:<task>``         hash    ``v`` version, ``d`` canonical JSON, ``e`` expiry ms
+``{P:S}:i:<owner>``                zset    owner index, all scores 0, members ordered by lex
+``{P:S}:x:<owner>``                zset    the same members, scored by expiry ms (``+inf``)
+``{P:S}:due``                      zset    ``"<index key> <expiry key>"`` per owner with
+                                           expiring tasks, scored by its earliest expiry
+=================================  ======  ===================================================
+
+``P`` is the key prefix, ``S`` the owner's shard (a stable hash of the owner id
+modulo the shard count). An index member is ``<created_at_ms, 15 digits>:<task key>``:
+lexical order is creation order, ties broken by task id, and scripts read the
+task key from the member instead of building it.
+
+Ids are percent-encoded (every byte outside ``A-Z a-z 0-9 . _ ~ -``), so no id
+can contain ``:``, ``{``, ``}``, a space or a glob character in a key; an owner
+id whose encoding exceeds 128 characters is replaced by ``#`` and its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from urllib.parse import quote, unquote
+
+from ._backend_types import ListPosition, TaskKey
+from ._errors import InvalidArgument
+
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CREATED_DIGITS = 15
+_MAX_OWNER_KEY_PART = 128
+
+
+def encode_id(value: str) -> str:
+    """Percent-encode an id so that only ``A-Z a-z 0-9 . _ ~ - %`` remain."""
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+def decode_id(value: str) -> str:
+    """Invert :func:`encode_id`."""
+    return unquote(value, encoding="utf-8", errors="surrogatepass")
+
+
+class KeySchema:
+    """Builds every Redis key name and index member of one store; the only place that does."""
+
+    def __init__(self, prefix: str = "taskstore", shards: int = 16) -> None:
+        """Check the prefix (``A-Z a-z 0-9 _ . -``, up to 64) and the shard count (1..16384)."""
+        if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
+            raise InvalidArgument(
+                f"key prefix must be 1-64 characters of A-Z a-z 0-9 _ . -, got {prefix!r}"
+            )
+        if not isinstance(shards, int) or not 1 <= shards <= 16384:
+            raise InvalidArgument(f"shards must be an int from 1 to 16384, got {shards!r}")
+        self.prefix = prefix
+        self.shards = shards
+
+    def shard_of(self, owner_id: str) -> int:
+        """The owner's shard: CRC-32 of its UTF-8 bytes modulo the shard count."""
+        return zlib.crc32(owner_id.encode("utf-8", "surrogatepass")) % self.shards
+
+    def tag(self, shard: int) -> str:
+        """The hash tag of a shard: ``{prefix:shard}``."""
+        return f"{{{self.prefix}:{shard}}}"
+
+    def owner_part(self, owner_id: str) -> str:
+        """The owner id as it appears in key names."""
+        encoded = encode_id(owner_id)
+        if len(encoded) <= _MAX_OWNER_KEY_PART:
+            return encoded
+        digest = hashlib.sha256(owner_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return "#" + digest
+
+    def _owner_key(self, kind: str, owner_id: str) -> str:
+        return f"{self.tag(self.shard_of(owner_id))}:{kind}:{self.owner_part(owner_id)}"
+
+    def task_key(self, key: TaskKey) -> str:
+        """The hash holding one task."""
+        return self._owner_key("t", key.owner_id) + ":" + encode_id(key.task_id)
+
+    def index_key(self, owner_id: str) -> str:
+        """The owner's index, in creation order."""
+        return self._owner_key("i", owner_id)
+
+    def expiry_key(self, owner_id: str) -> str:
+        """The owner's index scored by expiry, for the quota and cleanup."""
+        return self._owner_key("x", owner_id)
+
+    def due_key(self, shard: int) -> str:
+        """The shard's owners with expiring tasks, scored by earliest expiry."""
+        return f"{self.tag(shard)}:due"
+
+    def due_member(self, owner_id: str) -> str:
+        """An owner's entry in its shard's due set: its index key and expiry key."""
+        return f"{self.index_key(owner_id)} {self.expiry_key(owner_id)}"
+
+    def index_member(self, key: TaskKey, created_at_ms: int) -> str:
+        """A task's member in the owner's index: creation time, then its key."""
+        return f"{created_at_ms:0{_CREATED_DIGITS}d}:{self.task_key(key)}"
+
+    def position_of(self, member: str) -> ListPosition:
+        """The list position an index member stands for."""
+        created, _, task_key = member.partition(":")
+        return ListPosition(int(created), decode_id(task_key.rsplit(":", 1)[1]))
+
+    def member_at(self, owner_id: str, position: ListPosition) -> str:
+        """The index member of a list position."""
+        return self.index_member(TaskKey(owner_id, position.task_id), position.created_at_ms)
