@@ -75,7 +75,7 @@ def create(
         8,
         token,
     )
-    return int(result)  # type: ignore[arg-type]
+    return int(result)
 
 
 def cas(
@@ -304,9 +304,11 @@ def test_purge_forgets_the_owner_once_only_unexpiring_tasks_remain(
 @pytest.mark.cluster
 def test_a_script_given_keys_of_two_slots_is_refused_by_the_server(cluster_url: str) -> None:
     # A plain connection to one node, so the server, not redis-py, judges the keys.
-    with redis.Redis.from_url(cluster_url) as node:
-        with pytest.raises(redis.exceptions.ResponseError, match="hash to the same slot"):
-            node.eval(COMPARE_AND_SET.source, 2, "{a}:one", "{b}:two", 1, b"{}", "w")
+    with (
+        redis.Redis.from_url(cluster_url) as node,
+        pytest.raises(redis.exceptions.ResponseError, match="hash to the same slot"),
+    ):
+        node.eval(COMPARE_AND_SET.source, 2, "{a}:one", "{b}:two", 1, b"{}", "w")
 
 
 @pytest.mark.cluster
@@ -316,6 +318,6 @@ def test_a_task_key_read_from_an_index_must_live_in_the_index_slot(cluster_url: 
     with redis.RedisCluster.from_url(cluster_url) as cluster:
         index = "{evil}:i:owner"
         cluster.zadd(index, {"000000000000001:{other}:t:owner:task": 0})
-        with pytest.raises(redis.exceptions.ResponseError, match="same slot|non local key"):
+        with pytest.raises(redis.exceptions.ResponseError, match=r"same slot|non local key"):
             cluster.eval(LIST_PAGE.source, 1, index, "+", 10, 100)
         cluster.delete(index)
