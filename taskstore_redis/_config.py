@@ -28,6 +28,9 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     cas_retries: int = 16
     list_default_limit: int = 50
     list_max_limit: int = 1000
+    record_cache_size: int = 1024
+    """Records a store remembers per process, so that a mutation of a remembered task
+    costs one round trip; 0 turns the memory off."""
 
     def __post_init__(self) -> None:
         """Reject settings that could never work."""

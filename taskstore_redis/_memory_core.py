@@ -109,9 +109,13 @@ class MemoryStorage:
                 for key, entry in self._entries.items()
                 if entry.expires_at_ms is not None and entry.expires_at_ms <= now_ms
             ]
+            purged = 0
             for key in expired:
-                self._remove(key)
-            return len(expired)
+                # a record past its purge time was already gone: drop it, do not count it
+                if self._live_entry(key, now_ms) is not None:
+                    self._remove(key)
+                    purged += 1
+            return purged
 
     def _live_entry(self, key: TaskKey, now: int) -> _Entry | None:
         entry = self._entries.get(key)

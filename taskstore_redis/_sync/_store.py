@@ -11,7 +11,8 @@ from typing import Any
 import time
 import msgspec
 
-from .._backend_types import CreateOutcome, TaskKey
+from .._backend_types import CasResult, CreateOutcome, TaskKey
+from .._cache import RecordCache
 from .._clock import backoff_seconds, now_ms
 from .._config import SecurityConfig, StoreConfig
 from .._cursor import decode_cursor, encode_cursor
@@ -21,6 +22,7 @@ from .._errors import (
     ResourceExhausted,
     StorageCorrupted,
     TaskNotFound,
+    TaskStoreError,
 )
 from .._model import JSONValue, TaskPage, TaskRecord, VersionedRecord, decode_record, encode_record
 from .._rules import (
@@ -68,6 +70,7 @@ class GenericTaskStore:
         self._backend = backend
         self._config = config if config is not None else StoreConfig()
         self._security = security if security is not None else SecurityConfig()
+        self._cache = RecordCache(self._config.record_cache_size)
 
     @classmethod
     def from_url(
@@ -133,9 +136,11 @@ class GenericTaskStore:
             now = now_ms()
             record = new_record(owner, method, ttl, now, self._config)
             expires_at_ms = None if ttl is None else now + ttl
+            created_key = TaskKey(owner, record.task.task_id)
+            data = encode_record(record)
             outcome = self._backend.create(
-                TaskKey(owner, record.task.task_id),
-                encode_record(record),
+                created_key,
+                data,
                 created_at_ms=now,
                 expires_at_ms=expires_at_ms,
                 purge_at_ms=(
@@ -147,7 +152,9 @@ class GenericTaskStore:
                 now_ms=now,
             )
             if outcome is CreateOutcome.CREATED:
-                return msgspec.structs.replace(record, version=1)
+                created = msgspec.structs.replace(record, version=1)
+                self._cache.put(created_key, created, len(data))
+                return created
             if outcome is CreateOutcome.QUOTA_EXCEEDED:
                 raise ResourceExhausted(self._security.max_tasks_per_owner or 0)
         raise StorageCorrupted("could not allocate a unique task id")
@@ -159,8 +166,7 @@ class GenericTaskStore:
             TaskNotFound: no such task for this owner.
 
         """
-        key = self._key(task_id, owner_id)
-        return self._owned(key, self._backend.get(key))
+        return self._read(self._key(task_id, owner_id))
 
     def update_status(
         self,
@@ -269,6 +275,7 @@ class GenericTaskStore:
             record = decode_record(stored)
             if record.owner_id == owner:
                 tasks.append(record)
+                self._cache.put(TaskKey(owner, record.task.task_id), record, len(stored.data))
         next_cursor = (
             None if page.next_position is None else encode_cursor(owner, page.next_position)
         )
@@ -301,28 +308,48 @@ class GenericTaskStore:
         check_json_value(result, self._config, "result")
         check_result_size(result, self._config)
 
-    @staticmethod
-    def _owned(key: TaskKey, stored: VersionedRecord | None) -> TaskRecord:
+    def _owned(self, key: TaskKey, stored: VersionedRecord | None) -> TaskRecord:
+        """Decode what the backend holds at ``key`` and remember it; TaskNotFound if none."""
         if stored is None:
+            self._cache.forget(key)
             raise TaskNotFound(key.task_id)
         record = decode_record(stored)
         if record.owner_id != key.owner_id or record.task.task_id != key.task_id:
+            self._cache.forget(key)
             raise TaskNotFound(key.task_id)
+        self._cache.put(key, record, len(stored.data))
         return record
 
+    def _read(self, key: TaskKey) -> TaskRecord:
+        return self._owned(key, self._backend.get(key))
+
     def _mutate(self, task_id: str, owner_id: str, change: _Change) -> TaskRecord:
+        """Apply ``change`` by compare-and-set, starting from the remembered record if any.
+
+        A domain error is raised only when judged against a record known to be
+        current: one judged against a remembered record is checked again after a
+        fresh read.
+        """
         key = self._key(task_id, owner_id)
-        stored = self._backend.get(key)
+        remembered = self._cache.get(key)
+        record = remembered if remembered is not None else self._read(key)
+        current = remembered is None
         attempts = self._config.cas_retries + 1
         for attempt in range(attempts):
-            record = self._owned(key, stored)
-            updated = change(record, now_ms())
-            result = self._backend.compare_and_set(
-                key, record.version, encode_record(updated)
-            )
+            try:
+                updated = change(record, now_ms())
+            except TaskStoreError:
+                if current:
+                    raise
+                record, current = self._read(key), True
+                updated = change(record, now_ms())
+            data = encode_record(updated)
+            result: CasResult = self._backend.compare_and_set(key, record.version, data)
             if result.applied:
-                return msgspec.structs.replace(updated, version=result.version)
-            stored = result.current
+                written = msgspec.structs.replace(updated, version=result.version)
+                self._cache.put(key, written, len(data))
+                return written
+            record, current = self._owned(key, result.current), True
             if attempt + 1 < attempts:
                 time.sleep(backoff_seconds(attempt))
         raise ConcurrentModification(key.task_id, attempts)

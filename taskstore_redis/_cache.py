@@ -1,0 +1,58 @@
+"""The store's memory of the last record it saw for each task, in this process."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from ._backend_types import TaskKey
+from ._model import TaskRecord
+
+MAX_REMEMBERED_BYTES = 65_536
+"""Records whose stored JSON is larger than this are not remembered."""
+
+
+class RecordCache:
+    """A bounded, thread-safe LRU of task records keyed by (owner, task).
+
+    A remembered record lets a mutation send its compare-and-set at once; if the
+    record is stale the compare-and-set fails with the current record, so the
+    memory costs a round trip at worst and never a wrong answer.
+    """
+
+    def __init__(self, size: int) -> None:
+        """Remember at most ``size`` records; 0 remembers nothing."""
+        self._size = size
+        self._records: OrderedDict[TaskKey, TaskRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: TaskKey) -> TaskRecord | None:
+        """Return the remembered record, if any."""
+        if not self._size:
+            return None
+        with self._lock:
+            record = self._records.get(key)
+            if record is not None:
+                self._records.move_to_end(key)
+            return record
+
+    def put(self, key: TaskKey, record: TaskRecord, stored_bytes: int) -> None:
+        """Remember ``record`` unless a newer version is already remembered."""
+        if not self._size:
+            return
+        with self._lock:
+            if stored_bytes > MAX_REMEMBERED_BYTES:
+                self._records.pop(key, None)
+                return
+            known = self._records.get(key)
+            if known is not None and known.version > record.version:
+                return
+            self._records[key] = record
+            self._records.move_to_end(key)
+            while len(self._records) > self._size:
+                self._records.popitem(last=False)
+
+    def forget(self, key: TaskKey) -> None:
+        """Drop what is remembered of ``key``."""
+        with self._lock:
+            self._records.pop(key, None)
