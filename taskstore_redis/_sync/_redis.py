@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 
@@ -12,6 +13,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 
 from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._errors import InvalidArgument, StoreUnavailable
 from .._keys import KeySchema
 from .._model import VersionedRecord
 from .._redis_errors import TRANSIENT, map_redis_errors
@@ -43,6 +45,8 @@ class RedisBackend:
     ``StoreUnavailable`` with ``outcome_unknown`` set.
     """
 
+    _client: redis.Redis | redis.RedisCluster | None
+
     def __init__(
         self,
         client: redis.Redis | redis.RedisCluster,
@@ -50,22 +54,26 @@ class RedisBackend:
         prefix: str = "taskstore",
         shards: int = 16,
         read_retries: int = 2,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         """Wrap a redis-py client the caller already has (standalone or cluster).
 
         Args:
             client: the redis-py client; the backend closes it on ``close``.
+                It must not be used after a fork: build a new backend in each process.
             prefix: the key prefix, inside every key's hash tag.
             shards: how many hash tags the owners are spread over.
             read_retries: how many times a read is retried after a connection error.
+            wait_replicas: after each write, wait until this many replicas have
+                acknowledged it (Redis ``WAIT``); 0 does not wait.
+            wait_timeout_ms: how long ``WAIT`` may take before the write is reported
+                as not durable (``StoreUnavailable`` with ``outcome_unknown``).
 
         """
-        self._client: redis.Redis | redis.RedisCluster | None = client
-        self._url: str | None = None
-        self._url_options: dict[str, Any] = {}
-        self._cluster: bool | None = isinstance(client, redis.RedisCluster)
-        self.keys = KeySchema(prefix, shards)
-        self._read_retries = read_retries
+        self._setup(None, {}, isinstance(client, redis.RedisCluster), prefix, shards)
+        self._client = client
+        self._configure(read_retries, wait_replicas, wait_timeout_ms)
 
     @classmethod
     def from_url(
@@ -78,26 +86,54 @@ class RedisBackend:
         socket_timeout: float = 5.0,
         socket_connect_timeout: float = 5.0,
         read_retries: int = 2,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
         **options: Any,
     ) -> RedisBackend:
         """Connect to ``redis://``, ``rediss://`` (TLS), ``unix://`` or any node of a cluster.
 
         Cluster mode is detected from the server on first use, or forced with
         ``cluster=True`` / ``cluster=False``. No call waits longer than the
-        socket timeouts. Extra ``options`` go to the redis-py client.
+        socket timeouts. Extra ``options`` go to the redis-py client. The client is
+        built on first use, and again in a child process after a fork. The other
+        arguments are those of the constructor.
         """
         backend = cls.__new__(cls)
-        backend._client = None
-        backend._url = url
-        backend._url_options = {
+        options = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_connect_timeout,
             **options,
         }
-        backend._cluster = cluster
-        backend.keys = KeySchema(prefix, shards)
-        backend._read_retries = read_retries
+        backend._setup(url, options, cluster, prefix, shards)
+        backend._configure(read_retries, wait_replicas, wait_timeout_ms)
         return backend
+
+    def _setup(
+        self,
+        url: str | None,
+        options: dict[str, Any],
+        cluster: bool | None,
+        prefix: str,
+        shards: int,
+    ) -> None:
+        self._client = None
+        self._url = url
+        self._url_options = options
+        self._cluster = cluster
+        self._pid = os.getpid()
+        self.keys = KeySchema(prefix, shards)
+
+    def _configure(self, read_retries: int, wait_replicas: int, wait_timeout_ms: int) -> None:
+        for name, value in (
+            ("read_retries", read_retries),
+            ("wait_replicas", wait_replicas),
+            ("wait_timeout_ms", wait_timeout_ms),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
+        self._read_retries = read_retries
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
 
     @property
     def client(self) -> redis.Redis | redis.RedisCluster | None:
@@ -216,15 +252,29 @@ class RedisBackend:
                 client.close()
 
     def _connected(self) -> redis.Redis | redis.RedisCluster:
+        if self._pid != os.getpid():
+            self._forked()
         if self._client is not None:
             return self._client
-        assert self._url is not None, "backend already closed"
+        if self._url is None:
+            raise StoreUnavailable("the RedisBackend is closed")
         client = self._connect(self._url)
         if self._client is None:
             self._client = client
         else:  # another caller connected first
             client.close()
         return self._client
+
+    def _forked(self) -> None:
+        """Never touch the parent's sockets in a child: reconnect, or refuse if we cannot."""
+        if self._url is None:
+            raise StoreUnavailable(
+                f"this RedisBackend wraps a client made in process {self._pid} and cannot be "
+                "used after a fork; build the store in each worker process (for example "
+                "with GenericTaskStore.from_url in the pool's initializer)"
+            )
+        self._client = None  # the parent's client: dropped, not closed
+        self._pid = os.getpid()
 
     def _connect(self, url: str) -> redis.Redis | redis.RedisCluster:
         options = self._url_options
@@ -245,11 +295,32 @@ class RedisBackend:
         token = secrets.token_hex(8)
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                return self._script(operation, script, keys, [*args, token], write=True)
+                reply = self._script(operation, script, keys, [*args, token], write=True)
+                break
             except Exception as exc:
                 if attempt + 1 == _WRITE_ATTEMPTS or not isinstance(exc.__cause__, TRANSIENT):
                     raise
-        raise AssertionError("unreachable")
+        if self._wait_replicas:
+            self._wait_for_replicas(operation, keys[0])
+        return reply
+
+    def _wait_for_replicas(self, operation: str, key: str) -> None:
+        with map_redis_errors(operation, write=True):
+            client = self._connected()
+            command = ("WAIT", self._wait_replicas, self._wait_timeout_ms)
+            untyped: Any = client  # redis-py leaves these methods partly untyped
+            if isinstance(client, redis.RedisCluster):
+                node = untyped.get_node_from_key(key)
+                acknowledged = untyped.execute_command(*command, target_nodes=node)
+            else:
+                acknowledged = untyped.execute_command(*command)
+        if int(acknowledged) < self._wait_replicas:
+            raise StoreUnavailable(
+                f"{operation} was applied on the primary but acknowledged by only "
+                f"{acknowledged} of {self._wait_replicas} replicas within "
+                f"{self._wait_timeout_ms} ms; it may be lost if the primary fails",
+                outcome_unknown=True,
+            )
 
     def _script(
         self, operation: str, script: Script, keys: list[str], args: list[Any], *, write: bool
