@@ -21,6 +21,7 @@ SUBSTITUTIONS = [
     (r"\b__aexit__\b", "__exit__"),
     (r"\baclose\b", "close"),
     (r"\banyio\.sleep\b", "time.sleep"),
+    (r"\banyio\.Event\b", "threading.Event"),
     (r"^import anyio$", "import time"),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsyncIterator\b", "Iterator"),

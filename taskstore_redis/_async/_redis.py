@@ -17,6 +17,7 @@ from .._keys import KeySchema
 from .._model import VersionedRecord
 from .._redis_errors import TRANSIENT, map_redis_errors
 from .._scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE, LIST_PAGE, PURGE_EXPIRED, Script
+from ._pipeline import AutoPipeline
 
 _PRUNE_BATCH = 8
 _PURGE_BATCH = 500
@@ -55,6 +56,7 @@ class RedisBackend:
         read_retries: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        auto_pipeline: bool = True,
     ) -> None:
         """Wrap a redis-py client the caller already has (standalone or cluster).
 
@@ -68,11 +70,13 @@ class RedisBackend:
                 acknowledged it (Redis ``WAIT``); 0 does not wait.
             wait_timeout_ms: how long ``WAIT`` may take before the write is reported
                 as not durable (``StoreUnavailable`` with ``outcome_unknown``).
+            auto_pipeline: send the commands that concurrent callers issue at the
+                same moment in one pipelined round trip.
 
         """
         self._setup(None, {}, isinstance(client, redis.asyncio.RedisCluster), prefix, shards)
         self._client = client
-        self._configure(read_retries, wait_replicas, wait_timeout_ms)
+        self._configure(read_retries, wait_replicas, wait_timeout_ms, auto_pipeline)
 
     @classmethod
     def from_url(
@@ -87,6 +91,7 @@ class RedisBackend:
         read_retries: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        auto_pipeline: bool = True,
         **options: Any,
     ) -> RedisBackend:
         """Connect to ``redis://``, ``rediss://`` (TLS), ``unix://`` or any node of a cluster.
@@ -104,7 +109,7 @@ class RedisBackend:
             **options,
         }
         backend._setup(url, options, cluster, prefix, shards)
-        backend._configure(read_retries, wait_replicas, wait_timeout_ms)
+        backend._configure(read_retries, wait_replicas, wait_timeout_ms, auto_pipeline)
         return backend
 
     def _setup(
@@ -122,7 +127,9 @@ class RedisBackend:
         self._pid = os.getpid()
         self.keys = KeySchema(prefix, shards)
 
-    def _configure(self, read_retries: int, wait_replicas: int, wait_timeout_ms: int) -> None:
+    def _configure(
+        self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
+    ) -> None:
         for name, value in (
             ("read_retries", read_retries),
             ("wait_replicas", wait_replicas),
@@ -133,6 +140,7 @@ class RedisBackend:
         self._read_retries = read_retries
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
+        self._pipeline = AutoPipeline(enabled=bool(auto_pipeline))
 
     @property
     def client(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster | None:
@@ -146,7 +154,9 @@ class RedisBackend:
             try:
                 with map_redis_errors("get", write=False):
                     client = await self._connected()
-                    version, data = await client.hmget(task_key, ["v", "d"])
+                    version, data = await self._pipeline.execute(
+                        client, "HMGET", task_key, "v", "d"
+                    )
                     break
             except Exception as exc:
                 if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
@@ -326,11 +336,12 @@ class RedisBackend:
     ) -> Any:
         with map_redis_errors(operation, write=write):
             client = await self._connected()
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._pipeline.execute(client, *command)
             except redis.exceptions.NoScriptError:
                 await self._load_scripts(client)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._pipeline.execute(client, *command)
 
     @staticmethod
     async def _load_scripts(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:

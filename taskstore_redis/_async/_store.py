@@ -334,7 +334,8 @@ class GenericTaskStore:
         record = remembered if remembered is not None else await self._read(key)
         current = remembered is None
         attempts = self._config.cas_retries + 1
-        for attempt in range(attempts):
+        conflicts = 0
+        while True:
             try:
                 updated = change(record, now_ms())
             except TaskStoreError:
@@ -348,7 +349,12 @@ class GenericTaskStore:
                 written = msgspec.structs.replace(updated, version=result.version)
                 self._cache.put(key, written, len(data))
                 return written
+            stale_memory = not current
             record, current = self._owned(key, result.current), True
-            if attempt + 1 < attempts:
-                await anyio.sleep(backoff_seconds(attempt))
+            if stale_memory:
+                continue  # the remembered record was old: not a conflict, just news
+            conflicts += 1
+            if conflicts == attempts:
+                break
+            await anyio.sleep(backoff_seconds(conflicts - 1))
         raise ConcurrentModification(key.task_id, attempts)

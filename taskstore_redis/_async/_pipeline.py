@@ -1,0 +1,92 @@
+"""Auto-pipelining: commands issued at the same moment share one round trip."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+import redis.asyncio
+import redis.exceptions
+
+
+class _Call:
+    __slots__ = ("args", "done", "error", "result")
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class AutoPipeline:
+    """Coalesce the commands that callers issue at the same moment into one pipeline.
+
+    The first caller of a moment leads: it yields once so that the others can
+    queue their commands, then sends them all in one non-transactional pipeline
+    and hands each caller its own result or error. A caller alone sends its
+    command as it is. On Redis Cluster redis-py splits the pipeline per node.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        """Coalesce commands when ``enabled``; else send each one on its own."""
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._pending: list[_Call] = []
+
+    async def execute(
+        self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster, *args: Any
+    ) -> Any:
+        """Send one command, possibly in a pipeline with others; return its reply."""
+        untyped: Any = client  # redis-py leaves execute_command untyped on clusters
+        if not self.enabled:
+            return await untyped.execute_command(*args)
+        call = _Call(args)
+        with self._lock:
+            self._pending.append(call)
+            leader = len(self._pending) == 1
+        if not leader:
+            await call.done.wait()
+            return call.outcome()
+        try:
+            await anyio.sleep(0)  # let the callers of this moment queue their commands
+        finally:
+            with self._lock:
+                batch, self._pending = self._pending, []
+        try:
+            await self._send(untyped, batch)
+        except BaseException as exc:
+            for other in batch:
+                if other is not call and other.error is None and not other.done.is_set():
+                    other.error = redis.exceptions.ConnectionError(
+                        f"the pipeline carrying this command failed: {exc!r}"
+                    )
+            raise
+        finally:
+            for other in batch:
+                other.done.set()
+        return call.outcome()
+
+    @staticmethod
+    async def _send(client: Any, batch: list[_Call]) -> None:
+        if len(batch) == 1:
+            try:
+                batch[0].result = await client.execute_command(*batch[0].args)
+            except redis.exceptions.RedisError as exc:
+                batch[0].error = exc
+            return
+        async with client.pipeline(transaction=False) as pipe:
+            for call in batch:
+                pipe.execute_command(*call.args)
+            replies = await pipe.execute(raise_on_error=False)
+        for call, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception):
+                call.error = reply
+            else:
+                call.result = reply
