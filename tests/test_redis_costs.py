@@ -189,6 +189,21 @@ def test_a_mutation_of_a_task_the_store_has_not_seen_sends_a_read_then_one_evals
 
 
 @pytest.mark.redis
+def test_a_worker_that_creates_updates_five_times_and_completes_sends_seven_commands(
+    make_store: StoreFactory, log: CommandLog
+) -> None:
+    store = make_store()
+    log.reset()
+    task_id = store.create("alice", "tools/call").task.task_id
+    for step in range(5):
+        store.set_variables(task_id, "alice", {"step": step})
+    store.complete_with_result(task_id, "alice", ts.TaskStatus.COMPLETED, "done", {"n": 5})
+    assert log.commands == ["EVALSHA"] * 7
+    final = store.get(task_id, "alice")
+    assert (final.version, final.result, final.variables) == (7, {"n": 5}, {"step": 4})
+
+
+@pytest.mark.redis
 def test_a_mutation_of_a_task_with_the_memory_turned_off_sends_a_read_then_one_evalsha(
     make_store: StoreFactory, log: CommandLog
 ) -> None:
