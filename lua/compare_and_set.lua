@@ -3,18 +3,31 @@
 -- KEYS[1] task hash
 -- ARGV[1] expected version, ARGV[2] new data, ARGV[3] write token (unique per logical write)
 -- Returns {1, new version} applied, {0} no such task, {-1, version, data} conflict.
--- A call resent after a lost reply finds its own token and reports the write as applied,
--- so a write is never applied twice nor reported failed after it landed.
+-- Field w keeps the tokens of the last writes with the versions they made
+-- ("token:version ...", newest first). A call resent after a lost reply finds its
+-- token there and reports the version it made, so a write is never applied twice
+-- nor reported failed after it landed, even if other writes came in between.
+local HISTORY = 6
 local current = redis.call('HGET', KEYS[1], 'v')
 if not current then
   return {0}
 end
-if current ~= ARGV[1] then
-  if tonumber(current) == tonumber(ARGV[1]) + 1 and redis.call('HGET', KEYS[1], 'w') == ARGV[3] then
-    return {1, tonumber(current)}
+local history = redis.call('HGET', KEYS[1], 'w') or ''
+for token, made in string.gmatch(history, '(%x+):(%d+)') do
+  if token == ARGV[3] then
+    return {1, tonumber(made)}
   end
+end
+if current ~= ARGV[1] then
   return {-1, tonumber(current), redis.call('HGET', KEYS[1], 'd')}
 end
 local version = tonumber(current) + 1
-redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'w', ARGV[3])
+local kept = {ARGV[3] .. ':' .. version}
+for entry in string.gmatch(history, '%S+') do
+  if #kept == HISTORY then
+    break
+  end
+  kept[#kept + 1] = entry
+end
+redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'w', table.concat(kept, ' '))
 return {1, version}

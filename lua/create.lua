@@ -5,10 +5,14 @@
 -- ARGV[5] max live tasks or "", ARGV[6] now_ms, ARGV[7] due member, ARGV[8] prune batch,
 -- ARGV[9] write token
 -- Returns 1 created, 0 quota exceeded, -1 key exists. Writes nothing unless it returns 1.
--- A call resent after a lost reply finds its own token and reports 1 again.
+-- A call resent after a lost reply finds its own token (field w, as compare_and_set
+-- keeps it) and reports 1 again.
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  if redis.call('HGET', KEYS[1], 'w') == ARGV[9] then
-    return 1
+  local history = redis.call('HGET', KEYS[1], 'w') or ''
+  for token in string.gmatch(history, '(%x+):%d+') do
+    if token == ARGV[9] then
+      return 1
+    end
   end
   return -1
 end
@@ -28,7 +32,7 @@ if ARGV[5] ~= '' then
   end
 end
 local expires = ARGV[3]
-redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'e', expires, 'w', ARGV[9])
+redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'e', expires, 'w', ARGV[9] .. ':1')
 if ARGV[4] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 end

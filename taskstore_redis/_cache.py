@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 
@@ -25,12 +26,21 @@ class RecordCache:
         self._size = size
         self._records: OrderedDict[TaskKey, TaskRecord] = OrderedDict()
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _guard(self) -> threading.Lock:
+        """The lock; in a forked child, a new one (the inherited one may be held forever)."""
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()
+            self._records = OrderedDict()
+            self._pid = os.getpid()
+        return self._lock
 
     def get(self, key: TaskKey) -> TaskRecord | None:
         """Return the remembered record, if any."""
         if not self._size:
             return None
-        with self._lock:
+        with self._guard():
             record = self._records.get(key)
             if record is not None:
                 self._records.move_to_end(key)
@@ -40,7 +50,7 @@ class RecordCache:
         """Remember ``record`` unless a newer version is already remembered."""
         if not self._size:
             return
-        with self._lock:
+        with self._guard():
             if stored_bytes > MAX_REMEMBERED_BYTES:
                 self._records.pop(key, None)
                 return
@@ -54,5 +64,5 @@ class RecordCache:
 
     def forget(self, key: TaskKey) -> None:
         """Drop what is remembered of ``key``."""
-        with self._lock:
+        with self._guard():
             self._records.pop(key, None)

@@ -8,14 +8,31 @@ what the store could not do.
 
 from __future__ import annotations
 
+from typing import Any
+
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
 
+def _restore(cls: type[TaskStoreError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class TaskStoreError(Exception):
-    """Root of every error raised by taskstore_redis."""
+    """Root of every error raised by taskstore_redis.
+
+    Errors pickle with their type, message and attributes, so one raised in a
+    worker process reaches the parent intact.
+    """
 
     code: int = INTERNAL_ERROR
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuild from type, args and attributes, whatever ``__init__`` takes."""
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
 class TaskNotFound(TaskStoreError):

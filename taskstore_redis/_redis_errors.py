@@ -18,12 +18,12 @@ def map_redis_errors(operation: str, *, write: bool) -> Iterator[None]:
     """Re-raise any redis-py or OS error as StoreUnavailable, with the cause chained."""
     try:
         yield
-    except redis.exceptions.NoScriptError:
-        raise
     except TRANSIENT as exc:
         unknown = " (the write may or may not have been applied)" if write else ""
         raise StoreUnavailable(
             f"Redis unavailable during {operation}{unknown}: {exc}", outcome_unknown=write
         ) from exc
+    except redis.exceptions.NoScriptError:
+        raise  # the caller loads the scripts and runs them again
     except redis.exceptions.RedisError as exc:
         raise StoreUnavailable(f"Redis refused {operation}: {exc}") from exc

@@ -55,7 +55,7 @@ def create(
     purge: int | None = NOW + 2 * HOUR,
     max_live: int | None = None,
     now: int = NOW,
-    token: str = "tok",
+    token: str = "aa01",
     data: bytes = b'{"x":1}',
 ) -> int:
     result = client.eval(
@@ -105,7 +105,7 @@ def test_create_writes_the_hash_the_indexes_and_the_purge_time(
     task = TaskKey("alice", "t1")
     assert create(client, keys, task) == 1
     stored = client.hgetall(keys.task_key(task))
-    assert stored == {b"v": b"1", b"d": b'{"x":1}', b"e": str(NOW + HOUR).encode(), b"w": b"tok"}
+    assert stored == {b"v": b"1", b"d": b'{"x":1}', b"e": str(NOW + HOUR).encode(), b"w": b"aa01:1"}
     assert client.pexpiretime(keys.task_key(task)) == NOW + 2 * HOUR
     member = keys.index_member(task, NOW).encode()
     assert client.zrange(keys.index_key("alice"), 0, -1) == [member]
@@ -143,9 +143,9 @@ def test_create_quota_counts_only_tasks_that_have_not_expired(
 
 def test_create_of_an_existing_key_writes_nothing(client: redis.Redis, keys: KeySchema) -> None:
     task = TaskKey("alice", "t1")
-    assert create(client, keys, task, token="first") == 1
+    assert create(client, keys, task, token="cc01") == 1
     before = snapshot(client, keys)
-    assert create(client, keys, task, token="second", data=b"{}") == -1
+    assert create(client, keys, task, token="cc02", data=b"{}") == -1
     assert snapshot(client, keys) == before
 
 
@@ -153,9 +153,9 @@ def test_create_resent_after_a_lost_reply_reports_success_without_writing_again(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "t1")
-    assert create(client, keys, task, token="same") == 1
+    assert create(client, keys, task, token="dd01") == 1
     before = snapshot(client, keys)
-    assert create(client, keys, task, token="same") == 1
+    assert create(client, keys, task, token="dd01") == 1
     assert snapshot(client, keys) == before
 
 
@@ -176,7 +176,7 @@ def test_compare_and_set_applies_on_the_expected_version(
 ) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    assert cas(client, keys, task, 1, b'{"x":2}', "w1") == [1, 2]
+    assert cas(client, keys, task, 1, b'{"x":2}', "bb01") == [1, 2]
     assert client.hmget(keys.task_key(task), "v", "d") == [b"2", b'{"x":2}']
 
 
@@ -185,8 +185,8 @@ def test_compare_and_set_conflict_returns_the_current_version_and_data(
 ) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    cas(client, keys, task, 1, b'{"x":2}', "w1")
-    assert cas(client, keys, task, 1, b'{"x":3}', "w2") == [-1, 2, b'{"x":2}']
+    cas(client, keys, task, 1, b'{"x":2}', "bb01")
+    assert cas(client, keys, task, 1, b'{"x":3}', "bb02") == [-1, 2, b'{"x":2}']
     assert client.hmget(keys.task_key(task), "v", "d") == [b"2", b'{"x":2}']
 
 
@@ -194,7 +194,7 @@ def test_compare_and_set_of_a_missing_task_writes_nothing(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "nope")
-    assert cas(client, keys, task, 1, b"{}", "w1") == [0]
+    assert cas(client, keys, task, 1, b"{}", "bb01") == [0]
     assert client.exists(keys.task_key(task)) == 0
 
 
@@ -203,15 +203,48 @@ def test_compare_and_set_resent_after_a_lost_reply_is_applied_once(
 ) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    assert cas(client, keys, task, 1, b'{"x":2}', "w1") == [1, 2]
-    assert cas(client, keys, task, 1, b'{"x":2}', "w1") == [1, 2]
+    assert cas(client, keys, task, 1, b'{"x":2}', "bb01") == [1, 2]
+    assert cas(client, keys, task, 1, b'{"x":2}', "bb01") == [1, 2]
     assert client.hget(keys.task_key(task), "v") == b"2"
+
+
+def test_compare_and_set_resent_after_other_writes_reports_the_version_it_made(
+    client: redis.Redis, keys: KeySchema
+) -> None:
+    task = TaskKey("alice", "t1")
+    create(client, keys, task)
+    assert cas(client, keys, task, 1, b'{"mine":1}', "bb01") == [1, 2]
+    assert cas(client, keys, task, 2, b'{"theirs":1}', "cc01") == [1, 3]
+    assert cas(client, keys, task, 1, b'{"mine":1}', "bb01") == [1, 2]
+    assert client.hmget(keys.task_key(task), "v", "d") == [b"3", b'{"theirs":1}']
+
+
+def test_compare_and_set_remembers_the_tokens_of_the_last_six_writes_only(
+    client: redis.Redis, keys: KeySchema
+) -> None:
+    task = TaskKey("alice", "t1")
+    create(client, keys, task)
+    for n in range(7):
+        assert cas(client, keys, task, n + 1, b"{}", f"f{n:03x}") == [1, n + 2]
+    history = client.hget(keys.task_key(task), "w")
+    assert history == b" ".join(f"f{n:03x}:{n + 2}".encode() for n in range(6, 0, -1))
+    assert cas(client, keys, task, 1, b"{}", "f000") == [-1, 8, b"{}"]
+
+
+def test_create_resent_after_a_later_update_still_reports_success(
+    client: redis.Redis, keys: KeySchema
+) -> None:
+    task = TaskKey("alice", "t1")
+    assert create(client, keys, task, token="dd01") == 1
+    cas(client, keys, task, 1, b"{}", "dd02")
+    assert create(client, keys, task, token="dd01") == 1
+    assert client.zcard(keys.index_key("alice")) == 1
 
 
 def test_compare_and_set_keeps_the_purge_time(client: redis.Redis, keys: KeySchema) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    cas(client, keys, task, 1, b"{}", "w1")
+    cas(client, keys, task, 1, b"{}", "bb01")
     assert client.pexpiretime(keys.task_key(task)) == NOW + 2 * HOUR
 
 
@@ -308,7 +341,7 @@ def test_a_script_given_keys_of_two_slots_is_refused_by_the_server(cluster_url: 
         redis.Redis.from_url(cluster_url) as node,
         pytest.raises(redis.exceptions.ResponseError, match="hash to the same slot"),
     ):
-        node.eval(COMPARE_AND_SET.source, 2, "{a}:one", "{b}:two", 1, b"{}", "w")
+        node.eval(COMPARE_AND_SET.source, 2, "{a}:one", "{b}:two", 1, b"{}", "ee01")
 
 
 @pytest.mark.cluster

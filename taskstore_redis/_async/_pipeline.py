@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -11,13 +12,14 @@ import redis.exceptions
 
 
 class _Call:
-    __slots__ = ("args", "done", "error", "result")
+    __slots__ = ("args", "done", "error", "result", "unsent")
 
     def __init__(self, args: tuple[Any, ...]) -> None:
         self.args = args
         self.done = anyio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        self.unsent = False
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -39,6 +41,7 @@ class AutoPipeline:
         self.enabled = enabled
         self._lock = threading.Lock()
         self._pending: list[_Call] = []
+        self._pid = os.getpid()
 
     async def execute(
         self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster, *args: Any
@@ -47,31 +50,50 @@ class AutoPipeline:
         untyped: Any = client  # redis-py leaves execute_command untyped on clusters
         if not self.enabled:
             return await untyped.execute_command(*args)
-        call = _Call(args)
+        while True:
+            call = _Call(args)
+            if not self._enqueue(call):
+                await call.done.wait()
+                if call.unsent:
+                    continue  # its leader was cancelled before sending: queue it again
+                return call.outcome()
+            try:
+                await anyio.sleep(0)  # let the callers of this moment queue their commands
+            except BaseException:
+                for other in self._take_batch():
+                    if other is not call:
+                        other.unsent = True
+                        other.done.set()
+                raise
+            batch = self._take_batch()
+            try:
+                await self._send(untyped, batch)
+            except BaseException as exc:
+                for other in batch:
+                    if other is not call and other.error is None:
+                        other.error = redis.exceptions.ConnectionError(
+                            f"the pipeline carrying this command failed: {exc!r}"
+                        )
+                raise
+            finally:
+                for other in batch:
+                    other.done.set()
+            return call.outcome()
+
+    def _take_batch(self) -> list[_Call]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return batch
+
+    def _enqueue(self, call: _Call) -> bool:
+        """Queue a call; return whether it leads its batch."""
+        if self._pid != os.getpid():  # a forked child: the queue and lock are the parent's
+            self._lock = threading.Lock()
+            self._pending = []
+            self._pid = os.getpid()
         with self._lock:
             self._pending.append(call)
-            leader = len(self._pending) == 1
-        if not leader:
-            await call.done.wait()
-            return call.outcome()
-        try:
-            await anyio.sleep(0)  # let the callers of this moment queue their commands
-        finally:
-            with self._lock:
-                batch, self._pending = self._pending, []
-        try:
-            await self._send(untyped, batch)
-        except BaseException as exc:
-            for other in batch:
-                if other is not call and other.error is None and not other.done.is_set():
-                    other.error = redis.exceptions.ConnectionError(
-                        f"the pipeline carrying this command failed: {exc!r}"
-                    )
-            raise
-        finally:
-            for other in batch:
-                other.done.set()
-        return call.outcome()
+            return len(self._pending) == 1
 
     @staticmethod
     async def _send(client: Any, batch: list[_Call]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
@@ -23,6 +24,7 @@ _PRUNE_BATCH = 8
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
+_NOSCRIPT_ATTEMPTS = 3
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -197,6 +199,7 @@ class RedisBackend:
                 self.keys.due_member(owner),
                 _PRUNE_BATCH,
             ],
+            wrote=lambda reply: int(reply) == 1,
         )
         if outcome == 1:
             return CreateOutcome.CREATED
@@ -207,7 +210,11 @@ class RedisBackend:
     async def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
         """Replace the record's bytes if its version matches, in one script."""
         reply = await self._write(
-            "compare_and_set", COMPARE_AND_SET, [self.keys.task_key(key)], [expected_version, data]
+            "compare_and_set",
+            COMPARE_AND_SET,
+            [self.keys.task_key(key)],
+            [expected_version, data],
+            wrote=lambda reply: int(reply[0]) == 1,
         )
         status = int(reply[0])
         if status == 1:
@@ -283,6 +290,7 @@ class RedisBackend:
                 "with GenericTaskStore.from_url in the pool's initializer)"
             )
         self._client = None  # the parent's client: dropped, not closed
+        self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
         self._pid = os.getpid()
 
     async def _connect(self, url: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
@@ -300,48 +308,98 @@ class RedisBackend:
             url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
         )
 
-    async def _write(self, operation: str, script: Script, keys: list[str], args: list[Any]) -> Any:
-        token = secrets.token_hex(8)
+    async def _write(
+        self,
+        operation: str,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        wrote: Callable[[Any], bool],
+    ) -> Any:
+        """Run a write script; resend it once, with the same token, if its reply was lost.
+
+        ``wrote`` tells from a reply whether the script changed anything, which is
+        when ``wait_replicas`` acknowledgements are needed.
+        """
+        token = secrets.token_hex(6)
+        uncertain = False
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                reply = await self._script(operation, script, keys, [*args, token], write=True)
-                break
-            except Exception as exc:
-                if attempt + 1 == _WRITE_ATTEMPTS or not isinstance(exc.__cause__, TRANSIENT):
+                if self._wait_replicas:
+                    return await self._script_and_wait(
+                        operation, script, keys, [*args, token], wrote
+                    )
+                return await self._script(operation, script, keys, [*args, token], write=True)
+            except StoreUnavailable as exc:
+                transient = isinstance(exc.__cause__, TRANSIENT)
+                if uncertain and not exc.outcome_unknown:
+                    # an earlier attempt may have landed: what this one says cannot settle it
+                    raise StoreUnavailable(
+                        f"{operation}: the write may or may not have been applied: {exc}",
+                        outcome_unknown=True,
+                    ) from exc
+                uncertain = uncertain or transient
+                if attempt + 1 == _WRITE_ATTEMPTS or not transient:
                     raise
-        if self._wait_replicas:
-            await self._wait_for_replicas(operation, keys[0])
-        return reply
+        raise AssertionError("unreachable")
 
-    async def _wait_for_replicas(self, operation: str, key: str) -> None:
+    async def _script_and_wait(
+        self,
+        operation: str,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        wrote: Callable[[Any], bool],
+    ) -> Any:
+        """Send the script and WAIT in one pipeline, so both use one connection."""
         with map_redis_errors(operation, write=True):
             client = await self._connected()
-            command = ("WAIT", self._wait_replicas, self._wait_timeout_ms)
-            untyped: Any = client  # redis-py leaves these methods partly untyped
             if isinstance(client, redis.asyncio.RedisCluster):
-                node = untyped.get_node_from_key(key)
-                acknowledged = await untyped.execute_command(*command, target_nodes=node)
-            else:
-                acknowledged = await untyped.execute_command(*command)
-        if int(acknowledged) < self._wait_replicas:
+                raise StoreUnavailable(
+                    "wait_replicas is supported on standalone Redis (with replicas or "
+                    "Sentinel), not on Redis Cluster"
+                )
+            for _ in range(_NOSCRIPT_ATTEMPTS):
+                async with client.pipeline(transaction=False) as pipeline:
+                    pipe: Any = pipeline  # redis-py leaves execute_command partly untyped
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+                    reply, acknowledged = await pipe.execute(raise_on_error=False)
+                if not isinstance(reply, redis.exceptions.NoScriptError):
+                    break
+                await self._load_scripts(client)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                raise StoreUnavailable(
+                    f"{operation}: the server kept losing the scripts; nothing was run"
+                )
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+        if wrote(reply) and int(acknowledged) < self._wait_replicas:
             raise StoreUnavailable(
                 f"{operation} was applied on the primary but acknowledged by only "
                 f"{acknowledged} of {self._wait_replicas} replicas within "
                 f"{self._wait_timeout_ms} ms; it may be lost if the primary fails",
                 outcome_unknown=True,
             )
+        return reply
 
     async def _script(
         self, operation: str, script: Script, keys: list[str], args: list[Any], *, write: bool
     ) -> Any:
+        """Run a script by SHA; after NOSCRIPT load the scripts and run it again (bounded)."""
         with map_redis_errors(operation, write=write):
             client = await self._connected()
             command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            try:
-                return await self._pipeline.execute(client, *command)
-            except redis.exceptions.NoScriptError:
-                await self._load_scripts(client)
-                return await self._pipeline.execute(client, *command)
+            for _ in range(_NOSCRIPT_ATTEMPTS):
+                try:
+                    return await self._pipeline.execute(client, *command)
+                except redis.exceptions.NoScriptError:
+                    await self._load_scripts(client)
+        raise StoreUnavailable(
+            f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); nothing was run"
+        )
 
     @staticmethod
     async def _load_scripts(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -24,6 +25,7 @@ _PRUNE_BATCH = 8
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
+_NOSCRIPT_ATTEMPTS = 3
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -198,6 +200,7 @@ class RedisBackend:
                 self.keys.due_member(owner),
                 _PRUNE_BATCH,
             ],
+            wrote=lambda reply: int(reply) == 1,
         )
         if outcome == 1:
             return CreateOutcome.CREATED
@@ -208,7 +211,11 @@ class RedisBackend:
     def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
         """Replace the record's bytes if its version matches, in one script."""
         reply = self._write(
-            "compare_and_set", COMPARE_AND_SET, [self.keys.task_key(key)], [expected_version, data]
+            "compare_and_set",
+            COMPARE_AND_SET,
+            [self.keys.task_key(key)],
+            [expected_version, data],
+            wrote=lambda reply: int(reply[0]) == 1,
         )
         status = int(reply[0])
         if status == 1:
@@ -284,6 +291,7 @@ class RedisBackend:
                 "with GenericTaskStore.from_url in the pool's initializer)"
             )
         self._client = None  # the parent's client: dropped, not closed
+        self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
         self._pid = os.getpid()
 
     def _connect(self, url: str) -> redis.Redis | redis.RedisCluster:
@@ -301,48 +309,98 @@ class RedisBackend:
             url, retry=redis.retry.Retry(NoBackoff(), 0), **options
         )
 
-    def _write(self, operation: str, script: Script, keys: list[str], args: list[Any]) -> Any:
-        token = secrets.token_hex(8)
+    def _write(
+        self,
+        operation: str,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        wrote: Callable[[Any], bool],
+    ) -> Any:
+        """Run a write script; resend it once, with the same token, if its reply was lost.
+
+        ``wrote`` tells from a reply whether the script changed anything, which is
+        when ``wait_replicas`` acknowledgements are needed.
+        """
+        token = secrets.token_hex(6)
+        uncertain = False
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                reply = self._script(operation, script, keys, [*args, token], write=True)
-                break
-            except Exception as exc:
-                if attempt + 1 == _WRITE_ATTEMPTS or not isinstance(exc.__cause__, TRANSIENT):
+                if self._wait_replicas:
+                    return self._script_and_wait(
+                        operation, script, keys, [*args, token], wrote
+                    )
+                return self._script(operation, script, keys, [*args, token], write=True)
+            except StoreUnavailable as exc:
+                transient = isinstance(exc.__cause__, TRANSIENT)
+                if uncertain and not exc.outcome_unknown:
+                    # an earlier attempt may have landed: what this one says cannot settle it
+                    raise StoreUnavailable(
+                        f"{operation}: the write may or may not have been applied: {exc}",
+                        outcome_unknown=True,
+                    ) from exc
+                uncertain = uncertain or transient
+                if attempt + 1 == _WRITE_ATTEMPTS or not transient:
                     raise
-        if self._wait_replicas:
-            self._wait_for_replicas(operation, keys[0])
-        return reply
+        raise AssertionError("unreachable")
 
-    def _wait_for_replicas(self, operation: str, key: str) -> None:
+    def _script_and_wait(
+        self,
+        operation: str,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        wrote: Callable[[Any], bool],
+    ) -> Any:
+        """Send the script and WAIT in one pipeline, so both use one connection."""
         with map_redis_errors(operation, write=True):
             client = self._connected()
-            command = ("WAIT", self._wait_replicas, self._wait_timeout_ms)
-            untyped: Any = client  # redis-py leaves these methods partly untyped
             if isinstance(client, redis.RedisCluster):
-                node = untyped.get_node_from_key(key)
-                acknowledged = untyped.execute_command(*command, target_nodes=node)
-            else:
-                acknowledged = untyped.execute_command(*command)
-        if int(acknowledged) < self._wait_replicas:
+                raise StoreUnavailable(
+                    "wait_replicas is supported on standalone Redis (with replicas or "
+                    "Sentinel), not on Redis Cluster"
+                )
+            for _ in range(_NOSCRIPT_ATTEMPTS):
+                with client.pipeline(transaction=False) as pipeline:
+                    pipe: Any = pipeline  # redis-py leaves execute_command partly untyped
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+                    reply, acknowledged = pipe.execute(raise_on_error=False)
+                if not isinstance(reply, redis.exceptions.NoScriptError):
+                    break
+                self._load_scripts(client)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                raise StoreUnavailable(
+                    f"{operation}: the server kept losing the scripts; nothing was run"
+                )
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+        if wrote(reply) and int(acknowledged) < self._wait_replicas:
             raise StoreUnavailable(
                 f"{operation} was applied on the primary but acknowledged by only "
                 f"{acknowledged} of {self._wait_replicas} replicas within "
                 f"{self._wait_timeout_ms} ms; it may be lost if the primary fails",
                 outcome_unknown=True,
             )
+        return reply
 
     def _script(
         self, operation: str, script: Script, keys: list[str], args: list[Any], *, write: bool
     ) -> Any:
+        """Run a script by SHA; after NOSCRIPT load the scripts and run it again (bounded)."""
         with map_redis_errors(operation, write=write):
             client = self._connected()
             command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            try:
-                return self._pipeline.execute(client, *command)
-            except redis.exceptions.NoScriptError:
-                self._load_scripts(client)
-                return self._pipeline.execute(client, *command)
+            for _ in range(_NOSCRIPT_ATTEMPTS):
+                try:
+                    return self._pipeline.execute(client, *command)
+                except redis.exceptions.NoScriptError:
+                    self._load_scripts(client)
+        raise StoreUnavailable(
+            f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); nothing was run"
+        )
 
     @staticmethod
     def _load_scripts(client: redis.Redis | redis.RedisCluster) -> None:

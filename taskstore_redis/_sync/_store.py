@@ -358,4 +358,8 @@ class GenericTaskStore:
             if conflicts == attempts:
                 break
             time.sleep(backoff_seconds(conflicts - 1))
+            # while this call slept, other calls of this process may have seen newer data
+            newer = self._cache.get(key)
+            if newer is not None and newer.version > record.version:
+                record = newer
         raise ConcurrentModification(key.task_id, attempts)

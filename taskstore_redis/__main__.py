@@ -1,0 +1,7 @@
+"""``python -m taskstore_redis``: the ``taskstore-redis`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
