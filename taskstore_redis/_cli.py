@@ -73,8 +73,8 @@ def _cmd_list(args: argparse.Namespace, url: str | None, console: Console) -> in
         page = store.list(args.owner, cursor=args.cursor, limit=args.limit)
     table = Table(
         Column("task id", no_wrap=True, min_width=36),  # whole, to be copied into `get`
-        "status",
-        "message",
+        Column("status", no_wrap=True, min_width=14),
+        Column("message", overflow="fold"),
         Column("created", overflow="fold"),
         "expired",
     )
@@ -89,7 +89,7 @@ def _cmd_list(args: argparse.Namespace, url: str | None, console: Console) -> in
         )
     console.print(table)
     if page.next_cursor:
-        console.print(f"next page: --cursor {escape(page.next_cursor)}")
+        console.print(f"next page: --cursor {escape(page.next_cursor)}", soft_wrap=True)
     return EXIT_OK
 
 

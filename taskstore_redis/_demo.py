@@ -768,11 +768,15 @@ class _Demo:
         worker_ops = sum(report.ops for report in self.reports.values())
         ops = self.tally.create_ops + worker_ops + self.tally.client_ops
         busy = self.create_s + self.work_s
-        where = "in-memory backend, one process" if self.url is None else self.url
+        where = (
+            "in-memory backend, one process"
+            if self.url is None
+            else f"{escape(self.url)}, key prefix {self.prefix}"
+        )
         table = Table(title="taskstore-redis demo", show_header=False)
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("store", f"{escape(where)}, key prefix {self.prefix}")
+        table.add_row("store", where)
         table.add_row(
             "tasks",
             f"{self.tasks} over {self.owners} owners; {self.workers} workers x "
@@ -819,6 +823,11 @@ class _Demo:
             table.add_row("verification", f"{verdict} ({names})")
         return table
 
+    def error_lines(self) -> list[str]:
+        """The unexpected errors the workers and the client reported, first ones first."""
+        lines = [line for wid in sorted(self.reports) for line in self.reports[wid].errors]
+        return lines + self.tally.client_errors
+
     def passed(self) -> bool:
         """Whether the run finished and every check passed."""
         return self.failure is None and bool(self.checks) and all(ok for _, ok, _ in self.checks)
@@ -863,9 +872,9 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         if url is None
         else f"{demo.workers} worker processes"
     )
+    where = "" if url is None else f", key prefix [bold]{demo.prefix}[/bold]"
     console.print(
-        f"demo: {demo.tasks} tasks, {demo.owners} owners, {mode}, key prefix [bold]{demo.prefix}"
-        f"[/bold], seed {demo.seed}",
+        f"demo: {demo.tasks} tasks, {demo.owners} owners, {mode}{where}, seed {demo.seed}",
         soft_wrap=True,
     )
     progress = Progress(
@@ -889,6 +898,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     console.print(demo.summary())
     if demo.failure is not None:
         console.print(f"[red]demo failed: {escape(demo.failure)}[/red]", soft_wrap=True)
+        for line in demo.error_lines()[:MAX_ERRORS_KEPT]:
+            console.print(f"  {escape(line)}", soft_wrap=True)
         return EXIT_FAILED
     for name, ok, detail in demo.checks:
         if not ok:

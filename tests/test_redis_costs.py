@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import redis
 import redis.exceptions
-from redis_monitor import CommandLog, monitored
 
 import taskstore_redis as ts
 from taskstore_redis import ResourceExhausted, SecurityConfig, StoreConfig, StoreUnavailable
@@ -31,6 +30,7 @@ from taskstore_redis._rules import new_record
 from taskstore_redis._scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED
 from taskstore_redis._sync._redis import _PRUNE_BATCH, _PURGE_BATCH
 from taskstore_redis.testing import RedisServer, redis_server
+from tests.redis_monitor import CommandLog, monitored
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 

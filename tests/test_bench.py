@@ -1,0 +1,142 @@
+"""The benchmark harness runs every scenario once at a tiny size (``--quick``).
+
+These tests check that each scenario runs and reports sane figures and round
+trips. They assert no timing: durations on a test machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from taskstore_redis import _bench, _cli
+from taskstore_redis._bench._settings import OPERATIONS
+
+LAYOUTS = {"1x1", "1x8", "1x32", "1w x8", "2w x8", "4w x8"}
+TARGETS = {
+    "store/raw throughput",
+    "1x32 vs 1x1 (store)",
+    "list page, large vs small owner",
+    "memory per minimal task",
+}
+ENVIRONMENT = {"python", "redis_py", "hiredis", "msgspec", "cpu_count", "loadavg_start"}
+
+
+def run_bench(tmp_path: Path, *argv: str) -> dict[str, Any]:
+    out = tmp_path / "bench.json"
+    assert _cli.main(["bench", "--quick", "--json", str(out), *argv]) == 0
+    document: dict[str, Any] = json.loads(out.read_text())
+    return document
+
+
+def check_figures(figures: dict[str, Any]) -> None:
+    assert figures["ops"] > 0
+    assert figures["throughput"] > 0
+    assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+
+
+def check_every_scenario(run: dict[str, Any], *, baseline: bool) -> None:
+    scenarios = {(s["operation"], s["layout"]["label"]): s for s in run["scenarios"]}
+    assert set(scenarios) == {(op, layout) for op in OPERATIONS for layout in LAYOUTS}
+    for scenario in scenarios.values():
+        check_figures(scenario["store"])
+        if baseline:
+            check_figures(scenario["raw"])
+            assert scenario["ratio"] > 0
+        else:
+            assert scenario["raw"] is None
+            assert scenario["ratio"] is None
+    scale = run["list_scale"]
+    assert scale["sizes"] == [100, 1_000]
+    for figures in scale["store"] + (scale["raw"] if baseline else []):
+        check_figures(figures)
+    assert scale["ratio_p50"] > 0
+
+
+def check_document(document: dict[str, Any], mode: str) -> dict[str, Any]:
+    assert document["schema"] == "taskstore-redis-bench/1"
+    assert document["settings"]["quick"] is True
+    assert set(document["environment"]) >= ENVIRONMENT
+    assert any("--quick" in warning for warning in document["warnings"])
+    [run] = document["runs"]
+    assert run["mode"] == mode
+    assert {target["name"] for target in run["targets"]} == TARGETS
+    run_data: dict[str, Any] = run
+    return run_data
+
+
+@pytest.mark.redis
+def test_quick_bench_on_standalone_redis_reports_every_scenario(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = "benchtest"
+    run = check_document(
+        run_bench(tmp_path, "--redis-url", redis_url, "--prefix", prefix), "standalone"
+    )
+    assert run["server"]["redis_version"]
+    check_every_scenario(run, baseline=True)
+
+    trips = run["round_trips"]
+    assert set(trips) == set(OPERATIONS)
+    for operation, sides in trips.items():
+        expected = {"HMGET": 1.0} if operation == "get" else {"EVALSHA": 1.0}
+        for side in ("store", "raw"):
+            assert sides[side]["round_trips"] == 1.0, (operation, side)
+            assert sides[side]["commands"] == expected, (operation, side)
+    unseen = run["round_trips_not_remembered"]
+    assert unseen["round_trips"] == 2.0
+    assert unseen["commands"] == {"EVALSHA": 1.0, "HMGET": 1.0}
+
+    assert [m["tasks_per_owner"] for m in run["memory"]] == [100, 400]
+    for memory in run["memory"]:
+        assert memory["tasks"] == 400
+        # used_memory is server-wide: on a shared server it need not even grow, so no sign.
+        assert isinstance(memory["used_memory_delta_per_task"], int | float)
+        assert memory["hash_memory_usage_mean"] > 0
+        assert memory["index_memory_usage_per_task"] > 0
+        assert memory["key_prefix_length"] == len("taskstore")
+
+    # On standalone Redis every target is judged, met or not (never hidden).
+    assert all(target["passed"] in (True, False) for target in run["targets"])
+    output = capsys.readouterr().out
+    assert "PASS" in output or "MISS" in output
+    with redis.Redis.from_url(redis_url) as client:
+        assert list(client.scan_iter(match=f"{{{prefix}-bench-*")) == []
+
+
+def test_quick_bench_on_the_memory_backend_has_no_baseline_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "bench.png"
+    run = check_document(run_bench(tmp_path, "--backend", "memory", "--plot", str(plot)), "memory")
+    check_every_scenario(run, baseline=False)
+    assert run["round_trips"] is None
+    assert run["memory"] is None
+    judged = {target["name"]: target["passed"] for target in run["targets"]}
+    assert judged["store/raw throughput"] is None
+    assert judged["memory per minimal task"] is None
+    assert "InMemoryBackend only" in capsys.readouterr().out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_without_matplotlib_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_bench, "plotting_available", lambda: False)
+    argv = ["bench", "--backend", "memory", "--quick", "--plot", str(tmp_path / "x.png")]
+    assert _cli.main(argv) == _bench.EXIT_FAILED
+    output = capsys.readouterr().out.strip()
+    assert output == "--plot needs matplotlib: pip install 'taskstore-redis[plot]'"
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("bound", [["--ops", "0"], ["--duration", "0"], ["--duration", "-1"]])
+def test_bounds_out_of_range_are_refused(
+    bound: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli.main(["bench", "--backend", "memory", *bound]) == _bench.EXIT_FAILED
+    assert "must be" in capsys.readouterr().out
