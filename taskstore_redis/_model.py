@@ -26,7 +26,8 @@ def format_timestamp(moment: datetime) -> str:
 
 def timestamp_from_ms(epoch_ms: int) -> str:
     """Format milliseconds since the epoch as an MCP wire timestamp."""
-    return format_timestamp(datetime.fromtimestamp(epoch_ms / 1000, UTC))
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{datetime.fromtimestamp(seconds, UTC).isoformat()[:19]}.{millis:03d}Z"
 
 
 def datetime_from_ms(epoch_ms: int) -> datetime:
