@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -322,17 +322,20 @@ class RedisCluster:
         _stop_all(self._nodes)
 
 
-def start_redis_server() -> RedisServer:
+def start_redis_server(extra_args: Sequence[str] = ()) -> RedisServer:
     """Start a throwaway standalone ``redis-server`` on a free loopback port.
 
-    The caller must call :meth:`RedisServer.stop` (or use :func:`redis_server`).
+    ``extra_args`` are added to the ``redis-server`` command line (for example
+    ``("--appendonly", "yes")`` or ``("--unixsocket", path)``) and kept across
+    :meth:`RedisServer.restart`. The caller must call :meth:`RedisServer.stop`
+    (or use :func:`redis_server`).
 
     Raises:
         RedisUnavailable: If ``redis-server`` is not on ``PATH``.
         RedisServerError: If the server does not answer PING within 10 seconds.
 
     """
-    return _start_node(cluster=False, avoid=set())
+    return _start_node(cluster=False, avoid=set(), extra_args=tuple(extra_args))
 
 
 def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
@@ -373,7 +376,7 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(extra_args: Sequence[str] = ()) -> Iterator[RedisServer]:
     """Run a throwaway standalone server for the duration of a ``with`` block.
 
     Example::
@@ -381,7 +384,7 @@ def redis_server() -> Iterator[RedisServer]:
         with redis_server() as server:
             redis.Redis.from_url(server.url).ping()
     """
-    server = start_redis_server()
+    server = start_redis_server(extra_args)
     try:
         yield server
     finally:
@@ -537,9 +540,10 @@ def _free_port(cluster: bool, avoid: set[int]) -> int:
     raise RedisServerError("could not find a free loopback port for redis-server")
 
 
-def _start_node(cluster: bool, avoid: set[int]) -> RedisServer:
+def _start_node(
+    cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()
+) -> RedisServer:
     """Start a server on a free port, retrying on a new port if the port was taken."""
-    extra_args: tuple[str, ...] = ()
     if cluster:
         extra_args = (
             "--cluster-enabled",

@@ -27,12 +27,10 @@ import os
 import random
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import hiredis
@@ -78,13 +76,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def server_with(*extra_args: str) -> Iterator[RedisServer]:
     """A throwaway server started with extra ``redis-server`` arguments (they survive restarts)."""
-    directory = Path(tempfile.mkdtemp(prefix="taskstore-faults-"))
-    server = RedisServer(free_port(), directory, tuple(extra_args))
-    try:
-        server.restart()  # the first start: launch, then wait for PING
-        yield server
-    finally:
-        server.stop()
+    with redis_server(extra_args) as started:
+        yield started
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -594,3 +595,16 @@ def test_a_store_on_a_closed_port_raises_store_unavailable_caused_by_a_connectio
     ):
         UNREACHABLE_CALLS[operation](store)
     assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+
+
+@pytest.mark.redis
+def test_from_url_takes_a_unix_socket_url(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    with (
+        redis_server(("--unixsocket", str(socket_path), "--unixsocketperm", "700")) as _,
+        ts.GenericTaskStore.from_url(f"unix://{socket_path}", prefix="unix") as store,
+    ):
+        task_id = store.create("alice", "tools/call").task.task_id
+        assert store.get(task_id, "alice").task.task_id == task_id
+        assert isinstance(store.backend, ts.RedisBackend)
+        assert isinstance(store.backend.client, redis.Redis)
