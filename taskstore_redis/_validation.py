@@ -20,64 +20,93 @@ MAX_ID_LENGTH = 16_384
 """Owner ids, task ids and request methods longer than this are refused."""
 
 
-def check_json_value(value: Any, config: StoreConfig, what: str) -> None:
-    """Check that ``value`` is plain JSON within the configured depth and string length.
+def _plain_str(value: str, max_len: int, what: str, *, key: bool = False) -> str:
+    """A plain ``str`` copy of ``value``, refused if too long or not encodable as UTF-8."""
+    plain = str.__str__(value)  # the characters themselves, whatever a subclass overrides
+    if len(plain) > max_len:
+        if key:
+            raise InvalidArgument(f"{what}: object key above {max_len} characters")
+        raise InvalidArgument(
+            f"{what}: string of {len(plain)} characters, above the limit of {max_len}"
+        )
+    try:
+        plain.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{what}: string is not valid Unicode (lone surrogate)") from None
+    return plain
 
-    Walks the value without recursion, so a depth bomb cannot exhaust the stack.
+
+def clean_json_value(value: Any, config: StoreConfig, what: str) -> Any:
+    """Return a copy of ``value`` made of plain JSON types, or raise InvalidArgument.
+
+    The copy holds exactly what was checked (contents are read with the builtin
+    types' own methods, so a subclass cannot show the check one thing and the
+    encoder another) and is what gets stored. Limits: ``max_variable_depth``
+    levels of nesting, ``max_string_length`` characters per string and key,
+    64-bit integers, finite floats. Walks without recursion, so a depth bomb
+    cannot exhaust the stack.
     """
     max_depth = config.max_variable_depth
     max_len = config.max_string_length
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    root: list[Any] = [None]
+    # (the value to copy, its depth, the container of its copy, its slot there)
+    stack: list[tuple[Any, int, Any, Any]] = [(value, 0, root, 0)]
     while stack:
-        item, depth = stack.pop()
-        if item is None or isinstance(item, bool):
-            continue
-        if isinstance(item, int):
-            if not INT64_MIN <= item <= INT64_MAX:
+        item, depth, parent, slot = stack.pop()
+        if item is None or item is True or item is False:
+            parent[slot] = item
+        elif isinstance(item, int):
+            number = int.__int__(item)
+            if not INT64_MIN <= number <= INT64_MAX:
                 raise InvalidArgument(f"{what}: integer out of the 64-bit range")
+            parent[slot] = number
         elif isinstance(item, float):
-            if not math.isfinite(item):
+            real = float.__float__(item)
+            if not math.isfinite(real):
                 raise InvalidArgument(f"{what}: NaN and Infinity are not JSON")
+            parent[slot] = real
         elif isinstance(item, str):
-            if len(item) > max_len:
-                raise InvalidArgument(
-                    f"{what}: string of {len(item)} characters, above the limit of {max_len}"
-                )
-        elif isinstance(item, (list, tuple, dict)):
+            parent[slot] = _plain_str(item, max_len, what)
+        elif isinstance(item, (dict, list, tuple)):
             if depth + 1 > max_depth:
                 raise InvalidArgument(f"{what}: nested deeper than {max_depth} levels")
             if isinstance(item, dict):
-                for key, child in item.items():
+                copy: dict[str, Any] = {}
+                for key, child in dict.items(item):
                     if not isinstance(key, str):
                         raise InvalidArgument(
                             f"{what}: object keys must be str, got {type(key).__name__}"
                         )
-                    if len(key) > max_len:
-                        raise InvalidArgument(f"{what}: object key above {max_len} characters")
-                    stack.append((child, depth + 1))
+                    plain_key = _plain_str(key, max_len, what, key=True)
+                    copy[plain_key] = None
+                    stack.append((child, depth + 1, copy, plain_key))
+                parent[slot] = copy
             else:
-                stack.extend((child, depth + 1) for child in item)
+                children = list.copy(item) if isinstance(item, list) else tuple.__iter__(item)
+                items = list(children)
+                parent[slot] = [None] * len(items)
+                stack.extend((child, depth + 1, parent[slot], n) for n, child in enumerate(items))
         else:
             raise InvalidArgument(f"{what}: {type(item).__name__} is not a JSON value")
+    return root[0]
 
 
-def check_variables(variables: Any, config: StoreConfig) -> Mapping[str, Any]:
-    """Check a ``set_variables`` argument: a mapping of str keys to JSON values."""
+def clean_variables(variables: Any, config: StoreConfig) -> dict[str, Any]:
+    """Check a ``set_variables`` argument and return the plain copy to merge."""
     if not isinstance(variables, Mapping):
         raise InvalidArgument(
             f"variables must be a mapping of str to JSON, got {type(variables).__name__}"
         )
-    check_json_value(dict(variables), config, "variables")
-    return variables
+    snapshot = dict(variables) if not isinstance(variables, dict) else variables
+    cleaned: dict[str, Any] = clean_json_value(snapshot, config, "variables")
+    return cleaned
 
 
 def check_id(value: Any, what: str) -> str:
-    """Check an owner id, task id or request method: a str of bounded length."""
+    """Check an owner id, task id or request method: a str of bounded length, as a plain str."""
     if not isinstance(value, str):
         raise InvalidArgument(f"{what} must be a str, got {type(value).__name__}")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{what} is longer than {MAX_ID_LENGTH} characters")
-    return value
+    return _plain_str(value, MAX_ID_LENGTH, what)
 
 
 def check_owner(owner_id: Any, security: SecurityConfig) -> str:
@@ -103,8 +132,7 @@ def check_status_message(message: Any, config: StoreConfig) -> str | None:
         return None
     if not isinstance(message, str):
         raise InvalidArgument(f"status_message must be a str or None, got {type(message).__name__}")
-    check_json_value(message, config, "status_message")
-    return message
+    return _plain_str(message, config.max_string_length, "status_message")
 
 
 def resolve_ttl(ttl_ms: Any, config: StoreConfig) -> int | None:

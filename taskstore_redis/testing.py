@@ -540,9 +540,7 @@ def _free_port(cluster: bool, avoid: set[int]) -> int:
     raise RedisServerError("could not find a free loopback port for redis-server")
 
 
-def _start_node(
-    cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()
-) -> RedisServer:
+def _start_node(cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()) -> RedisServer:
     """Start a server on a free port, retrying on a new port if the port was taken."""
     if cluster:
         extra_args = (

@@ -37,11 +37,11 @@ from .._rules import (
 from .._status import TaskStatus
 from .._validation import (
     check_id,
-    check_json_value,
     check_owner,
     check_status,
     check_status_message,
-    check_variables,
+    clean_json_value,
+    clean_variables,
     resolve_limit,
     resolve_ttl,
 )
@@ -198,7 +198,7 @@ class GenericTaskStore:
             VariableSizeExceeded: the merged variables would exceed the size limit.
 
         """
-        incoming = dict(check_variables(variables, self._config))
+        incoming = clean_variables(variables, self._config)
         return self._mutate(
             task_id,
             owner_id,
@@ -213,8 +213,8 @@ class GenericTaskStore:
             VariableSizeExceeded: the result is above ``max_result_size_bytes``.
 
         """
-        self._check_result(result)
-        self._mutate(task_id, owner_id, lambda record, now: store_result(record, result, now))
+        value = self._clean_result(result)
+        self._mutate(task_id, owner_id, lambda record, now: store_result(record, value, now))
 
     def get_result(self, task_id: str, owner_id: str) -> JSONValue:
         """Return the result of a terminal task.
@@ -248,11 +248,11 @@ class GenericTaskStore:
                 f"complete_with_result needs a terminal status, not {target.value!r}"
             )
         message = check_status_message(status_message, self._config)
-        self._check_result(result)
+        value = self._clean_result(result)
         return self._mutate(
             task_id,
             owner_id,
-            lambda record, now: complete(record, target, message, result, now),
+            lambda record, now: complete(record, target, message, value, now),
         )
 
     def list(
@@ -302,11 +302,12 @@ class GenericTaskStore:
         owner = check_owner(owner_id, self._security)
         return TaskKey(owner, check_id(task_id, "task_id"))
 
-    def _check_result(self, result: JSONValue) -> None:
+    def _clean_result(self, result: JSONValue) -> JSONValue:
         if result is None:
             raise InvalidArgument("result must not be None")
-        check_json_value(result, self._config, "result")
-        check_result_size(result, self._config)
+        value = clean_json_value(result, self._config, "result")
+        check_result_size(value, self._config)
+        return value
 
     def _owned(self, key: TaskKey, stored: VersionedRecord | None) -> TaskRecord:
         """Decode what the backend holds at ``key`` and remember it; TaskNotFound if none."""
