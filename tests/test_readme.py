@@ -28,3 +28,10 @@ def test_a_readme_example_runs(number: int, redis_url: str, tmp_path: Path) -> N
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_gives_the_acl_line_that_the_acl_tests_use() -> None:
+    from tests.test_acl import ACL_RULES
+
+    expected = ACL_RULES.replace("<password>", "PASSWORD").replace("<prefix>", "taskstore")
+    assert f"ACL SETUSER taskstore {expected}" in README.read_text(encoding="utf-8")
