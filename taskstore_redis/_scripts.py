@@ -6,6 +6,13 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from ._backend_types import TaskKey
+from ._keys import KeySchema
+
+PRUNE_BATCH = 8
+"""Index entries of vanished tasks that one create prunes at most."""
 
 
 @dataclass(frozen=True)
@@ -36,3 +43,38 @@ COMPARE_AND_SET = load_script("compare_and_set")
 LIST_PAGE = load_script("list_page")
 PURGE_EXPIRED = load_script("purge_expired")
 ALL_SCRIPTS = (CREATE, COMPARE_AND_SET, LIST_PAGE, PURGE_EXPIRED)
+
+
+def create_call(
+    keys: KeySchema,
+    key: TaskKey,
+    data: bytes,
+    *,
+    created_at_ms: int,
+    expires_at_ms: int | None,
+    purge_at_ms: int | None,
+    max_live: int | None,
+    now_ms: int,
+    token: str,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``create.lua`` for one task: the only place that lays them out."""
+    owner = key.owner_id
+    return (
+        [
+            keys.task_key(key),
+            keys.index_key(owner),
+            keys.expiry_key(owner),
+            keys.due_key(keys.shard_of(owner)),
+        ],
+        [
+            data,
+            keys.index_member(key, created_at_ms),
+            "" if expires_at_ms is None else expires_at_ms,
+            "" if purge_at_ms is None else purge_at_ms,
+            "" if max_live is None else max_live,
+            now_ms,
+            keys.due_member(owner),
+            PRUNE_BATCH,
+            token,
+        ],
+    )

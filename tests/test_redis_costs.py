@@ -28,8 +28,8 @@ from taskstore_redis._clock import now_ms
 from taskstore_redis._keys import KeySchema
 from taskstore_redis._model import encode_record
 from taskstore_redis._rules import new_record
-from taskstore_redis._scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED
-from taskstore_redis._sync._redis import _PRUNE_BATCH, _PURGE_BATCH
+from taskstore_redis._scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED, create_call
+from taskstore_redis._sync._redis import _PURGE_BATCH
 from taskstore_redis.testing import RedisServer, redis_server
 from tests.redis_monitor import CommandLog, monitored
 
@@ -271,23 +271,18 @@ def bulk_create(
             created = created_from_ms + n
             record = new_record(owner, "tools/call", ttl_ms, created, config)
             task = TaskKey(owner, record.task.task_id)
-            pipe.evalsha(
-                CREATE.sha,
-                4,
-                keys.task_key(task),
-                keys.index_key(owner),
-                keys.expiry_key(owner),
-                keys.due_key(keys.shard_of(owner)),
+            script_keys, args = create_call(
+                keys,
+                task,
                 encode_record(record),
-                keys.index_member(task, created),
-                created + ttl_ms,
-                purge_at_ms,
-                "",  # no quota
-                created,
-                keys.due_member(owner),
-                _PRUNE_BATCH,
-                secrets.token_hex(8),
+                created_at_ms=created,
+                expires_at_ms=created + ttl_ms,
+                purge_at_ms=purge_at_ms,
+                max_live=None,
+                now_ms=created,
+                token=secrets.token_hex(6),
             )
+            pipe.evalsha(CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(task.task_id)
         replies = pipe.execute()
         assert replies == [1] * len(replies)

@@ -17,14 +17,29 @@ from .._errors import InvalidArgument, StoreUnavailable
 from .._keys import KeySchema
 from .._model import VersionedRecord
 from .._redis_errors import TRANSIENT, map_redis_errors
-from .._scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE, LIST_PAGE, PURGE_EXPIRED, Script
+from .._scripts import (
+    ALL_SCRIPTS,
+    COMPARE_AND_SET,
+    CREATE,
+    LIST_PAGE,
+    PURGE_EXPIRED,
+    Script,
+    create_call,
+)
 from ._pipeline import AutoPipeline
 
-_PRUNE_BATCH = 8
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
 _NOSCRIPT_ATTEMPTS = 3
+
+
+def _created(reply: Any) -> bool:
+    return int(reply) == 1
+
+
+def _applied(reply: Any) -> bool:
+    return int(reply[0]) == 1
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -179,28 +194,18 @@ class RedisBackend:
         now_ms: int,
     ) -> CreateOutcome:
         """Write and index a new record in one script, within the owner's quota."""
-        owner = key.owner_id
-        outcome = await self._write(
-            "create",
-            CREATE,
-            [
-                self.keys.task_key(key),
-                self.keys.index_key(owner),
-                self.keys.expiry_key(owner),
-                self.keys.due_key(self.keys.shard_of(owner)),
-            ],
-            [
-                data,
-                self.keys.index_member(key, created_at_ms),
-                "" if expires_at_ms is None else expires_at_ms,
-                "" if purge_at_ms is None else purge_at_ms,
-                "" if max_live is None else max_live,
-                now_ms,
-                self.keys.due_member(owner),
-                _PRUNE_BATCH,
-            ],
-            wrote=lambda reply: int(reply) == 1,
+        keys, args = create_call(
+            self.keys,
+            key,
+            data,
+            created_at_ms=created_at_ms,
+            expires_at_ms=expires_at_ms,
+            purge_at_ms=purge_at_ms,
+            max_live=max_live,
+            now_ms=now_ms,
+            token=secrets.token_hex(6),
         )
+        outcome = await self._write("create", CREATE, keys, args, wrote=_created)
         if outcome == 1:
             return CreateOutcome.CREATED
         if outcome == 0:
@@ -209,12 +214,9 @@ class RedisBackend:
 
     async def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
         """Replace the record's bytes if its version matches, in one script."""
+        args = [expected_version, data, secrets.token_hex(6)]
         reply = await self._write(
-            "compare_and_set",
-            COMPARE_AND_SET,
-            [self.keys.task_key(key)],
-            [expected_version, data],
-            wrote=lambda reply: int(reply[0]) == 1,
+            "compare_and_set", COMPARE_AND_SET, [self.keys.task_key(key)], args, wrote=_applied
         )
         status = int(reply[0])
         if status == 1:
@@ -316,20 +318,18 @@ class RedisBackend:
         args: list[Any],
         wrote: Callable[[Any], bool],
     ) -> Any:
-        """Run a write script; resend it once, with the same token, if its reply was lost.
+        """Run a write script; resend it once, as it was (same token), if its reply was lost.
 
-        ``wrote`` tells from a reply whether the script changed anything, which is
-        when ``wait_replicas`` acknowledgements are needed.
+        ``args`` end with the write's token. ``wrote`` tells from a reply whether
+        the script changed anything, which is when ``wait_replicas``
+        acknowledgements are needed.
         """
-        token = secrets.token_hex(6)
         uncertain = False
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 if self._wait_replicas:
-                    return await self._script_and_wait(
-                        operation, script, keys, [*args, token], wrote
-                    )
-                return await self._script(operation, script, keys, [*args, token], write=True)
+                    return await self._script_and_wait(operation, script, keys, args, wrote)
+                return await self._script(operation, script, keys, args, write=True)
             except StoreUnavailable as exc:
                 transient = isinstance(exc.__cause__, TRANSIENT)
                 if uncertain and not exc.outcome_unknown:

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._async._pipeline import AutoPipeline
-from .._async._redis import _PRUNE_BATCH
 from .._async._store import GenericTaskStore
 from .._backend_types import TaskKey
 from .._config import StoreConfig
 from .._keys import KeySchema
 from .._model import encode_record
 from .._rules import change_status, complete, merge_variables, new_record
-from .._scripts import COMPARE_AND_SET, CREATE, LIST_PAGE
+from .._scripts import COMPARE_AND_SET, CREATE, LIST_PAGE, PRUNE_BATCH, create_call
 from .._status import TaskStatus
 
 METHOD = "tools/call"
@@ -110,24 +109,18 @@ async def bulk_create(client: Any, keys: KeySchema, owner: str, count: int) -> l
             created = start_ms + n
             record = new_record(owner, METHOD, TTL_MS, created, config)
             key = TaskKey(owner, record.task.task_id)
-            pipe.execute_command(
-                "EVALSHA",
-                CREATE.sha,
-                4,
-                keys.task_key(key),
-                keys.index_key(owner),
-                keys.expiry_key(owner),
-                keys.due_key(keys.shard_of(owner)),
+            script_keys, args = create_call(
+                keys,
+                key,
                 encode_record(record),
-                keys.index_member(key, created),
-                created + TTL_MS,
-                created + TTL_MS + _RETENTION_MS,
-                "",
-                created,
-                keys.due_member(owner),
-                _PRUNE_BATCH,
-                secrets.token_hex(8),
+                created_at_ms=created,
+                expires_at_ms=created + TTL_MS,
+                purge_at_ms=created + TTL_MS + _RETENTION_MS,
+                max_live=None,
+                now_ms=created,
+                token=secrets.token_hex(6),
             )
+            pipe.execute_command("EVALSHA", CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(key.task_id)
         replies = await pipe.execute()
         if any(reply != 1 for reply in replies):
@@ -337,7 +330,7 @@ class RawSide:
             "",
             now,
             shape.due_member,
-            _PRUNE_BATCH,
+            PRUNE_BATCH,
             f"{n:016x}",
         )
         if reply != 1:
