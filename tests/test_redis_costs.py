@@ -603,3 +603,11 @@ def test_from_url_takes_a_unix_socket_url(tmp_path: Path) -> None:
         assert store.get(task_id, "alice").task.task_id == task_id
         assert isinstance(store.backend, ts.RedisBackend)
         assert isinstance(store.backend.client, redis.Redis)
+
+
+@pytest.mark.cluster
+def test_wait_replicas_on_a_cluster_is_refused_and_writes_nothing(cluster_url: str) -> None:
+    with ts.GenericTaskStore.from_url(cluster_url, prefix="waitcluster", wait_replicas=1) as store:
+        with pytest.raises(ts.InvalidArgument, match="not on Redis Cluster"):
+            store.create("alice", "tools/call")
+        assert store.list("alice").tasks == []

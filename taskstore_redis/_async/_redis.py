@@ -355,9 +355,9 @@ class RedisBackend:
         with map_redis_errors(operation, write=True):
             client = await self._connected()
             if isinstance(client, redis.asyncio.RedisCluster):
-                raise StoreUnavailable(
+                raise InvalidArgument(
                     "wait_replicas is supported on standalone Redis (with replicas or "
-                    "Sentinel), not on Redis Cluster"
+                    "Sentinel), not on Redis Cluster; nothing was written"
                 )
             for _ in range(_NOSCRIPT_ATTEMPTS):
                 async with client.pipeline(transaction=False) as pipeline:

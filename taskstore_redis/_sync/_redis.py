@@ -356,9 +356,9 @@ class RedisBackend:
         with map_redis_errors(operation, write=True):
             client = self._connected()
             if isinstance(client, redis.RedisCluster):
-                raise StoreUnavailable(
+                raise InvalidArgument(
                     "wait_replicas is supported on standalone Redis (with replicas or "
-                    "Sentinel), not on Redis Cluster"
+                    "Sentinel), not on Redis Cluster; nothing was written"
                 )
             for _ in range(_NOSCRIPT_ATTEMPTS):
                 with client.pipeline(transaction=False) as pipeline:
