@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from ._backend_types import TaskKey
 from ._model import TaskRecord
@@ -48,19 +49,25 @@ class RecordCache:
 
     def put(self, key: TaskKey, record: TaskRecord, stored_bytes: int) -> None:
         """Remember ``record`` unless a newer version is already remembered."""
+        self.put_many([(key, record, stored_bytes)])
+
+    def put_many(self, entries: Iterable[tuple[TaskKey, TaskRecord, int]]) -> None:
+        """Remember several records (key, record, size of its stored bytes) at once."""
         if not self._size:
             return
         with self._guard():
-            if stored_bytes > MAX_REMEMBERED_BYTES:
-                self._records.pop(key, None)
-                return
-            known = self._records.get(key)
-            if known is not None and known.version > record.version:
-                return
-            self._records[key] = record
-            self._records.move_to_end(key)
-            while len(self._records) > self._size:
-                self._records.popitem(last=False)
+            records = self._records
+            for key, record, stored_bytes in entries:
+                if stored_bytes > MAX_REMEMBERED_BYTES:
+                    records.pop(key, None)
+                    continue
+                known = records.get(key)
+                if known is not None and known.version > record.version:
+                    continue
+                records[key] = record
+                records.move_to_end(key)
+            while len(records) > self._size:
+                records.popitem(last=False)
 
     def forget(self, key: TaskKey) -> None:
         """Drop what is remembered of ``key``."""

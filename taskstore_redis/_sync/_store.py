@@ -271,11 +271,13 @@ class GenericTaskStore:
         after = None if cursor is None else decode_cursor(owner, cursor)
         page = self._backend.list_page(owner, after, size)
         tasks: builtins.list[TaskRecord] = []
+        seen: builtins.list[tuple[TaskKey, TaskRecord, int]] = []
         for stored in page.records:
             record = decode_record(stored)
             if record.owner_id == owner:
                 tasks.append(record)
-                self._cache.put(TaskKey(owner, record.task.task_id), record, len(stored.data))
+                seen.append((TaskKey(owner, record.task.task_id), record, len(stored.data)))
+        self._cache.put_many(seen)
         next_cursor = (
             None if page.next_position is None else encode_cursor(owner, page.next_position)
         )
