@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
@@ -167,17 +167,13 @@ class RedisBackend:
     async def get(self, key: TaskKey) -> VersionedRecord | None:
         """Read a task hash in one round trip."""
         task_key = self.keys.task_key(key)
-        for attempt in range(self._read_retries + 1):
-            try:
-                with map_redis_errors("get", write=False):
-                    client = await self._connected()
-                    version, data = await self._pipeline.execute(
-                        client, "HMGET", task_key, "v", "d"
-                    )
-                    break
-            except Exception as exc:
-                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
-                    raise
+
+        async def read() -> Any:
+            with map_redis_errors("get", write=False):
+                client = await self._connected()
+                return await self._pipeline.execute(client, "HMGET", task_key, "v", "d")
+
+        version, data = await self._retrying(read)
         if version is None or data is None:
             return None
         return VersionedRecord(int(version), _as_bytes(data))
@@ -231,13 +227,9 @@ class RedisBackend:
         bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
         args = [bound, limit, 4 * limit + 64]
         keys = [self.keys.index_key(owner_id)]
-        for attempt in range(self._read_retries + 1):
-            try:
-                reply = await self._script("list_page", LIST_PAGE, keys, args, write=False)
-                break
-            except Exception as exc:
-                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
-                    raise
+        reply = await self._retrying(
+            lambda: self._script("list_page", LIST_PAGE, keys, args, write=False)
+        )
         *pairs, last = reply
         records = [
             VersionedRecord(int(pairs[i]), _as_bytes(pairs[i + 1])) for i in range(0, len(pairs), 2)
@@ -309,6 +301,16 @@ class RedisBackend:
         return redis.asyncio.Redis.from_url(
             url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
         )
+
+    async def _retrying(self, read: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a read; run it again after a connection error, up to ``read_retries`` times."""
+        for attempt in range(self._read_retries + 1):
+            try:
+                return await read()
+            except StoreUnavailable as exc:
+                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+        raise AssertionError("unreachable")
 
     async def _write(
         self,

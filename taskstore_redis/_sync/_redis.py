@@ -168,17 +168,13 @@ class RedisBackend:
     def get(self, key: TaskKey) -> VersionedRecord | None:
         """Read a task hash in one round trip."""
         task_key = self.keys.task_key(key)
-        for attempt in range(self._read_retries + 1):
-            try:
-                with map_redis_errors("get", write=False):
-                    client = self._connected()
-                    version, data = self._pipeline.execute(
-                        client, "HMGET", task_key, "v", "d"
-                    )
-                    break
-            except Exception as exc:
-                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
-                    raise
+
+        def read() -> Any:
+            with map_redis_errors("get", write=False):
+                client = self._connected()
+                return self._pipeline.execute(client, "HMGET", task_key, "v", "d")
+
+        version, data = self._retrying(read)
         if version is None or data is None:
             return None
         return VersionedRecord(int(version), _as_bytes(data))
@@ -232,13 +228,9 @@ class RedisBackend:
         bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
         args = [bound, limit, 4 * limit + 64]
         keys = [self.keys.index_key(owner_id)]
-        for attempt in range(self._read_retries + 1):
-            try:
-                reply = self._script("list_page", LIST_PAGE, keys, args, write=False)
-                break
-            except Exception as exc:
-                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
-                    raise
+        reply = self._retrying(
+            lambda: self._script("list_page", LIST_PAGE, keys, args, write=False)
+        )
         *pairs, last = reply
         records = [
             VersionedRecord(int(pairs[i]), _as_bytes(pairs[i + 1])) for i in range(0, len(pairs), 2)
@@ -310,6 +302,16 @@ class RedisBackend:
         return redis.Redis.from_url(
             url, retry=redis.retry.Retry(NoBackoff(), 0), **options
         )
+
+    def _retrying(self, read: Callable[[], Any]) -> Any:
+        """Run a read; run it again after a connection error, up to ``read_retries`` times."""
+        for attempt in range(self._read_retries + 1):
+            try:
+                return read()
+            except StoreUnavailable as exc:
+                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+        raise AssertionError("unreachable")
 
     def _write(
         self,
