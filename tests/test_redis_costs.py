@@ -611,3 +611,12 @@ def test_wait_replicas_on_a_cluster_is_refused_and_writes_nothing(cluster_url: s
         with pytest.raises(ts.InvalidArgument, match="not on Redis Cluster"):
             store.create("alice", "tools/call")
         assert store.list("alice").tasks == []
+
+
+@pytest.mark.redis
+def test_a_closed_store_refuses_calls_instead_of_reconnecting(redis_url: str) -> None:
+    store = ts.GenericTaskStore.from_url(redis_url, prefix="closed")
+    task_id = store.create("alice", "tools/call").task.task_id
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.get(task_id, "alice")

@@ -143,6 +143,7 @@ class RedisBackend:
         self._url_options = options
         self._cluster = cluster
         self._pid = os.getpid()
+        self._closed = False
         self.keys = KeySchema(prefix, shards)
 
     def _configure(
@@ -256,7 +257,8 @@ class RedisBackend:
         return purged
 
     def close(self) -> None:
-        """Close the redis-py client and its connections."""
+        """Close the redis-py client and its connections; later calls raise StoreUnavailable."""
+        self._closed = True
         client, self._client = self._client, None
         if client is not None:
             with map_redis_errors("close", write=False):
@@ -265,10 +267,11 @@ class RedisBackend:
     def _connected(self) -> redis.Redis | redis.RedisCluster:
         if self._pid != os.getpid():
             self._forked()
+        if self._closed:
+            raise StoreUnavailable("the RedisBackend is closed")
         if self._client is not None:
             return self._client
-        if self._url is None:
-            raise StoreUnavailable("the RedisBackend is closed")
+        assert self._url is not None, "a backend without a URL always has its client"
         client = self._connect(self._url)
         if self._client is None:
             self._client = client
