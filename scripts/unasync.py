@@ -25,8 +25,6 @@ SUBSTITUTIONS = [
     (r"^import anyio$", "import time"),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsyncIterator\b", "Iterator"),
-    (r"Callable\[\[\], Awaitable\[Any\]\]", "Callable[[], Any]"),
-    (r"from collections\.abc import Awaitable, Callable", "from collections.abc import Callable"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\basync_(\w+)", r"sync_\1"),
     (r"\btaskstore_redis\.asyncio\b", "taskstore_redis"),

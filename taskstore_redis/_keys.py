@@ -33,6 +33,7 @@ from ._errors import InvalidArgument
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CREATED_DIGITS = 15
 _MAX_OWNER_KEY_PART = 128
+_REMEMBERED_OWNERS = 4096
 
 
 def encode_id(value: str) -> str:
@@ -58,6 +59,7 @@ class KeySchema:
             raise InvalidArgument(f"shards must be an int from 1 to 16384, got {shards!r}")
         self.prefix = prefix
         self.shards = shards
+        self._owners: dict[str, tuple[str, str]] = {}
 
     def shard_of(self, owner_id: str) -> int:
         """The owner's shard: CRC-32 of its UTF-8 bytes modulo the shard count."""
@@ -76,7 +78,18 @@ class KeySchema:
         return "#" + digest
 
     def _owner_key(self, kind: str, owner_id: str) -> str:
-        return f"{self.tag(self.shard_of(owner_id))}:{kind}:{self.owner_part(owner_id)}"
+        tag, part = self._owner_parts(owner_id)
+        return f"{tag}:{kind}:{part}"
+
+    def _owner_parts(self, owner_id: str) -> tuple[str, str]:
+        """The owner's shard tag and encoded id, remembered for recent owners."""
+        parts = self._owners.get(owner_id)
+        if parts is None:
+            if len(self._owners) >= _REMEMBERED_OWNERS:
+                self._owners.clear()
+            parts = (self.tag(self.shard_of(owner_id)), self.owner_part(owner_id))
+            self._owners[owner_id] = parts
+        return parts
 
     def task_key(self, key: TaskKey) -> str:
         """The hash holding one task."""

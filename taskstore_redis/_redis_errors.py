@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import redis.exceptions
 
@@ -13,17 +12,38 @@ TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OS
 """Errors after which the connection is dropped; a write may or may not have landed."""
 
 
-@contextmanager
-def map_redis_errors(operation: str, *, write: bool) -> Iterator[None]:
-    """Re-raise any redis-py or OS error as StoreUnavailable, with the cause chained."""
-    try:
-        yield
-    except TRANSIENT as exc:
-        unknown = " (the write may or may not have been applied)" if write else ""
-        raise StoreUnavailable(
-            f"Redis unavailable during {operation}{unknown}: {exc}", outcome_unknown=write
-        ) from exc
-    except redis.exceptions.NoScriptError:
-        raise  # the caller loads the scripts and runs them again
-    except redis.exceptions.RedisError as exc:
-        raise StoreUnavailable(f"Redis refused {operation}: {exc}") from exc
+class map_redis_errors:
+    """Re-raise any redis-py or OS error as StoreUnavailable, with the cause chained.
+
+    ``NoScriptError`` passes through: the caller loads the scripts and runs them
+    again. A class rather than a generator-based context manager: it is on every
+    call's path.
+    """
+
+    __slots__ = ("operation", "write")
+
+    def __init__(self, operation: str, *, write: bool) -> None:
+        """Name the operation for the message; ``write`` marks unknown outcomes."""
+        self.operation = operation
+        self.write = write
+
+    def __enter__(self) -> None:
+        """Nothing to set up."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Translate the exception, if any."""
+        if exc is None or isinstance(exc, redis.exceptions.NoScriptError):
+            return
+        if isinstance(exc, TRANSIENT):
+            unknown = " (the write may or may not have been applied)" if self.write else ""
+            raise StoreUnavailable(
+                f"Redis unavailable during {self.operation}{unknown}: {exc}",
+                outcome_unknown=self.write,
+            ) from exc
+        if isinstance(exc, redis.exceptions.RedisError):
+            raise StoreUnavailable(f"Redis refused {self.operation}: {exc}") from exc

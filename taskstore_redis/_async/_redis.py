@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
@@ -40,6 +40,10 @@ def _created(reply: Any) -> bool:
 
 def _applied(reply: Any) -> bool:
     return int(reply[0]) == 1
+
+
+def _evalsha(script: Script, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -167,14 +171,8 @@ class RedisBackend:
 
     async def get(self, key: TaskKey) -> VersionedRecord | None:
         """Read a task hash in one round trip."""
-        task_key = self.keys.task_key(key)
-
-        async def read() -> Any:
-            with map_redis_errors("get", write=False):
-                client = await self._connected()
-                return await self._pipeline.execute(client, "HMGET", task_key, "v", "d")
-
-        version, data = await self._retrying(read)
+        command = ("HMGET", self.keys.task_key(key), "v", "d")
+        version, data = await self._execute("get", command, retries=self._read_retries)
         if version is None or data is None:
             return None
         return VersionedRecord(int(version), _as_bytes(data))
@@ -228,9 +226,8 @@ class RedisBackend:
         bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
         args = [bound, limit, 4 * limit + 64]
         keys = [self.keys.index_key(owner_id)]
-        reply = await self._retrying(
-            lambda: self._script("list_page", LIST_PAGE, keys, args, write=False)
-        )
+        command = _evalsha(LIST_PAGE, keys, args)
+        reply = await self._execute("list_page", command, retries=self._read_retries)
         *pairs, last = reply
         records = [
             VersionedRecord(int(pairs[i]), _as_bytes(pairs[i + 1])) for i in range(0, len(pairs), 2)
@@ -244,13 +241,10 @@ class RedisBackend:
         for shard in range(self.keys.shards):
             more = True
             while more:
-                deleted, due = await self._script(
-                    "purge_expired",
-                    PURGE_EXPIRED,
-                    [self.keys.due_key(shard)],
-                    [now_ms, _PURGE_BATCH],
-                    write=True,
+                command = _evalsha(
+                    PURGE_EXPIRED, [self.keys.due_key(shard)], [now_ms, _PURGE_BATCH]
                 )
+                deleted, due = await self._execute("purge_expired", command, write=True)
                 purged += int(deleted)
                 more = bool(int(due))
         return purged
@@ -305,16 +299,6 @@ class RedisBackend:
             url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
         )
 
-    async def _retrying(self, read: Callable[[], Awaitable[Any]]) -> Any:
-        """Run a read; run it again after a connection error, up to ``read_retries`` times."""
-        for attempt in range(self._read_retries + 1):
-            try:
-                return await read()
-            except StoreUnavailable as exc:
-                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
-                    raise
-        raise AssertionError("unreachable")
-
     async def _write(
         self,
         operation: str,
@@ -334,7 +318,7 @@ class RedisBackend:
             try:
                 if self._wait_replicas:
                     return await self._script_and_wait(operation, script, keys, args, wrote)
-                return await self._script(operation, script, keys, args, write=True)
+                return await self._execute(operation, _evalsha(script, keys, args), write=True)
             except StoreUnavailable as exc:
                 transient = isinstance(exc.__cause__, TRANSIENT)
                 if uncertain and not exc.outcome_unknown:
@@ -390,21 +374,34 @@ class RedisBackend:
             )
         return reply
 
-    async def _script(
-        self, operation: str, script: Script, keys: list[str], args: list[Any], *, write: bool
+    async def _execute(
+        self, operation: str, command: tuple[Any, ...], *, write: bool = False, retries: int = 0
     ) -> Any:
-        """Run a script by SHA; after NOSCRIPT load the scripts and run it again (bounded)."""
-        with map_redis_errors(operation, write=write):
-            client = await self._connected()
-            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            for _ in range(_NOSCRIPT_ATTEMPTS):
-                try:
-                    return await self._pipeline.execute(client, *command)
-                except redis.exceptions.NoScriptError:
-                    await self._load_scripts(client)
-        raise StoreUnavailable(
-            f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); nothing was run"
-        )
+        """Send one command, possibly pipelined with others' (see AutoPipeline); return its reply.
+
+        Errors become StoreUnavailable. After NOSCRIPT the scripts are loaded and
+        the command is sent again (a bounded number of times); after a connection
+        error it is sent again up to ``retries`` times (reads only: a write is
+        resent by ``_write``, with its token).
+        """
+        attempt = 0
+        while True:
+            try:
+                with map_redis_errors(operation, write=write):
+                    client = await self._connected()
+                    for _ in range(_NOSCRIPT_ATTEMPTS):
+                        try:
+                            return await self._pipeline.execute(client, *command)
+                        except redis.exceptions.NoScriptError:
+                            await self._load_scripts(client)
+                raise StoreUnavailable(
+                    f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); "
+                    "nothing was run"
+                )
+            except StoreUnavailable as exc:
+                if attempt >= retries or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+                attempt += 1
 
     @staticmethod
     async def _load_scripts(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:

@@ -165,7 +165,8 @@ class GenericTaskStore:
             TaskNotFound: no such task for this owner.
 
         """
-        return await self._read(self._key(task_id, owner_id))
+        key = self._key(task_id, owner_id)
+        return self._owned(key, await self._backend.get(key))
 
     async def update_status(
         self,

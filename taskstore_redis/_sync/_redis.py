@@ -43,6 +43,10 @@ def _applied(reply: Any) -> bool:
     return int(reply[0]) == 1
 
 
+def _evalsha(script: Script, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 def _as_bytes(value: bytes | str) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
 
@@ -168,14 +172,8 @@ class RedisBackend:
 
     def get(self, key: TaskKey) -> VersionedRecord | None:
         """Read a task hash in one round trip."""
-        task_key = self.keys.task_key(key)
-
-        def read() -> Any:
-            with map_redis_errors("get", write=False):
-                client = self._connected()
-                return self._pipeline.execute(client, "HMGET", task_key, "v", "d")
-
-        version, data = self._retrying(read)
+        command = ("HMGET", self.keys.task_key(key), "v", "d")
+        version, data = self._execute("get", command, retries=self._read_retries)
         if version is None or data is None:
             return None
         return VersionedRecord(int(version), _as_bytes(data))
@@ -229,9 +227,8 @@ class RedisBackend:
         bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
         args = [bound, limit, 4 * limit + 64]
         keys = [self.keys.index_key(owner_id)]
-        reply = self._retrying(
-            lambda: self._script("list_page", LIST_PAGE, keys, args, write=False)
-        )
+        command = _evalsha(LIST_PAGE, keys, args)
+        reply = self._execute("list_page", command, retries=self._read_retries)
         *pairs, last = reply
         records = [
             VersionedRecord(int(pairs[i]), _as_bytes(pairs[i + 1])) for i in range(0, len(pairs), 2)
@@ -245,13 +242,10 @@ class RedisBackend:
         for shard in range(self.keys.shards):
             more = True
             while more:
-                deleted, due = self._script(
-                    "purge_expired",
-                    PURGE_EXPIRED,
-                    [self.keys.due_key(shard)],
-                    [now_ms, _PURGE_BATCH],
-                    write=True,
+                command = _evalsha(
+                    PURGE_EXPIRED, [self.keys.due_key(shard)], [now_ms, _PURGE_BATCH]
                 )
+                deleted, due = self._execute("purge_expired", command, write=True)
                 purged += int(deleted)
                 more = bool(int(due))
         return purged
@@ -306,16 +300,6 @@ class RedisBackend:
             url, retry=redis.retry.Retry(NoBackoff(), 0), **options
         )
 
-    def _retrying(self, read: Callable[[], Any]) -> Any:
-        """Run a read; run it again after a connection error, up to ``read_retries`` times."""
-        for attempt in range(self._read_retries + 1):
-            try:
-                return read()
-            except StoreUnavailable as exc:
-                if attempt == self._read_retries or not isinstance(exc.__cause__, TRANSIENT):
-                    raise
-        raise AssertionError("unreachable")
-
     def _write(
         self,
         operation: str,
@@ -335,7 +319,7 @@ class RedisBackend:
             try:
                 if self._wait_replicas:
                     return self._script_and_wait(operation, script, keys, args, wrote)
-                return self._script(operation, script, keys, args, write=True)
+                return self._execute(operation, _evalsha(script, keys, args), write=True)
             except StoreUnavailable as exc:
                 transient = isinstance(exc.__cause__, TRANSIENT)
                 if uncertain and not exc.outcome_unknown:
@@ -391,21 +375,34 @@ class RedisBackend:
             )
         return reply
 
-    def _script(
-        self, operation: str, script: Script, keys: list[str], args: list[Any], *, write: bool
+    def _execute(
+        self, operation: str, command: tuple[Any, ...], *, write: bool = False, retries: int = 0
     ) -> Any:
-        """Run a script by SHA; after NOSCRIPT load the scripts and run it again (bounded)."""
-        with map_redis_errors(operation, write=write):
-            client = self._connected()
-            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            for _ in range(_NOSCRIPT_ATTEMPTS):
-                try:
-                    return self._pipeline.execute(client, *command)
-                except redis.exceptions.NoScriptError:
-                    self._load_scripts(client)
-        raise StoreUnavailable(
-            f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); nothing was run"
-        )
+        """Send one command, possibly pipelined with others' (see AutoPipeline); return its reply.
+
+        Errors become StoreUnavailable. After NOSCRIPT the scripts are loaded and
+        the command is sent again (a bounded number of times); after a connection
+        error it is sent again up to ``retries`` times (reads only: a write is
+        resent by ``_write``, with its token).
+        """
+        attempt = 0
+        while True:
+            try:
+                with map_redis_errors(operation, write=write):
+                    client = self._connected()
+                    for _ in range(_NOSCRIPT_ATTEMPTS):
+                        try:
+                            return self._pipeline.execute(client, *command)
+                        except redis.exceptions.NoScriptError:
+                            self._load_scripts(client)
+                raise StoreUnavailable(
+                    f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); "
+                    "nothing was run"
+                )
+            except StoreUnavailable as exc:
+                if attempt >= retries or not isinstance(exc.__cause__, TRANSIENT):
+                    raise
+                attempt += 1
 
     @staticmethod
     def _load_scripts(client: redis.Redis | redis.RedisCluster) -> None:

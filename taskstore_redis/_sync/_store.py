@@ -166,7 +166,8 @@ class GenericTaskStore:
             TaskNotFound: no such task for this owner.
 
         """
-        return self._read(self._key(task_id, owner_id))
+        key = self._key(task_id, owner_id)
+        return self._owned(key, self._backend.get(key))
 
     def update_status(
         self,
