@@ -18,12 +18,6 @@ JSONValue: TypeAlias = Any
 """A value made of dicts with str keys, lists, str, int, float, bool and None."""
 
 
-def format_timestamp(moment: datetime) -> str:
-    """Format an aware datetime as ISO 8601 UTC with milliseconds and ``Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 def timestamp_from_ms(epoch_ms: int) -> str:
     """Format milliseconds since the epoch as an MCP wire timestamp."""
     seconds, millis = divmod(epoch_ms, 1000)
