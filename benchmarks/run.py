@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from taskstore_redis._cli import main
+from taskstore_redis._cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
-from ._config import SecurityConfig, StoreConfig
-from ._errors import (
+from ._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from ._core.config import SecurityConfig, StoreConfig
+from ._core.errors import (
     AnonymousAccessDenied,
     ConcurrentModification,
     InvalidArgument,
@@ -18,8 +18,8 @@ from ._errors import (
     TaskStoreError,
     VariableSizeExceeded,
 )
-from ._model import Task, TaskPage, TaskRecord, VersionedRecord
-from ._status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
+from ._core.model import Task, TaskPage, TaskRecord, VersionedRecord
+from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
 __all__ = [
     # model

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from taskstore_redis import _bench, _cli
-from taskstore_redis._bench._settings import OPERATIONS
+from taskstore_redis._cli import bench as _bench
+from taskstore_redis._cli import main as _cli
+from taskstore_redis._cli.bench._settings import OPERATIONS
 
 LAYOUTS = {"1x1", "1x8", "1x32", "1w x8", "2w x8", "4w x8"}
 TARGETS = {

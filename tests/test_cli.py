@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import taskstore_redis as ts
-from taskstore_redis import _demo
-from taskstore_redis._cli import main
+from taskstore_redis._cli import demo as _demo
+from taskstore_redis._cli.main import main
 
 
 @pytest.fixture(autouse=True)

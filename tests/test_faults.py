@@ -49,8 +49,8 @@ from taskstore_redis import (
     TaskRecord,
     TaskStatus,
 )
-from taskstore_redis._keys import KeySchema
-from taskstore_redis._scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE
+from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis._redis.scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 
 HOST = "127.0.0.1"

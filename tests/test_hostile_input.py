@@ -62,8 +62,8 @@ from taskstore_redis import (
     TaskStoreError,
     VariableSizeExceeded,
 )
-from taskstore_redis._cursor import encode_cursor
-from taskstore_redis._validation import INT64_MAX, INT64_MIN, MAX_ID_LENGTH
+from taskstore_redis._core.cursor import encode_cursor
+from taskstore_redis._core.validation import INT64_MAX, INT64_MIN, MAX_ID_LENGTH
 from tests.conftest import AsyncStoreFactory, SyncStoreFactory
 
 MAX_STRING = 64

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import taskstore_redis
 from taskstore_redis import StoreConfig, Task, TaskRecord, TaskStatus, VersionedRecord
-from taskstore_redis._model import datetime_from_ms, decode_record, encode_record
+from taskstore_redis._core.model import datetime_from_ms, decode_record, encode_record
 
 OWNER = "alice"
 DEPTH = 3

@@ -10,9 +10,15 @@ import pytest
 import redis
 import redis.exceptions
 
-from taskstore_redis._backend_types import TaskKey
-from taskstore_redis._keys import KeySchema
-from taskstore_redis._scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE, LIST_PAGE, PURGE_EXPIRED
+from taskstore_redis._core.backend_types import TaskKey
+from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis._redis.scripts import (
+    ALL_SCRIPTS,
+    COMPARE_AND_SET,
+    CREATE,
+    LIST_PAGE,
+    PURGE_EXPIRED,
+)
 
 pytestmark = pytest.mark.redis
 

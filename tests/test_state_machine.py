@@ -22,7 +22,7 @@ from taskstore_redis import (
     NotReady,
     TaskStatus,
 )
-from taskstore_redis._status import INITIAL_STATUS, can_transition
+from taskstore_redis._core.status import INITIAL_STATUS, can_transition
 
 ISSUE_MOVES: dict[str, set[str]] = {
     "working": {"input_required", "completed", "failed", "cancelled"},

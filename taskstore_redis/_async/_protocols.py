@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
-from .._config import StoreConfig
-from .._model import JSONValue, TaskPage, TaskRecord, VersionedRecord
-from .._status import TaskStatus
+from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.config import StoreConfig
+from .._core.model import JSONValue, TaskPage, TaskRecord, VersionedRecord
+from .._core.status import TaskStatus
 
 
 @runtime_checkable

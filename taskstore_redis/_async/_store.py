@@ -10,12 +10,11 @@ from typing import Any
 import anyio
 import msgspec
 
-from .._backend_types import CasResult, CreateOutcome, TaskKey
-from .._cache import RecordCache
-from .._clock import backoff_seconds, now_ms
-from .._config import SecurityConfig, StoreConfig
-from .._cursor import decode_cursor, encode_cursor
-from .._errors import (
+from .._core.backend_types import CasResult, CreateOutcome, TaskKey
+from .._core.clock import backoff_seconds, now_ms
+from .._core.config import SecurityConfig, StoreConfig
+from .._core.cursor import decode_cursor, encode_cursor
+from .._core.errors import (
     ConcurrentModification,
     InvalidArgument,
     ResourceExhausted,
@@ -23,8 +22,16 @@ from .._errors import (
     TaskNotFound,
     TaskStoreError,
 )
-from .._model import JSONValue, TaskPage, TaskRecord, VersionedRecord, decode_record, encode_record
-from .._rules import (
+from .._core.model import (
+    JSONValue,
+    TaskPage,
+    TaskRecord,
+    VersionedRecord,
+    decode_record,
+    encode_record,
+)
+from .._core.record_cache import RecordCache
+from .._core.rules import (
     change_status,
     check_result_size,
     complete,
@@ -33,8 +40,8 @@ from .._rules import (
     result_of,
     store_result,
 )
-from .._status import TaskStatus
-from .._validation import (
+from .._core.status import TaskStatus
+from .._core.validation import (
     check_id,
     check_owner,
     check_status,

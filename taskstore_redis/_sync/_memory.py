@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
-from .._memory_core import MemoryStorage
-from .._model import VersionedRecord
+from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.memory_engine import MemoryStorage
+from .._core.model import VersionedRecord
 
 
 class InMemoryBackend:

@@ -13,12 +13,12 @@ import redis.retry
 import redis.exceptions
 from redis.backoff import NoBackoff
 
-from .._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
-from .._errors import InvalidArgument, StoreUnavailable
-from .._keys import KeySchema
-from .._model import VersionedRecord
-from .._redis_errors import TRANSIENT, map_redis_errors
-from .._scripts import (
+from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.errors import InvalidArgument, StoreUnavailable
+from .._redis.keys import KeySchema
+from .._core.model import VersionedRecord
+from .._redis.errors import TRANSIENT, map_redis_errors
+from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
     CREATE,

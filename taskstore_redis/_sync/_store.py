@@ -11,12 +11,12 @@ from typing import Any
 import time
 import msgspec
 
-from .._backend_types import CasResult, CreateOutcome, TaskKey
-from .._cache import RecordCache
-from .._clock import backoff_seconds, now_ms
-from .._config import SecurityConfig, StoreConfig
-from .._cursor import decode_cursor, encode_cursor
-from .._errors import (
+from .._core.backend_types import CasResult, CreateOutcome, TaskKey
+from .._core.record_cache import RecordCache
+from .._core.clock import backoff_seconds, now_ms
+from .._core.config import SecurityConfig, StoreConfig
+from .._core.cursor import decode_cursor, encode_cursor
+from .._core.errors import (
     ConcurrentModification,
     InvalidArgument,
     ResourceExhausted,
@@ -24,8 +24,8 @@ from .._errors import (
     TaskNotFound,
     TaskStoreError,
 )
-from .._model import JSONValue, TaskPage, TaskRecord, VersionedRecord, decode_record, encode_record
-from .._rules import (
+from .._core.model import JSONValue, TaskPage, TaskRecord, VersionedRecord, decode_record, encode_record
+from .._core.rules import (
     change_status,
     check_result_size,
     complete,
@@ -34,8 +34,8 @@ from .._rules import (
     result_of,
     store_result,
 )
-from .._status import TaskStatus
-from .._validation import (
+from .._core.status import TaskStatus
+from .._core.validation import (
     check_id,
     check_owner,
     check_status,

@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._backend_types import TaskKey
-from ._keys import KeySchema
+from .._core.backend_types import TaskKey
+from .keys import KeySchema
 
 PRUNE_BATCH = 8
 """Index entries of vanished tasks that one create prunes at most."""
@@ -29,7 +29,7 @@ def _lua_dir() -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     # a source checkout: the scripts live at the top of the repository
-    return Path(__file__).resolve().parent.parent / "lua"
+    return Path(__file__).resolve().parents[2] / "lua"
 
 
 def load_script(name: str) -> Script:

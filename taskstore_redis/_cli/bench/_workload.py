@@ -19,15 +19,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._async._pipeline import AutoPipeline
-from .._async._store import GenericTaskStore
-from .._backend_types import TaskKey
-from .._config import StoreConfig
-from .._keys import KeySchema
-from .._model import encode_record
-from .._rules import change_status, complete, merge_variables, new_record
-from .._scripts import COMPARE_AND_SET, CREATE, LIST_PAGE, PRUNE_BATCH, create_call
-from .._status import TaskStatus
+from ..._async._pipeline import AutoPipeline
+from ..._async._store import GenericTaskStore
+from ..._core.backend_types import TaskKey
+from ..._core.config import StoreConfig
+from ..._core.model import encode_record
+from ..._core.rules import change_status, complete, merge_variables, new_record
+from ..._core.status import TaskStatus
+from ..._redis.keys import KeySchema
+from ..._redis.scripts import COMPARE_AND_SET, CREATE, LIST_PAGE, PRUNE_BATCH, create_call
 
 METHOD = "tools/call"
 TTL_MS = 3_600_000

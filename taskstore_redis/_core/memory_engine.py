@@ -11,9 +11,9 @@ import bisect
 import threading
 from dataclasses import dataclass
 
-from ._backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
-from ._clock import now_ms
-from ._model import VersionedRecord
+from .backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .clock import now_ms
+from .model import VersionedRecord
 
 _IndexEntry = tuple[int, str]
 

@@ -6,7 +6,7 @@ from types import TracebackType
 
 import redis.exceptions
 
-from ._errors import StoreUnavailable
+from .._core.errors import StoreUnavailable
 
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 """Errors after which the connection is dropped; a write may or may not have landed."""

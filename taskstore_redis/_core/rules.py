@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from ._config import StoreConfig
-from ._errors import InvalidArgument, InvalidTransition, NotReady, TaskExpired, VariableSizeExceeded
-from ._model import JSONValue, Task, TaskRecord, datetime_from_ms, encode_json, timestamp_from_ms
-from ._status import INITIAL_STATUS, TaskStatus, can_transition
+from .config import StoreConfig
+from .errors import InvalidArgument, InvalidTransition, NotReady, TaskExpired, VariableSizeExceeded
+from .model import JSONValue, Task, TaskRecord, datetime_from_ms, encode_json, timestamp_from_ms
+from .status import INITIAL_STATUS, TaskStatus, can_transition
 
 
 def new_record(

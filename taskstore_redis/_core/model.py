@@ -11,8 +11,8 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from ._errors import StorageCorrupted
-from ._status import TaskStatus
+from .errors import StorageCorrupted
+from .status import TaskStatus
 
 JSONValue: TypeAlias = Any
 """A value made of dicts with str keys, lists, str, int, float, bool and None."""

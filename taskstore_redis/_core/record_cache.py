@@ -7,8 +7,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from ._backend_types import TaskKey
-from ._model import TaskRecord
+from .backend_types import TaskKey
+from .model import TaskRecord
 
 MAX_REMEMBERED_BYTES = 65_536
 """Records whose stored JSON is larger than this are not remembered."""

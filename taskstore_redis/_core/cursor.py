@@ -8,8 +8,8 @@ import hashlib
 
 import msgspec
 
-from ._backend_types import ListPosition
-from ._errors import InvalidArgument
+from .backend_types import ListPosition
+from .errors import InvalidArgument
 
 _VERSION = 1
 

@@ -10,9 +10,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._config import ANONYMOUS_OWNER_IDS, SecurityConfig, StoreConfig
-from ._errors import AnonymousAccessDenied, InvalidArgument
-from ._status import TaskStatus
+from .config import ANONYMOUS_OWNER_IDS, SecurityConfig, StoreConfig
+from .errors import AnonymousAccessDenied, InvalidArgument
+from .status import TaskStatus
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

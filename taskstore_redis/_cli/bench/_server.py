@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from .._scripts import ALL_SCRIPTS
+from ..._redis.scripts import ALL_SCRIPTS
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
 _DELETE_BATCH = 500

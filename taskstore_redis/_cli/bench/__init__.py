@@ -31,8 +31,8 @@ from types import FrameType
 import redis.exceptions
 from rich.console import Console
 
-from .._errors import TaskStoreError
-from ..testing import RedisServerError, RedisUnavailable, redis_cluster
+from ..._core.errors import TaskStoreError
+from ...testing import RedisServerError, RedisUnavailable, redis_cluster
 from . import _settings
 from ._report import document, environment, plot, plotting_available, render
 from ._server import describe

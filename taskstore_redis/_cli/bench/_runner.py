@@ -26,11 +26,11 @@ import redis.asyncio
 import redis.asyncio.retry
 from redis.backoff import NoBackoff
 
-from .._async._memory import InMemoryBackend
-from .._async._redis import RedisBackend
-from .._async._store import GenericTaskStore
-from .._config import SecurityConfig, StoreConfig
-from .._keys import KeySchema
+from ..._async._memory import InMemoryBackend
+from ..._async._redis import RedisBackend
+from ..._async._store import GenericTaskStore
+from ..._core.config import SecurityConfig, StoreConfig
+from ..._redis.keys import KeySchema
 from ._settings import MUTATIONS
 from ._stats import Timings
 from ._workload import BenchError, RawSide, Side, StoreSide, owner_of

@@ -12,8 +12,8 @@ import anyio
 import redis.asyncio
 from redis.typing import EncodableT
 
-from .._backend_types import TaskKey
-from .._keys import KeySchema
+from ..._core.backend_types import TaskKey
+from ..._redis.keys import KeySchema
 from ._runner import JobSpec, Target, raw_client, run_job
 from ._server import Server, delete_prefix, load_scripts, memory_usage, used_memory
 from ._workload import bulk_create, owner_of, tasks_for

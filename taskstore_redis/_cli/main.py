@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from . import GenericTaskStore, InMemoryBackend, TaskStoreError, __version__
-from ._scripts import ALL_SCRIPTS
-from .testing import REDIS_URL_ENV, RedisUnavailable, redis_url_for_tests
+from .. import GenericTaskStore, InMemoryBackend, TaskStoreError, __version__
+from .._redis.scripts import ALL_SCRIPTS
+from ..testing import REDIS_URL_ENV, RedisUnavailable, redis_url_for_tests
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -160,7 +160,8 @@ Runner = Callable[[argparse.Namespace, "str | None", Console], int]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import _bench, _demo
+    from . import bench as _bench
+    from . import demo as _demo
 
     parser = argparse.ArgumentParser(
         prog="taskstore-redis", description="A Redis-native store for long-running tasks."

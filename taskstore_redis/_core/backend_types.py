@@ -11,7 +11,7 @@ import enum
 
 import msgspec
 
-from ._model import VersionedRecord
+from .model import VersionedRecord
 
 
 class TaskKey(msgspec.Struct, frozen=True):

@@ -51,12 +51,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ._async._memory import InMemoryBackend
-from ._async._store import GenericTaskStore
-from ._config import SecurityConfig, StoreConfig
-from ._errors import InvalidTransition, NotReady, TaskStoreError
-from ._model import JSONValue, TaskRecord
-from ._status import TaskStatus
+from .._async._memory import InMemoryBackend
+from .._async._store import GenericTaskStore
+from .._core.config import SecurityConfig, StoreConfig
+from .._core.errors import InvalidTransition, NotReady, TaskStoreError
+from .._core.model import JSONValue, TaskRecord
+from .._core.status import TaskStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1

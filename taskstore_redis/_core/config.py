@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ._errors import InvalidArgument
+from .errors import InvalidArgument
 
 ANONYMOUS_OWNER_IDS = frozenset({"", "local"})
 """Owner ids that count as anonymous."""

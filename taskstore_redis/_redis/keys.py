@@ -27,8 +27,8 @@ import re
 import zlib
 from urllib.parse import quote, unquote
 
-from ._backend_types import ListPosition, TaskKey
-from ._errors import InvalidArgument
+from .._core.backend_types import ListPosition, TaskKey
+from .._core.errors import InvalidArgument
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _CREATED_DIGITS = 15

@@ -1,0 +1,1 @@
+"""The ``taskstore-redis`` command and its tools (demo, bench)."""

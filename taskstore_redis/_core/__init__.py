@@ -1,0 +1,1 @@
+"""Pure domain: no I/O. The rules, the model, the errors and the in-memory engine."""

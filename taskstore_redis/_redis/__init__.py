@@ -1,0 +1,1 @@
+"""Redis specifics shared by the async and the sync code: key schema, scripts, error mapping."""
