@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from ._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from ._core.config import SecurityConfig, StoreConfig
 from ._core.errors import (
     AnonymousAccessDenied,
@@ -18,7 +25,7 @@ from ._core.errors import (
     TaskStoreError,
     VariableSizeExceeded,
 )
-from ._core.model import Task, TaskPage, TaskRecord, VersionedRecord
+from ._core.model import Task, TaskPage, TaskRecord
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
 __all__ = [

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from .._core.memory_engine import MemoryStorage
-from .._core.model import VersionedRecord
 
 
 class InMemoryBackend:

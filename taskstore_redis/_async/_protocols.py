@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from .._core.config import StoreConfig
-from .._core.model import JSONValue, TaskPage, TaskRecord, VersionedRecord
+from .._core.model import JSONValue, TaskPage, TaskRecord
 from .._core.status import TaskStatus
 
 

@@ -12,9 +12,15 @@ import redis.asyncio.retry
 import redis.exceptions
 from redis.backoff import NoBackoff
 
-from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from .._core.errors import InvalidArgument, StoreUnavailable
-from .._core.model import VersionedRecord
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
 from .._redis.scripts import (

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from .._core.backend_types import CasResult, CreateOutcome, TaskKey
+from .._core.backend_types import CasResult, CreateOutcome, TaskKey, VersionedRecord
 from .._core.clock import backoff_seconds, now_ms
 from .._core.config import SecurityConfig, StoreConfig
 from .._core.cursor import decode_cursor, encode_cursor
@@ -26,7 +26,6 @@ from .._core.model import (
     JSONValue,
     TaskPage,
     TaskRecord,
-    VersionedRecord,
     decode_record,
     encode_record,
 )

@@ -11,7 +11,12 @@ import enum
 
 import msgspec
 
-from .model import VersionedRecord
+
+class VersionedRecord(msgspec.Struct, frozen=True):
+    """What a backend returns for one task: its stored bytes and their version."""
+
+    version: int
+    data: bytes
 
 
 class TaskKey(msgspec.Struct, frozen=True):

@@ -11,9 +11,15 @@ import bisect
 import threading
 from dataclasses import dataclass
 
-from .backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from .clock import now_ms
-from .model import VersionedRecord
 
 _IndexEntry = tuple[int, str]
 

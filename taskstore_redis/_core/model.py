@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
+from .backend_types import VersionedRecord
 from .errors import StorageCorrupted
 from .status import TaskStatus
 
@@ -101,13 +102,6 @@ class TaskPage(msgspec.Struct, frozen=True, kw_only=True):
     tasks: list[TaskRecord]
     next_cursor: str | None
     """Pass to ``list`` for the next page; None on the last page."""
-
-
-class VersionedRecord(msgspec.Struct, frozen=True):
-    """What a backend returns for one task: its stored bytes and their version."""
-
-    version: int
-    data: bytes
 
 
 _encoder = msgspec.json.Encoder(order="deterministic")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
 from .._core.memory_engine import MemoryStorage
-from .._core.model import VersionedRecord
+from .._core.backend_types import VersionedRecord
 
 
 class InMemoryBackend:

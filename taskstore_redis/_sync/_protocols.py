@@ -7,7 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
 from .._core.config import StoreConfig
-from .._core.model import JSONValue, TaskPage, TaskRecord, VersionedRecord
+from .._core.backend_types import VersionedRecord
+from .._core.model import JSONValue, TaskPage, TaskRecord
 from .._core.status import TaskStatus
 
 

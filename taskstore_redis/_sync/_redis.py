@@ -15,9 +15,9 @@ from redis.backoff import NoBackoff
 
 from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
 from .._core.errors import InvalidArgument, StoreUnavailable
-from .._redis.keys import KeySchema
-from .._core.model import VersionedRecord
+from .._core.backend_types import VersionedRecord
 from .._redis.errors import TRANSIENT, map_redis_errors
+from .._redis.keys import KeySchema
 from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,

@@ -11,8 +11,7 @@ from typing import Any
 import time
 import msgspec
 
-from .._core.backend_types import CasResult, CreateOutcome, TaskKey
-from .._core.record_cache import RecordCache
+from .._core.backend_types import CasResult, CreateOutcome, TaskKey, VersionedRecord
 from .._core.clock import backoff_seconds, now_ms
 from .._core.config import SecurityConfig, StoreConfig
 from .._core.cursor import decode_cursor, encode_cursor
@@ -24,7 +23,14 @@ from .._core.errors import (
     TaskNotFound,
     TaskStoreError,
 )
-from .._core.model import JSONValue, TaskPage, TaskRecord, VersionedRecord, decode_record, encode_record
+from .._core.model import (
+    JSONValue,
+    TaskPage,
+    TaskRecord,
+    decode_record,
+    encode_record,
+)
+from .._core.record_cache import RecordCache
 from .._core.rules import (
     change_status,
     check_result_size,
