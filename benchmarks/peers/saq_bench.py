@@ -205,8 +205,9 @@ async def _process(
     finally:
         stop.set()
         ready.abort()  # frees a worker still waiting for the start signal
+        stopping = time.monotonic() + 10  # then the rest are killed
         for proc in procs:
-            await asyncio.to_thread(proc.join, 10)
+            await asyncio.to_thread(proc.join, max(0.0, stopping - time.monotonic()))
     raw = slots.get_obj()
     done = [int(raw[i * _FIELDS]) for i in range(args.processes)]
     firsts = [raw[i * _FIELDS + 1] for i in range(args.processes) if raw[i * _FIELDS + 1]]
@@ -268,6 +269,8 @@ async def main(argv: list[str]) -> int:
             record["error"] = (
                 f"completed {record['completed']} of {args.jobs}, failed {record['failed']}"
             )
+    except TimeoutError:
+        record["error"] = f"timed out after {args.timeout} s"
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"
     finally:

@@ -78,6 +78,13 @@ function connectionOptions(redisUrl) {
 }
 
 const now = () => performance.timeOrigin + performance.now(); // ms, comparable across processes
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// a worker process whose parent is gone has no one to report to
+function tell(msg, then) {
+  if (process.connected) process.send(msg, then);
+  else if (then) then();
+}
 
 // ---------------------------------------------------------------- worker process
 async function child(opts) {
@@ -108,27 +115,27 @@ async function child(opts) {
     failed++;
   });
   worker.on('error', (err) => {
-    process.send({ type: 'error', message: String(err) });
+    tell({ type: 'error', message: String(err) });
   });
   let reported = 0;
   const ticker = setInterval(() => {
     if (done !== reported) {
       reported = done;
-      process.send({ type: 'progress', done });
+      tell({ type: 'progress', done });
     }
   }, 20);
   process.on('disconnect', () => process.exit(3)); // the parent went away
   process.on('message', async (msg) => {
     if (msg.type === 'go') {
-      worker.run().catch((err) => process.send({ type: 'error', message: String(err) }));
+      worker.run().catch((err) => tell({ type: 'error', message: String(err) }));
     } else if (msg.type === 'stop') {
       clearInterval(ticker);
       await worker.close();
-      process.send({ type: 'result', first, last, done, failed }, () => process.exit(0));
+      tell({ type: 'result', first, last, done, failed }, () => process.exit(0));
     }
   });
   await worker.waitUntilReady();
-  process.send({ type: 'ready' });
+  tell({ type: 'ready' });
 }
 
 // ---------------------------------------------------------------- parent process
@@ -179,7 +186,9 @@ async function parent(opts) {
     error: null,
   };
   const children = [];
+  const state = { aborted: false };
   let timer = null;
+  const running = run(opts, record, children, state);
   try {
     const timeout = new Promise((_, reject) => {
       timer = setTimeout(
@@ -187,7 +196,7 @@ async function parent(opts) {
         Math.max(0, deadline - now()),
       );
     });
-    await Promise.race([run(opts, record, children), timeout]);
+    await Promise.race([running, timeout]);
     record.ok = record.completed === opts.jobs && record.failed === 0;
     if (!record.ok && !record.error) {
       record.error = `completed ${record.completed} of ${opts.jobs}, failed ${record.failed}`;
@@ -196,7 +205,9 @@ async function parent(opts) {
     record.error = String(err?.message ?? err);
   } finally {
     clearTimeout(timer);
+    state.aborted = true; // run() stops at its next step and forks nothing more
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await Promise.race([running.catch(() => {}), sleep(5000)]);
     try {
       record.settings.keys_deleted = await deleteKeys(admin, opts.prefix);
     } catch (err) {
@@ -208,7 +219,10 @@ async function parent(opts) {
   process.exit(record.ok ? 0 : 1);
 }
 
-async function run(opts, record, children) {
+async function run(opts, record, children, state) {
+  const check = () => {
+    if (state.aborted) throw new Error('aborted');
+  };
   const connection = connectionOptions(opts.redisUrl);
   const queue = new Queue(QUEUE, { connection, prefix: opts.prefix });
   await queue.waitUntilReady();
@@ -218,6 +232,7 @@ async function run(opts, record, children) {
   for (let i = 0; i < opts.jobs; i += opts.batch) {
     const n = Math.min(opts.batch, opts.jobs - i);
     await queue.addBulk(Array.from({ length: n }, () => ({ name: 'noop', data: {} })));
+    check();
   }
   const addEnd = now();
   record.add_seconds = (addEnd - addStart) / 1000;
@@ -237,6 +252,7 @@ async function run(opts, record, children) {
     '--keep-failed', String(opts.keepFailed),
   ];
   for (let i = 0; i < opts.processes; i++) {
+    check();
     const c = fork(here, args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     children.push(c);
     c.on('message', (msg) => {
