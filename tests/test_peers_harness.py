@@ -140,3 +140,23 @@ def test_render_table_shows_rates_dashes_and_skipped_peers() -> None:
 def test_peers_registry_names_match_their_entries() -> None:
     assert set(run.PEERS) >= {"bullmq", "saq"}
     assert all(peer.name == name for name, peer in run.PEERS.items())
+
+
+def test_bullmq_is_skipped_with_a_reason_when_node_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(run.shutil, "which", lambda name: None)
+    with pytest.raises(run.PeerUnavailable, match=r"Node\.js and npm are needed"):
+        run.prepare_bullmq(tmp_path / "bullmq")
+    assert not (tmp_path / "bullmq").exists()
+
+
+def test_bullmq_is_skipped_with_a_reason_when_node_is_too_old(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "node"
+    fake.write_text("#!/bin/sh\necho v16.20.0\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(run.shutil, "which", lambda name: str(fake))
+    with pytest.raises(run.PeerUnavailable, match=r"18 or newer is needed \(found v16\.20\.0\)"):
+        run.prepare_bullmq(tmp_path / "bullmq")
