@@ -119,9 +119,9 @@ async function child(opts) {
   });
   let reported = 0;
   const ticker = setInterval(() => {
-    if (done !== reported) {
-      reported = done;
-      tell({ type: 'progress', done });
+    if (done + failed !== reported) {
+      reported = done + failed;
+      tell({ type: 'progress', finished: reported });
     }
   }, 20);
   process.on('disconnect', () => process.exit(3)); // the parent went away
@@ -155,7 +155,12 @@ function versions(info) {
     JSON.parse(readFileSync(new URL(`./node_modules/${name}/package.json`, import.meta.url)))
       .version;
   const redis = /redis_version:(\S+)/.exec(info);
-  return { bullmq: pkg('bullmq'), ioredis: pkg('ioredis'), node: process.version, redis: redis?.[1] ?? null };
+  return {
+    bullmq: pkg('bullmq'),
+    ioredis: pkg('ioredis'),
+    node: process.version,
+    redis: redis?.[1] ?? null,
+  };
 }
 
 async function parent(opts) {
@@ -257,7 +262,7 @@ async function run(opts, record, children, state) {
     children.push(c);
     c.on('message', (msg) => {
       if (msg.type === 'ready') readyCount++;
-      else if (msg.type === 'progress') progress[i] = msg.done;
+      else if (msg.type === 'progress') progress[i] = msg.finished;
       else if (msg.type === 'result') results[i] = msg;
       else if (msg.type === 'error') process.stderr.write(`bullmq worker ${i}: ${msg.message}\n`);
       notify();
@@ -275,7 +280,7 @@ async function run(opts, record, children, state) {
   if (ended()) throw new Error(record.error);
   for (const c of children) c.send({ type: 'go' });
 
-  // 3. wait for N completions, then stop the workers and collect their clocks
+  // 3. wait until N jobs are finished (completed or failed), then stop the workers and collect their clocks
   const sum = () => progress.reduce((a, b) => a + b, 0);
   while (sum() < opts.jobs && !ended()) await changed();
   children.forEach((c, i) => closed[i] || c.send({ type: 'stop' }));
