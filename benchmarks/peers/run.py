@@ -1,0 +1,463 @@
+"""Work-queue peer benchmark: BullMQ and saq adding and processing no-op jobs on one Redis.
+
+    python benchmarks/peers/run.py [--jobs 20000] [--processes 1,4] [--concurrency 10]
+        [--peers bullmq,saq] [--repeat 1] [--redis-url URL] [--json PATH] [--timeout 300]
+
+Without ``--redis-url`` a throwaway ``redis-server`` (``taskstore_redis.testing.redis_server``)
+runs for the whole run. Each peer is installed into a scratch folder (``--work``, default
+``benchmarks/peers/.work/``, git-ignored): BullMQ with ``npm ci`` from the pinned
+``bullmq/package-lock.json``, saq with pip into a virtualenv from ``saq-requirements.txt``.
+A peer that cannot be installed (no Node.js or npm, no registry) is skipped with a one-line
+reason. See benchmarks/README.md, section "Peers", for the method and the fairness rules.
+
+The contract of a peer
+----------------------
+A peer is an entry of ``PEERS``: a :class:`Peer` with a ``name`` and a ``prepare(work_dir)``
+callable that installs what the peer needs under ``work_dir`` (a folder of its own) and
+returns the command (argv) of its bench program, or raises :class:`PeerUnavailable` with a
+one-line reason. The runner then starts, once per worker-process count and repeat::
+
+    <argv> --redis-url URL --jobs N --processes P --concurrency C --prefix PREFIX --timeout T
+
+and the program must
+
+1. add N jobs whose handler does nothing, as fast as its client allows (its own bulk or
+   batched API), then run P worker processes, each with C jobs in flight, until all N are
+   finished;
+2. print ONE JSON object on the last line of stdout with the fields of ``REQUIRED``:
+   ``peer`` (its name), ``ok`` (all N completed, none failed), ``jobs``, ``processes``,
+   ``concurrency`` (the settings it ran with), ``add_seconds`` / ``add_rate`` (first add
+   call to last add acknowledged; jobs/s), ``process_seconds`` / ``process_rate`` (first
+   claim by any worker to last completion by any worker; N / seconds), ``completed``,
+   ``failed``, ``versions`` (object: its library, runtime, ``redis`` server version),
+   ``settings`` (object: anything else that shapes the figures, e.g. job retention) and
+   ``error`` (null or a one-line reason). Extra fields are kept;
+3. write only keys whose name contains PREFIX and delete them before it exits (the runner
+   checks, deletes leftovers and reports them);
+4. exit within T seconds, 0 when ``ok``.
+
+The project's own queue is added the same way, as a ``taskstore`` entry whose ``prepare``
+returns ``[sys.executable, "<its bench script>"]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_WORK = HERE / ".work"
+INSTALL_TIMEOUT = 900.0  # seconds, per peer
+GRACE = 30.0  # seconds a peer may overrun its --timeout before it is killed
+
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "peer": str,
+    "ok": bool,
+    "jobs": int,
+    "processes": int,
+    "concurrency": int,
+    "add_seconds": (int, float, type(None)),
+    "add_rate": (int, float, type(None)),
+    "process_seconds": (int, float, type(None)),
+    "process_rate": (int, float, type(None)),
+    "completed": int,
+    "failed": int,
+    "versions": dict,
+    "settings": dict,
+    "error": (str, type(None)),
+}
+
+
+class PeerUnavailable(Exception):
+    """A peer cannot run here; the message is the one-line reason."""
+
+
+class BadResult(ValueError):
+    """A peer's output does not follow the contract."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    """One side of the comparison: how to install it and the command of its bench program."""
+
+    name: str
+    prepare: Callable[[Path], list[str]]
+
+
+# ------------------------------------------------------------------------- installs
+def _run_install(argv: Sequence[str], cwd: Path, what: str) -> None:
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PeerUnavailable(f"{what} took longer than {INSTALL_TIMEOUT:.0f} s") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise PeerUnavailable(f"{what} failed ({proc.returncode}): {tail[0]}")
+
+
+def _fingerprint(*files: Path) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare_bullmq(work: Path) -> list[str]:
+    """Install the pinned BullMQ with ``npm ci`` into ``work``; the argv of bench.mjs."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise PeerUnavailable("Node.js and npm are needed (node or npm is not on PATH)")
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not version.startswith("v") or int(version[1:].split(".")[0]) < 18:
+        raise PeerUnavailable(f"Node.js 18 or newer is needed (found {version or 'nothing'})")
+    source = HERE / "bullmq"
+    files = [source / "package.json", source / "package-lock.json"]
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / ".installed"
+    stamp = _fingerprint(*files)
+    if not (marker.exists() and marker.read_text() == stamp and (work / "node_modules").is_dir()):
+        for file in files:
+            shutil.copy2(file, work / file.name)
+        _run_install([npm, "ci", "--no-audit", "--no-fund"], work, "npm ci (BullMQ)")
+        marker.write_text(stamp)
+    # node resolves `bullmq` from the script's own folder: run a copy next to node_modules
+    shutil.copy2(source / "bench.mjs", work / "bench.mjs")
+    return [node, str(work / "bench.mjs")]
+
+
+def prepare_saq(work: Path) -> list[str]:
+    """Make a virtualenv in ``work`` with the pinned saq; the argv of saq_bench.py."""
+    requirements = HERE / "saq-requirements.txt"
+    venv = work / "venv"
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    marker = work / ".installed"
+    stamp = _fingerprint(requirements)
+    if not (marker.exists() and marker.read_text() == stamp and python.exists()):
+        shutil.rmtree(venv, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        _run_install([sys.executable, "-m", "venv", str(venv)], work, "python -m venv (saq)")
+        _run_install(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(requirements)],
+            work,
+            "pip install (saq)",
+        )
+        marker.write_text(stamp)
+    return [str(python), str(HERE / "saq_bench.py")]
+
+
+PEERS: dict[str, Peer] = {
+    "bullmq": Peer("bullmq", prepare_bullmq),
+    "saq": Peer("saq", prepare_saq),
+}
+
+
+# ------------------------------------------------------------------- pure helpers
+def parse_counts(text: str) -> list[int]:
+    """``"1,4"`` -> ``[1, 4]``: positive integers, duplicates dropped, order kept."""
+    counts: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise ValueError(f"not a positive integer: {part!r}")
+        if int(part) not in counts:
+            counts.append(int(part))
+    if not counts:
+        raise ValueError("no count given")
+    return counts
+
+
+def parse_result(stdout: str) -> dict[str, Any]:
+    """The JSON object on the last non-empty line of a peer's stdout, checked against REQUIRED."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        raise BadResult("no output")
+    try:
+        record = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        raise BadResult(f"last line is not JSON: {lines[-1][:80]!r}") from exc
+    if not isinstance(record, dict):
+        raise BadResult("last line is not a JSON object")
+    for field, kind in REQUIRED.items():
+        if field not in record:
+            raise BadResult(f"missing field {field!r}")
+        value = record[field]
+        # bool is an int in Python: a count must not be a bool, a flag must be one
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise BadResult(f"field {field!r} has the wrong type: {value!r}")
+    return record
+
+
+def failed_record(
+    peer: str, jobs: int, processes: int, concurrency: int, error: str
+) -> dict[str, Any]:
+    """The record of a run that produced no valid output."""
+    return {
+        "peer": peer,
+        "ok": False,
+        "jobs": jobs,
+        "processes": processes,
+        "concurrency": concurrency,
+        "add_seconds": None,
+        "add_rate": None,
+        "process_seconds": None,
+        "process_rate": None,
+        "completed": 0,
+        "failed": 0,
+        "versions": {},
+        "settings": {},
+        "error": error,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the table: a peer at one worker-process count, over its repeats."""
+
+    peer: str
+    processes: int
+    concurrency: int
+    jobs: int
+    runs: int
+    ok_runs: int
+    add_rate: float | None  # median over the runs that completed
+    process_rate: float | None
+    note: str
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[Row]:
+    """Group records by (peer, processes), in first-seen order; medians of the ok runs."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["peer"], record["processes"]), []).append(record)
+    rows = []
+    for (peer, processes), group in groups.items():
+        ok = [r for r in group if r["ok"]]
+        notes = sorted({r["error"] for r in group if r["error"]})
+        redelivered = sum(r.get("redelivered", 0) for r in group)
+        if redelivered:
+            notes.append(f"{redelivered} redelivered")
+        rows.append(
+            Row(
+                peer=peer,
+                processes=processes,
+                concurrency=group[0]["concurrency"],
+                jobs=group[0]["jobs"],
+                runs=len(group),
+                ok_runs=len(ok),
+                add_rate=_median([r["add_rate"] for r in ok]),
+                process_rate=_median([r["process_rate"] for r in ok]),
+                note="; ".join(notes),
+            )
+        )
+    return rows
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def render_table(rows: Sequence[Row], skipped: dict[str, str]) -> str:
+    """A Markdown table of the rows (rates in jobs/s), then one line per skipped peer."""
+    header = ["peer", "processes", "concurrency", "jobs", "ok runs", "add /s", "process /s", "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row.peer,
+            str(row.processes),
+            str(row.concurrency),
+            f"{row.jobs:,}",
+            f"{row.ok_runs}/{row.runs}",
+            _rate(row.add_rate),
+            _rate(row.process_rate),
+            row.note.replace("|", "/"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.extend(f"skipped {name}: {reason}" for name, reason in skipped.items())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- the run
+def _leftover_keys(url: str, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def run_one(
+    peer: str, argv: list[str], url: str, jobs: int, processes: int, concurrency: int, timeout: int
+) -> dict[str, Any]:
+    """Run one peer once; its record, with the leftover-key check added."""
+    prefix = f"peers-{secrets.token_hex(4)}-{peer}-p{processes}"
+    command = [
+        *argv,
+        *("--redis-url", url, "--jobs", str(jobs), "--processes", str(processes)),
+        *("--concurrency", str(concurrency), "--prefix", prefix, "--timeout", str(timeout)),
+    ]
+    try:
+        proc = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout + GRACE,
+            check=False,
+        )
+        record = parse_result(proc.stdout)
+        if proc.returncode != 0 and record["ok"]:
+            record["ok"] = False
+            record["error"] = f"exit status {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        record = failed_record(peer, jobs, processes, concurrency, "killed: did not stop in time")
+    except BadResult as exc:
+        stderr = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+        error = f"{exc} (exit {proc.returncode}) {stderr[0]}".strip()
+        record = failed_record(peer, jobs, processes, concurrency, error)
+    record["leftover_keys"] = _leftover_keys(url, prefix)
+    return record
+
+
+@contextlib.contextmanager
+def _redis(url: str | None) -> Iterator[str]:
+    if url is not None:
+        yield url
+        return
+    from taskstore_redis.testing import redis_server
+
+    with redis_server() as server:
+        yield server.url
+
+
+def _redis_version(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="benchmarks/peers/run.py", description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=20_000, help="jobs per run (default 20,000)")
+    p.add_argument("--processes", type=parse_counts, default=[1, 4], help="e.g. 1,4")
+    p.add_argument("--concurrency", type=int, default=10, help="jobs in flight per process")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"from {', '.join(PEERS)}")
+    p.add_argument("--repeat", type=int, default=1, help="runs per peer and process count")
+    p.add_argument("--redis-url", help="use this Redis instead of a throwaway one")
+    p.add_argument("--json", type=Path, help="write every record and the settings here")
+    p.add_argument("--timeout", type=int, default=300, help="seconds per run (default 300)")
+    p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder")
+    args = p.parse_args(argv)
+    for name in ("jobs", "concurrency", "repeat", "timeout"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in args.peers if name not in PEERS]
+    if unknown or not args.peers:
+        p.error(f"--peers: unknown {', '.join(unknown) or '(none given)'}")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    """Install the peers, run them, print the table; 0 when every run that ran was ok."""
+    args = _parse_args(argv)
+    started = datetime.datetime.now(datetime.UTC)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    commands: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for name in args.peers:
+        print(f"preparing {name} ...", file=sys.stderr, flush=True)
+        try:
+            commands[name] = PEERS[name].prepare(args.work / name)
+        except PeerUnavailable as exc:
+            skipped[name] = str(exc)
+            print(f"skipped {name}: {exc}", file=sys.stderr, flush=True)
+    records: list[dict[str, Any]] = []
+    redis_version = None
+    with _redis(args.redis_url) as url:
+        redis_version = _redis_version(url)
+        # interleaved (peer after peer at each count) so that drifting load hits all alike
+        for repeat in range(args.repeat):
+            for processes in args.processes:
+                for name, command in commands.items():
+                    print(
+                        f"{name}: {args.jobs:,} jobs, {processes} process(es) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    t0 = time.monotonic()
+                    record = run_one(
+                        name, command, url, args.jobs, processes, args.concurrency, args.timeout
+                    )
+                    record["repeat"] = repeat
+                    record["wall_seconds"] = time.monotonic() - t0
+                    records.append(record)
+    document = {
+        "benchmark": "work-queue peers",
+        "started": started.isoformat(timespec="seconds"),
+        "settings": {
+            "jobs": args.jobs,
+            "processes": args.processes,
+            "concurrency": args.concurrency,
+            "repeat": args.repeat,
+            "timeout": args.timeout,
+            "redis": "given --redis-url" if args.redis_url else "throwaway redis-server",
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1m_at_start": load,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "redis": redis_version,
+        },
+        "skipped": skipped,
+        "results": records,
+    }
+    if args.json is not None:
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(render_table(summarize(records), skipped))
+    if load is not None and load > (os.cpu_count() or 1) / 2:
+        print(f"warning: load average {load:.1f} at the start: figures are indicative only")
+    return 0 if all(r["ok"] for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

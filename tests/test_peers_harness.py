@@ -1,0 +1,162 @@
+"""The pure parts of the work-queue peer benchmark runner (benchmarks/peers/run.py).
+
+No Redis, Node.js or network: argument parsing, the check of a peer's JSON line against
+the contract, the grouping of records and the table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+RUN_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "peers" / "run.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("peers_run", RUN_PY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _load()
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "peer": "bullmq",
+        "ok": True,
+        "jobs": 1000,
+        "processes": 1,
+        "concurrency": 10,
+        "add_seconds": 0.5,
+        "add_rate": 2000.0,
+        "process_seconds": 1.0,
+        "process_rate": 1000.0,
+        "completed": 1000,
+        "failed": 0,
+        "versions": {"bullmq": "6.7.0", "redis": "7.0.15"},
+        "settings": {},
+        "error": None,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_parse_counts_keeps_order_and_drops_duplicates() -> None:
+    assert run.parse_counts("4, 1,4") == [4, 1]
+
+
+@pytest.mark.parametrize("text", ["", "0", "1,-2", "two", "1,,4"])
+def test_parse_counts_rejects_what_is_not_a_positive_integer(text: str) -> None:
+    with pytest.raises(ValueError):
+        run.parse_counts(text)
+
+
+def test_parse_result_takes_the_last_non_empty_line() -> None:
+    line = json.dumps(record(process_rate=1234.5, redelivered=2))
+    parsed = run.parse_result(f"npm notice something\n{line}\n\n")
+    assert parsed["process_rate"] == 1234.5
+    assert parsed["redelivered"] == 2  # extra fields are kept
+
+
+def test_parse_result_accepts_null_rates_of_a_failed_run() -> None:
+    line = json.dumps(record(ok=False, add_rate=None, process_rate=None, error="timed out"))
+    assert run.parse_result(line)["error"] == "timed out"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        ("", "no output"),
+        ("   \n", "no output"),
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        (json.dumps({k: v for k, v in record().items() if k != "process_rate"}), "process_rate"),
+        (json.dumps(record(jobs="1000")), "'jobs'"),
+        (json.dumps(record(completed=True)), "'completed'"),  # a bool is not a count
+        (json.dumps(record(ok=1)), "'ok'"),  # nor a count a flag
+        (json.dumps(record(versions=[])), "'versions'"),
+    ],
+)
+def test_parse_result_rejects_output_outside_the_contract(stdout: str, message: str) -> None:
+    with pytest.raises(run.BadResult, match=message):
+        run.parse_result(stdout)
+
+
+def test_failed_record_follows_the_contract() -> None:
+    failed = run.failed_record("saq", 500, 4, 10, "killed")
+    assert run.parse_result(json.dumps(failed)) == failed
+    assert failed["ok"] is False
+
+
+def test_summarize_groups_by_peer_and_processes_with_medians_of_ok_runs() -> None:
+    records = [
+        record(process_rate=900.0, add_rate=1000.0),
+        record(peer="saq", process_rate=300.0, redelivered=3),
+        record(process_rate=1100.0, add_rate=3000.0),
+        record(process_rate=1000.0, add_rate=2000.0),
+        record(processes=4, ok=False, process_rate=None, add_rate=None, error="timed out"),
+    ]
+    rows = run.summarize(records)
+    assert [(r.peer, r.processes) for r in rows] == [("bullmq", 1), ("saq", 1), ("bullmq", 4)]
+    bullmq1, saq1, bullmq4 = rows
+    assert (bullmq1.runs, bullmq1.ok_runs) == (3, 3)
+    assert bullmq1.process_rate == 1000.0
+    assert bullmq1.add_rate == 2000.0
+    assert saq1.note == "3 redelivered"
+    assert (bullmq4.ok_runs, bullmq4.process_rate, bullmq4.note) == (0, None, "timed out")
+
+
+def test_summarize_ignores_the_rates_of_failed_runs() -> None:
+    rows = run.summarize([record(process_rate=10.0, ok=False, error="x"), record()])
+    assert rows[0].process_rate == 1000.0
+    assert rows[0].note == "x"
+
+
+def test_render_table_shows_rates_dashes_and_skipped_peers() -> None:
+    rows = run.summarize(
+        [
+            record(process_rate=12345.6, add_rate=50000.0),
+            record(peer="saq", ok=False, add_rate=None, process_rate=None, error="a|b"),
+        ]
+    )
+    table = run.render_table(rows, {"taskstore": "not built"})
+    lines = table.splitlines()
+    assert lines[0].startswith("| peer | processes |")
+    assert lines[2] == "| bullmq | 1 | 10 | 1,000 | 1/1 | 50,000 | 12,346 |  |"
+    assert lines[3] == "| saq | 1 | 10 | 1,000 | 0/1 | - | - | a/b |"
+    assert lines[4] == "skipped taskstore: not built"
+
+
+def test_peers_registry_names_match_their_entries() -> None:
+    assert set(run.PEERS) >= {"bullmq", "saq"}
+    assert all(peer.name == name for name, peer in run.PEERS.items())
+
+
+def test_bullmq_is_skipped_with_a_reason_when_node_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(run.shutil, "which", lambda name: None)
+    with pytest.raises(run.PeerUnavailable, match=r"Node\.js and npm are needed"):
+        run.prepare_bullmq(tmp_path / "bullmq")
+    assert not (tmp_path / "bullmq").exists()
+
+
+def test_bullmq_is_skipped_with_a_reason_when_node_is_too_old(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "node"
+    fake.write_text("#!/bin/sh\necho v16.20.0\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(run.shutil, "which", lambda name: str(fake))
+    with pytest.raises(run.PeerUnavailable, match=r"18 or newer is needed \(found v16\.20\.0\)"):
+        run.prepare_bullmq(tmp_path / "bullmq")
