@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import taskstore_redis as ts
-from taskstore_redis._cli import demo as _demo
+from taskstore_redis._cli.demo import verify as _demo_verify
 from taskstore_redis._cli.main import main
 
 
@@ -51,7 +51,7 @@ def test_the_demo_fails_and_names_the_check_when_a_result_differs_from_the_recom
 ) -> None:
     # The workers compute the sum from the variables they read back; the verifier
     # recomputes it from the plan. Skewing the plan must make the check fail.
-    monkeypatch.setattr(_demo, "expected_sum", lambda seed, index: -1)
+    monkeypatch.setattr(_demo_verify, "expected_sum", lambda seed, index: -1)
     code = main(["demo", "--backend", "memory", "--tasks", "30", "--workers", "2"])
     out = capsys.readouterr().out
     assert code == 1, out
