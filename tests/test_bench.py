@@ -101,10 +101,12 @@ def test_quick_bench_on_standalone_redis_reports_every_scenario(
         assert memory["index_memory_usage_per_task"] > 0
         assert memory["key_prefix_length"] == len("taskstore")
 
-    # On standalone Redis every target is judged, met or not (never hidden).
-    assert all(target["passed"] in (True, False) for target in run["targets"])
+    # --quick sizes are too small to judge a target: measured, never judged.
+    assert all(target["passed"] is None for target in run["targets"])
+    assert all(target["detail"].startswith("not judged") for target in run["targets"])
     output = capsys.readouterr().out
-    assert "PASS" in output or "MISS" in output
+    assert "PASS" not in output and "MISS" not in output
+    assert "targets: --quick sizes are too small" in output
     with redis.Redis.from_url(redis_url) as client:
         assert list(client.scan_iter(match=f"{{{prefix}-bench-*")) == []
 
@@ -129,9 +131,12 @@ def test_plot_without_matplotlib_is_a_one_line_error(
 ) -> None:
     monkeypatch.setattr(_bench, "plotting_available", lambda: False)
     argv = ["bench", "--backend", "memory", "--quick", "--plot", str(tmp_path / "x.png")]
-    assert _cli.main(argv) == _bench.EXIT_FAILED
-    output = capsys.readouterr().out.strip()
-    assert output == "--plot needs matplotlib: pip install 'taskstore-redis[plot]'"
+    assert _cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "taskstore-redis: --plot needs matplotlib: pip install 'taskstore-redis[cli]'"
+    ]
     assert not (tmp_path / "x.png").exists()
 
 
@@ -139,5 +144,8 @@ def test_plot_without_matplotlib_is_a_one_line_error(
 def test_bounds_out_of_range_are_refused(
     bound: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _cli.main(["bench", "--backend", "memory", *bound]) == _bench.EXIT_FAILED
-    assert "must be" in capsys.readouterr().out
+    assert _cli.main(["bench", "--backend", "memory", *bound]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"taskstore-redis: {bound[0]} must be")

@@ -17,27 +17,31 @@ from rich.table import Table
 
 from ..._async._memory import InMemoryBackend
 from ..._async._store import GenericTaskStore
+from .._connect import shown
+from .._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 from .client import Bars, Client
 from .plan import CONFIG, MAX_ERRORS_KEPT, SECURITY, TTL_MS, Job, owner_id
 from .verify import CheckResult, Verification
 from .worker import CoroutineWorkers, WorkerProcesses, WorkerReport
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
-
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
 
 
@@ -73,8 +77,7 @@ class Demo:
         self.concurrency: int = args.concurrency
         self.timeout: float = args.timeout
         self.seed: int = args.seed if args.seed is not None else secrets.randbelow(2**31)
-        base = str(args.prefix)[:50]
-        self.prefix = f"{base}-demo-{secrets.token_hex(4)}"
+        self.prefix: str = args.prefix or f"taskstore-demo-{secrets.token_hex(4)}"
         self.memory = InMemoryBackend() if url is None else None
         self.client = Client(self.tasks, self.owner, random.Random(self.seed))
         self.processes = (
@@ -105,6 +108,19 @@ class Demo:
     def owner(self, index: int) -> str:
         """The owner of task ``index``."""
         return owner_id(index % self.owners)
+
+    async def check_fresh(self) -> None:
+        """Refuse a key prefix whose demo owners already have tasks: the checks would fail."""
+        if self.memory is not None:
+            return
+        async with self.store() as store:
+            for number in range(self.owners):
+                if (await store.list(owner_id(number), limit=1)).tasks:
+                    raise CliError(
+                        f"key prefix {self.prefix!r} already holds demo tasks: give another "
+                        "--prefix, or none for a new one",
+                        EXIT_USAGE,
+                    )
 
     async def main(self, bars: Bars) -> None:
         """Create, work, verify."""
@@ -167,7 +183,7 @@ class Demo:
         where = (
             "in-memory backend, one process"
             if self.url is None
-            else f"{escape(self.url)}, key prefix {self.prefix}"
+            else f"{escape(shown(self.url))}, key prefix {self.prefix}"
         )
         table = Table(title="taskstore-redis demo", show_header=False)
         table.add_column(style="bold")
@@ -231,16 +247,25 @@ class Demo:
         return self.failure is None and bool(self.checks) and all(ok for _, ok, _ in self.checks)
 
 
-def _describe(exc: BaseException) -> list[str]:
-    """The leaf errors of an exception (group), as ``Type: message``."""
+def _leaves(exc: BaseException) -> list[str]:
     if isinstance(exc, BaseExceptionGroup):
-        return [line for inner in exc.exceptions for line in _describe(inner)]
+        return [line for inner in exc.exceptions for line in _leaves(inner)]
     return [f"{type(exc).__name__}: {exc}"]
+
+
+def _describe(exc: BaseException) -> str:
+    """The leaf errors of an exception (group), as ``Type: message``, each one once.
+
+    Coroutines that hit the same error (a server gone) report it once, counted.
+    """
+    counts = Counter(_leaves(exc))
+    return "; ".join(line if n == 1 else f"{line} (x{n})" for line, n in counts.items())
 
 
 def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     """Run the demo on ``url`` (None: the in-memory backend); return the exit status."""
     demo = Demo(args, url, console)
+    anyio.run(demo.check_fresh)
     mode = (
         "in-memory backend, worker coroutine groups in this process"
         if url is None
@@ -266,7 +291,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         console.print("[yellow]interrupted: workers stopped, stores closed[/yellow]")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a store error escaping a task group arrives as a group
-        demo.failure = "; ".join(_describe(exc))
+        demo.failure = _describe(exc)
     finally:
         demo.stop_processes()
     console.print(demo.summary())
@@ -279,9 +304,9 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         if not ok:
             console.print(f"[red]check {name!r} failed: {escape(detail)}[/red]", soft_wrap=True)
     if url is not None and args.redis_url:
-        owner = demo.owner(0)
+        owner, where = demo.owner(0), escape(shown(url))
         console.print(
-            f"inspect: taskstore-redis list --redis-url {escape(url)} --prefix {demo.prefix} "
+            f"inspect: taskstore-redis list --redis-url {where} --prefix {demo.prefix} "
             f"--owner {owner}   (the tasks expire in {TTL_MS // 60_000} minutes)",
             soft_wrap=True,
         )
