@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -18,10 +19,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from rich.console import Console
 
 import taskstore_redis as ts
 from taskstore_redis._cli import _doctor, _inspect
 from taskstore_redis._cli.demo import verify as _demo_verify
+from taskstore_redis._cli.demo.runner import Demo
+from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS
@@ -543,3 +547,23 @@ def test_the_demo_runs_under_the_readme_acl_user_with_its_prefix(
     assert main([*argv, "--workers", "2", "--concurrency", "4"]) == 0, capsys.readouterr()
     assert re.search(r"verification\s*│\s*passed", capsys.readouterr().out)
     assert refusals(admin, user) == []
+
+
+def test_the_same_error_on_many_tasks_is_one_line_naming_the_first_tasks() -> None:
+    args = argparse.Namespace(
+        workers=2, tasks=8, owners=2, concurrency=2, timeout=5.0, seed=1, prefix=None
+    )
+    demo = Demo(args, None, Console())
+    gone = "StoreUnavailable: Redis unavailable during get: connection refused"
+    for wid, tasks in ((0, [0, 2, 4]), (1, [1, 3])):
+        report = WorkerReport(wid)
+        for index in tasks:
+            report.error(f"task {index}: {gone}")
+        report.error("deadline passed with task 9 and others not started")
+        demo.coroutines.reports[wid] = report
+    demo.client.tally.client_error(f"task 5: {gone}")
+    assert demo.error_lines() == [
+        f"{gone} (worker 0 task 0, worker 0 task 2, worker 0 task 4 and 3 more)",
+        "worker 0: deadline passed with task 9 and others not started",
+        "worker 1: deadline passed with task 9 and others not started",
+    ]

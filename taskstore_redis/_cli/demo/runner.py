@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import re
 import secrets
 import time
 from collections import Counter
@@ -238,13 +239,32 @@ class Demo:
         return table
 
     def error_lines(self) -> list[str]:
-        """The unexpected errors the workers and the client reported, first ones first."""
+        """The unexpected errors the workers and the client reported, first ones first.
+
+        The same error met on many tasks is one line naming the first tasks.
+        """
         lines = [line for wid in sorted(self.reports) for line in self.reports[wid].errors]
-        return lines + self.client.tally.client_errors
+        tasks: dict[str, list[str]] = {}
+        for line in [*lines, *self.client.tally.client_errors]:
+            match = _TASK_ERROR.fullmatch(line)
+            if match is None:
+                tasks.setdefault(line, [])
+                continue
+            who, task, error = match.groups()
+            tasks.setdefault(error, []).append(f"{who} task {task}")
+        out = []
+        for error, where in tasks.items():
+            more = f" and {len(where) - 3} more" if len(where) > 3 else ""
+            out.append(f"{error} ({', '.join(where[:3])}{more})" if where else error)
+        return out
 
     def passed(self) -> bool:
         """Whether the run finished and every check passed."""
         return self.failure is None and bool(self.checks) and all(ok for _, ok, _ in self.checks)
+
+
+_TASK_ERROR = re.compile(r"(worker \d+|client): task (\d+): (.*)", re.S)
+"""A worker's or the client's error about one task: who, which task, what."""
 
 
 def _leaves(exc: BaseException) -> list[str]:
