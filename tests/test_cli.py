@@ -22,7 +22,7 @@ import redis
 from rich.console import Console
 
 import taskstore_redis as ts
-from taskstore_redis._cli import _doctor, _inspect
+from taskstore_redis._cli import _doctor, _exit, _inspect
 from taskstore_redis._cli.demo import verify as _demo_verify
 from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
@@ -567,3 +567,16 @@ def test_the_same_error_on_many_tasks_is_one_line_naming_the_first_tasks() -> No
         "worker 0: deadline passed with task 9 and others not started",
         "worker 1: deadline passed with task 9 and others not started",
     ]
+
+
+def test_the_readme_and_help_give_the_exit_statuses_the_command_uses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    in_readme = {int(n) for n in re.findall(r"^\| (\d+) \| ", section, re.M)}
+    used = {_exit.EXIT_OK, _exit.EXIT_FAILED, _exit.EXIT_USAGE, _exit.EXIT_UNREACHABLE}
+    assert in_readme == used | {_exit.EXIT_INTERRUPTED}
+    assert main(["--help"]) == 0
+    in_help = {int(n) for n in re.findall(r"^  (\d+) +\S", capsys.readouterr().out, re.M)}
+    assert in_help == in_readme
