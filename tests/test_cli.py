@@ -487,6 +487,19 @@ def test_doctor_reports_a_healthy_standalone_server(
     assert out.rstrip().endswith("healthy")
 
 
+@pytest.mark.cluster
+def test_doctor_reports_a_healthy_cluster(
+    cluster_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["doctor", "--redis-url", cluster_url, "--prefix", key_prefix])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"^server\s+Redis 7\.\d+\.\d+, cluster$", out, re.M), out
+    assert re.search(r"^allowed\s+ZADD \(", out, re.M), out
+    assert "WAIT" not in out  # wait_replicas is refused on a cluster anyway
+    assert out.rstrip().endswith("healthy")
+
+
 def test_doctor_takes_the_commands_to_check_from_the_scripts() -> None:
     commands = {name for script in ALL_SCRIPTS for name in _doctor.script_commands(script)}
     sent_by_the_client = {"EVALSHA", "SCRIPT|LOAD", "INFO", "WAIT"}
