@@ -223,6 +223,28 @@ def test_an_unreachable_server_is_one_line_and_exit_3_before_any_work(
     assert "may or may not" not in line
 
 
+def test_a_server_that_does_not_speak_redis_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def answer_like_http() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(1024)
+                peer.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        server = threading.Thread(target=answer_like_http, daemon=True)
+        server.start()
+        assert main(["cleanup", "--redis-url", f"redis://127.0.0.1:{port}/0"]) == 3
+        server.join(10)
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: no Redis answers at redis://127.0.0.1:{port}/0")
+
+
 def test_a_bad_key_prefix_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--owner", "a", "--prefix", "a b"]) == 2
     assert "key prefix must be" in one_error_line(capsys)
@@ -548,6 +570,20 @@ def test_doctor_names_each_permission_the_acl_user_lacks(
     out = capsys.readouterr().out
     assert re.search(r"^DENIED\s+HMGET \(get\)$", out, re.M), out
     assert re.search(r"^DENIED\s+EVALSHA ", out, re.M), out
+
+
+@pytest.mark.redis
+def test_refused_credentials_are_one_line_and_exit_3_with_the_password_hidden(
+    acl_server: tuple[RedisServer, redis.Redis], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, admin = acl_server
+    user = make_user(server, admin, ACL_RULES)
+    wrong = user.url.replace(user.password, "wrong-password")
+    assert main(["doctor", "--redis-url", wrong, "--prefix", user.prefix]) == 3
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: Redis at redis://{user.name}:***@")
+    assert "refused the credentials" in line
+    assert "wrong-password" not in line
 
 
 @pytest.mark.redis

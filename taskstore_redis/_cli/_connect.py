@@ -96,6 +96,10 @@ def probe(url: str) -> dict[str, Any]:
         raise _bad_option(url, exc) from None
     except redis.exceptions.ResponseError:
         return {}  # it answered: reachable (a server without HELLO, before Redis 6)
+    except redis.exceptions.RedisError as exc:  # a reply that is no Redis reply
+        raise CliError(
+            f"no Redis answers at {shown(url)} ({exc}); nothing was sent", EXIT_UNREACHABLE
+        ) from None
     finally:
         client.close()
     if isinstance(reply, list):  # RESP2: a flat list of names and values
