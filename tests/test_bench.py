@@ -16,6 +16,8 @@ import redis
 from taskstore_redis._cli import bench as _bench
 from taskstore_redis._cli import main as _cli
 from taskstore_redis._cli.bench._settings import OPERATIONS
+from taskstore_redis._core.backend_types import TaskKey
+from taskstore_redis._redis.keys import KeySchema
 
 LAYOUTS = {"1x1", "1x8", "1x32", "1w x8", "2w x8", "4w x8"}
 TARGETS = {
@@ -149,3 +151,27 @@ def test_bounds_out_of_range_are_refused(
     assert captured.out == ""
     [line] = captured.err.splitlines()
     assert line.startswith(f"taskstore-redis: {bound[0]} must be")
+
+
+@pytest.mark.redis
+def test_the_cleanup_pattern_matches_every_key_of_its_prefix_and_no_other(
+    redis_url: str, key_prefix: str
+) -> None:
+    ours, other = KeySchema(key_prefix), KeySchema(key_prefix + "x")
+    names = {
+        schema: {
+            schema.task_key(TaskKey("alice", "t1")),
+            schema.index_key("bob"),
+            schema.expiry_key("bob"),
+            schema.due_key(schema.shards - 1),
+        }
+        for schema in (ours, other)
+    }
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        for schema_names in names.values():
+            for name in schema_names:
+                client.set(name, "1")
+        try:
+            assert set(client.scan_iter(match=ours.pattern(), count=1000)) == names[ours]
+        finally:
+            client.delete(*names[ours], *names[other])
