@@ -51,8 +51,8 @@ _SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
 """Arguments after the key that make a well-formed call of each command the scripts use."""
 
 _OPTIONAL = {
-    "INFO": "needed to detect cluster mode, unless the application passes cluster=",
-    "WAIT": "needed only with wait_replicas",
+    "INFO": "only to detect cluster mode; or pass cluster=",
+    "WAIT": "only with wait_replicas",
 }
 
 
