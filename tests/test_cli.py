@@ -494,31 +494,30 @@ def test_the_inspecting_commands_default_to_localhost_6379_without_the_environme
     assert "redis://localhost:6379" in line
 
 
-@pytest.mark.redis
-def test_doctor_reports_a_healthy_standalone_server(
-    redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("server", "mode"),
+    [
+        pytest.param("redis_url", "standalone", marks=pytest.mark.redis),
+        pytest.param("cluster_url", "cluster", marks=pytest.mark.cluster),
+    ],
+)
+def test_doctor_reports_a_healthy_server(
+    server: str,
+    mode: str,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["doctor", "--redis-url", redis_url, "--prefix", key_prefix])
+    url: str = request.getfixturevalue(server)
+    code = main(["doctor", "--redis-url", url, "--prefix", key_prefix])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert re.search(r"^server\s+Redis 7\.\d+\.\d+, standalone$", out, re.M), out
+    assert re.search(rf"^server\s+Redis 7\.\d+\.\d+, {mode}$", out, re.M), out
     assert "create, compare_and_set, list_page, purge_expired: loadable" in out
     for command in ("HMGET", "EVALSHA", "SCRIPT LOAD", "ZADD", "HSET", "DEL"):
         assert re.search(rf"^allowed\s+{command} \(", out, re.M), (command, out)
+    assert ("WAIT" in out) == (mode == "standalone")  # wait_replicas: standalone only
     assert "DENIED" not in out
-    assert out.rstrip().endswith("healthy")
-
-
-@pytest.mark.cluster
-def test_doctor_reports_a_healthy_cluster(
-    cluster_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(["doctor", "--redis-url", cluster_url, "--prefix", key_prefix])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert re.search(r"^server\s+Redis 7\.\d+\.\d+, cluster$", out, re.M), out
-    assert re.search(r"^allowed\s+ZADD \(", out, re.M), out
-    assert "WAIT" not in out  # wait_replicas is refused on a cluster anyway
     assert out.rstrip().endswith("healthy")
 
 
