@@ -339,6 +339,19 @@ def test_ctrl_c_is_one_line_and_exit_130(
     assert one_error_line(capsys) == "taskstore-redis: interrupted"
 
 
+def test_ctrl_c_during_the_demo_stops_it_in_one_line_with_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def interrupted(self: Demo, bars: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Demo, "main", interrupted)
+    assert main(["demo", "--backend", "memory", "--tasks", "4"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "taskstore-redis: interrupted: workers stopped, stores closed\n"
+    assert "taskstore-redis demo" not in captured.out  # no summary of a run cut short
+
+
 # --- get, list, cleanup, doctor -------------------------------------------------------------
 
 

@@ -308,8 +308,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
             anyio.run(demo.main, Bars(progress, demo.tasks))
     except KeyboardInterrupt:
         demo.stop_processes()
-        console.print("[yellow]interrupted: workers stopped, stores closed[/yellow]")
-        return EXIT_INTERRUPTED
+        raise CliError("interrupted: workers stopped, stores closed", EXIT_INTERRUPTED) from None
     except Exception as exc:  # a store error escaping a task group arrives as a group
         demo.failure = _describe(exc)
     finally:
