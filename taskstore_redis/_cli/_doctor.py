@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     report.line("server", f"Redis {version}, {'cluster' if cluster else 'standalone'}")
     report.line("user", user)
     numbers = [int(part) for part in version.split(".")[:2] if part.isdigit()]
-    if len(numbers) == 2 and tuple(numbers) < (7, 0):
+    if len(numbers) < 2 or tuple(numbers) < (7, 0):  # no HELLO reply: before Redis 6
         report.problem("version", "needs Redis >= 7.0 (script flags, ZRANGE BYLEX REV)")
     keys = KeySchema(args.prefix)
     key = keys.task_key(TaskKey(_OWNER, "probe"))
