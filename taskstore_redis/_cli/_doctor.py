@@ -100,7 +100,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     cluster = hello.get("mode") == "cluster"
     report = _Report(console)
     user = urlsplit(url).username or "default"
-    report.line("server", f"Redis {version}, {'cluster' if cluster else 'standalone'}")
+    name = str(hello.get("server", "redis")).capitalize()  # Redis, or Valkey
+    report.line("server", f"{name} {version}, {'cluster' if cluster else 'standalone'}")
     report.line("user", user)
     numbers = [int(part) for part in version.split(".")[:2] if part.isdigit()]
     if len(numbers) < 2 or tuple(numbers) < (7, 0):  # no HELLO reply: before Redis 6
