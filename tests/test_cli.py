@@ -525,7 +525,7 @@ def test_doctor_reports_a_healthy_server(
     code = main(["doctor", "--redis-url", url, "--prefix", key_prefix])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert re.search(rf"^server\s+Redis 7\.\d+\.\d+, {mode}$", out, re.M), out
+    assert re.search(rf"^server\s+(Redis|Valkey) \d+\.\d+\.\d+, {mode}$", out, re.M), out
     assert "create, compare_and_set, list_page, purge_expired: loadable" in out
     for command in ("HMGET", "EVALSHA", "SCRIPT LOAD", "ZADD", "HSET", "DEL"):
         assert re.search(rf"^allowed\s+{command} \(", out, re.M), (command, out)
