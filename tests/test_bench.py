@@ -16,6 +16,8 @@ import redis
 from taskstore_redis._cli import bench as _bench
 from taskstore_redis._cli import main as _cli
 from taskstore_redis._cli.bench._settings import OPERATIONS
+from taskstore_redis._core.backend_types import TaskKey
+from taskstore_redis._redis.keys import KeySchema
 
 LAYOUTS = {"1x1", "1x8", "1x32", "1w x8", "2w x8", "4w x8"}
 TARGETS = {
@@ -101,10 +103,12 @@ def test_quick_bench_on_standalone_redis_reports_every_scenario(
         assert memory["index_memory_usage_per_task"] > 0
         assert memory["key_prefix_length"] == len("taskstore")
 
-    # On standalone Redis every target is judged, met or not (never hidden).
-    assert all(target["passed"] in (True, False) for target in run["targets"])
+    # --quick sizes are too small to judge a target: measured, never judged.
+    assert all(target["passed"] is None for target in run["targets"])
+    assert all(target["detail"].startswith("not judged") for target in run["targets"])
     output = capsys.readouterr().out
-    assert "PASS" in output or "MISS" in output
+    assert "PASS" not in output and "MISS" not in output
+    assert "targets: --quick sizes are too small" in output
     with redis.Redis.from_url(redis_url) as client:
         assert list(client.scan_iter(match=f"{{{prefix}-bench-*")) == []
 
@@ -129,9 +133,12 @@ def test_plot_without_matplotlib_is_a_one_line_error(
 ) -> None:
     monkeypatch.setattr(_bench, "plotting_available", lambda: False)
     argv = ["bench", "--backend", "memory", "--quick", "--plot", str(tmp_path / "x.png")]
-    assert _cli.main(argv) == _bench.EXIT_FAILED
-    output = capsys.readouterr().out.strip()
-    assert output == "--plot needs matplotlib: pip install 'taskstore-redis[plot]'"
+    assert _cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "taskstore-redis: --plot needs matplotlib: pip install 'taskstore-redis[cli]'"
+    ]
     assert not (tmp_path / "x.png").exists()
 
 
@@ -139,5 +146,32 @@ def test_plot_without_matplotlib_is_a_one_line_error(
 def test_bounds_out_of_range_are_refused(
     bound: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _cli.main(["bench", "--backend", "memory", *bound]) == _bench.EXIT_FAILED
-    assert "must be" in capsys.readouterr().out
+    assert _cli.main(["bench", "--backend", "memory", *bound]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"taskstore-redis: {bound[0]} must be")
+
+
+@pytest.mark.redis
+def test_the_cleanup_pattern_matches_every_key_of_its_prefix_and_no_other(
+    redis_url: str, key_prefix: str
+) -> None:
+    ours, other = KeySchema(key_prefix), KeySchema(key_prefix + "x")
+    names = {
+        schema: {
+            schema.task_key(TaskKey("alice", "t1")),
+            schema.index_key("bob"),
+            schema.expiry_key("bob"),
+            schema.due_key(schema.shards - 1),
+        }
+        for schema in (ours, other)
+    }
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        for schema_names in names.values():
+            for name in schema_names:
+                client.set(name, "1")
+        try:
+            assert set(client.scan_iter(match=ours.pattern(), count=1000)) == names[ours]
+        finally:
+            client.delete(*names[ours], *names[other])

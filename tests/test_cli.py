@@ -2,26 +2,55 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
+from rich.console import Console
 
 import taskstore_redis as ts
-from taskstore_redis._cli import demo as _demo
+from taskstore_redis._cli import _app, _doctor, _exit, _inspect
+from taskstore_redis._cli.demo import verify as _demo_verify
+from taskstore_redis._cli.demo.runner import Demo
+from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
+from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis._redis.scripts import ALL_SCRIPTS
+from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
+
+from .test_acl import ACL_RULES, make_user, refusals
+
+ACL_COMMANDS = [word[1:].upper() for word in ACL_RULES.split() if word.startswith("+")]
 
 
 @pytest.fixture(autouse=True)
 def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Give rich a fixed, wide console, so that no table cell wraps whatever the terminal."""
     monkeypatch.setenv("COLUMNS", "200")
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line a failed command printed on stderr (and nothing on stdout)."""
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == "", captured.out
+    return lines[0]
 
 
 def _demo_prefix(out: str) -> str:
@@ -51,7 +80,7 @@ def test_the_demo_fails_and_names_the_check_when_a_result_differs_from_the_recom
 ) -> None:
     # The workers compute the sum from the variables they read back; the verifier
     # recomputes it from the plan. Skewing the plan must make the check fail.
-    monkeypatch.setattr(_demo, "expected_sum", lambda seed, index: -1)
+    monkeypatch.setattr(_demo_verify, "expected_sum", lambda seed, index: -1)
     code = main(["demo", "--backend", "memory", "--tasks", "30", "--workers", "2"])
     out = capsys.readouterr().out
     assert code == 1, out
@@ -59,10 +88,14 @@ def test_the_demo_fails_and_names_the_check_when_a_result_differs_from_the_recom
     assert "FAILED" in out
 
 
-def test_the_demo_refuses_a_worker_count_below_one() -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--backend", "memory", "--workers", "0"])
-    assert exit_info.value.code == 2
+@pytest.mark.parametrize("value", ["0", "x"])
+def test_the_demo_refuses_a_worker_count_below_one_in_one_line(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--backend", "memory", "--workers", value]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("taskstore-redis demo: argument --workers: must be")
+    assert "_positive" not in line
 
 
 @pytest.mark.redis
@@ -121,11 +154,225 @@ def test_the_demo_on_a_redis_cluster_passes(
     assert "48 over 6 owners" in out
 
 
-# --- get, list, cleanup, doctor -------------------------------------------------------------
+@pytest.mark.redis
+def test_the_demo_uses_exactly_the_prefix_given_and_refuses_it_once_it_holds_demo_tasks(
+    redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--redis-url", redis_url, "--prefix", key_prefix, "--tasks", "16"]
+    assert main([*argv, "--workers", "1", "--owners", "2", "--concurrency", "4"]) == 0
+    assert f"--prefix {key_prefix} --owner demo-owner-0" in capsys.readouterr().out
+    with redis.Redis.from_url(redis_url) as client:
+        keys = {key.decode() for key in client.scan_iter(match=f"*{key_prefix}*", count=1000)}
+    assert keys
+    schema = KeySchema(key_prefix)
+    tags = tuple(schema.tag(shard) for shard in range(schema.shards))
+    assert all(key.startswith(tags) for key in keys), keys
+    assert {schema.index_key("demo-owner-0"), schema.index_key("demo-owner-1")} <= keys
+    assert main([*argv, "--workers", "1", "--owners", "2"]) == 2
+    line = one_error_line(capsys)
+    assert f"key prefix {key_prefix!r} already holds demo tasks" in line
+
+
+# --- bad input, no server ---------------------------------------------------------------------
+
+BAD_URLS = ["not-a-url", "http://x", "redis://127.0.0.1:abc/0", "redis://h/zero", "unix://"]
+SUBCOMMANDS = {
+    "demo": ["demo"],
+    "bench": ["bench", "--quick"],
+    "get": ["get", "some-task", "--owner", "alice"],
+    "list": ["list", "--owner", "alice"],
+    "cleanup": ["cleanup"],
+    "doctor": ["doctor"],
+}
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_a_malformed_url_is_one_line_and_exit_2_in_every_subcommand(
+    command: str, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*SUBCOMMANDS[command], "--redis-url", url]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: not a Redis URL: {url!r}")
+
+
+def test_a_url_option_redis_py_does_not_know_is_named_without_its_internals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["list", "--owner", "a", "--redis-url", "redis://127.0.0.1:1/0?colour=red"]) == 2
+    line = one_error_line(capsys)
+    assert line.endswith("unknown option 'colour'")
+    assert "__init__" not in line
+
+
+def _port_nobody_listens_on() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again: nothing listens there
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_an_unreachable_server_is_one_line_and_exit_3_before_any_work(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"redis://user:secret@127.0.0.1:{_port_nobody_listens_on()}/0"
+    assert main([*SUBCOMMANDS[command], "--redis-url", url]) == 3
+    line = one_error_line(capsys)  # no summary table, no per-coroutine repeats
+    assert line.startswith(f"taskstore-redis: cannot reach Redis at {url.replace('secret', '***')}")
+    assert line.endswith("nothing was sent")
+    assert "secret" not in line
+    assert "may or may not" not in line
+
+
+def test_a_server_that_does_not_speak_redis_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def answer_like_http() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(1024)
+                peer.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        server = threading.Thread(target=answer_like_http, daemon=True)
+        server.start()
+        assert main(["cleanup", "--redis-url", f"redis://127.0.0.1:{port}/0"]) == 3
+        server.join(10)
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: no Redis answers at redis://127.0.0.1:{port}/0")
+
+
+def test_a_bad_key_prefix_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--owner", "a", "--prefix", "a b"]) == 2
+    assert "key prefix must be" in one_error_line(capsys)
+
+
+def test_an_unknown_subcommand_is_one_line_naming_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["frobnicate"]) == 2
+    line = one_error_line(capsys)
+    assert "invalid choice: 'frobnicate'" in line
+    assert "(see taskstore-redis --help)" in line
+
+
+@pytest.mark.parametrize("command", ["", *sorted(SUBCOMMANDS)])
+def test_help_shows_the_exit_statuses_and_no_internal_names(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command.split(), "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "exit status:" in out
+    assert "  3    no server" in out
+    assert not re.search(r"\b_[a-z]+", out), out
+    assert "<function" not in out
+
+
+def test_without_rich_the_command_says_how_to_install_it_in_one_line() -> None:
+    script = (
+        "import sys; sys.modules['rich'] = None\n"
+        "from taskstore_redis._cli.main import main\n"
+        "sys.exit(main(['list', '--owner', 'alice']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "taskstore-redis: the command line needs rich: pip install 'taskstore-redis[cli]'"
+    ]
+
+
+def test_the_library_imports_no_command_line_dependency() -> None:
+    script = (
+        "import sys, taskstore_redis, taskstore_redis.asyncio, taskstore_redis.testing\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'matplotlib')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_python_m_with_a_malformed_url_prints_one_line_and_no_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "taskstore_redis", "get", "t", "--owner", "a"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "TASKSTORE_REDIS_URL": "http://x"},
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "taskstore-redis: not a Redis URL: 'http://x' (expected redis://, rediss:// or unix://)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_without_a_throwaway_redis_demo_and_bench_exit_3_in_one_line_naming_the_memory_backend(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hint = "no redis-server on PATH (install it, or `pip install testcontainers[redis]`)"
+
+    @contextmanager
+    def nothing_to_start() -> Iterator[str]:
+        raise RedisUnavailable(hint)
+        yield "never"
+
+    monkeypatch.delenv("TASKSTORE_REDIS_URL", raising=False)
+    monkeypatch.setattr(_app, "redis_url_for_tests", nothing_to_start)
+    assert main([command, "--quick" if command == "bench" else "--tasks=4"]) == 3
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: no Redis: {hint}")  # as is, not eaten as markup
+    assert "--backend memory" in line
 
 
 @pytest.mark.redis
-def test_get_prints_the_task_as_json_with_its_variables_and_a_message_verbatim(
+def test_ctrl_c_is_one_line_and_exit_130(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_inspect, "cleanup", interrupted)
+    assert main(["cleanup", "--redis-url", redis_url]) == 130
+    assert one_error_line(capsys) == "taskstore-redis: interrupted"
+
+
+def test_ctrl_c_during_the_demo_stops_it_in_one_line_with_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def interrupted(self: Demo, bars: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Demo, "main", interrupted)
+    assert main(["demo", "--backend", "memory", "--tasks", "4"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == "taskstore-redis: interrupted: workers stopped, stores closed\n"
+    assert "taskstore-redis demo" not in captured.out  # no summary of a run cut short
+
+
+# --- get, list, cleanup, doctor -------------------------------------------------------------
+
+
+def alice_tasks(url: str, prefix: str, count: int, message: str | None = None) -> list[str]:
+    """Create ``count`` tasks of alice; the first one asks for input with ``message``."""
+    with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
+        ids = [store.create("alice", "tools/call").task.task_id for _ in range(count)]
+        if message is not None:
+            store.update_status(ids[0], "alice", "input_required", message)
+    return ids
+
+
+@pytest.mark.redis
+def test_get_json_prints_the_task_with_its_variables_and_a_message_verbatim(
     redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     message = "needs [/red] input :o:"  # neither markup nor an emoji code to rich
@@ -133,21 +380,24 @@ def test_get_prints_the_task_as_json_with_its_variables_and_a_message_verbatim(
         task_id = store.create("alice", "tools/call").task.task_id
         store.set_variables(task_id, "alice", {"step": 2})
         store.update_status(task_id, "alice", "input_required", message)
-    code = main(
-        ["get", task_id, "--owner", "alice", "--redis-url", redis_url, "--prefix", key_prefix]
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    wire = json.loads(out)
+    common = ["--owner", "alice", "--redis-url", redis_url, "--prefix", key_prefix]
+    assert main(["get", task_id, *common, "--json"]) == 0
+    wire = json.loads(capsys.readouterr().out)
     assert wire["taskId"] == task_id
     assert wire["status"] == "input_required"
     assert wire["statusMessage"] == message
     assert wire["_meta"] == {"step": 2}
     assert wire["result"] is None
 
+    assert main(["get", task_id, *common]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert message in out
+    assert re.search(r"variables\s+\{\"step\":2\}", out), out
+
 
 @pytest.mark.redis
-def test_get_of_another_owners_task_exits_1_with_task_not_found(
+def test_get_of_another_owners_task_exits_1_with_one_line_naming_the_server(
     redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
@@ -155,18 +405,17 @@ def test_get_of_another_owners_task_exits_1_with_task_not_found(
     code = main(
         ["get", task_id, "--owner", "bob", "--redis-url", redis_url, "--prefix", key_prefix]
     )
-    out = capsys.readouterr().out
     assert code == 1
-    assert "TaskNotFound" in out
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: TaskNotFound: task not found: {task_id!r}")
+    assert line.endswith(f"(at {redis_url}, key prefix {key_prefix})")
 
 
 @pytest.mark.redis
-def test_list_shows_whole_task_ids_and_pages_with_the_printed_cursor(
+def test_list_shows_whole_task_ids_in_80_columns_and_pages_with_the_printed_cursor(
     redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        ids = [store.create("alice", "tools/call").task.task_id for _ in range(3)]
-        store.update_status(ids[0], "alice", "input_required", "waiting")
+    ids = alice_tasks(redis_url, key_prefix, 3, message="waiting " * 20)
     common = ["--owner", "alice", "--redis-url", redis_url, "--prefix", key_prefix]
     assert main(["list", *common, "--limit", "2"]) == 0
     first = capsys.readouterr().out
@@ -179,6 +428,38 @@ def test_list_shows_whole_task_ids_and_pages_with_the_printed_cursor(
         assert (task_id in first) != (task_id in second), (task_id, first, second)
     assert "input_required" in first + second
     assert "waiting" in first + second
+    table_lines = [line for line in (first + second).splitlines() if "next page" not in line]
+    assert max(len(line) for line in table_lines) <= 80, first + second
+
+
+@pytest.mark.redis
+def test_list_json_is_the_page_with_its_cursor(
+    redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = alice_tasks(redis_url, key_prefix, 3)
+    common = ["--owner", "alice", "--redis-url", redis_url, "--prefix", key_prefix, "--json"]
+    assert main(["list", *common, "--limit", "2"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["nextCursor"]
+    assert main(["list", *common, "--cursor", first["nextCursor"]]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["nextCursor"] is None
+    listed = [task["taskId"] for task in first["tasks"] + second["tasks"]]
+    assert sorted(listed) == sorted(ids)
+    assert all(task["status"] == "working" and not task["expired"] for task in second["tasks"])
+
+
+@pytest.mark.redis
+def test_an_empty_list_says_so_in_words(
+    redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["list", "--owner", "nobody", "--redis-url", redis_url, "--prefix", key_prefix]
+    assert main(argv) == 0
+    assert (
+        capsys.readouterr().out == f"no tasks for owner 'nobody' under key prefix {key_prefix!r}\n"
+    )
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"tasks": [], "nextCursor": None}
 
 
 @pytest.mark.redis
@@ -200,36 +481,173 @@ def test_cleanup_purges_the_expired_tasks_of_its_prefix_only(
 
 
 @pytest.mark.redis
-def test_doctor_reports_a_healthy_standalone_server(
-    redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+def test_the_inspecting_commands_default_to_the_url_in_the_environment(
+    redis_url: str,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["doctor", "--redis-url", redis_url, "--prefix", key_prefix])
+    monkeypatch.setenv("TASKSTORE_REDIS_URL", redis_url)
+    with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
+        task_id = store.create("alice", "tools/call").task.task_id
+    prefix = ["--prefix", key_prefix]
+    assert main(["get", task_id, "--owner", "alice", "--json", *prefix]) == 0
+    assert json.loads(capsys.readouterr().out)["taskId"] == task_id
+    assert main(["list", "--owner", "alice", "--json", *prefix]) == 0
+    assert [t["taskId"] for t in json.loads(capsys.readouterr().out)["tasks"]] == [task_id]
+    assert main(["cleanup", *prefix]) == 0
+    assert "purged 0 expired task(s)" in capsys.readouterr().out
+    assert main(["doctor", *prefix]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("healthy")
+
+
+def test_the_inspecting_commands_default_to_localhost_6379_without_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A read of a task nobody has, under a prefix nobody uses: whether a Redis listens
+    # on localhost:6379 or not, the one line names the URL, and nothing is written.
+    monkeypatch.delenv("TASKSTORE_REDIS_URL", raising=False)
+    nobody = f"nobody{uuid.uuid4().hex}"
+    code = main(["get", str(uuid.uuid4()), "--owner", nobody, "--prefix", nobody])
+    line = one_error_line(capsys)
+    assert code in (1, 3), line  # task not found there, or nothing listens there
+    assert "redis://localhost:6379" in line
+
+
+@pytest.mark.parametrize(
+    ("server", "mode"),
+    [
+        pytest.param("redis_url", "standalone", marks=pytest.mark.redis),
+        pytest.param("cluster_url", "cluster", marks=pytest.mark.cluster),
+    ],
+)
+def test_doctor_reports_a_healthy_server(
+    server: str,
+    mode: str,
+    key_prefix: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url: str = request.getfixturevalue(server)
+    code = main(["doctor", "--redis-url", url, "--prefix", key_prefix])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "standalone" in out
-    for name in ("create", "compare_and_set", "list_page", "purge_expired"):
-        assert f"script {name}: loadable" in out
-    assert f"HMGET {{{key_prefix}:0}}:t:o:t: allowed" in out
+    assert re.search(rf"^server\s+(Redis|Valkey) \d+\.\d+\.\d+, {mode}$", out, re.M), out
+    assert "create, compare_and_set, list_page, purge_expired: loadable" in out
+    for command in ("HMGET", "EVALSHA", "SCRIPT LOAD", "ZADD", "HSET", "DEL"):
+        assert re.search(rf"^allowed\s+{command} \(", out, re.M), (command, out)
+    assert ("WAIT" in out) == (mode == "standalone")  # wait_replicas: standalone only
+    assert "DENIED" not in out
     assert out.rstrip().endswith("healthy")
 
 
-def test_doctor_has_nothing_to_check_on_the_in_memory_backend(
+def test_doctor_takes_the_commands_to_check_from_the_scripts() -> None:
+    commands = {name for script in ALL_SCRIPTS for name in _doctor.script_commands(script)}
+    sent_by_the_client = {"EVALSHA", "SCRIPT|LOAD", "INFO", "WAIT"}
+    assert commands == set(ACL_COMMANDS) - sent_by_the_client
+
+
+@pytest.fixture(scope="module")
+def acl_server() -> Iterator[tuple[RedisServer, redis.Redis]]:
+    """A server of this module's own (the tests add users to it) and its default user."""
+    with redis_server() as server, redis.Redis.from_url(server.url, decode_responses=True) as admin:
+        yield server, admin
+
+
+@pytest.mark.redis
+def test_doctor_under_the_readme_acl_user_is_healthy_and_asks_nothing_it_may_not(
+    acl_server: tuple[RedisServer, redis.Redis], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, admin = acl_server
+    user = make_user(server, admin, ACL_RULES)
+    before = set(admin.scan_iter(count=1000))
+    assert main(["doctor", "--redis-url", user.url, "--prefix", user.prefix]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("healthy"), out
+    assert "DENIED" not in out and "missing" not in out
+    assert refusals(admin, user) == []
+    assert set(admin.scan_iter(count=1000)) == before  # doctor wrote no key
+
+
+@pytest.mark.redis
+def test_doctor_names_each_permission_the_acl_user_lacks(
+    acl_server: tuple[RedisServer, redis.Redis], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = ACL_RULES.replace(" +zadd", "").replace(" +del", "").replace(" +info", "")
+    server, admin = acl_server
+    user = make_user(server, admin, rules)
+    assert main(["doctor", "--redis-url", user.url, "--prefix", user.prefix]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^DENIED\s+ZADD \(in create, purge_expired\)$", out, re.M), out
+    assert re.search(r"^DENIED\s+DEL \(in purge_expired\)$", out, re.M), out
+    assert re.search(
+        r"^missing\s+INFO \(only to detect cluster mode; or pass cluster=\)$", out, re.M
+    ), out
+    assert re.search(r"^allowed\s+HSET ", out, re.M), out
+    assert f"ACL SETUSER {user.name} +zadd +del" in out
+    assert out.rstrip().endswith("problems found")
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+
+    assert main(["doctor", "--redis-url", user.url, "--prefix", user.prefix + "x"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^DENIED\s+HMGET \(get\)$", out, re.M), out
+    assert re.search(r"^DENIED\s+EVALSHA ", out, re.M), out
+
+
+@pytest.mark.redis
+def test_refused_credentials_are_one_line_and_exit_3_with_the_password_hidden(
+    acl_server: tuple[RedisServer, redis.Redis], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, admin = acl_server
+    user = make_user(server, admin, ACL_RULES)
+    wrong = user.url.replace(user.password, "wrong-password")
+    assert main(["doctor", "--redis-url", wrong, "--prefix", user.prefix]) == 3
+    line = one_error_line(capsys)
+    assert line.startswith(f"taskstore-redis: Redis at redis://{user.name}:***@")
+    assert "refused the credentials" in line
+    assert "wrong-password" not in line
+
+
+@pytest.mark.redis
+def test_the_demo_runs_under_the_readme_acl_user_with_its_prefix(
+    acl_server: tuple[RedisServer, redis.Redis], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, admin = acl_server
+    user = make_user(server, admin, ACL_RULES)
+    argv = ["demo", "--redis-url", user.url, "--prefix", user.prefix, "--tasks", "30"]
+    assert main([*argv, "--workers", "2", "--concurrency", "4"]) == 0, capsys.readouterr()
+    assert re.search(r"verification\s*│\s*passed", capsys.readouterr().out)
+    assert refusals(admin, user) == []
+
+
+def test_the_same_error_on_many_tasks_is_one_line_naming_the_first_tasks() -> None:
+    args = argparse.Namespace(
+        workers=2, tasks=8, owners=2, concurrency=2, timeout=5.0, seed=1, prefix=None
+    )
+    demo = Demo(args, None, Console())
+    gone = "StoreUnavailable: Redis unavailable during get: connection refused"
+    for wid, tasks in ((0, [0, 2, 4]), (1, [1, 3])):
+        report = WorkerReport(wid)
+        for index in tasks:
+            report.error(f"task {index}: {gone}")
+        report.error("deadline passed with task 9 and others not started")
+        demo.coroutines.reports[wid] = report
+    demo.client.tally.client_error(f"task 5: {gone}")
+    assert demo.error_lines() == [
+        f"{gone} (worker 0 task 0, worker 0 task 2, worker 0 task 4 and 3 more)",
+        "worker 0: deadline passed with task 9 and others not started",
+        "worker 1: deadline passed with task 9 and others not started",
+    ]
+
+
+def test_the_readme_and_help_give_the_exit_statuses_the_command_uses(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["doctor", "--backend", "memory"]) == 0
-    assert "nothing to check" in capsys.readouterr().out
-
-
-def test_without_redis_or_docker_a_command_exits_2_with_one_line_naming_the_memory_backend(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server, no docker
-    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")  # nothing listens on port 1
-    monkeypatch.delenv("TASKSTORE_REDIS_URL", raising=False)
-    code = main(["list", "--owner", "x"])
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert code == 2
-    assert len(lines) == 1, lines
-    assert "no Redis" in lines[0]
-    assert "--backend memory" in lines[0]
-    assert "testcontainers[redis]" in lines[0]  # printed as is, not eaten as markup
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    in_readme = {int(n) for n in re.findall(r"^\| (\d+) \| ", section, re.M)}
+    used = {_exit.EXIT_OK, _exit.EXIT_FAILED, _exit.EXIT_USAGE, _exit.EXIT_UNREACHABLE}
+    assert in_readme == used | {_exit.EXIT_INTERRUPTED}
+    assert main(["--help"]) == 0
+    in_help = {int(n) for n in re.findall(r"^  (\d+) +\S", capsys.readouterr().out, re.M)}
+    assert in_help == in_readme

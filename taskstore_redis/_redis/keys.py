@@ -103,6 +103,13 @@ class KeySchema:
         """The owner's index scored by expiry, for the quota and cleanup."""
         return self._owner_key("x", owner_id)
 
+    def pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern of every key of this prefix, whatever its shard.
+
+        The prefix holds no glob character, so it matches itself only.
+        """
+        return f"{{{self.prefix}:*"
+
     def due_key(self, shard: int) -> str:
         """The shard's owners with expiring tasks, scored by earliest expiry."""
         return f"{self.tag(shard)}:due"

@@ -33,6 +33,7 @@ from rich.console import Console
 
 from ..._core.errors import TaskStoreError
 from ...testing import RedisServerError, RedisUnavailable, redis_cluster
+from .._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 from . import _settings
 from ._report import document, environment, plot, plotting_available, render
 from ._server import describe
@@ -41,8 +42,6 @@ from ._workload import BenchError
 
 __all__ = ["add_arguments", "run"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 _PREFIX_STEM = 32
 
 
@@ -55,20 +54,15 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     """Run the benchmark on Redis at ``url`` (None: the in-memory backend); return the exit code.
 
     Prints the tables; writes ``--json`` and ``--plot`` if asked. Missed targets
-    are reported, not turned into a failing exit code.
+    are reported, not turned into a failing exit code. Bad bounds and a missing
+    matplotlib raise CliError (usage) before anything runs.
     """
     try:
         settings = _settings.settings_from_args(args)
     except ValueError as exc:
-        console.print(str(exc), style="red", markup=False)
-        return EXIT_FAILED
+        raise CliError(str(exc), EXIT_USAGE) from None
     if args.plot and not plotting_available():
-        console.print(
-            "--plot needs matplotlib: pip install 'taskstore-redis[plot]'",
-            style="red",
-            markup=False,
-        )
-        return EXIT_FAILED
+        raise CliError("--plot needs matplotlib: pip install 'taskstore-redis[cli]'", EXIT_USAGE)
     env = environment()
     warnings = _warnings(settings, env)
     for warning in warnings:
@@ -77,7 +71,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         f"{str(getattr(args, 'prefix', 'taskstore'))[:_PREFIX_STEM]}-bench-{secrets.token_hex(3)}"
     )
     runs: list[RunResult] = []
-    failed = False
+    failure: str | None = None
     with _interrupts() as interrupted:
         try:
             _run_suites(args, url, settings, prefix, console, runs)
@@ -89,17 +83,16 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
             cause = _first_leaf(exc)
             if not isinstance(cause, _EXPECTED_FAILURES):
                 raise
-            console.print(
-                f"benchmark failed: {type(cause).__name__}: {cause}", style="red", markup=False
-            )
-            failed = True
+            failure = f"benchmark failed: {type(cause).__name__}: {cause}"
     env["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     for result in runs:
-        render(console, result)
+        render(console, result, judged=not settings.quick)
     if runs:
         _write_outputs(args, console, settings, env, runs, warnings)
-    return EXIT_FAILED if failed else EXIT_OK
+    if failure is not None:
+        raise CliError(failure, EXIT_FAILED)
+    return EXIT_OK
 
 
 _EXPECTED_FAILURES = (

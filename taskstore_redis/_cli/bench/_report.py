@@ -7,7 +7,7 @@ import importlib.util
 import os
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ SCALING_TARGET = 3.0
 LIST_TARGET = 2.0
 MEMORY_TARGET = 1024
 SEQUENTIAL, CONCURRENT = Layout(0, 1), Layout(0, 32)
+NOT_JUDGED = "--quick sizes are too small for the targets, which a full run judges"
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,13 @@ class Check:
 # --- targets -------------------------------------------------------------------------------
 
 
-def checks(run: RunResult) -> list[Check]:
-    """Every target, judged on ``run``."""
+def checks(run: RunResult, judged: bool = True) -> list[Check]:
+    """Every target, judged on ``run`` (measured only, ``passed`` None, unless ``judged``)."""
     found = [_ratio_check(run), _scaling_check(run), _list_check(run.list_scale)]
-    return [*found, _memory_check(run)]
+    found.append(_memory_check(run))
+    if judged:
+        return found
+    return [replace(check, passed=None, detail=f"not judged: {NOT_JUDGED}") for check in found]
 
 
 def _ratio_check(run: RunResult) -> Check:
@@ -131,22 +135,25 @@ def _rate(figures: Figures | None) -> str:
     return "-" if figures is None else f"{figures.throughput:,.0f}"
 
 
-def render(console: Console, run: RunResult) -> None:
-    """Print the tables of one backend."""
+def render(console: Console, run: RunResult, judged: bool = True) -> None:
+    """Print the tables of one backend; with the targets' verdicts only if ``judged``."""
     title = run.mode if run.server is None else f"{run.mode}, Redis {run.server.version}"
-    console.print(_scenario_table(run, title))
+    console.print(_scenario_table(run, title, judged))
     if run.round_trips:
         console.print(_round_trip_table(run.round_trips, run.round_trips_not_remembered))
     if run.memory:
         console.print(_memory_table(run))
     if run.list_scale:
         console.print(_list_table(run.list_scale))
-    console.print(_check_table(run, title))
+    if judged:
+        console.print(_check_table(run, title))
+    else:
+        console.print(f"targets: {NOT_JUDGED}", style="dim", markup=False)
     for note in run.notes:
         console.print(f"[dim]note: {note}[/dim]")
 
 
-def _scenario_table(run: RunResult, title: str) -> Table:
+def _scenario_table(run: RunResult, title: str, judged: bool) -> Table:
     baseline = any(scenario.raw is not None for scenario in run.scenarios)
     table = Table(
         title=f"Operations ({title}); layout 1xC: C coroutines in this process, "
@@ -160,7 +167,8 @@ def _scenario_table(run: RunResult, title: str) -> Table:
         table.add_column("raw ops/s", justify="right")
         table.add_column("raw latency")
         table.add_column("store/raw", justify="right")
-        table.add_column(f">= {RATIO_TARGET}")
+        if judged:
+            table.add_column(f">= {RATIO_TARGET}")
     for scenario in run.scenarios:
         row = [
             scenario.operation,
@@ -174,8 +182,9 @@ def _scenario_table(run: RunResult, title: str) -> Table:
                 _rate(scenario.raw),
                 _latency(scenario.raw),
                 "-" if ratio is None else f"{ratio:.2f}",
-                _verdict(None if ratio is None else ratio >= RATIO_TARGET),
             ]
+            if judged:
+                row.append(_verdict(None if ratio is None else ratio >= RATIO_TARGET))
         table.add_row(*row)
     return table
 
@@ -305,8 +314,8 @@ def _list_json(scale: ListScale | None) -> dict[str, object] | None:
     }
 
 
-def run_json(run: RunResult) -> dict[str, object]:
-    """Every figure of one backend as plain JSON."""
+def run_json(run: RunResult, judged: bool = True) -> dict[str, object]:
+    """Every figure of one backend as plain JSON (targets judged only if ``judged``)."""
     round_trips = None
     if run.round_trips is not None:
         round_trips = {
@@ -326,7 +335,7 @@ def run_json(run: RunResult) -> dict[str, object]:
         "memory": None if run.memory is None else [m.as_json() for m in run.memory],
         "list_scale": _list_json(run.list_scale),
         "scaling_1x32_over_1x1": {op: round(f, 4) for op, f in scaling_factors(run).items()},
-        "targets": [check.as_json() for check in checks(run)],
+        "targets": [check.as_json() for check in checks(run, judged)],
         "notes": run.notes,
     }
 
@@ -340,7 +349,7 @@ def document(
         "settings": settings.as_json(),
         "environment": env,
         "warnings": warnings,
-        "runs": [run_json(run) for run in runs],
+        "runs": [run_json(run, not settings.quick) for run in runs],
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from ..._redis.keys import KeySchema
 from ..._redis.scripts import ALL_SCRIPTS
 
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 5.0}
@@ -105,7 +106,7 @@ def delete_prefix(server: Server, prefix: str) -> int:
     with primary_clients(server) as clients:
         for client in clients:
             batch: list[bytes] = []
-            for key in client.scan_iter(match=f"{{{prefix}:*", count=1000):
+            for key in client.scan_iter(match=KeySchema(prefix).pattern(), count=1000):
                 batch.append(key)
                 if len(batch) >= _DELETE_BATCH:
                     deleted += _delete(client, batch)

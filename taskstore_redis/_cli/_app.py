@@ -1,0 +1,229 @@
+"""The parser of ``taskstore-redis`` and the running of one subcommand.
+
+Where a subcommand works (a checked and reachable URL, a throwaway server, or
+the in-memory backend), and how its failures end: one line on stderr and an
+exit status from ``_exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn
+
+from rich.console import Console
+
+from .. import __version__
+from .._core.errors import InvalidArgument, TaskStoreError
+from .._redis.keys import KeySchema
+from ..testing import REDIS_URL_ENV, RedisServerError, RedisUnavailable, redis_url_for_tests
+from ._connect import DEFAULT_URL, check_url, inspect_default, probe, shown
+from ._exit import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CliError,
+)
+
+Runner = Callable[[argparse.Namespace, "str | None", Console], int]
+
+EXIT_STATUSES = """\
+exit status:
+  0    done; every check passed
+  1    the command ran and failed: a check failed, no such task, a refusal
+  2    usage or bad input: option, URL, key prefix, cursor, missing extra
+  3    no server: unreachable, credentials refused, no throwaway Redis
+  130  interrupted
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what is wrong and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: message (see prog --help)`` on stderr and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str) -> None:
+    """Print one error line on stderr."""
+    line = " ".join(message.split())
+    print(f"taskstore-redis: {line}", file=sys.stderr)
+
+
+def _parser() -> _Parser:
+    from . import _doctor, _inspect
+    from . import bench as _bench
+    from . import demo as _demo
+
+    parser = _Parser(
+        prog="taskstore-redis",
+        description="A Redis-native store for long-running tasks.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    throwaway = _Parser(add_help=False)
+    throwaway.add_argument(
+        "--redis-url",
+        default=os.environ.get(REDIS_URL_ENV) or None,
+        metavar="URL",
+        help=f"Redis or Redis Cluster URL (default: ${REDIS_URL_ENV}, else a throwaway server)",
+    )
+    throwaway.add_argument(
+        "--backend",
+        choices=["redis", "memory"],
+        default="redis",
+        help="memory: single process, no Redis needed",
+    )
+    inspecting = _Parser(add_help=False)
+    inspecting.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help=f"Redis or Redis Cluster URL (default: ${REDIS_URL_ENV}, else {DEFAULT_URL})",
+    )
+    inspecting.add_argument(
+        "--prefix", default="taskstore", help="key prefix of the store (default: taskstore)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, parents: list[_Parser], run: Runner, help: str, description: str) -> _Parser:
+        sub: _Parser = commands.add_parser(
+            name,
+            parents=parents,
+            help=help,
+            description=description,
+            epilog=EXIT_STATUSES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(run=run, inspects=parents[0] is inspecting)
+        return sub
+
+    demo = add(
+        "demo",
+        [throwaway],
+        _demo.run,
+        help="worker processes share a store; the outcome is checked",
+        description="Worker processes share one store; the demo checks every task at the end.",
+    )
+    demo.add_argument(
+        "--prefix",
+        default=None,
+        help="key prefix of the demo's tasks, used as given "
+        "(default: taskstore-demo-<random>, new every run)",
+    )
+    _demo.add_arguments(demo)
+
+    bench = add(
+        "bench",
+        [throwaway],
+        _bench.run,
+        help="benchmarks against raw Redis",
+        description="The store against raw redis-py sending the same commands.",
+    )
+    bench.add_argument(
+        "--prefix",
+        default="taskstore",
+        help="stem of the benchmark's key prefix, <stem>-bench-<random> (default: taskstore)",
+    )
+    _bench.add_arguments(bench)
+
+    get = add("get", [inspecting], _inspect.get, help="show one task", description="Show a task.")
+    get.add_argument("task_id", metavar="TASK_ID")
+    get.add_argument("--owner", required=True, help="the owner id of the task")
+    get.add_argument("--json", action="store_true", help="print the task as JSON")
+
+    listing = add(
+        "list",
+        [inspecting],
+        _inspect.list_tasks,
+        help="list an owner's tasks",
+        description="List an owner's tasks, newest first, one page at a time.",
+    )
+    listing.add_argument("--owner", required=True, help="the owner id")
+    listing.add_argument("--limit", type=int, default=None, metavar="N", help="tasks per page")
+    listing.add_argument("--cursor", default=None, help="the page after this cursor")
+    listing.add_argument("--json", action="store_true", help="print the page as JSON")
+
+    add(
+        "cleanup",
+        [inspecting],
+        _inspect.cleanup,
+        help="purge expired tasks",
+        description="Purge the expired tasks of the key prefix.",
+    )
+    add(
+        "doctor",
+        [inspecting],
+        _doctor.run,
+        help="check a Redis for the store",
+        description="Check a server for the store: version, scripts, permissions, latency.",
+    )
+    return parser
+
+
+@contextmanager
+def _where(args: argparse.Namespace, console: Console) -> Iterator[str | None]:
+    """Yield the checked, reachable Redis URL to work on, or None for the in-memory backend."""
+    if getattr(args, "backend", "redis") == "memory":
+        yield None
+        return
+    url: str | None = args.redis_url
+    if args.inspects and not url:
+        url = inspect_default()
+    if url:
+        check_url(url)
+        probe(url)
+        yield url
+        return
+    try:
+        with redis_url_for_tests() as throwaway:
+            console.print(f"using a throwaway Redis at {throwaway}", style="dim", markup=False)
+            yield throwaway
+    except (RedisUnavailable, RedisServerError) as exc:
+        raise CliError(
+            f"no Redis: {exc} (or give --redis-url, or run with --backend memory)",
+            EXIT_UNREACHABLE,
+        ) from None
+
+
+def _check_prefix(args: argparse.Namespace) -> None:
+    prefix = getattr(args, "prefix", None)
+    if prefix is not None:
+        try:
+            KeySchema(prefix)
+        except InvalidArgument as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def run_command(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the subcommand; return the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    console = Console(emoji=False, highlight=False)  # ":o:" in a message stays as it is
+    run: Runner = args.run
+    try:
+        _check_prefix(args)
+        with _where(args, console) as url:
+            return run(args, url, console)
+    except CliError as exc:
+        fail(str(exc))
+        return exc.status
+    except InvalidArgument as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+        return EXIT_USAGE
+    except TaskStoreError as exc:
+        where = f" (at {shown(args.redis_url or inspect_default())}, key prefix {args.prefix})"
+        fail(f"{type(exc).__name__}: {exc}{where if args.inspects else ''}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        fail("interrupted")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,114 @@
+"""The Redis URL of a command: checked before use, and the server reached before any work."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..testing import REDIS_URL_ENV
+from ._exit import EXIT_UNREACHABLE, EXIT_USAGE, CliError
+
+DEFAULT_URL = "redis://localhost:6379"
+"""Where ``get``, ``list``, ``cleanup`` and ``doctor`` look without ``--redis-url``
+or ``$TASKSTORE_REDIS_URL``."""
+
+_SCHEMES = ("redis", "rediss", "unix")
+_PROBE_TIMEOUT_S = 3.0
+
+
+def inspect_default() -> str:
+    """The URL an inspecting command uses when none is given: the env var, else localhost."""
+    return os.environ.get(REDIS_URL_ENV) or DEFAULT_URL
+
+
+def shown(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def check_url(url: str) -> None:
+    """Raise CliError (usage) unless ``url`` is a well-formed Redis URL."""
+    bad = f"not a Redis URL: {shown(url)!r}"
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise CliError(f"{bad} (expected redis://, rediss:// or unix://)", EXIT_USAGE)
+        if scheme == "unix":
+            if not parts.path:
+                raise CliError(f"{bad} (unix:// needs a socket path)", EXIT_USAGE)
+            return
+        _ = parts.port  # ValueError for a port that is no number or out of range
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise CliError(f"{bad} (the database must be a number, got {database!r})", EXIT_USAGE)
+        parse_url: Any = redis.connection.parse_url  # untyped in redis-py
+        parse_url(url)
+    except ValueError as exc:
+        raise CliError(f"{bad} ({exc})", EXIT_USAGE) from None
+
+
+def probe(url: str) -> dict[str, Any]:
+    """Reach the server at ``url`` once (``HELLO``, which every user may send); return its reply.
+
+    Raises CliError (unreachable) if the server cannot be reached or refuses the
+    credentials, (usage) if the URL carries an option redis-py does not know.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=_PROBE_TIMEOUT_S,
+            socket_timeout=_PROBE_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _bad_option(url, exc) from None
+    try:
+        untyped: Any = client
+        reply = untyped.execute_command("HELLO")
+    except redis.exceptions.AuthenticationError as exc:
+        raise CliError(
+            f"Redis at {shown(url)} refused the credentials ({exc}); nothing was sent",
+            EXIT_UNREACHABLE,
+        ) from None
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise CliError(
+            f"cannot reach Redis at {shown(url)} ({exc}); nothing was sent", EXIT_UNREACHABLE
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise _bad_option(url, exc) from None
+    except redis.exceptions.ResponseError:
+        return {}  # it answered: reachable (a server without HELLO, before Redis 6)
+    except redis.exceptions.RedisError as exc:  # a reply that is no Redis reply
+        raise CliError(
+            f"no Redis answers at {shown(url)} ({exc}); nothing was sent", EXIT_UNREACHABLE
+        ) from None
+    finally:
+        client.close()
+    if isinstance(reply, list):  # RESP2: a flat list of names and values
+        reply = dict(zip(reply[::2], reply[1::2], strict=False))
+    return dict(reply) if isinstance(reply, dict) else {}
+
+
+def _bad_option(url: str, exc: Exception) -> CliError:
+    """A query option redis-py refused, named without redis-py's internals."""
+    unknown = re.search(r"keyword argument '(\w+)'", str(exc))
+    what = f"unknown option {unknown.group(1)!r}" if unknown else str(exc)
+    return CliError(f"bad Redis URL {shown(url)!r}: {what}", EXIT_USAGE)

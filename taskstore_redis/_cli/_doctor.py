@@ -1,0 +1,177 @@
+"""``taskstore-redis doctor``: whether the store can work on this server, as this user.
+
+It asks nothing a least-privilege user (the README's ACL line) may not ask, and
+writes no key. It checks the version and mode (``HELLO``), then tries each
+command the store sends (``HMGET``, ``SCRIPT LOAD`` of every script,
+``EVALSHA``, and ``INFO`` and ``WAIT``, which only some setups need). The
+commands the scripts call run with the caller's permissions: a small probe
+script asks ``redis.acl_check_cmd`` about each of them, on a key of the store's
+prefix, without running any. Each missing permission is reported by command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.exceptions
+from rich.console import Console
+
+from .._core.backend_types import TaskKey
+from .._redis.keys import KeySchema
+from .._redis.scripts import ALL_SCRIPTS, Script
+from ._connect import probe, shown
+from ._exit import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError
+
+_OWNER = "taskstore-doctor"
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+_PINGS = 20
+_CALL = re.compile(r"""redis\.p?call\(\s*['"]([A-Za-z]+)['"]""")
+_PROBE = "return redis.acl_check_cmd(unpack(ARGV)) and 1 or 0"
+"""Whether the caller may run the command in ARGV (on the key in it); runs nothing."""
+
+_SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
+    "HGET": ("v",),
+    "HMGET": ("v", "d"),
+    "HSET": ("v", "1"),
+    "PEXPIREAT": ("1",),
+    "ZADD": ("0", "m"),
+    "ZRANGE": ("0", "0"),
+    "ZRANGEBYSCORE": ("0", "1"),
+    "ZREM": ("m",),
+    "ZCOUNT": ("0", "1"),
+}
+"""Arguments after the key that make a well-formed call of each command the scripts use."""
+
+_OPTIONAL = {
+    "INFO": "only to detect cluster mode; or pass cluster=",
+    "WAIT": "only with wait_replicas",
+}
+
+
+def script_commands(script: Script) -> list[str]:
+    """The commands a script calls, upper case, in order of first use."""
+    return list(dict.fromkeys(name.upper() for name in _CALL.findall(script.source)))
+
+
+class _Report:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.denied: list[str] = []
+        self.problems = 0
+
+    def line(self, label: str, text: str) -> None:
+        self.console.print(f"{label:<12} {text}", markup=False, soft_wrap=True)
+
+    def problem(self, label: str, text: str) -> None:
+        self.problems += 1
+        self.line(label, text)
+
+    def permission(self, command: str, allowed: bool, used_by: str) -> None:
+        if allowed:
+            self.line("allowed", f"{command} ({used_by})")
+        elif command in _OPTIONAL:
+            self.line("missing", f"{command} ({_OPTIONAL[command]})")
+        else:
+            self.denied.append(command)
+            self.problem("DENIED", f"{command} ({used_by})")
+
+
+def _try(call: Callable[[], object]) -> tuple[bool, object]:
+    """Run ``call``; (False, the error) on a permission refusal, (True, the reply) else."""
+    try:
+        return True, call()
+    except redis.exceptions.NoPermissionError as exc:
+        return False, exc
+
+
+def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
+    """Check the server at ``url`` for the store; return the exit status."""
+    assert url is not None  # doctor always works on a server
+    hello = probe(url)
+    version = str(hello.get("version", "?"))
+    cluster = hello.get("mode") == "cluster"
+    report = _Report(console)
+    user = urlsplit(url).username or "default"
+    name = str(hello.get("server", "redis")).capitalize()  # Redis, or Valkey
+    report.line("server", f"{name} {version}, {'cluster' if cluster else 'standalone'}")
+    report.line("user", user)
+    numbers = [int(part) for part in version.split(".")[:2] if part.isdigit()]
+    if len(numbers) < 2 or tuple(numbers) < (7, 0):  # no HELLO reply: before Redis 6
+        report.problem("version", "needs Redis >= 7.0 (script flags, ZRANGE BYLEX REV)")
+    keys = KeySchema(args.prefix)
+    key = keys.task_key(TaskKey(_OWNER, "probe"))
+    client: Any = (
+        redis.RedisCluster.from_url(url, **_TIMEOUTS)
+        if cluster
+        else redis.Redis.from_url(url, **_TIMEOUTS)
+    )
+    try:
+        _check(report, client, key, cluster)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise CliError(f"lost Redis at {shown(url)}: {exc}", EXIT_UNREACHABLE) from None
+    except redis.exceptions.RedisError as exc:
+        raise CliError(f"Redis at {shown(url)} answered {exc}", EXIT_FAILED) from None
+    finally:
+        client.close()
+    if report.denied:
+        grants = " ".join(f"+{command.lower()}" for command in report.denied)
+        report.line("to grant", f"ACL SETUSER {user} {grants}")
+    if report.problems:
+        console.print("problems found", style="red")
+        return EXIT_FAILED
+    console.print("healthy", style="green")
+    return EXIT_OK
+
+
+def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
+    allowed, _ = _try(lambda: client.hmget(key, ["v", "d"]))
+    report.permission("HMGET", allowed, "get")
+    allowed, _ = _try(lambda: client.info("cluster"))
+    report.permission("INFO", allowed, "detects cluster mode")
+    if not cluster:
+        allowed, _ = _try(lambda: client.execute_command("WAIT", 0, 0))
+        report.permission("WAIT", allowed, "wait_replicas")
+    loadable = True
+    for script in ALL_SCRIPTS:
+        loadable, sha = _try(partial(client.script_load, script.source))
+        if not loadable:
+            break
+        if sha != script.sha:
+            report.problem("script", f"{script.name}: the server's SHA differs from the file's")
+    report.permission("SCRIPT LOAD", loadable, "after NOSCRIPT")
+    if not loadable:
+        report.problem("not checked", "EVALSHA and the scripts' commands need SCRIPT LOAD")
+        return
+    report.line("scripts", ", ".join(script.name for script in ALL_SCRIPTS) + ": loadable")
+    probe_sha = client.script_load(_PROBE)
+    users: dict[str, list[str]] = {}
+    for script in ALL_SCRIPTS:
+        for command in script_commands(script):
+            users.setdefault(command, []).append(script.name)
+    allowed, _ = _try(lambda: client.evalsha(probe_sha, 1, key, "HMGET", key, "v"))
+    report.permission("EVALSHA", allowed, "every write and list")
+    if not allowed:
+        report.problem("not checked", "the scripts' commands, without EVALSHA")
+        return
+    for command, names in users.items():
+        words = (command, key, *_SAMPLE_ARGS.get(command, ()))
+        verdict = client.evalsha(probe_sha, 1, key, *words)
+        report.permission(command, verdict == 1, "in " + ", ".join(names))
+    _round_trip(report, client, key)
+
+
+def _round_trip(report: _Report, client: Any, key: str) -> None:
+    samples = []
+    for _ in range(_PINGS):
+        start = time.perf_counter()
+        client.hmget(key, ["v"])
+        samples.append((time.perf_counter() - start) * 1000)
+    report.line("round trip", f"p50 {statistics.median(samples):.3f} ms over {_PINGS} HMGETs")

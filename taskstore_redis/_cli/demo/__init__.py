@@ -1,0 +1,18 @@
+"""``taskstore-redis demo``: worker processes share one store, and the demo checks the outcome.
+
+The parent creates the tasks, then worker processes (or, with the in-memory
+backend, groups of coroutines in this process) take them through the MCP Tasks
+life cycle while the parent plays the client: it answers every task that asks
+for input, cancels some tasks while they run, and polls until each one is
+terminal. At the end a fresh store lists every owner's tasks through all pages
+and checks each task against what the workers and the client reported.
+
+Modules by role: ``plan`` (the task plan and the values expected),
+``worker`` (worker processes or coroutine groups), ``client`` (creating, polling,
+answering input, cancelling), ``verify`` (the final check from the store) and
+``runner`` (one run: the options, the phases, the summary).
+"""
+
+from .runner import add_arguments, run
+
+__all__ = ["add_arguments", "run"]

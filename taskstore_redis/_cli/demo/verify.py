@@ -1,0 +1,211 @@
+"""The demo's final verification: every task as a fresh store lists it, against the plan.
+
+A fresh store (no remembered records) lists every owner's tasks through all
+pages; each task is checked against the plan, the workers' reports and what the
+client saw. Checks are named (listing, terminal, outcome, result, cancel race,
+variables, no errors), each with its first few failures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from ..._async._store import GenericTaskStore
+from ..._core.model import JSONValue, TaskRecord
+from ..._core.status import TaskStatus
+from .client import ClientTask, Tally
+from .plan import (
+    STEPS,
+    expected_sum,
+    is_cancel_planned,
+    message_for,
+    owner_id,
+    planned_status,
+    result_for,
+)
+from .worker import WorkerReport
+
+LIST_LIMIT = 1000
+CHECKS = ["listing", "terminal", "outcome", "result", "cancel race", "variables", "no errors"]
+
+CheckResult = tuple[str, bool, str]
+"""(check name, passed, the first few failures)."""
+
+
+class Checker:
+    """Collects failed checks by name, keeping the first few details of each."""
+
+    def __init__(self) -> None:
+        """No failures yet."""
+        self.failures: dict[str, list[str]] = {}
+        self.failure_counts: Counter[str] = Counter()
+
+    def fail(self, name: str, detail: str) -> None:
+        """Count one failure of check ``name``."""
+        self.failure_counts[name] += 1
+        details = self.failures.setdefault(name, [])
+        if len(details) < 5:
+            details.append(detail)
+
+    def results(self, names: list[str]) -> list[CheckResult]:
+        """Every check of ``names``, passed or not, with its details."""
+        out = []
+        for name in names:
+            count = self.failure_counts[name]
+            detail = "; ".join(self.failures.get(name, []))
+            if count > len(self.failures.get(name, [])):
+                detail += f"; and {count - len(self.failures[name])} more"
+            out.append((name, count == 0, detail))
+        return out
+
+
+class Verification:
+    """One verification of a finished run."""
+
+    def __init__(
+        self,
+        seed: int,
+        tasks: int,
+        owners: int,
+        client: Iterable[ClientTask],
+        tally: Tally,
+        reports: Iterable[WorkerReport],
+    ) -> None:
+        """What the run planned, what the client saw and what the workers reported."""
+        self.seed = seed
+        self.tasks = tasks
+        self.owners = owners
+        self.client = list(client)
+        self.tally = tally
+        self.reports = list(reports)
+        self.checks: list[CheckResult] = []
+        self.counts: Counter[str] = Counter()
+
+    async def list_everything(
+        self, store: GenericTaskStore, deadline: float
+    ) -> tuple[list[TaskRecord], str]:
+        """Every owner's tasks through all pages; and a problem with the paging, if any."""
+        records: list[TaskRecord] = []
+        max_pages = self.tasks // LIST_LIMIT + 2
+        for number in range(self.owners):
+            owner = owner_id(number)
+            cursor: str | None = None
+            for _ in range(max_pages):
+                page = await store.list(owner, cursor=cursor, limit=LIST_LIMIT)
+                records.extend(page.tasks)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+                if time.time() >= deadline:
+                    return records, f"the deadline passed while listing {owner}"
+            else:
+                return records, f"listing {owner} did not end after {max_pages} pages"
+        return records, ""
+
+    async def run(self, store: GenericTaskStore, deadline: float) -> None:
+        """Check every task as listed by ``store`` against the plan and the reports."""
+        records, paging_problem = await self.list_everything(store, deadline)
+        check = Checker()
+        by_id: dict[str, TaskRecord] = {}
+        for record in records:
+            if record.task.task_id in by_id:
+                check.fail("listing", f"task {record.task.task_id} listed twice")
+            by_id[record.task.task_id] = record
+        if paging_problem:
+            check.fail("listing", paging_problem)
+        if len(records) != self.tasks:
+            check.fail("listing", f"{len(records)} tasks listed, {self.tasks} created")
+        known = {task.task_id for task in self.client}
+        for task_id in by_id.keys() - known:
+            check.fail("listing", f"task {task_id} listed but never created by this run")
+
+        worker_outcomes: dict[int, str] = {}
+        merged: dict[int, dict[str, JSONValue]] = {}
+        for report in self.reports:
+            worker_outcomes.update(report.outcomes)
+            for index, variables in report.merged.items():
+                merged.setdefault(index, {}).update(variables)
+            for message in report.errors:
+                check.fail("no errors", message)
+            if report.error_count > len(report.errors):
+                more = report.error_count - len(report.errors)
+                check.fail("no errors", f"worker {report.wid}: {more} more")
+        for message in self.tally.client_errors:
+            check.fail("no errors", message)
+
+        for task in self.client:
+            stored = by_id.get(task.task_id)
+            if stored is None:
+                check.fail("listing", f"task {task.index} ({task.task_id}) missing")
+                continue
+            self.check_task(check, task, stored, worker_outcomes.get(task.index), merged)
+        self.checks = check.results(CHECKS)
+
+    def check_task(
+        self,
+        check: Checker,
+        task: ClientTask,
+        record: TaskRecord,
+        outcome: str | None,
+        merged: dict[int, dict[str, JSONValue]],
+    ) -> None:
+        """Check one task's stored state against the plan and what both sides saw."""
+        index, status = task.index, record.task.status
+        self.counts[status.value] += 1
+        if not status.is_terminal:
+            check.fail("terminal", f"task {index} is still {status.value}")
+            return
+        if task.status is not status:
+            seen = task.status.value if task.status else "nothing terminal"
+            check.fail("terminal", f"task {index} is {status.value}, the client saw {seen}")
+        if is_cancel_planned(index):
+            self.counts["cancel attempts"] += 1
+            cancelled_by_client = task.cancel == "cancelled"
+            worker_completed = outcome == TaskStatus.COMPLETED.value
+            self.counts["cancels won" if cancelled_by_client else "completions won"] += 1
+            if cancelled_by_client == worker_completed:
+                check.fail(
+                    "cancel race",
+                    f"task {index}: client cancel {task.cancel}, worker {outcome}: "
+                    "not exactly one winner",
+                )
+            want = TaskStatus.CANCELLED if cancelled_by_client else TaskStatus.COMPLETED
+            if not worker_completed and outcome not in ("cancel-seen", "cancel-won"):
+                check.fail("cancel race", f"task {index}: worker outcome {outcome}")
+        else:
+            want = planned_status(index)
+            if outcome != want.value:
+                check.fail("outcome", f"task {index}: worker reported {outcome}")
+        if status is not want:
+            check.fail("outcome", f"task {index} is {status.value}, expected {want.value}")
+        self.check_result(check, task, record)
+        expected_vars = dict(merged.get(index, {}))
+        if task.approved:
+            expected_vars["approval"] = "yes"
+        for key, value in expected_vars.items():
+            if record.variables.get(key) != value:
+                got = record.variables.get(key, "nothing")
+                check.fail("variables", f"task {index}: {key} = {got!r}, merged {value!r}")
+        if len(merged.get(index, {})) < STEPS + 1 or not task.approved:
+            check.fail("variables", f"task {index}: not every merge was acknowledged")
+
+    def check_result(self, check: Checker, task: ClientTask, record: TaskRecord) -> None:
+        """Check the stored result and the one the client got from ``get_result``."""
+        index, status = task.index, record.task.status
+        if status is TaskStatus.CANCELLED:
+            if record.result is not None or not task.result_not_ready:
+                check.fail("result", f"cancelled task {index} has a result: {record.result!r}")
+            if record.task.status_message is not None:
+                check.fail(
+                    "result", f"cancelled task {index}: message {record.task.status_message}"
+                )
+            return
+        expected = result_for(status, index, expected_sum(self.seed, index))
+        if record.result != expected:
+            check.fail("result", f"task {index}: result {record.result!r}, expected {expected!r}")
+        if task.result != expected:
+            check.fail("result", f"task {index}: the client got {task.result!r}")
+        if record.task.status_message != message_for(status):
+            check.fail("result", f"task {index}: message {record.task.status_message!r}")
