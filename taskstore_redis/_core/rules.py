@@ -12,7 +12,14 @@ from typing import Any
 import msgspec
 
 from .config import StoreConfig
-from .errors import InvalidArgument, InvalidTransition, NotReady, TaskExpired, VariableSizeExceeded
+from .errors import (
+    InvalidArgument,
+    InvalidTransition,
+    NoResult,
+    NotReady,
+    TaskExpired,
+    VariableSizeExceeded,
+)
 from .model import JSONValue, Task, TaskRecord, datetime_from_ms, encode_json, timestamp_from_ms
 from .status import INITIAL_STATUS, TaskStatus, can_transition
 
@@ -107,8 +114,10 @@ def complete(
 
 
 def result_of(record: TaskRecord, now_ms: int) -> JSONValue:
-    """Return the result of a terminal task, or raise NotReady or TaskExpired."""
+    """Return the result of a terminal task, or raise NotReady, NoResult or TaskExpired."""
     ensure_live(record, now_ms)
-    if not record.task.status.is_terminal or record.result is None:
+    if not record.task.status.is_terminal:
         raise NotReady(record.task.task_id, record.task.status.value)
+    if record.result is None:
+        raise NoResult(record.task.task_id, record.task.status.value)
     return record.result

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +24,7 @@ from .._core.errors import (
     StorageCorrupted,
     TaskNotFound,
     TaskStoreError,
+    WaitTimeout,
 )
 from .._core.model import (
     JSONValue,
@@ -35,6 +38,7 @@ from .._core.rules import (
     change_status,
     check_result_size,
     complete,
+    ensure_live,
     merge_variables,
     new_record,
     result_of,
@@ -46,6 +50,7 @@ from .._core.validation import (
     check_owner,
     check_status,
     check_status_message,
+    check_wait,
     clean_json_value,
     clean_variables,
     resolve_limit,
@@ -56,6 +61,14 @@ from ._redis import RedisBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
+
+
+def _until_expiry(record: TaskRecord, now: int) -> float:
+    """Seconds until the record's TTL runs out (after which it can no longer change)."""
+    if record.expires_at is None:
+        return math.inf
+    left_ms = record.expires_at.timestamp() * 1000 - now
+    return max(0.001, left_ms / 1000 + 0.001)
 
 
 class GenericTaskStore:
@@ -227,7 +240,8 @@ class GenericTaskStore:
         """Return the result of a terminal task.
 
         Raises:
-            NotReady: the task is not terminal or has no result.
+            NotReady: the task is not terminal yet.
+            NoResult: the task is terminal without a result (cancelled, say).
             TaskExpired: the task's TTL has run out.
 
         """
@@ -306,6 +320,71 @@ class GenericTaskStore:
     def cleanup_expired(self) -> int:
         """Purge every expired task now, without waiting for its retention; return the count."""
         return self._backend.purge_expired(now_ms())
+
+    def wait(
+        self,
+        task_id: str,
+        owner_id: str,
+        *,
+        after_version: int | None = None,
+        until_terminal: bool = False,
+        timeout: float | None = None,
+    ) -> TaskRecord:
+        """Wait, without polling, for a task to change or to end; return it then.
+
+        Returns as soon as the task's version is above ``after_version`` (None:
+        above the version it has when the wait starts), or, with
+        ``until_terminal``, as soon as it is terminal; at once if that already
+        holds. Other processes' writes wake it within milliseconds.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first (also a ``TimeoutError``).
+            TaskNotFound: no such task for this owner, or it was purged meanwhile.
+            TaskExpired: the task's TTL ran out before it did what was waited for.
+            InvalidArgument: a negative version or timeout, or both ``after_version``
+                and ``until_terminal``.
+
+        """
+        key = self._key(task_id, owner_id)
+        check_wait(after_version, until_terminal, timeout)
+        deadline = None if timeout is None else monotonic() + timeout
+        baseline = after_version
+        with self._backend.watch(key) as watch:
+            while True:
+                record = self._read(key)
+                if until_terminal:
+                    done = record.task.status.is_terminal
+                elif baseline is None:
+                    baseline, done = record.version, False
+                else:
+                    done = record.version > baseline
+                if done:
+                    return record
+                # the deadline is checked after the read: a wait that holds returns
+                now = now_ms()
+                ensure_live(record, now)
+                pause = _until_expiry(record, now)
+                if deadline is not None:
+                    left = deadline - monotonic()
+                    if left <= 0:
+                        raise WaitTimeout(key.task_id, timeout or 0.0)
+                    pause = min(pause, left)
+                watch.wait(None if math.isinf(pause) else pause)
+
+    def wait_for_result(
+        self, task_id: str, owner_id: str, *, timeout: float | None = None
+    ) -> JSONValue:
+        """Wait until the task is terminal, then return its result as ``get_result`` does.
+
+        Raises:
+            NoResult: the task ended without a result (cancelled, say).
+            WaitTimeout: ``timeout`` seconds passed first.
+            TaskNotFound: no such task, or it was purged meanwhile.
+            TaskExpired: the task's TTL ran out.
+
+        """
+        record = self.wait(task_id, owner_id, until_terminal=True, timeout=timeout)
+        return result_of(record, now_ms())
 
     def _key(self, task_id: str, owner_id: str) -> TaskKey:
         owner = check_owner(owner_id, self._security)
