@@ -42,6 +42,11 @@ class Fanout:
             del self._waiters[channel]
             return True
 
+    def has(self, channel: Hashable) -> bool:
+        """Whether ``channel`` has waiters now."""
+        with self._lock:
+            return channel in self._waiters
+
     def notify(self, channel: Hashable) -> None:
         """Poke every waiter of ``channel``."""
         with self._lock:

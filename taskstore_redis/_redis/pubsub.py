@@ -280,9 +280,15 @@ class Subscriber:
     def unsubscribe(self, channel: str, waker: Pokeable) -> None:
         """Unregister ``waker``; unsubscribe the channel when it was its last. Never blocks."""
         if self.fanout.remove(channel, waker):
-            state = self._channels.pop(channel, None)
-            if state is not None and state.link is not None:
-                state.link.drop(channel)
+            self.release(channel)
+
+    def release(self, channel: str) -> None:
+        """Unsubscribe ``channel`` unless it has waiters again (on the loop's thread)."""
+        if self.fanout.has(channel):
+            return
+        state = self._channels.pop(channel, None)
+        if state is not None and state.link is not None:
+            state.link.drop(channel)
 
     async def open(self, address: _Address) -> redis.asyncio.connection.AbstractConnection:
         """Open a subscription connection (RESP2, no health-check commands of redis-py's).
@@ -466,13 +472,16 @@ class SyncHub:
             self._call(self.subscriber.subscribe(channel, waker))
         except BaseException:
             # interrupted here (Ctrl-C) while the loop may still register it: undo there too
-            self._loop.call_soon_threadsafe(self.subscriber.unsubscribe, channel, waker)
+            self.unsubscribe(channel, waker)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.subscriber.unsubscribe, channel, waker)
             raise
 
     def unsubscribe(self, channel: str, waker: Pokeable) -> None:
-        """See :meth:`Subscriber.unsubscribe`; done on the loop thread, without waiting."""
-        with contextlib.suppress(RuntimeError):  # a closed loop: nothing to undo
-            self._loop.call_soon_threadsafe(self.subscriber.unsubscribe, channel, waker)
+        """See :meth:`Subscriber.unsubscribe`: the waker goes at once, the channel on the loop."""
+        if self.subscriber.fanout.remove(channel, waker):
+            with contextlib.suppress(RuntimeError):  # a closed loop: nothing to undo
+                self._loop.call_soon_threadsafe(self.subscriber.release, channel)
 
     def close(self) -> None:
         """Close the subscriber's connections and stop the thread."""
