@@ -348,15 +348,17 @@ class GenericTaskStore:
         check_wait(after_version, until_terminal, timeout)
         deadline = None if timeout is None else monotonic() + timeout
         baseline = after_version
+        if baseline is None and not until_terminal:
+            # the version as the call starts; a change before the subscription is in place
+            # is still caught, by the read that follows it
+            baseline = (await self._read(key)).version
         async with self._backend.watch(key) as watch:
             while True:
                 record = await self._read(key)
                 if until_terminal:
                     done = record.task.status.is_terminal
-                elif baseline is None:
-                    baseline, done = record.version, False
                 else:
-                    done = record.version > baseline
+                    done = baseline is not None and record.version > baseline
                 if done:
                     return record
                 # the deadline is checked after the read: a wait that holds returns
