@@ -28,7 +28,7 @@ GUARD = 30.0
 class HookedWatch:
     """A backend watch that calls ``on_subscribed`` once the inner watch is in place."""
 
-    def __init__(self, inner: ts.TaskWatch, on_subscribed: Callable[[], None]) -> None:
+    def __init__(self, inner: ts.TaskWatch, on_subscribed: Callable[[], object]) -> None:
         self.inner = inner
         self.on_subscribed = on_subscribed
 
@@ -50,7 +50,7 @@ class HookedWatch:
 
 
 def on_subscribed(
-    monkeypatch: pytest.MonkeyPatch, store: ts.GenericTaskStore, hook: Callable[[], None]
+    monkeypatch: pytest.MonkeyPatch, store: ts.GenericTaskStore, hook: Callable[[], object]
 ) -> None:
     backend: Any = store.backend
     original = backend.watch
