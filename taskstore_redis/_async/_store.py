@@ -21,6 +21,7 @@ from .._core.errors import (
     InvalidArgument,
     ResourceExhausted,
     StorageCorrupted,
+    StoreUnavailable,
     TaskNotFound,
     TaskStoreError,
     WaitTimeout,
@@ -60,6 +61,8 @@ from ._redis import RedisBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
+_READ_PAUSE_FIRST = 0.025
+_READ_PAUSE_MAX = 1.0
 
 
 def _until_expiry(record: TaskRecord, now: int) -> float:
@@ -336,8 +339,13 @@ class GenericTaskStore:
         ``until_terminal``, as soon as it is terminal; at once if that already
         holds. Other processes' writes wake it within milliseconds.
 
+        While the server cannot be read (a restart, a failover) the wait goes on
+        and reads again once it can.
+
         Raises:
             WaitTimeout: ``timeout`` seconds passed first (also a ``TimeoutError``).
+            StoreUnavailable: the change subscription could not be set up (the
+                server is down as the wait starts), or the backend was closed.
             TaskNotFound: no such task for this owner, or it was purged meanwhile.
             TaskExpired: the task's TTL ran out before it did what was waited for.
             InvalidArgument: a negative version or timeout, or both ``after_version``
@@ -353,8 +361,25 @@ class GenericTaskStore:
             # is still caught, by the read that follows it
             baseline = (await self._read(key)).version
         async with self._backend.watch(key) as watch:
+            failures = 0
             while True:
-                record = await self._read(key)
+                try:
+                    record = await self._read(key)
+                except StoreUnavailable as exc:
+                    # a server restarting or failing over: keep waiting, and read again
+                    # when told or after a pause; a closed backend (no cause) ends the wait
+                    if exc.__cause__ is None:
+                        raise
+                    failures += 1
+                    pause = min(_READ_PAUSE_MAX, _READ_PAUSE_FIRST * 2**failures)
+                    if deadline is not None:
+                        left = deadline - monotonic()
+                        if left <= 0:
+                            raise WaitTimeout(key.task_id, timeout or 0.0) from exc
+                        pause = min(pause, left)
+                    await watch.wait(pause)
+                    continue
+                failures = 0
                 if until_terminal:
                     done = record.task.status.is_terminal
                 else:
