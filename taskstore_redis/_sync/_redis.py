@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -158,6 +159,7 @@ class RedisBackend:
         self._closed = False
         self.keys = KeySchema(prefix, shards)
         self._hub: SyncHub | None = None
+        self._hub_lock = threading.Lock()
 
     def _configure(
         self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
@@ -268,9 +270,10 @@ class RedisBackend:
     def watch_hub(self) -> SyncHub:
         """The subscriber of this backend, process and event loop, built on first use."""
         client = self._connected()
-        if self._hub is None or not self._hub.usable():
-            self._hub = sync_hub(node_source(client))
-        return self._hub
+        with self._hub_lock:  # threads of the blocking API: one hub, one listener thread
+            if self._hub is None or not self._hub.usable():
+                self._hub = sync_hub(node_source(client))
+            return self._hub
 
     def watch_registrations(self) -> int:
         """How many waiters are registered now (for tests and diagnostics)."""
@@ -314,6 +317,7 @@ class RedisBackend:
             )
         self._client = None  # the parent's client: dropped, not closed
         self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
+        self._hub_lock = threading.Lock()  # the parent's hub and its thread are not ours
         self._pid = os.getpid()
 
     def _connect(self, url: str) -> redis.Redis | redis.RedisCluster:
