@@ -123,6 +123,8 @@ class _Link:
         self.address = address
         self.channels: set[str] = set()
         self.connected = False
+        self.healthy = False
+        """Whether the server confirmed a subscription on the current connection."""
         self._outbox: list[tuple[str, ...]] = []
         self._kick = asyncio.Event()
         self._wanted = asyncio.Event()
@@ -155,12 +157,12 @@ class _Link:
                 continue
             try:
                 connection = await subscriber.open(self.address)
-            except (redis.exceptions.RedisError, OSError):
+            except (redis.exceptions.RedisError, OSError) as exc:
+                subscriber.last_error = exc
                 await asyncio.sleep(backoff)
                 backoff = min(_BACKOFF_MAX, backoff * 2)
                 await subscriber.relocate(self)
                 continue
-            backoff = _BACKOFF_FIRST
             # no await between these lines: a channel added now is either in this batch
             # or sent by add() itself
             self.connected = True
@@ -171,12 +173,18 @@ class _Link:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._write(connection))
                     group.create_task(self._read(connection))
-            except* (redis.exceptions.RedisError, OSError):
-                pass
+            except* (redis.exceptions.RedisError, OSError) as group:
+                subscriber.last_error = group.exceptions[0]
             finally:
                 self.connected = False
                 subscriber.lost(self)
                 await connection.disconnect(nowait=True)
+            if self.healthy:  # it worked for a while: reconnect at once
+                backoff = _BACKOFF_FIRST
+            else:  # refused from the start (an ACL, a MOVED): do not spin
+                await asyncio.sleep(backoff)
+                backoff = min(_BACKOFF_MAX, backoff * 2)
+            self.healthy = False
             await subscriber.relocate(self)
 
     async def _write(self, connection: redis.asyncio.connection.AbstractConnection) -> None:
@@ -237,6 +245,8 @@ class Subscriber:
         self._seeds: list[tuple[str, int]] = list(source.seeds)
         self._topology = asyncio.Lock()
         self._moving: set[asyncio.Task[None]] = set()
+        self.last_error: BaseException | None = None
+        """The last connection or server error, for the message of a failed subscription."""
 
     def registrations(self) -> int:
         """How many (channel, waker) registrations there are now."""
@@ -249,8 +259,8 @@ class Subscriber:
     async def subscribe(self, channel: str, waker: Pokeable) -> None:
         """Register ``waker`` on ``channel``; return once the subscription is confirmed.
 
-        Raises StoreUnavailable (and registers nothing) if that takes more than
-        ``confirm_timeout`` seconds.
+        Raises StoreUnavailable (and registers nothing) if no connection to the
+        channel's node confirmed anything for ``confirm_timeout`` seconds.
         """
         if self.closed:
             raise StoreUnavailable("the RedisBackend is closed")
@@ -265,14 +275,18 @@ class Subscriber:
                             await self._refresh()
                 if self._channels.get(channel) is state and state.link is None:
                     self._place(channel, state)
-            try:
-                if not state.confirmed.is_set():
+            while not state.confirmed.is_set():
+                try:
                     async with asyncio.timeout(self.confirm_timeout):
                         await state.confirmed.wait()
-            except TimeoutError:
-                raise StoreUnavailable(
-                    f"the subscription to changes was not confirmed within {self.confirm_timeout} s"
-                ) from None
+                except TimeoutError:
+                    link = state.link
+                    if link is not None and link.connected and link.healthy:
+                        continue  # the server answers, only slowly (a busy process): wait on
+                    raise StoreUnavailable(
+                        "the subscription to changes was not confirmed within "
+                        f"{self.confirm_timeout} s (last error: {self.last_error!r})"
+                    ) from self.last_error
         except BaseException:
             self.unsubscribe(channel, waker)
             raise
@@ -313,6 +327,7 @@ class Subscriber:
         state = self._channels.get(channel)
         if state is None or state.link is not link or channel not in link.channels:
             return
+        link.healthy = True
         if state.was_confirmed:
             self.fanout.notify(channel)  # confirmed again after a loss: look again
         state.was_confirmed = True

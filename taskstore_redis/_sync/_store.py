@@ -43,6 +43,7 @@ from .._core.rules import (
     merge_variables,
     new_record,
     result_of,
+    seconds_until_expiry,
     store_result,
 )
 from .._core.status import TaskStatus
@@ -64,14 +65,6 @@ _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
 _READ_PAUSE_FIRST = 0.025
 _READ_PAUSE_MAX = 1.0
-
-
-def _until_expiry(record: TaskRecord, now: int) -> float:
-    """Seconds until the record's TTL runs out (after which it can no longer change)."""
-    if record.expires_at is None:
-        return math.inf
-    left_ms = record.expires_at.timestamp() * 1000 - now
-    return max(0.001, left_ms / 1000 + 0.001)
 
 
 class GenericTaskStore:
@@ -390,7 +383,8 @@ class GenericTaskStore:
                 # the deadline is checked after the read: a wait that holds returns
                 now = now_ms()
                 ensure_live(record, now)
-                pause = _until_expiry(record, now)
+                # wake when the TTL runs out: the task cannot change after that
+                pause = seconds_until_expiry(record, now) + 0.001
                 if deadline is not None:
                     left = deadline - monotonic()
                     if left <= 0:
