@@ -11,8 +11,8 @@ the next version, so N waiters stay in place throughout. Samples are taken one
 at a time (no queueing). With the most waiters, the script also measures the
 CPU time this process spends over ``--idle`` seconds with all of them idle, and
 the sockets it holds. Servers are throwaway ones from ``taskstore_redis.testing``
-unless ``--redis-url`` / ``--cluster-url`` are given. Results go to
-``benchmarks/wait-results.json``.
+unless ``--redis-url`` / ``--cluster-url`` are given. Results, with the load
+average as each row started, go to ``benchmarks/wait-results.json``.
 """
 
 from __future__ import annotations
@@ -185,13 +185,14 @@ def main() -> int:
     with servers(args) as urls:
         for kind, url in urls.items():
             for waiters in args.waiters:
+                load = os.getloadavg()[0]
                 figures = anyio.run(run_one, url, waiters, args.samples, args.idle)
                 figures["kind"] = kind
+                figures["load_average_at_start"] = round(load, 2)
                 rows.append(figures)
                 print(json.dumps(figures), flush=True)
-    RESULTS.write_text(
-        json.dumps({"python": sys.version.split()[0], "rows": rows}, indent=2) + "\n"
-    )
+    document = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "rows": rows}
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     return 0
 
