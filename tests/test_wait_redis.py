@@ -167,6 +167,32 @@ def test_the_socket_timeout_does_not_cut_a_long_wait(
         assert [client["id"] for client in before] == [client["id"] for client in after]
 
 
+def listener_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "taskstore-redis-pubsub"}
+
+
+@pytest.mark.redis
+def test_a_blocking_store_has_one_listener_thread_and_stops_it_on_close(
+    redis_url: str, key_prefix: str
+) -> None:
+    before = listener_threads()
+    with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
+        task_ids = [store.create(OWNER, METHOD).task.task_id for _ in range(3)]
+
+        def wait(n: int) -> str:
+            try:
+                store.wait(task_ids[n % 3], OWNER, timeout=0.05)
+            except ts.WaitTimeout:
+                return "timeout"
+            return "returned"
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            outcomes = list(pool.map(wait, range(12)))
+        assert outcomes == ["timeout"] * 12
+        assert len(listener_threads() - before) == 1
+    assert listener_threads() == before
+
+
 @pytest.mark.redis
 def test_ten_thousand_waiters_share_one_connection(redis_url: str, key_prefix: str) -> None:
     waiters = 2_000
