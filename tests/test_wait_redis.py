@@ -23,6 +23,7 @@ import redis
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
 from taskstore_redis import SecurityConfig, StoreUnavailable, TaskKey, TaskStatus
+from taskstore_redis._redis.pubsub import Subscriber
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 from tests.test_wait_sync import on_subscribed, registrations
 
@@ -368,3 +369,71 @@ def test_a_cluster_failover_while_waiting_does_not_leave_the_waiter_hanging(
         with pool:
             retry(lambda: writer.cancel(other, OWNER))
             assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
+
+
+def node_ids(cluster: RedisCluster) -> dict[int, str]:
+    with admin(cluster.nodes[0].port) as control:
+        nodes: dict[str, dict[str, Any]] = control.cluster("NODES")
+    return {
+        int(address.rsplit(":", 1)[1].split("@")[0]): e["node_id"] for address, e in nodes.items()
+    }
+
+
+def migrate_slot(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
+    """Move one slot, with its keys, from the primary at ``source`` to the one at ``target``."""
+    ids = node_ids(cluster)
+    with admin(source) as src, admin(target) as dst:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for node in cluster.nodes:
+            with admin(node.port) as control:
+                control.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[RedisCluster]:
+    with redis_cluster(primaries=3) as started:
+        yield started
+
+
+@pytest.mark.cluster
+def test_a_slot_moved_while_waiting_takes_the_subscription_to_its_new_node(
+    own_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = own_cluster.url
+    with (
+        ts.GenericTaskStore.from_url(url, prefix="moving") as store,
+        ts.GenericTaskStore.from_url(url, prefix="moving") as writer,
+    ):
+        task_id = store.create(OWNER, METHOD).task.task_id
+        backend: Any = store.backend
+        channel = backend.keys.channel(TaskKey(OWNER, task_id))
+        slot = redis.crc.key_slot(channel.encode())
+        with admin(port_of(url)) as control:
+            rows = control.execute_command("CLUSTER", "SLOTS")
+        source = next(int(row[2][1]) for row in rows if int(row[0]) <= slot <= int(row[1]))
+        target = next(node.port for node in own_cluster.nodes if node.port != source)
+        dropped: list[str] = []
+        original_dropped = Subscriber.dropped
+
+        def record_dropped(subscriber: Subscriber, channel: str) -> None:
+            dropped.append(channel)
+            original_dropped(subscriber, channel)
+
+        monkeypatch.setattr(Subscriber, "dropped", record_dropped)
+        subscribed = threading.Event()
+        on_subscribed(monkeypatch, store, subscribed.set)
+        pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
+        with pool:
+            assert subscribed.wait(GUARD)
+            migrate_slot(own_cluster, slot, source, target)
+            deadline = time.monotonic() + GUARD
+            while not subscription_clients(target, "moving"):  # the waiter follows the slot
+                assert time.monotonic() < deadline, "the subscription did not follow the slot"
+                time.sleep(0.02)
+            retry(lambda: writer.complete_with_result(task_id, OWNER, "completed", None, 3))
+            assert waiting.result(GUARD).result == 3
+        # the old owner of the slot unsubscribed the channel; the listener followed
+        assert dropped == [channel]
