@@ -8,6 +8,7 @@ written. Nothing here measures time: a waiter that hangs runs into ``GUARD``.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import threading
@@ -437,3 +438,39 @@ def test_a_slot_moved_while_waiting_takes_the_subscription_to_its_new_node(
             assert waiting.result(GUARD).result == 3
         # the old owner of the slot unsubscribed the channel; the listener followed
         assert dropped == [channel]
+
+
+@pytest.mark.redis
+def test_a_silent_subscription_connection_is_found_by_its_ping_and_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that stops answering (paused here) leaves no waiter on a dead connection."""
+    monkeypatch.setattr(
+        Subscriber, "__init__", functools.partialmethod(Subscriber.__init__, health_interval=0.1)
+    )
+    with (
+        redis_server() as server,
+        ts.GenericTaskStore.from_url(server.url, prefix="silent") as store,
+        ts.GenericTaskStore.from_url(server.url, prefix="silent") as writer,
+        admin(server.port) as control,
+    ):
+        task_id = store.create(OWNER, METHOD).task.task_id
+        subscribed = threading.Event()
+        on_subscribed(monkeypatch, store, subscribed.set)
+        pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
+        with pool:
+            assert subscribed.wait(GUARD)
+            first = [client["id"] for client in subscription_clients(server.port, "silent")]
+            # no answer to anything for 1 s: ten health intervals
+            control.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            deadline = time.monotonic() + GUARD
+            while True:  # the waiter still waits; its subscription moves to a new connection
+                now = [c["id"] for c in subscription_clients(server.port, "silent")]
+                if now and now != first:
+                    break
+                assert time.monotonic() < deadline, "the silent connection was never replaced"
+                time.sleep(0.02)
+            assert not waiting.done()
+            writer.cancel(task_id, OWNER)
+            assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
+        assert len(first) == 1
