@@ -319,7 +319,11 @@ class Subscriber:
         if address is not None:
             kwargs["host"], kwargs["port"] = address
         connection = self.source.connection_class(**kwargs)
-        await connection.connect()  # type: ignore[no-untyped-call]
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]
+        except BaseException:  # refused, timed out or cancelled: leave no socket behind
+            await connection.disconnect(nowait=True)
+            raise
         return connection
 
     def confirmed(self, link: _Link, channel: str) -> None:
