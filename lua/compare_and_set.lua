@@ -30,4 +30,5 @@ for entry in string.gmatch(history, '%S+') do
   kept[#kept + 1] = entry
 end
 redis.call('HSET', KEYS[1], 'v', version, 'd', ARGV[2], 'w', table.concat(kept, ' '))
+redis.call('SPUBLISH', KEYS[1], version) -- wake the task's waiters (channel named like the key)
 return {1, version}

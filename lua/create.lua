@@ -33,6 +33,7 @@ if ARGV[5] ~= '' then
 end
 local expires = ARGV[3]
 redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'e', expires, 'w', ARGV[9] .. ':1')
+redis.call('SPUBLISH', KEYS[1], 1) -- wake the task's waiters (channel named like the key)
 if ARGV[4] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 end

@@ -13,7 +13,11 @@ for _, owner in ipairs(owners) do
   local expiry = string.sub(owner, space + 1)
   local members = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, budget)
   for _, member in ipairs(members) do
-    deleted = deleted + redis.call('DEL', string.sub(member, 17))
+    local task = string.sub(member, 17)
+    if redis.call('DEL', task) == 1 then
+      deleted = deleted + 1
+      redis.call('SPUBLISH', task, '') -- wake the task's waiters: it is gone
+    end
     redis.call('ZREM', index, member)
     redis.call('ZREM', expiry, member)
   end

@@ -27,6 +27,7 @@ SUBSTITUTIONS = [
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\basync_(\w+)", r"sync_\1"),
+    (r"\bAsync(Hub|Waker)\b", r"Sync\1"),
     (r"\btaskstore_redis\.asyncio\b", "taskstore_redis"),
     (r"\b_async\b", "_sync"),
     (r"^[ \t]*@pytest\.mark\.anyio\n", ""),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
 from ._shared import __all__ as _shared_names
 from ._sync._memory import InMemoryBackend
-from ._sync._protocols import StorageBackend, TaskStore
+from ._sync._protocols import StorageBackend, TaskStore, TaskWatch
 from ._sync._redis import RedisBackend
 from ._sync._store import GenericTaskStore
 
@@ -22,5 +22,6 @@ __all__ = [
     "RedisBackend",
     "StorageBackend",
     "TaskStore",
+    "TaskWatch",
     *_shared_names,
 ]

@@ -16,6 +16,7 @@ from ._core.errors import (
     ConcurrentModification,
     InvalidArgument,
     InvalidTransition,
+    NoResult,
     NotReady,
     ResourceExhausted,
     StorageCorrupted,
@@ -24,6 +25,7 @@ from ._core.errors import (
     TaskNotFound,
     TaskStoreError,
     VariableSizeExceeded,
+    WaitTimeout,
 )
 from ._core.model import Task, TaskPage, TaskRecord
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidTransition",
     "ListPosition",
+    "NoResult",
     "NotReady",
     "ResourceExhausted",
     # settings
@@ -59,4 +62,5 @@ __all__ = [
     "TaskStoreError",
     "VariableSizeExceeded",
     "VersionedRecord",
+    "WaitTimeout",
 ]

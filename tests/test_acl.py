@@ -35,15 +35,15 @@ import redis.exceptions
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis import StoreUnavailable, TaskNotFound, TaskStatus
+from taskstore_redis import StoreUnavailable, TaskNotFound, TaskStatus, WaitTimeout
 from taskstore_redis.testing import RedisServer, redis_server
 
 pytestmark = pytest.mark.redis
 
 ACL_RULES = (
-    "on ><password> resetkeys ~{<prefix>:* resetchannels -@all "
-    "+hmget +evalsha +script|load +info +wait "
-    "+exists +hget +hset +pexpireat +zadd +zrange +zrangebyscore +zrem +zcount +del"
+    "on ><password> resetkeys ~{<prefix>:* resetchannels &{<prefix>:* -@all "
+    "+hmget +evalsha +script|load +info +wait +ssubscribe +sunsubscribe +ping "
+    "+exists +hget +hset +pexpireat +zadd +zrange +zrangebyscore +zrem +zcount +del +spublish"
 )
 """``ACL SETUSER <user>`` followed by these rules, with ``<password>`` and ``<prefix>``
 filled in: keys under the store's prefix only, and only the commands the store sends
@@ -125,7 +125,7 @@ def test_acl_rules_give_the_user_exactly_the_prefix_and_the_commands(
         described = dict(zip(described[::2], described[1::2], strict=True))
     info: dict[str, Any] = described
     assert info["keys"] == f"~{{{acl_user.prefix}:*"
-    assert info["channels"] == ""
+    assert info["channels"] == f"&{{{acl_user.prefix}:*"
     granted = set(info["commands"].split())
     assert "-@all" in granted
     assert {"+evalsha", "+hmget", "+script|load", "+info", "+wait", "+zcount"} <= granted
@@ -153,8 +153,11 @@ def test_the_whole_lifecycle_runs_under_the_acl_user(admin: redis.Redis, acl_use
         done = store.complete_with_result(first, OWNER, "completed", "done", {"answer": 42})
         assert done.task.status is TaskStatus.COMPLETED
         assert store.get_result(first, OWNER) == {"answer": 42}
+        assert store.wait_for_result(first, OWNER, timeout=5) == {"answer": 42}
         assert store.cancel(second, OWNER).task.status is TaskStatus.CANCELLED
         assert store.get(third, OWNER).version == 1
+        with pytest.raises(WaitTimeout):  # subscribes, reads, times out
+            store.wait(third, OWNER, timeout=0.05)
 
         time.sleep(3 * SHORT_TTL_MS / 1000)
         assert store.cleanup_expired() == 1

@@ -52,6 +52,7 @@ from taskstore_redis import (
     InvalidArgument,
     InvalidTransition,
     ListPosition,
+    NoResult,
     NotReady,
     SecurityConfig,
     StoreConfig,
@@ -1603,6 +1604,9 @@ class OwnerIsolation(RuleBasedStateMachine):
             self.not_found(actor, task_id, lambda: self.store.get_result(task_id, owner))
         elif task.status.is_terminal and task.result is not None:
             assert self.store.get_result(task_id, owner) == task.result
+        elif task.status.is_terminal:
+            with pytest.raises(NoResult):
+                self.store.get_result(task_id, owner)
         else:
             with pytest.raises(NotReady):
                 self.store.get_result(task_id, owner)

@@ -35,8 +35,13 @@ STORE_OPERATIONS = {
     "list",
     "cancel",
     "cleanup_expired",
+    "wait",
+    "wait_for_result",
 }
-"""The eleven operations of a task store are these ten methods and ``config``."""
+"""The operations of a task store are these methods and ``config``."""
+
+WATCH_METHODS = {"watch"}
+"""Backend methods that return an (async) context manager rather than a coroutine."""
 
 OWNER = "alice"
 
@@ -128,7 +133,7 @@ def test_every_public_module_class_and_function_has_a_docstring(module: ModuleTy
 # --- sync returns values, async returns coroutines ---------------------------------------
 
 
-def test_the_task_store_protocol_has_the_eleven_operations() -> None:
+def test_the_task_store_protocol_has_its_operations() -> None:
     for module in (taskstore_redis, taskstore_redis.asyncio):
         members = public_members(module.TaskStore)
         assert isinstance(members["config"], property)
@@ -147,8 +152,12 @@ def test_async_operations_are_coroutine_functions_and_sync_ones_are_not(
     assert sync_names == {"close" if name == "aclose" else name for name in async_names}
     async_class = getattr(taskstore_redis.asyncio, store_class)
     sync_class = getattr(taskstore_redis, store_class)
-    for name in async_names | {"aclose"}:
+    for name in async_names - WATCH_METHODS | {"aclose"}:
         assert inspect.iscoroutinefunction(getattr(async_class, name)), name
+    for name in async_names & WATCH_METHODS:
+        watch_class = inspect.get_annotations(getattr(async_class, name), eval_str=True)["return"]
+        assert inspect.iscoroutinefunction(watch_class.__aenter__), name
+        assert inspect.iscoroutinefunction(watch_class.wait), name
     for name in sync_names | {"close"}:
         assert callable(getattr(sync_class, name)), name
         assert not inspect.iscoroutinefunction(getattr(sync_class, name)), name

@@ -19,6 +19,7 @@ from taskstore_redis import (
     TRANSITIONS,
     InvalidArgument,
     InvalidTransition,
+    NoResult,
     NotReady,
     TaskStatus,
 )
@@ -175,6 +176,9 @@ def test_a_store_follows_the_state_machine_of_the_issue(
             assert record.version == model.version
             if model.is_terminal() and model.result is not None:
                 assert store.get_result(task_id, OWNER) == model.result
+            elif model.is_terminal():
+                with pytest.raises(NoResult):
+                    store.get_result(task_id, OWNER)
             else:
                 with pytest.raises(NotReady):
                     store.get_result(task_id, OWNER)

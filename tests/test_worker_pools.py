@@ -30,6 +30,7 @@ from taskstore_redis import (
     ConcurrentModification,
     InvalidArgument,
     InvalidTransition,
+    NoResult,
     NotReady,
     ResourceExhausted,
     SecurityConfig,
@@ -41,6 +42,7 @@ from taskstore_redis import (
     TaskRecord,
     TaskStoreError,
     VariableSizeExceeded,
+    WaitTimeout,
 )
 
 OWNER = "pool-owner"
@@ -168,6 +170,8 @@ ERRORS = [
     TaskExpired("t-1"),
     InvalidTransition("t-1", "completed", "failed"),
     NotReady("t-1", "working"),
+    NoResult("t-1", "cancelled"),
+    WaitTimeout("t-1", 2.5),
     InvalidArgument("ttl_ms must be >= 0"),
     VariableSizeExceeded(1000, 2000, "result"),
     AnonymousAccessDenied("local"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from .._core.backend_types import (
@@ -19,7 +20,7 @@ from .._core.status import TaskStatus
 
 @runtime_checkable
 class TaskStore(Protocol):
-    """The eleven operations of a task store (``config`` is a property)."""
+    """The operations of a task store (``config`` is a property)."""
 
     @property
     def config(self) -> StoreConfig:
@@ -85,6 +86,51 @@ class TaskStore(Protocol):
         """Purge expired tasks now; return how many were purged."""
         ...
 
+    async def wait(
+        self,
+        task_id: str,
+        owner_id: str,
+        *,
+        after_version: int | None = None,
+        until_terminal: bool = False,
+        timeout: float | None = None,
+    ) -> TaskRecord:
+        """Wait for a task's version to pass ``after_version``, or for it to be terminal."""
+        ...
+
+    async def wait_for_result(
+        self, task_id: str, owner_id: str, *, timeout: float | None = None
+    ) -> JSONValue:
+        """Wait until the task is terminal, then return its result."""
+        ...
+
+
+class TaskWatch(Protocol):
+    """A subscription to the changes of one record, from ``StorageBackend.watch``.
+
+    Entering returns once the subscription is in place: any write or removal of
+    the record that lands afterwards makes ``wait`` return. ``wait`` may also
+    return without a change (after a reconnection, say): it only means "read
+    again". Leaving releases the subscription, even when cancelled.
+    """
+
+    async def __aenter__(self) -> TaskWatch:
+        """Subscribe; return once the subscription is confirmed."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unsubscribe."""
+        ...
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return after a notice (at once if one came since the last return) or ``timeout`` s."""
+        ...
+
 
 @runtime_checkable
 class StorageBackend(Protocol):
@@ -134,6 +180,10 @@ class StorageBackend(Protocol):
         """Delete every record whose ``expires_at_ms`` is at or before ``now_ms``; count them."""
         ...
 
+    def watch(self, key: TaskKey) -> TaskWatch:
+        """A subscription to the changes of the record at ``key`` (see :class:`TaskWatch`)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections and other resources."""
         ...
@@ -147,4 +197,5 @@ __all__ = [
     "StorageBackend",
     "TaskKey",
     "TaskStore",
+    "TaskWatch",
 ]

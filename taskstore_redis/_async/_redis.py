@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from .._core.backend_types import (
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
+from .._redis.pubsub import AsyncHub, async_hub, node_source
 from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
@@ -33,6 +35,7 @@ from .._redis.scripts import (
     create_call,
 )
 from ._pipeline import AutoPipeline
+from ._watch import ChannelWatch
 
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
@@ -154,6 +157,8 @@ class RedisBackend:
         self._pid = os.getpid()
         self._closed = False
         self.keys = KeySchema(prefix, shards)
+        self._hub: AsyncHub | None = None
+        self._hub_lock = threading.Lock()
 
     def _configure(
         self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
@@ -255,9 +260,32 @@ class RedisBackend:
                 more = bool(int(due))
         return purged
 
+    # --- waiting (see _redis/pubsub.py) ---------------------------------------------------
+
+    def watch(self, key: TaskKey) -> ChannelWatch:
+        """Watch one task's shard channel, on this process's one connection per node."""
+        return ChannelWatch(self, self.keys.channel(key))
+
+    async def watch_hub(self) -> AsyncHub:
+        """The subscriber of this backend, process and event loop, built on first use."""
+        client = await self._connected()
+        with self._hub_lock:  # threads of the blocking API: one hub, one listener thread
+            if self._hub is None or not self._hub.usable():
+                self._hub = async_hub(node_source(client))
+            return self._hub
+
+    def watch_registrations(self) -> int:
+        """How many waiters are registered now (for tests and diagnostics)."""
+        return 0 if self._hub is None else self._hub.subscriber.registrations()
+
+    # -------------------------------------------------------------------------------------
+
     async def aclose(self) -> None:
         """Close the redis-py client and its connections; later calls raise StoreUnavailable."""
         self._closed = True
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            await hub.aclose()
         client, self._client = self._client, None
         if client is not None:
             with map_redis_errors("close", write=False):
@@ -288,6 +316,7 @@ class RedisBackend:
             )
         self._client = None  # the parent's client: dropped, not closed
         self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
+        self._hub_lock = threading.Lock()  # the parent's hub and its thread are not ours
         self._pid = os.getpid()
 
     async def _connect(self, url: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:

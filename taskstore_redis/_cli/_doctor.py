@@ -53,7 +53,12 @@ _SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
 _OPTIONAL = {
     "INFO": "only to detect cluster mode; or pass cluster=",
     "WAIT": "only with wait_replicas",
+    "SSUBSCRIBE": "only for wait and wait_for_result",
+    "SUNSUBSCRIBE": "only for wait and wait_for_result",
+    "PING": "only for wait and wait_for_result",
 }
+_WAITING = (("SSUBSCRIBE", True), ("SUNSUBSCRIBE", True), ("PING", False))
+"""What the change subscription sends (on the task's channel, or none), outside the scripts."""
 
 
 def script_commands(script: Script) -> list[str]:
@@ -165,6 +170,10 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
         words = (command, key, *_SAMPLE_ARGS.get(command, ()))
         verdict = client.evalsha(probe_sha, 1, key, *words)
         report.permission(command, verdict == 1, "in " + ", ".join(names))
+    for command, on_channel in _WAITING:
+        words = (command, key) if on_channel else (command,)
+        verdict = client.evalsha(probe_sha, 1, key, *words)
+        report.permission(command, verdict == 1, "the change subscription")
     _round_trip(report, client, key)
 
 

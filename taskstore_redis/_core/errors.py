@@ -72,7 +72,7 @@ class InvalidTransition(TaskStoreError):
 
 
 class NotReady(TaskStoreError):
-    """Raised by ``get_result`` unless the task is terminal and has a result."""
+    """Raised by ``get_result`` on a task that is not terminal yet."""
 
     code = INVALID_PARAMS
 
@@ -80,6 +80,35 @@ class NotReady(TaskStoreError):
         super().__init__(f"task {task_id!r} has no result yet (status {status!r})")
         self.task_id = task_id
         self.status = status
+
+
+class NoResult(TaskStoreError):
+    """Raised by ``get_result`` and ``wait_for_result`` on a terminal task without a result.
+
+    The task was cancelled, or it failed or completed without a result; it will
+    never have one. ``status`` says which terminal status it is in.
+    """
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id!r} ended without a result (status {status!r})")
+        self.task_id = task_id
+        self.status = status
+
+
+class WaitTimeout(TaskStoreError, TimeoutError):
+    """Raised by ``wait`` and ``wait_for_result`` when the timeout ran out first.
+
+    It is also a builtin :class:`TimeoutError`.
+    """
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        super().__init__(f"task {task_id!r}: nothing to return within {timeout} s")
+        self.task_id = task_id
+        self.timeout = timeout
 
 
 class InvalidArgument(TaskStoreError):

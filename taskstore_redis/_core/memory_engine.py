@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend_types import (
@@ -41,6 +42,8 @@ class MemoryStorage:
         self._lock = threading.Lock()
         self._entries: dict[TaskKey, _Entry] = {}
         self._index: dict[str, list[_IndexEntry]] = {}
+        self.on_change: Callable[[TaskKey], None] = _ignore
+        """Called, under the lock, with the key of every record written or removed."""
 
     def get(self, key: TaskKey) -> VersionedRecord | None:
         """Return the record at ``key`` unless it is missing or past its purge time."""
@@ -67,6 +70,7 @@ class MemoryStorage:
                 return CreateOutcome.QUOTA_EXCEEDED
             self._entries[key] = _Entry(1, bytes(data), created_at_ms, expires_at_ms, purge_at_ms)
             bisect.insort(self._index.setdefault(key.owner_id, []), (created_at_ms, key.task_id))
+            self.on_change(key)
             return CreateOutcome.CREATED
 
     def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
@@ -79,6 +83,7 @@ class MemoryStorage:
                 return CasResult(False, entry.version, VersionedRecord(entry.version, entry.data))
             entry.version += 1
             entry.data = bytes(data)
+            self.on_change(key)
             return CasResult(True, entry.version)
 
     def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
@@ -144,3 +149,8 @@ class MemoryStorage:
         del index[bisect.bisect_left(index, (entry.created_at_ms, key.task_id))]
         if not index:
             del self._index[key.owner_id]
+        self.on_change(key)
+
+
+def _ignore(key: TaskKey) -> None:
+    """The default ``on_change``: nobody listens."""

@@ -6,14 +6,30 @@ record to write or raises the domain error, judged against the record given.
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any
 
 import msgspec
 
 from .config import StoreConfig
-from .errors import InvalidArgument, InvalidTransition, NotReady, TaskExpired, VariableSizeExceeded
-from .model import JSONValue, Task, TaskRecord, datetime_from_ms, encode_json, timestamp_from_ms
+from .errors import (
+    InvalidArgument,
+    InvalidTransition,
+    NoResult,
+    NotReady,
+    TaskExpired,
+    VariableSizeExceeded,
+)
+from .model import (
+    JSONValue,
+    Task,
+    TaskRecord,
+    datetime_from_ms,
+    encode_json,
+    ms_from_datetime,
+    timestamp_from_ms,
+)
 from .status import INITIAL_STATUS, TaskStatus, can_transition
 
 
@@ -44,6 +60,13 @@ def ensure_live(record: TaskRecord, now_ms: int) -> None:
     """Raise TaskExpired if the record's TTL has run out at ``now_ms``."""
     if record.is_expired(datetime_from_ms(now_ms)):
         raise TaskExpired(record.task.task_id)
+
+
+def seconds_until_expiry(record: TaskRecord, now_ms: int) -> float:
+    """Seconds from ``now_ms`` until the record's TTL runs out (``inf`` for never)."""
+    if record.expires_at is None:
+        return math.inf
+    return (ms_from_datetime(record.expires_at) - now_ms) / 1000
 
 
 def _touched(record: TaskRecord, now_ms: int, **task_changes: Any) -> Task:
@@ -107,8 +130,10 @@ def complete(
 
 
 def result_of(record: TaskRecord, now_ms: int) -> JSONValue:
-    """Return the result of a terminal task, or raise NotReady or TaskExpired."""
+    """Return the result of a terminal task, or raise NotReady, NoResult or TaskExpired."""
     ensure_live(record, now_ms)
-    if not record.task.status.is_terminal or record.result is None:
+    if not record.task.status.is_terminal:
         raise NotReady(record.task.task_id, record.task.status.value)
+    if record.result is None:
+        raise NoResult(record.task.task_id, record.task.status.value)
     return record.result

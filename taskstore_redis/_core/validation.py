@@ -157,3 +157,22 @@ def resolve_limit(limit: Any, config: StoreConfig) -> int:
     if not 1 <= limit <= config.list_max_limit:
         raise InvalidArgument(f"limit must be between 1 and {config.list_max_limit}, got {limit}")
     return limit
+
+
+def check_wait(after_version: object, until_terminal: object, timeout: object) -> None:
+    """Check the arguments of ``wait``: a version >= 0 or None, a bool, a timeout >= 0 or None."""
+    if after_version is not None and (
+        not isinstance(after_version, int) or isinstance(after_version, bool) or after_version < 0
+    ):
+        raise InvalidArgument(f"after_version must be an int >= 0 or None, got {after_version!r}")
+    if not isinstance(until_terminal, bool):
+        raise InvalidArgument(f"until_terminal must be a bool, got {until_terminal!r}")
+    if until_terminal and after_version is not None:
+        raise InvalidArgument("pass after_version or until_terminal=True, not both")
+    if timeout is not None and (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or math.isnan(timeout)
+        or timeout < 0
+    ):
+        raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")

@@ -10,6 +10,12 @@ key                                type    holds
                                            expiring tasks, scored by its earliest expiry
 =================================  ======  ===================================================
 
+Each task also has a shard channel (``SPUBLISH``) named exactly like its hash:
+channels and keys are separate namespaces, and the shared name puts the channel
+in the slot of the task, where the write scripts may publish on a cluster. A
+write script publishes the new version there (an empty message when a purge
+deleted the task); waiters take a message only as a sign to read again.
+
 ``P`` is the key prefix, ``S`` the owner's shard (a stable hash of the owner id
 modulo the shard count). An index member is ``<created_at_ms, 15 digits>:<task key>``:
 lexical order is creation order, ties broken by task id, and scripts read the
@@ -94,6 +100,10 @@ class KeySchema:
     def task_key(self, key: TaskKey) -> str:
         """The hash holding one task."""
         return self._owner_key("t", key.owner_id) + ":" + encode_id(key.task_id)
+
+    def channel(self, key: TaskKey) -> str:
+        """The shard channel the write scripts publish a task's changes on (its hash's name)."""
+        return self.task_key(key)
 
     def index_key(self, owner_id: str) -> str:
         """The owner's index, in creation order."""

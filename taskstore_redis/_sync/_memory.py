@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
-from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
+from .._core.fanout import Fanout
 from .._core.memory_engine import MemoryStorage
-from .._core.backend_types import VersionedRecord
+from ._watch import FanoutWatch
 
 
 class InMemoryBackend:
@@ -18,6 +26,8 @@ class InMemoryBackend:
     def __init__(self) -> None:
         """Start with no records."""
         self._storage = MemoryStorage()
+        self._fanout = Fanout()
+        self._storage.on_change = self._fanout.notify
 
     def get(self, key: TaskKey) -> VersionedRecord | None:
         """Return the record at ``key``, or None."""
@@ -56,6 +66,14 @@ class InMemoryBackend:
     def purge_expired(self, now_ms: int) -> int:
         """Delete every record whose TTL ran out at or before ``now_ms``."""
         return self._storage.purge_expired(now_ms)
+
+    def watch(self, key: TaskKey) -> FanoutWatch:
+        """Watch one record's changes: every write or removal of ``key`` wakes its waiters."""
+        return FanoutWatch(self._fanout, key)
+
+    def watch_registrations(self) -> int:
+        """How many waiters are registered now (for tests and diagnostics)."""
+        return self._fanout.registrations()
 
     def close(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""

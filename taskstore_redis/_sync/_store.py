@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -20,8 +22,10 @@ from .._core.errors import (
     InvalidArgument,
     ResourceExhausted,
     StorageCorrupted,
+    StoreUnavailable,
     TaskNotFound,
     TaskStoreError,
+    WaitTimeout,
 )
 from .._core.model import (
     JSONValue,
@@ -35,9 +39,11 @@ from .._core.rules import (
     change_status,
     check_result_size,
     complete,
+    ensure_live,
     merge_variables,
     new_record,
     result_of,
+    seconds_until_expiry,
     store_result,
 )
 from .._core.status import TaskStatus
@@ -46,6 +52,7 @@ from .._core.validation import (
     check_owner,
     check_status,
     check_status_message,
+    check_wait,
     clean_json_value,
     clean_variables,
     resolve_limit,
@@ -56,6 +63,8 @@ from ._redis import RedisBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
+_READ_PAUSE_FIRST = 0.025
+_READ_PAUSE_MAX = 1.0
 
 
 class GenericTaskStore:
@@ -227,7 +236,8 @@ class GenericTaskStore:
         """Return the result of a terminal task.
 
         Raises:
-            NotReady: the task is not terminal or has no result.
+            NotReady: the task is not terminal yet.
+            NoResult: the task is terminal without a result (cancelled, say).
             TaskExpired: the task's TTL has run out.
 
         """
@@ -306,6 +316,96 @@ class GenericTaskStore:
     def cleanup_expired(self) -> int:
         """Purge every expired task now, without waiting for its retention; return the count."""
         return self._backend.purge_expired(now_ms())
+
+    def wait(
+        self,
+        task_id: str,
+        owner_id: str,
+        *,
+        after_version: int | None = None,
+        until_terminal: bool = False,
+        timeout: float | None = None,
+    ) -> TaskRecord:
+        """Wait, without polling, for a task to change or to end; return it then.
+
+        Returns as soon as the task's version is above ``after_version`` (None:
+        above the version it has when the wait starts), or, with
+        ``until_terminal``, as soon as it is terminal; at once if that already
+        holds. Other processes' writes wake it within milliseconds.
+
+        While the server cannot be read (a restart, a failover) the wait goes on
+        and reads again once it can.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first (also a ``TimeoutError``).
+            StoreUnavailable: the change subscription could not be set up (the
+                server is down as the wait starts), or the backend was closed.
+            TaskNotFound: no such task for this owner, or it was purged meanwhile.
+            TaskExpired: the task's TTL ran out before it did what was waited for.
+            InvalidArgument: a negative version or timeout, or both ``after_version``
+                and ``until_terminal``.
+
+        """
+        key = self._key(task_id, owner_id)
+        check_wait(after_version, until_terminal, timeout)
+        deadline = None if timeout is None else monotonic() + timeout
+        baseline = after_version
+        if baseline is None and not until_terminal:
+            # the version as the call starts; a change before the subscription is in place
+            # is still caught, by the read that follows it
+            baseline = (self._read(key)).version
+        with self._backend.watch(key) as watch:
+            failures = 0
+            while True:
+                try:
+                    record = self._read(key)
+                except StoreUnavailable as exc:
+                    # a server restarting or failing over: keep waiting, and read again
+                    # when told or after a pause; a closed backend (no cause) ends the wait
+                    if exc.__cause__ is None:
+                        raise
+                    failures += 1
+                    pause = min(_READ_PAUSE_MAX, _READ_PAUSE_FIRST * 2**failures)
+                    if deadline is not None:
+                        left = deadline - monotonic()
+                        if left <= 0:
+                            raise WaitTimeout(key.task_id, timeout or 0.0) from exc
+                        pause = min(pause, left)
+                    watch.wait(pause)
+                    continue
+                failures = 0
+                if until_terminal:
+                    done = record.task.status.is_terminal
+                else:
+                    done = baseline is not None and record.version > baseline
+                if done:
+                    return record
+                # the deadline is checked after the read: a wait that holds returns
+                now = now_ms()
+                ensure_live(record, now)
+                # wake when the TTL runs out: the task cannot change after that
+                pause = seconds_until_expiry(record, now) + 0.001
+                if deadline is not None:
+                    left = deadline - monotonic()
+                    if left <= 0:
+                        raise WaitTimeout(key.task_id, timeout or 0.0)
+                    pause = min(pause, left)
+                watch.wait(None if math.isinf(pause) else pause)
+
+    def wait_for_result(
+        self, task_id: str, owner_id: str, *, timeout: float | None = None
+    ) -> JSONValue:
+        """Wait until the task is terminal, then return its result as ``get_result`` does.
+
+        Raises:
+            NoResult: the task ended without a result (cancelled, say).
+            WaitTimeout: ``timeout`` seconds passed first.
+            TaskNotFound: no such task, or it was purged meanwhile.
+            TaskExpired: the task's TTL ran out.
+
+        """
+        record = self.wait(task_id, owner_id, until_terminal=True, timeout=timeout)
+        return result_of(record, now_ms())
 
     def _key(self, task_id: str, owner_id: str) -> TaskKey:
         owner = check_owner(owner_id, self._security)

@@ -6,7 +6,7 @@ Types, settings and errors are the same objects as in ``taskstore_redis``.
 from __future__ import annotations
 
 from .._async._memory import InMemoryBackend
-from .._async._protocols import StorageBackend, TaskStore
+from .._async._protocols import StorageBackend, TaskStore, TaskWatch
 from .._async._redis import RedisBackend
 from .._async._store import GenericTaskStore
 from .._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
@@ -19,5 +19,6 @@ __all__ = [
     "RedisBackend",
     "StorageBackend",
     "TaskStore",
+    "TaskWatch",
     *_shared_names,
 ]

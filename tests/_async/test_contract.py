@@ -26,6 +26,7 @@ from taskstore_redis.asyncio import (
     ConcurrentModification,
     InvalidArgument,
     InvalidTransition,
+    NoResult,
     NotReady,
     ResourceExhausted,
     SecurityConfig,
@@ -37,6 +38,7 @@ from taskstore_redis.asyncio import (
     TaskStatus,
     TaskStoreError,
     VariableSizeExceeded,
+    WaitTimeout,
 )
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
@@ -743,14 +745,17 @@ async def test_get_result_of_a_task_that_is_not_terminal_is_not_ready(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status", TERMINAL)
-async def test_get_result_of_a_terminal_task_without_a_result_is_not_ready(
+async def test_get_result_of_a_terminal_task_without_a_result_is_no_result(
     async_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = async_make_store()
     task_id = (await store.create(OWNER, METHOD)).task.task_id
     await reach(store, task_id, status)
-    with pytest.raises(NotReady):
+    with pytest.raises(NoResult) as raised:
         await store.get_result(task_id, OWNER)
+    assert not isinstance(raised.value, NotReady)
+    assert raised.value.status == status.value
+    assert raised.value.code == -32602
 
 
 @pytest.mark.anyio
@@ -1252,6 +1257,8 @@ async def test_the_store_exposes_its_config(async_make_store: StoreFactory) -> N
         (TaskExpired, -32602),
         (InvalidTransition, -32602),
         (NotReady, -32602),
+        (NoResult, -32602),
+        (WaitTimeout, -32603),
         (InvalidArgument, -32602),
         (VariableSizeExceeded, -32602),
         (AnonymousAccessDenied, -32602),

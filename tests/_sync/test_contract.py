@@ -27,6 +27,7 @@ from taskstore_redis import (
     ConcurrentModification,
     InvalidArgument,
     InvalidTransition,
+    NoResult,
     NotReady,
     ResourceExhausted,
     SecurityConfig,
@@ -38,6 +39,7 @@ from taskstore_redis import (
     TaskStatus,
     TaskStoreError,
     VariableSizeExceeded,
+    WaitTimeout,
 )
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
@@ -698,14 +700,17 @@ def test_get_result_of_a_task_that_is_not_terminal_is_not_ready(
 
 
 @pytest.mark.parametrize("status", TERMINAL)
-def test_get_result_of_a_terminal_task_without_a_result_is_not_ready(
+def test_get_result_of_a_terminal_task_without_a_result_is_no_result(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
     task_id = (store.create(OWNER, METHOD)).task.task_id
     reach(store, task_id, status)
-    with pytest.raises(NotReady):
+    with pytest.raises(NoResult) as raised:
         store.get_result(task_id, OWNER)
+    assert not isinstance(raised.value, NotReady)
+    assert raised.value.status == status.value
+    assert raised.value.code == -32602
 
 
 def test_a_result_set_before_completion_is_returned_once_the_task_is_terminal(
@@ -1170,6 +1175,8 @@ def test_the_store_exposes_its_config(sync_make_store: StoreFactory) -> None:
         (TaskExpired, -32602),
         (InvalidTransition, -32602),
         (NotReady, -32602),
+        (NoResult, -32602),
+        (WaitTimeout, -32603),
         (InvalidArgument, -32602),
         (VariableSizeExceeded, -32602),
         (AnonymousAccessDenied, -32602),

@@ -17,7 +17,7 @@ import anyio
 from rich.progress import Progress, TaskID
 
 from ..._async._store import GenericTaskStore
-from ..._core.errors import InvalidTransition, NotReady, TaskStoreError
+from ..._core.errors import InvalidTransition, NoResult, TaskStoreError
 from ..._core.model import JSONValue
 from ..._core.status import TaskStatus
 from .plan import (
@@ -192,7 +192,7 @@ class Client:
         if status.is_terminal:
             try:
                 task.result = await store.get_result(task.task_id, task.owner)
-            except NotReady:
+            except NoResult:
                 task.result_not_ready = True
             self.tally.client_ops += 1
             task.status = status

@@ -1,0 +1,84 @@
+"""Watches: a waiter's subscription to the changes of one task, for the backends' ``watch``."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from types import TracebackType
+from typing import Protocol
+
+from .._core.fanout import Fanout
+from .._redis.pubsub import AsyncHub
+from .._wake import AsyncWaker, async_waker
+
+
+class HubOwner(Protocol):
+    """What a ChannelWatch subscribes through: the backend, which owns its hub."""
+
+    async def watch_hub(self) -> AsyncHub:
+        """The backend's hub for this process (and event loop), built on first use."""
+        ...
+
+
+class FanoutWatch:
+    """A watch on an in-process fan-out (the in-memory backend): in place as soon as entered."""
+
+    def __init__(self, fanout: Fanout, channel: Hashable) -> None:
+        """Watch ``channel`` of ``fanout``."""
+        self._fanout = fanout
+        self._channel = channel
+        self._waker: AsyncWaker | None = None
+
+    async def __aenter__(self) -> FanoutWatch:
+        """Register this waiter."""
+        self._waker = async_waker()
+        self._fanout.add(self._channel, self._waker)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unregister this waiter."""
+        if self._waker is not None:
+            self._fanout.remove(self._channel, self._waker)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return after a change notice (at once if one came since the last return) or timeout."""
+        assert self._waker is not None, "wait() outside of the watch's context"
+        await self._waker.wait(timeout)
+
+
+class ChannelWatch:
+    """A watch on a Redis shard channel, through the backend's hub (one connection per node)."""
+
+    def __init__(self, owner: HubOwner, channel: str) -> None:
+        """Watch ``channel`` through ``owner``'s hub."""
+        self._owner = owner
+        self._channel = channel
+        self._hub: AsyncHub | None = None
+        self._waker: AsyncWaker | None = None
+
+    async def __aenter__(self) -> ChannelWatch:
+        """Subscribe; return once the server confirmed the subscription."""
+        hub = await self._owner.watch_hub()
+        waker = async_waker()
+        await hub.subscribe(self._channel, waker)
+        self._hub, self._waker = hub, waker
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unsubscribe (the channel too, when this was its last waiter), without blocking."""
+        if self._hub is not None and self._waker is not None:
+            self._hub.unsubscribe(self._channel, self._waker)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return after a change notice (at once if one came since the last return) or timeout."""
+        assert self._waker is not None, "wait() outside of the watch's context"
+        await self._waker.wait(timeout)

@@ -1,0 +1,522 @@
+"""Change notices from Redis: one sharded pub/sub connection per node, shared by all waiters.
+
+The write scripts ``SPUBLISH`` on a channel per task, in the task's slot (see
+:mod:`taskstore_redis._redis.keys`). A :class:`Subscriber` keeps one connection
+per node it needs (one on standalone Redis, at most one per primary on a
+cluster) and fans each message out to the wakers waiting on that channel. The
+message's content is never used: a message only says "read the task again".
+
+Guarantees:
+
+* ``subscribe`` returns only after the server confirmed the subscription, so a
+  waiter that reads afterwards misses no write that follows its read.
+* When a connection is lost (killed, server restart, failover) or the server
+  drops a channel (its slot moved), the channels are subscribed again, on the
+  node that now owns their slot, and every waiter of a channel that had been
+  confirmed before is poked once the new subscription is confirmed: it reads
+  again and returns if what it waits for happened meanwhile.
+* A silent connection is pinged after ``health_interval`` seconds; without an
+  answer within as long again it counts as lost. No read timeout cuts a wait.
+
+The subscriber runs on one asyncio event loop. :class:`AsyncHub` uses it on the
+caller's loop; :class:`SyncHub` runs it on a loop of its own, in one daemon
+thread per hub, so that any number of threads share one connection per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.connection
+import redis.crc
+import redis.exceptions
+
+from .._core.errors import StoreUnavailable
+from .._core.fanout import Fanout, Pokeable
+
+_T = TypeVar("_T")
+_Address = tuple[str, int] | None
+"""A cluster node's (host, port), or None for the one server of standalone Redis."""
+
+CONFIRM_TIMEOUT = 10.0
+"""Seconds a new subscription may take to be confirmed before the waiter gets StoreUnavailable."""
+HEALTH_INTERVAL = 10.0
+"""Seconds of silence on a subscription connection before it is pinged."""
+_BACKOFF_FIRST = 0.02
+_BACKOFF_MAX = 1.0
+_NOT_PASSED = ("retry", "retry_on_error", "retry_on_timeout", "redis_connect_func", "cache")
+
+
+@dataclass
+class NodeSource:
+    """How to open a subscription connection to a node: connection class and arguments."""
+
+    cluster: bool
+    connection_class: type[redis.asyncio.connection.AbstractConnection]
+    kwargs: dict[str, Any]
+    seeds: list[tuple[str, int]] = field(default_factory=list)
+
+
+def node_source(client: Any) -> NodeSource:
+    """The connection settings of a redis-py client (sync or async, standalone or cluster)."""
+    if isinstance(client, redis.RedisCluster | redis.asyncio.RedisCluster):
+        manager = client.nodes_manager
+        kwargs = dict(manager.connection_kwargs)
+        nodes = [*manager.startup_nodes.values(), *client.get_nodes()]
+        seeds = list(dict.fromkeys((node.host, int(node.port)) for node in nodes))
+        given = kwargs.pop("connection_class", None)
+        return NodeSource(True, _async_class(given), _accepted(given, kwargs), seeds)
+    pool = client.connection_pool
+    return NodeSource(
+        False,
+        _async_class(pool.connection_class),
+        _accepted(pool.connection_class, dict(pool.connection_kwargs)),
+    )
+
+
+def _async_class(given: Any) -> type[redis.asyncio.connection.AbstractConnection]:
+    name = getattr(given, "__name__", "Connection")
+    found = getattr(redis.asyncio.connection, name, None)
+    if isinstance(found, type) and issubclass(found, redis.asyncio.connection.AbstractConnection):
+        return found
+    return redis.asyncio.connection.Connection
+
+
+def _accepted(given: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments the async connection class takes, less retries and hooks made for sync."""
+    cls = _async_class(given)
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names.update(inspect.signature(init).parameters)
+    return {k: v for k, v in kwargs.items() if k in names and k not in _NOT_PASSED}
+
+
+class _Channel:
+    __slots__ = ("confirmed", "link", "was_confirmed")
+
+    def __init__(self) -> None:
+        self.confirmed = asyncio.Event()
+        self.was_confirmed = False
+        self.link: _Link | None = None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+class _Link:
+    """One node's subscription connection and the channels it should carry."""
+
+    def __init__(self, subscriber: Subscriber, address: _Address) -> None:
+        self.subscriber = subscriber
+        self.address = address
+        self.channels: set[str] = set()
+        self.connected = False
+        self.healthy = False
+        """Whether the server confirmed a subscription on the current connection."""
+        self._outbox: list[tuple[str, ...]] = []
+        self._kick = asyncio.Event()
+        self._wanted = asyncio.Event()
+        self._unsubscribing: dict[str, int] = {}
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def add(self, channel: str) -> None:
+        self.channels.add(channel)
+        if self.connected:
+            self._send("SSUBSCRIBE", channel)
+        self._wanted.set()
+
+    def drop(self, channel: str, *, unsubscribe: bool = True) -> None:
+        self.channels.discard(channel)
+        if self.connected and unsubscribe:
+            self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
+            self._send("SUNSUBSCRIBE", channel)
+
+    def _send(self, *command: str) -> None:
+        self._outbox.append(command)
+        self._kick.set()
+
+    async def _run(self) -> None:
+        backoff = _BACKOFF_FIRST
+        subscriber = self.subscriber
+        while not subscriber.closed:
+            if not self.channels:
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
+            try:
+                connection = await subscriber.open(self.address)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                subscriber.last_error = exc
+                await asyncio.sleep(backoff)
+                backoff = min(_BACKOFF_MAX, backoff * 2)
+                await subscriber.relocate(self)
+                continue
+            # no await between these lines: a channel added now is either in this batch
+            # or sent by add() itself
+            self.connected = True
+            self._unsubscribing.clear()
+            self._outbox = [("SSUBSCRIBE", channel) for channel in self.channels]
+            self._kick.set()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._write(connection))
+                    group.create_task(self._read(connection))
+            except* (redis.exceptions.RedisError, OSError) as group:
+                subscriber.last_error = group.exceptions[0]
+            finally:
+                self.connected = False
+                subscriber.lost(self)
+                await connection.disconnect(nowait=True)
+            if self.healthy:  # it worked for a while: reconnect at once
+                backoff = _BACKOFF_FIRST
+            else:  # refused from the start (an ACL, a MOVED): do not spin
+                await asyncio.sleep(backoff)
+                backoff = min(_BACKOFF_MAX, backoff * 2)
+            self.healthy = False
+            await subscriber.relocate(self)
+
+    async def _write(self, connection: redis.asyncio.connection.AbstractConnection) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                packed = connection.pack_commands([list(command) for command in batch])
+                await connection.send_packed_command(packed, check_health=False)
+
+    async def _read(self, connection: redis.asyncio.connection.AbstractConnection) -> None:
+        subscriber = self.subscriber
+        pinged = False
+        while True:
+            reply = await connection.read_response(timeout=subscriber.health_interval)
+            if reply is None:
+                if pinged:
+                    raise redis.exceptions.ConnectionError("no answer to PING on pub/sub")
+                self._send("PING")
+                pinged = True
+                continue
+            pinged = False
+            kind = _text(reply[0]).lower()
+            if kind == "smessage":
+                subscriber.fanout.notify(_text(reply[1]))
+            elif kind == "ssubscribe":
+                subscriber.confirmed(self, _text(reply[1]))
+            elif kind == "sunsubscribe":
+                channel = _text(reply[1])
+                pending = self._unsubscribing.get(channel, 0)
+                if pending:
+                    self._unsubscribing[channel] = pending - 1
+                elif channel in self.channels:  # the server dropped it: its slot moved
+                    self.channels.discard(channel)
+                    subscriber.dropped(channel)
+
+
+class Subscriber:
+    """Sharded pub/sub for many waiters over one connection per node (see the module doc)."""
+
+    def __init__(
+        self,
+        source: NodeSource,
+        *,
+        confirm_timeout: float = CONFIRM_TIMEOUT,
+        health_interval: float = HEALTH_INTERVAL,
+    ) -> None:
+        """Connect lazily with ``source``'s settings; call from the loop it will run on."""
+        self.source = source
+        self.confirm_timeout = confirm_timeout
+        self.health_interval = health_interval
+        self.fanout = Fanout()
+        self.closed = False
+        self._channels: dict[str, _Channel] = {}
+        self._links: dict[_Address, _Link] = {}
+        self._slots: list[_Address] = []
+        self._seeds: list[tuple[str, int]] = list(source.seeds)
+        self._topology = asyncio.Lock()
+        self._moving: set[asyncio.Task[None]] = set()
+        self.last_error: BaseException | None = None
+        """The last connection or server error, for the message of a failed subscription."""
+
+    def registrations(self) -> int:
+        """How many (channel, waker) registrations there are now."""
+        return self.fanout.registrations()
+
+    def channels(self) -> int:
+        """How many channels are subscribed or wanted now."""
+        return len(self._channels)
+
+    async def subscribe(self, channel: str, waker: Pokeable) -> None:
+        """Register ``waker`` on ``channel``; return once the subscription is confirmed.
+
+        Raises StoreUnavailable (and registers nothing) if no connection to the
+        channel's node confirmed anything for ``confirm_timeout`` seconds.
+        """
+        if self.closed:
+            raise StoreUnavailable("the RedisBackend is closed")
+        self.fanout.add(channel, waker)
+        try:
+            state = self._channels.get(channel)
+            if state is None:
+                state = self._channels[channel] = _Channel()
+                if self.source.cluster and not self._slots:
+                    async with self._topology:
+                        if not self._slots:
+                            await self._refresh()
+                if self._channels.get(channel) is state and state.link is None:
+                    self._place(channel, state)
+            while not state.confirmed.is_set():
+                try:
+                    async with asyncio.timeout(self.confirm_timeout):
+                        await state.confirmed.wait()
+                except TimeoutError:
+                    link = state.link
+                    if link is not None and link.connected and link.healthy:
+                        continue  # the server answers, only slowly (a busy process): wait on
+                    raise StoreUnavailable(
+                        "the subscription to changes was not confirmed within "
+                        f"{self.confirm_timeout} s (last error: {self.last_error!r})"
+                    ) from self.last_error
+        except BaseException:
+            self.unsubscribe(channel, waker)
+            raise
+
+    def unsubscribe(self, channel: str, waker: Pokeable) -> None:
+        """Unregister ``waker``; unsubscribe the channel when it was its last. Never blocks."""
+        if self.fanout.remove(channel, waker):
+            self.release(channel)
+
+    def release(self, channel: str) -> None:
+        """Unsubscribe ``channel`` unless it has waiters again (on the loop's thread)."""
+        if self.fanout.has(channel):
+            return
+        state = self._channels.pop(channel, None)
+        if state is not None and state.link is not None:
+            state.link.drop(channel)
+
+    async def open(self, address: _Address) -> redis.asyncio.connection.AbstractConnection:
+        """Open a subscription connection (RESP2, no health-check commands of redis-py's).
+
+        No socket timeout: reads pass their own, and a send with one goes through
+        ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation.
+        """
+        kwargs = {
+            **self.source.kwargs,
+            "health_check_interval": 0,
+            "protocol": 2,
+            "socket_timeout": None,
+        }
+        if address is not None:
+            kwargs["host"], kwargs["port"] = address
+        connection = self.source.connection_class(**kwargs)
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]
+        except BaseException:  # refused, timed out or cancelled: leave no socket behind
+            await connection.disconnect(nowait=True)
+            raise
+        return connection
+
+    def confirmed(self, link: _Link, channel: str) -> None:
+        """The server confirmed ``channel`` on ``link``: release new waiters, poke old ones."""
+        state = self._channels.get(channel)
+        if state is None or state.link is not link or channel not in link.channels:
+            return
+        link.healthy = True
+        if state.was_confirmed:
+            self.fanout.notify(channel)  # confirmed again after a loss: look again
+        state.was_confirmed = True
+        state.confirmed.set()
+
+    def lost(self, link: _Link) -> None:
+        """``link``'s connection is gone: its channels wait for a new confirmation."""
+        for channel in link.channels:
+            state = self._channels.get(channel)
+            if state is not None:
+                state.confirmed.clear()
+
+    def dropped(self, channel: str) -> None:
+        """The server unsubscribed ``channel`` by itself: subscribe it where its slot is now."""
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        state.confirmed.clear()
+        state.link = None
+        task = asyncio.get_running_loop().create_task(self._move(channel, state))
+        self._moving.add(task)
+        task.add_done_callback(self._moving.discard)
+
+    async def _move(self, channel: str, state: _Channel) -> None:
+        await asyncio.sleep(_BACKOFF_FIRST)
+        async with self._topology:
+            await self._refresh()
+        if self._channels.get(channel) is state and state.link is None:
+            self._place(channel, state)
+
+    async def relocate(self, link: _Link) -> None:
+        """After a failure on ``link``: learn the cluster's slots again and move its channels."""
+        if not self.source.cluster or self.closed:
+            return
+        async with self._topology:
+            await self._refresh()
+        for channel in list(link.channels):
+            state = self._channels.get(channel)
+            target = self._address_of(channel)
+            if state is not None and target != link.address:
+                link.drop(channel, unsubscribe=False)
+                state.link = None
+                self._place(channel, state)
+
+    def _place(self, channel: str, state: _Channel) -> None:
+        address = self._address_of(channel)
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = _Link(self, address)
+        state.link = link
+        link.add(channel)
+
+    def _address_of(self, channel: str) -> _Address:
+        if not self.source.cluster:
+            return None
+        if not self._slots:
+            return self._seeds[0]
+        return self._slots[redis.crc.key_slot(channel.encode("utf-8", "surrogateescape"))]
+
+    async def _refresh(self) -> None:
+        """Read the slot map from the first node that answers; keep the old one if none does."""
+        candidates = [*(a for a in self._links if a is not None), *self._seeds]
+        for address in dict.fromkeys(candidates):
+            try:
+                connection = await self.open(address)
+            except (redis.exceptions.RedisError, OSError):
+                continue
+            try:
+                await connection.send_command("CLUSTER", "SLOTS", check_health=False)
+                reply = await connection.read_response(timeout=self.confirm_timeout)
+            except (redis.exceptions.RedisError, OSError):
+                continue
+            finally:
+                await connection.disconnect(nowait=True)
+            if not reply:
+                continue
+            slots: list[_Address] = [address] * 16384
+            for start, end, primary, *_ in reply:
+                host = _text(primary[0]) or address[0]
+                node = (host, int(primary[1]))
+                slots[int(start) : int(end) + 1] = [node] * (int(end) - int(start) + 1)
+                if node not in self._seeds:
+                    self._seeds.append(node)
+            self._slots = slots
+            return
+
+    async def aclose(self) -> None:
+        """Close every connection and wake every waiter (whose next read then fails)."""
+        self.closed = True
+        tasks = [link.task for link in self._links.values()] + list(self._moving)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._links.clear()
+        self.fanout.notify_all()
+
+
+class AsyncHub:
+    """A Subscriber on the caller's event loop, for the async backend."""
+
+    def __init__(self, source: NodeSource) -> None:
+        """Bind to the running loop and this process."""
+        self._loop = asyncio.get_running_loop()
+        self._pid = os.getpid()
+        self.subscriber = Subscriber(source)
+
+    def usable(self) -> bool:
+        """Whether this hub belongs to this process and to the running loop."""
+        return self._pid == os.getpid() and asyncio.get_running_loop() is self._loop
+
+    async def subscribe(self, channel: str, waker: Pokeable) -> None:
+        """See :meth:`Subscriber.subscribe`."""
+        await self.subscriber.subscribe(channel, waker)
+
+    def unsubscribe(self, channel: str, waker: Pokeable) -> None:
+        """See :meth:`Subscriber.unsubscribe`."""
+        self.subscriber.unsubscribe(channel, waker)
+
+    async def aclose(self) -> None:
+        """Close the subscriber's connections."""
+        if self._pid == os.getpid():
+            await self.subscriber.aclose()
+
+
+class SyncHub:
+    """A Subscriber on an event loop of its own, in one daemon thread, shared by all threads."""
+
+    def __init__(self, source: NodeSource) -> None:
+        """Start the loop thread."""
+        self._pid = os.getpid()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="taskstore-redis-pubsub", daemon=True
+        )
+        self._thread.start()
+        self.subscriber: Subscriber = self._call(self._make(source))
+
+    @staticmethod
+    async def _make(source: NodeSource) -> Subscriber:
+        return Subscriber(source)
+
+    def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def usable(self) -> bool:
+        """Whether this hub belongs to this process."""
+        return self._pid == os.getpid()
+
+    def subscribe(self, channel: str, waker: Pokeable) -> None:
+        """See :meth:`Subscriber.subscribe`; blocks the calling thread."""
+        try:
+            self._call(self.subscriber.subscribe(channel, waker))
+        except BaseException:
+            # interrupted here (Ctrl-C) while the loop may still register it: undo there too
+            self.unsubscribe(channel, waker)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.subscriber.unsubscribe, channel, waker)
+            raise
+
+    def unsubscribe(self, channel: str, waker: Pokeable) -> None:
+        """See :meth:`Subscriber.unsubscribe`: the waker goes at once, the channel on the loop."""
+        if self.subscriber.fanout.remove(channel, waker):
+            with contextlib.suppress(RuntimeError):  # a closed loop: nothing to undo
+                self._loop.call_soon_threadsafe(self.subscriber.release, channel)
+
+    def close(self) -> None:
+        """Close the subscriber's connections and stop the thread."""
+        if self._pid != os.getpid() or self._loop.is_closed():
+            return
+        self._call(self.subscriber.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+def async_hub(source: NodeSource) -> AsyncHub:
+    """A hub on the running event loop (the async backend's)."""
+    return AsyncHub(source)
+
+
+def sync_hub(source: NodeSource) -> SyncHub:
+    """A hub with a listener thread (the blocking backend's)."""
+    return SyncHub(source)
