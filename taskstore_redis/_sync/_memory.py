@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
-from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from .._core.memory_engine import MemoryStorage
-from .._core.backend_types import VersionedRecord
 
 
 class InMemoryBackend:

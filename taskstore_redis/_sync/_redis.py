@@ -9,13 +9,19 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-import redis.retry
 import redis.exceptions
+import redis.retry
 from redis.backoff import NoBackoff
 
-from .._core.backend_types import BackendPage, CasResult, CreateOutcome, ListPosition, TaskKey
+from .._core.backend_types import (
+    BackendPage,
+    CasResult,
+    CreateOutcome,
+    ListPosition,
+    TaskKey,
+    VersionedRecord,
+)
 from .._core.errors import InvalidArgument, StoreUnavailable
-from .._core.backend_types import VersionedRecord
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
 from .._redis.scripts import (
@@ -296,9 +302,7 @@ class RedisBackend:
             self._cluster = bool(info.get("cluster_enabled"))
         if self._cluster:
             return redis.RedisCluster.from_url(url, **options)
-        return redis.Redis.from_url(
-            url, retry=redis.retry.Retry(NoBackoff(), 0), **options
-        )
+        return redis.Redis.from_url(url, retry=redis.retry.Retry(NoBackoff(), 0), **options)
 
     def _write(
         self,
