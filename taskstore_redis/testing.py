@@ -828,7 +828,8 @@ def _docker_redis_url() -> Iterator[str]:
             from testcontainers.redis import RedisContainer  # older testcontainers
         except ImportError as exc:
             raise RedisUnavailable(
-                f"No Redis for tests: {_INSTALL_HINT}, or start Docker, or set {REDIS_URL_ENV}"
+                f"No Redis for tests: {_INSTALL_HINT}, or Docker with "
+                f"pip install 'testcontainers[redis]', or set {REDIS_URL_ENV}"
             ) from exc
     container = None
     failure = None
@@ -836,7 +837,7 @@ def _docker_redis_url() -> Iterator[str]:
         container = RedisContainer("redis:7")  # Fails here already if Docker is unreachable.
         container.start()
     except Exception as exc:
-        failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        failure = type(exc).__name__
         if container is not None:
             with contextlib.suppress(Exception):
                 container.stop()
@@ -848,7 +849,8 @@ def _docker_redis_url() -> Iterator[str]:
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
         raise RedisUnavailable(
-            f"No Redis for tests: {_INSTALL_HINT}, or start Docker (it failed: {failure}), "
+            f"No Redis for tests: {_INSTALL_HINT}, or Docker with "
+            f"pip install 'testcontainers[redis]' (it failed with {failure}), "
             f"or set {REDIS_URL_ENV}"
         )
     assert container is not None

@@ -226,6 +226,7 @@ def test_without_redis_or_docker_a_command_exits_2_with_one_line_naming_the_memo
     monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server, no docker
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")  # nothing listens on port 1
     monkeypatch.delenv("TASKSTORE_REDIS_URL", raising=False)
+    monkeypatch.setenv("TASKSTORE_REDIS_SERVER", "docker")  # not the embedded server either
     code = main(["list", "--owner", "x"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert code == 2
