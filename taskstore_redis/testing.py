@@ -432,8 +432,10 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
         raise ValueError(f"a Redis Cluster needs at least 3 primaries, got {primaries}")
     if replicas < 0:
         raise ValueError(f"replicas must be >= 0, got {replicas}")
-    executable = server_executable()
+    return _start_cluster(server_executable(), primaries, replicas)
 
+
+def _start_cluster(executable: str, primaries: int, replicas: int) -> RedisCluster:
     nodes: list[RedisServer] = []
     try:
         used_ports: set[int] = set()
@@ -540,9 +542,11 @@ def cluster_url_for_tests() -> Iterator[str]:
             f"No Redis Cluster for tests ({exc}); or set {CLUSTER_URL_ENV} "
             "(Docker is no option: testcontainers has no Redis Cluster support)"
         ) from None
-    del executable  # start_redis_cluster resolves the same binary again.
-    with redis_cluster() as cluster:
+    cluster = _start_cluster(executable, primaries=3, replicas=0)
+    try:
         yield cluster.url
+    finally:
+        cluster.stop()
 
 
 # --- internals ------------------------------------------------------------------------
