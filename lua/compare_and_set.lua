@@ -15,6 +15,9 @@ end
 local history = redis.call('HGET', KEYS[1], 'w') or ''
 for token, made in string.gmatch(history, '(%x+):(%d+)') do
   if token == ARGV[3] then
+    -- w written back unchanged: this call replicates, so a WAIT after it also covers the
+    -- earlier write (Redis >= 7.2 and Valkey WAIT only for a client's own replicated writes).
+    redis.call('HSET', KEYS[1], 'w', history)
     return {1, tonumber(made)}
   end
 end

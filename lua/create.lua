@@ -11,6 +11,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   local history = redis.call('HGET', KEYS[1], 'w') or ''
   for token in string.gmatch(history, '(%x+):%d+') do
     if token == ARGV[9] then
+      -- w written back unchanged, so that a WAIT after this call covers the earlier write
+      -- (see compare_and_set.lua).
+      redis.call('HSET', KEYS[1], 'w', history)
       return 1
     end
   end

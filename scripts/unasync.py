@@ -2,11 +2,16 @@
 
 python scripts/unasync.py          # rewrite taskstore_redis/_sync and tests/_sync
 python scripts/unasync.py --check  # fail if they differ, or a substitution went unused
+
+The substituted text goes through `ruff check --fix-only` and `ruff format` (with the
+project's settings, as if it were the target file), so the generated code is linted and
+formatted like the rest; ruff must be installed (it is in the `dev` extra).
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,6 +57,28 @@ def unasync(text: str, used: set[int]) -> str:
     return text
 
 
+def ruff(text: str, target: Path, *command: str) -> str:
+    """Run `ruff <command> -` on ``text`` as if it were ``target``; return its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "--stdin-filename", str(target), "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"ruff {' '.join(command)} failed on {target}:\n{done.stderr}")
+    return done.stdout
+
+
+def generate(source: Path, target: Path, used: set[int]) -> str:
+    """Return the sync twin of ``source``, to be written at ``target``."""
+    text = HEADER + unasync(source.read_text(), used)
+    text = ruff(text, target, "check", "--fix-only", "--quiet")
+    return ruff(text, target, "format", "--quiet")
+
+
 def main(check: bool) -> int:
     used: set[int] = set()
     stale: list[str] = []
@@ -61,13 +88,15 @@ def main(check: bool) -> int:
         expected = {}
         for source in sorted(source_dir.rglob("*.py")):
             relative = source.relative_to(source_dir)
-            expected[relative] = HEADER + unasync(source.read_text(), used)
+            expected[relative] = generate(source, target_dir / relative, used)
         existing = (
             {p.relative_to(target_dir) for p in target_dir.rglob("*.py")}
             if target_dir.is_dir()
             else set()
         )
         for relative, content in expected.items():
+            if not content.startswith(HEADER):
+                sys.exit(f"the generated {relative} lost its header")
             target = target_dir / relative
             if not target.exists() or target.read_text() != content:
                 stale.append(str(target.relative_to(ROOT)))

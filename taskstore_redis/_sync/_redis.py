@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-import redis.retry
 import redis.exceptions
+import redis.retry
 from redis.backoff import NoBackoff
 
 from .._core.backend_types import (
@@ -25,7 +25,7 @@ from .._core.backend_types import (
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
-from .._redis.pubsub import SyncHub, sync_hub, node_source
+from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
@@ -331,9 +331,7 @@ class RedisBackend:
             self._cluster = bool(info.get("cluster_enabled"))
         if self._cluster:
             return redis.RedisCluster.from_url(url, **options)
-        return redis.Redis.from_url(
-            url, retry=redis.retry.Retry(NoBackoff(), 0), **options
-        )
+        return redis.Redis.from_url(url, retry=redis.retry.Retry(NoBackoff(), 0), **options)
 
     def _write(
         self,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import builtins
 import math
+import time
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
 from typing import Any
 
-import time
 import msgspec
 
 from .._core.backend_types import CasResult, CreateOutcome, TaskKey, VersionedRecord
@@ -59,7 +59,6 @@ from .._core.validation import (
     resolve_ttl,
 )
 from ._protocols import StorageBackend
-from ._redis import RedisBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
 _ID_ATTEMPTS = 3
@@ -99,7 +98,9 @@ class GenericTaskStore:
 
         Nothing connects until the first call.
         """
-        return cls(RedisBackend.from_url(url, **backend_options), config, security)
+        from ._connect import backend_from_url  # The store imports no concrete backend.
+
+        return cls(backend_from_url(url, **backend_options), config, security)
 
     @property
     def config(self) -> StoreConfig:
@@ -133,9 +134,7 @@ class GenericTaskStore:
         """Close the backend and release its connections."""
         self._backend.close()
 
-    def create(
-        self, owner_id: str, request_method: str, ttl_ms: int | None = None
-    ) -> TaskRecord:
+    def create(self, owner_id: str, request_method: str, ttl_ms: int | None = None) -> TaskRecord:
         """Create a task in status ``working``.
 
         Raises:
@@ -204,9 +203,7 @@ class GenericTaskStore:
             task_id, owner_id, lambda record, now: change_status(record, target, message, now)
         )
 
-    def set_variables(
-        self, task_id: str, owner_id: str, variables: dict[str, Any]
-    ) -> TaskRecord:
+    def set_variables(self, task_id: str, owner_id: str, variables: dict[str, Any]) -> TaskRecord:
         """Merge ``variables`` into the task's; a None value deletes that key.
 
         Raises:
@@ -272,9 +269,7 @@ class GenericTaskStore:
             lambda record, now: complete(record, target, message, value, now),
         )
 
-    def list(
-        self, owner_id: str, cursor: str | None = None, limit: int | None = None
-    ) -> TaskPage:
+    def list(self, owner_id: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
         """Return one page of the owner's tasks, newest first.
 
         Paging visits every task that exists during the whole listing exactly once.

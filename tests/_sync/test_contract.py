@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
-from collections.abc import Generator, Iterator, Callable
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import time
 import pytest
 
 import taskstore_redis as ts
@@ -504,9 +504,7 @@ def test_a_forbidden_transition_is_invalid_and_changes_nothing(
 
 
 @pytest.mark.parametrize("status", list(TaskStatus))
-def test_no_status_may_move_to_itself(
-    sync_make_store: StoreFactory, status: TaskStatus
-) -> None:
+def test_no_status_may_move_to_itself(sync_make_store: StoreFactory, status: TaskStatus) -> None:
     store = sync_make_store()
     task_id = (store.create(OWNER, METHOD)).task.task_id
     reach(store, task_id, status)
@@ -937,9 +935,7 @@ def test_paging_visits_every_lasting_task_exactly_once_while_others_come_and_go(
     ["", "!!!", "not-a-cursor", "eyJub3QiOiAiYSBjdXJzb3IifQ", "W10", "x" * 5000],
     ids=["empty", "not-base64", "words", "json-object", "empty-array", "huge"],
 )
-def test_a_malformed_cursor_is_invalid_argument(
-    sync_make_store: StoreFactory, cursor: str
-) -> None:
+def test_a_malformed_cursor_is_invalid_argument(sync_make_store: StoreFactory, cursor: str) -> None:
     store = sync_make_store()
     store.create(OWNER, METHOD)
     with pytest.raises(InvalidArgument):
@@ -1217,7 +1213,6 @@ def test_the_context_manager_closes_the_store_when_an_error_escapes(
         closed.append("closed")
 
     monkeypatch.setattr(store, "close", record_close)
-    with pytest.raises(TaskNotFound):
-        with store:
-            store.get("missing", OWNER)
+    with pytest.raises(TaskNotFound), store:
+        store.get("missing", OWNER)
     assert closed == ["closed"]

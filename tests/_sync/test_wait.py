@@ -9,10 +9,10 @@ file is written for the async store and scripts/unasync.py derives its twin.
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
-import time
 import pytest
 
 import taskstore_redis as ts
