@@ -5,9 +5,14 @@ from __future__ import annotations
 from ._core.backend_types import (
     BackendPage,
     CasResult,
+    CoreWrite,
     CreateOutcome,
     ListPosition,
+    MergeOutcome,
+    MergeResult,
+    NewTask,
     TaskKey,
+    VariableMerge,
     VersionedRecord,
 )
 from ._core.config import SecurityConfig, StoreConfig
@@ -23,6 +28,7 @@ from ._core.errors import (
     TaskExpired,
     TaskNotFound,
     TaskStoreError,
+    UnsupportedFormat,
     VariableSizeExceeded,
 )
 from ._core.model import Task, TaskPage, TaskRecord
@@ -38,10 +44,14 @@ __all__ = [
     "BackendPage",
     "CasResult",
     "ConcurrentModification",
+    "CoreWrite",
     "CreateOutcome",
     "InvalidArgument",
     "InvalidTransition",
     "ListPosition",
+    "MergeOutcome",
+    "MergeResult",
+    "NewTask",
     "NotReady",
     "ResourceExhausted",
     # settings
@@ -57,6 +67,8 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "TaskStoreError",
+    "UnsupportedFormat",
+    "VariableMerge",
     "VariableSizeExceeded",
     "VersionedRecord",
 ]

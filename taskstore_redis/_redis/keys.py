@@ -3,17 +3,19 @@
 =================================  ======  ===================================================
 key                                type    holds
 =================================  ======  ===================================================
-``{P:S}:t:<owner>:<task>``         hash    ``v`` version, ``d`` canonical JSON, ``e`` expiry ms
+``{P:S}:t:<owner>:<task>``         hash    the task (see the README's storage format)
 ``{P:S}:i:<owner>``                zset    owner index, all scores 0, members ordered by lex
-``{P:S}:x:<owner>``                zset    the same members, scored by expiry ms (``+inf``)
-``{P:S}:due``                      zset    ``"<index key> <expiry key>"`` per owner with
-                                           expiring tasks, scored by its earliest expiry
+``{P:S}:x:<owner>``                zset    the same members, scored by expiry ms (``+inf``
+                                           for none), negated once the task is terminal
+``{P:S}:due``                      zset    ``"<index key> <expiry key> <task prefix>"`` per
+                                           owner with expiring tasks, by earliest expiry
 =================================  ======  ===================================================
 
 ``P`` is the key prefix, ``S`` the owner's shard (a stable hash of the owner id
-modulo the shard count). An index member is ``<created_at_ms, 15 digits>:<task key>``:
-lexical order is creation order, ties broken by task id, and scripts read the
-task key from the member instead of building it.
+modulo the shard count). An index member is ``<created_at_ms, 15 digits>:<task id>``:
+lexical order is creation order, ties broken by task id; scripts reach the task
+by joining the owner's task prefix (``{P:S}:t:<owner>:``, passed as a declared
+key, so in the same slot) with the id after the member's first ``:``.
 
 Ids are percent-encoded (every byte outside ``A-Z a-z 0-9 . _ ~ -``), so no id
 can contain ``:``, ``{``, ``}``, a space or a glob character in a key; an owner
@@ -91,9 +93,17 @@ class KeySchema:
             self._owners[owner_id] = parts
         return parts
 
+    def task_prefix(self, owner_id: str) -> str:
+        """What every task key of the owner starts with; a task key is it and the encoded id.
+
+        Scripts get it as a declared key (so Redis Cluster checks its slot) and join
+        it with the id of an index member to reach a task.
+        """
+        return self._owner_key("t", owner_id) + ":"
+
     def task_key(self, key: TaskKey) -> str:
         """The hash holding one task."""
-        return self._owner_key("t", key.owner_id) + ":" + encode_id(key.task_id)
+        return self.task_prefix(key.owner_id) + encode_id(key.task_id)
 
     def index_key(self, owner_id: str) -> str:
         """The owner's index, in creation order."""
@@ -108,17 +118,21 @@ class KeySchema:
         return f"{self.tag(shard)}:due"
 
     def due_member(self, owner_id: str) -> str:
-        """An owner's entry in its shard's due set: its index key and expiry key."""
-        return f"{self.index_key(owner_id)} {self.expiry_key(owner_id)}"
+        """An owner's entry in its shard's due set: its index key, expiry key and task prefix."""
+        return (
+            f"{self.index_key(owner_id)} {self.expiry_key(owner_id)} {self.task_prefix(owner_id)}"
+        )
 
-    def index_member(self, key: TaskKey, created_at_ms: int) -> str:
-        """A task's member in the owner's index: creation time, then its key."""
-        return f"{created_at_ms:0{_CREATED_DIGITS}d}:{self.task_key(key)}"
+    @staticmethod
+    def index_member(key: TaskKey, created_at_ms: int) -> str:
+        """A task's member in the owner's index: creation time, ``:``, the encoded task id."""
+        return f"{created_at_ms:0{_CREATED_DIGITS}d}:{encode_id(key.task_id)}"
 
-    def position_of(self, member: str) -> ListPosition:
+    @staticmethod
+    def position_of(member: str) -> ListPosition:
         """The list position an index member stands for."""
-        created, _, task_key = member.partition(":")
-        return ListPosition(int(created), decode_id(task_key.rsplit(":", 1)[1]))
+        created, _, task_id = member.partition(":")
+        return ListPosition(int(created), decode_id(task_id))
 
     def member_at(self, owner_id: str, position: ListPosition) -> str:
         """The index member of a list position."""
