@@ -4,8 +4,9 @@
 -- the id after the first ':' of its index member)
 -- ARGV[1] exclusive upper bound ("+" or "(<member>"), ARGV[2] page size,
 -- ARGV[3] most index members to visit (skipping entries of vanished tasks)
--- Returns {core1, variables1, core2, variables2, ..., next}: each task as record() (lua/_task.lua)
--- gives it, then the member the next page starts below, or "" when the listing is complete.
+-- Returns {core1, variables1, id1, core2, variables2, id2, ..., next}: each task as record()
+-- (lua/_task.lua) gives it and its id, then the member the next page starts below, or ""
+-- when the listing is complete.
 local limit = tonumber(ARGV[2])
 local budget = tonumber(ARGV[3])
 local bound = ARGV[1]
@@ -26,6 +27,7 @@ while true do
     if #core > 0 then
       out[#out + 1] = core
       out[#out + 1] = variables
+      out[#out + 1] = id
       found = found + 1
       last = member
     end

@@ -377,7 +377,7 @@ def applied_write(command: list[bytes], reply: object) -> bool:
     if command[1].decode() == CREATE.sha:
         return reply == 1
     if command[1].decode() in (COMPARE_AND_SET.sha, MERGE_VARIABLES.sha):
-        return isinstance(reply, list) and len(reply) == 2 and reply[0] == 1
+        return isinstance(reply, list) and len(reply) == 3 and reply[0] == 1
     return False
 
 

@@ -13,7 +13,7 @@ import redis.exceptions
 
 from taskstore_redis._core.backend_types import CoreWrite, NewTask, TaskKey, VariableMerge
 from taskstore_redis._core.model import FORMAT, encode_json, encode_variable_changes
-from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis._redis.keys import KeySchema, decode_task_id
 from taskstore_redis._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
@@ -420,13 +420,17 @@ def test_a_merge_resent_after_a_lost_reply_is_applied_once(
 
 def list_page(
     client: redis.Redis, keys: KeySchema, owner: str, bound: str, limit: int, budget: int = 100
-) -> tuple[list[object], str]:
+) -> tuple[list[bytes], str]:
     reply = client.eval(
         LIST_PAGE.source, 2, keys.index_key(owner), keys.task_prefix(owner), bound, limit, budget
     )
     assert isinstance(reply, list)
     *records, last = reply
-    return [fields(records[at])[b"d"] for at in range(0, len(records), 2)], last.decode()
+    ids = [decode_task_id(records[at].decode()) for at in range(2, len(records), 3)]
+    datas = [fields(records[at])[b"d"] for at in range(0, len(records), 3)]
+    # every test here stores task "t<n>" with data '"<n>"' (or lists nothing)
+    assert ids == [f"t{json.loads(data)}" for data in datas]
+    return datas, last.decode()
 
 
 def test_list_page_returns_newest_first_and_where_to_go_on(

@@ -45,8 +45,9 @@ def task_key(store: ts.GenericTaskStore, task_id: str) -> str:
 
 def as_newer_minor(client: redis.Redis, key: str) -> None:
     """Rewrite a stored task as a process of format 2.7 might have written it."""
-    core = json.loads(client.hget(key, "d") or b"{}")
-    core["z"] = {"added": "in 2.7"}  # a field of the core record this process does not know
+    core = json.loads(client.hget(key, "d") or b"[]")
+    core += [None] * (7 - len(core))  # the trailing nulls left out
+    core.append({"added": "in 2.7"})  # an element of the core record this process does not know
     client.hset(key, mapping={"f": "2.7", "d": json.dumps(core), "zz": "a new hash field"})
 
 
@@ -72,7 +73,7 @@ def test_a_merge_into_a_newer_minor_record_keeps_what_it_does_not_know(
     assert merged.variables == {"b": [2]}
     assert client.hget(key, "zz") == b"a new hash field"
     assert client.hget(key, "f") == b"2.7"
-    assert json.loads(client.hget(key, "d") or b"{}")["z"] == {"added": "in 2.7"}
+    assert json.loads(client.hget(key, "d") or b"[]")[7] == {"added": "in 2.7"}
 
 
 def test_a_status_change_of_a_newer_minor_record_is_refused_and_writes_nothing(

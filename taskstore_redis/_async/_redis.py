@@ -216,8 +216,8 @@ class RedisBackend:
         *found, last = reply
         records = [
             record
-            for at in range(0, len(found), 2)
-            if (record := record_of_script(found[at], found[at + 1])) is not None
+            for at in range(0, len(found), 3)
+            if (record := record_of_script(found[at], found[at + 1], found[at + 2])) is not None
         ]
         last_member = as_str(last)
         return BackendPage(records, self.keys.position_of(last_member) if last_member else None)

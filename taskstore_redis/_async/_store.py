@@ -316,17 +316,11 @@ class GenericTaskStore:
         tasks: builtins.list[TaskRecord] = []
         seen: builtins.list[tuple[TaskKey, Decoded, int]] = []
         for stored in page.records:
-            decoded = decode_record(stored)
-            record = decoded.record
-            if record.owner_id == owner:
-                tasks.append(record)
-                seen.append(
-                    (
-                        TaskKey(owner, record.task.task_id),
-                        decoded,
-                        len(stored.data) + len(stored.variables),
-                    )
-                )
+            decoded = decode_record(stored, owner, stored.task_id)
+            tasks.append(decoded.record)
+            seen.append(
+                (TaskKey(owner, stored.task_id), decoded, len(stored.data) + len(stored.variables))
+            )
         self._cache.put_many(seen)
         next_cursor = (
             None if page.next_position is None else encode_cursor(owner, page.next_position)
@@ -366,11 +360,7 @@ class GenericTaskStore:
         if stored is None:
             self._cache.forget(key)
             raise TaskNotFound(key.task_id)
-        decoded = decode_record(stored, key.task_id)
-        record = decoded.record
-        if record.owner_id != key.owner_id or record.task.task_id != key.task_id:
-            self._cache.forget(key)
-            raise TaskNotFound(key.task_id)
+        decoded = decode_record(stored, key.owner_id, key.task_id)
         self._cache.put(key, decoded, len(stored.data) + len(stored.variables))
         return decoded
 

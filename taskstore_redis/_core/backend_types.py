@@ -32,6 +32,8 @@ class VersionedRecord(msgspec.Struct, frozen=True, kw_only=True):
     """When the task was last written, or None if never since its creation."""
     format: str = ""
     """The stored format version, ``"<major>.<minor>"``."""
+    task_id: str = ""
+    """The task's id, as its key holds it (filled in list pages)."""
 
 
 class TaskKey(msgspec.Struct, frozen=True):

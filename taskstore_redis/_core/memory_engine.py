@@ -47,7 +47,7 @@ class _Entry:
     """Sum of the lengths of the variables' ``key:value`` texts."""
     terminal: bool = False
 
-    def stored(self) -> VersionedRecord:
+    def stored(self, task_id: str = "") -> VersionedRecord:
         variables = self.variables
         return VersionedRecord(
             version=self.version,
@@ -60,6 +60,7 @@ class _Entry:
             ),
             updated_at_ms=self.updated_at_ms,
             format=self.format,
+            task_id=task_id,
         )
 
 
@@ -173,7 +174,7 @@ class MemoryStorage:
                 created_at_ms, task_id = index[position]
                 entry = self._live_entry(TaskKey(owner_id, task_id), now)
                 if entry is not None:
-                    records.append(entry.stored())
+                    records.append(entry.stored(task_id))
                 # a purged entry was removed from the index: positions below are unchanged
             more = position > 0 and len(records) == limit
             next_position = None

@@ -6,6 +6,7 @@ equal records encode to identical bytes.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -18,23 +19,16 @@ from .status import TaskStatus
 JSONValue: TypeAlias = Any
 """A value made of dicts with str keys, lists, str, int, float, bool and None."""
 
-_CORE_NAMES = {
-    "task_id": "i",
-    "status": "s",
-    "created_at_ms": "c",
-    "poll_interval_ms": "p",
-    "owner_id": "o",
-    "request_method": "q",
-    "ttl_ms": "t",
-    "status_message": "m",
-    "result": "r",
-}
+
+@functools.lru_cache(maxsize=4096)
+def _second_stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
 
 
 def timestamp_from_ms(epoch_ms: int) -> str:
     """Format milliseconds since the epoch as an MCP wire timestamp."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{datetime.fromtimestamp(seconds, UTC).isoformat()[:19]}.{millis:03d}Z"
+    return f"{_second_stamp(seconds)}.{millis:03d}Z"
 
 
 def datetime_from_ms(epoch_ms: int) -> datetime:
@@ -69,18 +63,18 @@ FORMAT = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 """The stored format this process writes: it reads every ``2.x``, rewrites up to ``2.0``."""
 
 
-class _Core(msgspec.Struct, frozen=True, omit_defaults=True, rename=_CORE_NAMES):
-    """The stored core record: everything but the variables, under one-letter names.
+class _Core(msgspec.Struct, frozen=True, array_like=True):
+    """The stored core record: everything but the variables and what the key says.
 
-    Unknown names are ignored when decoding, so a record written by a newer minor
-    format still reads.
+    A JSON array, in this order, with trailing nulls left out; elements after the
+    last known one are ignored when decoding, so a record written by a newer minor
+    format (which may only append) still reads. The task id and the owner id are
+    not stored in it: the task's key holds them.
     """
 
-    task_id: str
     status: TaskStatus
     created_at_ms: int
     poll_interval_ms: int
-    owner_id: str
     request_method: str
     ttl_ms: int | None = None
     status_message: str | None = None
@@ -142,19 +136,20 @@ def encode_json(value: object) -> bytes:
 def encode_core(record: TaskRecord, created_at_ms: int) -> bytes:
     """Encode a record's core (all but its version and variables) as canonical JSON."""
     task = record.task
-    return _encoder.encode(
+    data = _encoder.encode(
         _Core(
-            task_id=task.task_id,
             status=task.status,
             created_at_ms=created_at_ms,
             poll_interval_ms=task.poll_interval,
-            owner_id=record.owner_id,
             request_method=record.request_method,
             ttl_ms=task.ttl,
             status_message=task.status_message,
             result=record.result,
         )
     )
+    while data.endswith(b",null]"):
+        data = data[:-6] + b"]"
+    return data
 
 
 def encode_variable_changes(
@@ -215,8 +210,8 @@ class Decoded(msgspec.Struct, frozen=True):
     """The stored format is not newer than this process's: it may rewrite the core."""
 
 
-def decode_record(stored: VersionedRecord, task_id: str = "") -> Decoded:
-    """Decode a stored task.
+def decode_record(stored: VersionedRecord, owner_id: str, task_id: str) -> Decoded:
+    """Decode the stored task of ``owner_id`` with id ``task_id`` (which its key holds).
 
     Raises StorageCorrupted if it is not one, UnsupportedFormat if it is of
     another major format.
@@ -227,7 +222,8 @@ def decode_record(stored: VersionedRecord, task_id: str = "") -> Decoded:
         raise UnsupportedFormat(task_id, fmt, FORMAT)
     try:
         core = _core_decoder.decode(stored.data)
-        variables = _variables_decoder.decode(stored.variables)
+        raw_variables = stored.variables
+        variables = {} if raw_variables == b"{}" else _variables_decoder.decode(raw_variables)
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise StorageCorrupted(f"stored task record does not decode: {exc}") from exc
     created = core.created_at_ms
@@ -236,7 +232,7 @@ def decode_record(stored: VersionedRecord, task_id: str = "") -> Decoded:
     ttl = core.ttl_ms
     record = TaskRecord(
         task=Task(
-            task_id=core.task_id,
+            task_id=task_id,
             status=core.status,
             status_message=core.status_message,
             created_at=created_stamp,
@@ -244,7 +240,7 @@ def decode_record(stored: VersionedRecord, task_id: str = "") -> Decoded:
             ttl=ttl,
             poll_interval=core.poll_interval_ms,
         ),
-        owner_id=core.owner_id,
+        owner_id=owner_id,
         variables=variables,
         result=core.result,
         request_method=core.request_method,

@@ -12,14 +12,16 @@ key                                type    holds
 =================================  ======  ===================================================
 
 ``P`` is the key prefix, ``S`` the owner's shard (a stable hash of the owner id
-modulo the shard count). An index member is ``<created_at_ms, 15 digits>:<task id>``:
+modulo the shard count). An index member is ``<created_at_ms, 9 base-36 digits>:<task id>``:
 lexical order is creation order, ties broken by task id; scripts reach the task
 by joining the owner's task prefix (``{P:S}:t:<owner>:``, passed as a declared
 key, so in the same slot) with the id after the member's first ``:``.
 
-Ids are percent-encoded (every byte outside ``A-Z a-z 0-9 . _ ~ -``), so no id
-can contain ``:``, ``{``, ``}``, a space or a glob character in a key; an owner
-id whose encoding exceeds 128 characters is replaced by ``#`` and its SHA-256.
+Owner ids are percent-encoded (every byte outside ``A-Z a-z 0-9 . _ ~ -``), task
+ids too behind a ``~`` unless they are canonical UUIDs (26 base32hex digits, see
+:func:`encode_task_id`), so no id can contain ``:``, ``{``, ``}``, a space or a
+glob character in a key; an owner id whose encoding exceeds 128 characters is
+replaced by ``#`` and its SHA-256.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from .._core.backend_types import ListPosition, TaskKey
 from .._core.errors import InvalidArgument
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_CREATED_DIGITS = 15
 _MAX_OWNER_KEY_PART = 128
 _REMEMBERED_OWNERS = 4096
 
@@ -46,6 +47,52 @@ def encode_id(value: str) -> str:
 def decode_id(value: str) -> str:
     """Invert :func:`encode_id`."""
     return unquote(value, encoding="utf-8", errors="surrogatepass")
+
+
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BASE32HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+_LITERAL = "~"
+
+
+def encode_task_id(task_id: str) -> str:
+    """A task id as keys and index members spell it.
+
+    A canonical lowercase UUID (every id the store makes) becomes the 26 base32hex
+    digits of its 128 bits, which sort as the UUIDs do; any other id becomes ``~``
+    and its :func:`encode_id` (no base32hex digit is ``~``, so the two never meet).
+    """
+    if len(task_id) == 36 and _UUID_RE.fullmatch(task_id):
+        number = int(task_id.replace("-", ""), 16)
+        return "".join(_BASE32HEX[(number >> shift) & 31] for shift in range(125, -1, -5))
+    return _LITERAL + encode_id(task_id)
+
+
+def decode_task_id(part: str) -> str:
+    """Invert :func:`encode_task_id`."""
+    if part.startswith(_LITERAL):
+        return decode_id(part[1:])
+    text = f"{int(part, 32):032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_CREATED_BASE36_DIGITS = 9
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(value: int) -> str:
+    """``value`` as 9 base-36 digits.
+
+    Out of range (only in a crafted cursor), a bound below (``-``) or above
+    (``zzzzzzzzz``) every member.
+    """
+    if value < 0:
+        return "-"
+    value = min(value, 36**_CREATED_BASE36_DIGITS - 1)
+    digits = []
+    for _ in range(_CREATED_BASE36_DIGITS):
+        value, digit = divmod(value, 36)
+        digits.append(_BASE36[digit])
+    return "".join(reversed(digits))
 
 
 class KeySchema:
@@ -103,7 +150,7 @@ class KeySchema:
 
     def task_key(self, key: TaskKey) -> str:
         """The hash holding one task."""
-        return self.task_prefix(key.owner_id) + encode_id(key.task_id)
+        return self.task_prefix(key.owner_id) + encode_task_id(key.task_id)
 
     def index_key(self, owner_id: str) -> str:
         """The owner's index, in creation order."""
@@ -125,14 +172,18 @@ class KeySchema:
 
     @staticmethod
     def index_member(key: TaskKey, created_at_ms: int) -> str:
-        """A task's member in the owner's index: creation time, ``:``, the encoded task id."""
-        return f"{created_at_ms:0{_CREATED_DIGITS}d}:{encode_id(key.task_id)}"
+        """A task's member in the owner's index: creation time, ``:``, the encoded task id.
+
+        The creation time is 9 base-36 digits (lower case, so lexical order is time
+        order, up to the year 5138).
+        """
+        return f"{_base36(created_at_ms)}:{encode_task_id(key.task_id)}"
 
     @staticmethod
     def position_of(member: str) -> ListPosition:
         """The list position an index member stands for."""
         created, _, task_id = member.partition(":")
-        return ListPosition(int(created), decode_id(task_id))
+        return ListPosition(int(created, 36), decode_task_id(task_id))
 
     def member_at(self, owner_id: str, position: ListPosition) -> str:
         """The index member of a list position."""

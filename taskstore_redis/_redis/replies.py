@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._core.backend_types import VersionedRecord
+from .keys import decode_task_id
 from .scripts import Script
 
 
@@ -45,7 +46,7 @@ def _pairs(flat: list[Any]) -> Iterable[tuple[Any, Any]]:
 
 
 def _record(
-    pairs: Iterable[tuple[Any, Any]], joined: bytes | str | None = None
+    pairs: Iterable[tuple[Any, Any]], joined: bytes | str | None = None, task_id: str = ""
 ) -> VersionedRecord | None:
     """Assemble a stored task from its hash fields; None if it has none.
 
@@ -83,12 +84,19 @@ def _record(
         variables=b"{" + b",".join(members) + b"}" if members else b"{}",
         updated_at_ms=updated,
         format=fmt,
+        task_id=task_id,
     )
 
 
-def record_of_script(core: list[Any], joined: bytes | str) -> VersionedRecord | None:
-    """A task as the scripts' ``record()`` returns it: core fields, and variables joined."""
-    return _record(_pairs(core), joined)
+def record_of_script(
+    core: list[Any], joined: bytes | str, task_id: bytes | str = ""
+) -> VersionedRecord | None:
+    """A task as the scripts' ``record()`` returns it.
+
+    Its core fields, its variables joined, and in a list page its id as its key
+    spells it.
+    """
+    return _record(_pairs(core), joined, decode_task_id(as_str(task_id)) if task_id else "")
 
 
 def record_of_hash(reply: Any) -> VersionedRecord | None:
