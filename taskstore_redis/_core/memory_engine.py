@@ -46,10 +46,15 @@ class _Entry:
     variables_total: int = 0
     """Sum of the lengths of the variables' ``key:value`` texts."""
     terminal: bool = False
+    snapshot: VersionedRecord | None = None
+    """What ``stored`` returned last, until the next write (set it back to None)."""
 
     def stored(self, task_id: str = "") -> VersionedRecord:
+        snapshot = self.snapshot
+        if snapshot is not None and snapshot.task_id == task_id:
+            return snapshot
         variables = self.variables
-        return VersionedRecord(
+        self.snapshot = snapshot = VersionedRecord(
             version=self.version,
             core_version=self.core_version,
             data=self.data,
@@ -62,6 +67,7 @@ class _Entry:
             format=self.format,
             task_id=task_id,
         )
+        return snapshot
 
 
 class MemoryStorage:
@@ -118,6 +124,7 @@ class MemoryStorage:
             entry.data = bytes(write.data)
             entry.updated_at_ms = write.now_ms
             entry.terminal = entry.terminal or write.terminal
+            entry.snapshot = None
             return CasResult(True, entry.stored())
 
     def merge_variables(self, merge: VariableMerge) -> MergeResult:
@@ -155,6 +162,7 @@ class MemoryStorage:
             entry.variables_total = total
             entry.version += 1
             entry.updated_at_ms = merge.now_ms
+            entry.snapshot = None
             return MergeResult(MergeOutcome.APPLIED, entry.stored())
 
     def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
