@@ -1,50 +1,55 @@
 #!lua flags=
--- Create a task record with version 1 and index it, within the owner's live-task quota.
--- KEYS[1] task hash, KEYS[2] owner index, KEYS[3] owner expiry index, KEYS[4] shard due set
--- ARGV[1] data, ARGV[2] index member, ARGV[3] expires_at_ms or "", ARGV[4] purge_at_ms or "",
--- ARGV[5] max live tasks or "", ARGV[6] now_ms, ARGV[7] due member, ARGV[8] prune batch,
--- ARGV[9] write token
+-- Create a task (version 1, core version 1) and index it, within the owner's quota of
+-- unexpired, non-terminal tasks.
+-- KEYS[1] task hash, KEYS[2] owner index, KEYS[3] owner expiry index, KEYS[4] shard due set,
+-- KEYS[5] the owner's task key prefix (a task's key is it followed by the id in its member)
+-- ARGV[1] format, ARGV[2] core record, ARGV[3] index member, ARGV[4] expires_at_ms or "",
+-- ARGV[5] purge_at_ms or "", ARGV[6] quota or "", ARGV[7] now_ms, ARGV[8] due member,
+-- ARGV[9] prune batch, ARGV[10] write token
 -- Returns 1 created, 0 quota exceeded, -1 key exists. Writes nothing unless it returns 1.
--- A call resent after a lost reply finds its own token (field w, as compare_and_set
--- keeps it) and reports 1 again.
+-- A call resent after a lost reply finds its own token (field w) and reports 1 again.
+-- The expiry index scores an unfinished task by its expiry (+inf for none) and a terminal
+-- one by minus its expiry (-inf for none): the quota counts scores above now, and
+-- everything expired scores between -now and now.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local history = redis.call('HGET', KEYS[1], 'w') or ''
-  for token in string.gmatch(history, '(%x+):%d+') do
-    if token == ARGV[9] then
-      -- w written back unchanged, so that a WAIT after this call covers the earlier write
-      -- (see compare_and_set.lua).
-      redis.call('HSET', KEYS[1], 'w', history)
-      return 1
-    end
+  if resent(KEYS[1], history, ARGV[10]) then
+    return 1
   end
   return -1
 end
-local now = ARGV[6]
+local now = ARGV[7]
 -- Lazily drop index entries of expired tasks that Redis has already removed.
-local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[8]))
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-' .. now, now, 'LIMIT', 0, tonumber(ARGV[9]))
 for _, member in ipairs(stale) do
-  if redis.call('EXISTS', string.sub(member, 17)) == 0 then
+  local id = string.sub(member, string.find(member, ':', 1, true) + 1)
+  if redis.call('EXISTS', KEYS[5] .. id) == 0 then
     redis.call('ZREM', KEYS[2], member)
     redis.call('ZREM', KEYS[3], member)
   end
 end
-if ARGV[5] ~= '' then
-  local live = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
-  if live >= tonumber(ARGV[5]) then
+if ARGV[6] ~= '' then
+  local active = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
+  if active >= tonumber(ARGV[6]) then
     return 0
   end
 end
-local expires = ARGV[3]
-redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'e', expires, 'w', ARGV[9] .. ':1')
-redis.call('SPUBLISH', KEYS[1], 1) -- wake the task's waiters (channel named like the key)
-if ARGV[4] ~= '' then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-end
-redis.call('ZADD', KEYS[2], 0, ARGV[2])
+local expires = ARGV[4]
 if expires == '' then
-  redis.call('ZADD', KEYS[3], '+inf', ARGV[2])
+  redis.call('HSET', KEYS[1], 'f', ARGV[1], 'v', 1, 'k', 1, 'd', ARGV[2], 'w', ARGV[10] .. ':1')
 else
-  redis.call('ZADD', KEYS[3], expires, ARGV[2])
-  redis.call('ZADD', KEYS[4], 'LT', expires, ARGV[7])
+  redis.call('HSET', KEYS[1], 'f', ARGV[1], 'v', 1, 'k', 1, 'd', ARGV[2], 'e', expires,
+    'w', ARGV[10] .. ':1')
+end
+if ARGV[5] ~= '' then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+end
+notify(KEYS[1], 1)
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+if expires == '' then
+  redis.call('ZADD', KEYS[3], '+inf', ARGV[3])
+else
+  redis.call('ZADD', KEYS[3], expires, ARGV[3])
+  redis.call('ZADD', KEYS[4], 'LT', expires, ARGV[8])
 end
 return 1

@@ -1,35 +1,50 @@
 #!lua flags=
 -- Delete the expired tasks of one shard, at most ARGV[2] index entries per call.
--- KEYS[1] shard due set
+-- KEYS[1] shard due set, whose members are "<index key> <expiry index key> <task key prefix>"
 -- ARGV[1] now_ms, ARGV[2] batch size
 -- Returns {tasks deleted, 1 if more work is due now else 0}.
+-- The expiry index scores an unfinished task by its expiry and a terminal one by minus its
+-- expiry (+inf / -inf for none), so what expired scores between -now and now.
 local now = ARGV[1]
 local budget = tonumber(ARGV[2])
 local deleted = 0
 local owners = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, budget)
 for _, owner in ipairs(owners) do
-  local space = string.find(owner, ' ', 1, true)
-  local index = string.sub(owner, 1, space - 1)
-  local expiry = string.sub(owner, space + 1)
-  local members = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, budget)
+  local index, expiry, prefix = string.match(owner, '^(%S+) (%S+) (%S+)$')
+  local members = redis.call('ZRANGEBYSCORE', expiry, '-' .. now, now, 'LIMIT', 0, budget)
   for _, member in ipairs(members) do
-    local task = string.sub(member, 17)
+    local id = string.sub(member, string.find(member, ':', 1, true) + 1)
+    local task = prefix .. id
     if redis.call('DEL', task) == 1 then
       deleted = deleted + 1
-      redis.call('SPUBLISH', task, '') -- wake the task's waiters: it is gone
+      notify(task, '') -- the task is gone
     end
     redis.call('ZREM', index, member)
     redis.call('ZREM', expiry, member)
   end
+  if #members >= budget then
+    -- maybe more expired entries here: the owner stays due now
+    return {deleted, 1}
+  end
   budget = budget - #members
-  local nextup = redis.call('ZRANGE', expiry, 0, 0, 'WITHSCORES')
-  if #nextup == 0 or nextup[2] == 'inf' then
+  local nextup = nil
+  local later = redis.call('ZRANGE', expiry, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1,
+    'WITHSCORES')
+  if #later > 0 and later[2] ~= 'inf' then
+    nextup = tonumber(later[2])
+  end
+  local ended = redis.call('ZRANGE', expiry, '(-' .. now, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1,
+    'WITHSCORES')
+  if #ended > 0 and ended[2] ~= '-inf' then
+    local at = -tonumber(ended[2])
+    if nextup == nil or at < nextup then
+      nextup = at
+    end
+  end
+  if nextup == nil then
     redis.call('ZREM', KEYS[1], owner)
   else
-    redis.call('ZADD', KEYS[1], nextup[2], owner)
-  end
-  if budget <= 0 then
-    return {deleted, 1}
+    redis.call('ZADD', KEYS[1], string.format('%d', nextup), owner)
   end
 end
 if #owners == 0 then

@@ -10,10 +10,11 @@ What the store sends, found with MONITOR and ``ACL LOG``:
   know that subcommand (and refuses ``+client|setinfo`` in an ACL), so the rules leave it
   out; on Redis >= 7.2 add ``+client|setinfo`` to keep ``ACL LOG`` free of its refusals;
 - ``INFO cluster`` once, to detect cluster mode, unless ``cluster=`` is given;
-- ``HMGET`` for ``get``; ``EVALSHA`` for every other operation, and ``SCRIPT LOAD`` after
+- ``HGETALL`` for ``get``; ``EVALSHA`` for every other operation, and ``SCRIPT LOAD`` after
   ``NOSCRIPT``; ``WAIT`` after each write when ``wait_replicas`` is set;
-- inside the scripts, which run with the caller's permissions: ``EXISTS HGET HSET
-  PEXPIREAT ZADD ZRANGE ZRANGEBYSCORE ZREM ZCOUNT DEL`` (and ``HMGET``).
+- inside the scripts, which run with the caller's permissions: ``EXISTS HGET HMGET HSET
+  HDEL HINCRBY HSTRLEN PEXPIREAT ZADD ZRANGE ZRANGEBYSCORE ZREM ZCOUNT DEL`` (and
+  ``HGETALL``).
 
 Every key the store touches, including those the scripts read from the owner index, lies
 under ``{<prefix>:``, the hash tag of every key (``{<prefix>:<shard>}``).
@@ -42,8 +43,9 @@ pytestmark = pytest.mark.redis
 
 ACL_RULES = (
     "on ><password> resetkeys ~{<prefix>:* resetchannels &{<prefix>:* -@all "
-    "+hmget +evalsha +script|load +info +wait +ssubscribe +sunsubscribe +ping "
-    "+exists +hget +hset +pexpireat +zadd +zrange +zrangebyscore +zrem +zcount +del +spublish"
+    "+hgetall +evalsha +script|load +info +wait +ssubscribe +sunsubscribe +ping "
+    "+exists +hget +hmget +hset +hdel +hincrby +hstrlen +pexpireat +zadd +zrange +zrangebyscore "
+    "+zrem +zcount +del +spublish"
 )
 """``ACL SETUSER <user>`` followed by these rules, with ``<password>`` and ``<prefix>``
 filled in: keys under the store's prefix only, and only the commands the store sends

@@ -86,13 +86,13 @@ def test_quick_bench_on_standalone_redis_reports_every_scenario(
     trips = run["round_trips"]
     assert set(trips) == set(OPERATIONS)
     for operation, sides in trips.items():
-        expected = {"HMGET": 1.0} if operation == "get" else {"EVALSHA": 1.0}
+        expected = {"HGETALL": 1.0} if operation == "get" else {"EVALSHA": 1.0}
         for side in ("store", "raw"):
             assert sides[side]["round_trips"] == 1.0, (operation, side)
             assert sides[side]["commands"] == expected, (operation, side)
     unseen = run["round_trips_not_remembered"]
     assert unseen["round_trips"] == 2.0
-    assert unseen["commands"] == {"EVALSHA": 1.0, "HMGET": 1.0}
+    assert unseen["commands"] == {"EVALSHA": 1.0, "HGETALL": 1.0}
 
     assert [m["tasks_per_owner"] for m in run["memory"]] == [100, 400]
     for memory in run["memory"]:

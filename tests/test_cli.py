@@ -29,7 +29,7 @@ from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import ALL_SCRIPTS
+from taskstore_redis._redis.scripts import ALL_SCRIPTS, shared_source
 from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
 
 from .test_acl import ACL_RULES, make_user, refusals
@@ -533,7 +533,9 @@ def test_doctor_reports_a_healthy_server(
     out = capsys.readouterr().out
     assert code == 0, out
     assert re.search(rf"^server\s+(Redis|Valkey) \d+\.\d+\.\d+, {mode}$", out, re.M), out
-    assert "create, compare_and_set, list_page, purge_expired: loadable" in out
+    names = ", ".join(script.name for script in ALL_SCRIPTS)
+    assert f"scripts loadable: {names}" in " ".join(out.split()), out
+    assert "merge_variables" in out
     for command in ("HMGET", "EVALSHA", "SCRIPT LOAD", "ZADD", "HSET", "DEL"):
         assert re.search(rf"^allowed\s+{command} \(", out, re.M), (command, out)
     assert ("WAIT" in out) == (mode == "standalone")  # wait_replicas: standalone only
@@ -543,6 +545,7 @@ def test_doctor_reports_a_healthy_server(
 
 def test_doctor_takes_the_commands_to_check_from_the_scripts() -> None:
     commands = {name for script in ALL_SCRIPTS for name in _doctor.script_commands(script)}
+    commands |= set(_doctor.commands_in(shared_source()))
     sent_by_the_client = {
         "EVALSHA",
         "SCRIPT|LOAD",
@@ -586,7 +589,8 @@ def test_doctor_names_each_permission_the_acl_user_lacks(
     user = make_user(server, admin, rules)
     assert main(["doctor", "--redis-url", user.url, "--prefix", user.prefix]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"^DENIED\s+ZADD \(in create, purge_expired\)$", out, re.M), out
+    zadd = r"^DENIED\s+ZADD \(in create, compare_and_set, purge_expired\)$"
+    assert re.search(zadd, out, re.M), out
     assert re.search(r"^DENIED\s+DEL \(in purge_expired\)$", out, re.M), out
     assert re.search(
         r"^missing\s+INFO \(only to detect cluster mode; or pass cluster=\)$", out, re.M
@@ -598,7 +602,7 @@ def test_doctor_names_each_permission_the_acl_user_lacks(
 
     assert main(["doctor", "--redis-url", user.url, "--prefix", user.prefix + "x"]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"^DENIED\s+HMGET \(get\)$", out, re.M), out
+    assert re.search(r"^DENIED\s+HGETALL \(get\)$", out, re.M), out
     assert re.search(r"^DENIED\s+EVALSHA ", out, re.M), out
 
 

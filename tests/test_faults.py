@@ -50,7 +50,7 @@ from taskstore_redis import (
     TaskStatus,
 )
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE
+from taskstore_redis._redis.scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE, MERGE_VARIABLES
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 
 HOST = "127.0.0.1"
@@ -371,13 +371,13 @@ def _encode_command(args: list[bytes]) -> bytes:
 
 
 def applied_write(command: list[bytes], reply: object) -> bool:
-    """Whether this is the reply of a create or compare-and-set script that wrote."""
+    """Whether this is the reply of a create, compare-and-set or merge script that wrote."""
     if command[0].upper() != b"EVALSHA":
         return False
     if command[1].decode() == CREATE.sha:
         return reply == 1
-    if command[1].decode() == COMPARE_AND_SET.sha:
-        return isinstance(reply, list) and len(reply) == 2 and reply[0] == 1
+    if command[1].decode() in (COMPARE_AND_SET.sha, MERGE_VARIABLES.sha):
+        return isinstance(reply, list) and len(reply) == 3 and reply[0] == 1
     return False
 
 
@@ -747,17 +747,22 @@ def test_a_compare_and_set_resent_with_its_token_reports_applied_without_moving_
         data = control.hget(key, "d")
         assert data is not None
         assert control.script_load(COMPARE_AND_SET.source) == COMPARE_AND_SET.sha
-        # As the backend calls it: expected version, new data, the write's (hex) token.
-        first = control.evalsha(COMPARE_AND_SET.sha, 1, key, 1, data, "a1")
-        resent = control.evalsha(COMPARE_AND_SET.sha, 1, key, 1, data, "a1")
-        assert first == [1, 2]
-        assert resent == [1, 2]
+        backend = store.backend
+        assert isinstance(backend, ts.RedisBackend)
+        expiry = backend.keys.expiry_key(OWNER)
+        # As the backend calls it: expected core version, new data, the write's (hex) token,
+        # the time, no index member (not terminal).
+        args = (COMPARE_AND_SET.sha, 2, key, expiry, 1, data, "a1", 1, "", 2, 0)
+        first = control.evalsha(*args)
+        resent = control.evalsha(*args)
+        assert first[0] == resent[0] == 1
         assert control.hget(key, "v") == "2"
         history = control.hget(key, "w")
         assert isinstance(history, str)
         assert history.startswith("a1:2 ")  # newest first, then the create's token
         # Another write at the same stale version is a conflict, with the current record.
-        assert control.evalsha(COMPARE_AND_SET.sha, 1, key, 1, data, "a2") == [-1, 2, data]
+        conflict = control.evalsha(COMPARE_AND_SET.sha, 2, key, expiry, 1, data, "a2", 1, "", 2, 0)
+        assert conflict[0] == -1
         assert control.hget(key, "v") == "2"
         assert store.get(task_id, OWNER).version == 2
 

@@ -23,9 +23,9 @@ import redis.exceptions
 
 import taskstore_redis as ts
 from taskstore_redis import ResourceExhausted, SecurityConfig, StoreConfig, StoreUnavailable
-from taskstore_redis._core.backend_types import TaskKey
+from taskstore_redis._core.backend_types import NewTask, TaskKey
 from taskstore_redis._core.clock import now_ms
-from taskstore_redis._core.model import encode_record
+from taskstore_redis._core.model import FORMAT, encode_core
 from taskstore_redis._core.rules import new_record
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED, create_call
@@ -41,8 +41,9 @@ UNLIMITED = SecurityConfig(max_tasks_per_owner=None)
 REMEMBERED_MUTATION_COMMANDS = ["EVALSHA"]
 """What a mutation of a task the store remembers sends: the compare-and-set script alone."""
 
-UNSEEN_MUTATION_COMMANDS = ["HMGET", "EVALSHA"]
-"""What a mutation of a task the store has not seen sends: a read, then the compare-and-set."""
+UNSEEN_MUTATION_COMMANDS = ["HGETALL", "EVALSHA"]
+"""What a status or result change of a task the store has not seen sends: a read, then the
+compare-and-set. A variable merge sends its script alone, seen or not."""
 
 STALE_MUTATION_COMMANDS = ["EVALSHA", "EVALSHA"]
 """What a mutation of a task changed elsewhere since the store saw it sends: a compare-and-set
@@ -120,12 +121,16 @@ def create_tasks(store: ts.GenericTaskStore, owner: str, count: int) -> list[ts.
 
 
 @pytest.mark.redis
-def test_get_sends_exactly_one_command_an_hmget(make_store: StoreFactory, log: CommandLog) -> None:
+def test_get_sends_exactly_one_command_an_hgetall(
+    make_store: StoreFactory, log: CommandLog
+) -> None:
     store = make_store()
     task = store.create("alice", "tools/call")
+    store.set_variables(task.task.task_id, "alice", {"a": 1, "b": [2]})
     log.reset()
-    assert store.get(task.task.task_id, "alice").task.task_id == task.task.task_id
-    assert log.commands == ["HMGET"]
+    got = store.get(task.task.task_id, "alice")
+    assert (got.task.task_id, got.variables) == (task.task.task_id, {"a": 1, "b": [2]})
+    assert log.commands == ["HGETALL"]
 
 
 @pytest.mark.redis
@@ -178,14 +183,15 @@ def test_a_mutation_of_a_task_the_store_remembers_sends_exactly_one_evalsha(
 
 @pytest.mark.redis
 @pytest.mark.parametrize("operation", list(MUTATIONS))
-def test_a_mutation_of_a_task_the_store_has_not_seen_sends_a_read_then_one_evalsha(
+def test_a_mutation_of_a_task_the_store_has_not_seen_sends_a_read_then_one_evalsha_unless_a_merge(
     operation: str, make_store: StoreFactory, log: CommandLog
 ) -> None:
     task = make_store().create("alice", "tools/call")
     other = make_store()  # another process's store, say: it has never seen the task
     log.reset()
     MUTATIONS[operation](other, task.task.task_id)
-    assert log.commands == UNSEEN_MUTATION_COMMANDS
+    expected = ["EVALSHA"] if operation == "set_variables" else UNSEEN_MUTATION_COMMANDS
+    assert log.commands == expected
     assert other.get(task.task.task_id, "alice").version == 2
 
 
@@ -221,11 +227,30 @@ def test_a_mutation_of_a_task_changed_elsewhere_sends_a_failed_evalsha_then_one_
 ) -> None:
     store, other = make_store(), make_store()
     task = store.create("alice", "tools/call")
+    other.update_status(task.task.task_id, "alice", ts.TaskStatus.INPUT_REQUIRED, "elsewhere")
+    log.reset()
+    updated = store.cancel(task.task.task_id, "alice")
+    assert log.commands == STALE_MUTATION_COMMANDS
+    assert (updated.version, updated.task.status) == (3, ts.TaskStatus.CANCELLED)
+
+
+@pytest.mark.redis
+def test_a_merge_or_a_status_change_after_merges_elsewhere_sends_one_evalsha(
+    make_store: StoreFactory, log: CommandLog
+) -> None:
+    store, other = make_store(), make_store()
+    task = store.create("alice", "tools/call")
     other.set_variables(task.task.task_id, "alice", {"elsewhere": True})
     log.reset()
-    updated = store.set_variables(task.task.task_id, "alice", {"here": True})
-    assert log.commands == STALE_MUTATION_COMMANDS
-    assert (updated.version, updated.variables) == (3, {"elsewhere": True, "here": True})
+    merged = store.set_variables(task.task.task_id, "alice", {"here": True})
+    assert log.commands == ["EVALSHA"]
+    assert (merged.version, merged.variables) == (3, {"elsewhere": True, "here": True})
+    other.set_variables(task.task.task_id, "alice", {"again": 1})
+    log.reset()
+    moved = store.update_status(task.task.task_id, "alice", ts.TaskStatus.INPUT_REQUIRED)
+    assert log.commands == ["EVALSHA"]  # merges never move the core version it checks
+    assert moved.version == 5
+    assert moved.variables == {"elsewhere": True, "here": True, "again": 1}
 
 
 @pytest.mark.redis
@@ -271,17 +296,17 @@ def bulk_create(
             created = created_from_ms + n
             record = new_record(owner, "tools/call", ttl_ms, created, config)
             task = TaskKey(owner, record.task.task_id)
-            script_keys, args = create_call(
-                keys,
-                task,
-                encode_record(record),
+            new = NewTask(
+                key=task,
+                format=FORMAT,
+                data=encode_core(record, created),
                 created_at_ms=created,
                 expires_at_ms=created + ttl_ms,
                 purge_at_ms=purge_at_ms,
                 max_live=None,
                 now_ms=created,
-                token=secrets.token_hex(6),
             )
+            script_keys, args = create_call(keys, new, secrets.token_hex(6))
             pipe.evalsha(CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(task.task_id)
         replies = pipe.execute()
@@ -316,13 +341,13 @@ def test_at_100k_tasks_a_list_page_and_a_purge_batch_do_work_bounded_by_the_page
         started = time.perf_counter()
         page = store.list(owner, limit=PAGE)
         list_ms = (time.perf_counter() - started) * 1000
-        assert command_calls(client) == {"evalsha": 1, "zrange": 1, "hmget": PAGE}
+        assert command_calls(client) == {"evalsha": 1, "zrange": 1, "hgetall": PAGE}
         assert [t.task.task_id for t in page.tasks] == task_ids[::-1][:PAGE]
         assert page.next_cursor is not None
 
         client.config_resetstat()
         second = store.list(owner, cursor=page.next_cursor, limit=PAGE)
-        assert command_calls(client) == {"evalsha": 1, "zrange": 1, "hmget": PAGE}
+        assert command_calls(client) == {"evalsha": 1, "zrange": 1, "hgetall": PAGE}
         assert [t.task.task_id for t in second.tasks] == task_ids[::-1][PAGE : 2 * PAGE]
 
         live = create_tasks(store, owner, 3)  # an hour to live: never purged here

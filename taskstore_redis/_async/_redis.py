@@ -16,23 +16,32 @@ from redis.backoff import NoBackoff
 from .._core.backend_types import (
     BackendPage,
     CasResult,
+    CoreWrite,
     CreateOutcome,
     ListPosition,
+    MergeOutcome,
+    MergeResult,
+    NewTask,
     TaskKey,
+    VariableMerge,
     VersionedRecord,
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
 from .._redis.pubsub import AsyncHub, async_hub, node_source
+from .._redis.replies import as_str, created, evalsha, record_of_hash, record_of_script, wrote
 from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
     CREATE,
     LIST_PAGE,
+    MERGE_VARIABLES,
     PURGE_EXPIRED,
     Script,
+    compare_and_set_call,
     create_call,
+    merge_variables_call,
 )
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch
@@ -41,26 +50,6 @@ _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
 _NOSCRIPT_ATTEMPTS = 3
-
-
-def _created(reply: Any) -> bool:
-    return int(reply) == 1
-
-
-def _applied(reply: Any) -> bool:
-    return int(reply[0]) == 1
-
-
-def _evalsha(script: Script, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
-    return ("EVALSHA", script.sha, len(keys), *keys, *args)
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else value
-
-
-def _as_str(value: bytes | str) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
 class RedisBackend:
@@ -181,69 +170,61 @@ class RedisBackend:
         return self._client
 
     async def get(self, key: TaskKey) -> VersionedRecord | None:
-        """Read a task hash in one round trip."""
-        command = ("HMGET", self.keys.task_key(key), "v", "d")
-        version, data = await self._execute("get", command, retries=self._read_retries)
-        if version is None or data is None:
-            return None
-        return VersionedRecord(int(version), _as_bytes(data))
-
-    async def create(
-        self,
-        key: TaskKey,
-        data: bytes,
-        *,
-        created_at_ms: int,
-        expires_at_ms: int | None,
-        purge_at_ms: int | None,
-        max_live: int | None,
-        now_ms: int,
-    ) -> CreateOutcome:
-        """Write and index a new record in one script, within the owner's quota."""
-        keys, args = create_call(
-            self.keys,
-            key,
-            data,
-            created_at_ms=created_at_ms,
-            expires_at_ms=expires_at_ms,
-            purge_at_ms=purge_at_ms,
-            max_live=max_live,
-            now_ms=now_ms,
-            token=secrets.token_hex(6),
+        """Read a task hash in one command (HGETALL)."""
+        reply = await self._run(
+            "get", ("HGETALL", self.keys.task_key(key)), attempts=self._read_retries + 1
         )
-        outcome = await self._write("create", CREATE, keys, args, wrote=_created)
+        return record_of_hash(reply)
+
+    async def create(self, task: NewTask) -> CreateOutcome:
+        """Write and index a new record in one script, within the owner's quota."""
+        keys, args = create_call(self.keys, task, secrets.token_hex(6))
+        outcome = await self._write("create", CREATE, keys, args, wrote=created)
         if outcome == 1:
             return CreateOutcome.CREATED
         if outcome == 0:
             return CreateOutcome.QUOTA_EXCEEDED
         return CreateOutcome.ALREADY_EXISTS
 
-    async def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
-        """Replace the record's bytes if its version matches, in one script."""
-        args = [expected_version, data, secrets.token_hex(6)]
-        reply = await self._write(
-            "compare_and_set", COMPARE_AND_SET, [self.keys.task_key(key)], args, wrote=_applied
-        )
+    async def compare_and_set(self, write: CoreWrite) -> CasResult:
+        """Replace the core record if its core version matches, in one script."""
+        keys, args = compare_and_set_call(self.keys, write, secrets.token_hex(6))
+        reply = await self._write("compare_and_set", COMPARE_AND_SET, keys, args, wrote=wrote)
+        status = int(reply[0])
+        if status == 0:
+            return CasResult(False, None)
+        return CasResult(status == 1, record_of_script(reply[1], reply[2]))
+
+    async def merge_variables(self, merge: VariableMerge) -> MergeResult:
+        """Set and delete the variables named, in one script with no version check."""
+        keys, args = merge_variables_call(self.keys, merge, secrets.token_hex(6))
+        reply = await self._write("merge_variables", MERGE_VARIABLES, keys, args, wrote=wrote)
         status = int(reply[0])
         if status == 1:
-            return CasResult(True, int(reply[1]))
+            return MergeResult(MergeOutcome.APPLIED, record_of_script(reply[1], reply[2]))
         if status == 0:
-            return CasResult(False, 0, None)
-        version = int(reply[1])
-        return CasResult(False, version, VersionedRecord(version, _as_bytes(reply[2])))
+            return MergeResult(MergeOutcome.NOT_FOUND)
+        if status == -1:
+            return MergeResult(MergeOutcome.EXPIRED)
+        if status == -2:
+            return MergeResult(MergeOutcome.TOO_LARGE, size=int(reply[1]))
+        return MergeResult(MergeOutcome.OTHER_FORMAT, format=as_str(reply[1]))
 
     async def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
         """Read one page of the owner's index and its records in one script."""
         bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
         args = [bound, limit, 4 * limit + 64]
-        keys = [self.keys.index_key(owner_id)]
-        command = _evalsha(LIST_PAGE, keys, args)
-        reply = await self._execute("list_page", command, retries=self._read_retries)
-        *pairs, last = reply
+        keys = [self.keys.index_key(owner_id), self.keys.task_prefix(owner_id)]
+        reply = await self._run(
+            "list_page", evalsha(LIST_PAGE, keys, args), attempts=self._read_retries + 1
+        )
+        *found, last = reply
         records = [
-            VersionedRecord(int(pairs[i]), _as_bytes(pairs[i + 1])) for i in range(0, len(pairs), 2)
+            record
+            for at in range(0, len(found), 3)
+            if (record := record_of_script(found[at], found[at + 1], found[at + 2])) is not None
         ]
-        last_member = _as_str(last)
+        last_member = as_str(last)
         return BackendPage(records, self.keys.position_of(last_member) if last_member else None)
 
     async def purge_expired(self, now_ms: int) -> int:
@@ -252,10 +233,8 @@ class RedisBackend:
         for shard in range(self.keys.shards):
             more = True
             while more:
-                command = _evalsha(
-                    PURGE_EXPIRED, [self.keys.due_key(shard)], [now_ms, _PURGE_BATCH]
-                )
-                deleted, due = await self._execute("purge_expired", command, write=True)
+                command = evalsha(PURGE_EXPIRED, [self.keys.due_key(shard)], [now_ms, _PURGE_BATCH])
+                deleted, due = await self._run("purge_expired", command, write=True)
                 purged += int(deleted)
                 more = bool(int(due))
         return purged
@@ -342,90 +321,46 @@ class RedisBackend:
         args: list[Any],
         wrote: Callable[[Any], bool],
     ) -> Any:
-        """Run a write script; resend it once, as it was (same token), if its reply was lost.
+        """Run a write script (its ``args`` carry the write's token); see ``_run``."""
+        return await self._run(
+            operation,
+            evalsha(script, keys, args),
+            write=True,
+            attempts=_WRITE_ATTEMPTS,
+            wrote=wrote,
+        )
 
-        ``args`` end with the write's token. ``wrote`` tells from a reply whether
-        the script changed anything, which is when ``wait_replicas``
+    async def _run(
+        self,
+        operation: str,
+        command: tuple[Any, ...],
+        *,
+        write: bool = False,
+        attempts: int = 1,
+        wrote: Callable[[Any], bool] | None = None,
+    ) -> Any:
+        """Send one command (possibly pipelined with others'), the one path of every call.
+
+        Errors become StoreUnavailable. After NOSCRIPT the scripts are loaded and
+        the command sent again (a bounded number of times). After a connection
+        error the command is sent again, up to ``attempts`` times in all: reads
+        freely, writes only when their script recognises its own token (so a
+        resend is never applied twice); once a write may have landed, a later
+        failure says ``outcome_unknown``. ``wrote`` tells from a write's reply
+        whether it changed anything, which is when ``wait_replicas``
         acknowledgements are needed.
         """
         uncertain = False
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                if self._wait_replicas:
-                    return await self._script_and_wait(operation, script, keys, args, wrote)
-                return await self._execute(operation, _evalsha(script, keys, args), write=True)
-            except StoreUnavailable as exc:
-                transient = isinstance(exc.__cause__, TRANSIENT)
-                if uncertain and not exc.outcome_unknown:
-                    # an earlier attempt may have landed: what this one says cannot settle it
-                    raise StoreUnavailable(
-                        f"{operation}: the write may or may not have been applied: {exc}",
-                        outcome_unknown=True,
-                    ) from exc
-                uncertain = uncertain or transient
-                if attempt + 1 == _WRITE_ATTEMPTS or not transient:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _script_and_wait(
-        self,
-        operation: str,
-        script: Script,
-        keys: list[str],
-        args: list[Any],
-        wrote: Callable[[Any], bool],
-    ) -> Any:
-        """Send the script and WAIT in one pipeline, so both use one connection."""
-        with map_redis_errors(operation, write=True):
-            client = await self._connected()
-            if isinstance(client, redis.asyncio.RedisCluster):
-                raise InvalidArgument(
-                    "wait_replicas is supported on standalone Redis (with replicas or "
-                    "Sentinel), not on Redis Cluster; nothing was written"
-                )
-            for _ in range(_NOSCRIPT_ATTEMPTS):
-                async with client.pipeline(transaction=False) as pipeline:
-                    pipe: Any = pipeline  # redis-py leaves execute_command partly untyped
-                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                    pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
-                    reply, acknowledged = await pipe.execute(raise_on_error=False)
-                if not isinstance(reply, redis.exceptions.NoScriptError):
-                    break
-                await self._load_scripts(client)
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                raise StoreUnavailable(
-                    f"{operation}: the server kept losing the scripts; nothing was run"
-                )
-            if isinstance(reply, Exception):
-                raise reply
-            if isinstance(acknowledged, Exception):
-                raise acknowledged
-        if wrote(reply) and int(acknowledged) < self._wait_replicas:
-            raise StoreUnavailable(
-                f"{operation} was applied on the primary but acknowledged by only "
-                f"{acknowledged} of {self._wait_replicas} replicas within "
-                f"{self._wait_timeout_ms} ms; it may be lost if the primary fails",
-                outcome_unknown=True,
-            )
-        return reply
-
-    async def _execute(
-        self, operation: str, command: tuple[Any, ...], *, write: bool = False, retries: int = 0
-    ) -> Any:
-        """Send one command, possibly pipelined with others' (see AutoPipeline); return its reply.
-
-        Errors become StoreUnavailable. After NOSCRIPT the scripts are loaded and
-        the command is sent again (a bounded number of times); after a connection
-        error it is sent again up to ``retries`` times (reads only: a write is
-        resent by ``_write``, with its token).
-        """
         attempt = 0
         while True:
+            attempt += 1
             try:
                 with map_redis_errors(operation, write=write):
                     client = await self._connected()
                     for _ in range(_NOSCRIPT_ATTEMPTS):
                         try:
+                            if write and self._wait_replicas:
+                                return await self._send_and_wait(operation, client, command, wrote)
                             return await self._pipeline.execute(client, *command)
                         except redis.exceptions.NoScriptError:
                             await self._load_scripts(client)
@@ -434,9 +369,47 @@ class RedisBackend:
                     "nothing was run"
                 )
             except StoreUnavailable as exc:
-                if attempt >= retries or not isinstance(exc.__cause__, TRANSIENT):
+                transient = isinstance(exc.__cause__, TRANSIENT)
+                if write and uncertain and not exc.outcome_unknown:
+                    # an earlier attempt may have landed: what this one says cannot settle it
+                    raise StoreUnavailable(
+                        f"{operation}: the write may or may not have been applied: {exc}",
+                        outcome_unknown=True,
+                    ) from exc
+                uncertain = uncertain or transient
+                if attempt >= attempts or not transient:
                     raise
-                attempt += 1
+
+    async def _send_and_wait(
+        self,
+        operation: str,
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+        command: tuple[Any, ...],
+        wrote: Callable[[Any], bool] | None,
+    ) -> Any:
+        """Send a write and WAIT in one pipeline, so both use one connection."""
+        if isinstance(client, redis.asyncio.RedisCluster):
+            raise InvalidArgument(
+                "wait_replicas is supported on standalone Redis (with replicas or "
+                "Sentinel), not on Redis Cluster; nothing was written"
+            )
+        async with client.pipeline(transaction=False) as pipeline:
+            pipe: Any = pipeline  # redis-py leaves execute_command partly untyped
+            pipe.execute_command(*command)
+            pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+            reply, acknowledged = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acknowledged, Exception):
+            raise acknowledged
+        if (wrote is None or wrote(reply)) and int(acknowledged) < self._wait_replicas:
+            raise StoreUnavailable(
+                f"{operation} was applied on the primary but acknowledged by only "
+                f"{acknowledged} of {self._wait_replicas} replicas within "
+                f"{self._wait_timeout_ms} ms; it may be lost if the primary fails",
+                outcome_unknown=True,
+            )
+        return reply
 
     @staticmethod
     async def _load_scripts(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:

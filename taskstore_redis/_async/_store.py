@@ -12,7 +12,15 @@ from typing import Any
 import anyio
 import msgspec
 
-from .._core.backend_types import CasResult, CreateOutcome, TaskKey, VersionedRecord
+from .._core.backend_types import (
+    CoreWrite,
+    CreateOutcome,
+    MergeOutcome,
+    NewTask,
+    TaskKey,
+    VariableMerge,
+    VersionedRecord,
+)
 from .._core.clock import backoff_seconds, now_ms
 from .._core.config import SecurityConfig, StoreConfig
 from .._core.cursor import decode_cursor, encode_cursor
@@ -22,16 +30,23 @@ from .._core.errors import (
     ResourceExhausted,
     StorageCorrupted,
     StoreUnavailable,
+    TaskExpired,
     TaskNotFound,
     TaskStoreError,
+    UnsupportedFormat,
+    VariableSizeExceeded,
     WaitTimeout,
 )
 from .._core.model import (
+    FORMAT,
+    FORMAT_MAJOR,
+    Decoded,
     JSONValue,
     TaskPage,
     TaskRecord,
     decode_record,
-    encode_record,
+    encode_core,
+    encode_variable_changes,
 )
 from .._core.record_cache import RecordCache
 from .._core.rules import (
@@ -39,7 +54,6 @@ from .._core.rules import (
     check_result_size,
     complete,
     ensure_live,
-    merge_variables,
     new_record,
     result_of,
     seconds_until_expiry,
@@ -68,9 +82,12 @@ _READ_PAUSE_MAX = 1.0
 class GenericTaskStore:
     """A task store that keeps every domain rule and delegates storage to a backend.
 
-    Every mutation is a compare-and-set on the version that was read; on a
-    conflict the store re-judges the rules against the fresh record and retries
-    up to ``config.cas_retries`` times with jittered backoff.
+    A variable merge is one write with no version check (merges of distinct keys
+    commute). A status or result change is a compare-and-set on the core version
+    that was read; on a conflict the store re-judges the rules against the record
+    the conflict reply carries and retries at once, backing off (jittered) only
+    after repeated conflicts, until ``config.cas_retries`` conflicts or
+    ``config.cas_timeout_ms``.
     """
 
     def __init__(
@@ -141,7 +158,7 @@ class GenericTaskStore:
         Raises:
             InvalidArgument: a negative TTL, one above ``max_ttl_ms``, or a bad id.
             AnonymousAccessDenied: an anonymous owner while anonymous access is off.
-            ResourceExhausted: the owner already has ``max_tasks_per_owner`` live tasks.
+            ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
 
         """
         owner = check_owner(owner_id, self._security)
@@ -152,23 +169,26 @@ class GenericTaskStore:
             record = new_record(owner, method, ttl, now, self._config)
             expires_at_ms = None if ttl is None else now + ttl
             created_key = TaskKey(owner, record.task.task_id)
-            data = encode_record(record)
+            data = encode_core(record, now)
             outcome = await self._backend.create(
-                created_key,
-                data,
-                created_at_ms=now,
-                expires_at_ms=expires_at_ms,
-                purge_at_ms=(
-                    None
-                    if expires_at_ms is None
-                    else expires_at_ms + self._config.expired_retention_ms
-                ),
-                max_live=self._security.max_tasks_per_owner,
-                now_ms=now,
+                NewTask(
+                    key=created_key,
+                    format=FORMAT,
+                    data=data,
+                    created_at_ms=now,
+                    expires_at_ms=expires_at_ms,
+                    purge_at_ms=(
+                        None
+                        if expires_at_ms is None
+                        else expires_at_ms + self._config.expired_retention_ms
+                    ),
+                    max_live=self._security.max_tasks_per_owner,
+                    now_ms=now,
+                )
             )
             if outcome is CreateOutcome.CREATED:
                 created = msgspec.structs.replace(record, version=1)
-                self._cache.put(created_key, created, len(data))
+                self._cache.put(created_key, Decoded(created, 1, now, FORMAT, True), len(data))
                 return created
             if outcome is CreateOutcome.QUOTA_EXCEEDED:
                 raise ResourceExhausted(self._security.max_tasks_per_owner or 0)
@@ -182,7 +202,7 @@ class GenericTaskStore:
 
         """
         key = self._key(task_id, owner_id)
-        return self._owned(key, await self._backend.get(key))
+        return self._owned(key, await self._backend.get(key)).record
 
     async def update_status(
         self,
@@ -215,11 +235,28 @@ class GenericTaskStore:
 
         """
         incoming = clean_variables(variables, self._config)
-        return await self._mutate(
-            task_id,
-            owner_id,
-            lambda record, now: merge_variables(record, incoming, now, self._config),
+        key = self._key(task_id, owner_id)
+        sets, deletes = encode_variable_changes(incoming)
+        merge = VariableMerge(
+            key=key,
+            format_major=FORMAT_MAJOR,
+            sets=sets,
+            deletes=deletes,
+            max_bytes=self._config.max_variable_size_bytes,
+            now_ms=now_ms(),
         )
+        result = await self._backend.merge_variables(merge)
+        outcome = result.outcome
+        if outcome is MergeOutcome.APPLIED:
+            return self._owned(key, result.current).record
+        if outcome is MergeOutcome.EXPIRED:
+            raise TaskExpired(key.task_id)
+        if outcome is MergeOutcome.TOO_LARGE:
+            raise VariableSizeExceeded(self._config.max_variable_size_bytes, result.size)
+        if outcome is MergeOutcome.OTHER_FORMAT:
+            raise UnsupportedFormat(key.task_id, result.format, FORMAT)
+        self._cache.forget(key)
+        raise TaskNotFound(key.task_id)
 
     async def set_result(self, task_id: str, owner_id: str, result: JSONValue) -> None:
         """Attach ``result`` to a task; once a terminal task has a result, it is final.
@@ -288,12 +325,17 @@ class GenericTaskStore:
         after = None if cursor is None else decode_cursor(owner, cursor)
         page = await self._backend.list_page(owner, after, size)
         tasks: builtins.list[TaskRecord] = []
-        seen: builtins.list[tuple[TaskKey, TaskRecord, int]] = []
+        seen: builtins.list[tuple[TaskKey, Decoded, int]] = []
+        cache = self._cache
         for stored in page.records:
-            record = decode_record(stored)
-            if record.owner_id == owner:
-                tasks.append(record)
-                seen.append((TaskKey(owner, record.task.task_id), record, len(stored.data)))
+            key = TaskKey(owner, stored.task_id)
+            known = cache.get(key)
+            if known is not None and _same(known, stored):
+                tasks.append(known.record)
+                continue
+            decoded = decode_record(stored, owner, stored.task_id)
+            tasks.append(decoded.record)
+            seen.append((key, decoded, len(stored.data) + len(stored.variables)))
         self._cache.put_many(seen)
         next_cursor = (
             None if page.next_position is None else encode_cursor(owner, page.next_position)
@@ -353,12 +395,12 @@ class GenericTaskStore:
         if baseline is None and not until_terminal:
             # the version as the call starts; a change before the subscription is in place
             # is still caught, by the read that follows it
-            baseline = (await self._read(key)).version
+            baseline = (await self._read(key)).record.version
         async with self._backend.watch(key) as watch:
             failures = 0
             while True:
                 try:
-                    record = await self._read(key)
+                    record = (await self._read(key)).record
                 except StoreUnavailable as exc:
                     # a server restarting or failing over: keep waiting, and read again
                     # when told or after a pause; a closed backend (no cause) ends the wait
@@ -418,58 +460,91 @@ class GenericTaskStore:
         check_result_size(value, self._config)
         return value
 
-    def _owned(self, key: TaskKey, stored: VersionedRecord | None) -> TaskRecord:
+    def _owned(self, key: TaskKey, stored: VersionedRecord | None) -> Decoded:
         """Decode what the backend holds at ``key`` and remember it; TaskNotFound if none."""
         if stored is None:
             self._cache.forget(key)
             raise TaskNotFound(key.task_id)
-        record = decode_record(stored)
-        if record.owner_id != key.owner_id or record.task.task_id != key.task_id:
-            self._cache.forget(key)
-            raise TaskNotFound(key.task_id)
-        self._cache.put(key, record, len(stored.data))
-        return record
+        known = self._cache.get(key)
+        if known is not None and _same(known, stored):
+            return known  # what this process decoded at this very version: no decoding again
+        decoded = decode_record(stored, key.owner_id, key.task_id)
+        self._cache.put(key, decoded, len(stored.data) + len(stored.variables))
+        return decoded
 
-    async def _read(self, key: TaskKey) -> TaskRecord:
+    async def _read(self, key: TaskKey) -> Decoded:
         return self._owned(key, await self._backend.get(key))
 
     async def _mutate(self, task_id: str, owner_id: str, change: _Change) -> TaskRecord:
-        """Apply ``change`` by compare-and-set, starting from the remembered record if any.
+        """Apply ``change`` to the core record by compare-and-set, from the remembered record.
 
         A domain error is raised only when judged against a record known to be
         current: one judged against a remembered record is checked again after a
-        fresh read.
+        fresh read. On a conflict the reply carries the current record: the first
+        retry goes at once, later ones after a jittered pause, until
+        ``cas_retries`` conflicts or ``cas_timeout_ms`` have passed.
         """
         key = self._key(task_id, owner_id)
-        remembered = self._cache.get(key)
-        record = remembered if remembered is not None else await self._read(key)
-        current = remembered is None
-        attempts = self._config.cas_retries + 1
+        seen = self._cache.get(key)
+        current = seen is None
+        if seen is None:
+            seen = await self._read(key)
         conflicts = 0
+        deadline: int | None = None
         while True:
+            now = now_ms()
             try:
-                updated = change(record, now_ms())
+                updated = change(seen.record, now)
             except TaskStoreError:
                 if current:
                     raise
-                record, current = await self._read(key), True
-                updated = change(record, now_ms())
-            data = encode_record(updated)
-            result: CasResult = await self._backend.compare_and_set(key, record.version, data)
+                seen, current = await self._read(key), True
+                updated = change(seen.record, now)
+            if not seen.rewritable:
+                if not current:
+                    seen, current = await self._read(key), True
+                    continue
+                raise UnsupportedFormat(key.task_id, seen.format, FORMAT)
+            data = encode_core(updated, seen.created_at_ms)
+            result = await self._backend.compare_and_set(
+                CoreWrite(
+                    key=key,
+                    expected_core_version=seen.core_version,
+                    format=FORMAT,
+                    data=data,
+                    created_at_ms=seen.created_at_ms,
+                    terminal=updated.task.status.is_terminal,
+                    now_ms=now,
+                )
+            )
             if result.applied:
-                written = msgspec.structs.replace(updated, version=result.version)
-                self._cache.put(key, written, len(data))
-                return written
+                return self._owned(key, result.current).record
             stale_memory = not current
-            record, current = self._owned(key, result.current), True
+            seen, current = self._owned(key, result.current), True
             if stale_memory:
                 continue  # the remembered record was old: not a conflict, just news
             conflicts += 1
-            if conflicts == attempts:
+            if deadline is None:
+                deadline = now + self._config.cas_timeout_ms
+            if conflicts > self._config.cas_retries or now_ms() >= deadline:
                 break
-            await anyio.sleep(backoff_seconds(conflicts - 1))
-            # while this call slept, other calls of this process may have seen newer data
-            newer = self._cache.get(key)
-            if newer is not None and newer.version > record.version:
-                record = newer
-        raise ConcurrentModification(key.task_id, attempts)
+            if conflicts > 1:
+                # lost more than once: back off, then take the newest record this process saw
+                await anyio.sleep(backoff_seconds(conflicts - 2))
+                newer = self._cache.get(key)
+                if newer is not None and newer.record.version > seen.record.version:
+                    seen = newer
+        raise ConcurrentModification(key.task_id, conflicts)
+
+
+def _same(known: Decoded, stored: VersionedRecord) -> bool:
+    """Whether a remembered record is the one ``stored`` decodes to.
+
+    Every write moves the task version on, so equal versions (and format) mean
+    equal contents.
+    """
+    return (
+        known.record.version == stored.version
+        and known.core_version == stored.core_version
+        and known.format == stored.format
+    )

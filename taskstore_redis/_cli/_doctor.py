@@ -2,7 +2,7 @@
 
 It asks nothing a least-privilege user (the README's ACL line) may not ask, and
 writes no key. It checks the version and mode (``HELLO``), then tries each
-command the store sends (``HMGET``, ``SCRIPT LOAD`` of every script,
+command the store sends (``HGETALL``, ``SCRIPT LOAD`` of every script,
 ``EVALSHA``, and ``INFO`` and ``WAIT``, which only some setups need). The
 commands the scripts call run with the caller's permissions: a small probe
 script asks ``redis.acl_check_cmd`` about each of them, on a key of the store's
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import textwrap
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,13 +27,14 @@ from rich.console import Console
 
 from .._core.backend_types import TaskKey
 from .._redis.keys import KeySchema
-from .._redis.scripts import ALL_SCRIPTS, Script
+from .._redis.scripts import ALL_SCRIPTS, Script, shared_source
 from ._connect import probe, shown
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError
 
 _OWNER = "taskstore-doctor"
 _TIMEOUTS: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 _PINGS = 20
+_WIDTH = 80
 _CALL = re.compile(r"""redis\.p?call\(\s*['"]([A-Za-z]+)['"]""")
 _PROBE = "return redis.acl_check_cmd(unpack(ARGV)) and 1 or 0"
 """Whether the caller may run the command in ARGV (on the key in it); runs nothing."""
@@ -40,6 +42,9 @@ _PROBE = "return redis.acl_check_cmd(unpack(ARGV)) and 1 or 0"
 _SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "HGET": ("v",),
     "HMGET": ("v", "d"),
+    "HDEL": ("v",),
+    "HINCRBY": ("v", "1"),
+    "HSTRLEN": ("v",),
     "HSET": ("v", "1"),
     "PEXPIREAT": ("1",),
     "ZADD": ("0", "m"),
@@ -61,9 +66,14 @@ _WAITING = (("SSUBSCRIBE", True), ("SUNSUBSCRIBE", True), ("PING", False))
 """What the change subscription sends (on the task's channel, or none), outside the scripts."""
 
 
+def commands_in(lua: str) -> list[str]:
+    """The commands some Lua calls, upper case, in order of first use."""
+    return list(dict.fromkeys(name.upper() for name in _CALL.findall(lua)))
+
+
 def script_commands(script: Script) -> list[str]:
-    """The commands a script calls, upper case, in order of first use."""
-    return list(dict.fromkeys(name.upper() for name in _CALL.findall(script.source)))
+    """The commands a script calls itself, outside the helpers every script shares."""
+    return commands_in(script.source.replace(shared_source(), "", 1))
 
 
 class _Report:
@@ -73,7 +83,11 @@ class _Report:
         self.problems = 0
 
     def line(self, label: str, text: str) -> None:
-        self.console.print(f"{label:<12} {text}", markup=False, soft_wrap=True)
+        lead = f"{label:<12} "
+        wrapped = textwrap.fill(
+            text, _WIDTH, initial_indent=lead, subsequent_indent=" " * len(lead)
+        )
+        self.console.print(wrapped, markup=False, soft_wrap=True)
 
     def problem(self, label: str, text: str) -> None:
         self.problems += 1
@@ -137,8 +151,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
 
 
 def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
-    allowed, _ = _try(lambda: client.hmget(key, ["v", "d"]))
-    report.permission("HMGET", allowed, "get")
+    allowed, _ = _try(lambda: client.hgetall(key))
+    report.permission("HGETALL", allowed, "get")
     allowed, _ = _try(lambda: client.info("cluster"))
     report.permission("INFO", allowed, "detects cluster mode")
     if not cluster:
@@ -155,12 +169,14 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
     if not loadable:
         report.problem("not checked", "EVALSHA and the scripts' commands need SCRIPT LOAD")
         return
-    report.line("scripts", ", ".join(script.name for script in ALL_SCRIPTS) + ": loadable")
+    report.line("scripts", "loadable: " + ", ".join(script.name for script in ALL_SCRIPTS))
     probe_sha = client.script_load(_PROBE)
     users: dict[str, list[str]] = {}
     for script in ALL_SCRIPTS:
         for command in script_commands(script):
             users.setdefault(command, []).append(script.name)
+    for command in commands_in(shared_source()):
+        users.setdefault(command, []).append("shared helpers")
     allowed, _ = _try(lambda: client.evalsha(probe_sha, 1, key, "HMGET", key, "v"))
     report.permission("EVALSHA", allowed, "every write and list")
     if not allowed:

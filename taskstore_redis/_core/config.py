@@ -26,6 +26,10 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_ms: int = 500
     expired_retention_ms: int = 3_600_000
     cas_retries: int = 16
+    """Conflicts a status or result change survives before ``ConcurrentModification``."""
+    cas_timeout_ms: int = 2000
+    """How long a status or result change keeps retrying after conflicts (checked after each
+    conflict) before ``ConcurrentModification``; variable merges never conflict."""
     list_default_limit: int = 50
     list_max_limit: int = 1000
     record_cache_size: int = 1024
@@ -54,7 +58,8 @@ class SecurityConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Owner quotas and anonymous access."""
 
     max_tasks_per_owner: int | None = 100
-    """Live (unexpired) tasks one owner may hold; ``None`` for no limit."""
+    """Unexpired tasks in progress (``working`` or ``input_required``) one owner may hold;
+    terminal tasks do not count; ``None`` for no limit."""
     allow_anonymous: bool = False
     """Whether the owner ids ``""`` and ``"local"`` may be used."""
 

@@ -141,12 +141,12 @@ class AnonymousAccessDenied(TaskStoreError):
 
 
 class ResourceExhausted(TaskStoreError):
-    """Raised by ``create`` when the owner already has the maximum of live tasks."""
+    """Raised by ``create`` when the owner already has the maximum of tasks in progress."""
 
     code = INTERNAL_ERROR
 
     def __init__(self, owner_limit: int) -> None:
-        super().__init__(f"owner already has the maximum of {owner_limit} live tasks")
+        super().__init__(f"owner already has the maximum of {owner_limit} tasks in progress")
         self.owner_limit = owner_limit
 
 
@@ -179,3 +179,24 @@ class StorageCorrupted(TaskStoreError):
     """Raised when stored bytes do not decode as a task record."""
 
     code = INTERNAL_ERROR
+
+
+class UnsupportedFormat(TaskStoreError):
+    """Raised when a stored task has a format this process cannot read or must not rewrite.
+
+    A process reads every minor version of its own major format, ignoring fields it
+    does not know, but never rewrites a task stored in a newer format than its own
+    (that would drop what it does not know). ``stored`` and ``supported`` name the
+    two versions.
+    """
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, task_id: str, stored: str, supported: str) -> None:
+        super().__init__(
+            f"task {task_id!r} is stored in format {stored or '1'}; this process "
+            f"understands format {supported}: upgrade it to change this task"
+        )
+        self.task_id = task_id
+        self.stored = stored
+        self.supported = supported

@@ -1,8 +1,10 @@
 """The in-memory storage engine shared by the async and the sync InMemoryBackend.
 
-A real backend, not a mock: versioned records, an owner index in
-(created_at_ms, task_id) order, a live-task quota and purge times, all behind
-one lock so that threads and coroutines of one process can share it.
+A real backend, not a mock: versioned records whose variables are kept apart
+(so merges of distinct keys never conflict), an owner index in
+(created_at_ms, task_id) order, a quota of unexpired non-terminal tasks and
+purge times, all behind one lock so that threads and coroutines of one process
+can share it. The same semantics as the Redis scripts.
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .backend_types import (
     BackendPage,
     CasResult,
+    CoreWrite,
     CreateOutcome,
     ListPosition,
+    MergeOutcome,
+    MergeResult,
+    NewTask,
     TaskKey,
+    VariableMerge,
     VersionedRecord,
 )
 from .clock import now_ms
+from .model import format_major_of, format_not_newer, variables_size
 
 _IndexEntry = tuple[int, str]
 
@@ -28,10 +36,39 @@ _IndexEntry = tuple[int, str]
 @dataclass(slots=True)
 class _Entry:
     version: int
+    core_version: int
     data: bytes
+    format: str
     created_at_ms: int
     expires_at_ms: int | None
     purge_at_ms: int | None
+    updated_at_ms: int | None = None
+    variables: dict[bytes, bytes] = field(default_factory=dict)
+    variables_total: int = 0
+    """Sum of the lengths of the variables' ``key:value`` texts."""
+    terminal: bool = False
+    snapshot: VersionedRecord | None = None
+    """What ``stored`` returned last, until the next write (set it back to None)."""
+
+    def stored(self, task_id: str = "") -> VersionedRecord:
+        snapshot = self.snapshot
+        if snapshot is not None and snapshot.task_id == task_id:
+            return snapshot
+        variables = self.variables
+        self.snapshot = snapshot = VersionedRecord(
+            version=self.version,
+            core_version=self.core_version,
+            data=self.data,
+            variables=(
+                b"{" + b",".join([k + b":" + v for k, v in variables.items()]) + b"}"
+                if variables
+                else b"{}"
+            ),
+            updated_at_ms=self.updated_at_ms,
+            format=self.format,
+            task_id=task_id,
+        )
+        return snapshot
 
 
 class MemoryStorage:
@@ -49,42 +86,90 @@ class MemoryStorage:
         """Return the record at ``key`` unless it is missing or past its purge time."""
         with self._lock:
             entry = self._live_entry(key, now_ms())
-            return None if entry is None else VersionedRecord(entry.version, entry.data)
+            return None if entry is None else entry.stored()
 
-    def create(
-        self,
-        key: TaskKey,
-        data: bytes,
-        *,
-        created_at_ms: int,
-        expires_at_ms: int | None,
-        purge_at_ms: int | None,
-        max_live: int | None,
-        now_ms: int,
-    ) -> CreateOutcome:
+    def create(self, task: NewTask) -> CreateOutcome:
         """Write version 1 of a new record, unless it exists or the owner is at quota."""
+        key = task.key
         with self._lock:
-            if self._live_entry(key, now_ms) is not None:
+            if self._live_entry(key, task.now_ms) is not None:
                 return CreateOutcome.ALREADY_EXISTS
-            if max_live is not None and self._live_count(key.owner_id, now_ms) >= max_live:
+            if task.max_live is not None and (
+                self._active_count(key.owner_id, task.now_ms) >= task.max_live
+            ):
                 return CreateOutcome.QUOTA_EXCEEDED
-            self._entries[key] = _Entry(1, bytes(data), created_at_ms, expires_at_ms, purge_at_ms)
-            bisect.insort(self._index.setdefault(key.owner_id, []), (created_at_ms, key.task_id))
+            self._entries[key] = _Entry(
+                1,
+                1,
+                bytes(task.data),
+                task.format,
+                task.created_at_ms,
+                task.expires_at_ms,
+                task.purge_at_ms,
+            )
+            bisect.insort(
+                self._index.setdefault(key.owner_id, []), (task.created_at_ms, key.task_id)
+            )
             self.on_change(key)
             return CreateOutcome.CREATED
 
-    def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
-        """Replace the bytes if the version matches; else report the current record."""
+    def compare_and_set(self, write: CoreWrite) -> CasResult:
+        """Replace the core record if its core version matches; else report the current one."""
         with self._lock:
-            entry = self._live_entry(key, now_ms())
+            entry = self._live_entry(write.key, now_ms())
             if entry is None:
-                return CasResult(False, 0, None)
-            if entry.version != expected_version:
-                return CasResult(False, entry.version, VersionedRecord(entry.version, entry.data))
+                return CasResult(False, None)
+            if entry.core_version != write.expected_core_version or not format_not_newer(
+                entry.format, write.format
+            ):
+                return CasResult(False, entry.stored())
             entry.version += 1
-            entry.data = bytes(data)
-            self.on_change(key)
-            return CasResult(True, entry.version)
+            entry.core_version += 1
+            entry.data = bytes(write.data)
+            entry.updated_at_ms = write.now_ms
+            entry.terminal = entry.terminal or write.terminal
+            entry.snapshot = None
+            self.on_change(write.key)
+            return CasResult(True, entry.stored())
+
+    def merge_variables(self, merge: VariableMerge) -> MergeResult:
+        """Write only the variables named; refuse, writing nothing, as ``VariableMerge`` says."""
+        with self._lock:
+            entry = self._live_entry(merge.key, now_ms())
+            if entry is None:
+                return MergeResult(MergeOutcome.NOT_FOUND)
+            if format_major_of(entry.format) != str(merge.format_major):
+                return MergeResult(MergeOutcome.OTHER_FORMAT, format=entry.format)
+            if entry.expires_at_ms is not None and entry.expires_at_ms <= merge.now_ms:
+                return MergeResult(MergeOutcome.EXPIRED)
+            variables = entry.variables
+            members = len(variables)
+            total = entry.variables_total
+            for name in merge.deletes:
+                old = variables.get(name)
+                if old is not None:
+                    members -= 1
+                    total -= len(name) + 1 + len(old)
+            for name, value in merge.sets:
+                old = variables.get(name)
+                if old is not None:
+                    members -= 1
+                    total -= len(name) + 1 + len(old)
+                members += 1
+                total += len(name) + 1 + len(value)
+            size = variables_size(members, total)
+            if size > merge.max_bytes:
+                return MergeResult(MergeOutcome.TOO_LARGE, size=size)
+            for name in merge.deletes:
+                variables.pop(name, None)
+            for name, value in merge.sets:
+                variables[bytes(name)] = bytes(value)
+            entry.variables_total = total
+            entry.version += 1
+            entry.updated_at_ms = merge.now_ms
+            entry.snapshot = None
+            self.on_change(merge.key)
+            return MergeResult(MergeOutcome.APPLIED, entry.stored())
 
     def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
         """Return up to ``limit`` records older than ``after``, newest first."""
@@ -103,7 +188,7 @@ class MemoryStorage:
                 created_at_ms, task_id = index[position]
                 entry = self._live_entry(TaskKey(owner_id, task_id), now)
                 if entry is not None:
-                    records.append(VersionedRecord(entry.version, entry.data))
+                    records.append(entry.stored(task_id))
                 # a purged entry was removed from the index: positions below are unchanged
             more = position > 0 and len(records) == limit
             next_position = None
@@ -135,11 +220,16 @@ class MemoryStorage:
             return None
         return entry
 
-    def _live_count(self, owner_id: str, now: int) -> int:
+    def _active_count(self, owner_id: str, now: int) -> int:
+        """The owner's unexpired, non-terminal tasks."""
         count = 0
         for _, task_id in list(self._index.get(owner_id, [])):
             entry = self._live_entry(TaskKey(owner_id, task_id), now)
-            if entry is not None and (entry.expires_at_ms is None or entry.expires_at_ms > now):
+            if (
+                entry is not None
+                and not entry.terminal
+                and (entry.expires_at_ms is None or entry.expires_at_ms > now)
+            ):
                 count += 1
         return count
 

@@ -6,23 +6,29 @@ equal records encode to identical bytes.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import msgspec
 
 from .backend_types import VersionedRecord
-from .errors import StorageCorrupted
+from .errors import StorageCorrupted, UnsupportedFormat
 from .status import TaskStatus
 
 JSONValue: TypeAlias = Any
 """A value made of dicts with str keys, lists, str, int, float, bool and None."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _second_stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
+
+
 def timestamp_from_ms(epoch_ms: int) -> str:
     """Format milliseconds since the epoch as an MCP wire timestamp."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{datetime.fromtimestamp(seconds, UTC).isoformat()[:19]}.{millis:03d}Z"
+    return f"{_second_stamp(seconds)}.{millis:03d}Z"
 
 
 def datetime_from_ms(epoch_ms: int) -> datetime:
@@ -51,15 +57,28 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defau
     """Suggested milliseconds between polls."""
 
 
-class _StoredRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a backend stores: a record without its version."""
+FORMAT_MAJOR = 2
+FORMAT_MINOR = 0
+FORMAT = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+"""The stored format this process writes: it reads every ``2.x``, rewrites up to ``2.0``."""
 
-    task: Task
-    owner_id: str
+
+class _Core(msgspec.Struct, frozen=True, array_like=True):
+    """The stored core record: everything but the variables and what the key says.
+
+    A JSON array, in this order, with trailing nulls left out; elements after the
+    last known one are ignored when decoding, so a record written by a newer minor
+    format (which may only append) still reads. The task id and the owner id are
+    not stored in it: the task's key holds them.
+    """
+
+    status: TaskStatus
+    created_at_ms: int
+    poll_interval_ms: int
     request_method: str
-    variables: dict[str, JSONValue]
-    result: JSONValue
-    expires_at_ms: int | None
+    ttl_ms: int | None = None
+    status_message: str | None = None
+    result: JSONValue = None
 
 
 class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,7 +124,8 @@ class TaskPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encoder = msgspec.json.Encoder(order="deterministic")
-_record_decoder = msgspec.json.Decoder(_StoredRecord)
+_core_decoder = msgspec.json.Decoder(_Core)
+_variables_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def encode_json(value: object) -> bytes:
@@ -113,33 +133,118 @@ def encode_json(value: object) -> bytes:
     return _encoder.encode(value)
 
 
-def encode_record(record: TaskRecord) -> bytes:
-    """Encode a record, without its version, as canonical JSON."""
-    expires_at_ms = None if record.expires_at is None else ms_from_datetime(record.expires_at)
-    return _encoder.encode(
-        _StoredRecord(
-            task=record.task,
-            owner_id=record.owner_id,
+def encode_core(record: TaskRecord, created_at_ms: int) -> bytes:
+    """Encode a record's core (all but its version and variables) as canonical JSON."""
+    task = record.task
+    data = _encoder.encode(
+        _Core(
+            status=task.status,
+            created_at_ms=created_at_ms,
+            poll_interval_ms=task.poll_interval,
             request_method=record.request_method,
-            variables=record.variables,
+            ttl_ms=task.ttl,
+            status_message=task.status_message,
             result=record.result,
-            expires_at_ms=expires_at_ms,
         )
     )
+    while data.endswith(b",null]"):
+        data = data[:-6] + b"]"
+    return data
 
 
-def decode_record(stored: VersionedRecord) -> TaskRecord:
-    """Decode stored bytes into a record; raise StorageCorrupted if they are not one."""
+def encode_variable_changes(
+    variables: dict[str, JSONValue],
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """Split a merge into (key, value) pairs to set and keys to delete, each as canonical JSON.
+
+    The canonical JSON of the merged variables is ``{`` + the ``key:value`` members
+    joined by ``,`` + ``}`` (in key order), so its size follows from these lengths.
+    """
+    sets: list[tuple[bytes, bytes]] = []
+    deletes: list[bytes] = []
+    for name, value in variables.items():
+        if value is None:
+            deletes.append(_encoder.encode(name))
+        else:
+            sets.append((_encoder.encode(name), _encoder.encode(value)))
+    return sets, deletes
+
+
+def variables_size(members: int, total: int) -> int:
+    """The canonical JSON size of an object of ``members`` members.
+
+    ``total`` is the sum of the lengths of their ``key:value`` texts.
+    """
+    return 2 + total + max(members - 1, 0)
+
+
+def format_at_most(stored: str, major: int, minor: int) -> bool:
+    """Tell whether the format ``stored`` (``"<major>.<minor>"``) is ``major``.(<= ``minor``)."""
+    if stored == FORMAT:
+        return True
+    found_major, _, found_minor = stored.partition(".")
+    return found_major == str(major) and found_minor.isdigit() and int(found_minor) <= minor
+
+
+def format_not_newer(stored: str, writer: str) -> bool:
+    """Tell whether ``stored`` is of ``writer``'s major format and not of a newer minor."""
+    if stored == writer:
+        return True
+    major, _, minor = writer.partition(".")
+    return minor.isdigit() and format_at_most(stored, int(major), int(minor))
+
+
+def format_major_of(stored: str) -> str:
+    """The major part of a ``"<major>.<minor>"`` format."""
+    return stored.partition(".")[0]
+
+
+class Decoded(msgspec.Struct, frozen=True):
+    """A decoded record with what a rewrite needs: its core version, creation time, format."""
+
+    record: TaskRecord
+    core_version: int
+    created_at_ms: int
+    format: str
+    rewritable: bool
+    """The stored format is not newer than this process's: it may rewrite the core."""
+
+
+def decode_record(stored: VersionedRecord, owner_id: str, task_id: str) -> Decoded:
+    """Decode the stored task of ``owner_id`` with id ``task_id`` (which its key holds).
+
+    Raises StorageCorrupted if it is not one, UnsupportedFormat if it is of
+    another major format.
+    """
+    fmt = stored.format
+    rewritable = fmt == FORMAT or format_at_most(fmt, FORMAT_MAJOR, FORMAT_MINOR)
+    if not rewritable and format_major_of(fmt) != str(FORMAT_MAJOR):
+        raise UnsupportedFormat(task_id, fmt, FORMAT)
     try:
-        raw = _record_decoder.decode(stored.data)
+        core = _core_decoder.decode(stored.data)
+        raw_variables = stored.variables
+        variables = {} if raw_variables == b"{}" else _variables_decoder.decode(raw_variables)
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise StorageCorrupted(f"stored task record does not decode: {exc}") from exc
-    return TaskRecord(
-        task=raw.task,
-        owner_id=raw.owner_id,
-        variables=raw.variables,
-        result=raw.result,
-        request_method=raw.request_method,
-        expires_at=None if raw.expires_at_ms is None else datetime_from_ms(raw.expires_at_ms),
+    created = core.created_at_ms
+    updated = stored.updated_at_ms
+    created_stamp = timestamp_from_ms(created)
+    ttl = core.ttl_ms
+    record = TaskRecord(
+        task=Task(
+            task_id=task_id,
+            status=core.status,
+            status_message=core.status_message,
+            created_at=created_stamp,
+            last_updated_at=created_stamp if updated is None else timestamp_from_ms(updated),
+            ttl=ttl,
+            poll_interval=core.poll_interval_ms,
+        ),
+        owner_id=owner_id,
+        variables=variables,
+        result=core.result,
+        request_method=core.request_method,
+        expires_at=None if ttl is None else datetime_from_ms(created + ttl),
         version=stored.version,
     )
+    return Decoded(record, stored.core_version, created, fmt, rewritable)

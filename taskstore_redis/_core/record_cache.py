@@ -8,14 +8,14 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from .backend_types import TaskKey
-from .model import TaskRecord
+from .model import Decoded
 
 MAX_REMEMBERED_BYTES = 65_536
 """Records whose stored JSON is larger than this are not remembered."""
 
 
 class RecordCache:
-    """A bounded, thread-safe LRU of task records keyed by (owner, task).
+    """A bounded, thread-safe LRU of decoded task records keyed by (owner, task).
 
     A remembered record lets a mutation send its compare-and-set at once; if the
     record is stale the compare-and-set fails with the current record, so the
@@ -25,7 +25,7 @@ class RecordCache:
     def __init__(self, size: int) -> None:
         """Remember at most ``size`` records; 0 remembers nothing."""
         self._size = size
-        self._records: OrderedDict[TaskKey, TaskRecord] = OrderedDict()
+        self._records: OrderedDict[TaskKey, Decoded] = OrderedDict()
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -37,7 +37,7 @@ class RecordCache:
             self._pid = os.getpid()
         return self._lock
 
-    def get(self, key: TaskKey) -> TaskRecord | None:
+    def get(self, key: TaskKey) -> Decoded | None:
         """Return the remembered record, if any."""
         if not self._size:
             return None
@@ -47,11 +47,11 @@ class RecordCache:
                 self._records.move_to_end(key)
             return record
 
-    def put(self, key: TaskKey, record: TaskRecord, stored_bytes: int) -> None:
+    def put(self, key: TaskKey, record: Decoded, stored_bytes: int) -> None:
         """Remember ``record`` unless a newer version is already remembered."""
         self.put_many([(key, record, stored_bytes)])
 
-    def put_many(self, entries: Iterable[tuple[TaskKey, TaskRecord, int]]) -> None:
+    def put_many(self, entries: Iterable[tuple[TaskKey, Decoded, int]]) -> None:
         """Remember several records (key, record, size of its stored bytes) at once."""
         if not self._size:
             return
@@ -62,7 +62,7 @@ class RecordCache:
                     records.pop(key, None)
                     continue
                 known = records.get(key)
-                if known is not None and known.version > record.version:
+                if known is not None and known.record.version > record.record.version:
                     continue
                 records[key] = record
                 records.move_to_end(key)

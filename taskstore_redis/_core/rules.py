@@ -87,23 +87,6 @@ def change_status(
     return msgspec.structs.replace(record, task=task)
 
 
-def merge_variables(
-    record: TaskRecord, variables: dict[str, JSONValue], now_ms: int, config: StoreConfig
-) -> TaskRecord:
-    """Merge ``variables`` into the record's; a None value deletes the key."""
-    ensure_live(record, now_ms)
-    merged = dict(record.variables)
-    for key, value in variables.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    size = len(encode_json(merged))
-    if size > config.max_variable_size_bytes:
-        raise VariableSizeExceeded(config.max_variable_size_bytes, size)
-    return msgspec.structs.replace(record, variables=merged, task=_touched(record, now_ms))
-
-
 def check_result_size(result: JSONValue, config: StoreConfig) -> None:
     """Raise if the encoded result is above ``max_result_size_bytes``."""
     size = len(encode_json(result))

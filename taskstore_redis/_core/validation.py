@@ -104,6 +104,8 @@ def clean_variables(variables: Any, config: StoreConfig) -> dict[str, Any]:
 
 def check_id(value: Any, what: str) -> str:
     """Check an owner id, task id or request method: a str of bounded length, as a plain str."""
+    if type(value) is str and value.isascii() and len(value) <= MAX_ID_LENGTH:
+        return value  # the common case: a plain ASCII str is always valid UTF-8
     if not isinstance(value, str):
         raise InvalidArgument(f"{what} must be a str, got {type(value).__name__}")
     return _plain_str(value, MAX_ID_LENGTH, what)

@@ -3,11 +3,12 @@
 =================================  ======  ===================================================
 key                                type    holds
 =================================  ======  ===================================================
-``{P:S}:t:<owner>:<task>``         hash    ``v`` version, ``d`` canonical JSON, ``e`` expiry ms
+``{P:S}:t:<owner>:<task>``         hash    the task (see the README's storage format)
 ``{P:S}:i:<owner>``                zset    owner index, all scores 0, members ordered by lex
-``{P:S}:x:<owner>``                zset    the same members, scored by expiry ms (``+inf``)
-``{P:S}:due``                      zset    ``"<index key> <expiry key>"`` per owner with
-                                           expiring tasks, scored by its earliest expiry
+``{P:S}:x:<owner>``                zset    the same members, scored by expiry ms (``+inf``
+                                           for none), negated once the task is terminal
+``{P:S}:due``                      zset    ``"<index key> <expiry key> <task prefix>"`` per
+                                           owner with expiring tasks, by earliest expiry
 =================================  ======  ===================================================
 
 Each task also has a shard channel (``SPUBLISH``) named exactly like its hash:
@@ -17,13 +18,16 @@ write script publishes the new version there (an empty message when a purge
 deleted the task); waiters take a message only as a sign to read again.
 
 ``P`` is the key prefix, ``S`` the owner's shard (a stable hash of the owner id
-modulo the shard count). An index member is ``<created_at_ms, 15 digits>:<task key>``:
-lexical order is creation order, ties broken by task id, and scripts read the
-task key from the member instead of building it.
+modulo the shard count). An index member is ``<created_at_ms, 9 base-36 digits>:<task id>``:
+lexical order is creation order, ties broken by task id; scripts reach the task
+by joining the owner's task prefix (``{P:S}:t:<owner>:``, passed as a declared
+key, so in the same slot) with the id after the member's first ``:``.
 
-Ids are percent-encoded (every byte outside ``A-Z a-z 0-9 . _ ~ -``), so no id
-can contain ``:``, ``{``, ``}``, a space or a glob character in a key; an owner
-id whose encoding exceeds 128 characters is replaced by ``#`` and its SHA-256.
+Owner ids are percent-encoded (every byte outside ``A-Z a-z 0-9 . _ ~ -``), task
+ids too behind a ``~`` unless they are canonical UUIDs (26 base32hex digits, see
+:func:`encode_task_id`), so no id can contain ``:``, ``{``, ``}``, a space or a
+glob character in a key; an owner id whose encoding exceeds 128 characters is
+replaced by ``#`` and its SHA-256.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ from .._core.backend_types import ListPosition, TaskKey
 from .._core.errors import InvalidArgument
 
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_CREATED_DIGITS = 15
 _MAX_OWNER_KEY_PART = 128
 _REMEMBERED_OWNERS = 4096
 
@@ -50,6 +53,52 @@ def encode_id(value: str) -> str:
 def decode_id(value: str) -> str:
     """Invert :func:`encode_id`."""
     return unquote(value, encoding="utf-8", errors="surrogatepass")
+
+
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BASE32HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+_LITERAL = "~"
+
+
+def encode_task_id(task_id: str) -> str:
+    """A task id as keys and index members spell it.
+
+    A canonical lowercase UUID (every id the store makes) becomes the 26 base32hex
+    digits of its 128 bits, which sort as the UUIDs do; any other id becomes ``~``
+    and its :func:`encode_id` (no base32hex digit is ``~``, so the two never meet).
+    """
+    if len(task_id) == 36 and _UUID_RE.fullmatch(task_id):
+        number = int(task_id.replace("-", ""), 16)
+        return "".join(_BASE32HEX[(number >> shift) & 31] for shift in range(125, -1, -5))
+    return _LITERAL + encode_id(task_id)
+
+
+def decode_task_id(part: str) -> str:
+    """Invert :func:`encode_task_id`."""
+    if part.startswith(_LITERAL):
+        return decode_id(part[1:])
+    text = f"{int(part, 32):032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_CREATED_BASE36_DIGITS = 9
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(value: int) -> str:
+    """``value`` as 9 base-36 digits.
+
+    Out of range (only in a crafted cursor), a bound below (``-``) or above
+    (``zzzzzzzzz``) every member.
+    """
+    if value < 0:
+        return "-"
+    value = min(value, 36**_CREATED_BASE36_DIGITS - 1)
+    digits = []
+    for _ in range(_CREATED_BASE36_DIGITS):
+        value, digit = divmod(value, 36)
+        digits.append(_BASE36[digit])
+    return "".join(reversed(digits))
 
 
 class KeySchema:
@@ -97,9 +146,17 @@ class KeySchema:
             self._owners[owner_id] = parts
         return parts
 
+    def task_prefix(self, owner_id: str) -> str:
+        """What every task key of the owner starts with; a task key is it and the encoded id.
+
+        Scripts get it as a declared key (so Redis Cluster checks its slot) and join
+        it with the id of an index member to reach a task.
+        """
+        return self._owner_key("t", owner_id) + ":"
+
     def task_key(self, key: TaskKey) -> str:
         """The hash holding one task."""
-        return self._owner_key("t", key.owner_id) + ":" + encode_id(key.task_id)
+        return self.task_prefix(key.owner_id) + encode_task_id(key.task_id)
 
     def channel(self, key: TaskKey) -> str:
         """The shard channel the write scripts publish a task's changes on (its hash's name)."""
@@ -125,17 +182,25 @@ class KeySchema:
         return f"{self.tag(shard)}:due"
 
     def due_member(self, owner_id: str) -> str:
-        """An owner's entry in its shard's due set: its index key and expiry key."""
-        return f"{self.index_key(owner_id)} {self.expiry_key(owner_id)}"
+        """An owner's entry in its shard's due set: its index key, expiry key and task prefix."""
+        return (
+            f"{self.index_key(owner_id)} {self.expiry_key(owner_id)} {self.task_prefix(owner_id)}"
+        )
 
-    def index_member(self, key: TaskKey, created_at_ms: int) -> str:
-        """A task's member in the owner's index: creation time, then its key."""
-        return f"{created_at_ms:0{_CREATED_DIGITS}d}:{self.task_key(key)}"
+    @staticmethod
+    def index_member(key: TaskKey, created_at_ms: int) -> str:
+        """A task's member in the owner's index: creation time, ``:``, the encoded task id.
 
-    def position_of(self, member: str) -> ListPosition:
+        The creation time is 9 base-36 digits (lower case, so lexical order is time
+        order, up to the year 5138).
+        """
+        return f"{_base36(created_at_ms)}:{encode_task_id(key.task_id)}"
+
+    @staticmethod
+    def position_of(member: str) -> ListPosition:
         """The list position an index member stands for."""
-        created, _, task_key = member.partition(":")
-        return ListPosition(int(created), decode_id(task_key.rsplit(":", 1)[1]))
+        created, _, task_id = member.partition(":")
+        return ListPosition(int(created, 36), decode_task_id(task_id))
 
     def member_at(self, owner_id: str, position: ListPosition) -> str:
         """The index member of a list position."""

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._core.backend_types import TaskKey
+from .._core.backend_types import CoreWrite, NewTask, VariableMerge
 from .keys import KeySchema
 
 PRUNE_BATCH = 8
@@ -32,32 +32,34 @@ def _lua_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "lua"
 
 
+SHARED = "_task"
+"""``lua/_task.lua``: the helpers every script gets, after its first (``#!lua``) line."""
+
+
+def shared_source() -> str:
+    """The Lua of the shared helpers (``lua/_task.lua``) that every script starts with."""
+    return (_lua_dir() / f"{SHARED}.lua").read_text(encoding="utf-8")
+
+
 def load_script(name: str) -> Script:
-    """Read ``lua/<name>.lua``."""
-    source = (_lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+    """Read ``lua/<name>.lua``, with the shared helpers after its first line."""
+    own = (_lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+    flags, _, body = own.partition("\n")
+    source = f"{flags}\n{shared_source()}{body}"
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 
 CREATE = load_script("create")
 COMPARE_AND_SET = load_script("compare_and_set")
+MERGE_VARIABLES = load_script("merge_variables")
 LIST_PAGE = load_script("list_page")
 PURGE_EXPIRED = load_script("purge_expired")
-ALL_SCRIPTS = (CREATE, COMPARE_AND_SET, LIST_PAGE, PURGE_EXPIRED)
+ALL_SCRIPTS = (CREATE, COMPARE_AND_SET, MERGE_VARIABLES, LIST_PAGE, PURGE_EXPIRED)
 
 
-def create_call(
-    keys: KeySchema,
-    key: TaskKey,
-    data: bytes,
-    *,
-    created_at_ms: int,
-    expires_at_ms: int | None,
-    purge_at_ms: int | None,
-    max_live: int | None,
-    now_ms: int,
-    token: str,
-) -> tuple[list[str], list[Any]]:
+def create_call(keys: KeySchema, task: NewTask, token: str) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of ``create.lua`` for one task: the only place that lays them out."""
+    key = task.key
     owner = key.owner_id
     return (
         [
@@ -65,16 +67,50 @@ def create_call(
             keys.index_key(owner),
             keys.expiry_key(owner),
             keys.due_key(keys.shard_of(owner)),
+            keys.task_prefix(owner),
         ],
         [
-            data,
-            keys.index_member(key, created_at_ms),
-            "" if expires_at_ms is None else expires_at_ms,
-            "" if purge_at_ms is None else purge_at_ms,
-            "" if max_live is None else max_live,
-            now_ms,
+            task.format,
+            task.data,
+            keys.index_member(key, task.created_at_ms),
+            "" if task.expires_at_ms is None else task.expires_at_ms,
+            "" if task.purge_at_ms is None else task.purge_at_ms,
+            "" if task.max_live is None else task.max_live,
+            task.now_ms,
             keys.due_member(owner),
             PRUNE_BATCH,
             token,
         ],
     )
+
+
+def compare_and_set_call(
+    keys: KeySchema, write: CoreWrite, token: str
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``compare_and_set.lua``."""
+    key = write.key
+    major, _, minor = write.format.partition(".")
+    return (
+        [keys.task_key(key), keys.expiry_key(key.owner_id)],
+        [
+            write.expected_core_version,
+            write.data,
+            token,
+            write.now_ms,
+            keys.index_member(key, write.created_at_ms) if write.terminal else "",
+            major,
+            minor,
+        ],
+    )
+
+
+def merge_variables_call(
+    keys: KeySchema, merge: VariableMerge, token: str
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``merge_variables.lua``."""
+    args: list[Any] = [merge.format_major, merge.now_ms, merge.max_bytes, token, len(merge.sets)]
+    for name, value in merge.sets:
+        args.append(name)
+        args.append(value)
+    args.extend(merge.deletes)
+    return [keys.task_key(merge.key)], args

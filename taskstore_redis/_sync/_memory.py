@@ -6,9 +6,13 @@ from __future__ import annotations
 from .._core.backend_types import (
     BackendPage,
     CasResult,
+    CoreWrite,
     CreateOutcome,
     ListPosition,
+    MergeResult,
+    NewTask,
     TaskKey,
+    VariableMerge,
     VersionedRecord,
 )
 from .._core.fanout import Fanout
@@ -33,31 +37,17 @@ class InMemoryBackend:
         """Return the record at ``key``, or None."""
         return self._storage.get(key)
 
-    def create(
-        self,
-        key: TaskKey,
-        data: bytes,
-        *,
-        created_at_ms: int,
-        expires_at_ms: int | None,
-        purge_at_ms: int | None,
-        max_live: int | None,
-        now_ms: int,
-    ) -> CreateOutcome:
+    def create(self, task: NewTask) -> CreateOutcome:
         """Write a new record with version 1, within the owner's quota."""
-        return self._storage.create(
-            key,
-            data,
-            created_at_ms=created_at_ms,
-            expires_at_ms=expires_at_ms,
-            purge_at_ms=purge_at_ms,
-            max_live=max_live,
-            now_ms=now_ms,
-        )
+        return self._storage.create(task)
 
-    def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
-        """Replace the record's bytes if its version is ``expected_version``."""
-        return self._storage.compare_and_set(key, expected_version, data)
+    def compare_and_set(self, write: CoreWrite) -> CasResult:
+        """Replace the core record if its core version is the expected one."""
+        return self._storage.compare_and_set(write)
+
+    def merge_variables(self, merge: VariableMerge) -> MergeResult:
+        """Set and delete the variables named, with no version check."""
+        return self._storage.merge_variables(merge)
 
     def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
         """Return up to ``limit`` of the owner's records, newest first, after ``after``."""

@@ -9,9 +9,13 @@ from typing import Any, Protocol, runtime_checkable
 from .._core.backend_types import (
     BackendPage,
     CasResult,
+    CoreWrite,
     CreateOutcome,
     ListPosition,
+    MergeResult,
+    NewTask,
     TaskKey,
+    VariableMerge,
     VersionedRecord,
 )
 from .._core.config import StoreConfig
@@ -140,30 +144,30 @@ class StorageBackend(Protocol):
         """Return the record at ``key``, or None if there is none (or it is past purge time)."""
         ...
 
-    def create(
-        self,
-        key: TaskKey,
-        data: bytes,
-        *,
-        created_at_ms: int,
-        expires_at_ms: int | None,
-        purge_at_ms: int | None,
-        max_live: int | None,
-        now_ms: int,
-    ) -> CreateOutcome:
-        """Write a new record with version 1 and index it under its owner.
+    def create(self, task: NewTask) -> CreateOutcome:
+        """Write a new record with version 1 (core version 1) and index it under its owner.
 
         Refuse, writing nothing, when the key exists or when the owner already
-        has ``max_live`` records whose ``expires_at_ms`` is after ``now_ms`` (or
-        None). The record disappears by itself at ``purge_at_ms``.
+        has ``task.max_live`` tasks that are neither terminal nor expired at
+        ``task.now_ms``. The record disappears by itself at ``task.purge_at_ms``.
         """
         ...
 
-    def compare_and_set(self, key: TaskKey, expected_version: int, data: bytes) -> CasResult:
-        """Replace the record's bytes if its version is ``expected_version``.
+    def compare_and_set(self, write: CoreWrite) -> CasResult:
+        """Replace the core record if its core version is ``write.expected_core_version``.
 
-        On success the version goes up by one. On a conflict nothing is written
-        and the current record (or None) comes back.
+        On success both versions go up by one and the record as written comes
+        back; a terminal write stops the task counting against the quota. On a
+        conflict nothing is written and the current record (or None) comes back.
+        Variable merges never change the core version.
+        """
+        ...
+
+    def merge_variables(self, merge: VariableMerge) -> MergeResult:
+        """Set and delete the variables named, in one atomic step with no version check.
+
+        The version goes up by one; merges of distinct keys never conflict, on the
+        same key the last one wins. Refuses, writing nothing, as ``VariableMerge`` says.
         """
         ...
 
@@ -187,10 +191,14 @@ class StorageBackend(Protocol):
 __all__ = [
     "BackendPage",
     "CasResult",
+    "CoreWrite",
     "CreateOutcome",
     "ListPosition",
+    "MergeResult",
+    "NewTask",
     "StorageBackend",
     "TaskKey",
     "TaskStore",
     "TaskWatch",
+    "VariableMerge",
 ]

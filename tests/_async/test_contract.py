@@ -320,6 +320,33 @@ async def test_expired_tasks_do_not_count_against_the_quota(
 
 
 @pytest.mark.anyio
+async def test_terminal_tasks_do_not_count_against_the_quota(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store(security=SecurityConfig(max_tasks_per_owner=2))
+    first = await store.create(OWNER, METHOD)
+    second = await store.create(OWNER, METHOD)
+    await store.complete_with_result(first.task.task_id, OWNER, COMPLETED, None, {"ok": 1})
+    await store.create(OWNER, METHOD)  # the completed task left room for this one
+    with pytest.raises(ResourceExhausted):
+        await store.create(OWNER, METHOD)
+    await store.cancel(second.task.task_id, OWNER)
+    await store.create(OWNER, METHOD)  # and so does a cancelled one
+    assert len(await all_task_ids(store)) == 4
+
+
+@pytest.mark.anyio
+async def test_tasks_waiting_for_input_count_against_the_quota(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store(security=SecurityConfig(max_tasks_per_owner=1))
+    record = await store.create(OWNER, METHOD)
+    await store.update_status(record.task.task_id, OWNER, INPUT_REQUIRED, "which one?")
+    with pytest.raises(ResourceExhausted):
+        await store.create(OWNER, METHOD)
+
+
+@pytest.mark.anyio
 async def test_a_quota_of_none_means_no_limit(async_make_store: StoreFactory) -> None:
     store = async_make_store(security=SecurityConfig(max_tasks_per_owner=None))
     count = SecurityConfig().max_tasks_per_owner or 0

@@ -307,6 +307,31 @@ def test_expired_tasks_do_not_count_against_the_quota(
         store.create(OWNER, METHOD)
 
 
+def test_terminal_tasks_do_not_count_against_the_quota(
+    sync_make_store: StoreFactory,
+) -> None:
+    store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=2))
+    first = store.create(OWNER, METHOD)
+    second = store.create(OWNER, METHOD)
+    store.complete_with_result(first.task.task_id, OWNER, COMPLETED, None, {"ok": 1})
+    store.create(OWNER, METHOD)  # the completed task left room for this one
+    with pytest.raises(ResourceExhausted):
+        store.create(OWNER, METHOD)
+    store.cancel(second.task.task_id, OWNER)
+    store.create(OWNER, METHOD)  # and so does a cancelled one
+    assert len(all_task_ids(store)) == 4
+
+
+def test_tasks_waiting_for_input_count_against_the_quota(
+    sync_make_store: StoreFactory,
+) -> None:
+    store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=1))
+    record = store.create(OWNER, METHOD)
+    store.update_status(record.task.task_id, OWNER, INPUT_REQUIRED, "which one?")
+    with pytest.raises(ResourceExhausted):
+        store.create(OWNER, METHOD)
+
+
 def test_a_quota_of_none_means_no_limit(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=None))
     count = SecurityConfig().max_tasks_per_owner or 0

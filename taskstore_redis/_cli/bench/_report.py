@@ -23,7 +23,7 @@ SCHEMA = "taskstore-redis-bench/1"
 RATIO_TARGET = 0.85
 SCALING_TARGET = 3.0
 LIST_TARGET = 2.0
-MEMORY_TARGET = 1024
+MEMORY_TARGET = 600
 SEQUENTIAL, CONCURRENT = Layout(0, 1), Layout(0, 32)
 NOT_JUDGED = "--quick sizes are too small for the targets, which a full run judges"
 

@@ -21,13 +21,26 @@ from typing import Any, Protocol
 
 from ..._async._pipeline import AutoPipeline
 from ..._async._store import GenericTaskStore
-from ..._core.backend_types import TaskKey
+from ..._core.backend_types import NewTask, TaskKey
 from ..._core.config import StoreConfig
-from ..._core.model import encode_record
-from ..._core.rules import change_status, complete, merge_variables, new_record
+from ..._core.model import (
+    FORMAT,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    encode_core,
+    encode_variable_changes,
+)
+from ..._core.rules import change_status, complete, new_record
 from ..._core.status import TaskStatus
 from ..._redis.keys import KeySchema
-from ..._redis.scripts import COMPARE_AND_SET, CREATE, LIST_PAGE, PRUNE_BATCH, create_call
+from ..._redis.scripts import (
+    COMPARE_AND_SET,
+    CREATE,
+    LIST_PAGE,
+    MERGE_VARIABLES,
+    PRUNE_BATCH,
+    create_call,
+)
 
 METHOD = "tools/call"
 TTL_MS = 3_600_000
@@ -69,12 +82,13 @@ def tasks_for(operation: str, ops_per_lane: int) -> int:
 
 @dataclass
 class Lane:
-    """One caller's owner and tasks, and for the raw side its keys and versions."""
+    """One caller's owner and tasks, and for the raw side its keys, members and core versions."""
 
     owner: str
     task_ids: list[str]
     task_keys: list[str] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
 
 
 class Side(Protocol):
@@ -93,35 +107,39 @@ class Side(Protocol):
         """Release the connections."""
 
 
-async def bulk_create(client: Any, keys: KeySchema, owner: str, count: int) -> list[str]:
+async def bulk_create(
+    client: Any, keys: KeySchema, owner: str, count: int, members: list[str] | None = None
+) -> list[str]:
     """Create ``count`` real minimal tasks of ``owner`` through the create script, pipelined.
 
     Keys and arguments are those ``RedisBackend.create`` builds (no quota); task
     ``n`` is created ``count - n`` ms ago, so that creation order is index order.
-    Returns the ids, oldest first.
+    Returns the ids, oldest first (and appends their index members to ``members``).
     """
     start_ms = time.time_ns() // 1_000_000 - count
     config = StoreConfig()
     task_ids: list[str] = []
+    members = [] if members is None else members
     for first in range(0, count, SETUP_BATCH):
         pipe = client.pipeline(transaction=False)
         for n in range(first, min(first + SETUP_BATCH, count)):
             created = start_ms + n
             record = new_record(owner, METHOD, TTL_MS, created, config)
             key = TaskKey(owner, record.task.task_id)
-            script_keys, args = create_call(
-                keys,
-                key,
-                encode_record(record),
+            task = NewTask(
+                key=key,
+                format=FORMAT,
+                data=encode_core(record, created),
                 created_at_ms=created,
                 expires_at_ms=created + TTL_MS,
                 purge_at_ms=created + TTL_MS + _RETENTION_MS,
                 max_live=None,
                 now_ms=created,
-                token=secrets.token_hex(6),
             )
+            script_keys, args = create_call(keys, task, secrets.token_hex(6))
             pipe.execute_command("EVALSHA", CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(key.task_id)
+            members.append(keys.index_member(key, created))
         replies = await pipe.execute()
         if any(reply != 1 for reply in replies):
             raise BenchError(f"bulk create of {owner!r} got {set(map(repr, replies))}")
@@ -231,25 +249,28 @@ class StoreSide:
 
 
 def representative_payloads() -> dict[str, bytes]:
-    """The record bytes each operation writes, built once by the store's own rules.
+    """The core record bytes each operation writes, built once by the store's own rules.
 
     The raw side sends these (their size is what matters to Redis) instead of
-    building a record per call.
+    building a record per call; ``set_variables`` sends only the one variable.
     """
     config = StoreConfig()
     now = time.time_ns() // 1_000_000
     record = new_record(owner_of(0), METHOD, TTL_MS, now, config)
     return {
-        "create": encode_record(record),
-        "update_status": encode_record(
-            change_status(record, TaskStatus.INPUT_REQUIRED, WAITING, now)
+        "create": encode_core(record, now),
+        "update_status": encode_core(
+            change_status(record, TaskStatus.INPUT_REQUIRED, WAITING, now), now
         ),
-        "set_variables": encode_record(merge_variables(record, {"progress": 10**6}, now, config)),
-        "complete_with_result": encode_record(
-            complete(record, TaskStatus.COMPLETED, DONE, RESULT, now)
+        "complete_with_result": encode_core(
+            complete(record, TaskStatus.COMPLETED, DONE, RESULT, now), now
         ),
-        "cancel": encode_record(change_status(record, TaskStatus.CANCELLED, None, now)),
+        "cancel": encode_core(change_status(record, TaskStatus.CANCELLED, None, now), now),
     }
+
+
+VARIABLE_MERGE = encode_variable_changes({"progress": 10**6})[0][0]
+"""The one (key, value) pair that the set_variables scenario merges, as canonical JSON."""
 
 
 class RawSide:
@@ -287,18 +308,30 @@ class RawSide:
             "cancel": self._cancel,
         }[operation]
         self._cas_payload = self._payloads.get(operation, b"")
+        self._max_variable_bytes = StoreConfig().max_variable_size_bytes
 
     async def setup(self, owners: list[str], tasks_each: int) -> None:
         """Create each lane's tasks with the create script; note their keys and versions."""
         for owner in owners:
-            task_ids = await bulk_create(self._client, self._keys, owner, tasks_each)
+            members: list[str] = []
+            task_ids = await bulk_create(self._client, self._keys, owner, tasks_each, members)
             keys = [self._keys.task_key(TaskKey(owner, task_id)) for task_id in task_ids]
-            self.lanes.append(Lane(owner, task_ids, keys, [1] * len(keys)))
+            self.lanes.append(Lane(owner, task_ids, keys, [1] * len(keys), members))
             self._shapes.append(_OwnerKeys.of(self._keys, owner))
 
     async def warm(self) -> None:
         """List an owner that has no task."""
-        await self._send("EVALSHA", LIST_PAGE.sha, 1, self._keys.index_key(WARM_OWNER), "+", 1, 68)
+        keys = self._keys
+        await self._send(
+            "EVALSHA",
+            LIST_PAGE.sha,
+            2,
+            keys.index_key(WARM_OWNER),
+            keys.task_prefix(WARM_OWNER),
+            "+",
+            1,
+            68,
+        )
 
     async def op(self, lane: int, n: int) -> None:
         """Run operation ``n`` of ``lane``."""
@@ -314,17 +347,19 @@ class RawSide:
     async def _create(self, lane: int, n: int) -> None:
         shape = self._shapes[lane]
         now = time.time_ns() // 1_000_000
-        task_key = f"{shape.new_task_key}{n:012x}"
+        task_id = f"{shape.new_task_id}{n:012x}"
         reply = await self._send(
             "EVALSHA",
             CREATE.sha,
-            4,
-            task_key,
+            5,
+            shape.task_prefix + task_id,
             shape.index_key,
             shape.expiry_key,
             shape.due_key,
+            shape.task_prefix,
+            FORMAT,
             self._payloads["create"],
-            f"{now:015d}:{task_key}",
+            f"{now:015d}:{task_id}",
             now + TTL_MS,
             now + TTL_MS + _RETENTION_MS,
             "",
@@ -338,40 +373,70 @@ class RawSide:
 
     async def _get(self, lane: int, n: int) -> None:
         keys = self.lanes[lane].task_keys
-        await self._send("HMGET", keys[n % len(keys)], "v", "d")
+        await self._send("HGETALL", keys[n % len(keys)])
 
-    async def _compare_and_set(self, lane: Lane, index: int, n: int) -> None:
+    async def _compare_and_set(self, lane: int, index: int, n: int, *, terminal: bool) -> None:
+        state = self.lanes[lane]
         reply = await self._send(
             "EVALSHA",
             COMPARE_AND_SET.sha,
-            1,
-            lane.task_keys[index],
-            lane.versions[index],
+            2,
+            state.task_keys[index],
+            self._shapes[lane].expiry_key,
+            state.versions[index],
             self._cas_payload,
             f"{n:016x}",
+            time.time_ns() // 1_000_000,
+            state.members[index] if terminal else "",
+            FORMAT_MAJOR,
+            FORMAT_MINOR,
         )
         if int(reply[0]) != 1:
             raise BenchError(f"raw compare-and-set got {reply!r}")
-        lane.versions[index] = int(reply[1])
+        state.versions[index] += 1
 
     async def _update_status(self, lane: int, n: int) -> None:
-        state = self.lanes[lane]
-        await self._compare_and_set(state, n % len(state.task_keys), n)
+        count = len(self.lanes[lane].task_keys)
+        await self._compare_and_set(lane, n % count, n, terminal=False)
 
     async def _set_variables(self, lane: int, n: int) -> None:
-        state = self.lanes[lane]
-        await self._compare_and_set(state, n % len(state.task_keys), n)
+        keys = self.lanes[lane].task_keys
+        name, value = VARIABLE_MERGE
+        reply = await self._send(
+            "EVALSHA",
+            MERGE_VARIABLES.sha,
+            1,
+            keys[n % len(keys)],
+            FORMAT_MAJOR,
+            time.time_ns() // 1_000_000,
+            self._max_variable_bytes,
+            f"{n:016x}",
+            1,
+            name,
+            value,
+        )
+        if int(reply[0]) != 1:
+            raise BenchError(f"raw merge got {reply!r}")
 
     async def _complete_with_result(self, lane: int, n: int) -> None:
-        await self._compare_and_set(self.lanes[lane], n, n)
+        await self._compare_and_set(lane, n, n, terminal=True)
 
     async def _cancel(self, lane: int, n: int) -> None:
-        await self._compare_and_set(self.lanes[lane], n, n)
+        await self._compare_and_set(lane, n, n, terminal=True)
 
     async def _list(self, lane: int, n: int) -> None:
         size = self._page_size
-        index_key = self._shapes[lane].index_key
-        await self._send("EVALSHA", LIST_PAGE.sha, 1, index_key, "+", size, 4 * size + 64)
+        shape = self._shapes[lane]
+        await self._send(
+            "EVALSHA",
+            LIST_PAGE.sha,
+            2,
+            shape.index_key,
+            shape.task_prefix,
+            "+",
+            size,
+            4 * size + 64,
+        )
 
 
 @dataclass(frozen=True)
@@ -382,8 +447,9 @@ class _OwnerKeys:
     expiry_key: str
     due_key: str
     due_member: str
-    new_task_key: str
-    """A task key without its last 12 hex digits: ids keep the shape of a UUID."""
+    task_prefix: str
+    new_task_id: str
+    """A task id without its last 12 hex digits: ids keep the shape of a UUID."""
 
     @classmethod
     def of(cls, keys: KeySchema, owner: str) -> _OwnerKeys:
@@ -393,5 +459,6 @@ class _OwnerKeys:
             expiry_key=keys.expiry_key(owner),
             due_key=keys.due_key(keys.shard_of(owner)),
             due_member=keys.due_member(owner),
-            new_task_key=keys.task_key(TaskKey(owner, stem)),
+            task_prefix=keys.task_prefix(owner),
+            new_task_id=stem,
         )

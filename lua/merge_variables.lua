@@ -1,0 +1,66 @@
+#!lua flags=
+-- Merge variables into a task with no version check: merges of distinct keys commute.
+-- Each variable is its own hash field, named by the canonical JSON of its key (so it starts
+-- with a double quote) and holding the canonical JSON of its value; field n holds the sum
+-- of (#name + 1 + #value + 1) over the variables, so the canonical JSON of the merged
+-- object ({"k1":v1,"k2":v2}) is n + 1 bytes long (2 when empty).
+-- KEYS[1] task hash
+-- ARGV[1] format major of the caller, ARGV[2] now_ms, ARGV[3] most bytes of the merged
+-- variables' JSON, ARGV[4] write token, ARGV[5] number of variables set, then that many
+-- (name, value) pairs, then the names of the variables to delete.
+-- Returns {1, core, variables} applied (as record() (lua/_task.lua) gives them), {0} no such task,
+-- {-1} expired,
+-- {-2, size} too large, {-3, format} another major format. Writes nothing unless applied.
+local key = KEYS[1]
+local state = redis.call('HMGET', key, 'f', 'e', 'n', 'w')
+if not state[1] then
+  if redis.call('EXISTS', key) == 1 then
+    return {-3, ''}
+  end
+  return {0}
+end
+local history = state[4] or ''
+if resent(key, history, ARGV[4]) then
+  return {1, record(key)}
+end
+if string.match(state[1], '^%d+') ~= ARGV[1] then
+  return {-3, state[1]}
+end
+if state[2] and tonumber(state[2]) <= tonumber(ARGV[2]) then
+  return {-1}
+end
+local n = tonumber(state[3] or '0')
+local sets = tonumber(ARGV[5])
+local last_set = 5 + 2 * sets
+for i = 6, last_set, 2 do
+  local name = ARGV[i]
+  local old = redis.call('HSTRLEN', key, name)
+  if old > 0 then
+    n = n - (#name + old + 2)
+  end
+  n = n + #name + #ARGV[i + 1] + 2
+end
+for i = last_set + 1, #ARGV do
+  local old = redis.call('HSTRLEN', key, ARGV[i])
+  if old > 0 then
+    n = n - (#ARGV[i] + old + 2)
+  end
+end
+local size = 2
+if n > 0 then
+  size = n + 1
+end
+if size > tonumber(ARGV[3]) then
+  return {-2, size}
+end
+for i = 6, last_set, 2 do
+  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+end
+for i = last_set + 1, #ARGV do
+  redis.call('HDEL', key, ARGV[i])
+end
+local version = redis.call('HINCRBY', key, 'v', 1)
+local kept = remember(history, ARGV[4], version)
+redis.call('HSET', key, 'n', n, 'u', ARGV[2], 'w', kept)
+notify(key, version)
+return {1, record(key)}
