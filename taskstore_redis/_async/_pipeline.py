@@ -10,6 +10,8 @@ import anyio
 import redis.asyncio
 import redis.exceptions
 
+from .._redis.routing import pipeline_route
+
 
 class _Call:
     __slots__ = ("args", "done", "error", "result", "unsent")
@@ -105,7 +107,7 @@ class AutoPipeline:
             return
         async with client.pipeline(transaction=False) as pipe:
             for call in batch:
-                pipe.execute_command(*call.args)
+                pipe.execute_command(*call.args, **pipeline_route(client, call.args))
             replies = await pipe.execute(raise_on_error=False)
         for call, reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):

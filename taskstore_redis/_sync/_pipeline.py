@@ -11,6 +11,8 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from .._redis.routing import pipeline_route
+
 
 class _Call:
     __slots__ = ("args", "done", "error", "result", "unsent")
@@ -104,7 +106,7 @@ class AutoPipeline:
             return
         with client.pipeline(transaction=False) as pipe:
             for call in batch:
-                pipe.execute_command(*call.args)
+                pipe.execute_command(*call.args, **pipeline_route(client, call.args))
             replies = pipe.execute(raise_on_error=False)
         for call, reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):
