@@ -592,6 +592,28 @@ def test_while_redis_is_killed_every_call_fails_fast_and_after_a_restart_calls_s
 
 
 @pytest.mark.redis
+def test_a_write_to_a_server_that_refuses_the_connection_says_it_was_not_sent(
+    server: RedisServer,
+) -> None:
+    with open_store(server.url) as store:
+        task_id = store.create(OWNER, METHOD).task.task_id
+        server.kill()
+        # the first call may find its pooled connection dead after sending: unknown outcome;
+        # once the pool is empty, every connect is refused and nothing leaves the process
+        for _ in range(3):
+            with contextlib.suppress(StoreUnavailable):
+                store.set_variables(task_id, OWNER, {"drain": 1})
+        with pytest.raises(StoreUnavailable) as refused:
+            store.set_variables(task_id, OWNER, {"n": 1})
+        assert not refused.value.outcome_unknown, refused.value
+        assert "not sent: nothing was written" in str(refused.value)
+        assert "may or may not" not in str(refused.value)
+        with pytest.raises(StoreUnavailable) as read:
+            store.get(task_id, OWNER)
+        assert not read.value.outcome_unknown
+
+
+@pytest.mark.redis
 def test_with_an_append_only_file_every_acknowledged_write_survives_a_kill_and_restart() -> None:
     with (
         server_with("--appendonly", "yes", "--appendfsync", "always") as durable,

@@ -376,7 +376,7 @@ class RedisBackend:
                         f"{operation}: the write may or may not have been applied: {exc}",
                         outcome_unknown=True,
                     ) from exc
-                uncertain = uncertain or transient
+                uncertain = uncertain or exc.outcome_unknown
                 if attempt >= attempts or not transient:
                     raise
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from types import TracebackType
 
 import redis.exceptions
@@ -10,6 +11,20 @@ from .._core.errors import StoreUnavailable
 
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 """Errors after which the connection is dropped; a write may or may not have landed."""
+
+_NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, socket.gaierror)
+"""What redis-py's connect failed with when no connection was made: nothing was sent."""
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` came from connecting, so the command never left this process.
+
+    redis-py raises its ``ConnectionError`` for a failed connect from within the
+    handler of the socket error (refused, no such unix socket, unknown host).
+    """
+    return isinstance(exc, redis.exceptions.ConnectionError) and isinstance(
+        exc.__context__, _NOT_CONNECTED
+    )
 
 
 class map_redis_errors:
@@ -40,10 +55,14 @@ class map_redis_errors:
         if exc is None or isinstance(exc, redis.exceptions.NoScriptError):
             return
         if isinstance(exc, TRANSIENT):
-            unknown = " (the write may or may not have been applied)" if self.write else ""
+            unknown = self.write and not never_sent(exc)
+            if unknown:
+                said = " (the write may or may not have been applied)"
+            else:
+                said = " (not sent: nothing was written)" if self.write else ""
             raise StoreUnavailable(
-                f"Redis unavailable during {self.operation}{unknown}: {exc}",
-                outcome_unknown=self.write,
+                f"Redis unavailable during {self.operation}{said}: {exc}",
+                outcome_unknown=unknown,
             ) from exc
         if isinstance(exc, redis.exceptions.RedisError):
             raise StoreUnavailable(f"Redis refused {self.operation}: {exc}") from exc
