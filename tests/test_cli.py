@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing
 import os
@@ -18,16 +19,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
 from rich.console import Console
+from rich.progress import Progress
 
 import taskstore_redis as ts
+from taskstore_redis._async._redis import RedisBackend
 from taskstore_redis._cli import _app, _doctor, _exit, _inspect
 from taskstore_redis._cli.demo import verify as _demo_verify
+from taskstore_redis._cli.demo.client import Bars
 from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
+from taskstore_redis._core.backend_types import TaskKey, VersionedRecord
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS
 from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
@@ -113,6 +119,43 @@ def test_the_demo_with_worker_processes_on_redis_passes_and_leaves_its_tasks_to_
         page = store.list("demo-owner-0", limit=100)
     assert len(page.tasks) == 120 // 8
     assert all(record.task.status.is_terminal for record in page.tasks)
+
+
+@pytest.mark.redis
+def test_the_demo_client_waits_for_changes_instead_of_polling(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one worker of two coroutines: most tasks sit unchanged for a while, which a
+    # polling client would read again and again; a waiting one reads only on a change
+    args = argparse.Namespace(
+        workers=1, tasks=80, owners=4, concurrency=2, timeout=60.0, seed=3, prefix=None
+    )
+    demo = Demo(args, redis_url, Console(file=io.StringIO()))
+    reads = 0
+    read = RedisBackend.get
+
+    async def counted(backend: RedisBackend, key: TaskKey) -> VersionedRecord | None:
+        nonlocal reads
+        reads += 1  # the client's reads only: the workers are other processes
+        return await read(backend, key)
+
+    monkeypatch.setattr(RedisBackend, "get", counted)
+    try:
+        anyio.run(demo.main, Bars(Progress(console=demo.console), demo.tasks))
+    finally:
+        demo.stop_processes()
+    assert demo.passed(), (demo.failure, demo.checks)
+    kinds = demo.client.tally.client_kinds
+    assert "get" not in kinds
+    assert sum(kinds.values()) == demo.client.tally.client_ops
+    seen = demo.client.seen
+    versions = sum(task.version for task in seen)  # the terminal versions
+    # every wait returned a version above the last one seen: at most one per change
+    assert all(task.waits < task.version for task in seen)
+    assert kinds["wait"] == sum(task.waits for task in seen)
+    # a read as each wait starts, one per change that woke it, one per get_result: a
+    # client polling every few milliseconds would read each idle task over and over
+    assert reads <= kinds["wait"] + versions + len(seen), (reads, versions)
 
 
 @pytest.mark.redis

@@ -52,6 +52,8 @@ class ClientTask:
     owner: str
     version: int = 0
     """The last version of the task the client saw (or wrote)."""
+    waits: int = 0
+    """The client's ``wait`` calls that returned for this task."""
     approved: bool = False
     cancel: str | None = None
     """``cancelled`` if the client's cancel was written, ``too-late`` if it got
@@ -216,6 +218,7 @@ class Client:
             except WaitTimeout:
                 return
             self.tally.client_op("wait")
+            task.waits += 1
             await self.react(store, task, record, bars)
 
     async def react(
