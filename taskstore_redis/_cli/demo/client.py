@@ -239,7 +239,10 @@ class Client:
             bars.advance(bars.answered)
             if not is_cancel_planned(task.index):
                 return
-            await anyio.sleep(self.rng.uniform(0.0, CANCEL_RACE_S))  # race the worker
+            # race the worker: half the cancels at once, half after a short random delay
+            delay = self.rng.uniform(-CANCEL_RACE_S, CANCEL_RACE_S)
+            if delay > 0:
+                await anyio.sleep(delay)
             try:
                 record = await store.cancel(task.task_id, task.owner)
                 task.cancel = "cancelled"

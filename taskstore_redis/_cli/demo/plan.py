@@ -22,11 +22,11 @@ from ..._core.status import TaskStatus
 
 TTL_MS = 3_600_000
 """Demo tasks live an hour, so they can be inspected afterwards; then they expire."""
-CANCEL_RACE_S = 0.004
-"""The client cancels a planned task up to this long after its approval (a random delay).
+CANCEL_RACE_S = 0.002
+"""Half the planned cancels are sent right after the approval, half up to this long after.
 
-The worker wakes within milliseconds of the approval, so a short delay keeps the
-race open: some cancels win, some lose to the worker's completion."""
+The worker wakes within milliseconds of the approval, so the race stays open:
+some cancels win, some lose to the worker's completion."""
 STEPS = 3
 FAIL_EVERY = 10
 """Task ``i`` fails on purpose when ``i % FAIL_EVERY == FAIL_EVERY - 1``."""
