@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -27,6 +28,7 @@ from rich.progress import Progress
 
 import taskstore_redis as ts
 from taskstore_redis._async._redis import RedisBackend
+from taskstore_redis._async._store import GenericTaskStore as AsyncStore
 from taskstore_redis._cli import _app, _doctor, _exit, _inspect
 from taskstore_redis._cli.demo import verify as _demo_verify
 from taskstore_redis._cli.demo.client import Bars
@@ -34,6 +36,7 @@ from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
 from taskstore_redis._core.backend_types import TaskKey, VersionedRecord
+from taskstore_redis._core.errors import InvalidArgument
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS
 from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
@@ -92,6 +95,30 @@ def test_the_demo_fails_and_names_the_check_when_a_result_differs_from_the_recom
     assert code == 1, out
     assert "check 'result' failed" in out
     assert "FAILED" in out
+
+
+def test_a_client_error_on_a_task_is_counted_and_the_task_still_followed_to_the_end(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the client's first approval of every 7th task fails; it tries again from the
+    # version it last saw, so every task still ends, and the "no errors" check fails
+    set_variables = AsyncStore.set_variables
+    failed: set[str] = set()
+
+    async def flaky(store: AsyncStore, task_id: str, owner_id: str, variables: Any) -> Any:
+        if variables == {"approval": "yes"} and task_id not in failed and len(failed) < 3:
+            failed.add(task_id)
+            raise InvalidArgument("refused once on purpose")
+        return await set_variables(store, task_id, owner_id, variables)
+
+    monkeypatch.setattr(AsyncStore, "set_variables", flaky)
+    code = main(["demo", "--backend", "memory", "--tasks", "40", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert len(failed) == 3
+    assert re.search(r"terminal\s*│\s*completed \d+, failed 4, cancelled", out), out
+    assert "check 'no errors' failed" in out
+    assert "refused once on purpose" in out
 
 
 @pytest.mark.parametrize("value", ["0", "x"])

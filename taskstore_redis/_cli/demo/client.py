@@ -39,6 +39,8 @@ CLIENT_WAITERS = 4096
 """Tasks followed at once (one waiting coroutine each), in task order."""
 HEALTH_INTERVAL_S = 0.05
 """How often the monitor looks at the workers' health and the deadline."""
+FOLLOW_ATTEMPTS = 3
+"""Errors on one task the client counts and gets over before it fails the run."""
 FINISH_GRACE_S = 2.0
 """How long tasks may stay unfinished for the client once every worker has reported."""
 
@@ -157,12 +159,23 @@ class Client:
         late = f"the deadline ({timeout:g} s) passed"
         limiter = anyio.CapacityLimiter(CLIENT_WAITERS)
 
-        async def follow(task: ClientTask) -> None:
+        async def follow(task: ClientTask, scope: anyio.CancelScope) -> None:
+            nonlocal failure
             async with limiter:
-                try:
-                    await self.follow(store, task, bars, deadline)
-                except TaskStoreError as exc:
-                    self.tally.client_error(f"task {task.index}: {type(exc).__name__}: {exc}")
+                for attempt in range(FOLLOW_ATTEMPTS):
+                    try:
+                        if attempt:  # react again to the task as it is now
+                            record = await store.get(task.task_id, task.owner)
+                            self.tally.client_op("get")
+                            await self.react(store, task, record, bars)
+                        await self.follow(store, task, bars, deadline)
+                        return
+                    except TaskStoreError as exc:
+                        # counted (the "no errors" check fails), then tried again from
+                        # the version last seen, as the next poll would have
+                        self.tally.client_error(f"task {task.index}: {type(exc).__name__}: {exc}")
+                failure = failure or f"the client gave up on task {task.index} after errors"
+                scope.cancel()
 
         async def monitor(scope: anyio.CancelScope) -> None:
             nonlocal failure
@@ -184,7 +197,7 @@ class Client:
             outer.start_soon(monitor, outer.cancel_scope)
             async with anyio.create_task_group() as group:
                 for task in self.seen:
-                    group.start_soon(follow, task)
+                    group.start_soon(follow, task, outer.cancel_scope)
             outer.cancel_scope.cancel()
         if failure is None and any(task.status is None for task in self.seen):
             failure = self.unfinished(
