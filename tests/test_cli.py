@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing
 import os
@@ -17,17 +18,25 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 import redis
 from rich.console import Console
+from rich.progress import Progress
 
 import taskstore_redis as ts
+from taskstore_redis._async._redis import RedisBackend
+from taskstore_redis._async._store import GenericTaskStore as AsyncStore
 from taskstore_redis._cli import _app, _doctor, _exit, _inspect
 from taskstore_redis._cli.demo import verify as _demo_verify
+from taskstore_redis._cli.demo.client import Bars
 from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
+from taskstore_redis._core.backend_types import TaskKey, VersionedRecord
+from taskstore_redis._core.errors import InvalidArgument
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS, shared_source
 from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
@@ -88,6 +97,30 @@ def test_the_demo_fails_and_names_the_check_when_a_result_differs_from_the_recom
     assert "FAILED" in out
 
 
+def test_a_client_error_on_a_task_is_counted_and_the_task_still_followed_to_the_end(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the client's first approval of every 7th task fails; it tries again from the
+    # version it last saw, so every task still ends, and the "no errors" check fails
+    set_variables = AsyncStore.set_variables
+    failed: set[str] = set()
+
+    async def flaky(store: AsyncStore, task_id: str, owner_id: str, variables: Any) -> Any:
+        if variables == {"approval": "yes"} and task_id not in failed and len(failed) < 3:
+            failed.add(task_id)
+            raise InvalidArgument("refused once on purpose")
+        return await set_variables(store, task_id, owner_id, variables)
+
+    monkeypatch.setattr(AsyncStore, "set_variables", flaky)
+    code = main(["demo", "--backend", "memory", "--tasks", "40", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert len(failed) == 3
+    assert re.search(r"terminal\s*│\s*completed \d+, failed 4, cancelled", out), out
+    assert "check 'no errors' failed" in out
+    assert "refused once on purpose" in out
+
+
 @pytest.mark.parametrize("value", ["0", "x"])
 def test_the_demo_refuses_a_worker_count_below_one_in_one_line(
     value: str, capsys: pytest.CaptureFixture[str]
@@ -113,6 +146,43 @@ def test_the_demo_with_worker_processes_on_redis_passes_and_leaves_its_tasks_to_
         page = store.list("demo-owner-0", limit=100)
     assert len(page.tasks) == 120 // 8
     assert all(record.task.status.is_terminal for record in page.tasks)
+
+
+@pytest.mark.redis
+def test_the_demo_client_waits_for_changes_instead_of_polling(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one worker of two coroutines: most tasks sit unchanged for a while, which a
+    # polling client would read again and again; a waiting one reads only on a change
+    args = argparse.Namespace(
+        workers=1, tasks=80, owners=4, concurrency=2, timeout=60.0, seed=3, prefix=None
+    )
+    demo = Demo(args, redis_url, Console(file=io.StringIO()))
+    reads = 0
+    read = RedisBackend.get
+
+    async def counted(backend: RedisBackend, key: TaskKey) -> VersionedRecord | None:
+        nonlocal reads
+        reads += 1  # the client's reads only: the workers are other processes
+        return await read(backend, key)
+
+    monkeypatch.setattr(RedisBackend, "get", counted)
+    try:
+        anyio.run(demo.main, Bars(Progress(console=demo.console), demo.tasks))
+    finally:
+        demo.stop_processes()
+    assert demo.passed(), (demo.failure, demo.checks)
+    kinds = demo.client.tally.client_kinds
+    assert "get" not in kinds
+    assert sum(kinds.values()) == demo.client.tally.client_ops
+    seen = demo.client.seen
+    versions = sum(task.version for task in seen)  # the terminal versions
+    # every wait returned a version above the last one seen: at most one per change
+    assert all(task.waits < task.version for task in seen)
+    assert kinds["wait"] == sum(task.waits for task in seen)
+    # a read as each wait starts, one per change that woke it, one per get_result: a
+    # client polling every few milliseconds would read each idle task over and over
+    assert reads <= kinds["wait"] + versions + len(seen), (reads, versions)
 
 
 @pytest.mark.redis

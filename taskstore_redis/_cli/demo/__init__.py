@@ -3,12 +3,12 @@
 The parent creates the tasks, then worker processes (or, with the in-memory
 backend, groups of coroutines in this process) take them through the MCP Tasks
 life cycle while the parent plays the client: it answers every task that asks
-for input, cancels some tasks while they run, and polls until each one is
-terminal. At the end a fresh store lists every owner's tasks through all pages
+for input, cancels some tasks while they run, and waits (no polling) until each
+one is terminal. At the end a fresh store lists every owner's tasks through all pages
 and checks each task against what the workers and the client reported.
 
 Modules by role: ``plan`` (the task plan and the values expected),
-``worker`` (worker processes or coroutine groups), ``client`` (creating, polling,
+``worker`` (worker processes or coroutine groups), ``client`` (creating, waiting,
 answering input, cancelling), ``verify`` (the final check from the store) and
 ``runner`` (one run: the options, the phases, the summary).
 """

@@ -4,8 +4,9 @@ Every task ``i`` follows a plan known in advance:
 
 - a worker merges ``{"worker": w}``, then ``{"step1": ...}``, ``{"step2": ...}``,
   ``{"step3": ...}`` (values computed from the seed and ``i``);
-- it moves the task to ``input_required`` and polls until the client has merged
-  ``{"approval": "yes"}`` and moved the task back to ``working``;
+- it moves the task to ``input_required`` and waits (``wait``, no polling)
+  until the client has merged ``{"approval": "yes"}`` and moved the task back
+  to ``working``;
 - it completes the task with ``{"sum": i + step1 + step2 + step3}`` (the steps as
   read back from the store), or, for every 10th task, fails it with
   ``{"error": ...}``;
@@ -21,8 +22,11 @@ from ..._core.status import TaskStatus
 
 TTL_MS = 3_600_000
 """Demo tasks live an hour, so they can be inspected afterwards; then they expire."""
-POLL_SCALE = 0.04
-"""Poll at this fraction of the task's ``pollInterval`` (500 ms becomes 20 ms)."""
+CANCEL_RACE_S = 0.002
+"""Half the planned cancels are sent right after the approval, half up to this long after.
+
+The worker wakes within milliseconds of the approval, so the race stays open:
+some cancels win, some lose to the worker's completion."""
 STEPS = 3
 FAIL_EVERY = 10
 """Task ``i`` fails on purpose when ``i % FAIL_EVERY == FAIL_EVERY - 1``."""

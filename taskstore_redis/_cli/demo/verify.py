@@ -195,7 +195,7 @@ class Verification:
         """Check the stored result and the one the client got from ``get_result``."""
         index, status = task.index, record.task.status
         if status is TaskStatus.CANCELLED:
-            if record.result is not None or not task.result_not_ready:
+            if record.result is not None or not task.no_result:
                 check.fail("result", f"cancelled task {index} has a result: {record.result!r}")
             if record.task.status_message is not None:
                 check.fail(

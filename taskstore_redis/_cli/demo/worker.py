@@ -8,6 +8,7 @@ worker sends back a :class:`WorkerReport` of what the store acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
 import signal
@@ -22,13 +23,12 @@ from typing import Any
 import anyio
 
 from ..._async._store import GenericTaskStore
-from ..._core.errors import InvalidTransition, TaskStoreError
+from ..._core.errors import InvalidTransition, TaskStoreError, WaitTimeout
 from ..._core.model import JSONValue, TaskRecord
 from ..._core.status import TaskStatus
 from .plan import (
     CONFIG,
     MAX_ERRORS_KEPT,
-    POLL_SCALE,
     SECURITY,
     STEPS,
     WAIT_MESSAGE,
@@ -80,21 +80,30 @@ class _DeadlinePassed(Exception):
 
 
 async def _await_approval(
-    store: GenericTaskStore, job: Job, deadline: float, report: WorkerReport
+    store: GenericTaskStore, job: Job, version: int, deadline: float, report: WorkerReport
 ) -> TaskRecord:
-    """Poll the task until it is back in ``working`` with an approval, or terminal."""
+    """Wait until the task is back in ``working`` with an approval, or terminal.
+
+    ``version`` is the one the worker wrote with ``input_required``; each wait
+    returns at the next change after the last version seen, without polling.
+    """
     index, task_id, owner = job
+    status = TaskStatus.INPUT_REQUIRED
     while True:
-        record = await store.get(task_id, owner)
+        left = deadline - time.time()
+        record = None
+        if left > 0:
+            with contextlib.suppress(WaitTimeout):
+                record = await store.wait(task_id, owner, after_version=version, timeout=left)
+        if record is None:
+            raise _DeadlinePassed(f"task {index}: still {status.value} at the deadline")
         report.ops += 1
         status = record.task.status
         if status is TaskStatus.WORKING and record.variables.get("approval") == "yes":
             return record
         if status.is_terminal:
             return record
-        if time.time() >= deadline:
-            raise _DeadlinePassed(f"task {index}: still {status.value} at the deadline")
-        await anyio.sleep(record.task.poll_interval / 1000 * POLL_SCALE)
+        version = record.version
 
 
 async def _work_on(
@@ -111,9 +120,9 @@ async def _work_on(
         merged.update(variables)
     assert record is not None
     total = index + sum(int(record.variables[f"step{s}"]) for s in range(1, STEPS + 1))
-    await store.update_status(task_id, owner, TaskStatus.INPUT_REQUIRED, WAIT_MESSAGE)
+    record = await store.update_status(task_id, owner, TaskStatus.INPUT_REQUIRED, WAIT_MESSAGE)
     report.ops += 1
-    record = await _await_approval(store, job, deadline, report)
+    record = await _await_approval(store, job, record.version, deadline, report)
     if record.task.status is TaskStatus.CANCELLED and is_cancel_planned(index):
         report.outcomes[index] = "cancel-seen"
         return
