@@ -7,8 +7,8 @@ from types import TracebackType
 from typing import Protocol
 
 from .._core.fanout import Fanout
+from .._core.wake import AsyncWaker, async_waker
 from .._redis.pubsub import AsyncHub
-from .._wake import AsyncWaker, async_waker
 
 
 class HubOwner(Protocol):

@@ -8,8 +8,8 @@ from types import TracebackType
 from typing import Protocol
 
 from .._core.fanout import Fanout
+from .._core.wake import SyncWaker, sync_waker
 from .._redis.pubsub import SyncHub
-from .._wake import SyncWaker, sync_waker
 
 
 class HubOwner(Protocol):
