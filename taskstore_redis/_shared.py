@@ -36,13 +36,11 @@ from ._core.errors import (
 from ._core.model import Task, TaskPage, TaskRecord
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
+# every name the sync and the async faces share (errors, model, settings, backend types)
 __all__ = [
-    # model
     "TERMINAL_STATUSES",
     "TRANSITIONS",
-    # errors
     "AnonymousAccessDenied",
-    # backend types
     "BackendPage",
     "CasResult",
     "ConcurrentModification",
@@ -57,7 +55,6 @@ __all__ = [
     "NoResult",
     "NotReady",
     "ResourceExhausted",
-    # settings
     "SecurityConfig",
     "StorageCorrupted",
     "StoreConfig",
