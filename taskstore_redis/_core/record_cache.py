@@ -51,7 +51,20 @@ class RecordCache:
 
     def put(self, key: TaskKey, record: Decoded, stored_bytes: int) -> None:
         """Remember ``record`` unless a newer version is already remembered."""
-        self.put_many([(key, record, stored_bytes)])
+        if not self._size:
+            return
+        with self._lock:
+            records = self._records
+            if stored_bytes > MAX_REMEMBERED_BYTES:
+                records.pop(key, None)
+                return
+            known = records.get(key)
+            if known is not None and known.record.version > record.record.version:
+                return
+            records[key] = record
+            records.move_to_end(key)
+            if len(records) > self._size:
+                records.popitem(last=False)
 
     def put_many(self, entries: Iterable[tuple[TaskKey, Decoded, int]]) -> None:
         """Remember several records (key, record, size of its stored bytes) at once."""

@@ -330,7 +330,7 @@ class GenericTaskStore:
             task_id = stored.task_id
             key = TaskKey(owner, task_id)
             known = remembered(key)
-            if known is not None and _same(known, stored):
+            if known is not None and (known.source is stored or _same(known, stored)):
                 tasks.append(known.record)
                 continue
             decoded = decode_record(stored, owner, task_id, known)
