@@ -119,8 +119,8 @@ class MemoryStorage:
             entry = self._live_entry(write.key, now_ms())
             if entry is None:
                 return CasResult(False, None)
-            if entry.core_version != write.expected_core_version or not format_not_newer(
-                entry.format, write.format
+            if entry.core_version != write.expected_core_version or (
+                entry.format != write.format and not format_not_newer(entry.format, write.format)
             ):
                 return CasResult(False, entry.stored())
             entry.version += 1
