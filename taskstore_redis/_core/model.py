@@ -25,10 +25,13 @@ def _second_stamp(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
 
 
+_MILLIS_SUFFIX = tuple(f".{millis:03d}Z" for millis in range(1000))
+
+
 def timestamp_from_ms(epoch_ms: int) -> str:
     """Format milliseconds since the epoch as an MCP wire timestamp."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{_second_stamp(seconds)}.{millis:03d}Z"
+    return _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
 
 
 def datetime_from_ms(epoch_ms: int) -> datetime:
@@ -289,7 +292,7 @@ def decode_record(
         raise StorageCorrupted(f"stored task record does not decode: {exc}") from exc
     created = core.created_at_ms
     seconds, millis = divmod(created, 1000)
-    created_stamp = f"{_second_stamp(seconds)}.{millis:03d}Z"
+    created_stamp = _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
     ttl = core.ttl_ms
     record = TaskRecord(
         task=Task(
