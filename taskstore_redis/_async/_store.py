@@ -188,7 +188,11 @@ class GenericTaskStore:
             )
             if outcome is CreateOutcome.CREATED:
                 created = msgspec.structs.replace(record, version=1)
-                self._cache.put(created_key, Decoded(created, 1, now, FORMAT, True), len(data))
+                self._cache.put(
+                    created_key,
+                    Decoded(created, 1, now, FORMAT, True, data, b"{}", None),
+                    len(data),
+                )
                 return created
             if outcome is CreateOutcome.QUOTA_EXCEEDED:
                 raise ResourceExhausted(self._security.max_tasks_per_owner or 0)
@@ -326,17 +330,19 @@ class GenericTaskStore:
         page = await self._backend.list_page(owner, after, size)
         tasks: builtins.list[TaskRecord] = []
         seen: builtins.list[tuple[TaskKey, Decoded, int]] = []
-        cache = self._cache
+        remembered = self._cache.get
         for stored in page.records:
-            key = TaskKey(owner, stored.task_id)
-            known = cache.get(key)
-            if known is not None and _same(known, stored):
+            task_id = stored.task_id
+            key = TaskKey(owner, task_id)
+            known = remembered(key)
+            if known is not None and (known.source is stored or _same(known, stored)):
                 tasks.append(known.record)
                 continue
-            decoded = decode_record(stored, owner, stored.task_id)
+            decoded = decode_record(stored, owner, task_id, known)
             tasks.append(decoded.record)
             seen.append((key, decoded, len(stored.data) + len(stored.variables)))
-        self._cache.put_many(seen)
+        if seen:
+            self._cache.put_many(seen)
         next_cursor = (
             None if page.next_position is None else encode_cursor(owner, page.next_position)
         )
@@ -460,15 +466,22 @@ class GenericTaskStore:
         check_result_size(value, self._config)
         return value
 
-    def _owned(self, key: TaskKey, stored: VersionedRecord | None) -> Decoded:
-        """Decode what the backend holds at ``key`` and remember it; TaskNotFound if none."""
+    def _owned(
+        self, key: TaskKey, stored: VersionedRecord | None, like: Decoded | None = None
+    ) -> Decoded:
+        """Decode what the backend holds at ``key`` and remember it; TaskNotFound if none.
+
+        ``like`` is what the task is expected to hold (the record a write just
+        made): the parts stored as it says are taken from it, not decoded again.
+        Without it, the remembered record serves the same way.
+        """
         if stored is None:
             self._cache.forget(key)
             raise TaskNotFound(key.task_id)
-        known = self._cache.get(key)
+        known = self._cache.get(key) if like is None else like
         if known is not None and _same(known, stored):
             return known  # what this process decoded at this very version: no decoding again
-        decoded = decode_record(stored, key.owner_id, key.task_id)
+        decoded = decode_record(stored, key.owner_id, key.task_id, known)
         self._cache.put(key, decoded, len(stored.data) + len(stored.variables))
         return decoded
 
@@ -518,7 +531,18 @@ class GenericTaskStore:
                 )
             )
             if result.applied:
-                return self._owned(key, result.current).record
+                # the task now holds the core just written: only what others changed decodes
+                written = Decoded(
+                    updated,
+                    seen.core_version + 1,
+                    seen.created_at_ms,
+                    FORMAT,
+                    True,
+                    data,
+                    seen.variables_data,
+                    now,
+                )
+                return self._owned(key, result.current, written).record
             stale_memory = not current
             seen, current = self._owned(key, result.current), True
             if stale_memory:
@@ -543,7 +567,7 @@ def _same(known: Decoded, stored: VersionedRecord) -> bool:
     Every write moves the task version on, so equal versions (and format) mean
     equal contents.
     """
-    return (
+    return known.source is stored or (
         known.record.version == stored.version
         and known.core_version == stored.core_version
         and known.format == stored.format

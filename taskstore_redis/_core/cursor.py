@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 
 import msgspec
@@ -22,15 +23,17 @@ class _Cursor(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_field
 
 
 _decoder = msgspec.json.Decoder(_Cursor)
+_encoder = msgspec.json.Encoder()
 
 
+@functools.lru_cache(maxsize=1024)
 def _owner_fingerprint(owner_id: str) -> str:
     return hashlib.sha256(owner_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def encode_cursor(owner_id: str, position: ListPosition) -> str:
     """Wrap a list position of ``owner_id`` into an opaque cursor string."""
-    raw = msgspec.json.encode(
+    raw = _encoder.encode(
         _Cursor(_VERSION, _owner_fingerprint(owner_id), position.created_at_ms, position.task_id)
     )
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")

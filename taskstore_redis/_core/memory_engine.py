@@ -119,8 +119,8 @@ class MemoryStorage:
             entry = self._live_entry(write.key, now_ms())
             if entry is None:
                 return CasResult(False, None)
-            if entry.core_version != write.expected_core_version or not format_not_newer(
-                entry.format, write.format
+            if entry.core_version != write.expected_core_version or (
+                entry.format != write.format and not format_not_newer(entry.format, write.format)
             ):
                 return CasResult(False, entry.stored())
             entry.version += 1
@@ -182,14 +182,25 @@ class MemoryStorage:
                 else bisect.bisect_left(index, (after.created_at_ms, after.task_id))
             )
             records: list[VersionedRecord] = []
+            entries = self._entries
             position = end
             while position > 0 and len(records) < limit:
                 position -= 1
-                created_at_ms, task_id = index[position]
-                entry = self._live_entry(TaskKey(owner_id, task_id), now)
-                if entry is not None:
-                    records.append(entry.stored(task_id))
+                task_id = index[position][1]
+                key = TaskKey(owner_id, task_id)
+                entry = entries.get(key)
+                if entry is None:
+                    continue
+                purge_at_ms = entry.purge_at_ms
+                if purge_at_ms is not None and purge_at_ms <= now:
+                    self._remove(key)
+                    continue
                 # a purged entry was removed from the index: positions below are unchanged
+                snapshot = entry.snapshot
+                if snapshot is not None and snapshot.task_id == task_id:
+                    records.append(snapshot)
+                else:
+                    records.append(entry.stored(task_id))
             more = position > 0 and len(records) == limit
             next_position = None
             if more:

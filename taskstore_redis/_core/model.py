@@ -25,10 +25,13 @@ def _second_stamp(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
 
 
+_MILLIS_SUFFIX = tuple(f".{millis:03d}Z" for millis in range(1000))
+
+
 def timestamp_from_ms(epoch_ms: int) -> str:
     """Format milliseconds since the epoch as an MCP wire timestamp."""
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{_second_stamp(seconds)}.{millis:03d}Z"
+    return _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
 
 
 def datetime_from_ms(epoch_ms: int) -> datetime:
@@ -134,22 +137,26 @@ def encode_json(value: object) -> bytes:
 
 
 def encode_core(record: TaskRecord, created_at_ms: int) -> bytes:
-    """Encode a record's core (all but its version and variables) as canonical JSON."""
+    """Encode a record's core (all but its version and variables) as canonical JSON.
+
+    The array of ``_Core``'s fields in order, without its trailing nulls.
+    """
     task = record.task
-    data = _encoder.encode(
-        _Core(
-            status=task.status,
-            created_at_ms=created_at_ms,
-            poll_interval_ms=task.poll_interval,
-            request_method=record.request_method,
-            ttl_ms=task.ttl,
-            status_message=task.status_message,
-            result=record.result,
-        )
-    )
-    while data.endswith(b",null]"):
-        data = data[:-6] + b"]"
-    return data
+    result = record.result
+    core: list[Any] = [
+        task.status,
+        created_at_ms,
+        task.poll_interval,
+        record.request_method,
+        task.ttl,
+        task.status_message,
+        result,
+    ]
+    if result is None:
+        del core[-1]
+        while core[-1] is None and len(core) > 4:
+            del core[-1]
+    return _encoder.encode(core)
 
 
 def encode_variable_changes(
@@ -200,7 +207,12 @@ def format_major_of(stored: str) -> str:
 
 
 class Decoded(msgspec.Struct, frozen=True):
-    """A decoded record with what a rewrite needs: its core version, creation time, format."""
+    """A decoded record with what a rewrite needs, and the stored bytes it came from.
+
+    The stored bytes let the next decoding of the same task reuse what did not
+    change: a core record with the same bytes decodes to the same values, and so
+    do variables with the same bytes.
+    """
 
     record: TaskRecord
     core_version: int
@@ -208,27 +220,79 @@ class Decoded(msgspec.Struct, frozen=True):
     format: str
     rewritable: bool
     """The stored format is not newer than this process's: it may rewrite the core."""
+    data: bytes = b""
+    """The stored core record ``record`` was decoded from."""
+    variables_data: bytes = b"{}"
+    """The stored variables ``record`` was decoded from."""
+    updated_at_ms: int | None = None
+    """The stored time of the last update ``record`` shows."""
+    source: VersionedRecord | None = None
+    """The backend's value ``record`` was decoded from, when there is one."""
 
 
-def decode_record(stored: VersionedRecord, owner_id: str, task_id: str) -> Decoded:
+def decode_record(
+    stored: VersionedRecord, owner_id: str, task_id: str, known: Decoded | None = None
+) -> Decoded:
     """Decode the stored task of ``owner_id`` with id ``task_id`` (which its key holds).
 
-    Raises StorageCorrupted if it is not one, UnsupportedFormat if it is of
-    another major format.
+    ``known`` is an earlier decoding of the same task: the parts whose stored
+    bytes are the same are taken from it rather than decoded again. Raises
+    StorageCorrupted if it is not a task, UnsupportedFormat if it is of another
+    major format.
     """
     fmt = stored.format
-    rewritable = fmt == FORMAT or format_at_most(fmt, FORMAT_MAJOR, FORMAT_MINOR)
-    if not rewritable and format_major_of(fmt) != str(FORMAT_MAJOR):
-        raise UnsupportedFormat(task_id, fmt, FORMAT)
+    if fmt == FORMAT:
+        rewritable = True
+    else:
+        rewritable = format_at_most(fmt, FORMAT_MAJOR, FORMAT_MINOR)
+        if not rewritable and format_major_of(fmt) != str(FORMAT_MAJOR):
+            raise UnsupportedFormat(task_id, fmt, FORMAT)
+    data = stored.data
+    raw_variables = stored.variables
+    updated = stored.updated_at_ms
     try:
-        core = _core_decoder.decode(stored.data)
-        raw_variables = stored.variables
-        variables = {} if raw_variables == b"{}" else _variables_decoder.decode(raw_variables)
+        if known is not None and known.variables_data == raw_variables:
+            variables = known.record.variables
+        else:
+            variables = {} if raw_variables == b"{}" else _variables_decoder.decode(raw_variables)
+        if known is not None and known.data == data:
+            old = known.record
+            created = known.created_at_ms
+            if updated == known.updated_at_ms:
+                task = old.task
+            else:
+                task = msgspec.structs.replace(
+                    old.task,
+                    last_updated_at=(
+                        old.task.created_at if updated is None else timestamp_from_ms(updated)
+                    ),
+                )
+            record = TaskRecord(
+                task=task,
+                owner_id=owner_id,
+                variables=variables,
+                result=old.result,
+                request_method=old.request_method,
+                expires_at=old.expires_at,
+                version=stored.version,
+            )
+            return Decoded(
+                record,
+                stored.core_version,
+                created,
+                fmt,
+                rewritable,
+                data,
+                raw_variables,
+                updated,
+                stored,
+            )
+        core = _core_decoder.decode(data)
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise StorageCorrupted(f"stored task record does not decode: {exc}") from exc
     created = core.created_at_ms
-    updated = stored.updated_at_ms
-    created_stamp = timestamp_from_ms(created)
+    seconds, millis = divmod(created, 1000)
+    created_stamp = _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
     ttl = core.ttl_ms
     record = TaskRecord(
         task=Task(
@@ -244,7 +308,9 @@ def decode_record(stored: VersionedRecord, owner_id: str, task_id: str) -> Decod
         variables=variables,
         result=core.result,
         request_method=core.request_method,
-        expires_at=None if ttl is None else datetime_from_ms(created + ttl),
+        expires_at=None if ttl is None else datetime.fromtimestamp((created + ttl) / 1000, UTC),
         version=stored.version,
     )
-    return Decoded(record, stored.core_version, created, fmt, rewritable)
+    return Decoded(
+        record, stored.core_version, created, fmt, rewritable, data, raw_variables, updated, stored
+    )

@@ -119,8 +119,17 @@ def check_owner(owner_id: Any, security: SecurityConfig) -> str:
     return owner
 
 
+_STATUS_BY_VALUE = {member.value: member for member in TaskStatus}
+
+
 def check_status(status: Any) -> TaskStatus:
     """Check and coerce a status given as a TaskStatus or its wire string."""
+    if type(status) is TaskStatus:
+        return status
+    if type(status) is str:
+        found = _STATUS_BY_VALUE.get(status)
+        if found is not None:
+            return found
     try:
         return TaskStatus(status)
     except ValueError:

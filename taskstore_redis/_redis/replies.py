@@ -7,7 +7,6 @@ A task comes back either from ``HGETALL`` (every field) or from a script's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from .._core.backend_types import VersionedRecord
@@ -39,34 +38,35 @@ def as_str(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
-def _pairs(flat: list[Any]) -> Iterable[tuple[Any, Any]]:
-    """The (field, value) pairs of a flat HGETALL reply from a script."""
-    items = iter(flat)
-    return zip(items, items, strict=True)
-
-
 def _record(
-    pairs: Iterable[tuple[Any, Any]], joined: bytes | str | None = None, task_id: str = ""
+    flat: list[Any], joined: bytes | str | None = None, task_id: str = ""
 ) -> VersionedRecord | None:
-    """Assemble a stored task from its hash fields; None if it has none.
+    """Assemble a stored task from its hash fields, a flat list of names and values.
 
-    Fields whose name starts with a double quote are variables (the name is the
-    key's JSON, the value the value's JSON), unless a script has already joined
-    them (``joined``, as ``key:value,key:value``); unknown fields are ignored.
+    None if it has none. Fields whose name starts with a double quote are
+    variables (the name is the key's JSON, the value the value's JSON), unless a
+    script has already joined them (``joined``, as ``key:value,key:value``);
+    unknown fields are ignored. One pass over the fields.
     """
+    if len(flat) % 2:
+        raise ValueError("a hash reply has an odd number of elements")
     version = core_version = updated = None
     data: bytes | None = None
     fmt = ""
     members: list[bytes] = []
     if joined:
         members.append(_as_bytes(joined))
-    for raw_name, raw_value in pairs:
-        name = _as_bytes(raw_name)
-        value = _as_bytes(raw_value)
-        if name[:1] == b'"':
-            members.append(name + b":" + value)
-        elif name == b"d":
+    for at in range(0, len(flat), 2):
+        name = flat[at]
+        value = flat[at + 1]
+        if type(name) is not bytes:
+            name = _as_bytes(name)
+        if type(value) is not bytes:
+            value = _as_bytes(value)
+        if name == b"d":
             data = value
+        elif name[:1] == b'"':
+            members.append(name + b":" + value)
         elif name == b"v":
             version = int(value)
         elif name == b"k":
@@ -96,9 +96,11 @@ def record_of_script(
     Its core fields, its variables joined, and in a list page its id as its key
     spells it.
     """
-    return _record(_pairs(core), joined, decode_task_id(as_str(task_id)) if task_id else "")
+    return _record(core, joined, decode_task_id(as_str(task_id)) if task_id else "")
 
 
 def record_of_hash(reply: Any) -> VersionedRecord | None:
     """A task from an HGETALL reply (a dict, or a flat list on RESP2 without callbacks)."""
-    return _record(reply.items() if isinstance(reply, dict) else _pairs(reply))
+    if isinstance(reply, dict):
+        return _record([part for pair in reply.items() for part in pair])
+    return _record(reply)
