@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgspec
@@ -44,6 +44,7 @@ from .._core.model import (
     JSONValue,
     TaskPage,
     TaskRecord,
+    decode_page,
     decode_record,
     encode_core,
     encode_variable_changes,
@@ -328,21 +329,33 @@ class GenericTaskStore:
         size = resolve_limit(limit, self._config)
         after = None if cursor is None else decode_cursor(owner, cursor)
         page = await self._backend.list_page(owner, after, size)
-        tasks: builtins.list[TaskRecord] = []
-        seen: builtins.list[tuple[TaskKey, Decoded, int]] = []
+        # records remembered at their version are taken as they are; the others decode in
+        # one pass, then take their places
+        hits: builtins.list[TaskRecord | None] = []
+        fresh: builtins.list[VersionedRecord] = []
+        earlier: builtins.list[Decoded | None] = []
+        keys: builtins.list[TaskKey] = []
         remembered = self._cache.get
         for stored in page.records:
-            task_id = stored.task_id
-            key = TaskKey(owner, task_id)
+            key = TaskKey(owner, stored.task_id)
             known = remembered(key)
             if known is not None and (known.source is stored or _same(known, stored)):
-                tasks.append(known.record)
+                hits.append(known.record)
                 continue
-            decoded = decode_record(stored, owner, task_id, known)
-            tasks.append(decoded.record)
-            seen.append((key, decoded, len(stored.data) + len(stored.variables)))
-        if seen:
-            self._cache.put_many(seen)
+            hits.append(None)
+            fresh.append(stored)
+            earlier.append(known)
+            keys.append(key)
+        if fresh:
+            decoded = decode_page(fresh, owner, earlier)
+            self._cache.put_many(
+                (key, one, len(one.data) + len(one.variables_data))
+                for key, one in zip(keys, decoded, strict=True)
+            )
+            made = iter(decoded)
+            tasks = [next(made).record if hit is None else hit for hit in hits]
+        else:
+            tasks = cast("builtins.list[TaskRecord]", hits)  # every place is taken
         next_cursor = (
             None if page.next_position is None else encode_cursor(owner, page.next_position)
         )

@@ -7,6 +7,7 @@ equal records encode to identical bytes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -66,15 +67,20 @@ FORMAT = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 """The stored format this process writes: it reads every ``2.x``, rewrites up to ``2.0``."""
 
 
-class _Core(msgspec.Struct, frozen=True, array_like=True):
-    """The stored core record: everything but the variables and what the key says.
+class _Row(msgspec.Struct, frozen=True, array_like=True):
+    """A task as the store decodes it: its variables, then the stored core record's elements.
 
-    A JSON array, in this order, with trailing nulls left out; elements after the
-    last known one are ignored when decoding, so a record written by a newer minor
-    format (which may only append) still reads. The task id and the owner id are
-    not stored in it: the task's key holds them.
+    The stored core record is a JSON array, in the order of the fields after
+    ``variables``, with trailing nulls left out; elements after the last known
+    one are ignored when decoding, so a record written by a newer minor format
+    (which may only append) still reads. The task id and the owner id are not
+    stored in it: the task's key holds them. A row is the stored variables
+    followed by the core record's elements (``[`` + variables + ``,`` + the core
+    record after its ``[``), so that one decoding, of one task or of a whole
+    list page, gives everything a ``TaskRecord`` needs.
     """
 
+    variables: dict[str, Any]
     status: TaskStatus
     created_at_ms: int
     poll_interval_ms: int
@@ -127,7 +133,8 @@ class TaskPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encoder = msgspec.json.Encoder(order="deterministic")
-_core_decoder = msgspec.json.Decoder(_Core)
+_row_decoder = msgspec.json.Decoder(_Row)
+_page_decoder = msgspec.json.Decoder(list[_Row])
 _variables_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -139,7 +146,7 @@ def encode_json(value: object) -> bytes:
 def encode_core(record: TaskRecord, created_at_ms: int) -> bytes:
     """Encode a record's core (all but its version and variables) as canonical JSON.
 
-    The array of ``_Core``'s fields in order, without its trailing nulls.
+    The array of ``_Row``'s fields after ``variables``, in order, without its trailing nulls.
     """
     task = record.task
     result = record.result
@@ -230,6 +237,61 @@ class Decoded(msgspec.Struct, frozen=True):
     """The backend's value ``record`` was decoded from, when there is one."""
 
 
+def _rewritable(fmt: str, task_id: str) -> bool:
+    """Whether a task stored in format ``fmt`` may be rewritten; UnsupportedFormat if foreign."""
+    if fmt == FORMAT:
+        return True
+    rewritable = format_at_most(fmt, FORMAT_MAJOR, FORMAT_MINOR)
+    if not rewritable and format_major_of(fmt) != str(FORMAT_MAJOR):
+        raise UnsupportedFormat(task_id, fmt, FORMAT)
+    return rewritable
+
+
+def _row_bytes(variables: bytes, data: bytes) -> bytes:
+    """The row of a task: its variables, then the elements of its core record."""
+    if data[:1] != b"[":
+        raise ValueError("the core record is not a JSON array")
+    return b"[" + variables + b"," + data[1:]
+
+
+def _reused(
+    stored: VersionedRecord,
+    variables: dict[str, JSONValue],
+    known: Decoded,
+    rewritable: bool,
+) -> Decoded:
+    """A task whose core record has the bytes of ``known``'s: its core parts taken from it."""
+    old = known.record
+    updated = stored.updated_at_ms
+    if updated == known.updated_at_ms:
+        task = old.task
+    else:
+        task = msgspec.structs.replace(
+            old.task,
+            last_updated_at=old.task.created_at if updated is None else timestamp_from_ms(updated),
+        )
+    record = TaskRecord(
+        task=task,
+        owner_id=old.owner_id,
+        variables=variables,
+        result=old.result,
+        request_method=old.request_method,
+        expires_at=old.expires_at,
+        version=stored.version,
+    )
+    return Decoded(
+        record,
+        stored.core_version,
+        known.created_at_ms,
+        stored.format,
+        rewritable,
+        stored.data,
+        stored.variables,
+        updated,
+        stored,
+    )
+
+
 def decode_record(
     stored: VersionedRecord, owner_id: str, task_id: str, known: Decoded | None = None
 ) -> Decoded:
@@ -240,77 +302,121 @@ def decode_record(
     StorageCorrupted if it is not a task, UnsupportedFormat if it is of another
     major format.
     """
-    fmt = stored.format
-    if fmt == FORMAT:
-        rewritable = True
-    else:
-        rewritable = format_at_most(fmt, FORMAT_MAJOR, FORMAT_MINOR)
-        if not rewritable and format_major_of(fmt) != str(FORMAT_MAJOR):
-            raise UnsupportedFormat(task_id, fmt, FORMAT)
-    data = stored.data
+    rewritable = _rewritable(stored.format, task_id)
     raw_variables = stored.variables
-    updated = stored.updated_at_ms
+    same_variables = known is not None and known.variables_data == raw_variables
     try:
-        if known is not None and known.variables_data == raw_variables:
-            variables = known.record.variables
-        else:
-            variables = {} if raw_variables == b"{}" else _variables_decoder.decode(raw_variables)
-        if known is not None and known.data == data:
-            old = known.record
-            created = known.created_at_ms
-            if updated == known.updated_at_ms:
-                task = old.task
+        if known is not None and known.data == stored.data:
+            if same_variables:
+                variables = known.record.variables
+            elif raw_variables == b"{}":
+                variables = {}
             else:
-                task = msgspec.structs.replace(
-                    old.task,
-                    last_updated_at=(
-                        old.task.created_at if updated is None else timestamp_from_ms(updated)
-                    ),
-                )
-            record = TaskRecord(
-                task=task,
-                owner_id=owner_id,
-                variables=variables,
-                result=old.result,
-                request_method=old.request_method,
-                expires_at=old.expires_at,
-                version=stored.version,
-            )
-            return Decoded(
+                variables = _variables_decoder.decode(raw_variables)
+            return _reused(stored, variables, known, rewritable)
+        row = _row_decoder.decode(
+            _row_bytes(b"{}" if same_variables else raw_variables, stored.data)
+        )
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise StorageCorrupted(f"stored task record does not decode: {exc}") from exc
+    return _assemble([stored], owner_id, task_id, [known], [row], [rewritable])[0]
+
+
+def decode_page(
+    page: Sequence[VersionedRecord], owner_id: str, known: Sequence[Decoded | None]
+) -> list[Decoded]:
+    """Decode the stored tasks of one list page of ``owner_id`` in one pass.
+
+    ``page`` holds each task's id (``task_id``), ``known`` an earlier decoding
+    of each task or None. The rows of all the tasks are joined into one JSON
+    array and decoded at once; what ``known`` already holds is taken from it as
+    ``decode_record`` does. Raises what ``decode_record`` raises for the first
+    task that does not decode.
+    """
+    rows: list[bytes] = []
+    rewritable: list[bool] = []
+    decoded_rows: list[_Row] = []
+    try:
+        for stored in page:
+            fmt = stored.format
+            rewritable.append(fmt == FORMAT or _rewritable(fmt, stored.task_id))
+            data = stored.data
+            if data[:1] == b"[":
+                rows.append(b"[" + stored.variables + b"," + data[1:])
+        if len(rows) == len(page):
+            decoded_rows = _page_decoder.decode(b"[" + b",".join(rows) + b"]")
+    except (msgspec.DecodeError, UnsupportedFormat):
+        pass
+    if len(decoded_rows) != len(page):
+        # a task does not decode (or the joined rows do not align): task by task, so
+        # that the first bad one raises as decode_record says
+        return [
+            decode_record(stored, owner_id, stored.task_id, earlier)
+            for stored, earlier in zip(page, known, strict=True)
+        ]
+    return _assemble(page, owner_id, None, known, decoded_rows, rewritable)
+
+
+def _assemble(
+    page: Sequence[VersionedRecord],
+    owner_id: str,
+    task_id: str | None,
+    known: Sequence[Decoded | None],
+    rows: Sequence[_Row],
+    rewritable: Sequence[bool],
+) -> list[Decoded]:
+    """The decoded tasks of ``page`` from their rows, with what ``known`` holds reused.
+
+    ``task_id`` is the id of a single task, None to take each from its stored value.
+    """
+    out: list[Decoded] = []
+    append = out.append
+    for stored, earlier, row, may_rewrite in zip(page, known, rows, rewritable, strict=True):
+        variables = row.variables
+        if earlier is not None:
+            if earlier.variables_data == stored.variables:
+                variables = earlier.record.variables
+            if earlier.data == stored.data:
+                append(_reused(stored, variables, earlier, may_rewrite))
+                continue
+        created = row.created_at_ms
+        seconds, millis = divmod(created, 1000)
+        created_stamp = _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
+        updated = stored.updated_at_ms
+        if updated is None:
+            updated_stamp = created_stamp
+        else:
+            seconds, millis = divmod(updated, 1000)
+            updated_stamp = _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
+        ttl = row.ttl_ms
+        record = TaskRecord(
+            task=Task(
+                task_id=stored.task_id if task_id is None else task_id,
+                status=row.status,
+                status_message=row.status_message,
+                created_at=created_stamp,
+                last_updated_at=updated_stamp,
+                ttl=ttl,
+                poll_interval=row.poll_interval_ms,
+            ),
+            owner_id=owner_id,
+            variables=variables,
+            result=row.result,
+            request_method=row.request_method,
+            expires_at=None if ttl is None else datetime.fromtimestamp((created + ttl) / 1000, UTC),
+            version=stored.version,
+        )
+        append(
+            Decoded(
                 record,
                 stored.core_version,
                 created,
-                fmt,
-                rewritable,
-                data,
-                raw_variables,
+                stored.format,
+                may_rewrite,
+                stored.data,
+                stored.variables,
                 updated,
                 stored,
             )
-        core = _core_decoder.decode(data)
-    except (msgspec.DecodeError, ValueError, TypeError) as exc:
-        raise StorageCorrupted(f"stored task record does not decode: {exc}") from exc
-    created = core.created_at_ms
-    seconds, millis = divmod(created, 1000)
-    created_stamp = _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
-    ttl = core.ttl_ms
-    record = TaskRecord(
-        task=Task(
-            task_id=task_id,
-            status=core.status,
-            status_message=core.status_message,
-            created_at=created_stamp,
-            last_updated_at=created_stamp if updated is None else timestamp_from_ms(updated),
-            ttl=ttl,
-            poll_interval=core.poll_interval_ms,
-        ),
-        owner_id=owner_id,
-        variables=variables,
-        result=core.result,
-        request_method=core.request_method,
-        expires_at=None if ttl is None else datetime.fromtimestamp((created + ttl) / 1000, UTC),
-        version=stored.version,
-    )
-    return Decoded(
-        record, stored.core_version, created, fmt, rewritable, data, raw_variables, updated, stored
-    )
+        )
+    return out
