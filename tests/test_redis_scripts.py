@@ -13,7 +13,8 @@ import redis.exceptions
 
 from taskstore_redis._core.backend_types import CoreWrite, NewTask, TaskKey, VariableMerge
 from taskstore_redis._core.model import FORMAT, encode_json, encode_variable_changes
-from taskstore_redis._redis.keys import KeySchema, decode_task_id
+from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis._redis.replies import page_records
 from taskstore_redis._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
@@ -425,9 +426,11 @@ def list_page(
         LIST_PAGE.source, 2, keys.index_key(owner), keys.task_prefix(owner), bound, limit, budget
     )
     assert isinstance(reply, list)
-    *records, last = reply
-    ids = [decode_task_id(records[at].decode()) for at in range(2, len(records), 3)]
-    datas = [fields(records[at])[b"d"] for at in range(0, len(records), 3)]
+    last = reply.pop()
+    records = page_records(reply)
+    assert len(records) * 7 == len(reply)  # every task in its seven places
+    ids = [record.task_id for record in records]
+    datas = [record.data for record in records]
     # every test here stores task "t<n>" with data '"<n>"' (or lists nothing)
     assert ids == [f"t{json.loads(data)}" for data in datas]
     return datas, last.decode()
@@ -444,6 +447,25 @@ def test_list_page_returns_newest_first_and_where_to_go_on(
     records, last = list_page(client, keys, "alice", "(" + last, 3)
     assert records == [b'"2"', b'"1"', b'"0"']
     assert last == ""
+
+
+def test_list_page_gives_each_task_in_fixed_places_without_its_write_history(
+    client: redis.Redis, keys: KeySchema
+) -> None:
+    task = TaskKey("alice", "t7")
+    create(client, keys, task, data=b'"7"')
+    merge(client, keys, task, {"b": [1, 2], "a": 1})
+    reply = client.eval(
+        LIST_PAGE.source, 2, keys.index_key("alice"), keys.task_prefix("alice"), "+", 10, 100
+    )
+    assert isinstance(reply, list)
+    assert reply.pop() == b""
+    assert len(reply) == 7
+    assert not any(b"aa01" in part for part in reply if isinstance(part, bytes))
+    [record] = page_records(reply)
+    assert (record.version, record.core_version, record.updated_at_ms) == (2, 1, NOW + 5)
+    assert (record.format, record.data, record.task_id) == (FORMAT, b'"7"', "t7")
+    assert json.loads(record.variables) == {"a": 1, "b": [1, 2]}
 
 
 def test_list_page_skips_entries_of_vanished_tasks(client: redis.Redis, keys: KeySchema) -> None:

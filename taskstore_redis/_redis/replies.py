@@ -1,12 +1,14 @@
 """Decoding the replies of Redis into the backend's values, shared by the async and sync backends.
 
-A task comes back either from ``HGETALL`` (every field) or from a script's
+A task comes back either from ``HGETALL`` (every field), from a script's
 ``record()`` (the core fields, and the variables already joined as
-``"k1":v1,"k2":v2``); both become one :class:`VersionedRecord`.
+``"k1":v1,"k2":v2``), or from a list page in fixed places; each becomes one
+:class:`VersionedRecord`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .._core.backend_types import VersionedRecord
@@ -38,9 +40,7 @@ def as_str(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
 
 
-def _record(
-    flat: list[Any], joined: bytes | str | None = None, task_id: str = ""
-) -> VersionedRecord | None:
+def _record(flat: list[Any], joined: bytes | str | None = None) -> VersionedRecord | None:
     """Assemble a stored task from its hash fields, a flat list of names and values.
 
     None if it has none. Fields whose name starts with a double quote are
@@ -84,19 +84,57 @@ def _record(
         variables=b"{" + b",".join(members) + b"}" if members else b"{}",
         updated_at_ms=updated,
         format=fmt,
-        task_id=task_id,
     )
 
 
-def record_of_script(
-    core: list[Any], joined: bytes | str, task_id: bytes | str = ""
-) -> VersionedRecord | None:
-    """A task as the scripts' ``record()`` returns it.
+def record_of_script(core: list[Any], joined: bytes | str) -> VersionedRecord | None:
+    """A task as the scripts' ``record()`` returns it: its core fields, its variables joined."""
+    return _record(core, joined)
 
-    Its core fields, its variables joined, and in a list page its id as its key
-    spells it.
+
+_PAGE_PLACES = 7
+"""Elements of one task in a list page reply (see ``lua/list_page.lua``)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _task_id_of(spelled: bytes | str) -> str:
+    """A task id from its spelling in a key; remembered: the same tasks come back page after page."""
+    return decode_task_id(as_str(spelled))
+
+
+@functools.lru_cache(maxsize=16)
+def _format_of(stored: bytes | str) -> str:
+    return stored if isinstance(stored, str) else stored.decode("ascii", "replace")
+
+
+def page_records(found: list[Any]) -> list[VersionedRecord]:
+    """The tasks of a list page reply, in its order, without the next position.
+
+    Each task is in seven places: version, core version, last update time,
+    format, core record (each None when its field is missing), variables joined
+    as ``key:value,key:value``, and id as its key spells it. A hash without a
+    version or a core record is not a task and is left out.
     """
-    return _record(core, joined, decode_task_id(as_str(task_id)) if task_id else "")
+    if len(found) % _PAGE_PLACES:
+        raise ValueError("a list page reply has a partial task")
+    records: list[VersionedRecord] = []
+    append = records.append
+    for at in range(0, len(found), _PAGE_PLACES):
+        version, core_version, updated, fmt, data, joined, spelled = found[at : at + _PAGE_PLACES]
+        if version is None or data is None:
+            continue
+        append(
+            VersionedRecord(
+                version=int(version),
+                core_version=0 if core_version is None else int(core_version),
+                data=data if type(data) is bytes else _as_bytes(data),
+                variables=b"{" + _as_bytes(joined) + b"}" if joined else b"{}",
+                updated_at_ms=None if updated is None else int(updated),
+                format="" if fmt is None else _format_of(fmt),
+                task_id=_task_id_of(spelled),
+            )
+        )
+    return records
 
 
 def record_of_hash(reply: Any) -> VersionedRecord | None:

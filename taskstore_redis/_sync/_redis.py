@@ -31,7 +31,15 @@ from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
 from .._redis.pubsub import SyncHub, node_source, sync_hub
-from .._redis.replies import as_str, created, evalsha, record_of_hash, record_of_script, wrote
+from .._redis.replies import (
+    as_str,
+    created,
+    evalsha,
+    page_records,
+    record_of_hash,
+    record_of_script,
+    wrote,
+)
 from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
@@ -219,14 +227,10 @@ class RedisBackend:
         reply = self._run(
             "list_page", evalsha(LIST_PAGE, keys, args), attempts=self._read_retries + 1
         )
-        *found, last = reply
-        records = [
-            record
-            for at in range(0, len(found), 3)
-            if (record := record_of_script(found[at], found[at + 1], found[at + 2])) is not None
-        ]
-        last_member = as_str(last)
-        return BackendPage(records, self.keys.position_of(last_member) if last_member else None)
+        last_member = as_str(reply.pop())
+        return BackendPage(
+            page_records(reply), self.keys.position_of(last_member) if last_member else None
+        )
 
     def purge_expired(self, now_ms: int) -> int:
         """Delete expired tasks shard by shard, in bounded batches."""
