@@ -493,7 +493,10 @@ class GenericTaskStore:
             raise TaskNotFound(key.task_id)
         known = self._cache.get(key) if like is None else like
         if known is not None and _same(known, stored):
-            return known  # what this process decoded at this very version: no decoding again
+            # what this process decoded, or wrote, at this very version: no decoding again
+            if like is not None:
+                self._cache.put(key, like, len(stored.data) + len(stored.variables))
+            return known
         decoded = decode_record(stored, key.owner_id, key.task_id, known)
         self._cache.put(key, decoded, len(stored.data) + len(stored.variables))
         return decoded
@@ -544,9 +547,11 @@ class GenericTaskStore:
                 )
             )
             if result.applied:
-                # the task now holds the core just written: only what others changed decodes
+                # the task now holds the core just written: unless others wrote meanwhile
+                # (then its version is further on, and only what they changed decodes),
+                # it is the record written, one version on
                 written = Decoded(
-                    updated,
+                    msgspec.structs.replace(updated, version=seen.record.version + 1),
                     seen.core_version + 1,
                     seen.created_at_ms,
                     FORMAT,

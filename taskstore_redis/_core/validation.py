@@ -22,6 +22,8 @@ MAX_ID_LENGTH = 16_384
 
 def _plain_str(value: str, max_len: int, what: str, *, key: bool = False) -> str:
     """A plain ``str`` copy of ``value``, refused if too long or not encodable as UTF-8."""
+    if type(value) is str and len(value) <= max_len and value.isascii():
+        return value  # the common case: a plain ASCII str is itself and always valid UTF-8
     plain = str.__str__(value)  # the characters themselves, whatever a subclass overrides
     if len(plain) > max_len:
         if key:

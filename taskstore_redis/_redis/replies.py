@@ -98,7 +98,7 @@ _PAGE_PLACES = 7
 
 @functools.lru_cache(maxsize=4096)
 def _task_id_of(spelled: bytes | str) -> str:
-    """A task id from its spelling in a key; remembered: the same tasks come back page after page."""
+    """A task id from its spelling in a key, remembered: pages show the same tasks again."""
     return decode_task_id(as_str(spelled))
 
 
