@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
 from taskstore_redis._core.backend_types import VersionedRecord
-from taskstore_redis._core.errors import StorageCorrupted
-from taskstore_redis._core.model import FORMAT, decode_record
+from taskstore_redis._core.errors import StorageCorrupted, UnsupportedFormat
+from taskstore_redis._core.model import FORMAT, decode_page, decode_record
 
 _CORES = [
     b'["working",1764660000123,5000,"tools/call",3600000]',
@@ -49,3 +50,46 @@ def test_a_corrupt_record_is_refused_even_after_an_earlier_decoding() -> None:
         decode_record(_stored(_CORES[0], b'{"a":', None, 2), "o", "t", known)
     with pytest.raises(StorageCorrupted):
         decode_record(_stored(b'["working"]', b"{}", None, 2), "o", "t", known)
+
+
+def _page() -> list[VersionedRecord]:
+    return [
+        msgspec.structs.replace(
+            _stored(core, variables, updated, 4), task_id=f"t{n}", core_version=n
+        )
+        for n, (core, variables, updated) in enumerate(
+            itertools.product(_CORES, _VARIABLES, _UPDATED)
+        )
+    ]
+
+
+def test_a_page_decoded_in_one_pass_is_what_decoding_each_task_gives() -> None:
+    page = _page()
+    known = [
+        None if n % 3 == 0 else decode_record(page[(n + 4) % len(page)], "o", f"t{n}")
+        for n in range(len(page))
+    ]
+    decoded = decode_page(page, "o", known)
+    assert decoded == [
+        decode_record(stored, "o", stored.task_id, earlier)
+        for stored, earlier in zip(page, known, strict=True)
+    ]
+    assert [one.record.task.task_id for one in decoded] == [s.task_id for s in page]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"data": b'["working"]'}, StorageCorrupted),
+        ({"data": b'["working",1,2,"m"],["working",1,2,"m"]'}, StorageCorrupted),
+        ({"variables": b'{"a":'}, StorageCorrupted),
+        ({"format": "3.0"}, UnsupportedFormat),
+    ],
+)
+def test_a_page_with_one_bad_task_raises_what_decoding_that_task_raises(
+    bad: dict[str, object], error: type[Exception]
+) -> None:
+    page = _page()
+    page[5] = msgspec.structs.replace(page[5], **bad)
+    with pytest.raises(error):
+        decode_page(page, "o", [None] * len(page))
