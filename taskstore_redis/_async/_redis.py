@@ -43,6 +43,7 @@ from .._redis.scripts import (
     create_call,
     merge_variables_call,
 )
+from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch
 
@@ -148,6 +149,8 @@ class RedisBackend:
         self.keys = KeySchema(prefix, shards)
         self._hub: AsyncHub | None = None
         self._hub_lock = threading.Lock()
+        self._check_due = True  # the configuration guard: see _check_server
+        self._require_noeviction = False
 
     def _configure(
         self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
@@ -163,6 +166,17 @@ class RedisBackend:
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._pipeline = AutoPipeline(enabled=bool(auto_pipeline))
+
+    def require_noeviction(self) -> None:
+        """Refuse to work on a node whose ``maxmemory-policy`` is not ``noeviction``.
+
+        From then on every call raises ``ServerMisconfigured`` (nothing sent) if a
+        node's policy is another one or cannot be read; without this such a node is
+        logged as a warning once per process. ``StoreConfig(require_noeviction=True)``
+        calls it.
+        """
+        self._require_noeviction = True
+        self._check_due = True
 
     @property
     def client(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster | None:
@@ -271,6 +285,26 @@ class RedisBackend:
                 await client.aclose()
 
     async def _connected(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
+        client = await self._client_now()
+        if self._check_due:
+            await self._check_server(client)
+        return client
+
+    async def _check_server(self, client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+        """The configuration guard (see ``_redis/guard.py``): each node's eviction policy.
+
+        Asks only nodes this process has not asked yet, so it costs one ``INFO memory``
+        per node and process; it runs on the first call, after a connection error
+        (a failover may bring a new primary) and after ``require_noeviction``.
+        """
+        self._check_due = False
+        try:
+            await check_server(client, require_noeviction=self._require_noeviction)
+        except BaseException:
+            self._check_due = True
+            raise
+
+    async def _client_now(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
         if self._pid != os.getpid():
             self._forked()
         if self._closed:
@@ -296,6 +330,7 @@ class RedisBackend:
         self._client = None  # the parent's client: dropped, not closed
         self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
         self._hub_lock = threading.Lock()  # the parent's hub and its thread are not ours
+        self._check_due = True  # the guard's memory is per process
         self._pid = os.getpid()
 
     async def _connect(self, url: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
@@ -377,6 +412,8 @@ class RedisBackend:
                         outcome_unknown=True,
                     ) from exc
                 uncertain = uncertain or exc.outcome_unknown
+                if transient:
+                    self._check_due = True  # a failover may have brought a node not yet checked
                 if attempt >= attempts or not transient:
                     raise
 

@@ -26,6 +26,7 @@ import redis.exceptions
 from rich.console import Console
 
 from .._core.backend_types import TaskKey
+from .._redis import guard
 from .._redis.keys import KeySchema
 from .._redis.scripts import ALL_SCRIPTS, Script, shared_source
 from ._connect import probe, shown
@@ -155,6 +156,8 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
     report.permission("HGETALL", allowed, "get")
     allowed, _ = _try(lambda: client.info("cluster"))
     report.permission("INFO", allowed, "detects cluster mode")
+    if allowed:
+        _eviction(report, client, cluster)
     if not cluster:
         allowed, _ = _try(lambda: client.execute_command("WAIT", 0, 0))
         report.permission("WAIT", allowed, "wait_replicas")
@@ -191,6 +194,28 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
         verdict = client.evalsha(probe_sha, 1, key, *words)
         report.permission(command, verdict == 1, "the change subscription")
     _round_trip(report, client, key)
+
+
+def per_node(client: Any, cluster: bool, section: str) -> dict[str, dict[str, Any]]:
+    """``INFO <section>`` of the server, or of every primary of a cluster, by node name."""
+    if not cluster:
+        return {guard.standalone_node(client): client.info(section)}
+    replies: dict[str, Any] = client.info(section, target_nodes=client.PRIMARIES)
+    names = [node.name for node in client.get_primaries()]
+    if len(names) == 1 and not all(name in replies for name in names):
+        return {names[0]: replies}  # one primary: its reply as it is
+    return replies
+
+
+def _eviction(report: _Report, client: Any, cluster: bool) -> None:
+    """Each node's maxmemory-policy: anything but noeviction may lose tasks silently."""
+    for node, info in sorted(per_node(client, cluster, "memory").items()):
+        policy = guard.policy_of(info)
+        risk = guard.eviction_risk(policy)
+        if risk is None:
+            report.line("eviction", f"{node}: maxmemory-policy {policy}")
+        else:
+            report.problem("EVICTION", f"{node}: {risk}")
 
 
 def _round_trip(report: _Report, client: Any, key: str) -> None:

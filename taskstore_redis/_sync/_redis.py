@@ -44,6 +44,7 @@ from .._redis.scripts import (
     create_call,
     merge_variables_call,
 )
+from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch
 
@@ -149,6 +150,8 @@ class RedisBackend:
         self.keys = KeySchema(prefix, shards)
         self._hub: SyncHub | None = None
         self._hub_lock = threading.Lock()
+        self._check_due = True  # the configuration guard: see _check_server
+        self._require_noeviction = False
 
     def _configure(
         self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
@@ -164,6 +167,17 @@ class RedisBackend:
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._pipeline = AutoPipeline(enabled=bool(auto_pipeline))
+
+    def require_noeviction(self) -> None:
+        """Refuse to work on a node whose ``maxmemory-policy`` is not ``noeviction``.
+
+        From then on every call raises ``ServerMisconfigured`` (nothing sent) if a
+        node's policy is another one or cannot be read; without this such a node is
+        logged as a warning once per process. ``StoreConfig(require_noeviction=True)``
+        calls it.
+        """
+        self._require_noeviction = True
+        self._check_due = True
 
     @property
     def client(self) -> redis.Redis | redis.RedisCluster | None:
@@ -272,6 +286,26 @@ class RedisBackend:
                 client.close()
 
     def _connected(self) -> redis.Redis | redis.RedisCluster:
+        client = self._client_now()
+        if self._check_due:
+            self._check_server(client)
+        return client
+
+    def _check_server(self, client: redis.Redis | redis.RedisCluster) -> None:
+        """The configuration guard (see ``_redis/guard.py``): each node's eviction policy.
+
+        Asks only nodes this process has not asked yet, so it costs one ``INFO memory``
+        per node and process; it runs on the first call, after a connection error
+        (a failover may bring a new primary) and after ``require_noeviction``.
+        """
+        self._check_due = False
+        try:
+            check_server(client, require_noeviction=self._require_noeviction)
+        except BaseException:
+            self._check_due = True
+            raise
+
+    def _client_now(self) -> redis.Redis | redis.RedisCluster:
         if self._pid != os.getpid():
             self._forked()
         if self._closed:
@@ -297,6 +331,7 @@ class RedisBackend:
         self._client = None  # the parent's client: dropped, not closed
         self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
         self._hub_lock = threading.Lock()  # the parent's hub and its thread are not ours
+        self._check_due = True  # the guard's memory is per process
         self._pid = os.getpid()
 
     def _connect(self, url: str) -> redis.Redis | redis.RedisCluster:
@@ -376,6 +411,8 @@ class RedisBackend:
                         outcome_unknown=True,
                     ) from exc
                 uncertain = uncertain or exc.outcome_unknown
+                if transient:
+                    self._check_due = True  # a failover may have brought a node not yet checked
                 if attempt >= attempts or not transient:
                     raise
 

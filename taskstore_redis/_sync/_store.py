@@ -102,6 +102,11 @@ class GenericTaskStore:
         self._config = config if config is not None else StoreConfig()
         self._security = security if security is not None else SecurityConfig()
         self._cache = RecordCache(self._config.record_cache_size)
+        if self._config.require_noeviction:
+            # a backend that can evict (Redis) has this hook; one that cannot has nothing to do
+            require = getattr(backend, "require_noeviction", None)
+            if callable(require):
+                require()
 
     @classmethod
     def from_url(
