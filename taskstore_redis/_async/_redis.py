@@ -28,6 +28,7 @@ from .._core.backend_types import (
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
+from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
 from .._redis.pubsub import AsyncHub, async_hub, node_source
 from .._redis.replies import as_str, created, evalsha, record_of_hash, record_of_script, wrote
@@ -151,6 +152,7 @@ class RedisBackend:
         self._hub_lock = threading.Lock()
         self._check_due = True  # the configuration guard: see _check_server
         self._require_noeviction = False
+        self._events = ConnectionEvents()
 
     def _configure(
         self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
@@ -395,26 +397,38 @@ class RedisBackend:
                     for _ in range(_NOSCRIPT_ATTEMPTS):
                         try:
                             if write and self._wait_replicas:
-                                return await self._send_and_wait(operation, client, command, wrote)
-                            return await self._pipeline.execute(client, *command)
+                                reply = await self._send_and_wait(operation, client, command, wrote)
+                            else:
+                                reply = await self._pipeline.execute(client, *command)
                         except redis.exceptions.NoScriptError:
                             await self._load_scripts(client)
+                            self._events.scripts_reloaded(operation)
+                        else:
+                            if self._events.failures:
+                                self._events.recovered()
+                            return reply
                 raise StoreUnavailable(
                     f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); "
                     "nothing was run"
                 )
             except StoreUnavailable as exc:
                 transient = isinstance(exc.__cause__, TRANSIENT)
-                if write and uncertain and not exc.outcome_unknown:
-                    # an earlier attempt may have landed: what this one says cannot settle it
-                    raise StoreUnavailable(
-                        f"{operation}: the write may or may not have been applied: {exc}",
-                        outcome_unknown=True,
-                    ) from exc
-                uncertain = uncertain or exc.outcome_unknown
+                final = attempt >= attempts or not transient
                 if transient:
                     self._check_due = True  # a failover may have brought a node not yet checked
-                if attempt >= attempts or not transient:
+                    self._events.lost(exc, retrying=not final)
+                if write and uncertain and not exc.outcome_unknown:
+                    # an earlier attempt may have landed: what this one says cannot settle it
+                    unknown = StoreUnavailable(
+                        f"{operation}: the write may or may not have been applied: {exc}",
+                        outcome_unknown=True,
+                    )
+                    self._events.outcome_unknown(unknown)
+                    raise unknown from exc
+                uncertain = uncertain or exc.outcome_unknown
+                if final:
+                    if exc.outcome_unknown:
+                        self._events.outcome_unknown(exc)
                     raise
 
     async def _send_and_wait(

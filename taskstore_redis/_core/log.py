@@ -19,6 +19,3 @@ REDIS = logging.getLogger("taskstore_redis.redis")
 
 PUBSUB = logging.getLogger("taskstore_redis.pubsub")
 """The change subscriptions: lost connections and resubscriptions."""
-
-STORE = logging.getLogger("taskstore_redis.store")
-"""The store's domain rules: conflicts that ran out, unknown outcomes seen by a caller."""
