@@ -71,6 +71,7 @@ from .._core.validation import (
     resolve_limit,
     resolve_ttl,
 )
+from ._metrics import measure_operations
 from ._protocols import StorageBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
@@ -577,3 +578,6 @@ def _same(known: Decoded, stored: VersionedRecord) -> bool:
         and known.core_version == stored.core_version
         and known.format == stored.format
     )
+
+
+measure_operations(GenericTaskStore)  # with OpenTelemetry installed only (the otel extra)

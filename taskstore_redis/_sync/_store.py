@@ -72,6 +72,7 @@ from .._core.validation import (
     resolve_limit,
     resolve_ttl,
 )
+from ._metrics import measure_operations
 from ._protocols import StorageBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
@@ -572,3 +573,6 @@ def _same(known: Decoded, stored: VersionedRecord) -> bool:
         and known.core_version == stored.core_version
         and known.format == stored.format
     )
+
+
+measure_operations(GenericTaskStore)  # with OpenTelemetry installed only (the otel extra)
