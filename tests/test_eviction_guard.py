@@ -207,6 +207,34 @@ def test_each_primary_of_a_cluster_is_checked(
             admin.config_set("maxmemory-policy", "noeviction", target_nodes=evicting)
 
 
+def test_an_unreachable_server_is_checked_once_it_answers_and_never_fails_a_call_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="taskstore_redis.redis")
+    with (
+        redis_server(["--maxmemory-policy", "volatile-lru"]) as server,
+        ts.GenericTaskStore.from_url(server.url, cluster=False) as store,
+        ts.GenericTaskStore.from_url(
+            server.url, ts.StoreConfig(require_noeviction=True), cluster=False
+        ) as strict,
+    ):
+        server.kill()
+        with pytest.raises(ts.StoreUnavailable) as lenient_error:
+            store.list(OWNER)
+        assert "during list_page" in str(lenient_error.value)  # the call's own failure
+        with pytest.raises(ts.StoreUnavailable) as strict_error:
+            strict.list(OWNER)
+        assert "during checking the eviction policy" in str(strict_error.value)
+        assert not isinstance(strict_error.value, ts.ServerMisconfigured)
+        assert not [r for r in guard_records(caplog) if "maxmemory" in r.getMessage()]
+        server.restart()
+        assert store.list(OWNER).tasks == []  # checked now: a warning, not a failure
+        with pytest.raises(ts.ServerMisconfigured):
+            strict.list(OWNER)
+    [warning] = [r for r in guard_records(caplog) if "maxmemory" in r.getMessage()]
+    assert RISK.search(warning.getMessage())
+
+
 # --- doctor ----------------------------------------------------------------------------------
 
 

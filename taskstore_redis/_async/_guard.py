@@ -5,11 +5,14 @@ What is judged and logged is in :mod:`taskstore_redis._redis.guard`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
+from .._core.log import REDIS
 from .._redis import guard
 from .._redis.errors import map_redis_errors
 
@@ -19,50 +22,40 @@ async def check_server(
 ) -> None:
     """Read the eviction policy of every node not read yet; refuse if required.
 
-    Standalone: the server; cluster: every primary. ``INFO`` refused by an ACL is
-    noted as unreadable (logged, not an error unless ``require_noeviction``).
+    Standalone: the server; cluster: every primary, one ``INFO memory`` each.
+    ``INFO`` refused by an ACL is noted as unreadable (logged, not an error unless
+    ``require_noeviction``). A node that cannot be reached stays unchecked until
+    the next connection error; it fails the call only with ``require_noeviction``.
 
     Raises:
-        StoreUnavailable: the server could not be reached (nothing else was sent).
+        StoreUnavailable: ``require_noeviction`` and a node could not be reached.
         ServerMisconfigured: ``require_noeviction`` and a node is not on ``noeviction``.
 
     """
-    with map_redis_errors("checking the eviction policy", write=False):
-        if isinstance(client, redis.asyncio.RedisCluster):
-            nodes = await _cluster_policies(client)
-        else:
-            node = guard.standalone_node(client)
-            nodes = [node]
-            if guard.unchecked(nodes):
-                guard.note(node, await _policy(client))
+    if isinstance(client, redis.asyncio.RedisCluster):
+        cluster: Any = client  # the sync client's node methods are untyped
+        if not cluster.get_primaries():  # the async client learns the nodes on first use
+            await cluster.nodes_manager.initialize()
+        nodes = [node.name for node in cluster.get_primaries()]
+        for name in guard.unchecked(nodes):
+            info = partial(cluster.info, "memory", target_nodes=cluster.get_node(node_name=name))
+            await _read(info, name, require_noeviction)
+    else:
+        nodes = [guard.standalone_node(client)]
+        if guard.unchecked(nodes):
+            await _read(partial(client.info, "memory"), nodes[0], require_noeviction)
     if require_noeviction:
         guard.refuse_unless_noeviction(nodes)
 
 
-async def _policy(client: redis.asyncio.Redis) -> str:
-    try:
-        return guard.policy_of(await client.info("memory"))
-    except redis.exceptions.NoPermissionError:
-        return guard.UNREADABLE
-
-
-async def _cluster_policies(cluster: redis.asyncio.RedisCluster) -> list[str]:
-    """Note the policy of each primary not read yet; return every primary's name."""
-    client: Any = cluster  # the sync client's node methods are untyped
-    known = [node.name for node in client.get_primaries()]  # empty before the first command
-    ask = guard.unchecked(known)
-    if known and not ask:
-        return known
-    targets: Any = [client.get_node(node_name=name) for name in ask] if known else client.PRIMARIES
-    try:
-        replies: Any = await client.info("memory", target_nodes=targets)
-    except redis.exceptions.NoPermissionError:
-        replies = {}
-    nodes = [node.name for node in client.get_primaries()]
-    asked = ask if known else nodes
-    if "maxmemory_policy" in replies:  # a single node asked: its own reply, not one per node
-        replies = dict.fromkeys(asked, replies)
-    for name in asked:
-        reply = replies.get(name)
-        guard.note(name, guard.UNREADABLE if reply is None else guard.policy_of(reply))
-    return nodes
+async def _read(info: Callable[[], Any], node: str, strict: bool) -> None:
+    """Note ``node``'s policy from ``info()``; a refusal notes it unreadable."""
+    with map_redis_errors("checking the eviction policy", write=False):
+        try:
+            guard.note(node, guard.policy_of(await info()))
+        except redis.exceptions.NoPermissionError:
+            guard.note(node, guard.UNREADABLE)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            if strict:
+                raise
+            REDIS.debug("Redis at %s: eviction policy not checked yet (%r)", node, exc)
