@@ -116,3 +116,18 @@ def sync_make_store(backend_url: str | None, key_prefix: str) -> Iterator[SyncSt
     yield make
     for store in stores:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def metric_reader() -> Any:
+    """An in-memory OpenTelemetry reader on the global MeterProvider, set once per session.
+
+    Metrics are cumulative: a test compares what it reads before and after its workload.
+    """
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader

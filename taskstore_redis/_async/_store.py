@@ -72,6 +72,7 @@ from .._core.validation import (
     resolve_limit,
     resolve_ttl,
 )
+from ._metrics import measure_operations
 from ._protocols import StorageBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
@@ -102,6 +103,11 @@ class GenericTaskStore:
         self._config = config if config is not None else StoreConfig()
         self._security = security if security is not None else SecurityConfig()
         self._cache = RecordCache(self._config.record_cache_size)
+        if self._config.require_noeviction:
+            # a backend that can evict (Redis) has this hook; one that cannot has nothing to do
+            require = getattr(backend, "require_noeviction", None)
+            if callable(require):
+                require()
 
     @classmethod
     def from_url(
@@ -590,3 +596,6 @@ def _same(known: Decoded, stored: VersionedRecord) -> bool:
         and known.core_version == stored.core_version
         and known.format == stored.format
     )
+
+
+measure_operations(GenericTaskStore)  # with OpenTelemetry installed only (the otel extra)

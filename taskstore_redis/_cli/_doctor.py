@@ -26,6 +26,7 @@ import redis.exceptions
 from rich.console import Console
 
 from .._core.backend_types import TaskKey
+from .._redis import guard
 from .._redis.keys import KeySchema
 from .._redis.scripts import ALL_SCRIPTS, Script, shared_source
 from ._connect import probe, shown
@@ -85,7 +86,11 @@ class _Report:
     def line(self, label: str, text: str) -> None:
         lead = f"{label:<12} "
         wrapped = textwrap.fill(
-            text, _WIDTH, initial_indent=lead, subsequent_indent=" " * len(lead)
+            text,
+            _WIDTH,
+            initial_indent=lead,
+            subsequent_indent=" " * len(lead),
+            break_on_hyphens=False,
         )
         self.console.print(wrapped, markup=False, soft_wrap=True)
 
@@ -155,6 +160,9 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
     report.permission("HGETALL", allowed, "get")
     allowed, _ = _try(lambda: client.info("cluster"))
     report.permission("INFO", allowed, "detects cluster mode")
+    info_allowed = allowed
+    if info_allowed:
+        _eviction(report, client, cluster)
     if not cluster:
         allowed, _ = _try(lambda: client.execute_command("WAIT", 0, 0))
         report.permission("WAIT", allowed, "wait_replicas")
@@ -190,7 +198,113 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
         words = (command, key) if on_channel else (command,)
         verdict = client.evalsha(probe_sha, 1, key, *words)
         report.permission(command, verdict == 1, "the change subscription")
+    if info_allowed:
+        # CONFIG only where the user may (asked without running it), so nothing is refused
+        may_config = client.evalsha(probe_sha, 1, key, "CONFIG", "GET", "save") == 1
+        _durability(report, client, cluster, may_config)
     _round_trip(report, client, key)
+
+
+def per_node(client: Any, cluster: bool, section: str) -> dict[str, dict[str, Any]]:
+    """``INFO <section>`` of the server, or of every primary of a cluster, by node name."""
+    if not cluster:
+        return {guard.standalone_node(client): client.info(section)}
+    replies: dict[str, Any] = client.info(section, target_nodes=client.PRIMARIES)
+    names = [node.name for node in client.get_primaries()]
+    if len(names) == 1 and not all(name in replies for name in names):
+        return {names[0]: replies}  # one primary: its reply as it is
+    return replies
+
+
+def _eviction(report: _Report, client: Any, cluster: bool) -> None:
+    """Each node's maxmemory-policy: anything but noeviction may lose tasks silently."""
+    for node, info in sorted(per_node(client, cluster, "memory").items()):
+        policy = guard.policy_of(info)
+        risk = guard.eviction_risk(policy)
+        if risk is None:
+            report.line("eviction", f"{node}: maxmemory-policy {policy}")
+        else:
+            report.problem("EVICTION", f"{node}: {risk}")
+
+
+def _config(client: Any, node: str, cluster: bool, name: str, allowed: bool) -> str | None:
+    """``CONFIG GET name`` on one node, or None where CONFIG is not allowed."""
+    if not allowed:
+        return None
+    try:
+        if cluster:
+            reply = client.config_get(name, target_nodes=client.get_node(node_name=node))
+        else:
+            reply = client.config_get(name)
+    except redis.exceptions.ResponseError:  # NOPERM, or CONFIG renamed away
+        return None
+    value = reply.get(name, reply.get(name.encode()))
+    return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+
+_Facts = list[tuple[str, str]]
+"""Lines of the report: (label, text), label ``durability`` for a fact, ``advice`` for advice."""
+
+
+_KEEP_EVERY_WRITE = "appendonly yes and appendfsync always keep every acknowledged write"
+
+
+def _persistence(info: dict[str, Any], appendfsync: str | None, save: str | None) -> _Facts:
+    """What a node keeps across a restart, and advice against README "Durability"."""
+    if int(info.get("aof_enabled", 0)):
+        facts = [("durability", f"AOF on, appendfsync {appendfsync or '? (CONFIG not allowed)'}")]
+        if appendfsync not in ("always", None):
+            lost = "a crash loses the writes of the last second at most"
+            facts.append(("advice", f"{lost}; appendfsync always keeps every acknowledged write"))
+        return facts
+    if save is None:
+        snapshots = "unknown (CONFIG not allowed)"
+    else:
+        snapshots = f"(save {save!r})" if save else "off"
+    lost = "every task" if save == "" else "the tasks written since the last snapshot"
+    return [
+        ("durability", f"AOF off, RDB snapshots {snapshots}"),
+        ("advice", f"a restart loses {lost}; {_KEEP_EVERY_WRITE}"),
+    ]
+
+
+def _replication(info: dict[str, Any], min_replicas: str | None, cluster: bool) -> _Facts:
+    """Replicas of a primary, min-replicas-to-write, and advice against README "Durability"."""
+    replicas = int(info.get("connected_slaves", 0))
+    role = str(info.get("role", "?"))
+    minimum = "?" if min_replicas is None else min_replicas
+    facts = [("durability", f"role {role}, {replicas} replicas, min-replicas-to-write {minimum}")]
+    if role == "master" and replicas == 0:
+        facts.append(("advice", "no replica: a lost server loses its tasks"))
+    elif role == "master" and min_replicas in ("0", None):
+        fix = "min-replicas-to-write" if cluster else "wait_replicas=N, or min-replicas-to-write"
+        facts.append(
+            (
+                "advice",
+                "replication is asynchronous: a failover can lose the writes its replicas "
+                f"had not received; see README Durability ({fix})",
+            )
+        )
+    return facts
+
+
+def _durability(report: _Report, client: Any, cluster: bool, may_config: bool) -> None:
+    """Persistence and replication of each node, against what README "Durability" says."""
+    persistence = per_node(client, cluster, "persistence")
+    replication = per_node(client, cluster, "replication")
+    for node in sorted(persistence):
+        facts = _persistence(
+            persistence[node],
+            _config(client, node, cluster, "appendfsync", may_config),
+            _config(client, node, cluster, "save", may_config),
+        )
+        facts += _replication(
+            replication.get(node, {}),
+            _config(client, node, cluster, "min-replicas-to-write", may_config),
+            cluster,
+        )
+        for label, text in facts:
+            report.line(label, f"{node}: {text}")
 
 
 def _round_trip(report: _Report, client: Any, key: str) -> None:

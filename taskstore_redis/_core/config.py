@@ -35,11 +35,19 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     record_cache_size: int = 1024
     """Records a store remembers per process, so that a mutation of a remembered task
     costs one round trip; 0 turns the memory off."""
+    require_noeviction: bool = False
+    """Refuse to work (``ServerMisconfigured``, nothing sent) on a Redis node whose
+    ``maxmemory-policy`` is not ``noeviction`` or cannot be read; off, such a node is
+    only logged as a warning, once per process."""
 
     def __post_init__(self) -> None:
         """Reject settings that could never work."""
         for name in self.__struct_fields__:
             value = getattr(self, name)
+            if name == "require_noeviction":
+                if not isinstance(value, bool):
+                    raise InvalidArgument(f"StoreConfig.{name} must be a bool, got {value!r}")
+                continue
             if value is None and name in ("default_ttl_ms", "max_ttl_ms"):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -175,6 +175,22 @@ class StoreUnavailable(TaskStoreError):
         self.outcome_unknown = outcome_unknown
 
 
+class ServerMisconfigured(StoreUnavailable):
+    """Raised when the server is set up so that tasks could be lost, and the store refuses it.
+
+    Only with ``StoreConfig.require_noeviction``: a server whose ``maxmemory-policy``
+    is not ``noeviction`` (or cannot be read) may evict tasks silently. ``node``
+    names the server, ``setting`` the setting and ``value`` what it is (None if it
+    could not be read). Nothing was sent.
+    """
+
+    def __init__(self, message: str, *, node: str, setting: str, value: str | None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.setting = setting
+        self.value = value
+
+
 class StorageCorrupted(TaskStoreError):
     """Raised when stored bytes do not decode as a task record."""
 

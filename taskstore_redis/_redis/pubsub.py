@@ -42,6 +42,7 @@ import redis.exceptions
 
 from .._core.errors import StoreUnavailable
 from .._core.fanout import Fanout, Pokeable
+from .._core.log import PUBSUB
 
 _T = TypeVar("_T")
 _Address = tuple[str, int] | None
@@ -125,11 +126,22 @@ class _Link:
         self.connected = False
         self.healthy = False
         """Whether the server confirmed a subscription on the current connection."""
+        self.broken = False
+        """Whether the connection was lost after it had worked, and is not back yet."""
         self._outbox: list[tuple[str, ...]] = []
         self._kick = asyncio.Event()
         self._wanted = asyncio.Event()
         self._unsubscribing: dict[str, int] = {}
         self.task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def name(self) -> str:
+        """The node, as logs name it: ``host:port``."""
+        host, port = self.address or (
+            self.subscriber.source.kwargs.get("path") or self.subscriber.source.kwargs.get("host"),
+            self.subscriber.source.kwargs.get("port"),
+        )
+        return f"{host}:{port}" if port else str(host)
 
     def add(self, channel: str) -> None:
         self.channels.add(channel)
@@ -159,6 +171,7 @@ class _Link:
                 connection = await subscriber.open(self.address)
             except (redis.exceptions.RedisError, OSError) as exc:
                 subscriber.last_error = exc
+                PUBSUB.debug("subscriptions to %s: cannot connect (%r)", self.name, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(_BACKOFF_MAX, backoff * 2)
                 await subscriber.relocate(self)
@@ -181,6 +194,13 @@ class _Link:
                 await connection.disconnect(nowait=True)
             if self.healthy:  # it worked for a while: reconnect at once
                 backoff = _BACKOFF_FIRST
+                self.broken = True
+                PUBSUB.warning(
+                    "subscription connection to %s lost (%r); subscribing its %d channels again",
+                    self.name,
+                    subscriber.last_error,
+                    len(self.channels),
+                )
             else:  # refused from the start (an ACL, a MOVED): do not spin
                 await asyncio.sleep(backoff)
                 backoff = min(_BACKOFF_MAX, backoff * 2)
@@ -219,6 +239,7 @@ class _Link:
                 if pending:
                     self._unsubscribing[channel] = pending - 1
                 elif channel in self.channels:  # the server dropped it: its slot moved
+                    PUBSUB.debug("%s dropped a subscription (its slot moved); moving it", self.name)
                     self.channels.discard(channel)
                     subscriber.dropped(channel)
 
@@ -332,6 +353,9 @@ class Subscriber:
         if state is None or state.link is not link or channel not in link.channels:
             return
         link.healthy = True
+        if link.broken:
+            link.broken = False
+            PUBSUB.info("subscriptions to %s confirmed again", link.name)
         if state.was_confirmed:
             self.fanout.notify(channel)  # confirmed again after a loss: look again
         state.was_confirmed = True

@@ -29,6 +29,7 @@ from .._core.backend_types import (
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
+from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
 from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.replies import (
@@ -52,6 +53,7 @@ from .._redis.scripts import (
     create_call,
     merge_variables_call,
 )
+from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch
 
@@ -157,6 +159,9 @@ class RedisBackend:
         self.keys = KeySchema(prefix, shards)
         self._hub: SyncHub | None = None
         self._hub_lock = threading.Lock()
+        self._check_due = True  # the configuration guard: see _check_server
+        self._require_noeviction = False
+        self._events = ConnectionEvents()
 
     def _configure(
         self, read_retries: int, wait_replicas: int, wait_timeout_ms: int, auto_pipeline: bool
@@ -172,6 +177,17 @@ class RedisBackend:
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._pipeline = AutoPipeline(enabled=bool(auto_pipeline))
+
+    def require_noeviction(self) -> None:
+        """Refuse to work on a node whose ``maxmemory-policy`` is not ``noeviction``.
+
+        From then on every call raises ``ServerMisconfigured`` (nothing sent) if a
+        node's policy is another one or cannot be read; without this such a node is
+        logged as a warning once per process. ``StoreConfig(require_noeviction=True)``
+        calls it.
+        """
+        self._require_noeviction = True
+        self._check_due = True
 
     @property
     def client(self) -> redis.Redis | redis.RedisCluster | None:
@@ -276,6 +292,26 @@ class RedisBackend:
                 client.close()
 
     def _connected(self) -> redis.Redis | redis.RedisCluster:
+        client = self._client_now()
+        if self._check_due:
+            self._check_server(client)
+        return client
+
+    def _check_server(self, client: redis.Redis | redis.RedisCluster) -> None:
+        """The configuration guard (see ``_redis/guard.py``): each node's eviction policy.
+
+        Asks only nodes this process has not asked yet, so it costs one ``INFO memory``
+        per node and process; it runs on the first call, after a connection error
+        (a failover may bring a new primary) and after ``require_noeviction``.
+        """
+        self._check_due = False
+        try:
+            check_server(client, require_noeviction=self._require_noeviction)
+        except BaseException:
+            self._check_due = True
+            raise
+
+    def _client_now(self) -> redis.Redis | redis.RedisCluster:
         if self._pid != os.getpid():
             self._forked()
         if self._closed:
@@ -301,6 +337,7 @@ class RedisBackend:
         self._client = None  # the parent's client: dropped, not closed
         self._pipeline = AutoPipeline(enabled=self._pipeline.enabled)  # its queue is the parent's
         self._hub_lock = threading.Lock()  # the parent's hub and its thread are not ours
+        self._check_due = True  # the guard's memory is per process
         self._pid = os.getpid()
 
     def _connect(self, url: str) -> redis.Redis | redis.RedisCluster:
@@ -363,24 +400,38 @@ class RedisBackend:
                     for _ in range(_NOSCRIPT_ATTEMPTS):
                         try:
                             if write and self._wait_replicas:
-                                return self._send_and_wait(operation, client, command, wrote)
-                            return self._pipeline.execute(client, *command)
+                                reply = self._send_and_wait(operation, client, command, wrote)
+                            else:
+                                reply = self._pipeline.execute(client, *command)
                         except redis.exceptions.NoScriptError:
                             self._load_scripts(client)
+                            self._events.scripts_reloaded(operation)
+                        else:
+                            if self._events.failures:
+                                self._events.recovered()
+                            return reply
                 raise StoreUnavailable(
                     f"{operation}: the server kept losing the scripts (SCRIPT FLUSH?); "
                     "nothing was run"
                 )
             except StoreUnavailable as exc:
                 transient = isinstance(exc.__cause__, TRANSIENT)
+                final = attempt >= attempts or not transient
+                if transient:
+                    self._check_due = True  # a failover may have brought a node not yet checked
+                    self._events.lost(exc, retrying=not final)
                 if write and uncertain and not exc.outcome_unknown:
                     # an earlier attempt may have landed: what this one says cannot settle it
-                    raise StoreUnavailable(
+                    unknown = StoreUnavailable(
                         f"{operation}: the write may or may not have been applied: {exc}",
                         outcome_unknown=True,
-                    ) from exc
+                    )
+                    self._events.outcome_unknown(unknown)
+                    raise unknown from exc
                 uncertain = uncertain or exc.outcome_unknown
-                if attempt >= attempts or not transient:
+                if final:
+                    if exc.outcome_unknown:
+                        self._events.outcome_unknown(exc)
                     raise
 
     def _send_and_wait(
