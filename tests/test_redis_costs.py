@@ -254,14 +254,15 @@ def test_a_merge_or_a_status_change_after_merges_elsewhere_sends_one_evalsha(
 
 
 @pytest.mark.redis
-def test_cleanup_with_nothing_due_sends_one_evalsha_per_shard(
+def test_cleanup_with_nothing_due_sends_one_evalsha_per_shard_and_reads_the_queue_names(
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store = make_store(shards=4)
     store.create("alice", "tools/call")  # expires in an hour: not due
     log.reset()
     assert store.cleanup_expired() == 0
-    assert log.commands == ["EVALSHA"] * 4
+    # the purge, then the lease sweep finds no queue (one pipeline of SMEMBERS)
+    assert log.commands == ["EVALSHA"] * 4 + ["SMEMBERS"] * 4
 
 
 # --- work bounds at scale -------------------------------------------------------------------
