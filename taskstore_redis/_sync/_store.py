@@ -751,7 +751,18 @@ class GenericTaskStore:
         """Visit the shards worth a visit, round-robin, until ``wanted`` tasks are leased."""
         got: builtins.list[Lease] = []
         batch = self._config.recovery_batch
-        for shard, notices in hints.to_visit():
+        visits = hints.to_visit()
+        if len(visits) > 1:
+            # one round trip (per node) tells which shards have work now; claim only there
+            dues = backend.queue_due(name, [shard for shard, _ in visits])
+            busy = []
+            for (shard, notices), due in zip(visits, dues, strict=True):
+                if due == 0:
+                    busy.append((shard, notices))
+                else:
+                    hints.settle(shard, notices, due, True)
+            visits = busy
+        for shard, notices in visits:
             asked = wanted - len(got)
             reply = backend.claim(name, shard, asked, lease_ms, worker, batch)
             hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < asked)
