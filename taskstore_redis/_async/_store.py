@@ -133,6 +133,7 @@ class GenericTaskStore:
         self._security = security if security is not None else SecurityConfig()
         self._cache = RecordCache(self._config.record_cache_size)
         self._hints: dict[str, QueueHints] = {}
+        self._queued = backend if isinstance(backend, QueueBackend) else None
 
     @classmethod
     def from_url(
@@ -449,7 +450,7 @@ class GenericTaskStore:
         With a queue backend it also sweeps the queues' expired leases (``recover_leases``).
         """
         purged = await self._backend.purge_expired(now_ms())
-        if isinstance(self._backend, QueueBackend):
+        if self._queued is not None:
             await self.recover_leases()
         return purged
 
@@ -820,9 +821,9 @@ class GenericTaskStore:
         return failed
 
     def _queue_backend(self) -> QueueBackend:
-        backend = self._backend
-        if not isinstance(backend, QueueBackend):
-            raise InvalidArgument(f"{type(backend).__name__} has no work queues")
+        backend = self._queued
+        if backend is None:
+            raise InvalidArgument(f"{type(self._backend).__name__} has no work queues")
         return backend
 
     async def _queue_hints(self, backend: QueueBackend, name: str) -> QueueHints:

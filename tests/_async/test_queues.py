@@ -170,6 +170,17 @@ async def test_claims_take_the_oldest_task_of_an_owner_first(store: ts.GenericTa
 
 
 @pytest.mark.anyio
+async def test_any_queue_name_works_and_queues_stay_apart(store: ts.GenericTaskStore) -> None:
+    hostile = "}{:* q/r%41"
+    record = await store.submit("}{owner", METHOD, "h", queue=hostile)
+    await store.submit(OWNER, METHOD, "other", queue="other")
+    lease = await claim_one(store, hostile)
+    assert (lease.task_id, lease.owner_id, lease.params) == (record.task.task_id, "}{owner", "h")
+    assert await store.claim(hostile, timeout=0) is None
+    assert await store.queues() == sorted([hostile, "other"])
+
+
+@pytest.mark.anyio
 async def test_claim_many_takes_up_to_count(store: ts.GenericTaskStore) -> None:
     for n in range(5):
         await store.submit(f"owner-{n}", METHOD, n)
