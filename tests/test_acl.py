@@ -194,6 +194,28 @@ async def test_the_async_store_runs_under_the_acl_user(
     assert refusals(admin, acl_user) == []
 
 
+def test_the_work_queue_runs_under_the_acl_user(admin: redis.Redis, acl_user: AclUser) -> None:
+    with ts.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix) as store:
+        record = store.submit(OWNER, METHOD, {"n": 1}, queue="acl")
+        lease = store.claim("acl", timeout=5, lease_ms=200)
+        assert lease is not None
+        lease.renew(lease_ms=200)
+        lease.set_variables({"k": 1})
+        lease.release()
+        lease = store.claim("acl", timeout=5, lease_ms=200)
+        assert lease is not None
+        time.sleep(0.3)
+        assert store.recover_leases() == 1
+        lease = store.claim("acl", timeout=5)
+        assert lease is not None
+        lease.complete("completed", None, {"n": 1})
+        assert store.queue_stats("acl").completed == 1
+        assert store.queues() == ["acl"]
+        assert store.get(record.task.task_id, OWNER).task.status is TaskStatus.COMPLETED
+        assert store.cleanup_expired() == 0
+    assert refusals(admin, acl_user) == []
+
+
 def test_the_user_cannot_read_a_key_outside_its_prefix(
     admin: redis.Redis, acl_user: AclUser
 ) -> None:
