@@ -597,7 +597,9 @@ class GenericTaskStore:
 
         ``timeout``: 0 returns at once, None waits until there is work, a number
         waits that many seconds at most. Waiting is on change notices, never by
-        polling. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
+        polling. While the server cannot be reached (a restart, a failover) a
+        waiting claim waits on and tries again; one with ``timeout=0``, or whose
+        time is up, raises. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
         renewed; see :class:`Lease`.
 
         Raises:
@@ -640,9 +642,23 @@ class GenericTaskStore:
         deadline = None if wait is None else monotonic() + wait
         waker = async_waker()
         hints.add_waiter(waker)
+        failures = 0
         try:
             while True:
-                got = await self._claim_round(backend, hints, name, wanted, lease, worker)
+                try:
+                    got = await self._claim_round(backend, hints, name, wanted, lease, worker)
+                except StoreUnavailable as exc:
+                    # a server restarting or failing over: a waiting claim waits on and
+                    # tries again (a claim whose reply was lost leased tasks nobody
+                    # holds: their leases run out); a closed backend ends it
+                    left = None if deadline is None else deadline - monotonic()
+                    if exc.__cause__ is None or (left is not None and left <= 0):
+                        raise
+                    failures += 1
+                    pause = min(_READ_PAUSE_MAX, _READ_PAUSE_FIRST * 2**failures)
+                    await waker.wait(pause if left is None else min(pause, left))
+                    continue
+                failures = 0
                 if got:
                     return got
                 left = None if deadline is None else deadline - monotonic()
