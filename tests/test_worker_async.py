@@ -453,4 +453,3 @@ async def test_a_bad_setting_is_refused_before_anything_is_claimed(
         await run_worker(store, never, **option)
     record = await store.get(task_id, OWNER)
     assert record.job is not None and record.job.state == "ready"
-
