@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from ._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
 from ._shared import __all__ as _shared_names
+from ._sync._lease import Lease
 from ._sync._memory import InMemoryBackend
-from ._sync._protocols import StorageBackend, TaskStore, TaskWatch
+from ._sync._protocols import QueueBackend, QueueWatch, StorageBackend, TaskStore, TaskWatch
 from ._sync._redis import RedisBackend
 from ._sync._store import GenericTaskStore
 from ._sync._worker import run_worker
@@ -21,6 +22,9 @@ __all__ = [
     # sync stores and backends
     "GenericTaskStore",
     "InMemoryBackend",
+    "Lease",
+    "QueueBackend",
+    "QueueWatch",
     "RedisBackend",
     "StorageBackend",
     "TaskStore",

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .._core.backend_types import (
     BackendPage,
     CasResult,
+    ClaimReply,
     CoreWrite,
     CreateOutcome,
+    LeaseRef,
     ListPosition,
     MergeResult,
     NewTask,
+    QueueCounts,
+    RenewOutcome,
     TaskKey,
     VariableMerge,
     VersionedRecord,
 )
 from .._core.fanout import Fanout
-from .._core.memory_engine import MemoryStorage
-from ._watch import FanoutWatch
+from .._core.memory_queues import MemoryQueueStorage
+from ._watch import FanoutWatch, QueueFanoutWatch
 
 
 class InMemoryBackend:
@@ -28,9 +34,10 @@ class InMemoryBackend:
 
     def __init__(self) -> None:
         """Start with no records."""
-        self._storage = MemoryStorage()
+        self._storage = MemoryQueueStorage()
         self._fanout = Fanout()
         self._storage.on_change = self._fanout.notify
+        self._storage.on_queue = self._notify_queue
 
     async def get(self, key: TaskKey) -> VersionedRecord | None:
         """Return the record at ``key``, or None."""
@@ -63,6 +70,45 @@ class InMemoryBackend:
     def watch_registrations(self) -> int:
         """How many waiters are registered now (for tests and diagnostics)."""
         return self._fanout.registrations()
+
+    # --- work queues (one shard per queue: the whole process) ------------------------------
+
+    def queue_shards(self) -> int:
+        """One: a queue in memory is not spread out."""
+        return 1
+
+    async def claim(
+        self, queue: str, shard: int, count: int, lease_ms: int, worker_id: str, batch: int
+    ) -> ClaimReply:
+        """Recover expired leases (bounded), then lease up to ``count`` ready tasks."""
+        return self._storage.claim(queue, count, lease_ms, worker_id, batch)
+
+    async def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
+        """Recover up to ``batch`` expired leases, claiming nothing."""
+        return self._storage.recover(queue, batch)
+
+    async def renew(self, leases: list[LeaseRef], lease_ms: int) -> list[RenewOutcome]:
+        """Extend each lease still held."""
+        return self._storage.renew(leases, lease_ms)
+
+    async def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back, claimable again after ``delay_ms``."""
+        return self._storage.release(lease, delay_ms)
+
+    async def queue_counts(self, queue: str) -> QueueCounts:
+        """The queue's numbers now."""
+        return self._storage.queue_counts(queue)
+
+    async def queue_names(self) -> list[str]:
+        """Every queue a task was submitted to."""
+        return self._storage.queue_names()
+
+    def queue_watch(self, queue: str, on_notice: Callable[[int], None]) -> QueueFanoutWatch:
+        """Call ``on_notice(0)`` whenever the queue may have work."""
+        return QueueFanoutWatch(self._fanout, ("queue", queue), on_notice)
+
+    def _notify_queue(self, queue: str) -> None:
+        self._fanout.notify(("queue", queue))
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from .._core.backend_types import (
     BackendPage,
     CasResult,
+    ClaimReply,
     CoreWrite,
     CreateOutcome,
+    LeaseRef,
     ListPosition,
     MergeResult,
     NewTask,
+    QueueCounts,
+    RenewOutcome,
     TaskKey,
     VariableMerge,
     VersionedRecord,
@@ -193,6 +198,78 @@ class StorageBackend(Protocol):
         ...
 
 
+class QueueWatch(Protocol):
+    """A subscription to the "maybe work" notices of every shard of one queue.
+
+    Entering returns once the subscription is in place; from then on every write
+    that makes work claimable on a shard (a submit, a release, a recovery) calls
+    the ``on_notice`` given to ``QueueBackend.queue_watch`` with that shard, from
+    any thread; so does a renewed subscription after a lost connection.
+    """
+
+    async def __aenter__(self) -> QueueWatch:
+        """Subscribe; return once every shard's subscription is confirmed."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unsubscribe."""
+        ...
+
+    def live(self) -> bool:
+        """Whether every shard's subscription is confirmed now (no notice can be missed)."""
+        ...
+
+
+@runtime_checkable
+class QueueBackend(StorageBackend, Protocol):
+    """A storage backend with work queues (see ``GenericTaskStore.submit`` and ``claim``).
+
+    ``create`` also enqueues a task whose ``NewTask.job`` is set, in the same
+    atomic step; ``compare_and_set`` and ``merge_variables`` honour a ``fence``.
+    A queue is spread over ``queue_shards()`` shards; each call below is one
+    atomic step on one shard (one round trip), except where it says otherwise.
+    """
+
+    def queue_shards(self) -> int:
+        """How many shards every queue is spread over."""
+        ...
+
+    async def claim(
+        self, queue: str, shard: int, count: int, lease_ms: int, worker_id: str, batch: int
+    ) -> ClaimReply:
+        """Recover up to ``batch`` expired leases, then lease up to ``count`` ready tasks."""
+        ...
+
+    async def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
+        """Recover up to ``batch`` expired leases of one shard, claiming nothing."""
+        ...
+
+    async def renew(self, leases: list[LeaseRef], lease_ms: int) -> list[RenewOutcome]:
+        """Extend each lease still held; one round trip per node, an outcome per lease."""
+        ...
+
+    async def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back; ("", the task now) or (why refused, None)."""
+        ...
+
+    async def queue_counts(self, queue: str) -> QueueCounts:
+        """The queue's numbers, summed over its shards."""
+        ...
+
+    async def queue_names(self) -> list[str]:
+        """Every queue a task was submitted to."""
+        ...
+
+    def queue_watch(self, queue: str, on_notice: Callable[[int], None]) -> QueueWatch:
+        """A subscription to the queue's shards (see :class:`QueueWatch`)."""
+        ...
+
+
 __all__ = [
     "BackendPage",
     "CasResult",
@@ -201,6 +278,8 @@ __all__ = [
     "ListPosition",
     "MergeResult",
     "NewTask",
+    "QueueBackend",
+    "QueueWatch",
     "StorageBackend",
     "TaskKey",
     "TaskStore",

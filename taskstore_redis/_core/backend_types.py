@@ -12,6 +12,32 @@ import enum
 import msgspec
 
 
+class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
+    """The queue state a backend keeps next to a submitted task (never parsed JSON)."""
+
+    queue: str
+    state: str
+    """``"r"`` queued (ready or delayed), ``"l"`` leased, ``"x"`` lost for good after an
+    expired lease, ``"y"`` released after its last attempt, ``"d"`` done."""
+    attempt: int
+    """Claims so far."""
+    max_attempts: int
+    token: int
+    """The fencing token of the latest claim (0 before the first)."""
+    worker_id: str | None = None
+    lease_deadline_ms: float | None = None
+    """When the current lease runs out, by the backend's clock."""
+    ready_at_ms: float | None = None
+    """When the task became (or becomes) claimable, by the backend's clock."""
+    ended: str = ""
+    """The terminal status the task ended in (kept apart from the core record)."""
+
+
+LOST_RETRY_MS = 2000
+"""A task whose attempts are used up is handed to claimers and sweeps for failing at most
+this often, until one of them has failed it."""
+
+
 class VersionedRecord(msgspec.Struct, frozen=True, kw_only=True):
     """What a backend returns for one task: its stored parts and their versions.
 
@@ -34,6 +60,10 @@ class VersionedRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The stored format version, ``"<major>.<minor>"``."""
     task_id: str = ""
     """The task's id, as its key holds it (filled in list pages)."""
+    params: bytes | None = None
+    """A submitted task's job input, canonical JSON, as the store encoded it."""
+    job: StoredJob | None = None
+    """A submitted task's queue state; None for a task made by ``create``."""
 
 
 class TaskKey(msgspec.Struct, frozen=True):
@@ -76,6 +106,32 @@ class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     max_live: int | None
     """Refuse when the owner already has this many unexpired, non-terminal tasks."""
     now_ms: int
+    job: NewJob | None = None
+    """Enqueue the task in the same atomic step (``submit``); None for a plain task."""
+
+
+class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """The queue part of a submitted task."""
+
+    queue: str
+    params: bytes
+    """The job input, canonical JSON."""
+    max_attempts: int
+    delay_ms: int
+    """Claimable this long after the backend's clock at submission."""
+
+
+class Fence(msgspec.Struct, frozen=True, kw_only=True):
+    """A lease holder's claim on a write: it applies only while the lease is still the holder's.
+
+    With ``finalize`` it is instead the store's own write that fails a task whose
+    leases were lost for good: it applies only while the task is still in that
+    state with that token.
+    """
+
+    queue: str
+    token: int
+    finalize: bool = False
 
 
 class CoreWrite(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +148,12 @@ class CoreWrite(msgspec.Struct, frozen=True, kw_only=True):
     terminal: bool
     """The new core record is terminal: the task stops counting against the quota."""
     now_ms: int
+    fence: Fence | None = None
+    """Write only while this lease holds (see :class:`Fence`)."""
+    queue: str | None = None
+    """The task's queue, if it was submitted: a terminal write also takes it off the queue."""
+    status: str = ""
+    """The new status (the backend keeps a terminal one apart, for the queue's fences)."""
 
 
 class VariableMerge(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +171,8 @@ class VariableMerge(msgspec.Struct, frozen=True, kw_only=True):
     deletes: list[bytes]
     max_bytes: int
     now_ms: int
+    fence: Fence | None = None
+    """Merge only while this lease holds (see :class:`Fence`)."""
 
 
 class CasResult(msgspec.Struct, frozen=True):
@@ -121,6 +185,8 @@ class CasResult(msgspec.Struct, frozen=True):
 
     applied: bool
     current: VersionedRecord | None = None
+    lease_lost: str = ""
+    """Set when a fenced write was refused: why (a ``LeaseLost`` reason, or ``"forged"``)."""
 
 
 class MergeOutcome(enum.Enum):
@@ -131,6 +197,7 @@ class MergeOutcome(enum.Enum):
     EXPIRED = "expired"
     TOO_LARGE = "too_large"
     OTHER_FORMAT = "other_format"
+    LEASE_LOST = "lease_lost"
 
 
 class MergeResult(msgspec.Struct, frozen=True):
@@ -140,6 +207,8 @@ class MergeResult(msgspec.Struct, frozen=True):
     current: VersionedRecord | None = None
     size: int = 0
     format: str = ""
+    lease_lost: str = ""
+    """With ``LEASE_LOST``: why (a ``LeaseLost`` reason, or ``"forged"``)."""
 
 
 class BackendPage(msgspec.Struct, frozen=True):
@@ -147,3 +216,60 @@ class BackendPage(msgspec.Struct, frozen=True):
 
     records: list[VersionedRecord]
     next_position: ListPosition | None
+
+
+class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
+    """One task a claim leased: the record after the claim and the lease's terms."""
+
+    key: TaskKey
+    record: VersionedRecord
+    token: int
+    attempt: int
+    deadline_ms: float
+
+
+class LostJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A task whose attempts are used up; the store fails it (a fenced finalize write)."""
+
+    key: TaskKey
+    token: int
+    attempt: int
+    max_attempts: int
+    expired: bool
+    """True: its last lease expired (the worker was lost); False: it was released."""
+
+
+class ClaimReply(msgspec.Struct, frozen=True, kw_only=True):
+    """What one claim step on one shard of a queue did."""
+
+    claimed: list[ClaimedJob]
+    lost: list[LostJob]
+    next_due_in_ms: float | None
+    """How long until this shard next needs a visit (a delayed task gets ready, a lease
+    runs out), by the backend's clock; None when it holds nothing."""
+    recovered: int = 0
+
+
+class LeaseRef(msgspec.Struct, frozen=True):
+    """A lease as a backend sees it: the task, its queue and the fencing token."""
+
+    key: TaskKey
+    queue: str
+    token: int
+
+
+class RenewOutcome(msgspec.Struct, frozen=True):
+    """One lease's renewal: the new deadline, or why it was refused."""
+
+    deadline_ms: float | None
+    lease_lost: str = ""
+
+
+class QueueCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue's numbers on one shard (or summed over all)."""
+
+    ready: int = 0
+    delayed: int = 0
+    leased: int = 0
+    oldest_ready_age_ms: float | None = None
+    counters: dict[str, int] = msgspec.field(default_factory=dict)

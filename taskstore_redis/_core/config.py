@@ -35,6 +35,18 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     record_cache_size: int = 1024
     """Records a store remembers per process, so that a mutation of a remembered task
     costs one round trip; 0 turns the memory off."""
+    default_lease_ms: int = 30_000
+    """How long a claimed task stays leased to its worker unless renewed."""
+    max_lease_ms: int = 86_400_000
+    """The longest lease a claim or renewal may ask for."""
+    default_max_attempts: int = 3
+    """Claims a queued task gets before a lost lease makes it fail (per ``submit``)."""
+    max_params_bytes: int = 1_048_576
+    """The largest job input (``params``, as canonical JSON) ``submit`` accepts."""
+    max_claim_count: int = 1000
+    """The most tasks one ``claim_many`` may take."""
+    recovery_batch: int = 100
+    """Expired leases one claim or sweep step recovers at most per shard (bounded work)."""
 
     def __post_init__(self) -> None:
         """Reject settings that could never work."""
@@ -44,6 +56,13 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidArgument(f"StoreConfig.{name} must be an int >= 0, got {value!r}")
+        for name in ("default_lease_ms", "default_max_attempts", "max_claim_count"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"StoreConfig.{name} must be >= 1")
+        if self.recovery_batch < 1 or self.default_lease_ms > self.max_lease_ms:
+            raise InvalidArgument(
+                "StoreConfig needs recovery_batch >= 1 and default_lease_ms <= max_lease_ms"
+            )
         if self.list_default_limit < 1 or self.list_max_limit < self.list_default_limit:
             raise InvalidArgument("StoreConfig needs 1 <= list_default_limit <= list_max_limit")
         if (

@@ -200,3 +200,36 @@ class UnsupportedFormat(TaskStoreError):
         self.task_id = task_id
         self.stored = stored
         self.supported = supported
+
+
+LEASE_LOST_REASONS = frozenset(
+    {"expired", "reclaimed", "cancelled", "completed", "failed", "missing"}
+)
+"""Why a lease holder's fenced write was refused (:attr:`LeaseLost.reason`)."""
+
+
+class LeaseLost(TaskStoreError):
+    """Raised by a lease holder's write once the lease is no longer its own; nothing was written.
+
+    ``reason`` says why: ``"expired"`` (the lease ran out and nobody took the task
+    since), ``"reclaimed"`` (another claim took the task), ``"cancelled"``,
+    ``"completed"`` or ``"failed"`` (the task ended, by someone else or by an
+    earlier write of this holder), ``"missing"`` (the task is gone). The holder
+    should stop working on the task.
+    """
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(f"lease on task {task_id!r} lost: {reason}")
+        self.task_id = task_id
+        self.reason = reason
+
+
+class InvalidLeaseToken(InvalidArgument):
+    """Raised when a lease's fencing token was never handed out for that task (a forged lease)."""
+
+    def __init__(self, task_id: str, token: object) -> None:
+        super().__init__(f"task {task_id!r} never had a lease with token {token!r}")
+        self.task_id = task_id
+        self.token = token

@@ -23,6 +23,7 @@ from .backend_types import (
     MergeOutcome,
     MergeResult,
     NewTask,
+    StoredJob,
     TaskKey,
     VariableMerge,
     VersionedRecord,
@@ -49,6 +50,8 @@ class _Entry:
     terminal: bool = False
     snapshot: VersionedRecord | None = None
     """What ``stored`` returned last, until the next write (set it back to None)."""
+    params: bytes | None = None
+    job: StoredJob | None = None
 
     def stored(self, task_id: str = "") -> VersionedRecord:
         snapshot = self.snapshot
@@ -67,6 +70,8 @@ class _Entry:
             updated_at_ms=self.updated_at_ms,
             format=self.format,
             task_id=task_id,
+            params=self.params,
+            job=self.job,
         )
         return snapshot
 
@@ -76,7 +81,7 @@ class MemoryStorage:
 
     def __init__(self) -> None:
         """Start empty."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the queue engine extends the writes
         self._entries: dict[TaskKey, _Entry] = {}
         self._index: dict[str, list[_IndexEntry]] = {}
         self.on_change: Callable[[TaskKey], None] = _ignore

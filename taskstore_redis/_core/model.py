@@ -7,12 +7,13 @@ equal records encode to identical bytes.
 from __future__ import annotations
 
 import functools
+import time
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import msgspec
 
-from .backend_types import VersionedRecord
+from .backend_types import StoredJob, VersionedRecord
 from .errors import StorageCorrupted, UnsupportedFormat
 from .status import TaskStatus
 
@@ -84,6 +85,72 @@ class _Core(msgspec.Struct, frozen=True, array_like=True):
     result: JSONValue = None
 
 
+class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a submitted task stands in its queue (see ``GenericTaskStore.submit``)."""
+
+    queue: str
+    state: str
+    """``"ready"``, ``"delayed"`` (claimable at ``ready_at``), ``"leased"`` (a worker holds
+    it until ``lease_expires_at``), ``"lost"`` (attempts used up; being failed) or ``"done"``."""
+    attempt: int
+    """Claims so far (the current lease's attempt while leased), 1-based once claimed."""
+    max_attempts: int
+    token: int
+    """The fencing token of the latest claim (0 before the first)."""
+    worker_id: str | None
+    """The worker of the latest claim."""
+    lease_expires_at: datetime | None
+    """While leased: when the lease runs out unless renewed (the server's clock)."""
+    ready_at: datetime | None
+    """When the task became (or becomes) claimable (the server's clock)."""
+
+
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue's numbers, summed over its shards (see ``GenericTaskStore.queue_stats``)."""
+
+    queue: str
+    ready: int
+    """Tasks claimable now (may include tasks cancelled meanwhile, until a claim skips them)."""
+    delayed: int
+    """Tasks claimable later (a delay or a release with a delay)."""
+    leased: int
+    """Tasks held by workers (and lost ones waiting to be failed)."""
+    oldest_ready_age_ms: float | None
+    """How long the oldest claimable task has waited; None when none is ready."""
+    submitted: int = 0
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    released: int = 0
+    recovered: int = 0
+    """Expired leases whose task went back to the queue for another attempt."""
+    given_up: int = 0
+    """Tasks failed because their last attempt's worker was lost (or released it)."""
+
+
+_JOB_STATES = {"l": "leased", "x": "lost", "y": "lost", "d": "done"}
+
+
+def job_info(job: StoredJob, now_ms: float) -> JobInfo:
+    """The public view of a stored job; ``now_ms`` tells ready from delayed."""
+    state = _JOB_STATES.get(job.state)
+    ready_at = job.ready_at_ms
+    if state is None:
+        state = "delayed" if ready_at is not None and ready_at > now_ms else "ready"
+    deadline = job.lease_deadline_ms if job.state == "l" else None
+    return JobInfo(
+        queue=job.queue,
+        state=state,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        token=job.token,
+        worker_id=job.worker_id or None,
+        lease_expires_at=None if deadline is None else datetime.fromtimestamp(deadline / 1000, UTC),
+        ready_at=None if ready_at is None else datetime.fromtimestamp(ready_at / 1000, UTC),
+    )
+
+
 class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A task with everything the store keeps about it."""
 
@@ -97,6 +164,10 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):
     """When the TTL runs out (aware, UTC), or None for never."""
     version: int
     """The storage version this record was read at; not part of the stored JSON."""
+    params: JSONValue = None
+    """A submitted task's job input (``submit``); None otherwise. Not on the MCP wire."""
+    job: JobInfo | None = None
+    """A submitted task's place in its queue; None for a task made by ``create``."""
 
     def is_expired(self, now: datetime | None = None) -> bool:
         """Tell whether the TTL has run out at ``now`` (default: the current time)."""
@@ -231,6 +302,27 @@ class Decoded(msgspec.Struct, frozen=True):
 
 
 def decode_record(
+    stored: VersionedRecord, owner_id: str, task_id: str, known: Decoded | None = None
+) -> Decoded:
+    """Decode a stored task, its queue part included (see :func:`_decode_core_record`)."""
+    decoded = _decode_core_record(stored, owner_id, task_id, known)
+    job = stored.job
+    if job is None:
+        return decoded
+    try:
+        params = None if stored.params is None else _params_decoder.decode(stored.params)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise StorageCorrupted(f"stored job params do not decode: {exc}") from exc
+    record = msgspec.structs.replace(
+        decoded.record, params=params, job=job_info(job, time.time() * 1000)
+    )
+    return msgspec.structs.replace(decoded, record=record)
+
+
+_params_decoder = msgspec.json.Decoder()
+
+
+def _decode_core_record(
     stored: VersionedRecord, owner_id: str, task_id: str, known: Decoded | None = None
 ) -> Decoded:
     """Decode the stored task of ``owner_id`` with id ``task_id`` (which its key holds).

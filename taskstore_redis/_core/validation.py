@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import ANONYMOUS_OWNER_IDS, SecurityConfig, StoreConfig
-from .errors import AnonymousAccessDenied, InvalidArgument
+from .errors import AnonymousAccessDenied, InvalidArgument, InvalidLeaseToken
 from .status import TaskStatus
 
 INT64_MIN = -(2**63)
@@ -187,3 +187,88 @@ def check_wait(after_version: object, until_terminal: object, timeout: object) -
         or timeout < 0
     ):
         raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+
+
+MAX_QUEUE_NAME_LENGTH = 200
+"""Queue names longer than this are refused."""
+
+
+def check_queue(queue: Any) -> str:
+    """Check a queue name: a non-empty str of at most 200 characters."""
+    name = check_id(queue, "queue")
+    if not name or len(name) > MAX_QUEUE_NAME_LENGTH:
+        raise InvalidArgument(
+            f"queue must be 1 to {MAX_QUEUE_NAME_LENGTH} characters, got {name!r}"
+        )
+    return name
+
+
+def check_worker_id(worker_id: Any) -> str:
+    """Check an optional worker id (None: empty), at most 200 characters."""
+    if worker_id is None:
+        return ""
+    name = check_id(worker_id, "worker_id")
+    if len(name) > MAX_QUEUE_NAME_LENGTH:
+        raise InvalidArgument(f"worker_id above {MAX_QUEUE_NAME_LENGTH} characters")
+    return name
+
+
+def _whole(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def resolve_lease_ms(lease_ms: Any, config: StoreConfig) -> int:
+    """Apply the default lease and refuse one that is not in 1..``max_lease_ms``."""
+    if lease_ms is None:
+        return config.default_lease_ms
+    value = _whole(lease_ms, "lease_ms")
+    if not 1 <= value <= config.max_lease_ms:
+        raise InvalidArgument(f"lease_ms must be from 1 to {config.max_lease_ms}, got {value}")
+    return value
+
+
+def check_delay(delay_ms: Any, config: StoreConfig) -> int:
+    """Check a delay: an int from 0 to ``max_ttl_ms`` (one day when there is no maximum)."""
+    value = _whole(delay_ms, "delay_ms")
+    limit = config.max_ttl_ms if config.max_ttl_ms is not None else 86_400_000
+    if not 0 <= value <= limit:
+        raise InvalidArgument(f"delay_ms must be from 0 to {limit}, got {value}")
+    return value
+
+
+def resolve_max_attempts(max_attempts: Any, config: StoreConfig) -> int:
+    """Apply the default attempt count and refuse one below 1 (or absurdly high)."""
+    if max_attempts is None:
+        return config.default_max_attempts
+    value = _whole(max_attempts, "max_attempts")
+    if not 1 <= value <= 1_000_000:
+        raise InvalidArgument(f"max_attempts must be from 1 to 1000000, got {value}")
+    return value
+
+
+def check_count(count: Any, config: StoreConfig) -> int:
+    """Check a claim count: an int from 1 to ``max_claim_count``."""
+    value = _whole(count, "count")
+    if not 1 <= value <= config.max_claim_count:
+        raise InvalidArgument(f"count must be from 1 to {config.max_claim_count}, got {value}")
+    return value
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """Check a claim timeout: seconds >= 0, or None to wait until there is work."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or math.isnan(timeout):
+        raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    if timeout < 0:
+        raise InvalidArgument(f"timeout must not be negative, got {timeout!r}")
+    return float(timeout)
+
+
+def check_token(token: Any, task_id: str) -> int:
+    """Check a lease's fencing token: an int >= 1."""
+    if not isinstance(token, int) or isinstance(token, bool) or token < 1:
+        raise InvalidLeaseToken(task_id, token)
+    return int(token)

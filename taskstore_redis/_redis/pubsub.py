@@ -291,6 +291,26 @@ class Subscriber:
             self.unsubscribe(channel, waker)
             raise
 
+    async def subscribe_many(self, pairs: list[tuple[str, Pokeable]]) -> None:
+        """Subscribe each (channel, waker) pair at once; return once all are confirmed.
+
+        The subscriptions go out together (one batch per node). On any failure
+        none stays registered and the first error is raised.
+        """
+        results = await asyncio.gather(
+            *(self.subscribe(channel, waker) for channel, waker in pairs), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            for channel, waker in pairs:
+                self.unsubscribe(channel, waker)
+            raise errors[0]
+
+    def confirmed_now(self, channel: str) -> bool:
+        """Whether ``channel``'s subscription is confirmed at this moment (from any thread)."""
+        state = self._channels.get(channel)
+        return state is not None and state.confirmed.is_set()
+
     def unsubscribe(self, channel: str, waker: Pokeable) -> None:
         """Unregister ``waker``; unsubscribe the channel when it was its last. Never blocks."""
         if self.fanout.remove(channel, waker):
@@ -450,6 +470,14 @@ class AsyncHub:
         """See :meth:`Subscriber.unsubscribe`."""
         self.subscriber.unsubscribe(channel, waker)
 
+    async def subscribe_many(self, pairs: list[tuple[str, Pokeable]]) -> None:
+        """See :meth:`Subscriber.subscribe_many`."""
+        await self.subscriber.subscribe_many(pairs)
+
+    def confirmed_now(self, channel: str) -> bool:
+        """See :meth:`Subscriber.confirmed_now`."""
+        return self.subscriber.confirmed_now(channel)
+
     async def aclose(self) -> None:
         """Close the subscriber's connections."""
         if self._pid == os.getpid():
@@ -495,6 +523,19 @@ class SyncHub:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self.subscriber.unsubscribe, channel, waker)
             raise
+
+    def subscribe_many(self, pairs: list[tuple[str, Pokeable]]) -> None:
+        """See :meth:`Subscriber.subscribe_many`; blocks the calling thread."""
+        try:
+            self._call(self.subscriber.subscribe_many(pairs))
+        except BaseException:
+            for channel, waker in pairs:
+                self.unsubscribe(channel, waker)
+            raise
+
+    def confirmed_now(self, channel: str) -> bool:
+        """See :meth:`Subscriber.confirmed_now`."""
+        return self.subscriber.confirmed_now(channel)
 
     def unsubscribe(self, channel: str, waker: Pokeable) -> None:
         """See :meth:`Subscriber.unsubscribe`: the waker goes at once, the channel on the loop."""

@@ -16,7 +16,11 @@ import msgspec
 from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
+    Fence,
+    LeaseRef,
+    LostJob,
     MergeOutcome,
+    NewJob,
     NewTask,
     TaskKey,
     VariableMerge,
@@ -28,6 +32,8 @@ from .._core.cursor import decode_cursor, encode_cursor
 from .._core.errors import (
     ConcurrentModification,
     InvalidArgument,
+    InvalidLeaseToken,
+    LeaseLost,
     ResourceExhausted,
     StorageCorrupted,
     StoreUnavailable,
@@ -42,11 +48,15 @@ from .._core.model import (
     FORMAT,
     FORMAT_MAJOR,
     Decoded,
+    JobInfo,
     JSONValue,
+    QueueStats,
     TaskPage,
     TaskRecord,
+    datetime_from_ms,
     decode_record,
     encode_core,
+    encode_json,
     encode_variable_changes,
 )
 from .._core.record_cache import RecordCache
@@ -62,19 +72,40 @@ from .._core.rules import (
 )
 from .._core.status import TaskStatus
 from .._core.validation import (
+    check_count,
+    check_delay,
     check_id,
     check_owner,
+    check_queue,
     check_status,
     check_status_message,
+    check_timeout,
+    check_token,
     check_wait,
+    check_worker_id,
     clean_json_value,
     clean_variables,
+    resolve_lease_ms,
     resolve_limit,
+    resolve_max_attempts,
     resolve_ttl,
 )
-from ._protocols import StorageBackend
+from .._core.wake import sync_waker
+from ._lease import Lease, QueueHints
+from ._protocols import QueueBackend, StorageBackend
 
 _Change = Callable[[TaskRecord, int], TaskRecord]
+_UNSUBSCRIBED_PAUSE = 0.05
+_COUNTERS = (
+    "submitted",
+    "claimed",
+    "completed",
+    "failed",
+    "cancelled",
+    "released",
+    "recovered",
+    "given_up",
+)
 _ID_ATTEMPTS = 3
 _READ_PAUSE_FIRST = 0.025
 _READ_PAUSE_MAX = 1.0
@@ -102,6 +133,7 @@ class GenericTaskStore:
         self._config = config if config is not None else StoreConfig()
         self._security = security if security is not None else SecurityConfig()
         self._cache = RecordCache(self._config.record_cache_size)
+        self._hints: dict[str, QueueHints] = {}
 
     @classmethod
     def from_url(
@@ -149,6 +181,11 @@ class GenericTaskStore:
 
     def close(self) -> None:
         """Close the backend and release its connections."""
+        hints, self._hints = list(self._hints.values()), {}
+        for hint in hints:
+            watch, hint.watch = hint.watch, None
+            if watch is not None and hint.opened:
+                watch.__exit__(None, None, None)
         self._backend.close()
 
     def create(self, owner_id: str, request_method: str, ttl_ms: int | None = None) -> TaskRecord:
@@ -163,6 +200,10 @@ class GenericTaskStore:
         owner = check_owner(owner_id, self._security)
         method = check_id(request_method, "request_method")
         ttl = resolve_ttl(ttl_ms, self._config)
+        return self._create(owner, method, ttl, None)
+
+    def _create(self, owner: str, method: str, ttl: int | None, job: NewJob | None) -> TaskRecord:
+        """Create a checked task, enqueued in the same step when ``job`` is given."""
         for _ in range(_ID_ATTEMPTS):
             now = now_ms()
             record = new_record(owner, method, ttl, now, self._config)
@@ -183,8 +224,11 @@ class GenericTaskStore:
                     ),
                     max_live=self._security.max_tasks_per_owner,
                     now_ms=now,
+                    job=job,
                 )
             )
+            if outcome is CreateOutcome.CREATED and job is not None:
+                return _submitted(record, job, now)
             if outcome is CreateOutcome.CREATED:
                 created = msgspec.structs.replace(record, version=1)
                 self._cache.put(
@@ -221,10 +265,23 @@ class GenericTaskStore:
             TaskExpired: the task's TTL has run out.
 
         """
+        return self._update_status(task_id, owner_id, status, status_message, None)
+
+    def _update_status(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None,
+        lease: Lease | None,
+    ) -> TaskRecord:
         target = check_status(status)
         message = check_status_message(status_message, self._config)
         return self._mutate(
-            task_id, owner_id, lambda record, now: change_status(record, target, message, now)
+            task_id,
+            owner_id,
+            lambda record, now: change_status(record, target, message, now),
+            _fence_of(lease),
         )
 
     def set_variables(self, task_id: str, owner_id: str, variables: dict[str, Any]) -> TaskRecord:
@@ -235,8 +292,14 @@ class GenericTaskStore:
             VariableSizeExceeded: the merged variables would exceed the size limit.
 
         """
+        return self._set_variables(task_id, owner_id, variables, None)
+
+    def _set_variables(
+        self, task_id: str, owner_id: str, variables: dict[str, Any], lease: Lease | None
+    ) -> TaskRecord:
         incoming = clean_variables(variables, self._config)
         key = self._key(task_id, owner_id)
+        fence = _fence_of(lease)
         sets, deletes = encode_variable_changes(incoming)
         merge = VariableMerge(
             key=key,
@@ -245,11 +308,14 @@ class GenericTaskStore:
             deletes=deletes,
             max_bytes=self._config.max_variable_size_bytes,
             now_ms=now_ms(),
+            fence=fence,
         )
         result = self._backend.merge_variables(merge)
         outcome = result.outcome
         if outcome is MergeOutcome.APPLIED:
             return self._owned(key, result.current).record
+        if fence is not None and outcome in (MergeOutcome.LEASE_LOST, MergeOutcome.NOT_FOUND):
+            _lost_lease(key, fence, result.lease_lost or "missing")
         if outcome is MergeOutcome.EXPIRED:
             raise TaskExpired(key.task_id)
         if outcome is MergeOutcome.TOO_LARGE:
@@ -297,6 +363,17 @@ class GenericTaskStore:
             InvalidTransition: the task is already terminal.
 
         """
+        return self._complete_with_result(task_id, owner_id, status, status_message, result, None)
+
+    def _complete_with_result(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None,
+        result: JSONValue,
+        lease: Lease | None,
+    ) -> TaskRecord:
         target = check_status(status)
         if not target.is_terminal:
             raise InvalidArgument(
@@ -308,6 +385,7 @@ class GenericTaskStore:
             task_id,
             owner_id,
             lambda record, now: complete(record, target, message, value, now),
+            _fence_of(lease),
         )
 
     def list(self, owner_id: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
@@ -357,8 +435,14 @@ class GenericTaskStore:
         )
 
     def cleanup_expired(self) -> int:
-        """Purge every expired task now, without waiting for its retention; return the count."""
-        return self._backend.purge_expired(now_ms())
+        """Purge every expired task now, without waiting for its retention; return the count.
+
+        With a queue backend it also sweeps the queues' expired leases (``recover_leases``).
+        """
+        purged = self._backend.purge_expired(now_ms())
+        if isinstance(self._backend, QueueBackend):
+            self.recover_leases()
+        return purged
 
     def wait(
         self,
@@ -450,6 +534,300 @@ class GenericTaskStore:
         record = self.wait(task_id, owner_id, until_terminal=True, timeout=timeout)
         return result_of(record, now_ms())
 
+    # --- work queues ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        owner_id: str,
+        request_method: str,
+        params: JSONValue = None,
+        *,
+        queue: str = "default",
+        ttl_ms: int | None = None,
+        delay_ms: int = 0,
+        max_attempts: int | None = None,
+    ) -> TaskRecord:
+        """Create a task (status ``working``) and enqueue it, in one atomic step.
+
+        ``params`` is the job's input (plain JSON, up to ``max_params_bytes``),
+        handed to the worker that claims it. The task is claimable ``delay_ms``
+        after submission, by up to ``max_attempts`` claims
+        (``config.default_max_attempts`` when None). The owner's quota counts it
+        like any created task.
+
+        Raises:
+            InvalidArgument: a bad queue name, delay, attempt count, TTL or id, or params
+                that are not plain JSON (``VariableSizeExceeded`` when too large).
+            AnonymousAccessDenied: an anonymous owner while anonymous access is off.
+            ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
+
+        """
+        owner = check_owner(owner_id, self._security)
+        method = check_id(request_method, "request_method")
+        ttl = resolve_ttl(ttl_ms, self._config)
+        name = check_queue(queue)
+        delay = check_delay(delay_ms, self._config)
+        attempts = resolve_max_attempts(max_attempts, self._config)
+        encoded = encode_json(clean_json_value(params, self._config, "params"))
+        if len(encoded) > self._config.max_params_bytes:
+            raise VariableSizeExceeded(self._config.max_params_bytes, len(encoded), "params")
+        self._queue_backend()
+        job = NewJob(queue=name, params=encoded, max_attempts=attempts, delay_ms=delay)
+        return self._create(owner, method, ttl, job)
+
+    def claim(
+        self,
+        queue: str = "default",
+        *,
+        lease_ms: int | None = None,
+        timeout: float | None = None,
+        worker_id: str | None = None,
+    ) -> Lease | None:
+        """Lease the oldest claimable task of ``queue``; None if there was none in time.
+
+        ``timeout``: 0 returns at once, None waits until there is work, a number
+        waits that many seconds at most. Waiting is on change notices, never by
+        polling. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
+        renewed; see :class:`Lease`.
+
+        Raises:
+            InvalidArgument: a bad queue name, lease, timeout or worker id.
+            StoreUnavailable: the backend cannot be reached (or the notices not set up).
+
+        """
+        leases = self.claim_many(queue, 1, lease_ms=lease_ms, timeout=timeout, worker_id=worker_id)
+        return leases[0] if leases else None
+
+    def claim_many(
+        self,
+        queue: str,
+        count: int,
+        *,
+        lease_ms: int | None = None,
+        timeout: float | None = None,
+        worker_id: str | None = None,
+    ) -> builtins.list[Lease]:
+        """Lease up to ``count`` claimable tasks of ``queue`` (at least one unless none in time).
+
+        Takes as many as one visit of each shard with work yields, one round trip
+        per shard visited; returns as soon as it has any. ``timeout`` as in ``claim``.
+        On its way it recovers expired leases and fails tasks whose last attempt
+        was lost.
+
+        Raises:
+            InvalidArgument: a bad queue, count (1..``max_claim_count``), lease or timeout.
+
+        """
+        name = check_queue(queue)
+        wanted = check_count(count, self._config)
+        lease = resolve_lease_ms(lease_ms, self._config)
+        wait = check_timeout(timeout)
+        worker = check_worker_id(worker_id)
+        backend = self._queue_backend()
+        hints = self._queue_hints(backend, name)
+        deadline = None if wait is None else monotonic() + wait
+        waker = sync_waker()
+        hints.add_waiter(waker)
+        try:
+            while True:
+                got = self._claim_round(backend, hints, name, wanted, lease, worker)
+                if got:
+                    return got
+                left = None if deadline is None else deadline - monotonic()
+                if left is not None and left <= 0:
+                    return []
+                pause = hints.pause()
+                if not hints.live():
+                    # notices may be missed until the subscription is back: look again soon
+                    pause = _UNSUBSCRIBED_PAUSE if pause is None else min(pause, 1.0)
+                if left is not None:
+                    pause = left if pause is None else min(pause, left)
+                waker.wait(None if pause is None else pause + 0.001)
+        finally:
+            hints.remove_waiter(waker)
+
+    def renew_leases(
+        self, leases: builtins.list[Lease], lease_ms: int | None = None
+    ) -> builtins.list[TaskStoreError | None]:
+        """Renew many leases in one round trip per node; one outcome per lease, in order.
+
+        None: renewed (the lease's ``expires_at`` moved on); else the error the
+        lease's own ``renew`` would raise (``LeaseLost``, ``InvalidLeaseToken``),
+        returned, not raised.
+
+        Raises:
+            InvalidArgument: a bad ``lease_ms``.
+
+        """
+        duration = resolve_lease_ms(lease_ms, self._config)
+        backend = self._queue_backend()
+        refs = [
+            LeaseRef(
+                TaskKey(lease.owner_id, lease.task_id),
+                lease.queue,
+                check_token(lease.token, lease.task_id),
+            )
+            for lease in leases
+        ]
+        outcomes = backend.renew(refs, duration) if refs else []
+        reported: builtins.list[TaskStoreError | None] = []
+        for lease, ref, outcome in zip(leases, refs, outcomes, strict=True):
+            if outcome.deadline_ms is not None:
+                lease._renewed(outcome.deadline_ms)
+                reported.append(None)
+            elif outcome.lease_lost == "forged":
+                reported.append(InvalidLeaseToken(lease.task_id, ref.token))
+            else:
+                reported.append(LeaseLost(lease.task_id, outcome.lease_lost or "missing"))
+        return reported
+
+    def queue_stats(self, queue: str = "default") -> QueueStats:
+        """The queue's numbers now, summed over its shards (one round trip per shard).
+
+        Raises:
+            InvalidArgument: a bad queue name.
+
+        """
+        name = check_queue(queue)
+        counts = self._queue_backend().queue_counts(name)
+        counters = counts.counters
+        return QueueStats(
+            queue=name,
+            ready=counts.ready,
+            delayed=counts.delayed,
+            leased=counts.leased,
+            oldest_ready_age_ms=counts.oldest_ready_age_ms,
+            **{field: counters.get(field, 0) for field in _COUNTERS},
+        )
+
+    def queues(self) -> builtins.list[str]:
+        """The names of every queue a task was ever submitted to, sorted."""
+        return sorted(self._queue_backend().queue_names())
+
+    def recover_leases(self, queue: str | None = None) -> int:
+        """Sweep expired leases now; return how many tasks it requeued or failed.
+
+        A task whose lease expired goes back to its queue for another attempt,
+        or fails (``worker lost``) when it has none left. ``None`` sweeps every
+        queue known. Each step is bounded (``recovery_batch`` leases per shard);
+        the sweep repeats steps until no expired lease is left. Claims do the same
+        on their way, so recovery never depends on this being called, nor on claims.
+        """
+        backend = self._queue_backend()
+        names = [check_queue(queue)] if queue is not None else backend.queue_names()
+        batch = self._config.recovery_batch
+        done = 0
+        for name in names:
+            for shard in range(backend.queue_shards()):
+                while True:
+                    reply = backend.recover(name, shard, batch)
+                    failed = self._finalize_lost(name, reply.lost)
+                    done += reply.recovered + failed
+                    if reply.recovered + len(reply.lost) < batch:
+                        break
+        return done
+
+    def _release(self, lease: Lease, delay_ms: int) -> None:
+        delay = check_delay(delay_ms, self._config)
+        key = TaskKey(lease.owner_id, lease.task_id)
+        fence = Fence(queue=lease.queue, token=check_token(lease.token, lease.task_id))
+        refused, stored = self._queue_backend().release(
+            LeaseRef(key, fence.queue, fence.token), delay
+        )
+        if refused:
+            _lost_lease(key, fence, refused)
+        if stored is not None:
+            lease._updated(self._owned(key, stored).record)
+
+    def _claim_round(
+        self,
+        backend: QueueBackend,
+        hints: QueueHints,
+        name: str,
+        wanted: int,
+        lease_ms: int,
+        worker: str,
+    ) -> builtins.list[Lease]:
+        """Visit the shards worth a visit, round-robin, until ``wanted`` tasks are leased."""
+        got: builtins.list[Lease] = []
+        batch = self._config.recovery_batch
+        for shard, notices in hints.to_visit():
+            asked = wanted - len(got)
+            reply = backend.claim(name, shard, asked, lease_ms, worker, batch)
+            hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < asked)
+            for claimed in reply.claimed:
+                record = self._owned(claimed.key, claimed.record).record
+                got.append(
+                    Lease(
+                        self,
+                        record,
+                        queue=name,
+                        token=claimed.token,
+                        attempt=claimed.attempt,
+                        expires_at_ms=claimed.deadline_ms,
+                        worker_id=worker or None,
+                    )
+                )
+            self._finalize_lost(name, reply.lost)
+            if len(got) >= wanted:
+                break
+        return got
+
+    def _finalize_lost(self, name: str, lost: builtins.list[LostJob]) -> int:
+        """Fail the tasks whose attempts are used up; return how many this call failed.
+
+        Each write is fenced on the lost state and token, so however many
+        claimers and sweeps are handed the same task, it fails once; one that
+        cannot be written now is handed out again later.
+        """
+        failed = 0
+        for job in lost:
+            message = _lost_message(job)
+            try:
+                self._mutate(
+                    job.key.task_id,
+                    job.key.owner_id,
+                    lambda record, now, message=message: change_status(  # type: ignore[misc]
+                        record, TaskStatus.FAILED, message, now
+                    ),
+                    Fence(queue=name, token=job.token, finalize=True),
+                )
+            except TaskStoreError:
+                continue  # failed by another, ended meanwhile, or not now: not this call's
+            failed += 1
+        return failed
+
+    def _queue_backend(self) -> QueueBackend:
+        backend = self._backend
+        if not isinstance(backend, QueueBackend):
+            raise InvalidArgument(f"{type(backend).__name__} has no work queues")
+        return backend
+
+    def _queue_hints(self, backend: QueueBackend, name: str) -> QueueHints:
+        """The store's hints of ``name``, subscribed (once per store) before any read."""
+        hints = self._hints.get(name)
+        if hints is None:
+            hints = self._hints.setdefault(name, QueueHints(backend.queue_shards()))
+        if hints.watch is None:
+            watch = backend.queue_watch(name, hints.notice)
+            hints.watch = watch
+            try:
+                watch.__enter__()
+            except BaseException:
+                hints.watch = None
+                raise
+            hints.opened = True
+        return hints
+
+    def _fenced_read(self, key: TaskKey, fence: Fence | None) -> Decoded:
+        try:
+            return self._read(key)
+        except TaskNotFound:
+            if fence is None:
+                raise
+            _lost_lease(key, fence, "missing")
+            raise
+
     def _key(self, task_id: str, owner_id: str) -> TaskKey:
         owner = check_owner(owner_id, self._security)
         return TaskKey(owner, check_id(task_id, "task_id"))
@@ -483,7 +861,9 @@ class GenericTaskStore:
     def _read(self, key: TaskKey) -> Decoded:
         return self._owned(key, self._backend.get(key))
 
-    def _mutate(self, task_id: str, owner_id: str, change: _Change) -> TaskRecord:
+    def _mutate(
+        self, task_id: str, owner_id: str, change: _Change, fence: Fence | None = None
+    ) -> TaskRecord:
         """Apply ``change`` to the core record by compare-and-set, from the remembered record.
 
         A domain error is raised only when judged against a record known to be
@@ -496,7 +876,7 @@ class GenericTaskStore:
         seen = self._cache.get(key)
         current = seen is None
         if seen is None:
-            seen = self._read(key)
+            seen = self._fenced_read(key, fence)
         conflicts = 0
         deadline: int | None = None
         while True:
@@ -504,16 +884,21 @@ class GenericTaskStore:
             try:
                 updated = change(seen.record, now)
             except TaskStoreError:
-                if current:
+                if not current:
+                    seen, current = self._fenced_read(key, fence), True
+                try:
+                    updated = change(seen.record, now)
+                except TaskStoreError:
+                    # a holder told the rules said no: say why its lease is lost, if it is
+                    _judge_lease(key, seen.record, fence)
                     raise
-                seen, current = self._read(key), True
-                updated = change(seen.record, now)
             if not seen.rewritable:
                 if not current:
                     seen, current = self._read(key), True
                     continue
                 raise UnsupportedFormat(key.task_id, seen.format, FORMAT)
             data = encode_core(updated, seen.created_at_ms)
+            job = seen.record.job
             result = self._backend.compare_and_set(
                 CoreWrite(
                     key=key,
@@ -523,8 +908,15 @@ class GenericTaskStore:
                     created_at_ms=seen.created_at_ms,
                     terminal=updated.task.status.is_terminal,
                     now_ms=now,
+                    fence=fence,
+                    queue=None if job is None else job.queue,
+                    status=updated.task.status.value,
                 )
             )
+            if result.lease_lost and fence is not None:
+                if result.current is not None:
+                    self._owned(key, result.current)
+                _lost_lease(key, fence, result.lease_lost)
             if result.applied:
                 # the task now holds the core just written: only what others changed decodes
                 written = Decoded(
@@ -539,6 +931,9 @@ class GenericTaskStore:
                 )
                 return self._owned(key, result.current, written).record
             stale_memory = not current
+            if result.current is None and fence is not None:
+                self._cache.forget(key)
+                _lost_lease(key, fence, "missing")
             seen, current = self._owned(key, result.current), True
             if stale_memory:
                 continue  # the remembered record was old: not a conflict, just news
@@ -554,6 +949,67 @@ class GenericTaskStore:
                 if newer is not None and newer.record.version > seen.record.version:
                     seen = newer
         raise ConcurrentModification(key.task_id, conflicts)
+
+
+def _fence_of(lease: Lease | None) -> Fence | None:
+    if lease is None:
+        return None
+    return Fence(queue=lease.queue, token=check_token(lease.token, lease.task_id))
+
+
+def _lost_lease(key: TaskKey, fence: Fence, reason: str) -> None:
+    """Raise what a refused fenced write means for its caller."""
+    if reason == "forged":
+        raise InvalidLeaseToken(key.task_id, fence.token)
+    raise LeaseLost(key.task_id, reason)
+
+
+def _judge_lease(key: TaskKey, record: TaskRecord, fence: Fence | None) -> None:
+    """For a holder's write the rules refused: raise LeaseLost if the record shows it lost."""
+    if fence is None or fence.finalize:
+        return
+    job = record.job
+    if job is None or job.queue != fence.queue:
+        _lost_lease(key, fence, "missing")
+        return
+    status = record.task.status
+    if fence.token > job.token:
+        _lost_lease(key, fence, "forged")
+    if status.is_terminal:
+        _lost_lease(key, fence, status.value)
+    if fence.token < job.token:
+        _lost_lease(key, fence, "reclaimed")
+    if job.state != "leased":
+        _lost_lease(key, fence, "expired")
+
+
+def _submitted(record: TaskRecord, job: NewJob, now: int) -> TaskRecord:
+    """The record of a task ``submit`` just created (its ready time by this process's clock)."""
+    ready_at = now + job.delay_ms
+    return msgspec.structs.replace(
+        record,
+        version=1,
+        params=msgspec.json.decode(job.params),
+        job=JobInfo(
+            queue=job.queue,
+            state="delayed" if job.delay_ms else "ready",
+            attempt=0,
+            max_attempts=job.max_attempts,
+            token=0,
+            worker_id=None,
+            lease_expires_at=None,
+            ready_at=datetime_from_ms(ready_at),
+        ),
+    )
+
+
+def _lost_message(lost: LostJob) -> str:
+    if lost.expired:
+        return (
+            f"worker lost: the lease of attempt {lost.attempt} of {lost.max_attempts} "
+            "expired and no attempt is left"
+        )
+    return f"gave up: released after attempt {lost.attempt} of {lost.max_attempts}"
 
 
 def _same(known: Decoded, stored: VersionedRecord) -> bool:

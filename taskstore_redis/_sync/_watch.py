@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Protocol
 
@@ -83,3 +83,85 @@ class ChannelWatch:
         """Return after a change notice (at once if one came since the last return) or timeout."""
         assert self._waker is not None, "wait() outside of the watch's context"
         self._waker.wait(timeout)
+
+
+class _ShardNotice:
+    """A Pokeable that reports a notice on one shard of a queue."""
+
+    __slots__ = ("_on_notice", "_shard")
+
+    def __init__(self, on_notice: Callable[[int], None], shard: int) -> None:
+        self._on_notice = on_notice
+        self._shard = shard
+
+    def poke(self) -> None:
+        self._on_notice(self._shard)
+
+
+class QueueFanoutWatch:
+    """A queue's notices on an in-process fan-out (the in-memory backend: one shard)."""
+
+    def __init__(self, fanout: Fanout, channel: Hashable, on_notice: Callable[[int], None]) -> None:
+        """Report every notice of ``channel`` as shard 0."""
+        self._fanout = fanout
+        self._channel = channel
+        self._notice = _ShardNotice(on_notice, 0)
+
+    def __enter__(self) -> QueueFanoutWatch:
+        """Register; in place at once."""
+        self._fanout.add(self._channel, self._notice)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unregister."""
+        self._fanout.remove(self._channel, self._notice)
+
+    def live(self) -> bool:
+        """Always: an in-process fan-out loses nothing."""
+        return True
+
+
+class QueueChannelWatch:
+    """A queue's notices on its shards' Redis channels, through the backend's hub."""
+
+    def __init__(
+        self, owner: HubOwner, channels: list[str], on_notice: Callable[[int], None]
+    ) -> None:
+        """Watch ``channels`` (shard by shard) through ``owner``'s hub."""
+        self._owner = owner
+        self._channels = channels
+        self._notices = [_ShardNotice(on_notice, shard) for shard in range(len(channels))]
+        self._hub: SyncHub | None = None
+
+    def __enter__(self) -> QueueChannelWatch:
+        """Subscribe every shard's channel; return once all are confirmed."""
+        hub = self._owner.watch_hub()
+        self._hub = hub
+        try:
+            hub.subscribe_many(list(zip(self._channels, self._notices, strict=True)))
+        except BaseException:
+            self._hub = None
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Unsubscribe, without blocking."""
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            for channel, notice in zip(self._channels, self._notices, strict=True):
+                hub.unsubscribe(channel, notice)
+
+    def live(self) -> bool:
+        """Whether every channel's subscription is confirmed now."""
+        hub = self._hub
+        return hub is not None and all(hub.confirmed_now(channel) for channel in self._channels)

@@ -5,8 +5,9 @@ Types, settings and errors are the same objects as in ``taskstore_redis``.
 
 from __future__ import annotations
 
+from .._async._lease import Lease
 from .._async._memory import InMemoryBackend
-from .._async._protocols import StorageBackend, TaskStore, TaskWatch
+from .._async._protocols import QueueBackend, QueueWatch, StorageBackend, TaskStore, TaskWatch
 from .._async._redis import RedisBackend
 from .._async._store import GenericTaskStore
 from .._async._worker import run_worker
@@ -18,6 +19,9 @@ __all__ = [
     # async stores and backends
     "GenericTaskStore",
     "InMemoryBackend",
+    "Lease",
+    "QueueBackend",
+    "QueueWatch",
     "RedisBackend",
     "StorageBackend",
     "TaskStore",

@@ -1,0 +1,395 @@
+"""The in-memory engine's work queues: the same semantics as the Redis queue scripts.
+
+One shard per queue (the whole process is one place): a ready set ordered by
+ready-at time (delayed tasks included), a leased set ordered by lease deadline,
+and counters. A task's queue state lives next to its record (``_Entry.job``) and
+changes under the engine's one lock, together with the record, so a fenced write
+checks the lease and writes in one atomic step. Times are this process's clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import msgspec
+
+from .backend_types import (
+    LOST_RETRY_MS,
+    CasResult,
+    ClaimedJob,
+    ClaimReply,
+    CoreWrite,
+    CreateOutcome,
+    Fence,
+    LeaseRef,
+    LostJob,
+    MergeOutcome,
+    MergeResult,
+    NewTask,
+    QueueCounts,
+    RenewOutcome,
+    StoredJob,
+    TaskKey,
+    VariableMerge,
+    VersionedRecord,
+)
+from .clock import now_ms
+from .memory_engine import MemoryStorage, _Entry
+
+_ORDER = itertools.count()
+
+
+class _ZSet:
+    """Members ordered by score, ties by insertion: a sorted set like Redis's."""
+
+    def __init__(self) -> None:
+        self._at: dict[TaskKey, tuple[float, int]] = {}
+        self._sorted: list[tuple[float, int, TaskKey]] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def add(self, key: TaskKey, score: float) -> None:
+        self.remove(key)
+        order = next(_ORDER)
+        self._at[key] = (score, order)
+        bisect.insort(self._sorted, (score, order, key))
+
+    def remove(self, key: TaskKey) -> None:
+        place = self._at.pop(key, None)
+        if place is not None:
+            del self._sorted[bisect.bisect_left(self._sorted, place)]
+
+    def due(self, now: float, limit: int) -> list[TaskKey]:
+        """Up to ``limit`` members scored at or before ``now``, lowest first."""
+        found: list[TaskKey] = []
+        for score, _, key in self._sorted:
+            if score > now or len(found) >= limit:
+                break
+            found.append(key)
+        return found
+
+    def first(self) -> float | None:
+        return self._sorted[0][0] if self._sorted else None
+
+    def count_until(self, now: float) -> int:
+        return bisect.bisect_right(self._sorted, (now, float("inf")))
+
+    def __iter__(self) -> Iterator[TaskKey]:
+        return iter(list(self._at))
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.ready = _ZSet()
+        self.leased = _ZSet()
+        self.counters: Counter[str] = Counter()
+
+
+def _ignore(queue: str) -> None:
+    """The default ``on_queue``: nobody listens."""
+
+
+class MemoryQueueStorage(MemoryStorage):
+    """The in-memory engine with work queues (see the module doc)."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        super().__init__()
+        self._queues: dict[str, _Queue] = {}
+        self.on_queue: Callable[[str], None] = _ignore
+        """Called, under the lock, with the name of a queue that may have work to claim."""
+
+    # --- the task writes, extended --------------------------------------------------------
+
+    def create(self, task: NewTask) -> CreateOutcome:
+        """Create the task and, for ``submit``, enqueue it in the same step."""
+        with self._lock:
+            outcome = super().create(task)
+            job = task.job
+            if outcome is CreateOutcome.CREATED and job is not None:
+                now = now_ms()
+                entry = self._entries[task.key]
+                ready_at = float(now + job.delay_ms)
+                entry.params = bytes(job.params)
+                entry.job = StoredJob(
+                    queue=job.queue,
+                    state="r",
+                    attempt=0,
+                    max_attempts=job.max_attempts,
+                    token=0,
+                    ready_at_ms=ready_at,
+                )
+                entry.snapshot = None
+                queue = self._queue(job.queue)
+                queue.ready.add(task.key, ready_at)
+                queue.counters["submitted"] += 1
+                self.on_queue(job.queue)
+            return outcome
+
+    def compare_and_set(self, write: CoreWrite) -> CasResult:
+        """The core compare-and-set, fenced when asked; a terminal write ends the job."""
+        with self._lock:
+            now = now_ms()
+            entry = self._live_entry(write.key, now)
+            fence = write.fence
+            if entry is not None and fence is not None:
+                refused = _refusal(entry.job, fence, now)
+                if refused:
+                    return CasResult(False, entry.stored(), lease_lost=refused)
+            result = super().compare_and_set(write)
+            job = None if entry is None else entry.job
+            if result.applied and write.terminal and entry is not None and job is not None:
+                self._finish(write.key, entry, job, write.status, fence)
+                result = CasResult(True, entry.stored())
+            return result
+
+    def merge_variables(self, merge: VariableMerge) -> MergeResult:
+        """The variable merge, fenced when asked."""
+        with self._lock:
+            now = now_ms()
+            entry = self._live_entry(merge.key, now)
+            if entry is not None and merge.fence is not None:
+                refused = _refusal(entry.job, merge.fence, now)
+                if refused:
+                    return MergeResult(MergeOutcome.LEASE_LOST, lease_lost=refused)
+            return super().merge_variables(merge)
+
+    def _remove(self, key: TaskKey) -> None:
+        job = self._entries[key].job
+        super()._remove(key)
+        if job is not None:
+            queue = self._queue(job.queue)
+            queue.ready.remove(key)
+            queue.leased.remove(key)
+
+    # --- queue steps ----------------------------------------------------------------------
+
+    def claim(
+        self, queue_name: str, count: int, lease_ms: int, worker_id: str, batch: int
+    ) -> ClaimReply:
+        """Recover expired leases (bounded), then lease up to ``count`` ready tasks."""
+        with self._lock:
+            now = float(now_ms())
+            queue = self._queue(queue_name)
+            lost, recovered = self._recover(queue_name, queue, now, batch)
+            claimed: list[ClaimedJob] = []
+            for key in queue.ready.due(now, count + batch):
+                if len(claimed) >= count:
+                    break
+                queue.ready.remove(key)
+                entry = self._live_entry(key, int(now))
+                job = None if entry is None else entry.job
+                if entry is None or job is None or job.state != "r" or job.ended:
+                    continue
+                if entry.expires_at_ms is not None and entry.expires_at_ms <= now:
+                    continue
+                if job.attempt >= job.max_attempts:  # released after its last attempt
+                    self._set_job(key, entry, msgspec.structs.replace(job, state="y"))
+                    queue.leased.add(key, now + LOST_RETRY_MS)
+                    lost.append(_lost(key, job, expired=False))
+                    continue
+                deadline = now + lease_ms
+                leased = msgspec.structs.replace(
+                    job,
+                    state="l",
+                    attempt=job.attempt + 1,
+                    token=job.token + 1,
+                    worker_id=worker_id,
+                    lease_deadline_ms=deadline,
+                )
+                self._set_job(key, entry, leased)
+                queue.leased.add(key, deadline)
+                claimed.append(
+                    ClaimedJob(
+                        key=key,
+                        record=entry.stored(),
+                        token=leased.token,
+                        attempt=leased.attempt,
+                        deadline_ms=deadline,
+                    )
+                )
+            queue.counters["claimed"] += len(claimed)
+            return ClaimReply(
+                claimed=claimed,
+                lost=lost,
+                next_due_in_ms=_next_due(queue, now),
+                recovered=recovered,
+            )
+
+    def recover(self, queue_name: str, batch: int) -> ClaimReply:
+        """One bounded recovery step of ``queue_name`` without claiming anything."""
+        with self._lock:
+            now = float(now_ms())
+            queue = self._queue(queue_name)
+            lost, recovered = self._recover(queue_name, queue, now, batch)
+            return ClaimReply(
+                claimed=[], lost=lost, next_due_in_ms=_next_due(queue, now), recovered=recovered
+            )
+
+    def renew(self, leases: list[LeaseRef], lease_ms: int) -> list[RenewOutcome]:
+        """Extend each lease still held to ``lease_ms`` from now; say why for the others."""
+        with self._lock:
+            now = float(now_ms())
+            outcomes: list[RenewOutcome] = []
+            for ref in leases:
+                entry = self._live_entry(ref.key, int(now))
+                if entry is None:
+                    outcomes.append(RenewOutcome(None, "missing"))
+                    continue
+                refused = _refusal(entry.job, Fence(queue=ref.queue, token=ref.token), now)
+                if refused or entry.job is None:
+                    outcomes.append(RenewOutcome(None, refused or "missing"))
+                    continue
+                deadline = now + lease_ms
+                self._set_job(
+                    ref.key, entry, msgspec.structs.replace(entry.job, lease_deadline_ms=deadline)
+                )
+                self._queue(ref.queue).leased.add(ref.key, deadline)
+                outcomes.append(RenewOutcome(deadline))
+            return outcomes
+
+    def release(self, ref: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back: the task is claimable again after ``delay_ms``.
+
+        Returns ("", the task as it is now) or (why it was refused, None).
+        """
+        with self._lock:
+            now = float(now_ms())
+            entry = self._live_entry(ref.key, int(now))
+            if entry is None:
+                return "missing", None
+            job = entry.job
+            refused = _refusal(job, Fence(queue=ref.queue, token=ref.token), now)
+            if refused or job is None:
+                return refused or "missing", None
+            ready_at = now + delay_ms
+            self._set_job(
+                ref.key,
+                entry,
+                msgspec.structs.replace(
+                    job, state="r", lease_deadline_ms=None, ready_at_ms=ready_at
+                ),
+            )
+            queue = self._queue(ref.queue)
+            queue.leased.remove(ref.key)
+            queue.ready.add(ref.key, ready_at)
+            queue.counters["released"] += 1
+            self.on_queue(ref.queue)
+            return "", entry.stored()
+
+    def queue_counts(self, queue_name: str) -> QueueCounts:
+        """The queue's numbers now."""
+        with self._lock:
+            now = float(now_ms())
+            queue = self._queues.get(queue_name)
+            if queue is None:
+                return QueueCounts()
+            ready = queue.ready.count_until(now)
+            first = queue.ready.first()
+            return QueueCounts(
+                ready=ready,
+                delayed=len(queue.ready) - ready,
+                leased=len(queue.leased),
+                oldest_ready_age_ms=None if not ready or first is None else now - first,
+                counters=dict(queue.counters),
+            )
+
+    def queue_names(self) -> list[str]:
+        """Every queue a task was ever submitted to."""
+        with self._lock:
+            return sorted(self._queues)
+
+    # --- helpers (under the lock) ---------------------------------------------------------
+
+    def _queue(self, name: str) -> _Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = _Queue()
+        return queue
+
+    def _set_job(self, key: TaskKey, entry: _Entry, job: StoredJob) -> None:
+        """Change a task's queue state: a write of the task (its version goes up)."""
+        entry.job = job
+        entry.version += 1
+        entry.snapshot = None
+        self.on_change(key)
+
+    def _recover(
+        self, name: str, queue: _Queue, now: float, batch: int
+    ) -> tuple[list[LostJob], int]:
+        lost: list[LostJob] = []
+        recovered = 0
+        for key in queue.leased.due(now, batch):
+            entry = self._live_entry(key, int(now))
+            job = None if entry is None else entry.job
+            if entry is None or job is None or job.ended or job.state in ("d", "r"):
+                queue.leased.remove(key)
+            elif job.state == "l" and job.attempt < job.max_attempts:
+                self._set_job(
+                    key,
+                    entry,
+                    msgspec.structs.replace(
+                        job, state="r", lease_deadline_ms=None, ready_at_ms=now
+                    ),
+                )
+                queue.leased.remove(key)
+                queue.ready.add(key, now)
+                recovered += 1
+            else:  # its last attempt was lost (or released): hand it out to be failed
+                if job.state == "l":
+                    self._set_job(key, entry, msgspec.structs.replace(job, state="x"))
+                queue.leased.add(key, now + LOST_RETRY_MS)
+                lost.append(_lost(key, job, expired=job.state != "y"))
+        if recovered:
+            queue.counters["recovered"] += recovered
+            self.on_queue(name)
+        return lost, recovered
+
+    def _finish(
+        self, key: TaskKey, entry: _Entry, job: StoredJob, status: str, fence: Fence | None
+    ) -> None:
+        """A terminal write landed: the job is done and leaves its queue."""
+        entry.job = msgspec.structs.replace(job, state="d", ended=status, lease_deadline_ms=None)
+        entry.snapshot = None
+        queue = self._queue(job.queue)
+        queue.ready.remove(key)
+        queue.leased.remove(key)
+        queue.counters[status] += 1
+        if fence is not None and fence.finalize:
+            queue.counters["given_up"] += 1
+
+
+def _lost(key: TaskKey, job: StoredJob, *, expired: bool) -> LostJob:
+    return LostJob(
+        key=key,
+        token=job.token,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        expired=expired,
+    )
+
+
+def _next_due(queue: _Queue, now: float) -> float | None:
+    due = [score for score in (queue.ready.first(), queue.leased.first()) if score is not None]
+    return None if not due else max(0.0, min(due) - now)
+
+
+def _refusal(job: StoredJob | None, fence: Fence, now: float) -> str:
+    """Why the lease ``fence`` names does not hold, or "" when it does (or may finalize)."""
+    if job is None or job.queue != fence.queue:
+        return "missing"
+    if fence.finalize:
+        return "" if job.state in ("x", "y") and job.token == fence.token else "finalized"
+    if fence.token > job.token:
+        return "forged"
+    if job.ended:
+        return job.ended
+    if fence.token < job.token:
+        return "reclaimed"
+    if job.state != "l" or job.lease_deadline_ms is None or job.lease_deadline_ms <= now:
+        return "expired"
+    return ""
