@@ -3,7 +3,14 @@
 -- KEYS[1] task hash, KEYS[2] owner expiry index
 -- ARGV[1] expected core version, ARGV[2] new core record, ARGV[3] write token (unique per
 -- logical write), ARGV[4] now_ms, ARGV[5] the task's index member if the new record is
--- terminal, else ""
+-- terminal, else "", ARGV[6] and ARGV[7] the writer's format major and minor,
+-- ARGV[8] a lease's fencing token or "" (no fence), ARGV[9] "f" for the store's write that
+-- fails a task lost for good, else "h" (a holder's write), ARGV[10] the task's queue member,
+-- ARGV[11] its queue name or "", ARGV[12] the new status
+-- With a queue (ARGV[11]): KEYS[3] its ready set, KEYS[4] its leased set, KEYS[5] its counters;
+-- a terminal write also takes the task off the queue (job_done in lua/_task.lua).
+-- A fenced write applies only while the lease holds (lease_refusal in lua/_task.lua), else
+-- returns {-2, why, core, variables}, writing nothing.
 -- Returns {1, core, variables} applied, {0} no such task, {-1, core, variables} conflict:
 -- the task as record() (lua/_task.lua) gives it (after the write when applied).
 -- Field v (the task version) goes up with every write, k (the core version) with this
@@ -23,6 +30,19 @@ if resent(key, history, ARGV[3]) then
 end
 -- a task stored in another major or a newer minor format is not the caller's to rewrite:
 -- a conflict, whose reply lets the caller see why
+if ARGV[8] and ARGV[8] ~= '' then
+  local token = tonumber(ARGV[8])
+  if ARGV[9] == 'f' then
+    if not finalizable(key, ARGV[11], token) then
+      return {-2, 'finalized', record(key)}
+    end
+  else
+    local why = lease_refusal(key, ARGV[11], token, server_ms())
+    if why then
+      return {-2, why, record(key)}
+    end
+  end
+end
 local major, minor = string.match(state[3] or '', '^(%d+)%.(%d+)$')
 if current ~= ARGV[1] or major ~= ARGV[6] or tonumber(minor) > tonumber(ARGV[7]) then
   return {-1, record(key)}
@@ -35,6 +55,9 @@ if ARGV[5] ~= '' then
   -- a terminal task no longer counts against the quota: its expiry score turns negative
   local expires = redis.call('HGET', key, 'e')
   redis.call('ZADD', KEYS[2], 'XX', expires and ('-' .. expires) or '-inf', ARGV[5])
+  if #KEYS > 2 and redis.call('HGET', key, 'q') == ARGV[11] then
+    job_done(key, ARGV[10], KEYS[3], KEYS[4], KEYS[5], ARGV[12], ARGV[9] == 'f')
+  end
 end
 notify(key, version)
 return {1, record(key)}

@@ -6,6 +6,10 @@
 -- ARGV[1] format, ARGV[2] core record, ARGV[3] index member, ARGV[4] expires_at_ms or "",
 -- ARGV[5] purge_at_ms or "", ARGV[6] quota or "", ARGV[7] now_ms, ARGV[8] due member,
 -- ARGV[9] prune batch, ARGV[10] write token
+-- With a queue part (submit): KEYS[6] the queue's ready set on the owner's shard, KEYS[7] its
+-- counters hash, KEYS[8] the shard's set of queue names; ARGV[11] queue name, ARGV[12] queue
+-- member, ARGV[13] params, ARGV[14] max attempts, ARGV[15] delay ms, ARGV[16] owner id.
+-- The task is enqueued in the same step (ready at the server's clock plus the delay).
 -- Returns 1 created, 0 quota exceeded, -1 key exists. Writes nothing unless it returns 1.
 -- A call resent after a lost reply finds its own token (field w) and reports 1 again.
 -- The expiry index scores an unfinished task by its expiry (+inf for none) and a terminal
@@ -51,5 +55,14 @@ if expires == '' then
 else
   redis.call('ZADD', KEYS[3], expires, ARGV[3])
   redis.call('ZADD', KEYS[4], 'LT', expires, ARGV[8])
+end
+if #KEYS > 5 then
+  local ready_at = ms(server_ms() + tonumber(ARGV[15]))
+  redis.call('HSET', KEYS[1], 'q', ARGV[11], 'qo', ARGV[16], 'qs', 'r', 'qa', 0, 'qm', ARGV[14],
+    'qt', 0, 'qr', ready_at, 'p', ARGV[13])
+  redis.call('ZADD', KEYS[6], ready_at, ARGV[12])
+  redis.call('HINCRBY', KEYS[7], 'submitted', 1)
+  redis.call('SADD', KEYS[8], ARGV[11])
+  redis.call('SPUBLISH', KEYS[6], '')
 end
 return 1

@@ -6,8 +6,10 @@
 -- object ({"k1":v1,"k2":v2}) is n + 1 bytes long (2 when empty).
 -- KEYS[1] task hash
 -- ARGV[1] format major of the caller, ARGV[2] now_ms, ARGV[3] most bytes of the merged
--- variables' JSON, ARGV[4] write token, ARGV[5] number of variables set, then that many
--- (name, value) pairs, then the names of the variables to delete.
+-- variables' JSON, ARGV[4] write token, ARGV[5] a lease's fencing token or "" (no fence),
+-- ARGV[6] its queue name, ARGV[7] number of variables set, then that many (name, value)
+-- pairs, then the names of the variables to delete.
+-- A fenced merge applies only while the lease holds, else returns {-4, why}.
 -- Returns {1, core, variables} applied (as record() (lua/_task.lua) gives them), {0} no such task,
 -- {-1} expired,
 -- {-2, size} too large, {-3, format} another major format. Writes nothing unless applied.
@@ -29,10 +31,16 @@ end
 if state[2] and tonumber(state[2]) <= tonumber(ARGV[2]) then
   return {-1}
 end
+if ARGV[5] ~= '' then
+  local why = lease_refusal(key, ARGV[6], tonumber(ARGV[5]), server_ms())
+  if why then
+    return {-4, why}
+  end
+end
 local n = tonumber(state[3] or '0')
-local sets = tonumber(ARGV[5])
-local last_set = 5 + 2 * sets
-for i = 6, last_set, 2 do
+local sets = tonumber(ARGV[7])
+local last_set = 7 + 2 * sets
+for i = 8, last_set, 2 do
   local name = ARGV[i]
   local old = redis.call('HSTRLEN', key, name)
   if old > 0 then
@@ -53,7 +61,7 @@ end
 if size > tonumber(ARGV[3]) then
   return {-2, size}
 end
-for i = 6, last_set, 2 do
+for i = 8, last_set, 2 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 1])
 end
 for i = last_set + 1, #ARGV do

@@ -14,14 +14,19 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 
 from .._core.backend_types import (
+    LOST_RETRY_MS,
     BackendPage,
     CasResult,
+    ClaimReply,
     CoreWrite,
     CreateOutcome,
+    LeaseRef,
     ListPosition,
     MergeOutcome,
     MergeResult,
     NewTask,
+    QueueCounts,
+    RenewOutcome,
     TaskKey,
     VariableMerge,
     VersionedRecord,
@@ -30,21 +35,35 @@ from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.keys import KeySchema
 from .._redis.pubsub import AsyncHub, async_hub, node_source
-from .._redis.replies import as_str, created, evalsha, record_of_hash, record_of_script, wrote
+from .._redis.replies import (
+    as_str,
+    claim_reply,
+    created,
+    evalsha,
+    record_of_hash,
+    record_of_script,
+    wrote,
+)
+from .._redis.routing import pipeline_route
 from .._redis.scripts import (
     ALL_SCRIPTS,
+    CLAIM,
     COMPARE_AND_SET,
     CREATE,
     LIST_PAGE,
     MERGE_VARIABLES,
     PURGE_EXPIRED,
+    QUEUE_STATS,
+    RECOVER,
+    RELEASE,
+    RENEW,
     Script,
     compare_and_set_call,
     create_call,
     merge_variables_call,
 )
 from ._pipeline import AutoPipeline
-from ._watch import ChannelWatch
+from ._watch import ChannelWatch, QueueChannelWatch
 
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
@@ -193,6 +212,10 @@ class RedisBackend:
         status = int(reply[0])
         if status == 0:
             return CasResult(False, None)
+        if status == -2:
+            return CasResult(
+                False, record_of_script(reply[2], reply[3]), lease_lost=as_str(reply[1])
+            )
         return CasResult(status == 1, record_of_script(reply[1], reply[2]))
 
     async def merge_variables(self, merge: VariableMerge) -> MergeResult:
@@ -208,6 +231,8 @@ class RedisBackend:
             return MergeResult(MergeOutcome.EXPIRED)
         if status == -2:
             return MergeResult(MergeOutcome.TOO_LARGE, size=int(reply[1]))
+        if status == -4:
+            return MergeResult(MergeOutcome.LEASE_LOST, lease_lost=as_str(reply[1]))
         return MergeResult(MergeOutcome.OTHER_FORMAT, format=as_str(reply[1]))
 
     async def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
@@ -238,6 +263,137 @@ class RedisBackend:
                 purged += int(deleted)
                 more = bool(int(due))
         return purged
+
+    # --- work queues (one script per shard of a queue; see lua/claim.lua) ------------------
+
+    def queue_shards(self) -> int:
+        """Every queue is spread over the key schema's shards (its tasks' owners' shards)."""
+        return self.keys.shards
+
+    def _queue_call_keys(self, queue: str, shard: int) -> list[str]:
+        return [*self.keys.queue_keys(queue, shard), self.keys.task_base(shard)]
+
+    async def claim(
+        self, queue: str, shard: int, count: int, lease_ms: int, worker_id: str, batch: int
+    ) -> ClaimReply:
+        """Recover expired leases, then lease up to ``count`` ready tasks: one script.
+
+        Never resent: a claim whose reply was lost leases tasks nobody holds, which
+        their lease's expiry gives back.
+        """
+        command = evalsha(
+            CLAIM,
+            self._queue_call_keys(queue, shard),
+            [count, lease_ms, worker_id, batch, LOST_RETRY_MS],
+        )
+        return claim_reply(await self._run("claim", command, write=True))
+
+    async def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
+        """Recover up to ``batch`` expired leases of one shard: one script."""
+        command = evalsha(RECOVER, self._queue_call_keys(queue, shard), [batch, LOST_RETRY_MS])
+        return claim_reply(await self._run("recover", command, write=True))
+
+    async def renew(self, leases: list[LeaseRef], lease_ms: int) -> list[RenewOutcome]:
+        """Renew leases, one script per shard of a queue, all in one pipeline."""
+        groups: dict[tuple[str, int], list[int]] = {}
+        for at, ref in enumerate(leases):
+            groups.setdefault((ref.queue, self.keys.shard_of(ref.key.owner_id)), []).append(at)
+        commands = []
+        for (queue, shard), members in groups.items():
+            args: list[Any] = [lease_ms, queue]
+            for at in members:
+                args += [self.keys.queue_member(leases[at].key), leases[at].token]
+            _, leased, _ = self.keys.queue_keys(queue, shard)
+            commands.append(evalsha(RENEW, [leased, self.keys.task_base(shard)], args))
+        replies = await self._run_many("renew", commands, write=True)
+        outcomes: list[RenewOutcome] = [RenewOutcome(None, "missing")] * len(leases)
+        for members, reply in zip(groups.values(), replies, strict=True):
+            for at, (held, value) in zip(members, reply, strict=True):
+                text = as_str(value)
+                outcomes[at] = (
+                    RenewOutcome(float(text)) if int(held) == 1 else RenewOutcome(None, text)
+                )
+        return outcomes
+
+    async def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back, in one script."""
+        shard = self.keys.shard_of(lease.key.owner_id)
+        keys = [*self.keys.queue_keys(lease.queue, shard), self.keys.task_key(lease.key)]
+        args = [
+            lease.queue,
+            self.keys.queue_member(lease.key),
+            lease.token,
+            delay_ms,
+            secrets.token_hex(6),
+        ]
+        reply = await self._write("release", RELEASE, keys, args, wrote=wrote)
+        if int(reply[0]) != 1:
+            return as_str(reply[1]), None
+        return "", record_of_script(reply[1], reply[2])
+
+    async def queue_counts(self, queue: str) -> QueueCounts:
+        """The queue's numbers: one read-only script per shard, in one pipeline."""
+        commands = [
+            evalsha(QUEUE_STATS, self.keys.queue_keys(queue, shard), [])
+            for shard in range(self.keys.shards)
+        ]
+        ready = queued = leased = 0
+        oldest: float | None = None
+        counters: dict[str, int] = {}
+        for now_ready, in_all, held, age, flat in await self._run_many(
+            "queue_stats", commands, write=False
+        ):
+            ready += int(now_ready)
+            queued += int(in_all)
+            leased += int(held)
+            age_text = as_str(age)
+            if age_text:
+                oldest = max(oldest or 0.0, float(age_text))
+            for at in range(0, len(flat), 2):
+                name = as_str(flat[at])
+                counters[name] = counters.get(name, 0) + int(flat[at + 1])
+        return QueueCounts(
+            ready=ready,
+            delayed=queued - ready,
+            leased=leased,
+            oldest_ready_age_ms=oldest,
+            counters=counters,
+        )
+
+    async def queue_names(self) -> list[str]:
+        """The names in every shard's set of queues (one pipeline)."""
+        commands = [("SMEMBERS", self.keys.queues_key(shard)) for shard in range(self.keys.shards)]
+        names: set[str] = set()
+        for members in await self._run_many("queues", commands, write=False):
+            names.update(as_str(member) for member in members)
+        return sorted(names)
+
+    def queue_watch(self, queue: str, on_notice: Callable[[int], None]) -> QueueChannelWatch:
+        """Watch every shard channel of ``queue`` through this process's hub."""
+        channels = [self.keys.queue_channel(queue, shard) for shard in range(self.keys.shards)]
+        return QueueChannelWatch(self, channels, on_notice)
+
+    async def _run_many(
+        self, operation: str, commands: list[tuple[Any, ...]], *, write: bool
+    ) -> list[Any]:
+        """Send commands in one pipeline (one round trip per node); scripts reloaded if lost."""
+        if not commands:
+            return []
+        with map_redis_errors(operation, write=write):
+            client = await self._connected()
+            untyped: Any = client  # redis-py leaves pipelines partly untyped
+            for _ in range(_NOSCRIPT_ATTEMPTS):
+                async with untyped.pipeline(transaction=False) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command, **pipeline_route(client, command))
+                    replies: list[Any] = await pipe.execute(raise_on_error=False)
+                if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                    break
+                await self._load_scripts(client)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
 
     # --- waiting (see _redis/pubsub.py) ---------------------------------------------------
 

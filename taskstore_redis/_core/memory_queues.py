@@ -142,7 +142,13 @@ class MemoryQueueStorage(MemoryStorage):
                     return CasResult(False, entry.stored(), lease_lost=refused)
             result = super().compare_and_set(write)
             job = None if entry is None else entry.job
-            if result.applied and write.terminal and entry is not None and job is not None:
+            if (
+                result.applied
+                and write.terminal
+                and entry is not None
+                and job is not None
+                and job.state != "d"
+            ):
                 self._finish(write.key, entry, job, write.status, fence)
                 result = CasResult(True, entry.stored())
             return result

@@ -35,7 +35,7 @@ def timestamp_from_ms(epoch_ms: int) -> str:
     return _second_stamp(seconds) + _MILLIS_SUFFIX[millis]
 
 
-def datetime_from_ms(epoch_ms: int) -> datetime:
+def datetime_from_ms(epoch_ms: float) -> datetime:
     """Turn milliseconds since the epoch into an aware UTC datetime."""
     return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 

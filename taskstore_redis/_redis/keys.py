@@ -9,7 +9,17 @@ key                                type    holds
                                            for none), negated once the task is terminal
 ``{P:S}:due``                      zset    ``"<index key> <expiry key> <task prefix>"`` per
                                            owner with expiring tasks, by earliest expiry
+``{P:S}:q:<queue>:r``              zset    a work queue's ready tasks of the shard, by ready-at
+                                           ms (server clock; delayed ones too), members
+                                           ``<owner part>:<task part>``
+``{P:S}:q:<queue>:l``              zset    the same queue's leased tasks, by lease deadline ms
+``{P:S}:q:<queue>:s``              hash    the queue's counters on the shard
+``{P:S}:queues``                   set     the names of the shard's queues
 =================================  ======  ===================================================
+
+A queue's member joined to the shard's task key base ``{P:S}:t:`` is the task's
+key. Queue names are percent-encoded like owner ids. A queue's shard channel is
+named like its ready set: submits, releases and recoveries publish there.
 
 Each task also has a shard channel (``SPUBLISH``) named exactly like its hash:
 channels and keys are separate namespaces, and the shared name puts the channel
@@ -205,3 +215,35 @@ class KeySchema:
     def member_at(self, owner_id: str, position: ListPosition) -> str:
         """The index member of a list position."""
         return self.index_member(TaskKey(owner_id, position.task_id), position.created_at_ms)
+
+    # --- work queues ------------------------------------------------------------------------
+
+    def queue_key(self, queue: str, shard: int, kind: str) -> str:
+        """A key of one shard of a queue: ``r`` ready set, ``l`` leased set, ``s`` counters."""
+        return f"{self.tag(shard)}:q:{encode_id(queue)}:{kind}"
+
+    def queue_keys(self, queue: str, shard: int) -> list[str]:
+        """The ready set, leased set and counters of one shard of a queue, in that order."""
+        return [self.queue_key(queue, shard, kind) for kind in ("r", "l", "s")]
+
+    def queue_channel(self, queue: str, shard: int) -> str:
+        """The shard channel that says a shard of a queue may have work (its ready set's name)."""
+        return self.queue_key(queue, shard, "r")
+
+    def queues_key(self, shard: int) -> str:
+        """The set of the names of the queues a shard has seen."""
+        return f"{self.tag(shard)}:queues"
+
+    def task_base(self, shard: int) -> str:
+        """What every task key of a shard starts with; a queue member completes it."""
+        return f"{self.tag(shard)}:t:"
+
+    def queue_member(self, key: TaskKey) -> str:
+        """A task's member in its queue's sets: its key less the shard's task key base."""
+        _, part = self._owner_parts(key.owner_id)
+        return f"{part}:{encode_task_id(key.task_id)}"
+
+    @staticmethod
+    def task_id_of_member(member: str) -> str:
+        """The task id a queue member stands for."""
+        return decode_task_id(member.rpartition(":")[2])

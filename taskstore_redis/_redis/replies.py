@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._core.backend_types import VersionedRecord
-from .keys import decode_task_id
+import msgspec
+
+from .._core.backend_types import (
+    ClaimedJob,
+    ClaimReply,
+    LostJob,
+    StoredJob,
+    TaskKey,
+    VersionedRecord,
+)
+from .keys import KeySchema, decode_task_id
 from .scripts import Script
 
 
@@ -54,6 +63,7 @@ def _record(
     data: bytes | None = None
     fmt = ""
     members: list[bytes] = []
+    job: dict[bytes, bytes] | None = None
     if joined:
         members.append(_as_bytes(joined))
     for at in range(0, len(flat), 2):
@@ -75,8 +85,25 @@ def _record(
             updated = int(value)
         elif name == b"f":
             fmt = value.decode("ascii", "replace")
+        elif name[:1] == b"q" or name in _JOB_FIELDS:
+            if job is None:
+                job = {}
+            job[name] = value
     if version is None or data is None:
         return None
+    if job is not None:
+        return _with_job(
+            VersionedRecord(
+                version=version,
+                core_version=0 if core_version is None else core_version,
+                data=data,
+                variables=b"{" + b",".join(members) + b"}" if members else b"{}",
+                updated_at_ms=updated,
+                format=fmt,
+                task_id=task_id,
+            ),
+            job,
+        )
     return VersionedRecord(
         version=version,
         core_version=0 if core_version is None else core_version,
@@ -104,3 +131,66 @@ def record_of_hash(reply: Any) -> VersionedRecord | None:
     if isinstance(reply, dict):
         return _record([part for pair in reply.items() for part in pair])
     return _record(reply)
+
+
+_JOB_FIELDS = (b"p", b"z")
+"""Fields of a queued task's hash outside the ``q`` family: its params, its terminal marker."""
+
+
+def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedRecord:
+    """Attach the queue state kept in a task's ``q*`` (and ``p``, ``z``) fields."""
+    queue = fields.get(b"q")
+    if queue is None:
+        return record
+    deadline = fields.get(b"qx")
+    ready_at = fields.get(b"qr")
+    worker = fields.get(b"qw")
+    job = StoredJob(
+        queue=as_str(queue),
+        state=as_str(fields.get(b"qs", b"r")),
+        attempt=int(fields.get(b"qa", b"0")),
+        max_attempts=int(fields.get(b"qm", b"1")),
+        token=int(fields.get(b"qt", b"0")),
+        worker_id=None if worker is None else as_str(worker),
+        lease_deadline_ms=None if deadline is None else float(deadline),
+        ready_at_ms=None if ready_at is None else float(ready_at),
+        ended=as_str(fields.get(b"z", b"")),
+    )
+    return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
+
+
+def claim_reply(reply: Any) -> ClaimReply:
+    """A ``claim.lua`` or ``recover.lua`` reply."""
+    claimed_part, lost_part, due, recovered = reply
+    claimed = []
+    for member, token, attempt, deadline, core, joined, owner in claimed_part:
+        key = TaskKey(as_str(owner), KeySchema.task_id_of_member(as_str(member)))
+        record = record_of_script(core, joined)
+        if record is None:
+            continue
+        claimed.append(
+            ClaimedJob(
+                key=key,
+                record=record,
+                token=int(token),
+                attempt=int(attempt),
+                deadline_ms=float(deadline),
+            )
+        )
+    lost = [
+        LostJob(
+            key=TaskKey(as_str(owner), KeySchema.task_id_of_member(as_str(member))),
+            token=int(token),
+            attempt=int(attempt),
+            max_attempts=int(maximum),
+            expired=bool(int(expired)),
+        )
+        for member, token, attempt, maximum, expired, owner in lost_part
+    ]
+    due_text = as_str(due)
+    return ClaimReply(
+        claimed=claimed,
+        lost=lost,
+        next_due_in_ms=float(due_text) if due_text else None,
+        recovered=int(recovered),
+    )

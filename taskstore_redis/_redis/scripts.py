@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._core.backend_types import CoreWrite, NewTask, VariableMerge
+from .._core.backend_types import CoreWrite, Fence, NewTask, VariableMerge
 from .keys import KeySchema
 
 PRUNE_BATCH = 8
@@ -54,21 +54,52 @@ COMPARE_AND_SET = load_script("compare_and_set")
 MERGE_VARIABLES = load_script("merge_variables")
 LIST_PAGE = load_script("list_page")
 PURGE_EXPIRED = load_script("purge_expired")
-ALL_SCRIPTS = (CREATE, COMPARE_AND_SET, MERGE_VARIABLES, LIST_PAGE, PURGE_EXPIRED)
+CLAIM = load_script("claim")
+RECOVER = load_script("recover")
+RENEW = load_script("renew")
+RELEASE = load_script("release")
+QUEUE_STATS = load_script("queue_stats")
+ALL_SCRIPTS = (
+    CREATE,
+    COMPARE_AND_SET,
+    MERGE_VARIABLES,
+    LIST_PAGE,
+    PURGE_EXPIRED,
+    CLAIM,
+    RECOVER,
+    RENEW,
+    RELEASE,
+    QUEUE_STATS,
+)
 
 
 def create_call(keys: KeySchema, task: NewTask, token: str) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of ``create.lua`` for one task: the only place that lays them out."""
     key = task.key
     owner = key.owner_id
+    shard = keys.shard_of(owner)
+    names = [
+        keys.task_key(key),
+        keys.index_key(owner),
+        keys.expiry_key(owner),
+        keys.due_key(shard),
+        keys.task_prefix(owner),
+    ]
+    job = task.job
+    queue_args: list[Any] = []
+    if job is not None:
+        ready, _, stats = keys.queue_keys(job.queue, shard)
+        names += [ready, stats, keys.queues_key(shard)]
+        queue_args = [
+            job.queue,
+            keys.queue_member(key),
+            job.params,
+            job.max_attempts,
+            job.delay_ms,
+            owner,
+        ]
     return (
-        [
-            keys.task_key(key),
-            keys.index_key(owner),
-            keys.expiry_key(owner),
-            keys.due_key(keys.shard_of(owner)),
-            keys.task_prefix(owner),
-        ],
+        names,
         [
             task.format,
             task.data,
@@ -80,6 +111,7 @@ def create_call(keys: KeySchema, task: NewTask, token: str) -> tuple[list[str], 
             keys.due_member(owner),
             PRUNE_BATCH,
             token,
+            *queue_args,
         ],
     )
 
@@ -90,25 +122,44 @@ def compare_and_set_call(
     """KEYS and ARGV of ``compare_and_set.lua``."""
     key = write.key
     major, _, minor = write.format.partition(".")
-    return (
-        [keys.task_key(key), keys.expiry_key(key.owner_id)],
-        [
-            write.expected_core_version,
-            write.data,
-            token,
-            write.now_ms,
-            keys.index_member(key, write.created_at_ms) if write.terminal else "",
-            major,
-            minor,
-        ],
-    )
+    names = [keys.task_key(key), keys.expiry_key(key.owner_id)]
+    args: list[Any] = [
+        write.expected_core_version,
+        write.data,
+        token,
+        write.now_ms,
+        keys.index_member(key, write.created_at_ms) if write.terminal else "",
+        major,
+        minor,
+    ]
+    queue = write.queue if write.fence is None else write.fence.queue
+    if queue is not None:
+        names += keys.queue_keys(queue, keys.shard_of(key.owner_id))
+        fence = write.fence
+        args += [
+            "" if fence is None else fence.token,
+            "f" if fence is not None and fence.finalize else "h",
+            keys.queue_member(key),
+            queue,
+            write.status,
+        ]
+    return names, args
 
 
 def merge_variables_call(
     keys: KeySchema, merge: VariableMerge, token: str
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of ``merge_variables.lua``."""
-    args: list[Any] = [merge.format_major, merge.now_ms, merge.max_bytes, token, len(merge.sets)]
+    fence: Fence | None = merge.fence
+    args: list[Any] = [
+        merge.format_major,
+        merge.now_ms,
+        merge.max_bytes,
+        token,
+        "" if fence is None else fence.token,
+        "" if fence is None else fence.queue,
+        len(merge.sets),
+    ]
     for name, value in merge.sets:
         args.append(name)
         args.append(value)

@@ -44,7 +44,7 @@ class Lease:
         self._queue = queue
         self._token = token
         self._attempt = attempt
-        self._expires_at = datetime_from_ms(int(expires_at_ms))
+        self._expires_at = datetime_from_ms(expires_at_ms)
         self._worker_id = worker_id
 
     def __repr__(self) -> str:
@@ -148,7 +148,7 @@ class Lease:
         self._store._release(self, delay_ms)
 
     def _renewed(self, deadline_ms: float) -> None:
-        self._expires_at = datetime_from_ms(int(deadline_ms))
+        self._expires_at = datetime_from_ms(deadline_ms)
 
     def _updated(self, task: TaskRecord) -> None:
         self._task = task
