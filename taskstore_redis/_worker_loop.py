@@ -325,7 +325,7 @@ class _Worker:
                 continue
             try:
                 leases = await self.ops.claim(free, self.settings.idle_wait_s)
-            except TaskStoreError as exc:
+            except Exception as exc:  # the store unreachable (or worse): log, pause, go on
                 self.stats.error("claim", exc)
                 await self._pause(pause)
                 pause = min(pause * 2, _PAUSE_MAX_S)
@@ -356,7 +356,7 @@ class _Worker:
             await anyio.sleep(random.uniform(0.5, 1.5) * every)
             try:
                 self.stats.recovered += await self.ops.recover()
-            except TaskStoreError as exc:
+            except Exception as exc:  # as for a claim: the next sweep may succeed
                 self.stats.error("recover_leases", exc)
 
     async def _renew_loop(self) -> None:
@@ -368,7 +368,7 @@ class _Worker:
                 continue
             try:
                 reasons = await self.ops.renew([job.lease for job in jobs])
-            except TaskStoreError as exc:
+            except Exception as exc:  # as for a claim: the next renewal may succeed
                 self.stats.error("renew_leases", exc)
                 continue
             for job, reason in zip(jobs, reasons, strict=True):
@@ -488,7 +488,7 @@ class _Worker:
                 self.stats.released += 1
             except LeaseLost:
                 pass  # it ended (or was taken) meanwhile: nothing left to hand back
-            except TaskStoreError as exc:
+            except Exception as exc:  # unreachable: the lease runs out and is recovered
                 self.stats.error(f"release task {job.lease.task_id}", exc)
 
 

@@ -56,6 +56,12 @@ HANDLERS = textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wide console, so that no table heading wraps whatever the terminal."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
 @pytest.fixture
 def handlers(tmp_path: Path) -> Path:
     """A directory with the module ``jobs`` of handlers, the cwd of the worker command."""
