@@ -13,6 +13,8 @@ from ._sync._memory import InMemoryBackend
 from ._sync._protocols import QueueBackend, QueueWatch, StorageBackend, TaskStore, TaskWatch
 from ._sync._redis import RedisBackend
 from ._sync._store import GenericTaskStore
+from ._sync._worker import run_worker
+from ._worker_loop import WorkerStats
 
 __version__ = "0.1.0"
 
@@ -27,5 +29,8 @@ __all__ = [
     "StorageBackend",
     "TaskStore",
     "TaskWatch",
+    # the worker loop over a queue
+    "WorkerStats",
+    "run_worker",
     *_shared_names,
 ]

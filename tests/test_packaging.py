@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 import tarfile
@@ -67,3 +69,48 @@ def test_an_installed_wheel_runs_a_task_through_redis(
     run(python, "-m", "pip", "install", "-q", wheel)
     location = run(python, "-c", RUN_A_TASK, redis_url, cwd=tmp_path)
     assert str(venv) in location
+
+
+SUBMIT_ONE = """
+import sys
+import taskstore_redis as ts
+
+with ts.GenericTaskStore.from_url(sys.argv[1], prefix="wheelworker") as store:
+    record = store.submit("owner", "tools/call", {"n": 21})
+    print(record.task.task_id)
+"""
+
+
+@pytest.mark.redis
+def test_an_installed_wheel_runs_the_worker_and_queues_commands(
+    dist: Path, tmp_path: Path, redis_url: str
+) -> None:
+    (wheel,) = dist.glob("*.whl")
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv)
+    python = venv / "bin" / "python"
+    run(python, "-m", "pip", "install", "-q", wheel, "rich")
+    (tmp_path / "jobs.py").write_text("def double(lease):\n    return 2 * lease.params['n']\n")
+    task_id = run(python, "-c", SUBMIT_ONE, redis_url, cwd=tmp_path).strip()
+    command = [str(venv / "bin" / "taskstore-redis")]
+    where = ["--redis-url", redis_url, "--prefix", "wheelworker"]
+    worker = subprocess.Popen(
+        [str(venv / "bin" / "taskstore-redis"), "worker", "jobs:double", *where],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait = f"""
+import taskstore_redis as ts
+with ts.GenericTaskStore.from_url({redis_url!r}, prefix="wheelworker") as store:
+    print(store.wait_for_result({task_id!r}, "owner", timeout=60))
+"""
+        assert run(python, "-c", wait, cwd=tmp_path).strip() == "42"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    shown = json.loads(run(command[0], "queues", "--json", *where, cwd=tmp_path))
+    assert [(one["queue"], one["completed"]) for one in shown] == [("default", 1)]

@@ -56,7 +56,7 @@ def fail(message: str) -> None:
 
 
 def _parser() -> _Parser:
-    from . import _doctor, _inspect
+    from . import _doctor, _inspect, _queues, _worker
     from . import bench as _bench
     from . import demo as _demo
 
@@ -165,6 +165,24 @@ def _parser() -> _Parser:
         help="check a Redis for the store",
         description="Check a server for the store: version, scripts, permissions, latency.",
     )
+    worker = add(
+        "worker",
+        [inspecting],
+        _worker.run,
+        help="run a handler on a queue's tasks",
+        description="Claim tasks from a queue and run MODULE:FUNCTION on each, in N processes, "
+        "until SIGTERM or Ctrl-C.",
+    )
+    _worker.add_arguments(worker)
+    queues = add(
+        "queues",
+        [inspecting],
+        _queues.run,
+        help="show the queues",
+        description="Every queue of the key prefix: ready, delayed, leased, oldest waiting, "
+        "recovered and given-up counts.",
+    )
+    queues.add_argument("--json", action="store_true", help="print the numbers as JSON")
     return parser
 
 

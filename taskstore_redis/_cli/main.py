@@ -1,8 +1,8 @@
 """The ``taskstore-redis`` command (also ``python -m taskstore_redis``).
 
 Subcommands: ``demo`` and ``bench`` run on a throwaway Redis unless given
-``--redis-url`` (or ``$TASKSTORE_REDIS_URL``); ``get``, ``list``, ``cleanup`` and
-``doctor`` inspect an existing server: ``--redis-url``, else
+``--redis-url`` (or ``$TASKSTORE_REDIS_URL``); ``get``, ``list``, ``cleanup``,
+``doctor``, ``worker`` and ``queues`` work on an existing server: ``--redis-url``, else
 ``$TASKSTORE_REDIS_URL``, else ``redis://localhost:6379``. Exit statuses are
 listed in ``_exit``. The command needs the ``cli`` extra (rich); without it, it
 says how to install it in one line.

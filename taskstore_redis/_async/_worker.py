@@ -1,0 +1,72 @@
+"""run_worker: claim tasks from a queue and run a handler on each, until stopped."""
+
+from __future__ import annotations
+
+from .._core.worker_rules import WorkerSettings
+from .._worker_loop import Handler, StopFlag, WorkerStats, async_run_worker
+from ._store import GenericTaskStore
+
+
+async def run_worker(
+    store: GenericTaskStore,
+    handler: Handler,
+    *,
+    queue: str = "default",
+    concurrency: int = 8,
+    lease_ms: int | None = None,
+    max_attempts: int | None = None,
+    retry_base_ms: int = 1_000,
+    retry_max_ms: int = 60_000,
+    grace_s: float = 30.0,
+    sweep_every_s: float = 10.0,
+    idle_wait_s: float = 1.0,
+    worker_id: str | None = None,
+    stop: StopFlag | None = None,
+    handle_signals: bool = True,
+) -> WorkerStats:
+    """Claim tasks from ``queue`` and run ``handler(lease)`` on each, until stopped.
+
+    ``handler`` is a sync function (run in a worker thread) or an async one. What it
+    returns completes the task as ``completed`` with that result. If it raises, the
+    task is released for another attempt after an exponential, jittered pause
+    (``retry_base_ms`` doubling per attempt, at most ``retry_max_ms``); on the last
+    attempt (the task's ``max_attempts`` from ``submit``, or this ``max_attempts`` if
+    lower) the task ends ``failed``, its status message the exception's message and
+    its result ``{"error": message, "type": exception type}``. A handler that raises
+    ``LeaseLost`` (from a fenced write) gives the task up quietly.
+
+    Up to ``concurrency`` handlers run at once; free slots are filled with one batch
+    claim (``claim_many``), each lease for ``lease_ms`` (default: the store's
+    ``default_lease_ms``). Every held lease is renewed in one ``renew_leases`` call
+    each third of the lease; a lease found lost (it expired and another worker took
+    the task, the task was cancelled or ended elsewhere) stops its handler (an async
+    one is cancelled; a sync one is left to finish, its writes raise ``LeaseLost``)
+    and nothing more is written for it. Every ``sweep_every_s`` (jittered) the worker
+    sweeps expired leases of the queue (``recover_leases``), whoever held them.
+    ``idle_wait_s`` bounds each wait for work, so a stop is seen that soon.
+    Unreachable-store errors are logged (logger ``taskstore_redis.worker``) and
+    retried; they do not stop the worker.
+
+    The worker stops when ``stop.is_set()`` (an ``anyio.Event`` or
+    ``threading.Event``), on SIGTERM (with ``handle_signals``, in the main thread), or
+    when cancelled: it claims no more tasks, lets the running handlers finish within
+    ``grace_s`` seconds, then stops the rest and releases what it still holds
+    (``release``: the attempt is not counted). Returns what it did.
+
+    Raises InvalidArgument for a bad setting, before claiming anything.
+    """
+    settings = WorkerSettings(
+        queue=queue,
+        concurrency=concurrency,
+        lease_ms=lease_ms,
+        max_attempts=max_attempts,
+        retry_base_ms=retry_base_ms,
+        retry_max_ms=retry_max_ms,
+        grace_s=grace_s,
+        sweep_every_s=sweep_every_s,
+        idle_wait_s=idle_wait_s,
+        worker_id=worker_id,
+    )
+    return await async_run_worker(
+        store, handler, settings, stop=stop, handle_signals=handle_signals
+    )

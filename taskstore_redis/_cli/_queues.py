@@ -1,0 +1,66 @@
+"""``taskstore-redis queues``: every queue of a key prefix and where its tasks stand."""
+
+from __future__ import annotations
+
+import argparse
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from .._core.model import QueueStats
+from ._exit import EXIT_OK
+from ._inspect import _print_json, _store
+
+COLUMNS = (
+    ("queue", "queue"),
+    ("ready", "ready"),
+    ("delayed", "delayed"),
+    ("leased", "leased"),
+    ("oldest waiting", "oldest_ready_age_ms"),
+    ("completed", "completed"),
+    ("failed", "failed"),
+    ("recovered", "recovered"),
+    ("given up", "given_up"),
+)
+"""The table's columns: heading, QueueStats field."""
+
+
+def age(ms: float | None) -> str:
+    """A waiting time for people: ``-`` for none, else ms, s, min or h."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
+    """Print every queue's numbers (a table, or JSON with ``--json``); return the exit status."""
+    with _store(url, args) as store:
+        stats = [store.queue_stats(name) for name in store.queues()]
+    if args.json:
+        _print_json([msgspec.to_builtins(one) for one in stats])
+        return EXIT_OK
+    if not stats:
+        console.print(f"no queue under key prefix {args.prefix}", markup=False)
+        return EXIT_OK
+    table = Table(title=f"queues under key prefix {args.prefix}")
+    for heading, _ in COLUMNS:
+        table.add_column(heading, justify="left" if heading == "queue" else "right")
+    for one in stats:
+        table.add_row(*(_cell(one, field) for _, field in COLUMNS))
+    console.print(table)
+    return EXIT_OK
+
+
+def _cell(stats: QueueStats, field: str) -> str:
+    value = getattr(stats, field)
+    if field == "oldest_ready_age_ms":
+        return age(value)
+    return str(value)

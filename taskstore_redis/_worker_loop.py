@@ -1,0 +1,532 @@
+"""The loop of ``run_worker``, written once for the async and the blocking store.
+
+The loop is async (anyio). With an async store it awaits the store directly; with a
+blocking store, :func:`sync_run_worker` runs the same loop in an event loop of its
+own and sends every store call to a worker thread, so the blocking API gets the
+same behaviour without a second implementation. Handlers may be sync (run in a
+worker thread) or async (awaited on the loop).
+
+What the loop does:
+
+- claims up to as many tasks as it has free slots, in one ``claim_many`` call;
+- runs ``handler(lease)`` for each; its return value completes the task as
+  ``completed`` with that result;
+- renews every lease it holds in one ``renew_leases`` call per interval (a third
+  of the lease); a lease found lost (expired and reclaimed, cancelled, ended by
+  someone else) stops its handler and is abandoned quietly (logged);
+- a handler that raises: the task is released with an exponential, jittered delay
+  for another attempt, or, on its last attempt, completed ``failed`` with the
+  exception's message;
+- now and then sweeps the queue's expired leases (``recover_leases``), so recovery
+  never depends on one process;
+- on stop (``stop`` set, SIGTERM, or cancellation) it claims no more, lets the
+  running handlers finish within ``grace_s``, then stops the rest and releases what
+  it still holds (the attempt is not counted).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import random
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from ._core.errors import InvalidArgument, LeaseLost, StoreUnavailable, TaskStoreError
+from ._core.status import TaskStatus
+from ._core.worker_rules import (
+    MAX_MESSAGE_LENGTH,
+    WorkerSettings,
+    failure_message,
+    failure_result,
+    out_of_attempts,
+    retry_delay_ms,
+)
+
+logger = logging.getLogger("taskstore_redis.worker")
+
+Handler = Callable[[Any], Any]
+"""``handler(lease)``: a sync or async function; what it returns is the task's result."""
+
+_PAUSE_FIRST_S = 0.05
+_PAUSE_MAX_S = 2.0
+_STOP_CHECK_S = 0.05
+
+
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: an ``anyio.Event``, a ``threading.Event``."""
+
+    def is_set(self) -> bool:
+        """Whether the worker should stop."""
+        ...
+
+
+@dataclass
+class WorkerStats:
+    """What one ``run_worker`` call did, returned when it stops."""
+
+    claimed: int = 0
+    """Leases taken."""
+    completed: int = 0
+    """Tasks completed with the handler's result."""
+    failed: int = 0
+    """Tasks failed after the handler raised on their last attempt."""
+    retried: int = 0
+    """Tasks released for another attempt after the handler raised."""
+    lost: int = 0
+    """Leases found lost (expired, reclaimed, cancelled, ended by someone else): abandoned."""
+    released: int = 0
+    """Leases handed back unfinished at shutdown."""
+    recovered: int = 0
+    """Expired leases the worker's sweeps put back in the queue."""
+    errors: list[str] = field(default_factory=list)
+    """The first store errors met (the loop carried on after each)."""
+
+    def error(self, what: str, exc: BaseException) -> None:
+        """Log a store error the loop carries on after; keep the first few."""
+        logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
+        if len(self.errors) < 20:
+            self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class _Ops(Protocol):
+    """The store operations the loop needs, awaitable whatever the store's flavour."""
+
+    lease_ms: int
+    message_limit: int
+
+    async def claim(self, count: int, timeout: float) -> list[Any]: ...
+
+    async def renew(self, leases: Sequence[Any]) -> list[str]: ...
+
+    async def recover(self) -> int: ...
+
+    async def complete(
+        self, lease: Any, status: TaskStatus, message: str | None, result: Any
+    ) -> None: ...
+
+    async def release(self, lease: Any, delay_ms: int) -> None: ...
+
+    async def call(self, handler: Handler, lease: Any) -> Any: ...
+
+
+def _lost_reasons(outcomes: Any, count: int) -> list[str]:
+    """Per lease, why its renewal was refused ("" when it was renewed)."""
+    reasons: list[str] = []
+    for outcome in outcomes:
+        if isinstance(outcome, LeaseLost):
+            reasons.append(outcome.reason)
+        elif isinstance(outcome, BaseException):
+            reasons.append(f"{type(outcome).__name__}: {outcome}")
+        else:
+            reasons.append(str(getattr(outcome, "lease_lost", "") or ""))
+    if len(reasons) != count:
+        raise TaskStoreError(f"renew_leases answered {len(reasons)} outcomes for {count} leases")
+    return reasons
+
+
+def _lease_ms(store: Any, settings: WorkerSettings) -> int:
+    if settings.lease_ms is not None:
+        return settings.lease_ms
+    return int(store.config.default_lease_ms)
+
+
+def _message_limit(store: Any) -> int:
+    return min(MAX_MESSAGE_LENGTH, int(store.config.max_string_length))
+
+
+def _max_attempts(lease: Any) -> int:
+    job = getattr(lease.task, "job", None)
+    return int(job.max_attempts) if job is not None else 1
+
+
+class _AsyncOps:
+    """The loop's operations on an async store."""
+
+    def __init__(self, store: Any, settings: WorkerSettings, limiter: anyio.CapacityLimiter):
+        self.store = store
+        self.settings = settings
+        self.lease_ms = _lease_ms(store, settings)
+        self.message_limit = _message_limit(store)
+        self.limiter = limiter
+
+    async def claim(self, count: int, timeout: float) -> list[Any]:
+        s = self.settings
+        leases = await self.store.claim_many(
+            s.queue, count, lease_ms=self.lease_ms, timeout=timeout, worker_id=s.worker_id
+        )
+        return list(leases)
+
+    async def renew(self, leases: Sequence[Any]) -> list[str]:
+        outcomes = await self.store.renew_leases(list(leases), lease_ms=self.lease_ms)
+        return _lost_reasons(outcomes, len(leases))
+
+    async def recover(self) -> int:
+        return int(await self.store.recover_leases(self.settings.queue))
+
+    async def complete(
+        self, lease: Any, status: TaskStatus, message: str | None, result: Any
+    ) -> None:
+        await lease.complete(status, message, result)
+
+    async def release(self, lease: Any, delay_ms: int) -> None:
+        await lease.release(delay_ms=delay_ms)
+
+    async def call(self, handler: Handler, lease: Any) -> Any:
+        if inspect.iscoroutinefunction(handler):
+            return await handler(lease)
+        value = await anyio.to_thread.run_sync(
+            handler, lease, abandon_on_cancel=True, limiter=self.limiter
+        )
+        return await value if inspect.isawaitable(value) else value
+
+
+class _SyncOps:
+    """The loop's operations on a blocking store: each call in a worker thread."""
+
+    def __init__(self, store: Any, settings: WorkerSettings, limiter: anyio.CapacityLimiter):
+        self.store = store
+        self.settings = settings
+        self.lease_ms = _lease_ms(store, settings)
+        self.message_limit = _message_limit(store)
+        self.limiter = limiter
+
+    async def _run(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(
+            functools.partial(call, *args, **kwargs), limiter=self.limiter
+        )
+
+    async def claim(self, count: int, timeout: float) -> list[Any]:
+        s = self.settings
+        leases = await self._run(
+            self.store.claim_many,
+            s.queue,
+            count,
+            lease_ms=self.lease_ms,
+            timeout=timeout,
+            worker_id=s.worker_id,
+        )
+        return list(leases)
+
+    async def renew(self, leases: Sequence[Any]) -> list[str]:
+        outcomes = await self._run(self.store.renew_leases, list(leases), lease_ms=self.lease_ms)
+        return _lost_reasons(outcomes, len(leases))
+
+    async def recover(self) -> int:
+        return int(await self._run(self.store.recover_leases, self.settings.queue))
+
+    async def complete(
+        self, lease: Any, status: TaskStatus, message: str | None, result: Any
+    ) -> None:
+        await self._run(lease.complete, status, message, result)
+
+    async def release(self, lease: Any, delay_ms: int) -> None:
+        await self._run(lease.release, delay_ms=delay_ms)
+
+    async def call(self, handler: Handler, lease: Any) -> Any:
+        if inspect.iscoroutinefunction(handler):
+            return await handler(lease)
+        return await anyio.to_thread.run_sync(
+            handler, lease, abandon_on_cancel=True, limiter=self.limiter
+        )
+
+
+@dataclass(eq=False)
+class _Job:
+    lease: Any
+    scope: anyio.CancelScope | None = None
+    lost: str = ""
+    abandoned: bool = False
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _key(lease: Any) -> tuple[str, str]:
+    return (str(lease.owner_id), str(lease.task_id))
+
+
+class _Worker:
+    def __init__(
+        self,
+        ops: _Ops,
+        handler: Handler,
+        settings: WorkerSettings,
+        stop: StopFlag | None,
+        handle_signals: bool,
+    ) -> None:
+        self.ops = ops
+        self.handler = handler
+        self.settings = settings
+        self.stop_flag = stop
+        self.handle_signals = handle_signals
+        self.held: dict[tuple[str, str], _Job] = {}
+        self.stopping = False
+        self.stats = WorkerStats()
+        self._changed = anyio.Event()
+
+    # -- wake-ups ---------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def stop(self) -> None:
+        if not self.stopping:
+            logger.info("worker on queue %r stopping", self.settings.queue)
+            self.stopping = True
+            self._notify()
+
+    # -- the parts --------------------------------------------------------------------------
+
+    async def serve(self) -> WorkerStats:
+        renewer = anyio.CancelScope(shield=True)
+        async with anyio.create_task_group() as handlers:
+            handlers.start_soon(self._in_scope, renewer, self._renew_loop)
+            try:
+                async with anyio.create_task_group() as side:
+                    side.start_soon(self._sweep_loop)
+                    side.start_soon(self._watch_stop)
+                    if self.handle_signals and _in_main_thread():
+                        side.start_soon(self._watch_signals)
+                    await self._claim_loop(handlers)
+                    side.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._drain()
+                    renewer.cancel()
+        return self.stats
+
+    @staticmethod
+    async def _in_scope(scope: anyio.CancelScope, run: Callable[[], Awaitable[None]]) -> None:
+        with scope:
+            await run()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the worker is told to stop."""
+        with anyio.move_on_after(seconds):
+            while not self.stopping:
+                await self._changed.wait()
+
+    async def _claim_loop(self, handlers: anyio.abc.TaskGroup) -> None:
+        pause = _PAUSE_FIRST_S
+        while not self.stopping:
+            free = self.settings.concurrency - len(self.held)
+            if free <= 0:
+                await self._changed.wait()
+                continue
+            try:
+                leases = await self.ops.claim(free, self.settings.idle_wait_s)
+            except Exception as exc:  # the store unreachable (or worse): log, pause, go on
+                self.stats.error("claim", exc)
+                await self._pause(pause)
+                pause = min(pause * 2, _PAUSE_MAX_S)
+                continue
+            pause = _PAUSE_FIRST_S
+            for lease in leases:
+                job = _Job(lease)
+                self.held[_key(lease)] = job
+                self.stats.claimed += 1
+                handlers.start_soon(self._run, job)
+
+    async def _watch_stop(self) -> None:
+        if self.stop_flag is None:
+            return
+        while not self.stop_flag.is_set():
+            await anyio.sleep(_STOP_CHECK_S)
+        self.stop()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.stop()
+                return
+
+    async def _sweep_loop(self) -> None:
+        every = self.settings.sweep_every_s
+        while not self.stopping:
+            await anyio.sleep(random.uniform(0.5, 1.5) * every)
+            try:
+                self.stats.recovered += await self.ops.recover()
+            except Exception as exc:  # as for a claim: the next sweep may succeed
+                self.stats.error("recover_leases", exc)
+
+    async def _renew_loop(self) -> None:
+        every = self.settings.renew_every_s(self.ops.lease_ms)
+        while True:
+            await anyio.sleep(every)
+            jobs = [job for job in self.held.values() if not job.lost]
+            if not jobs:
+                continue
+            try:
+                reasons = await self.ops.renew([job.lease for job in jobs])
+            except Exception as exc:  # as for a claim: the next renewal may succeed
+                self.stats.error("renew_leases", exc)
+                continue
+            for job, reason in zip(jobs, reasons, strict=True):
+                if reason:
+                    self._lose(job, reason)
+
+    def _lose(self, job: _Job, reason: str) -> None:
+        """The lease is no longer ours: stop the handler, write nothing more."""
+        if job.lost:
+            return
+        job.lost = reason
+        self.stats.lost += 1
+        logger.info("lease on task %s lost (%s): abandoned", job.lease.task_id, reason)
+        if job.scope is not None:
+            job.scope.cancel()
+
+    async def _run(self, job: _Job) -> None:
+        try:
+            if job.abandoned:
+                return
+            with anyio.CancelScope(shield=True) as scope:
+                job.scope = scope
+                await self._attempt(job)
+        except Exception as exc:  # a bug must not stop the other tasks
+            logger.exception("task %s: unexpected error in the worker", job.lease.task_id)
+            self.stats.error(f"task {job.lease.task_id}", exc)
+        finally:
+            self.held.pop(_key(job.lease), None)
+            self._notify()
+
+    async def _attempt(self, job: _Job) -> None:
+        lease = job.lease
+        try:
+            value = await self.ops.call(self.handler, lease)
+        except LeaseLost as exc:
+            self._lose(job, exc.reason)
+            return
+        except Exception as exc:
+            if not job.lost:
+                await self._handler_failed(job, exc)
+            return
+        if job.lost:
+            return
+        try:
+            await self._write(job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value)
+        except TaskStoreError as exc:  # a result the store refuses (not JSON, too large)
+            await self._handler_failed(job, exc)
+            return
+        self.stats.completed += 1
+
+    async def _handler_failed(self, job: _Job, exc: Exception) -> None:
+        lease = job.lease
+        s = self.settings
+        if out_of_attempts(lease.attempt, _max_attempts(lease), s.max_attempts):
+            logger.info("task %s failed on attempt %s: %s", lease.task_id, lease.attempt, exc)
+            message = failure_message(exc, self.ops.message_limit)
+            result = failure_result(message, exc)
+            try:
+                written = await self._write(
+                    job, self.ops.complete, lease, TaskStatus.FAILED, message, result
+                )
+            except InvalidArgument:  # the result is too large for the store: the message alone
+                written = await self._write(
+                    job, self.ops.complete, lease, TaskStatus.FAILED, message, None
+                )
+            if written:
+                self.stats.failed += 1
+            return
+        delay = retry_delay_ms(lease.attempt, s.retry_base_ms, s.retry_max_ms)
+        logger.info(
+            "task %s raised on attempt %s (%s); retried in %s ms",
+            lease.task_id,
+            lease.attempt,
+            exc,
+            delay,
+        )
+        if await self._write(job, self.ops.release, lease, delay):
+            self.stats.retried += 1
+
+    async def _write(self, job: _Job, write: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Send a holder's write, again while the store is unreachable and the lease may hold.
+
+        Returns whether it was written; False when the lease was lost (abandoned).
+        """
+        pause = _PAUSE_FIRST_S
+        give_up = anyio.current_time() + self.ops.lease_ms / 1000
+        while True:
+            try:
+                await write(*args)
+                return True
+            except LeaseLost as exc:
+                self._lose(job, exc.reason)
+                return False
+            except TaskStoreError as exc:
+                if not isinstance(exc, StoreUnavailable) or anyio.current_time() + pause > give_up:
+                    raise
+                self.stats.error(f"task {job.lease.task_id}", exc)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, _PAUSE_MAX_S)
+
+    async def _drain(self) -> None:
+        """Stop: let the handlers finish within the grace period, then release the rest."""
+        self.stop()
+        with anyio.move_on_after(self.settings.grace_s):
+            while self.held:
+                await self._changed.wait()
+        left = list(self.held.values())
+        for job in left:
+            job.abandoned = True
+            if job.scope is not None:
+                job.scope.cancel()
+        for job in left:
+            if job.lost:
+                continue
+            try:
+                await self.ops.release(job.lease, 0)
+                self.stats.released += 1
+            except LeaseLost:
+                pass  # it ended (or was taken) meanwhile: nothing left to hand back
+            except Exception as exc:  # unreachable: the lease runs out and is recovered
+                self.stats.error(f"release task {job.lease.task_id}", exc)
+
+
+async def async_run_worker(
+    store: Any,
+    handler: Handler,
+    settings: WorkerSettings,
+    *,
+    stop: StopFlag | None = None,
+    handle_signals: bool = True,
+) -> WorkerStats:
+    """Run the worker loop on an async store until stopped; see the module's docstring."""
+    limiter = anyio.CapacityLimiter(settings.concurrency + 4)
+    worker = _Worker(_AsyncOps(store, settings, limiter), handler, settings, stop, handle_signals)
+    return await worker.serve()
+
+
+def sync_run_worker(
+    store: Any,
+    handler: Handler,
+    settings: WorkerSettings,
+    *,
+    stop: StopFlag | None = None,
+    handle_signals: bool = True,
+) -> WorkerStats:
+    """Run the worker loop on a blocking store until stopped, in an event loop of its own.
+
+    The store's calls and sync handlers run in worker threads; Ctrl-C (KeyboardInterrupt)
+    stops the loop like a cancellation: handlers get the grace period, the rest is released.
+    """
+
+    async def main() -> WorkerStats:
+        limiter = anyio.CapacityLimiter(2 * settings.concurrency + 4)
+        ops = _SyncOps(store, settings, limiter)
+        return await _Worker(ops, handler, settings, stop, handle_signals).serve()
+
+    result: WorkerStats = anyio.run(main)
+    return result
+
+
+__all__ = ["Handler", "StopFlag", "WorkerStats", "async_run_worker", "sync_run_worker"]

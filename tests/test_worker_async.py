@@ -1,0 +1,455 @@
+"""``run_worker`` on the async store: claiming, completing, retrying, renewing, stopping.
+
+Every test runs on memory, a standalone Redis and a 3-primary cluster
+(``async_make_store``). Leases and pauses are short and real; nothing asserts a
+duration. The blocking twin of ``run_worker`` (the same loop, the store's calls in
+threads) is specified in tests/test_worker_sync.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+import taskstore_redis.asyncio as ts
+from taskstore_redis.asyncio import (
+    InvalidArgument,
+    LeaseLost,
+    StoreConfig,
+    TaskStatus,
+    WorkerStats,
+    run_worker,
+)
+
+pytestmark = pytest.mark.anyio
+
+StoreFactory = Callable[..., ts.GenericTaskStore]
+OWNER = "alice"
+METHOD = "tools/call"
+FAST: dict[str, Any] = {
+    "retry_base_ms": 20,
+    "retry_max_ms": 100,
+    "idle_wait_s": 0.1,
+    "sweep_every_s": 0.5,
+}
+"""Short pauses, so a test takes well under a second per retry."""
+BOUND_S = 30.0
+"""No test waits longer than this for the outcome it expects."""
+
+
+class Flag:
+    """A stop flag a test sets (what ``run_worker`` accepts: anything with ``is_set``)."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def is_set(self) -> bool:
+        return self.value
+
+    def set(self) -> None:
+        self.value = True
+
+
+async def submit_many(
+    store: ts.GenericTaskStore, count: int, queue: str = "default", **options: Any
+) -> list[str]:
+    ids = []
+    for number in range(count):
+        record = await store.submit(OWNER, METHOD, {"n": number}, queue=queue, **options)
+        ids.append(record.task.task_id)
+    return ids
+
+
+async def until_terminal(store: ts.GenericTaskStore, ids: list[str]) -> list[ts.TaskRecord]:
+    """Wait (no polling) until every task is terminal; return the final records."""
+    records = []
+    with anyio.fail_after(BOUND_S):
+        for task_id in ids:
+            record = await store.get(task_id, OWNER)
+            while not record.task.status.is_terminal:
+                record = await store.wait(task_id, OWNER, after_version=record.version)
+            records.append(record)
+    return records
+
+
+async def with_worker(
+    store: ts.GenericTaskStore,
+    handler: Any,
+    body: Callable[[Flag], Awaitable[None]],
+    **options: Any,
+) -> WorkerStats:
+    """Run ``run_worker`` while ``body`` runs; stop it (the flag) when ``body`` returns."""
+    flag = Flag()
+    stats: list[WorkerStats] = []
+
+    async def worker() -> None:
+        stats.append(await run_worker(store, handler, stop=flag, **{**FAST, **options}))
+
+    with anyio.fail_after(BOUND_S):
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker)
+            await body(flag)
+            flag.set()
+    return stats[0]
+
+
+async def test_the_handlers_return_value_completes_each_task_with_that_result(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    ids = await submit_many(store, 12)
+
+    async def double(lease: ts.Lease) -> dict[str, Any]:
+        return {"double": 2 * lease.params["n"]}
+
+    async def body(_: Flag) -> None:
+        records = await until_terminal(store, ids)
+        assert [r.task.status for r in records] == [TaskStatus.COMPLETED] * 12
+        assert [r.result for r in records] == [{"double": 2 * n} for n in range(12)]
+
+    stats = await with_worker(store, double, body, concurrency=4)
+    assert (stats.claimed, stats.completed, stats.failed, stats.lost) == (12, 12, 0, 0)
+    assert stats.released == 0
+
+
+async def test_a_sync_handler_runs_in_a_thread_and_completes_its_task(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    ids = await submit_many(store, 3)
+
+    def square(lease: ts.Lease) -> int:
+        n: int = lease.params["n"]
+        return n * n
+
+    async def body(_: Flag) -> None:
+        records = await until_terminal(store, ids)
+        assert [r.result for r in records] == [0, 1, 4]
+
+    await with_worker(store, square, body)
+
+
+async def test_free_slots_are_filled_with_one_batch_claim_and_handlers_run_concurrently(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    ids = await submit_many(store, 6)
+    asked: list[int] = []
+    claim_many = store.claim_many
+
+    async def counting(queue: str, count: int, **options: Any) -> list[ts.Lease]:
+        asked.append(count)
+        return await claim_many(queue, count, **options)
+
+    store.claim_many = counting  # type: ignore[method-assign]
+    running = 0
+    most = 0
+    all_in = anyio.Event()
+
+    async def together(lease: ts.Lease) -> str:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        if most == 6:
+            all_in.set()
+        with anyio.fail_after(BOUND_S):
+            await all_in.wait()  # every handler waits until all six run at once
+        running -= 1
+        return "ok"
+
+    async def body(_: Flag) -> None:
+        await until_terminal(store, ids)
+
+    await with_worker(store, together, body, concurrency=6)
+    assert most == 6
+    assert asked[0] == 6  # the first claim asked for every free slot at once
+
+
+async def test_a_raising_handler_is_retried_with_backoff_then_fails_with_its_message(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1, max_attempts=3)
+    attempts: list[int] = []
+
+    async def broken(lease: ts.Lease) -> None:
+        attempts.append(lease.attempt)
+        raise ValueError(f"bad input on attempt {lease.attempt}")
+
+    async def body(_: Flag) -> None:
+        [record] = await until_terminal(store, [task_id])
+        assert record.task.status is TaskStatus.FAILED
+        assert record.task.status_message == "bad input on attempt 3"
+        assert record.result == {"error": "bad input on attempt 3", "type": "ValueError"}
+        assert record.job is not None and record.job.state == "done"
+
+    stats = await with_worker(store, broken, body)
+    assert attempts == [1, 2, 3]
+    assert (stats.retried, stats.failed, stats.completed) == (2, 1, 0)
+
+
+async def test_between_attempts_the_task_waits_delayed_in_its_queue(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1, max_attempts=2)
+    first_failed = anyio.Event()
+
+    async def fails_once(lease: ts.Lease) -> str:
+        if lease.attempt == 1:
+            first_failed.set()
+            raise RuntimeError("flaky")
+        return "second time lucky"
+
+    async def body(_: Flag) -> None:
+        with anyio.fail_after(BOUND_S):
+            await first_failed.wait()
+        record = await store.get(task_id, OWNER)
+        while record.job is not None and record.job.state == "leased":
+            record = await store.wait(task_id, OWNER, after_version=record.version)
+        # released with a pause of at least retry_base_ms / 2: delayed, not ready at once
+        assert record.job is not None and record.job.state in ("delayed", "leased", "done")
+        [record] = await until_terminal(store, [task_id])
+        assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "second time lucky")
+        assert record.job is not None and record.job.attempt == 2
+
+    await with_worker(store, fails_once, body, retry_base_ms=2000, retry_max_ms=2000)
+
+
+async def test_the_workers_own_max_attempts_caps_the_tasks(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1, max_attempts=5)
+    attempts: list[int] = []
+
+    def broken(lease: ts.Lease) -> None:
+        attempts.append(lease.attempt)
+        raise KeyError("k")
+
+    async def body(_: Flag) -> None:
+        [record] = await until_terminal(store, [task_id])
+        assert record.task.status is TaskStatus.FAILED
+        assert record.task.status_message == "'k'"
+
+    await with_worker(store, broken, body, max_attempts=2)
+    assert attempts == [1, 2]
+
+
+async def test_a_handler_longer_than_the_lease_keeps_it_through_renewals(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+    rival = async_make_store()
+    started = anyio.Event()
+
+    async def slow(lease: ts.Lease) -> int:
+        started.set()
+        await anyio.sleep(1.2)  # four leases of 300 ms
+        return lease.attempt
+
+    async def body(_: Flag) -> None:
+        with anyio.fail_after(BOUND_S):
+            await started.wait()
+        stolen: list[ts.Lease] = []
+        with anyio.move_on_after(1.0):
+            while True:  # a rival claiming all along gets nothing: the lease never lapses
+                stolen += await rival.claim_many("default", 5, timeout=0.2, lease_ms=300)
+        assert stolen == []
+        [record] = await until_terminal(store, [task_id])
+        assert (record.task.status, record.result) == (TaskStatus.COMPLETED, 1)
+
+    stats = await with_worker(store, slow, body, lease_ms=300)
+    assert (stats.claimed, stats.completed, stats.lost) == (1, 1, 0)
+
+
+async def test_a_task_cancelled_while_leased_stops_its_handler_and_is_abandoned_quietly(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+    started = anyio.Event()
+    stopped = anyio.Event()
+
+    async def endless(lease: ts.Lease) -> None:
+        started.set()
+        try:
+            await anyio.sleep(BOUND_S)
+        finally:
+            stopped.set()
+
+    async def body(_: Flag) -> None:
+        with anyio.fail_after(BOUND_S):
+            await started.wait()
+            await store.cancel(task_id, OWNER)
+            await stopped.wait()  # the next renewal found the lease lost ("cancelled")
+
+    stats = await with_worker(store, endless, body, lease_ms=300)
+    record = await store.get(task_id, OWNER)
+    assert record.task.status is TaskStatus.CANCELLED
+    assert (stats.lost, stats.completed, stats.failed, stats.released) == (1, 0, 0, 0)
+
+
+async def test_a_handler_whose_fenced_write_raises_lease_lost_gives_the_task_up(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+
+    async def cancelled_midway(lease: ts.Lease) -> str:
+        await store.cancel(task_id, OWNER)
+        await lease.set_variables({"progress": 50})  # LeaseLost("cancelled")
+        return "never written"
+
+    async def body(_: Flag) -> None:
+        await until_terminal(store, [task_id])
+
+    stats = await with_worker(store, cancelled_midway, body)
+    record = await store.get(task_id, OWNER)
+    assert record.task.status is TaskStatus.CANCELLED
+    assert "progress" not in record.variables
+    assert stats.lost == 1 and stats.completed == 0
+
+
+async def test_on_stop_running_handlers_finish_within_the_grace_period(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    ids = await submit_many(store, 2)
+    started = 0
+    both = anyio.Event()
+
+    async def slowish(lease: ts.Lease) -> str:
+        nonlocal started
+        started += 1
+        if started == 2:
+            both.set()
+        await anyio.sleep(0.5)
+        return "finished"
+
+    async def body(flag: Flag) -> None:
+        with anyio.fail_after(BOUND_S):
+            await both.wait()
+
+    stats = await with_worker(store, slowish, body, concurrency=2, grace_s=10.0)
+    records = [await store.get(task_id, OWNER) for task_id in ids]
+    assert [r.result for r in records] == ["finished", "finished"]
+    assert stats.released == 0
+
+
+async def test_after_the_grace_period_the_rest_is_released_for_a_later_attempt(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+    started = anyio.Event()
+
+    async def stuck(lease: ts.Lease) -> None:
+        started.set()
+        await anyio.sleep(BOUND_S)
+
+    async def body(flag: Flag) -> None:
+        with anyio.fail_after(BOUND_S):
+            await started.wait()
+
+    stats = await with_worker(store, stuck, body, grace_s=0.2)
+    assert stats.released == 1
+    record = await store.get(task_id, OWNER)
+    assert record.task.status is TaskStatus.WORKING
+    assert record.job is not None and record.job.state == "ready"
+    lease = await store.claim(timeout=BOUND_S)
+    assert lease is not None and lease.task_id == task_id
+
+
+async def test_cancelling_run_worker_also_drains_and_leaves_no_task_leased(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    ids = await submit_many(store, 3)
+    started = anyio.Event()
+
+    async def stuck(lease: ts.Lease) -> None:
+        started.set()
+        await anyio.sleep(BOUND_S)
+
+    with anyio.fail_after(BOUND_S):
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: run_worker(store, stuck, concurrency=3, grace_s=0.1, **FAST))
+            await started.wait()
+            group.cancel_scope.cancel()
+    states = [(await store.get(task_id, OWNER)).job for task_id in ids]
+    assert [job.state if job else None for job in states] == ["ready"] * 3
+    stats = await store.queue_stats("default")
+    assert stats.leased == 0
+
+
+async def test_an_expired_lease_of_a_lost_worker_is_taken_over(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+    lost = await store.claim(lease_ms=200, timeout=0)  # a worker that dies holding it
+    assert lost is not None
+
+    async def handler(lease: ts.Lease) -> int:
+        return lease.attempt
+
+    async def body(_: Flag) -> None:
+        [record] = await until_terminal(store, [task_id])
+        assert (record.task.status, record.result) == (TaskStatus.COMPLETED, 2)
+
+    await with_worker(store, handler, body)
+    with pytest.raises(LeaseLost):
+        await lost.complete(TaskStatus.COMPLETED, None, "late")
+    assert (await store.get(task_id, OWNER)).result == 2
+
+
+async def test_a_result_the_store_refuses_fails_the_task_like_a_raising_handler(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store(StoreConfig(max_result_size_bytes=100))
+    [task_id] = await submit_many(store, 1, max_attempts=1)
+
+    async def huge(lease: ts.Lease) -> str:
+        return "x" * 1000
+
+    async def body(_: Flag) -> None:
+        [record] = await until_terminal(store, [task_id])
+        assert record.task.status is TaskStatus.FAILED
+        assert record.result is not None and record.result["type"] == "VariableSizeExceeded"
+
+    await with_worker(store, huge, body)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"concurrency": 0},
+        {"lease_ms": 0},
+        {"lease_ms": -5},
+        {"max_attempts": 0},
+        {"grace_s": -1.0},
+        {"idle_wait_s": 0},
+        {"queue": ""},
+        {"retry_base_ms": 10, "retry_max_ms": 5},
+        {"worker_id": ""},
+    ],
+    ids=str,
+)
+async def test_a_bad_setting_is_refused_before_anything_is_claimed(
+    async_make_store: StoreFactory, option: dict[str, Any]
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+
+    async def never(lease: ts.Lease) -> None:
+        raise AssertionError("no task may be claimed")
+
+    with pytest.raises(InvalidArgument):
+        await run_worker(store, never, **option)
+    record = await store.get(task_id, OWNER)
+    assert record.job is not None and record.job.state == "ready"
