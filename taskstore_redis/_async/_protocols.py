@@ -10,10 +10,12 @@ from .._core.backend_types import (
     CasResult,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     ListPosition,
     MergeResult,
     NewTask,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -32,9 +34,14 @@ class TaskStore(Protocol):
         ...
 
     async def create(
-        self, owner_id: str, request_method: str, ttl_ms: int | None = None
+        self,
+        owner_id: str,
+        request_method: str,
+        ttl_ms: int | None = None,
+        *,
+        task_id: str | None = None,
     ) -> TaskRecord:
-        """Create a task in status ``working`` for ``owner_id``."""
+        """Create a task in status ``working`` for ``owner_id`` (with ``task_id`` if given)."""
         ...
 
     async def get(self, task_id: str, owner_id: str) -> TaskRecord:
@@ -106,6 +113,16 @@ class TaskStore(Protocol):
         self, task_id: str, owner_id: str, *, timeout: float | None = None
     ) -> JSONValue:
         """Wait until the task is terminal, then return its result."""
+        ...
+
+    async def delete(self, task_id: str, owner_id: str) -> bool:
+        """Remove a task of ``owner_id`` and its index entries; False if there was none."""
+        ...
+
+    async def set_status_message(
+        self, task_id: str, owner_id: str, status_message: str | None
+    ) -> TaskRecord:
+        """Replace a task's status message, keeping its status."""
         ...
 
 
@@ -184,6 +201,14 @@ class StorageBackend(Protocol):
         """Delete every record whose ``expires_at_ms`` is at or before ``now_ms``; count them."""
         ...
 
+    async def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove the record at ``removal.key`` and its index entries, in one atomic step.
+
+        Only if its core record still holds ``removal.data`` (else CHANGED, nothing
+        touched); its waiters are told, as when a purge removes it.
+        """
+        ...
+
     def watch(self, key: TaskKey) -> TaskWatch:
         """A subscription to the changes of the record at ``key`` (see :class:`TaskWatch`)."""
         ...
@@ -198,11 +223,13 @@ __all__ = [
     "CasResult",
     "CoreWrite",
     "CreateOutcome",
+    "DeleteOutcome",
     "ListPosition",
     "MergeResult",
     "NewTask",
     "StorageBackend",
     "TaskKey",
+    "TaskRemoval",
     "TaskStore",
     "TaskWatch",
     "VariableMerge",

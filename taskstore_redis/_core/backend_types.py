@@ -147,3 +147,25 @@ class BackendPage(msgspec.Struct, frozen=True):
 
     records: list[VersionedRecord]
     next_position: ListPosition | None
+
+
+class DeleteOutcome(enum.Enum):
+    """What ``StorageBackend.delete`` did."""
+
+    DELETED = "deleted"
+    """The record and its index entries were removed, and its waiters told."""
+    NOT_FOUND = "not_found"
+    """No record at that key (or it is past its purge time); nothing was touched."""
+    CHANGED = "changed"
+    """The core record there is not the one given (the task changed since it was read,
+    or another task with the same id took its place); nothing was touched."""
+
+
+class TaskRemoval(msgspec.Struct, frozen=True, kw_only=True):
+    """A deletion of one task, as ``StorageBackend.delete`` takes it."""
+
+    key: TaskKey
+    created_at_ms: int
+    """The task's creation time: with its id, its place in the owner's index."""
+    data: bytes
+    """The core record as read: the task is removed only if it still holds these bytes."""

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._core.backend_types import CoreWrite, NewTask, VariableMerge
+from .._core.backend_types import CoreWrite, NewTask, TaskRemoval, VariableMerge
 from .keys import KeySchema
 
 PRUNE_BATCH = 8
@@ -54,7 +54,8 @@ COMPARE_AND_SET = load_script("compare_and_set")
 MERGE_VARIABLES = load_script("merge_variables")
 LIST_PAGE = load_script("list_page")
 PURGE_EXPIRED = load_script("purge_expired")
-ALL_SCRIPTS = (CREATE, COMPARE_AND_SET, MERGE_VARIABLES, LIST_PAGE, PURGE_EXPIRED)
+DELETE = load_script("delete")
+ALL_SCRIPTS = (CREATE, COMPARE_AND_SET, MERGE_VARIABLES, LIST_PAGE, PURGE_EXPIRED, DELETE)
 
 
 def create_call(keys: KeySchema, task: NewTask, token: str) -> tuple[list[str], list[Any]]:
@@ -114,3 +115,16 @@ def merge_variables_call(
         args.append(value)
     args.extend(merge.deletes)
     return [keys.task_key(merge.key)], args
+
+
+def delete_call(keys: KeySchema, removal: TaskRemoval) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``delete.lua``."""
+    key = removal.key
+    owner = key.owner_id
+    return (
+        [keys.task_key(key), keys.index_key(owner), keys.expiry_key(owner)],
+        [
+            keys.index_member(key, removal.created_at_ms),
+            hashlib.sha1(removal.data).hexdigest(),
+        ],
+    )

@@ -19,11 +19,13 @@ from .._core.backend_types import (
     CasResult,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     ListPosition,
     MergeOutcome,
     MergeResult,
     NewTask,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -36,12 +38,14 @@ from .._redis.scripts import (
     ALL_SCRIPTS,
     COMPARE_AND_SET,
     CREATE,
+    DELETE,
     LIST_PAGE,
     MERGE_VARIABLES,
     PURGE_EXPIRED,
     Script,
     compare_and_set_call,
     create_call,
+    delete_call,
     merge_variables_call,
 )
 from ._pipeline import AutoPipeline
@@ -239,6 +243,21 @@ class RedisBackend:
                 purged += int(deleted)
                 more = bool(int(due))
         return purged
+
+    def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove a task and its index entries in one script, if its core is as read.
+
+        Sent once: after a lost reply the task may or may not be gone, and
+        ``StoreUnavailable`` says ``outcome_unknown``.
+        """
+        keys, args = delete_call(self.keys, removal)
+        reply = self._run("delete", evalsha(DELETE, keys, args), write=True)
+        outcome = int(reply)
+        if outcome == 1:
+            return DeleteOutcome.DELETED
+        if outcome == 0:
+            return DeleteOutcome.NOT_FOUND
+        return DeleteOutcome.CHANGED
 
     # --- waiting (see _redis/pubsub.py) ---------------------------------------------------
 
