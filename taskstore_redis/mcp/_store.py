@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,10 +21,8 @@ from .._core.errors import (
 )
 from .._core.model import TaskRecord
 from .._core.status import TaskStatus
+from ._owner import OwnerSource, resolve_owner
 from ._results import ResultCodec
-
-OwnerSource = str | Callable[[], str]
-"""An owner id, or a function that returns the owner of the request being served."""
 
 _SeenKey = tuple[int, str, str]
 _seen: ContextVar[dict[_SeenKey, int] | None] = ContextVar("taskstore_redis_mcp_seen", default=None)
@@ -121,8 +119,7 @@ class RedisTaskStore(SdkTaskStore):
 
     def owner_id(self) -> str:
         """The owner of the tasks this call may see."""
-        owner = self._owner
-        return owner if isinstance(owner, str) else owner()
+        return resolve_owner(self._owner)
 
     # --- the SDK's TaskStore ------------------------------------------------------------
 
