@@ -662,7 +662,7 @@ def test_doctor_names_each_permission_the_acl_user_lacks(
     out = capsys.readouterr().out
     zadd = r"^DENIED\s+ZADD \(in create, compare_and_set, purge_expired, claim, renew,$"
     assert re.search(zadd, out, re.M), out
-    assert re.search(r"^DENIED\s+DEL \(in purge_expired\)$", out, re.M), out
+    assert re.search(r"^DENIED\s+DEL \(in purge_expired, delete\)$", out, re.M), out
     assert re.search(
         r"^missing\s+INFO \(only to detect cluster mode; or pass cluster=\)$", out, re.M
     ), out

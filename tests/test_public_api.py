@@ -37,6 +37,8 @@ STORE_OPERATIONS = {
     "cleanup_expired",
     "wait",
     "wait_for_result",
+    "delete",
+    "set_status_message",
 }
 """The operations of a task store are these methods and ``config``."""
 

@@ -10,6 +10,7 @@ from .._core.backend_types import (
     ClaimReply,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -17,6 +18,7 @@ from .._core.backend_types import (
     QueueCounts,
     RenewOutcome,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -62,6 +64,10 @@ class InMemoryBackend:
     async def purge_expired(self, now_ms: int) -> int:
         """Delete every record whose TTL ran out at or before ``now_ms``."""
         return self._storage.purge_expired(now_ms)
+
+    async def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove the record and its index entries if its core is still ``removal.data``."""
+        return self._storage.delete(removal)
 
     def watch(self, key: TaskKey) -> FanoutWatch:
         """Watch one record's changes: every write or removal of ``key`` wakes its waiters."""

@@ -20,6 +20,7 @@ from .._core.backend_types import (
     ClaimReply,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     LeaseRef,
     ListPosition,
     MergeOutcome,
@@ -28,6 +29,7 @@ from .._core.backend_types import (
     QueueCounts,
     RenewOutcome,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -52,6 +54,7 @@ from .._redis.scripts import (
     CLAIM,
     COMPARE_AND_SET,
     CREATE,
+    DELETE,
     LIST_PAGE,
     MERGE_VARIABLES,
     PURGE_EXPIRED,
@@ -63,6 +66,7 @@ from .._redis.scripts import (
     Script,
     compare_and_set_call,
     create_call,
+    delete_call,
     merge_variables_call,
 )
 from ._guard import check_server
@@ -416,6 +420,21 @@ class RedisBackend:
                 if isinstance(reply, Exception):
                     raise reply
             return replies
+
+    async def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove a task and its index entries in one script, if its core is as read.
+
+        Sent once: after a lost reply the task may or may not be gone, and
+        ``StoreUnavailable`` says ``outcome_unknown``.
+        """
+        keys, args = delete_call(self.keys, removal)
+        reply = await self._run("delete", evalsha(DELETE, keys, args), write=True)
+        outcome = int(reply)
+        if outcome == 1:
+            return DeleteOutcome.DELETED
+        if outcome == 0:
+            return DeleteOutcome.NOT_FOUND
+        return DeleteOutcome.CHANGED
 
     # --- waiting (see _redis/pubsub.py) ---------------------------------------------------
 

@@ -273,3 +273,25 @@ class QueueCounts(msgspec.Struct, frozen=True, kw_only=True):
     leased: int = 0
     oldest_ready_age_ms: float | None = None
     counters: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class DeleteOutcome(enum.Enum):
+    """What ``StorageBackend.delete`` did."""
+
+    DELETED = "deleted"
+    """The record and its index entries were removed, and its waiters told."""
+    NOT_FOUND = "not_found"
+    """No record at that key (or it is past its purge time); nothing was touched."""
+    CHANGED = "changed"
+    """The core record there is not the one given (the task changed since it was read,
+    or another task with the same id took its place); nothing was touched."""
+
+
+class TaskRemoval(msgspec.Struct, frozen=True, kw_only=True):
+    """A deletion of one task, as ``StorageBackend.delete`` takes it."""
+
+    key: TaskKey
+    created_at_ms: int
+    """The task's creation time: with its id, its place in the owner's index."""
+    data: bytes
+    """The core record as read: the task is removed only if it still holds these bytes."""

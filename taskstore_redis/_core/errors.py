@@ -49,6 +49,20 @@ class TaskNotFound(TaskStoreError):
         self.task_id = task_id
 
 
+class TaskAlreadyExists(TaskStoreError):
+    """Raised by ``create`` when the owner already has a task with the id asked for.
+
+    Nothing is written. Only the owner's own tasks are compared: another owner
+    may use the same id, and this error never tells about them.
+    """
+
+    code = INVALID_PARAMS
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task already exists: {task_id!r}")
+        self.task_id = task_id
+
+
 class TaskExpired(TaskStoreError):
     """Raised by a mutation or ``get_result`` on a task whose TTL has run out."""
 

@@ -19,12 +19,14 @@ from .backend_types import (
     CasResult,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     ListPosition,
     MergeOutcome,
     MergeResult,
     NewTask,
     StoredJob,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -228,6 +230,18 @@ class MemoryStorage:
                     self._remove(key)
                     purged += 1
             return purged
+
+    def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove the record and its index entries if its core is still ``removal.data``."""
+        key = removal.key
+        with self._lock:
+            entry = self._live_entry(key, now_ms())
+            if entry is None:
+                return DeleteOutcome.NOT_FOUND
+            if entry.data != removal.data:
+                return DeleteOutcome.CHANGED
+            self._remove(key)  # tells the waiters
+            return DeleteOutcome.DELETED
 
     def _live_entry(self, key: TaskKey, now: int) -> _Entry | None:
         entry = self._entries.get(key)

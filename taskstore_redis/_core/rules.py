@@ -34,13 +34,21 @@ from .status import INITIAL_STATUS, TaskStatus, can_transition
 
 
 def new_record(
-    owner_id: str, request_method: str, ttl_ms: int | None, now_ms: int, config: StoreConfig
+    owner_id: str,
+    request_method: str,
+    ttl_ms: int | None,
+    now_ms: int,
+    config: StoreConfig,
+    task_id: str | None = None,
 ) -> TaskRecord:
-    """Build the record of a task created at ``now_ms`` (version 0 until stored)."""
+    """Build the record of a task created at ``now_ms`` (version 0 until stored).
+
+    Its id is ``task_id``, or a fresh UUID4 when None.
+    """
     stamp = timestamp_from_ms(now_ms)
     return TaskRecord(
         task=Task(
-            task_id=str(uuid.uuid4()),
+            task_id=str(uuid.uuid4()) if task_id is None else task_id,
             status=INITIAL_STATUS,
             created_at=stamp,
             last_updated_at=stamp,
@@ -84,6 +92,13 @@ def change_status(
     if not can_transition(current, status):
         raise InvalidTransition(record.task.task_id, current.value, status.value)
     task = _touched(record, now_ms, status=status, status_message=message)
+    return msgspec.structs.replace(record, task=task)
+
+
+def change_message(record: TaskRecord, message: str | None, now_ms: int) -> TaskRecord:
+    """Replace the status message (None clears it), keeping the status, whatever it is."""
+    ensure_live(record, now_ms)
+    task = _touched(record, now_ms, status_message=message)
     return msgspec.structs.replace(record, task=task)
 
 

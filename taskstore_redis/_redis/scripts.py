@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._core.backend_types import CoreWrite, Fence, NewTask, VariableMerge
+from .._core.backend_types import CoreWrite, Fence, NewTask, TaskRemoval, VariableMerge
 from .keys import KeySchema
 
 PRUNE_BATCH = 8
@@ -60,6 +60,7 @@ RENEW = load_script("renew")
 RELEASE = load_script("release")
 QUEUE_STATS = load_script("queue_stats")
 QUEUE_DUE = load_script("queue_due")
+DELETE = load_script("delete")
 ALL_SCRIPTS = (
     CREATE,
     COMPARE_AND_SET,
@@ -72,6 +73,7 @@ ALL_SCRIPTS = (
     RELEASE,
     QUEUE_STATS,
     QUEUE_DUE,
+    DELETE,
 )
 
 
@@ -167,3 +169,16 @@ def merge_variables_call(
         args.append(value)
     args.extend(merge.deletes)
     return [keys.task_key(merge.key)], args
+
+
+def delete_call(keys: KeySchema, removal: TaskRemoval) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``delete.lua``."""
+    key = removal.key
+    owner = key.owner_id
+    return (
+        [keys.task_key(key), keys.index_key(owner), keys.expiry_key(owner)],
+        [
+            keys.index_member(key, removal.created_at_ms),
+            hashlib.sha1(removal.data).hexdigest(),
+        ],
+    )

@@ -11,6 +11,7 @@ from .._core.backend_types import (
     ClaimReply,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -18,6 +19,7 @@ from .._core.backend_types import (
     QueueCounts,
     RenewOutcome,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -63,6 +65,10 @@ class InMemoryBackend:
     def purge_expired(self, now_ms: int) -> int:
         """Delete every record whose TTL ran out at or before ``now_ms``."""
         return self._storage.purge_expired(now_ms)
+
+    def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove the record and its index entries if its core is still ``removal.data``."""
+        return self._storage.delete(removal)
 
     def watch(self, key: TaskKey) -> FanoutWatch:
         """Watch one record's changes: every write or removal of ``key`` wakes its waiters."""

@@ -13,6 +13,7 @@ from .._core.backend_types import (
     ClaimReply,
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -20,6 +21,7 @@ from .._core.backend_types import (
     QueueCounts,
     RenewOutcome,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -37,8 +39,15 @@ class TaskStore(Protocol):
         """The store's limits and defaults."""
         ...
 
-    def create(self, owner_id: str, request_method: str, ttl_ms: int | None = None) -> TaskRecord:
-        """Create a task in status ``working`` for ``owner_id``."""
+    def create(
+        self,
+        owner_id: str,
+        request_method: str,
+        ttl_ms: int | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> TaskRecord:
+        """Create a task in status ``working`` for ``owner_id`` (with ``task_id`` if given)."""
         ...
 
     def get(self, task_id: str, owner_id: str) -> TaskRecord:
@@ -106,6 +115,16 @@ class TaskStore(Protocol):
         self, task_id: str, owner_id: str, *, timeout: float | None = None
     ) -> JSONValue:
         """Wait until the task is terminal, then return its result."""
+        ...
+
+    def delete(self, task_id: str, owner_id: str) -> bool:
+        """Remove a task of ``owner_id`` and its index entries; False if there was none."""
+        ...
+
+    def set_status_message(
+        self, task_id: str, owner_id: str, status_message: str | None
+    ) -> TaskRecord:
+        """Replace a task's status message, keeping its status."""
         ...
 
 
@@ -182,6 +201,14 @@ class StorageBackend(Protocol):
 
     def purge_expired(self, now_ms: int) -> int:
         """Delete every record whose ``expires_at_ms`` is at or before ``now_ms``; count them."""
+        ...
+
+    def delete(self, removal: TaskRemoval) -> DeleteOutcome:
+        """Remove the record at ``removal.key`` and its index entries, in one atomic step.
+
+        Only if its core record still holds ``removal.data`` (else CHANGED, nothing
+        touched); its waiters are told, as when a purge removes it.
+        """
         ...
 
     def watch(self, key: TaskKey) -> TaskWatch:
@@ -274,6 +301,7 @@ __all__ = [
     "CasResult",
     "CoreWrite",
     "CreateOutcome",
+    "DeleteOutcome",
     "ListPosition",
     "MergeResult",
     "NewTask",
@@ -281,6 +309,7 @@ __all__ = [
     "QueueWatch",
     "StorageBackend",
     "TaskKey",
+    "TaskRemoval",
     "TaskStore",
     "TaskWatch",
     "VariableMerge",

@@ -16,6 +16,7 @@ import msgspec
 from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
+    DeleteOutcome,
     Fence,
     LeaseRef,
     LostJob,
@@ -23,6 +24,7 @@ from .._core.backend_types import (
     NewJob,
     NewTask,
     TaskKey,
+    TaskRemoval,
     VariableMerge,
     VersionedRecord,
 )
@@ -37,6 +39,7 @@ from .._core.errors import (
     ResourceExhausted,
     StorageCorrupted,
     StoreUnavailable,
+    TaskAlreadyExists,
     TaskExpired,
     TaskNotFound,
     TaskStoreError,
@@ -62,6 +65,7 @@ from .._core.model import (
 )
 from .._core.record_cache import RecordCache
 from .._core.rules import (
+    change_message,
     change_status,
     check_result_size,
     complete,
@@ -196,25 +200,52 @@ class GenericTaskStore:
                 watch.__exit__(None, None, None)
         self._backend.close()
 
-    def create(self, owner_id: str, request_method: str, ttl_ms: int | None = None) -> TaskRecord:
+    def create(
+        self,
+        owner_id: str,
+        request_method: str,
+        ttl_ms: int | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> TaskRecord:
         """Create a task in status ``working``.
 
+        Its id is a fresh UUID4, or ``task_id`` when given: taken atomically, so of
+        concurrent creates with the same id exactly one succeeds. Ids are per
+        owner: another owner's task with the same id is another task.
+
         Raises:
-            InvalidArgument: a negative TTL, one above ``max_ttl_ms``, or a bad id.
+            InvalidArgument: a negative TTL, one above ``max_ttl_ms``, or a bad id
+                (an empty ``task_id`` too).
+            TaskAlreadyExists: the owner already has a task ``task_id`` (even an
+                expired one not yet purged); nothing is written.
             AnonymousAccessDenied: an anonymous owner while anonymous access is off.
             ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
 
         """
         owner = check_owner(owner_id, self._security)
         method = check_id(request_method, "request_method")
+        chosen = None if task_id is None else check_id(task_id, "task_id")
+        if chosen == "":
+            raise InvalidArgument("task_id must not be empty")
         ttl = resolve_ttl(ttl_ms, self._config)
-        return self._create(owner, method, ttl, None)
+        return self._create(owner, method, ttl, None, chosen)
 
-    def _create(self, owner: str, method: str, ttl: int | None, job: NewJob | None) -> TaskRecord:
-        """Create a checked task, enqueued in the same step when ``job`` is given."""
+    def _create(
+        self,
+        owner: str,
+        method: str,
+        ttl: int | None,
+        job: NewJob | None,
+        chosen: str | None = None,
+    ) -> TaskRecord:
+        """Create a checked task, enqueued in the same step when ``job`` is given.
+
+        Its id is ``chosen`` when given (``TaskAlreadyExists`` if taken), else a fresh UUID4.
+        """
         for _ in range(_ID_ATTEMPTS):
             now = now_ms()
-            record = new_record(owner, method, ttl, now, self._config)
+            record = new_record(owner, method, ttl, now, self._config, chosen)
             expires_at_ms = None if ttl is None else now + ttl
             created_key = TaskKey(owner, record.task.task_id)
             data = encode_core(record, now)
@@ -247,6 +278,8 @@ class GenericTaskStore:
                 return created
             if outcome is CreateOutcome.QUOTA_EXCEEDED:
                 raise ResourceExhausted(self._security.max_tasks_per_owner or 0)
+            if chosen is not None:
+                raise TaskAlreadyExists(chosen)
         raise StorageCorrupted("could not allocate a unique task id")
 
     def get(self, task_id: str, owner_id: str) -> TaskRecord:
@@ -874,6 +907,54 @@ class GenericTaskStore:
                 raise
             _lost_lease(key, fence, "missing")
             raise
+
+    def delete(self, task_id: str, owner_id: str) -> bool:
+        """Remove a task and its index entries at once, whatever its status; True if removed.
+
+        Its waiters wake and find it gone (``TaskNotFound``), as after a purge. A
+        task of another owner is not touched: False, as for a missing one. A task
+        that changes while it is being deleted is read again and deleted as it is
+        then, up to ``cas_retries`` times.
+
+        Raises:
+            ConcurrentModification: the task kept changing.
+            StoreUnavailable: the store could not be reached; ``outcome_unknown``
+                when the task may or may not have been removed.
+
+        """
+        key = self._key(task_id, owner_id)
+        for _ in range(self._config.cas_retries + 1):
+            try:
+                seen = self._read(key)
+            except TaskNotFound:
+                return False
+            outcome = self._backend.delete(
+                TaskRemoval(key=key, created_at_ms=seen.created_at_ms, data=seen.data)
+            )
+            if outcome is not DeleteOutcome.CHANGED:
+                self._cache.forget(key)
+                return outcome is DeleteOutcome.DELETED
+        raise ConcurrentModification(key.task_id, self._config.cas_retries + 1)
+
+    def set_status_message(
+        self, task_id: str, owner_id: str, status_message: str | None
+    ) -> TaskRecord:
+        """Replace a task's status message (None clears it); its status stays as it is.
+
+        A progress note ("3 of 10 files done") on a task that goes on working, or a
+        word added to a task that ended. ``update_status`` always changes the
+        status; this never does. The task's version goes up and its waiters wake.
+
+        Raises:
+            InvalidArgument: the message is not a str or is too long.
+            TaskExpired: the task's TTL has run out.
+            TaskNotFound: no such task for this owner.
+
+        """
+        message = check_status_message(status_message, self._config)
+        return self._mutate(
+            task_id, owner_id, lambda record, now: change_message(record, message, now)
+        )
 
     def _key(self, task_id: str, owner_id: str) -> TaskKey:
         owner = check_owner(owner_id, self._security)

@@ -1,0 +1,120 @@
+"""An MCP server (MCP Python SDK 1.x, streamable HTTP) whose tasks live in Redis.
+
+Run two of them on one Redis and a client can start a task on one and follow it,
+and fetch its result, on the other:
+
+    python examples/mcp_sdk_server.py --port 8001 --redis-url redis://localhost:6379
+    python examples/mcp_sdk_server.py --port 8002 --redis-url redis://localhost:6379
+
+The tool ``slow_echo`` always runs as a task (``taskSupport: required``): it works
+for ``seconds`` seconds, reporting its progress in the task's status message, then
+returns the text it was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import uuid
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server import Server
+from mcp.server.experimental.task_context import ServerTaskContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.experimental.tasks.message_queue import InMemoryTaskMessageQueue
+from mcp.types import (
+    TASK_REQUIRED,
+    CallToolResult,
+    CreateTaskResult,
+    TextContent,
+    Tool,
+    ToolExecution,
+)
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
+
+from taskstore_redis.mcp import RedisTaskStore
+
+# The newest 1.x SDKs mark the experimental tasks API deprecated; it is still the 1.x API.
+warnings.filterwarnings("ignore", "The experimental tasks API is deprecated", DeprecationWarning)
+
+
+def build_server(store: RedisTaskStore, name: str) -> Server[Any, Any]:
+    """A low-level MCP server with one task tool, its tasks kept in ``store``."""
+    server: Server[Any, Any] = Server(name)
+    # The queue of messages to the client (elicitation, sampling) stays in this process.
+    server.experimental.enable_tasks(store=store, queue=InMemoryTaskMessageQueue())
+
+    @server.list_tools()  # type: ignore[no-untyped-call, untyped-decorator]
+    async def list_tools() -> list[Tool]:
+        return [
+            Tool(
+                name="slow_echo",
+                description="Echo a text after working for some seconds, as a task.",
+                inputSchema={
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}, "seconds": {"type": "number"}},
+                    "required": ["text"],
+                },
+                execution=ToolExecution(taskSupport=TASK_REQUIRED),
+            )
+        ]
+
+    @server.call_tool()  # type: ignore[untyped-decorator]
+    async def call_tool(tool: str, arguments: dict[str, Any]) -> CallToolResult | CreateTaskResult:
+        context = server.request_context
+        context.experimental.validate_task_mode(TASK_REQUIRED)
+        text = str(arguments["text"])
+        seconds = float(arguments.get("seconds", 1.0))
+
+        async def work(task: ServerTaskContext) -> CallToolResult:
+            for step in range(1, 5):
+                await anyio.sleep(seconds / 4)
+                await task.update_status(f"{step} of 4 steps done")
+            return CallToolResult(content=[TextContent(type="text", text=f"{name}: {text}")])
+
+        # An id of our own: any session, on any server process, may then follow the task.
+        created: CreateTaskResult = await context.experimental.run_task(
+            work, task_id=str(uuid.uuid4())
+        )
+        return created
+
+    return server
+
+
+def build_app(store: RedisTaskStore, name: str) -> Starlette:
+    """The ASGI app serving the MCP endpoint at ``/mcp``."""
+    manager = StreamableHTTPSessionManager(app=build_server(store, name))
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        await manager.handle_request(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+        await store.aclose()
+
+    return Starlette(routes=[Mount("/mcp", app=handle)], lifespan=lifespan)
+
+
+def main() -> None:
+    """Serve on 127.0.0.1 at the port given."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--redis-url", default="redis://localhost:6379")
+    parser.add_argument("--prefix", default="taskstore", help="the store's key prefix")
+    parser.add_argument("--owner", default="example", help="whose tasks these are")
+    args = parser.parse_args()
+    store = RedisTaskStore.from_url(args.redis_url, args.owner, prefix=args.prefix)
+    app = build_app(store, name=f"server-{args.port}")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
