@@ -437,6 +437,24 @@ async def test_get_shows_the_job_state_worker_and_attempt(store: ts.GenericTaskS
 
 
 @pytest.mark.anyio
+async def test_a_list_page_shows_the_job_part_as_get_does(store: ts.GenericTaskStore) -> None:
+    queued = await store.submit(OWNER, METHOD, {"n": 1})
+    leased = await store.submit(OWNER, METHOD, {"n": 2})
+    plain = await store.create(OWNER, METHOD)
+    lease = await claim_one(store, worker_id="worker-3", lease_ms=5000)
+    assert lease.task_id == queued.task.task_id  # oldest first
+    page = await store.list(OWNER)
+    listed = {record.task.task_id: record for record in page.tasks}
+    for task_id in (queued.task.task_id, leased.task.task_id, plain.task.task_id):
+        read = await store.get(task_id, OWNER)
+        assert (listed[task_id].job, listed[task_id].params) == (read.job, read.params)
+    job = listed[queued.task.task_id].job
+    assert job is not None and (job.state, job.worker_id) == ("leased", "worker-3")
+    assert listed[leased.task.task_id].params == {"n": 2}
+    assert listed[plain.task.task_id].job is None
+
+
+@pytest.mark.anyio
 async def test_renew_leases_reports_per_lease(store: ts.GenericTaskStore) -> None:
     for n in range(3):
         await store.submit(f"owner-{n}", METHOD, n)

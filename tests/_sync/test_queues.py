@@ -412,6 +412,23 @@ def test_get_shows_the_job_state_worker_and_attempt(store: ts.GenericTaskStore) 
     assert job.lease_expires_at == lease.expires_at
 
 
+def test_a_list_page_shows_the_job_part_as_get_does(store: ts.GenericTaskStore) -> None:
+    queued = store.submit(OWNER, METHOD, {"n": 1})
+    leased = store.submit(OWNER, METHOD, {"n": 2})
+    plain = store.create(OWNER, METHOD)
+    lease = claim_one(store, worker_id="worker-3", lease_ms=5000)
+    assert lease.task_id == queued.task.task_id  # oldest first
+    page = store.list(OWNER)
+    listed = {record.task.task_id: record for record in page.tasks}
+    for task_id in (queued.task.task_id, leased.task.task_id, plain.task.task_id):
+        read = store.get(task_id, OWNER)
+        assert (listed[task_id].job, listed[task_id].params) == (read.job, read.params)
+    job = listed[queued.task.task_id].job
+    assert job is not None and (job.state, job.worker_id) == ("leased", "worker-3")
+    assert listed[leased.task.task_id].params == {"n": 2}
+    assert listed[plain.task.task_id].job is None
+
+
 def test_renew_leases_reports_per_lease(store: ts.GenericTaskStore) -> None:
     for n in range(3):
         store.submit(f"owner-{n}", METHOD, n)
