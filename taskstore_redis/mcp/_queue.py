@@ -359,12 +359,14 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
                 else:
                     record = await self._tasks.store.wait(task_id, owner, after_version=version)
             except (TaskNotFound, TaskExpired):
+                self._local.pop(key, None)
                 self._fail(waiter, f"Task {task_id} is gone; its request got no answer")
                 return
             answer = record.variables.get(name)
             if isinstance(answer, dict):
                 with contextlib.suppress(TaskNotFound, TaskExpired):
                     await self._tasks.store.set_variables(task_id, owner, {name: None})
+                self._local.pop(key, None)
                 if not waiter.done():
                     error = answer.get("error")
                     if isinstance(error, dict):
@@ -375,6 +377,7 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
                 return
             if record.task.status.is_terminal:
                 status = record.task.status.value
+                self._local.pop(key, None)
                 self._fail(waiter, f"Task {task_id} is {status}; its request got no answer")
                 return
             version = record.version
