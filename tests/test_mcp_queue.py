@@ -591,9 +591,8 @@ async def test_a_request_is_delivered_through_tasks_result_on_another_process(
             group.start_soon(client)
             response = await handler.handle(request, session, "outer-1")
     assert answers == [{"action": "accept"}]
-    assert response.model_dump(by_alias=True, mode="json")["content"] == [
-        {"type": "text", "text": "thanks"}
-    ]
+    got = CallToolResult.model_validate(response.model_dump(by_alias=True))
+    assert got.content == [TextContent(type="text", text="thanks")]
     assert sent[0].metadata is not None
     assert sent[0].metadata.related_request_id == "outer-1"  # type: ignore[union-attr]
 
