@@ -12,7 +12,7 @@ processes: an SDK ``Resolver`` never crosses from one to the other.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import AsyncMock, Mock
@@ -270,41 +270,38 @@ async def test_wait_for_message_returns_immediately_if_message_exists(
         await queue.wait_for_message("task-1")
 
 
-@pytest.mark.anyio
-async def test_wait_for_message_blocks_until_message(
-    tasks: RedisTaskStore, queue: RedisTaskMessageQueue
+async def wait_ends_only_after_the_last(
+    queue: RedisTaskMessageQueue, *nudges: Callable[[], Awaitable[Any]]
 ) -> None:
+    """Run each nudge while ``wait_for_message("task-1")`` waits: it ends after the last only."""
     received = anyio.Event()
 
-    async def wait_for_msg() -> None:
+    async def wait() -> None:
         await queue.wait_for_message("task-1")
         received.set()
 
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as group:
-            group.start_soon(wait_for_msg)
-            await anyio.sleep(0.05)
-            assert not received.is_set()
-            await queue.enqueue("task-1", request_message())
+            group.start_soon(wait)
+            for nudge in nudges:
+                await anyio.sleep(0.05)
+                assert not received.is_set()
+                await nudge()
     assert received.is_set()
+
+
+@pytest.mark.anyio
+async def test_wait_for_message_blocks_until_message(
+    tasks: RedisTaskStore, queue: RedisTaskMessageQueue
+) -> None:
+    await wait_ends_only_after_the_last(queue, lambda: queue.enqueue("task-1", request_message()))
 
 
 @pytest.mark.anyio
 async def test_notify_message_available_wakes_waiter(
     tasks: RedisTaskStore, queue: RedisTaskMessageQueue
 ) -> None:
-    notified = anyio.Event()
-
-    async def wait_for_notification() -> None:
-        await queue.wait_for_message("task-1")
-        notified.set()
-
-    with anyio.fail_after(GUARD):
-        async with anyio.create_task_group() as group:
-            group.start_soon(wait_for_notification)
-            await anyio.sleep(0.05)
-            assert not notified.is_set()
-            await queue.notify_message_available("task-1")
+    await wait_ends_only_after_the_last(queue, lambda: queue.notify_message_available("task-1"))
     assert await queue.is_empty("task-1")
 
 
@@ -312,21 +309,11 @@ async def test_notify_message_available_wakes_waiter(
 async def test_a_change_that_is_not_a_message_does_not_end_wait_for_message(
     tasks: RedisTaskStore, queue: RedisTaskMessageQueue
 ) -> None:
-    received = anyio.Event()
-
-    async def wait_for_msg() -> None:
-        await queue.wait_for_message("task-1")
-        received.set()
-
-    with anyio.fail_after(GUARD):
-        async with anyio.create_task_group() as group:
-            group.start_soon(wait_for_msg)
-            await anyio.sleep(0.05)
-            await tasks.update_task("task-1", status_message="step 2")
-            await anyio.sleep(0.1)
-            assert not received.is_set()
-            await queue.enqueue("task-1", request_message())
-    assert received.is_set()
+    await wait_ends_only_after_the_last(
+        queue,
+        lambda: tasks.update_task("task-1", status_message="step 2"),
+        lambda: queue.enqueue("task-1", request_message()),
+    )
 
 
 @pytest.mark.anyio
