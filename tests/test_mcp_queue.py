@@ -661,3 +661,31 @@ async def test_a_request_answered_in_its_own_process_stops_watching_the_task(
         while queue.waiting_requests():
             await anyio.sleep(0.01)
     assert await waiter.wait() == {"action": "decline"}
+
+
+@pytest.mark.anyio
+async def test_a_worker_waiting_for_an_answer_hears_when_its_queue_is_closed(
+    make: Callable[..., Node],
+) -> None:
+    (store, worker_queue) = make()
+    await store.create_task(MINUTE, task_id="task-1")
+    waiter = await queue_request(worker_queue, "task-1", "req-7")
+    await worker_queue.aclose()
+    with anyio.fail_after(GUARD), pytest.raises(McpError, match="closed"):
+        await waiter.wait()
+    assert worker_queue.waiting_requests() == 0
+
+
+@pytest.mark.anyio
+async def test_a_worker_waiting_for_an_answer_hears_when_its_redis_store_is_closed(
+    make: Callable[..., Node], backend_kind: str
+) -> None:
+    if backend_kind == "memory":
+        pytest.skip("closing the in-memory backend ends no wait: it holds nothing to release")
+    (store, worker_queue) = make()
+    await store.create_task(MINUTE, task_id="task-1")
+    waiter = await queue_request(worker_queue, "task-1", "req-7")
+    await anyio.sleep(0.05)  # the watch for the answer is in place
+    await store.aclose()
+    with anyio.fail_after(GUARD), pytest.raises(McpError, match="closed"):
+        await waiter.wait()

@@ -54,6 +54,8 @@ NOTIFIED = "mcp.messages.notified"
 """The variable ``notify_message_available`` changes."""
 _TAKEN = ".taken."
 _FORWARD_ATTEMPTS = 5
+_RETRY_PAUSE_FIRST = 0.05
+_RETRY_PAUSE_MAX = 2.0
 
 Answer = dict[str, Any]
 _LocalKey = tuple[str, str, str]
@@ -187,13 +189,19 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         return self._tasks
 
     async def aclose(self) -> None:
-        """Finish writing the answers being forwarded; stop watching for answers."""
+        """Finish writing the answers being forwarded; stop watching for answers.
+
+        A worker still waiting for an answer through this queue gets an ``McpError``.
+        """
         if self._forwards:
             await asyncio.gather(*self._forwards, return_exceptions=True)
         for watcher in list(self._background):
             watcher.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        waiting, self._local = self._local, {}
+        for (_, task_id, _), waiter in waiting.items():
+            self._fail(waiter, f"The message queue was closed; task {task_id} got no answer")
 
     def waiting_requests(self) -> int:
         """How many queued requests this object waits for an answer to (for diagnostics)."""
@@ -239,7 +247,9 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
             now = next((e for e in _entries(claimed) if e.message_id == entry.message_id), None)
             if now is not None and now.claims == (token,):
                 gone: dict[str, Any] = {MESSAGE_PREFIX + entry.message_id: None, mine: None}
-                with contextlib.suppress(TaskNotFound, TaskExpired):
+                # the message is ours now; left behind (the store out of reach), it stays
+                # claimed, so no one else takes it, until clear() or the task goes
+                with contextlib.suppress(TaskNotFound, TaskExpired, StoreUnavailable):
                     await self._tasks.store.set_variables(task_id, owner, gone)
                 return self._decode(owner, task_id, entry)
             # another dequeue came first (or its reply was lost): withdraw and look again
@@ -352,19 +362,29 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         owner, task_id, message_id = key
         name = ANSWER_PREFIX + message_id
         version: int | None = None
+        failures = 0
         while True:
             try:
                 if version is None:
                     record = await self._tasks.store.get(task_id, owner)
                 else:
                     record = await self._tasks.store.wait(task_id, owner, after_version=version)
+            except StoreUnavailable as exc:
+                if exc.__cause__ is None:  # the store was closed: no answer can come
+                    self._local.pop(key, None)
+                    self._fail(waiter, f"The store was closed; task {task_id} got no answer")
+                    return
+                failures += 1  # out of reach for now (a restart, a failover): read again
+                await anyio.sleep(min(_RETRY_PAUSE_MAX, _RETRY_PAUSE_FIRST * 2**failures))
+                continue
             except (TaskNotFound, TaskExpired):
                 self._local.pop(key, None)
                 self._fail(waiter, f"Task {task_id} is gone; its request got no answer")
                 return
+            failures = 0
             answer = record.variables.get(name)
             if isinstance(answer, dict):
-                with contextlib.suppress(TaskNotFound, TaskExpired):
+                with contextlib.suppress(TaskNotFound, TaskExpired, StoreUnavailable):
                     await self._tasks.store.set_variables(task_id, owner, {name: None})
                 self._local.pop(key, None)
                 if not waiter.done():
@@ -410,7 +430,7 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
                 if attempt + 1 == _FORWARD_ATTEMPTS:
                     logger.exception("the answer to a request of task %s was lost", task_id)
                     return
-                await anyio.sleep(0.1 * 2**attempt)
+                await anyio.sleep(min(_RETRY_PAUSE_MAX, _RETRY_PAUSE_FIRST * 2**attempt))
 
     @staticmethod
     def _spawn(tasks: set[asyncio.Task[None]], work: Any) -> None:
