@@ -229,3 +229,16 @@ async def test_a_task_sampling_on_one_server_gets_the_model_reply_through_anothe
         result = await second.experimental.get_task_result(task_id, CallToolResult)
         assert result.content == [TextContent(type="text", text="Waves fold on the sand")]
         assert answers.asked == [("second", "A haiku on the tide")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server_url", SERVERS)
+async def test_a_task_asking_for_input_gets_the_answer_through_its_own_server_too(
+    request: pytest.FixtureRequest, server_url: str, key_prefix: str
+) -> None:
+    answers = Answers()
+    async with two_servers(request, server_url, key_prefix, answers) as (first, _, _):
+        created = await first.experimental.call_tool_as_task("greet", {})
+        result = await first.experimental.get_task_result(created.task.taskId, CallToolResult)
+        assert result.content == [TextContent(type="text", text="Hello, Ada!")]
+        assert answers.asked == [("first", "Who is there?")]
