@@ -90,7 +90,8 @@ def build_server(
 ) -> Server[Any, Any]:
     """A low-level MCP server with task tools, its tasks and their messages in Redis."""
     server: Server[Any, Any] = Server(name)
-    server.experimental.enable_tasks(store=store, queue=queue)
+    support = server.experimental.enable_tasks(store=store, queue=queue)
+    queue.use_handler(support.handler)  # forgets the requests answered through other servers
 
     @server.list_tools()  # type: ignore[no-untyped-call, untyped-decorator]
     async def list_tools() -> list[Tool]:

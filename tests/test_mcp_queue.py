@@ -689,3 +689,23 @@ async def test_a_worker_waiting_for_an_answer_hears_when_its_redis_store_is_clos
     await store.aclose()
     with anyio.fail_after(GUARD), pytest.raises(McpError, match="closed"):
         await waiter.wait()
+
+
+@pytest.mark.anyio
+async def test_a_request_answered_elsewhere_leaves_the_worker_handler(
+    make: Callable[..., Node],
+) -> None:
+    """The worker's result handler forgets a resolver answered through another process."""
+    (store, worker_queue), (_, server_queue) = make(), make()
+    handler = TaskResultHandler(store, worker_queue)
+    worker_queue.use_handler(handler)
+    await store.create_task(MINUTE, task_id="task-1")
+    waiter = await queue_request(worker_queue, "task-1", "req-7")
+    handler._pending_requests["req-7"] = waiter  # as ServerTaskContext.elicit does
+    taken = await server_queue.dequeue("task-1")
+    assert taken is not None and taken.resolver is not None
+    taken.resolver.set_result({"action": "accept"})
+    with anyio.fail_after(GUARD):
+        assert await waiter.wait() == {"action": "accept"}
+        while "req-7" in handler._pending_requests:
+            await anyio.sleep(0.01)

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import anyio
+from mcp.server.experimental.task_result_handler import TaskResultHandler
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage
 from mcp.shared.experimental.tasks.message_queue import TaskMessageQueue as SdkTaskMessageQueue
@@ -38,6 +39,7 @@ from mcp.types import (
     ErrorData,
     JSONRPCNotification,
     JSONRPCRequest,
+    RequestId,
 )
 
 from .._core.errors import InvalidArgument, StoreUnavailable, TaskExpired, TaskNotFound
@@ -180,6 +182,7 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         """Queue the messages of the tasks ``tasks`` serves (its store and its owners)."""
         self._tasks = tasks
         self._local: dict[_LocalKey, Resolver[dict[str, Any]]] = {}
+        self._handlers: list[TaskResultHandler] = []
         self._background: set[asyncio.Task[None]] = set()
         self._forwards: set[asyncio.Task[None]] = set()
 
@@ -202,6 +205,16 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         waiting, self._local = self._local, {}
         for (_, task_id, _), waiter in waiting.items():
             self._fail(waiter, f"The message queue was closed; task {task_id} got no answer")
+
+    def use_handler(self, handler: TaskResultHandler) -> None:
+        """Keep ``handler`` (``enable_tasks(...).handler``) free of requests answered elsewhere.
+
+        ``ServerTaskContext`` registers each request's resolver with the result
+        handler of the worker's process, which forgets it only when the answer
+        comes through that process. Told the handler, the queue drops the resolver
+        once the request is answered (or ends) any other way.
+        """
+        self._handlers.append(handler)
 
     def waiting_requests(self) -> int:
         """How many queued requests this object waits for an answer to (for diagnostics)."""
@@ -227,7 +240,8 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         if waiter is not None:
             key = (owner, task_id, message_id)
             self._local[key] = waiter
-            self._spawn(self._background, self._await_answer(key, waiter))
+            answering = self._await_answer(key, waiter, message.original_request_id)
+            self._spawn(self._background, answering)
 
     async def dequeue(self, task_id: str) -> QueuedMessage | None:
         """Take the task's oldest message (each message is taken once); None if none."""
@@ -339,7 +353,9 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
             original_request_id=original if isinstance(original, (str, int)) else None,
         )
 
-    async def _await_answer(self, key: _LocalKey, waiter: Resolver[dict[str, Any]]) -> None:
+    async def _await_answer(
+        self, key: _LocalKey, waiter: Resolver[dict[str, Any]], request_id: RequestId | None
+    ) -> None:
         """Resolve ``waiter`` with the answer written to the task, unless it resolves here first."""
         try:
             async with anyio.create_task_group() as group:
@@ -357,6 +373,10 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
                 group.start_soon(answered)
         finally:
             self._local.pop(key, None)
+            if request_id is not None:
+                for handler in self._handlers:
+                    if handler._pending_requests.get(request_id) is waiter:
+                        del handler._pending_requests[request_id]
 
     async def _read_answer(self, key: _LocalKey, waiter: Resolver[dict[str, Any]]) -> None:
         owner, task_id, message_id = key
