@@ -59,26 +59,28 @@ def free_port() -> int:
 
 
 @contextmanager
-def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
-    """Run the example server in a process of its own; yield its MCP endpoint URL."""
-    port = free_port()
+def running(command: list[str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (a Python script of this tree) in a process of its own.
+
+    With ``port``, returns once the process listens on it. Stopped with SIGTERM
+    at the end (SIGKILL if it does not stop).
+    """
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [sys.executable, str(SERVER), "--port", str(port), "--redis-url", redis_url]
-    process = subprocess.Popen([*command, "--prefix", prefix], env=env)
+    process = subprocess.Popen([sys.executable, *command], env=env)
     try:
         deadline = time.monotonic() + GUARD
-        while True:
-            assert process.poll() is None, "the MCP server exited"
+        while port is not None:
+            assert process.poll() is None, f"{command[0]} exited"
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "the MCP server did not start"
+                assert time.monotonic() < deadline, f"{command[0]} did not start"
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield process
     finally:
         process.terminate()
         try:
@@ -86,6 +88,15 @@ def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
+    """Run the example server in a process of its own; yield its MCP endpoint URL."""
+    port = free_port()
+    command = [str(SERVER), "--port", str(port), "--redis-url", redis_url, "--prefix", prefix]
+    with running(command, port):
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 class Answers:
