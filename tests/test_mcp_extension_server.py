@@ -4,11 +4,16 @@ The server is examples/mcp_extension_server.py (a Starlette JSON-RPC endpoint un
 uvicorn, on its own loopback port); the tool calls run in worker processes
 (examples/mcp_tasks_worker.py, ``run_worker`` on the work queue); all of them share
 one real Redis. The client is httpx posting JSON-RPC requests, nothing more.
+
+A worker killed (SIGKILL) mid-call leaves its task to the work queue: once the
+lease expires another worker runs it again (attempt 2) and the client, polling
+through a server process, gets that result.
 """
 
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -180,3 +185,26 @@ def test_unknown_tasks_tools_and_methods_are_json_rpc_errors(url: str, key_prefi
         assert client.send("tasks/result", {"taskId": "x"})["error"]["code"] == -32601
         capabilities = client.call("initialize", {"protocolVersion": "2025-11-25"})
         assert EXTENSION in capabilities["capabilities"]["extensions"]
+
+
+def test_a_worker_killed_mid_task_leaves_it_to_another_worker_through_the_work_queue(
+    url: str, key_prefix: str
+) -> None:
+    with server(url, key_prefix) as first, server(url, key_prefix) as second:
+        with worker(url, key_prefix) as doomed:
+            created = first.start("slow_echo", text="survivor", steps=12, step_seconds=0.25)
+            task_id = created["taskId"]
+            first.poll(task_id, lambda task: task.get("statusMessage", "").startswith("attempt 1"))
+            doomed.send_signal(signal.SIGKILL)  # mid-task: the lease is left to expire
+            doomed.wait()
+
+        stalled = second.call("tasks/get", {"taskId": task_id})
+        assert stalled["status"] == "working"
+        assert stalled["statusMessage"].startswith("attempt 1")
+
+        with worker(url, key_prefix):
+            done = second.poll(task_id, ended)
+
+        assert done["status"] == "completed"
+        assert done["result"]["content"] == [{"type": "text", "text": "survivor"}]
+        assert done["result"]["structuredContent"] == {"attempt": 2}
