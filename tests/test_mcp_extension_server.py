@@ -26,16 +26,14 @@ pytest.importorskip("uvicorn", reason="the example server needs the `mcp` extra"
 
 import httpx
 
-from tests.test_mcp_end_to_end import GUARD, ROOT, SERVERS, free_port, running
+from tests.test_mcp_end_to_end import GUARD, ROOT, SERVERS, free_port, running, worker
 
 SERVER = ROOT / "examples" / "mcp_extension_server.py"
-WORKER = ROOT / "examples" / "mcp_tasks_worker.py"
 EXTENSION = "io.modelcontextprotocol/tasks"
 OPT_IN: dict[str, Any] = {
     "io.modelcontextprotocol/clientCapabilities": {"extensions": {EXTENSION: {}}}
 }
 TASK_KEYS = {"taskId", "status", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"}
-SHORT_LEASE_MS = 1_000
 
 Task = dict[str, Any]
 
@@ -97,12 +95,6 @@ def server(redis_url: str, prefix: str) -> Iterator[Client]:
             yield client
         finally:
             client.http.close()
-
-
-def worker(redis_url: str, prefix: str) -> Any:
-    """A worker process running the tool calls (a short lease, frequent sweeps)."""
-    command = [str(WORKER), "--redis-url", redis_url, "--prefix", prefix]
-    return running([*command, "--lease-ms", str(SHORT_LEASE_MS), "--sweep-s", "0.5"])
 
 
 @pytest.fixture(params=SERVERS)
