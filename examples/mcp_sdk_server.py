@@ -13,12 +13,14 @@ The tools always run as tasks (``taskSupport: required``):
 - ``greet`` asks the client for a name mid-run (elicitation), ``haiku`` asks the
   client's model for a poem (sampling): the request waits in Redis until a
   ``tasks/result`` call on any of the servers delivers it, and the answer comes back
-  to the task's worker, wherever it runs.
+  to the task's worker, wherever it runs;
+- ``queued_echo`` is ``slow_echo`` run by a worker process from the work queue
+  (``python examples/mcp_tasks_worker.py``): a worker killed mid-task leaves it
+  to another once its lease expires.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import uuid
 import warnings
@@ -35,10 +37,12 @@ from mcp.types import (
     CallToolResult,
     CreateTaskResult,
     SamplingMessage,
+    TaskMetadata,
     TextContent,
     Tool,
     ToolExecution,
 )
+from mcp_tasks_worker import QUEUE, arguments
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
@@ -103,12 +107,25 @@ def build_server(
             ),
             _tool("greet", "Ask who is there, then greet them.", {}),
             _tool("haiku", "Have the client's model write a haiku.", {"topic": {"type": "string"}}),
+            _tool(
+                "queued_echo",
+                "Echo a text after working some steps, run by a worker process from the queue.",
+                {
+                    "text": {"type": "string"},
+                    "steps": {"type": "integer"},
+                    "step_seconds": {"type": "number"},
+                },
+            ),
         ]
 
     @server.call_tool()  # type: ignore[untyped-decorator]
     async def call_tool(tool: str, arguments: dict[str, Any]) -> CallToolResult | CreateTaskResult:
         context = server.request_context
         context.experimental.validate_task_mode(TASK_REQUIRED)
+        if tool == "queued_echo":  # run by mcp_tasks_worker.py processes, not by this one
+            metadata = context.experimental.task_metadata or TaskMetadata()
+            job = {"tool": "slow_echo", "arguments": arguments}
+            return CreateTaskResult(task=await store.submit_task(metadata, job, queue=QUEUE))
 
         async def work(task: ServerTaskContext) -> CallToolResult:
             if tool == "greet":
@@ -151,12 +168,7 @@ def build_app(store: RedisTaskStore, name: str) -> Starlette:
 
 def main() -> None:
     """Serve on 127.0.0.1 at the port given."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--redis-url", default="redis://localhost:6379")
-    parser.add_argument("--prefix", default="taskstore", help="the store's key prefix")
-    parser.add_argument("--owner", default="example", help="whose tasks these are")
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], server=True).parse_args()
     store = RedisTaskStore.from_url(args.redis_url, args.owner, prefix=args.prefix)
     app = build_app(store, name=f"server-{args.port}")
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

@@ -10,12 +10,13 @@ through the second too.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from mcp.types import (
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "examples" / "mcp_sdk_server.py"
+WORKER = ROOT / "examples" / "mcp_tasks_worker.py"
+SHORT_LEASE_MS = 1_000
 GUARD = 60.0
 
 # The newest 1.x SDKs mark their experimental tasks API as deprecated (it is what they have).
@@ -59,26 +62,28 @@ def free_port() -> int:
 
 
 @contextmanager
-def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
-    """Run the example server in a process of its own; yield its MCP endpoint URL."""
-    port = free_port()
+def running(command: list[str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (a Python script of this tree) in a process of its own.
+
+    With ``port``, returns once the process listens on it. Stopped with SIGTERM
+    at the end (SIGKILL if it does not stop).
+    """
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [sys.executable, str(SERVER), "--port", str(port), "--redis-url", redis_url]
-    process = subprocess.Popen([*command, "--prefix", prefix], env=env)
+    process = subprocess.Popen([sys.executable, *command], env=env)
     try:
         deadline = time.monotonic() + GUARD
-        while True:
-            assert process.poll() is None, "the MCP server exited"
+        while port is not None:
+            assert process.poll() is None, f"{command[0]} exited"
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "the MCP server did not start"
+                assert time.monotonic() < deadline, f"{command[0]} did not start"
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield process
     finally:
         process.terminate()
         try:
@@ -86,6 +91,21 @@ def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
+    """Run the example server in a process of its own; yield its MCP endpoint URL."""
+    port = free_port()
+    command = [str(SERVER), "--port", str(port), "--redis-url", redis_url, "--prefix", prefix]
+    with running(command, port):
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+def worker(redis_url: str, prefix: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A queue worker process of the examples (a short lease, frequent sweeps)."""
+    command = [str(WORKER), "--redis-url", redis_url, "--prefix", prefix]
+    return running([*command, "--lease-ms", str(SHORT_LEASE_MS), "--sweep-s", "0.5"])
 
 
 class Answers:
@@ -242,3 +262,35 @@ async def test_a_task_asking_for_input_gets_the_answer_through_its_own_server_to
         result = await first.experimental.get_task_result(created.task.taskId, CallToolResult)
         assert result.content == [TextContent(type="text", text="Hello, Ada!")]
         assert answers.asked == [("first", "Who is there?")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server_url", SERVERS)
+async def test_a_queued_task_whose_worker_is_killed_is_finished_by_another_worker(
+    request: pytest.FixtureRequest, server_url: str, key_prefix: str
+) -> None:
+    redis_url: str = request.getfixturevalue(server_url)
+    async with two_servers(request, server_url, key_prefix) as (first, second, _):
+        with worker(redis_url, key_prefix) as doomed:
+            created = await first.experimental.call_tool_as_task(
+                "queued_echo", {"text": "survivor", "steps": 12, "step_seconds": 0.25}
+            )
+            task_id = created.task.taskId
+            seen = await second.experimental.get_task(task_id)
+            while not (seen.statusMessage or "").startswith("attempt 1"):
+                assert seen.status == "working", seen  # the first worker is still to start
+                await anyio.sleep(0.05)
+                seen = await second.experimental.get_task(task_id)
+            doomed.send_signal(signal.SIGKILL)  # its lease is left to expire
+            doomed.wait()
+
+        stalled = await second.experimental.get_task(task_id)
+        assert stalled.status == "working"
+        assert (stalled.statusMessage or "").startswith("attempt 1")
+
+        with worker(redis_url, key_prefix):
+            result = await second.experimental.get_task_result(task_id, CallToolResult)
+
+        assert result.content == [TextContent(type="text", text="survivor")]
+        assert result.structuredContent == {"attempt": 2}
+        assert (await first.experimental.get_task(task_id)).status == "completed"
