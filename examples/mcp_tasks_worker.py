@@ -84,11 +84,10 @@ async def _slow_echo(
     steps = int(arguments.get("steps", 4))
     pause = float(arguments.get("step_seconds", 0.25))
     for step in range(1, steps + 1):
-        # The fenced write first: once this worker lost the lease it raises LeaseLost
-        # and the run stops, so a stale attempt does not go on reporting progress.
+        # Fenced writes: once this worker lost the lease they raise LeaseLost and the run
+        # stops, so a stale attempt never reports progress.
         await lease.set_variables({"progress": {"attempt": lease.attempt, "step": step}})
-        message = f"attempt {lease.attempt}: step {step} of {steps}"
-        await store.set_status_message(lease.task_id, lease.owner_id, message)
+        await lease.set_status_message(f"attempt {lease.attempt}: step {step} of {steps}")
         await asyncio.sleep(pause)
     return tool_result(str(arguments["text"]), lease.attempt)
 

@@ -265,6 +265,7 @@ async def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
         lambda: old.complete(TaskStatus.COMPLETED, None, "stale"),
         lambda: old.set_variables({"stale": True}),
         lambda: old.update_status(TaskStatus.INPUT_REQUIRED),
+        lambda: old.set_status_message("stale progress"),
         lambda: old.release(),
     ]
     for write in writes:
@@ -275,6 +276,19 @@ async def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     assert after.version == before.version
     assert after.variables == {} and after.task.status is TaskStatus.WORKING
     assert after.job is not None and after.job.token == new.token
+
+
+@pytest.mark.anyio
+async def test_a_holder_reports_progress_in_the_status_message_keeping_the_status(
+    store: ts.GenericTaskStore,
+) -> None:
+    record = await store.submit(OWNER, METHOD)
+    lease = await claim_one(store, lease_ms=5000)
+    noted = await lease.set_status_message("3 of 10 done")
+    assert (noted.task.status, noted.task.status_message) == (TaskStatus.WORKING, "3 of 10 done")
+    read = await store.get(record.task.task_id, OWNER)
+    assert read.task.status_message == "3 of 10 done"
+    assert read.job is not None and read.job.state == "leased"
 
 
 @pytest.mark.anyio

@@ -251,6 +251,7 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
         lambda: old.complete(TaskStatus.COMPLETED, None, "stale"),
         lambda: old.set_variables({"stale": True}),
         lambda: old.update_status(TaskStatus.INPUT_REQUIRED),
+        lambda: old.set_status_message("stale progress"),
         lambda: old.release(),
     ]
     for write in writes:
@@ -261,6 +262,18 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     assert after.version == before.version
     assert after.variables == {} and after.task.status is TaskStatus.WORKING
     assert after.job is not None and after.job.token == new.token
+
+
+def test_a_holder_reports_progress_in_the_status_message_keeping_the_status(
+    store: ts.GenericTaskStore,
+) -> None:
+    record = store.submit(OWNER, METHOD)
+    lease = claim_one(store, lease_ms=5000)
+    noted = lease.set_status_message("3 of 10 done")
+    assert (noted.task.status, noted.task.status_message) == (TaskStatus.WORKING, "3 of 10 done")
+    read = store.get(record.task.task_id, OWNER)
+    assert read.task.status_message == "3 of 10 done"
+    assert read.job is not None and read.job.state == "leased"
 
 
 def test_a_waiting_claim_takes_a_task_whose_lease_runs_out_meanwhile(
