@@ -45,7 +45,7 @@ ACL_RULES = (
     "on ><password> resetkeys ~{<prefix>:* resetchannels &{<prefix>:* -@all "
     "+hgetall +evalsha +script|load +info +wait +ssubscribe +sunsubscribe +ping "
     "+exists +hget +hmget +hset +hdel +hincrby +hstrlen +pexpireat +zadd +zrange +zrangebyscore "
-    "+zrem +zcount +del +spublish"
+    "+zrem +zcount +del +spublish +time +sadd +smembers +zcard"
 )
 """``ACL SETUSER <user>`` followed by these rules, with ``<password>`` and ``<prefix>``
 filled in: keys under the store's prefix only, and only the commands the store sends
@@ -191,6 +191,28 @@ async def test_the_async_store_runs_under_the_acl_user(
         await anyio.sleep(3 * SHORT_TTL_MS / 1000)
         assert await store.cleanup_expired() == 1
         assert (await store.get(first, OWNER)).task.status is TaskStatus.FAILED
+    assert refusals(admin, acl_user) == []
+
+
+def test_the_work_queue_runs_under_the_acl_user(admin: redis.Redis, acl_user: AclUser) -> None:
+    with ts.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix) as store:
+        record = store.submit(OWNER, METHOD, {"n": 1}, queue="acl")
+        lease = store.claim("acl", timeout=5, lease_ms=200)
+        assert lease is not None
+        lease.renew(lease_ms=200)
+        lease.set_variables({"k": 1})
+        lease.release()
+        lease = store.claim("acl", timeout=5, lease_ms=200)
+        assert lease is not None
+        time.sleep(0.3)
+        assert store.recover_leases() == 1
+        lease = store.claim("acl", timeout=5)
+        assert lease is not None
+        lease.complete("completed", None, {"n": 1})
+        assert store.queue_stats("acl").completed == 1
+        assert store.queues() == ["acl"]
+        assert store.get(record.task.task_id, OWNER).task.status is TaskStatus.COMPLETED
+        assert store.cleanup_expired() == 0
     assert refusals(admin, acl_user) == []
 
 

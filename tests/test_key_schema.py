@@ -53,6 +53,30 @@ def test_every_key_of_an_owner_lies_in_the_slot_of_its_tag(owner: str) -> None:
 
 
 @pytest.mark.parametrize("owner", HOSTILE_IDS)
+@pytest.mark.parametrize("queue", ["default", "}{:*", "{taskstore:3}", "q r"])
+def test_a_tasks_queue_keys_lie_in_its_slot_and_its_member_leads_back_to_its_key(
+    owner: str, queue: str
+) -> None:
+    keys = KeySchema()
+    task = TaskKey(owner, "}{:*")
+    shard = keys.shard_of(owner)
+    expected = slot_of_tag(keys, owner)
+    names = [
+        *keys.queue_keys(queue, shard),
+        keys.queues_key(shard),
+        keys.queue_channel(queue, shard),
+        keys.task_base(shard),
+    ]
+    for name in names:
+        assert key_slot(name.encode("utf-8", "surrogatepass")) == expected
+    member = keys.queue_member(task)
+    assert keys.task_base(shard) + member == keys.task_key(task)
+    assert keys.task_id_of_member(member) == task.task_id
+    for name in keys.queue_keys(queue, shard):
+        assert name.count("{") == 1 and name.count("}") == 1
+
+
+@pytest.mark.parametrize("owner", HOSTILE_IDS)
 def test_ids_never_put_separators_braces_globs_or_spaces_into_keys(owner: str) -> None:
     keys = KeySchema()
     part = keys.owner_part(owner)

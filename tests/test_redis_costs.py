@@ -254,14 +254,15 @@ def test_a_merge_or_a_status_change_after_merges_elsewhere_sends_one_evalsha(
 
 
 @pytest.mark.redis
-def test_cleanup_with_nothing_due_sends_one_evalsha_per_shard(
+def test_cleanup_with_nothing_due_sends_one_evalsha_per_shard_and_reads_the_queue_names(
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store = make_store(shards=4)
     store.create("alice", "tools/call")  # expires in an hour: not due
     log.reset()
     assert store.cleanup_expired() == 0
-    assert log.commands == ["EVALSHA"] * 4
+    # the purge, then the lease sweep finds no queue (one pipeline of SMEMBERS)
+    assert log.commands == ["EVALSHA"] * 4 + ["SMEMBERS"] * 4
 
 
 # --- work bounds at scale -------------------------------------------------------------------
@@ -645,3 +646,42 @@ def test_a_closed_store_refuses_calls_instead_of_reconnecting(redis_url: str) ->
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         store.get(task_id, "alice")
+
+
+# --- work queues ----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_first_claim_of_an_empty_queue_asks_every_shard_in_one_pipeline(
+    make_store: StoreFactory, log: CommandLog
+) -> None:
+    store = make_store(shards=4)
+    log.reset()
+    assert store.claim("idle", timeout=0) is None
+    # one read-only script per shard, pipelined; then no claim script at all
+    assert [name for name in log.commands if name != "SSUBSCRIBE"] == ["EVALSHA"] * 4
+
+
+@pytest.mark.redis
+def test_an_idle_claim_waits_without_sending_a_command(
+    make_store: StoreFactory, log: CommandLog
+) -> None:
+    store = make_store(shards=4)
+    assert store.claim("idle", timeout=0) is None  # subscribed; every shard known empty
+    log.reset()
+    assert store.claim("idle", timeout=0) is None
+    assert store.claim("idle", timeout=0.3) is None
+    assert log.commands == []
+
+
+@pytest.mark.redis
+def test_a_claim_after_a_submit_notice_runs_one_claim_script(
+    make_store: StoreFactory, log: CommandLog
+) -> None:
+    worker, client = make_store(shards=4), make_store(shards=4)
+    assert worker.claim("busy", timeout=0) is None
+    client.submit("alice", "tools/call", 1, queue="busy")
+    log.reset()
+    lease = worker.claim("busy", timeout=5)
+    assert lease is not None and lease.params == 1
+    assert log.commands == ["EVALSHA"]

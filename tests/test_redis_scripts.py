@@ -21,6 +21,8 @@ from taskstore_redis._redis.scripts import (
     LIST_PAGE,
     MERGE_VARIABLES,
     PURGE_EXPIRED,
+    QUEUE_DUE,
+    QUEUE_STATS,
     compare_and_set_call,
     create_call,
     merge_variables_call,
@@ -144,11 +146,11 @@ def merge(
     return reply
 
 
-def test_every_script_declares_its_flags_and_only_the_list_is_read_only() -> None:
+def test_every_script_declares_its_flags_and_only_the_reads_are_read_only() -> None:
     for script in ALL_SCRIPTS:
         first_line = script.source.splitlines()[0]
         assert first_line.startswith("#!lua flags=")
-        assert ("no-writes" in first_line) == (script is LIST_PAGE)
+        assert ("no-writes" in first_line) == (script in (LIST_PAGE, QUEUE_STATS, QUEUE_DUE))
 
 
 def test_the_scripts_ship_as_lua_files_at_the_top_of_the_repository() -> None:

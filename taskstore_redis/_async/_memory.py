@@ -95,6 +95,10 @@ class InMemoryBackend:
         """Hand a held lease back, claimable again after ``delay_ms``."""
         return self._storage.release(lease, delay_ms)
 
+    async def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:
+        """Ms until the queue needs a claim (0: now; None: empty), for its one shard."""
+        return [self._storage.queue_due(queue) for _ in shards]
+
     async def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers now."""
         return self._storage.queue_counts(queue)

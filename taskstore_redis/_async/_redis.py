@@ -53,6 +53,7 @@ from .._redis.scripts import (
     LIST_PAGE,
     MERGE_VARIABLES,
     PURGE_EXPIRED,
+    QUEUE_DUE,
     QUEUE_STATS,
     RECOVER,
     RELEASE,
@@ -330,6 +331,14 @@ class RedisBackend:
         if int(reply[0]) != 1:
             return as_str(reply[1]), None
         return "", record_of_script(reply[1], reply[2])
+
+    async def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:
+        """Per shard, ms until it needs a claim (0: now; None: empty), in one pipeline."""
+        commands = [
+            evalsha(QUEUE_DUE, self.keys.queue_keys(queue, shard)[:2], []) for shard in shards
+        ]
+        replies = await self._run_many("queue_due", commands, write=False)
+        return [float(text) if (text := as_str(reply)) else None for reply in replies]
 
     async def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers: one read-only script per shard, in one pipeline."""

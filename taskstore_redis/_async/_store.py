@@ -133,6 +133,7 @@ class GenericTaskStore:
         self._security = security if security is not None else SecurityConfig()
         self._cache = RecordCache(self._config.record_cache_size)
         self._hints: dict[str, QueueHints] = {}
+        self._queued = backend if isinstance(backend, QueueBackend) else None
 
     @classmethod
     def from_url(
@@ -449,7 +450,7 @@ class GenericTaskStore:
         With a queue backend it also sweeps the queues' expired leases (``recover_leases``).
         """
         purged = await self._backend.purge_expired(now_ms())
-        if isinstance(self._backend, QueueBackend):
+        if self._queued is not None:
             await self.recover_leases()
         return purged
 
@@ -596,7 +597,9 @@ class GenericTaskStore:
 
         ``timeout``: 0 returns at once, None waits until there is work, a number
         waits that many seconds at most. Waiting is on change notices, never by
-        polling. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
+        polling. While the server cannot be reached (a restart, a failover) a
+        waiting claim waits on and tries again; one with ``timeout=0``, or whose
+        time is up, raises. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
         renewed; see :class:`Lease`.
 
         Raises:
@@ -639,9 +642,23 @@ class GenericTaskStore:
         deadline = None if wait is None else monotonic() + wait
         waker = async_waker()
         hints.add_waiter(waker)
+        failures = 0
         try:
             while True:
-                got = await self._claim_round(backend, hints, name, wanted, lease, worker)
+                try:
+                    got = await self._claim_round(backend, hints, name, wanted, lease, worker)
+                except StoreUnavailable as exc:
+                    # a server restarting or failing over: a waiting claim waits on and
+                    # tries again (a claim whose reply was lost leased tasks nobody
+                    # holds: their leases run out); a closed backend ends it
+                    left = None if deadline is None else deadline - monotonic()
+                    if exc.__cause__ is None or (left is not None and left <= 0):
+                        raise
+                    failures += 1
+                    pause = min(_READ_PAUSE_MAX, _READ_PAUSE_FIRST * 2**failures)
+                    await waker.wait(pause if left is None else min(pause, left))
+                    continue
+                failures = 0
                 if got:
                     return got
                 left = None if deadline is None else deadline - monotonic()
@@ -762,7 +779,18 @@ class GenericTaskStore:
         """Visit the shards worth a visit, round-robin, until ``wanted`` tasks are leased."""
         got: builtins.list[Lease] = []
         batch = self._config.recovery_batch
-        for shard, notices in hints.to_visit():
+        visits = hints.to_visit()
+        if len(visits) > 1:
+            # one round trip (per node) tells which shards have work now; claim only there
+            dues = await backend.queue_due(name, [shard for shard, _ in visits])
+            busy = []
+            for (shard, notices), due in zip(visits, dues, strict=True):
+                if due == 0:
+                    busy.append((shard, notices))
+                else:
+                    hints.settle(shard, notices, due, True)
+            visits = busy
+        for shard, notices in visits:
             asked = wanted - len(got)
             reply = await backend.claim(name, shard, asked, lease_ms, worker, batch)
             hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < asked)
@@ -809,9 +837,9 @@ class GenericTaskStore:
         return failed
 
     def _queue_backend(self) -> QueueBackend:
-        backend = self._backend
-        if not isinstance(backend, QueueBackend):
-            raise InvalidArgument(f"{type(backend).__name__} has no work queues")
+        backend = self._queued
+        if backend is None:
+            raise InvalidArgument(f"{type(self._backend).__name__} has no work queues")
         return backend
 
     async def _queue_hints(self, backend: QueueBackend, name: str) -> QueueHints:

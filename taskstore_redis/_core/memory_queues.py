@@ -287,6 +287,12 @@ class MemoryQueueStorage(MemoryStorage):
             self.on_queue(ref.queue)
             return "", entry.stored()
 
+    def queue_due(self, queue_name: str) -> float | None:
+        """Ms until the queue needs a claim (0: now; None: it holds nothing)."""
+        with self._lock:
+            queue = self._queues.get(queue_name)
+            return None if queue is None else _next_due(queue, float(now_ms()))
+
     def queue_counts(self, queue_name: str) -> QueueCounts:
         """The queue's numbers now."""
         with self._lock:

@@ -110,7 +110,7 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
 
     queue: str
     ready: int
-    """Tasks claimable now (may include tasks cancelled meanwhile, until a claim skips them)."""
+    """Tasks claimable now (including any whose TTL ran out, until a claim drops them)."""
     delayed: int
     """Tasks claimable later (a delay or a release with a delay)."""
     leased: int

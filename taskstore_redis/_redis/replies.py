@@ -91,20 +91,7 @@ def _record(
             job[name] = value
     if version is None or data is None:
         return None
-    if job is not None:
-        return _with_job(
-            VersionedRecord(
-                version=version,
-                core_version=0 if core_version is None else core_version,
-                data=data,
-                variables=b"{" + b",".join(members) + b"}" if members else b"{}",
-                updated_at_ms=updated,
-                format=fmt,
-                task_id=task_id,
-            ),
-            job,
-        )
-    return VersionedRecord(
+    record = VersionedRecord(
         version=version,
         core_version=0 if core_version is None else core_version,
         data=data,
@@ -113,6 +100,7 @@ def _record(
         format=fmt,
         task_id=task_id,
     )
+    return record if job is None else _with_job(record, job)
 
 
 def record_of_script(

@@ -59,6 +59,7 @@ RECOVER = load_script("recover")
 RENEW = load_script("renew")
 RELEASE = load_script("release")
 QUEUE_STATS = load_script("queue_stats")
+QUEUE_DUE = load_script("queue_due")
 ALL_SCRIPTS = (
     CREATE,
     COMPARE_AND_SET,
@@ -70,6 +71,7 @@ ALL_SCRIPTS = (
     RENEW,
     RELEASE,
     QUEUE_STATS,
+    QUEUE_DUE,
 )
 
 

@@ -252,6 +252,10 @@ class QueueBackend(StorageBackend, Protocol):
         """Hand a held lease back; ("", the task now) or (why refused, None)."""
         ...
 
+    def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:
+        """Per shard, ms until it needs a claim (0: now; None: empty); one round trip per node."""
+        ...
+
     def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers, summed over its shards."""
         ...

@@ -157,6 +157,7 @@ async def test_claim_on_an_empty_queue_with_timeout_zero_returns_none(
 ) -> None:
     assert await store.claim("nothing", timeout=0) is None
     assert await store.claim_many("nothing", 5, timeout=0) == []
+    assert await store.claim("nothing", timeout=0.2) is None
 
 
 @pytest.mark.anyio
@@ -167,6 +168,17 @@ async def test_claims_take_the_oldest_task_of_an_owner_first(store: ts.GenericTa
         await anyio.sleep(0.003)  # distinct submission times
     claimed = [(await claim_one(store)).task_id for _ in ids]
     assert claimed == ids
+
+
+@pytest.mark.anyio
+async def test_any_queue_name_works_and_queues_stay_apart(store: ts.GenericTaskStore) -> None:
+    hostile = "}{:* q/r%41"
+    record = await store.submit("}{owner", METHOD, "h", queue=hostile)
+    await store.submit(OWNER, METHOD, "other", queue="other")
+    lease = await claim_one(store, hostile)
+    assert (lease.task_id, lease.owner_id, lease.params) == (record.task.task_id, "}{owner", "h")
+    assert await store.claim(hostile, timeout=0) is None
+    assert await store.queues() == sorted([hostile, "other"])
 
 
 @pytest.mark.anyio
@@ -263,6 +275,32 @@ async def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     assert after.version == before.version
     assert after.variables == {} and after.task.status is TaskStatus.WORKING
     assert after.job is not None and after.job.token == new.token
+
+
+@pytest.mark.anyio
+async def test_a_waiting_claim_takes_a_task_whose_lease_runs_out_meanwhile(
+    async_make_store: StoreFactory,
+) -> None:
+    first, second = async_make_store(), async_make_store()
+    await first.submit(OWNER, METHOD, "again")
+    lost = await claim_one(first, lease_ms=SHORT_LEASE_MS)
+    retried = await second.claim(timeout=10)  # no notice comes: it wakes at the deadline
+    assert retried is not None
+    assert (retried.task_id, retried.attempt, retried.params) == (lost.task_id, 2, "again")
+
+
+@pytest.mark.anyio
+async def test_a_task_released_after_its_last_attempt_fails_at_the_next_claim(
+    store: ts.GenericTaskStore,
+) -> None:
+    record = await store.submit(OWNER, METHOD, max_attempts=1)
+    lease = await claim_one(store)
+    await lease.release()
+    assert await store.claim(timeout=0) is None
+    read = await store.get(record.task.task_id, OWNER)
+    assert read.task.status is TaskStatus.FAILED
+    assert read.task.status_message is not None and "released" in read.task.status_message
+    assert (await store.queue_stats()).given_up == 1
 
 
 @pytest.mark.anyio

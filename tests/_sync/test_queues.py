@@ -151,6 +151,7 @@ def test_claim_on_an_empty_queue_with_timeout_zero_returns_none(
 ) -> None:
     assert store.claim("nothing", timeout=0) is None
     assert store.claim_many("nothing", 5, timeout=0) == []
+    assert store.claim("nothing", timeout=0.2) is None
 
 
 def test_claims_take_the_oldest_task_of_an_owner_first(store: ts.GenericTaskStore) -> None:
@@ -160,6 +161,16 @@ def test_claims_take_the_oldest_task_of_an_owner_first(store: ts.GenericTaskStor
         time.sleep(0.003)  # distinct submission times
     claimed = [(claim_one(store)).task_id for _ in ids]
     assert claimed == ids
+
+
+def test_any_queue_name_works_and_queues_stay_apart(store: ts.GenericTaskStore) -> None:
+    hostile = "}{:* q/r%41"
+    record = store.submit("}{owner", METHOD, "h", queue=hostile)
+    store.submit(OWNER, METHOD, "other", queue="other")
+    lease = claim_one(store, hostile)
+    assert (lease.task_id, lease.owner_id, lease.params) == (record.task.task_id, "}{owner", "h")
+    assert store.claim(hostile, timeout=0) is None
+    assert store.queues() == sorted([hostile, "other"])
 
 
 def test_claim_many_takes_up_to_count(store: ts.GenericTaskStore) -> None:
@@ -250,6 +261,30 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     assert after.version == before.version
     assert after.variables == {} and after.task.status is TaskStatus.WORKING
     assert after.job is not None and after.job.token == new.token
+
+
+def test_a_waiting_claim_takes_a_task_whose_lease_runs_out_meanwhile(
+    sync_make_store: StoreFactory,
+) -> None:
+    first, second = sync_make_store(), sync_make_store()
+    first.submit(OWNER, METHOD, "again")
+    lost = claim_one(first, lease_ms=SHORT_LEASE_MS)
+    retried = second.claim(timeout=10)  # no notice comes: it wakes at the deadline
+    assert retried is not None
+    assert (retried.task_id, retried.attempt, retried.params) == (lost.task_id, 2, "again")
+
+
+def test_a_task_released_after_its_last_attempt_fails_at_the_next_claim(
+    store: ts.GenericTaskStore,
+) -> None:
+    record = store.submit(OWNER, METHOD, max_attempts=1)
+    lease = claim_one(store)
+    lease.release()
+    assert store.claim(timeout=0) is None
+    read = store.get(record.task.task_id, OWNER)
+    assert read.task.status is TaskStatus.FAILED
+    assert read.task.status_message is not None and "released" in read.task.status_message
+    assert (store.queue_stats()).given_up == 1
 
 
 def test_a_cancel_by_a_client_ends_the_lease(store: ts.GenericTaskStore) -> None:

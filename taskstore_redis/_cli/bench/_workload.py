@@ -411,6 +411,8 @@ class RawSide:
             time.time_ns() // 1_000_000,
             self._max_variable_bytes,
             f"{n:016x}",
+            "",  # no lease fence
+            "",
             1,
             name,
             value,
