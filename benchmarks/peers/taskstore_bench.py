@@ -9,8 +9,9 @@ Runs with this tree's ``taskstore_redis`` (the folder two levels up comes first 
 1. submits N no-op jobs (``store.submit`` from 256 concurrent coroutines, which the store
    coalesces into pipelines; the add rate);
 2. starts P worker processes (spawn), each with its own store, waits until every one is
-   connected, then lets them all start at once; each takes up to C jobs with one
-   ``claim_many`` and completes them (``Lease.complete``, fenced), again and again;
+   connected, then lets them all start at once; each keeps C jobs in flight: it fills
+   its free slots with one ``claim_many`` while the jobs it holds complete
+   (``Lease.complete``, fenced);
 3. the processing rate is N / (last completion - first claim), over all processes;
 4. ``--variant raw`` does the same through a plain ``redis.asyncio`` client sending the
    same scripts with the same arguments (``create.lua`` with its queue part, ``claim.lua``
@@ -148,6 +149,7 @@ class Raw:
         self.created_at_ms = int(self.created.split(b",", 2)[1])
         """The index member must name the created_at of the core record sent."""
         self.token = secrets.token_hex(4)
+        self.shard = 0
 
     async def send(self, *command: Any) -> Any:
         return await self.pipeline.execute(self.client, *command)
@@ -176,18 +178,24 @@ class Raw:
         if await self.evalsha(CREATE, keys, args) != 1:
             raise RuntimeError("raw create refused")
 
-    async def claim_and_complete(self, shard: int, count: int, worker: str) -> int:
-        keys = [*self.keys.queue_keys(QUEUE, shard), self.keys.task_base(shard)]
-        reply = await self.evalsha(
-            CLAIM, keys, [count, 30_000, worker, RECOVERY_BATCH, LOST_RETRY_MS]
-        )
-        claimed = reply[0]
-        if not claimed:
-            return 0
-        async with anyio.create_task_group() as group:
-            for member, token, _attempt, _deadline, core, _joined, owner_id in claimed:
-                group.start_soon(self.complete, member, int(token), core, owner_id)
-        return len(claimed)
+    async def claim(self, count: int, worker: str) -> list[Any]:
+        """Up to ``count`` jobs from the first shard with any, round-robin; [] after a pause."""
+        shards = self.keys.shards
+        for _ in range(shards):
+            self.shard = (self.shard + 1) % shards
+            keys = [*self.keys.queue_keys(QUEUE, self.shard), self.keys.task_base(self.shard)]
+            reply = await self.evalsha(
+                CLAIM, keys, [count, 30_000, worker, RECOVERY_BATCH, LOST_RETRY_MS]
+            )
+            if reply[0]:
+                return list(reply[0])
+        await anyio.sleep(0.005)  # no change notices on this side: a short pause
+        return []
+
+    async def finish(self, claimed: Any) -> None:
+        """Complete one job of a ``claim`` reply."""
+        member, token, _attempt, _deadline, core, _joined, owner_id = claimed
+        await self.complete(member, int(token), core, owner_id)
 
     async def complete(self, member: bytes, token: int, core: list[Any], owner_id: bytes) -> None:
         fields = dict(zip(core[::2], core[1::2], strict=True))
@@ -251,32 +259,59 @@ async def _worker(
     if variant == "raw":
         side = Raw(url, prefix)
         await side.load()
-        shards = side.keys.shards
+        side.shard = index
         await anyio.to_thread.run_sync(ready.wait, timeout)
-        shard = index % shards
-        while not stop.is_set():
-            took = 0
-            for _ in range(shards):
-                shard = (shard + 1) % shards
-                took = await side.claim_and_complete(shard, concurrency, name)
-                if took:
-                    done(took)
-                    break
-            if not took:
-                await anyio.sleep(0.005)
+        await _keep_busy(concurrency, stop, lambda free: side.claim(free, name), side.finish, done)
         await side.client.aclose()
         return
     async with _store(url, prefix) as store:
         await store.queue_stats(QUEUE)  # connected before the start signal
         await anyio.to_thread.run_sync(ready.wait, timeout)
+
+        async def take(free: int) -> list[Any]:
+            return await store.claim_many(QUEUE, free, timeout=0.2, worker_id=name)
+
+        async def finish(lease: Any) -> None:
+            await lease.complete(TaskStatus.COMPLETED, DONE, RESULT)
+
+        await _keep_busy(concurrency, stop, take, finish, done)
+
+
+async def _keep_busy(
+    concurrency: int,
+    stop: Event,
+    take: Callable[[int], Awaitable[list[Any]]],
+    finish: Callable[[Any], Awaitable[None]],
+    done: Callable[[int], None],
+) -> None:
+    """Claim into the free slots while earlier jobs complete: up to C jobs in flight.
+
+    A claim does not wait for the whole previous batch to complete (like a BullMQ or
+    saq worker of concurrency C, and ``run_worker``), but waits until half the slots
+    are free, so that each claim takes several jobs.
+    """
+    free = concurrency
+    freed = anyio.Event()
+    batch = max(1, concurrency // 2)
+
+    async def run(job: Any) -> None:
+        nonlocal free
+        await finish(job)
+        done(1)
+        free += 1
+        freed.set()
+
+    async with anyio.create_task_group() as group:
         while not stop.is_set():
-            leases = await store.claim_many(QUEUE, concurrency, timeout=0.2, worker_id=name)
-            if not leases:
+            if free < batch:
+                with anyio.move_on_after(0.2):
+                    await freed.wait()
+                freed = anyio.Event()
                 continue
-            async with anyio.create_task_group() as group:
-                for lease in leases:
-                    group.start_soon(lease.complete, TaskStatus.COMPLETED, DONE, RESULT)
-            done(len(leases))
+            jobs = await take(free)
+            free -= len(jobs)
+            for job in jobs:
+                group.start_soon(run, job)
 
 
 # --------------------------------------------------------------------- recovery probe
@@ -450,11 +485,11 @@ async def main(argv: list[str]) -> int:
                 f"auto-pipelined, {OWNERS} owners"
             ),
             "worker": (
-                "claim_many(C) then Lease.complete each (fenced, one result), "
-                "lease 30 s, no renewals"
+                "claim_many(free slots) while earlier jobs complete (Lease.complete, "
+                "fenced, one result); C in flight; lease 30 s, no renewals"
                 if args.variant == "store"
-                else "EVALSHA claim.lua (count C) shard by shard, then compare_and_set.lua "
-                "(fenced) each; 5 ms sleep after a round of empty shards"
+                else "EVALSHA claim.lua (free slots) shard by shard while earlier jobs "
+                "complete (compare_and_set.lua, fenced); 5 ms pause after a round of empty shards"
             ),
             "job_options": "max_attempts 3, no delay; finished tasks kept (TTL: store default)",
             "handler": "none (claim, then complete with the store benchmark's small result)",
