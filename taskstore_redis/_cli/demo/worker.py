@@ -310,43 +310,44 @@ async def run_worker(
     return report
 
 
+@dataclass(frozen=True)
+class ProcessSetup:
+    """What a worker process needs to know (picklable: spawn passes it over)."""
+
+    url: str
+    prefix: str
+    concurrency: int
+    seed: int
+    deadline: float
+    lease_ms: int
+
+
 async def _worker_on_redis(
-    wid: int,
-    url: str,
-    prefix: str,
-    concurrency: int,
-    seed: int,
-    deadline: float,
-    lease_ms: int,
-    stop: Event,
-    results: Queue[tuple[str, int, Any]],
+    wid: int, setup: ProcessSetup, stop: Event, results: Queue[tuple[str, int, Any]]
 ) -> WorkerReport:
     report = WorkerReport(wid, emit=lambda kind, w, payload: results.put((kind, w, payload)))
     async with GenericTaskStore.from_url(
-        url, config=CONFIG, security=SECURITY, prefix=prefix
+        setup.url, config=CONFIG, security=SECURITY, prefix=setup.prefix
     ) as store:
         return await run_worker(
-            store, wid, concurrency, seed, deadline, lease_ms, stop.is_set, report
+            store,
+            wid,
+            setup.concurrency,
+            setup.seed,
+            setup.deadline,
+            setup.lease_ms,
+            stop.is_set,
+            report,
         )
 
 
 def _worker_process(
-    wid: int,
-    url: str,
-    prefix: str,
-    concurrency: int,
-    seed: int,
-    deadline: float,
-    lease_ms: int,
-    stop: Event,
-    results: Queue[tuple[str, int, Any]],
+    wid: int, setup: ProcessSetup, stop: Event, results: Queue[tuple[str, int, Any]]
 ) -> None:
     """Entry point of a worker process: run until told to stop, then send the report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     try:
-        report = anyio.run(
-            _worker_on_redis, wid, url, prefix, concurrency, seed, deadline, lease_ms, stop, results
-        )
+        report = anyio.run(_worker_on_redis, wid, setup, stop, results)
     except BaseException:
         results.put(("crashed", wid, traceback.format_exc()))
         raise SystemExit(1) from None
@@ -411,21 +412,14 @@ class WorkerProcesses:
         context = multiprocessing.get_context("spawn")
         self.results = context.Queue()
         self.stop_event = context.Event()
+        setup = ProcessSetup(
+            self.url, self.prefix, self.concurrency, self.seed, deadline, self.lease_ms
+        )
         for wid in range(count):
             self.reports[wid] = WorkerReport(wid)
             proc = context.Process(
                 target=_worker_process,
-                args=(
-                    wid,
-                    self.url,
-                    self.prefix,
-                    self.concurrency,
-                    self.seed,
-                    deadline,
-                    self.lease_ms,
-                    self.stop_event,
-                    self.results,
-                ),
+                args=(wid, setup, self.stop_event, self.results),
                 name=f"taskstore-demo-worker-{wid}",
                 daemon=True,
             )
