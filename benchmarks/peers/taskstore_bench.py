@@ -220,18 +220,9 @@ class Raw:
 
 
 # ------------------------------------------------------------------ worker process
-def _worker_main(
-    index: int,
-    url: str,
-    prefix: str,
-    concurrency: int,
-    variant: str,
-    slots: SynchronizedArray[float],
-    ready: Barrier,
-    stop: Event,
-    timeout: float,
-) -> None:
-    anyio.run(_worker, index, url, prefix, concurrency, variant, slots, ready, stop, timeout)
+def _worker_main(*args: Any) -> None:
+    """Entry point of a worker process: ``_worker``'s arguments."""
+    anyio.run(_worker, *args)
 
 
 async def _worker(
