@@ -33,7 +33,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import re
 import secrets
 import signal
 import sys
@@ -49,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import anyio
 import redis
 import redis.asyncio
+from _program import contract_parser
 
 import taskstore_redis
 from taskstore_redis._async._pipeline import AutoPipeline
@@ -83,31 +83,12 @@ RECOVERY_BATCH = StoreConfig().recovery_batch
 _FIELDS = 3
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _prefix(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
-        raise argparse.ArgumentTypeError("letters, digits, _ . - only")
-    return text
-
-
 def _leases(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--redis-url", required=True)
-    p.add_argument("--jobs", type=_positive, default=20_000)
-    p.add_argument("--processes", type=_positive, default=1)
-    p.add_argument("--concurrency", type=_positive, default=10)
-    p.add_argument("--prefix", type=_prefix, required=True)
-    p.add_argument("--timeout", type=_positive, default=300)
+    p = contract_parser(__doc__.splitlines()[0])
     p.add_argument("--variant", choices=("store", "raw"), default="store")
     p.add_argument("--recovery-lease-ms", type=_leases, default=[])
     return p.parse_args(argv)
