@@ -208,6 +208,17 @@ def test_demo_chaos_kills_a_worker_and_every_task_still_ends_exactly_once(redis_
     assert all(r.job is not None and r.job.worker_id != "demo-worker-0" for r in again)
 
 
+@pytest.mark.cluster
+def test_demo_chaos_on_a_redis_cluster_passes(cluster_url: str) -> None:
+    done = run_demo_command(
+        "--redis-url", cluster_url, "--tasks", "240", "--workers", "2", "--chaos", "--seed", "9"
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert re.search(r"worker 0 \(pid \d+\) SIGKILLed after \d+ tasks ended", out), out
+    assert re.search(r"verification\s*│\s*passed \(.*taken over\)", out, re.S), out
+
+
 @pytest.mark.redis
 def test_the_demo_without_chaos_runs_as_a_command_and_passes(redis_url: str) -> None:
     done = run_demo_command("--redis-url", redis_url, "--tasks", "100", "--workers", "2")
