@@ -292,6 +292,11 @@ class Demo:
                 f"{counts['taken over']} were finished by other workers after the lease ran "
                 f"out, {counts['cancelled while orphaned']} cancelled by the client meanwhile"
             )
+            if counts["ended by the killed worker"]:
+                line += (
+                    f", {counts['ended by the killed worker']} completed by the killed worker "
+                    "itself as it died (its report of them lost)"
+                )
         return line
 
     def error_lines(self) -> list[str]:
