@@ -25,8 +25,6 @@ from .plan import CONFIG, LEASE_MS, MAX_ERRORS_KEPT, QUEUE, SECURITY, TTL_MS, ow
 from .verify import CheckResult, Verification
 from .worker import CoroutineWorkers, Health, WorkerProcesses, WorkerReport
 
-CHAOS_VICTIM = 0
-"""The worker ``--chaos`` kills."""
 CHAOS_AFTER = 3
 """``--chaos`` kills its victim once the client has seen a third of the tasks end."""
 
@@ -107,6 +105,7 @@ class Demo:
         )
         self.coroutines = CoroutineWorkers(self.workers, self.concurrency, self.seed, LEASE_MS)
         self.killed_pid: int | None = None
+        self.killed_wid: int | None = None
         self.killed_after = 0
         """Tasks the client had seen end when the victim was killed."""
         self.failure: str | None = None
@@ -192,15 +191,21 @@ class Demo:
             self.work_s = time.perf_counter() - start
 
     def health(self) -> Health:
-        """The workers' health; with ``--chaos``, first kill the victim when it is time."""
+        """The workers' health; with ``--chaos``, then kill a victim when it is time.
+
+        The victim is the worker holding the most tasks by what it has reported so
+        far, so that it holds some (a worker still starting holds none).
+        """
         if self.processes is None:
             return self.coroutines.poll()
+        health = self.processes.poll()
         if self.chaos and self.processes.killed is None:
             ended = sum(task.status is not None for task in self.client.seen)
-            if ended >= self.tasks // CHAOS_AFTER:
-                self.killed_after = ended
-                self.killed_pid = self.processes.kill(CHAOS_VICTIM)
-        return self.processes.poll()
+            victim = self.processes.busiest()
+            if ended >= self.tasks // CHAOS_AFTER and victim is not None:
+                self.killed_after, self.killed_wid = ended, victim
+                self.killed_pid = self.processes.kill(victim)
+        return health
 
     def stop_processes(self) -> None:
         """Terminate the worker processes still running (after a failure or Ctrl-C)."""
@@ -282,7 +287,7 @@ class Demo:
         if self.killed_pid is None:
             return "[red]no worker was killed (the run ended first)[/red]"
         line = (
-            f"worker {CHAOS_VICTIM} (pid {self.killed_pid}) SIGKILLed after "
+            f"worker {self.killed_wid} (pid {self.killed_pid}) SIGKILLed after "
             f"{self.killed_after} tasks ended"
         )
         if self.checks:
@@ -354,7 +359,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     )
     mode += f" claiming from queue {QUEUE!r} with a {LEASE_MS} ms lease"
     if demo.chaos:
-        mode += f"; --chaos: worker {CHAOS_VICTIM} is SIGKILLed mid-run"
+        mode += "; --chaos: a worker is SIGKILLed mid-run"
     where = "" if url is None else f", key prefix [bold]{demo.prefix}[/bold]"
     console.print(
         f"demo: {demo.tasks} tasks, {demo.owners} owners, {mode}{where}, seed {demo.seed}",

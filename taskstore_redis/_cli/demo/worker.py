@@ -435,6 +435,16 @@ class WorkerProcesses:
         self.killed = wid
         return proc.pid
 
+    def busiest(self) -> int | None:
+        """The live worker holding the most tasks by its reports so far; None if none holds one."""
+        held = {
+            wid: sum(index not in report.outcomes for index in report.claims)
+            for wid, report in self.reports.items()
+            if self.procs[wid].is_alive()
+        }
+        wid = max(held, key=lambda w: held[w], default=None)
+        return wid if wid is not None and held[wid] > 0 else None
+
     def finish(self) -> None:
         """Tell every worker to stop claiming, finish what it holds and report."""
         if self.stop_event is not None:
