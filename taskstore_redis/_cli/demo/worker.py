@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import queue
 import signal
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
+from multiprocessing.queues import SimpleQueue
 from multiprocessing.synchronize import Event
 from typing import Any
 
@@ -74,7 +73,9 @@ class WorkerReport:
     errors: list[str] = field(default_factory=list)
     emit: Callable[[str, int, Any], None] | None = field(default=None, repr=False)
     """Sends each claim and outcome to the parent as it happens (worker processes),
-    so what a worker did before it was killed is still known."""
+    so what a worker did before it was killed is still known: a ``SimpleQueue``,
+    whose ``put`` writes to the pipe before it returns (no feeder thread whose
+    backlog a SIGKILL would lose)."""
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without ``emit``."""
@@ -323,7 +324,7 @@ class ProcessSetup:
 
 
 async def _worker_on_redis(
-    wid: int, setup: ProcessSetup, stop: Event, results: Queue[tuple[str, int, Any]]
+    wid: int, setup: ProcessSetup, stop: Event, results: SimpleQueue[tuple[str, int, Any]]
 ) -> WorkerReport:
     report = WorkerReport(wid, emit=lambda kind, w, payload: results.put((kind, w, payload)))
     async with GenericTaskStore.from_url(
@@ -342,7 +343,7 @@ async def _worker_on_redis(
 
 
 def _worker_process(
-    wid: int, setup: ProcessSetup, stop: Event, results: Queue[tuple[str, int, Any]]
+    wid: int, setup: ProcessSetup, stop: Event, results: SimpleQueue[tuple[str, int, Any]]
 ) -> None:
     """Entry point of a worker process: run until told to stop, then send the report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
@@ -401,7 +402,7 @@ class WorkerProcesses:
         """Per worker: its final report, or what it sent so far as it went."""
         self.done: set[int] = set()
         self.procs: list[SpawnProcess] = []
-        self.results: Queue[tuple[str, int, Any]] | None = None
+        self.results: SimpleQueue[tuple[str, int, Any]] | None = None
         self.stop_event: Event | None = None
         self.exited_at: dict[int, float] = {}
         self.killed: int | None = None
@@ -410,7 +411,7 @@ class WorkerProcesses:
     def start(self, count: int, deadline: float) -> None:
         """Start ``count`` worker processes (spawn: nothing inherited but the arguments)."""
         context = multiprocessing.get_context("spawn")
-        self.results = context.Queue()
+        self.results = context.SimpleQueue()
         self.stop_event = context.Event()
         setup = ProcessSetup(
             self.url, self.prefix, self.concurrency, self.seed, deadline, self.lease_ms
@@ -456,11 +457,8 @@ class WorkerProcesses:
         The worker killed on purpose is not waited for.
         """
         assert self.results is not None
-        while True:
-            try:
-                kind, wid, payload = self.results.get_nowait()
-            except queue.Empty:
-                break
+        while not self.results.empty():
+            kind, wid, payload = self.results.get()
             report = self.reports[wid]
             if kind == "claimed":
                 index, attempt = payload
@@ -521,4 +519,3 @@ class WorkerProcesses:
                 proc.join(WORKER_GRACE_S)
         if self.results is not None:
             self.results.close()
-            self.results.cancel_join_thread()
