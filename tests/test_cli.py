@@ -144,8 +144,110 @@ def test_the_demo_with_worker_processes_on_redis_passes_and_leaves_its_tasks_to_
     prefix = _demo_prefix(out)
     with ts.GenericTaskStore.from_url(redis_url, prefix=prefix) as store:
         page = store.list("demo-owner-0", limit=100)
-    assert len(page.tasks) == 120 // 8
-    assert all(record.task.status.is_terminal for record in page.tasks)
+        assert len(page.tasks) == 120 // 8
+        assert all(record.task.status.is_terminal for record in page.tasks)
+        # each task went through the demo's queue: submitted, then claimed by a worker
+        jobs = [store.get(r.task.task_id, "demo-owner-0").job for r in page.tasks]
+        assert all(job is not None and job.queue == "demo" for job in jobs)
+        assert {job.worker_id for job in jobs if job is not None} <= {
+            "demo-worker-0",
+            "demo-worker-1",
+        }
+        stats = store.queue_stats("demo")
+    assert stats.submitted == 120
+    assert stats.claimed >= 120  # more only if a lease ran out under a slow machine
+    assert stats.ready == stats.leased == 0
+
+
+def run_demo_command(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``taskstore-redis demo`` as a subprocess, on this tree, with a wide console."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "taskstore_redis", "demo", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.redis
+def test_demo_chaos_kills_a_worker_and_every_task_still_ends_exactly_once(redis_url: str) -> None:
+    done = run_demo_command(
+        "--redis-url", redis_url, "--tasks", "600", "--workers", "3", "--chaos", "--seed", "5"
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "with a 2000 ms lease" in out
+    # rich may wrap the line inside its table: read it as one line of words
+    flat = " ".join(out.replace("│", " ").split())
+    killed = re.search(r"worker (\d+) \(pid (\d+)\) SIGKILLed after (\d+) tasks ended", flat)
+    assert killed is not None, out
+    assert int(killed.group(3)) >= 600 // 3
+    taken = re.search(r"of the (\d+) tasks it held, (\d+) were finished by other workers", flat)
+    assert taken is not None, out
+    cancelled = re.search(r"(\d+) cancelled by the client meanwhile", flat)
+    assert cancelled is not None, out
+    held, by_others = int(taken.group(1)), int(taken.group(2))
+    # a completion the killed worker wrote as it died, its report of it lost on the way
+    itself = re.search(r"(\d+) completed by the killed worker itself", flat)
+    assert held >= 1
+    assert by_others + int(cancelled.group(1)) + (int(itself.group(1)) if itself else 0) == held, (
+        out
+    )
+    assert re.search(r"verification\s*│\s*passed \(.*once.*taken over\)", out, re.S), out
+    prefix = _demo_prefix(out)
+    with ts.GenericTaskStore.from_url(redis_url, prefix=prefix) as store:
+        stats = store.queue_stats("demo")
+        records = [
+            store.get(record.task.task_id, f"demo-owner-{owner}")
+            for owner in range(8)
+            for record in store.list(f"demo-owner-{owner}", limit=1000).tasks
+        ]
+    assert len(records) == 600
+    assert all(record.task.status.is_terminal for record in records)
+    assert stats.ready == stats.leased == 0
+    # the killed worker's leases ran out and other workers claimed those tasks again
+    again = [r for r in records if r.job is not None and r.job.attempt >= 2]
+    assert len(again) >= by_others
+    victim = f"demo-worker-{killed.group(1)}"
+    assert all(r.job is not None and r.job.worker_id != victim for r in again)
+
+
+@pytest.mark.cluster
+def test_demo_chaos_on_a_redis_cluster_passes(cluster_url: str) -> None:
+    done = run_demo_command(
+        "--redis-url", cluster_url, "--tasks", "240", "--workers", "2", "--chaos", "--seed", "9"
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    flat = " ".join(out.replace("│", " ").split())  # rich may wrap the line in its table
+    assert re.search(r"worker \d \(pid \d+\) SIGKILLed after \d+ tasks ended", flat), out
+    assert re.search(r"verification\s*│\s*passed \(.*taken over\)", out, re.S), out
+
+
+@pytest.mark.redis
+def test_the_demo_without_chaos_runs_as_a_command_and_passes(redis_url: str) -> None:
+    done = run_demo_command("--redis-url", redis_url, "--tasks", "100", "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"verification\s*│\s*passed", done.stdout), done.stdout
+    assert "chaos" not in done.stdout
+
+
+def test_demo_chaos_refuses_the_in_memory_backend_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--backend", "memory", "--chaos"]) == 2
+    assert "--chaos kills a worker process: it needs Redis" in one_error_line(capsys)
+
+
+@pytest.mark.redis
+def test_demo_chaos_refuses_a_single_worker_in_one_line(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--redis-url", redis_url, "--chaos", "--workers", "1"]) == 2
+    assert "--chaos needs --workers 2 or more" in one_error_line(capsys)
 
 
 @pytest.mark.redis

@@ -1,19 +1,23 @@
-"""The pure parts of the work-queue peer benchmark runner (benchmarks/peers/run.py).
+"""The work-queue peer benchmark runner (benchmarks/peers/run.py) and the project's entry.
 
-No Redis, Node.js or network: argument parsing, the check of a peer's JSON line against
-the contract, the grouping of records and the table.
+The pure parts need no Redis, Node.js or network: argument parsing, the check of a peer's
+JSON line against the contract, the grouping of records, the table, the ratios and the
+recovery lines. The ``taskstore`` and ``taskstore-raw`` programs run once each, small,
+against a real Redis, to check that they keep the contract (never their speed).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import redis
 
 RUN_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "peers" / "run.py"
 
@@ -138,7 +142,7 @@ def test_render_table_shows_rates_dashes_and_skipped_peers() -> None:
 
 
 def test_peers_registry_names_match_their_entries() -> None:
-    assert set(run.PEERS) >= {"bullmq", "saq"}
+    assert set(run.PEERS) >= {"bullmq", "saq", "taskstore", "taskstore-raw"}
     assert all(peer.name == name for name, peer in run.PEERS.items())
 
 
@@ -160,3 +164,87 @@ def test_bullmq_is_skipped_with_a_reason_when_node_is_too_old(
     monkeypatch.setattr(run.shutil, "which", lambda name: str(fake))
     with pytest.raises(run.PeerUnavailable, match=r"18 or newer is needed \(found v16\.20\.0\)"):
         run.prepare_bullmq(tmp_path / "bullmq")
+
+
+def test_comparisons_give_the_ratios_the_targets_name_at_each_process_count() -> None:
+    rows = run.summarize(
+        [
+            record(process_rate=1000.0),
+            record(processes=4, process_rate=2000.0),
+            record(peer="saq", processes=4, process_rate=500.0),
+            record(peer="taskstore", processes=4, process_rate=1500.0),
+            record(peer="taskstore-raw", processes=4, process_rate=3000.0),
+            record(peer="taskstore", process_rate=800.0),
+        ]
+    )
+    assert run.comparisons(rows) == [
+        "taskstore / bullmq, 4 process(es): 0.75",
+        "taskstore / saq, 4 process(es): 3.00",
+        "taskstore / taskstore-raw, 4 process(es): 0.50",
+        "taskstore / bullmq, 1 process(es): 0.80",
+    ]
+
+
+def test_comparisons_skip_a_peer_without_a_rate() -> None:
+    rows = run.summarize(
+        [
+            record(ok=False, process_rate=None, add_rate=None, error="timed out"),
+            record(peer="taskstore", process_rate=800.0),
+        ]
+    )
+    assert run.comparisons(rows) == []
+
+
+def test_recovery_lines_name_the_lease_and_the_time_to_the_next_claim() -> None:
+    probe = {
+        "lease_ms": 500,
+        "kill_to_next_claim_ms": 453.4,
+        "lease_left_at_kill_ms": 447.4,
+        "after_lease_deadline_ms": 6.0,
+        "attempt": 2,
+    }
+    lines = run.recovery_lines(
+        [record(peer="taskstore", recovery=[probe, {"lease_ms": 2000, "error": "not claimed"}])]
+    )
+    assert lines == [
+        "recovery, lease 500 ms: kill -> next claim 453 ms (lease left at the kill 447 ms; "
+        "claimed 6 ms after its deadline)",
+        "recovery, lease 2000 ms: not claimed",
+    ]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("peer", ["taskstore", "taskstore-raw"])
+def test_the_project_entries_keep_the_contract_and_leave_no_key(
+    peer: str, redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    argv = run.PEERS[peer].prepare(tmp_path)
+    if peer == "taskstore":  # a short probe keeps the test short
+        argv[argv.index("--recovery-lease-ms") + 1] = "200"
+    options = ["--jobs", "300", "--processes", "2", "--concurrency", "5", "--timeout", "60"]
+    done = subprocess.run(
+        [*argv, "--redis-url", redis_url, "--prefix", key_prefix, *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    result = run.parse_result(done.stdout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert result["peer"] == peer
+    assert result["ok"] is True and result["error"] is None
+    assert result["completed"] == 300 and result["redelivered"] == 0
+    assert sum(result["per_process"]) == 300
+    assert result["process_rate"] > 0 and result["add_rate"] > 0
+    if peer == "taskstore":
+        (probe,) = result["recovery"]
+        assert probe["lease_ms"] == 200
+        assert probe["attempt"] == 2  # the killed worker's task, claimed again
+        assert probe["kill_to_next_claim_ms"] > 0
+    else:
+        assert "recovery" not in result
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=f"*{key_prefix}*")) == []
+    finally:
+        client.close()

@@ -1,7 +1,8 @@
-"""Work-queue peer benchmark: BullMQ and saq adding and processing no-op jobs on one Redis.
+"""Work-queue peer benchmark: BullMQ, saq and the project's own queue on one Redis.
 
     python benchmarks/peers/run.py [--jobs 20000] [--processes 1,4] [--concurrency 10]
-        [--peers bullmq,saq] [--repeat 1] [--redis-url URL] [--json PATH] [--timeout 300]
+        [--peers bullmq,saq,taskstore,taskstore-raw] [--repeat 1] [--redis-url URL]
+        [--json PATH] [--timeout 300]
 
 Without ``--redis-url`` a throwaway ``redis-server`` (``taskstore_redis.testing.redis_server``)
 runs for the whole run. Each peer is installed into a scratch folder (``--work``, default
@@ -36,8 +37,12 @@ and the program must
    checks, deletes leftovers and reports them);
 4. exit within T seconds, 0 when ``ok``.
 
-The project's own queue is added the same way, as a ``taskstore`` entry whose ``prepare``
-returns ``[sys.executable, "<its bench script>"]``.
+The project's own queue is added the same way: the ``taskstore`` entry runs
+``taskstore_bench.py`` (``submit``, ``claim_many``, ``Lease.complete``, then a recovery probe:
+a worker SIGKILLed while it holds a lease, kill -> next claim against ``lease_ms``), and
+``taskstore-raw`` the same scripts through plain redis-py, so that the ratio shows the store's
+own cost. After the table the runner prints the ratios the targets name and the recovery
+figures.
 """
 
 from __future__ import annotations
@@ -170,9 +175,42 @@ def prepare_saq(work: Path) -> list[str]:
     return [str(python), str(HERE / "saq_bench.py")]
 
 
+TASKSTORE_BENCH = HERE / "taskstore_bench.py"
+RECOVERY_LEASES_MS = (500, 2000)
+"""Leases of the recovery probe the ``taskstore`` entry runs after its throughput run."""
+
+
+def _check_taskstore() -> None:
+    """The project's package must import with this interpreter (nothing is installed)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import anyio, msgspec, redis"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        tail = probe.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise PeerUnavailable(f"the project's dependencies do not import: {tail[0]}")
+
+
+def prepare_taskstore(work: Path) -> list[str]:
+    """This tree's store (``submit``, ``claim_many``, ``Lease.complete``); a recovery probe."""
+    _check_taskstore()
+    leases = ",".join(str(ms) for ms in RECOVERY_LEASES_MS)
+    return [sys.executable, str(TASKSTORE_BENCH), "--recovery-lease-ms", leases]
+
+
+def prepare_taskstore_raw(work: Path) -> list[str]:
+    """The same scripts sent by a plain redis-py client: the baseline of the store's own cost."""
+    _check_taskstore()
+    return [sys.executable, str(TASKSTORE_BENCH), "--variant", "raw"]
+
+
 PEERS: dict[str, Peer] = {
     "bullmq": Peer("bullmq", prepare_bullmq),
     "saq": Peer("saq", prepare_saq),
+    "taskstore": Peer("taskstore", prepare_taskstore),
+    "taskstore-raw": Peer("taskstore-raw", prepare_taskstore_raw),
 }
 
 
@@ -304,6 +342,42 @@ def render_table(rows: Sequence[Row], skipped: dict[str, str]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.extend(f"skipped {name}: {reason}" for name, reason in skipped.items())
     return "\n".join(lines)
+
+
+def comparisons(rows: Sequence[Row]) -> list[str]:
+    """The ratios the targets name, per process count: taskstore against each other entry.
+
+    ``taskstore / bullmq`` (target >= 0.7 with 4 processes), ``taskstore / saq``
+    (target > 1) and ``taskstore / taskstore-raw`` (the store's own cost).
+    """
+    rates = {(row.peer, row.processes): row.process_rate for row in rows}
+    lines = []
+    for (peer, processes), ours in rates.items():
+        if peer != "taskstore":
+            continue
+        for other in ("bullmq", "saq", "taskstore-raw"):
+            theirs = rates.get((other, processes))
+            if ours is None or not theirs:
+                continue
+            lines.append(f"taskstore / {other}, {processes} process(es): {ours / theirs:.2f}")
+    return lines
+
+
+def recovery_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """One line per recovery probe of the ``taskstore`` records: kill -> next claim vs lease."""
+    lines = []
+    for record in records:
+        for probe in record.get("recovery") or []:
+            if "kill_to_next_claim_ms" not in probe:
+                lines.append(f"recovery, lease {probe['lease_ms']} ms: {probe.get('error')}")
+                continue
+            lines.append(
+                f"recovery, lease {probe['lease_ms']} ms: kill -> next claim "
+                f"{probe['kill_to_next_claim_ms']:.0f} ms (lease left at the kill "
+                f"{probe['lease_left_at_kill_ms']:.0f} ms; claimed "
+                f"{probe['after_lease_deadline_ms']:.0f} ms after its deadline)"
+            )
+    return lines
 
 
 # ---------------------------------------------------------------------- the run
@@ -453,7 +527,10 @@ def main(argv: Sequence[str]) -> int:
     }
     if args.json is not None:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
-    print(render_table(summarize(records), skipped))
+    rows = summarize(records)
+    print(render_table(rows, skipped))
+    for line in [*comparisons(rows), *recovery_lines(records)]:
+        print(line)
     if load is not None and load > (os.cpu_count() or 1) / 2:
         print(f"warning: load average {load:.1f} at the start: figures are indicative only")
     return 0 if all(r["ok"] for r in records) else 1

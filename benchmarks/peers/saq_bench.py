@@ -26,7 +26,6 @@ import json
 import logging
 import multiprocessing as mp
 import platform
-import re
 import sys
 import time
 from multiprocessing.sharedctypes import SynchronizedArray
@@ -36,6 +35,7 @@ from typing import Any
 import redis
 import redis.asyncio
 import saq
+from _program import contract_parser, positive
 from saq import Queue, Worker
 from saq.job import Status
 
@@ -47,28 +47,9 @@ async def noop(ctx: dict[str, Any]) -> None:
     """The job: does nothing."""
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _prefix(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
-        raise argparse.ArgumentTypeError("letters, digits, _ . - only")
-    return text
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--redis-url", required=True)
-    p.add_argument("--jobs", type=_positive, default=20_000)
-    p.add_argument("--processes", type=_positive, default=1)
-    p.add_argument("--concurrency", type=_positive, default=10)
-    p.add_argument("--prefix", type=_prefix, required=True)
-    p.add_argument("--batch", type=_positive, default=1000)
-    p.add_argument("--timeout", type=_positive, default=300)
+    p = contract_parser(__doc__.splitlines()[0])
+    p.add_argument("--batch", type=positive, default=1000)
     return p.parse_args(argv)
 
 

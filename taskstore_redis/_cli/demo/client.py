@@ -1,4 +1,4 @@
-"""The demo's client, in the parent process: creates the tasks, then follows each one.
+"""The demo's client, in the parent process: submits the tasks, then follows each one.
 
 One coroutine per task waits (``wait``, no polling) for the next change after
 the version it last saw and reacts: it answers a task that asks for input
@@ -27,6 +27,7 @@ from .plan import (
     APPROVED_MESSAGE,
     CANCEL_RACE_S,
     MAX_ERRORS_KEPT,
+    QUEUE,
     REQUEST_METHOD,
     TTL_MS,
     Job,
@@ -96,7 +97,7 @@ class Bars:
     def __init__(self, progress: Progress, total: int) -> None:
         """Add the bars to ``progress``."""
         self.progress = progress
-        self.created = progress.add_task("tasks created", total=total)
+        self.created = progress.add_task("tasks submitted", total=total)
         self.answered = progress.add_task("input answered", total=total)
         self.terminal = progress.add_task("terminal", total=total)
 
@@ -118,7 +119,10 @@ class Client:
         self.seen: list[ClientTask] = []
 
     async def create_all(self, store: GenericTaskStore, bars: Bars, deadline: float) -> str | None:
-        """Create the tasks, ``CREATE_CONCURRENCY`` at a time; return a failure, or None."""
+        """Submit the tasks to the queue, ``CREATE_CONCURRENCY`` at a time; a failure, or None.
+
+        Each task's params name its index; the workers claim them as they come.
+        """
         created: dict[int, TaskRecord] = {}
         indexes = iter(range(self.tasks))
         failure: str | None = None
@@ -129,7 +133,13 @@ class Client:
                 if time.time() >= deadline:
                     failure = "the deadline passed while creating the tasks"
                     return
-                record = await store.create(self.owner(index), REQUEST_METHOD, ttl_ms=TTL_MS)
+                record = await store.submit(
+                    self.owner(index),
+                    REQUEST_METHOD,
+                    {"index": index},
+                    queue=QUEUE,
+                    ttl_ms=TTL_MS,
+                )
                 self.tally.create_ops += 1
                 created[index] = record
                 bars.advance(bars.created)

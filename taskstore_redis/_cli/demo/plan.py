@@ -33,6 +33,11 @@ FAIL_EVERY = 10
 CANCEL_EVERY = 25
 """Task ``i`` is cancelled by the client when ``i % CANCEL_EVERY == 0``."""
 REQUEST_METHOD = "tools/call"
+QUEUE = "demo"
+"""The queue the client submits to and the workers claim from."""
+LEASE_MS = 2_000
+"""The demo's lease: short, so a killed worker's tasks (``--chaos``) are taken over
+within seconds; the workers renew what they hold every third of it."""
 DONE_MESSAGE = "done"
 FAILED_MESSAGE = "failed on purpose"
 WAIT_MESSAGE = "waiting for approval"
@@ -44,7 +49,7 @@ CONFIG = StoreConfig(default_ttl_ms=TTL_MS)
 SECURITY = SecurityConfig(max_tasks_per_owner=None)
 
 Job = tuple[int, str, str]
-"""(task index, task id, owner id): all a worker needs to know about a task."""
+"""(task index, task id, owner id): a task as the demo knows it."""
 
 
 def owner_id(number: int) -> str:

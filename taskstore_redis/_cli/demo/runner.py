@@ -21,9 +21,12 @@ from ..._async._store import GenericTaskStore
 from .._connect import shown
 from .._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 from .client import Bars, Client
-from .plan import CONFIG, MAX_ERRORS_KEPT, SECURITY, TTL_MS, Job, owner_id
+from .plan import CONFIG, LEASE_MS, MAX_ERRORS_KEPT, QUEUE, SECURITY, TTL_MS, owner_id
 from .verify import CheckResult, Verification
-from .worker import CoroutineWorkers, WorkerProcesses, WorkerReport
+from .worker import CoroutineWorkers, Health, WorkerProcesses, WorkerReport
+
+CHAOS_AFTER = 3
+"""``--chaos`` kills its victim once the client has seen a third of the tasks end."""
 
 
 def _positive(text: str) -> int:
@@ -63,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=120.0,
         help="give up (and fail) after this many seconds of work (120)",
     )
+    parser.add_argument(
+        "--chaos",
+        action="store_true",
+        help="SIGKILL one worker process mid-run; its tasks are taken over by the others "
+        f"once their lease ({LEASE_MS} ms) runs out, and the run is verified all the same",
+    )
 
 
 class Demo:
@@ -79,12 +88,26 @@ class Demo:
         self.timeout: float = args.timeout
         self.seed: int = args.seed if args.seed is not None else secrets.randbelow(2**31)
         self.prefix: str = args.prefix or f"taskstore-demo-{secrets.token_hex(4)}"
+        self.chaos: bool = getattr(args, "chaos", False)
+        if self.chaos and url is None:
+            raise CliError(
+                "--chaos kills a worker process: it needs Redis (not --backend memory)",
+                EXIT_USAGE,
+            )
+        if self.chaos and self.workers < 2:
+            raise CliError("--chaos needs --workers 2 or more: one is killed", EXIT_USAGE)
         self.memory = InMemoryBackend() if url is None else None
         self.client = Client(self.tasks, self.owner, random.Random(self.seed))
         self.processes = (
-            None if url is None else WorkerProcesses(url, self.prefix, self.concurrency, self.seed)
+            None
+            if url is None
+            else WorkerProcesses(url, self.prefix, self.concurrency, self.seed, LEASE_MS)
         )
-        self.coroutines = CoroutineWorkers(self.workers, self.concurrency, self.seed)
+        self.coroutines = CoroutineWorkers(self.workers, self.concurrency, self.seed, LEASE_MS)
+        self.killed_pid: int | None = None
+        self.killed_wid: int | None = None
+        self.killed_after = 0
+        """Tasks the client had seen end when the victim was killed."""
         self.failure: str | None = None
         self.create_s = 0.0
         self.work_s = 0.0
@@ -124,18 +147,25 @@ class Demo:
                     )
 
     async def main(self, bars: Bars) -> None:
-        """Create, work, verify."""
-        start = time.perf_counter()
+        """Start the workers, submit, follow, stop the workers, verify."""
         deadline = time.time() + self.timeout
         async with self.store() as store:
-            self.failure = await self.client.create_all(store, bars, deadline)
-            self.create_s = time.perf_counter() - start
-            if self.failure is None:
-                start = time.perf_counter()
+            if self.processes is not None:
+                self.processes.start(self.workers, deadline)
                 await self.work(store, bars, deadline)
-                self.work_s = time.perf_counter() - start
+                if self.failure is None:
+                    self.failure = await self.processes.collect(deadline)
+            else:
+                async with anyio.create_task_group() as group:
+                    for wid in range(self.workers):
+                        group.start_soon(self.coroutines.run, store, wid, deadline)
+                    await self.work(store, bars, deadline)
+                    self.coroutines.stopping = True
+                    if self.failure is not None:
+                        group.cancel_scope.cancel()  # stop the workers still waiting
         if self.failure is None:
             start = time.perf_counter()
+            killed = None if self.processes is None else self.processes.killed
             verification = Verification(
                 self.seed,
                 self.tasks,
@@ -143,6 +173,7 @@ class Demo:
                 self.client.seen,
                 self.client.tally,
                 self.reports.values(),
+                killed=killed,
             )
             async with self.store() as fresh:
                 await verification.run(fresh, time.time() + self.timeout)
@@ -150,25 +181,31 @@ class Demo:
             self.verify_s = time.perf_counter() - start
 
     async def work(self, store: GenericTaskStore, bars: Bars, deadline: float) -> None:
-        """Run the workers and the client until every task is terminal (or a failure)."""
-        jobs = self.client.jobs
-        shares: list[list[Job]] = [jobs[wid :: self.workers] for wid in range(self.workers)]
-        if self.processes is not None:
-            self.processes.start(shares, deadline)
-            self.failure = await self.client.play(
-                store, bars, deadline, self.timeout, self.processes.poll
-            )
-            if self.failure is None:
-                self.failure = await self.processes.collect(deadline)
-            return
-        async with anyio.create_task_group() as group:
-            for wid, share in enumerate(shares):
-                group.start_soon(self.coroutines.run, store, wid, share, deadline)
-            self.failure = await self.client.play(
-                store, bars, deadline, self.timeout, self.coroutines.poll
-            )
-            if self.failure is not None:
-                group.cancel_scope.cancel()  # stop the workers still waiting
+        """Submit the tasks, then play the client until every task is terminal (or a failure)."""
+        start = time.perf_counter()
+        self.failure = await self.client.create_all(store, bars, deadline)
+        self.create_s = time.perf_counter() - start
+        if self.failure is None:
+            start = time.perf_counter()
+            self.failure = await self.client.play(store, bars, deadline, self.timeout, self.health)
+            self.work_s = time.perf_counter() - start
+
+    def health(self) -> Health:
+        """The workers' health; with ``--chaos``, then kill a victim when it is time.
+
+        The victim is the worker holding the most tasks by what it has reported so
+        far, so that it holds some (a worker still starting holds none).
+        """
+        if self.processes is None:
+            return self.coroutines.poll()
+        health = self.processes.poll()
+        if self.chaos and self.processes.killed is None:
+            ended = sum(task.status is not None for task in self.client.seen)
+            victim = self.processes.busiest()
+            if ended >= self.tasks // CHAOS_AFTER and victim is not None:
+                self.killed_after, self.killed_wid = ended, victim
+                self.killed_pid = self.processes.kill(victim)
+        return health
 
     def stop_processes(self) -> None:
         """Terminate the worker processes still running (after a failure or Ctrl-C)."""
@@ -195,6 +232,13 @@ class Demo:
             f"{self.tasks} over {self.owners} owners; {self.workers} workers x "
             f"{self.concurrency} coroutines; seed {self.seed}",
         )
+        table.add_row(
+            "queue",
+            f"{QUEUE!r}: submitted by the client, claimed by the workers with a "
+            f"{LEASE_MS} ms lease (renewed every {LEASE_MS // 3} ms)",
+        )
+        if self.chaos:
+            table.add_row("chaos", self.chaos_line())
         if self.checks:
             counts = self.counts
             table.add_row(
@@ -237,6 +281,28 @@ class Demo:
             names = ", ".join(name if ok else f"[red]{name}[/red]" for name, ok, _ in self.checks)
             table.add_row("verification", f"{verdict} ({names})")
         return table
+
+    def chaos_line(self) -> str:
+        """What ``--chaos`` did, and what became of the killed worker's tasks."""
+        if self.killed_pid is None:
+            return "[red]no worker was killed (the run ended first)[/red]"
+        line = (
+            f"worker {self.killed_wid} (pid {self.killed_pid}) SIGKILLed after "
+            f"{self.killed_after} tasks ended"
+        )
+        if self.checks:
+            counts = self.counts
+            line += (
+                f"; of the {counts['held by the killed worker']} tasks it held, "
+                f"{counts['taken over']} were finished by other workers after the lease ran "
+                f"out, {counts['cancelled while orphaned']} cancelled by the client meanwhile"
+            )
+            if counts["ended by the killed worker"]:
+                line += (
+                    f", {counts['ended by the killed worker']} completed by the killed worker "
+                    "itself as it died (its report of them lost)"
+                )
+        return line
 
     def error_lines(self) -> list[str]:
         """The unexpected errors the workers and the client reported, first ones first.
@@ -291,6 +357,9 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         if url is None
         else f"{demo.workers} worker processes"
     )
+    mode += f" claiming from queue {QUEUE!r} with a {LEASE_MS} ms lease"
+    if demo.chaos:
+        mode += "; --chaos: a worker is SIGKILLed mid-run"
     where = "" if url is None else f", key prefix [bold]{demo.prefix}[/bold]"
     console.print(
         f"demo: {demo.tasks} tasks, {demo.owners} owners, {mode}{where}, seed {demo.seed}",

@@ -25,10 +25,27 @@ from .plan import (
     planned_status,
     result_for,
 )
-from .worker import WorkerReport
+from .worker import WorkerReport, worker_name
 
 LIST_LIMIT = 1000
-CHECKS = ["listing", "terminal", "outcome", "result", "cancel race", "variables", "no errors"]
+CHECKS = [
+    "listing",
+    "terminal",
+    "once",
+    "outcome",
+    "result",
+    "cancel race",
+    "variables",
+    "no errors",
+]
+CHAOS_CHECK = "taken over"
+"""With ``--chaos``: every task the killed worker held was finished by another worker
+(a later attempt) or cancelled by the client, unless the killed worker had written its
+completion just before it died (its report of it lost); and it held at least one."""
+TERMINAL_WRITES = (TaskStatus.COMPLETED.value, TaskStatus.FAILED.value)
+UNREPORTED = "unreported"
+"""The outcome of a task last held by the killed worker that no report names:
+its completion (or its cancel, while nobody held it) is read from the store."""
 
 CheckResult = tuple[str, bool, str]
 """(check name, passed, the first few failures)."""
@@ -72,8 +89,17 @@ class Verification:
         client: Iterable[ClientTask],
         tally: Tally,
         reports: Iterable[WorkerReport],
+        *,
+        killed: int | None = None,
     ) -> None:
-        """What the run planned, what the client saw and what the workers reported."""
+        """What the run planned, what the client saw and what the workers reported.
+
+        ``killed``: the worker SIGKILLed on purpose; its report holds only what it
+        sent before it died.
+        """
+        self.killed = killed
+        self.unreported_tasks: set[int] = set()
+        """Tasks last held by the killed worker that no report names (see ``unreported``)."""
         self.seed = seed
         self.tasks = tasks
         self.owners = owners
@@ -121,12 +147,10 @@ class Verification:
         for task_id in by_id.keys() - known:
             check.fail("listing", f"task {task_id} listed but never created by this run")
 
-        worker_outcomes: dict[int, str] = {}
-        merged: dict[int, dict[str, JSONValue]] = {}
+        ends: dict[int, list[tuple[int, str]]] = {}
         for report in self.reports:
-            worker_outcomes.update(report.outcomes)
-            for index, variables in report.merged.items():
-                merged.setdefault(index, {}).update(variables)
+            for index, ended in report.outcomes.items():
+                ends.setdefault(index, []).append((report.wid, ended))
             for message in report.errors:
                 check.fail("no errors", message)
             if report.error_count > len(report.errors):
@@ -135,13 +159,98 @@ class Verification:
         for message in self.tally.client_errors:
             check.fail("no errors", message)
 
+        by_wid = {report.wid: report for report in self.reports}
+        finisher: dict[int, int] = {}
+        """Per task index: the worker whose outcome counts (its terminal write, or its
+        sight of the client's cancel)."""
+        for index, outcomes in ends.items():
+            writers = [wid for wid, outcome in outcomes if outcome in TERMINAL_WRITES]
+            if len(writers) > 1:
+                check.fail("once", f"task {index}: completions written by workers {writers}")
+            cancels = [wid for wid, outcome in outcomes if outcome.startswith("cancel-")]
+            if writers and cancels:
+                check.fail(
+                    "once", f"task {index}: completed by {writers}, cancel seen by {cancels}"
+                )
+            if writers or cancels:
+                finisher[index] = (writers or cancels)[0]
+
         for task in self.client:
             stored = by_id.get(task.task_id)
             if stored is None:
                 check.fail("listing", f"task {task.index} ({task.task_id}) missing")
                 continue
-            self.check_task(check, task, stored, worker_outcomes.get(task.index), merged)
-        self.checks = check.results(CHECKS)
+            wid = finisher.get(task.index)
+            outcome: str | None
+            variables: dict[str, JSONValue] | None
+            if wid is None:
+                outcome = await self.unreported(store, task)
+                variables = None
+            else:
+                outcome = by_wid[wid].outcomes[task.index]
+                variables = by_wid[wid].merged.get(task.index, {})
+            self.check_task(check, task, stored, outcome, variables)
+        names = CHECKS
+        if self.killed is not None:
+            self.check_taken_over(check, by_wid, finisher, by_id)
+            names = [*CHECKS, CHAOS_CHECK]
+        self.checks = check.results(names)
+
+    async def unreported(self, store: GenericTaskStore, task: ClientTask) -> str | None:
+        """The outcome of a task no report names: ``UNREPORTED`` if the killed worker held it last.
+
+        Its report died with it (whatever it had not sent yet), so the store's job
+        state says who held the task last.
+        """
+        if self.killed is None:
+            return None
+        record = await store.get(task.task_id, task.owner)
+        if record.job is not None and record.job.worker_id == worker_name(self.killed):
+            self.unreported_tasks.add(task.index)
+            return UNREPORTED
+        return None
+
+    def check_taken_over(
+        self,
+        check: Checker,
+        by_wid: dict[int, WorkerReport],
+        finisher: dict[int, int],
+        by_id: dict[str, TaskRecord],
+    ) -> None:
+        """Every task the killed worker held when it died was finished by another, later."""
+        assert self.killed is not None
+        victim = by_wid.get(self.killed)
+        held = (
+            {}
+            if victim is None
+            else {i: a for i, a in victim.claims.items() if i not in victim.outcomes}
+        )
+        self.counts["held by the killed worker"] = len(held)
+        if not held:
+            check.fail(CHAOS_CHECK, "the killed worker held no task: nothing was taken over")
+        tasks = {task.index: task for task in self.client}
+        for index, attempt in sorted(held.items()):
+            wid = finisher.get(index)
+            if wid is not None and wid != self.killed:
+                later = by_wid[wid].claims.get(index, 0)
+                if later <= attempt:
+                    check.fail(
+                        CHAOS_CHECK,
+                        f"task {index}: finished by worker {wid} in attempt {later}, "
+                        f"not after the killed worker's attempt {attempt}",
+                    )
+                self.counts["taken over"] += 1
+                continue
+            record = by_id.get(tasks[index].task_id) if index in tasks else None
+            if record is not None and record.task.status is TaskStatus.CANCELLED:
+                self.counts["cancelled while orphaned"] += 1
+                continue
+            if index in self.unreported_tasks and record is not None:
+                # its own completion was written; the news of it died with the process
+                self.counts["ended by the killed worker"] += 1
+                continue
+            status = "missing" if record is None else record.task.status.value
+            check.fail(CHAOS_CHECK, f"task {index} ({status}) was not taken over")
 
     def check_task(
         self,
@@ -149,10 +258,17 @@ class Verification:
         task: ClientTask,
         record: TaskRecord,
         outcome: str | None,
-        merged: dict[int, dict[str, JSONValue]],
+        merged: dict[str, JSONValue] | None,
     ) -> None:
-        """Check one task's stored state against the plan and what both sides saw."""
+        """Check one task's stored state against the plan and what both sides saw.
+
+        ``outcome`` and ``merged``: what the worker that finished it reported;
+        ``merged`` None when no report names the task (``UNREPORTED``).
+        """
         index, status = task.index, record.task.status
+        if outcome == UNREPORTED:
+            # the killed worker ended it (its report lost) or it was cancelled meanwhile
+            outcome = "cancel-seen" if status is TaskStatus.CANCELLED else status.value
         self.counts[status.value] += 1
         if not status.is_terminal:
             check.fail("terminal", f"task {index} is still {status.value}")
@@ -181,14 +297,14 @@ class Verification:
         if status is not want:
             check.fail("outcome", f"task {index} is {status.value}, expected {want.value}")
         self.check_result(check, task, record)
-        expected_vars = dict(merged.get(index, {}))
+        expected_vars = dict(merged or {})
         if task.approved:
             expected_vars["approval"] = "yes"
         for key, value in expected_vars.items():
             if record.variables.get(key) != value:
                 got = record.variables.get(key, "nothing")
                 check.fail("variables", f"task {index}: {key} = {got!r}, merged {value!r}")
-        if len(merged.get(index, {})) < STEPS + 1 or not task.approved:
+        if (merged is not None and len(merged) < STEPS + 1) or not task.approved:
             check.fail("variables", f"task {index}: not every merge was acknowledged")
 
     def check_result(self, check: Checker, task: ClientTask, record: TaskRecord) -> None:
