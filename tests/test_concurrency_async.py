@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+import redis
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import (
@@ -138,3 +139,36 @@ async def test_concurrent_creates_never_exceed_the_owner_quota(
     assert len(refused) == WORKERS - 3
     listed = (await stores[0].list(OWNER)).tasks
     assert sorted(record.task.task_id for record in listed) == sorted(created)
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_burst_of_first_calls_on_a_server_without_the_scripts_all_succeed(
+    redis_url: str, key_prefix: str
+) -> None:
+    """256 concurrent creates of a new store, each first met with NOSCRIPT: none fails.
+
+    Calls that cannot share a pipeline then wait for a connection rather than fail
+    on the connection pool's cap.
+    """
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.script_flush()
+    unlimited = ts.SecurityConfig(max_tasks_per_owner=None)
+    created: list[ts.TaskRecord] = []
+    async with ts.GenericTaskStore.from_url(
+        redis_url, prefix=key_prefix, security=unlimited
+    ) as store:
+
+        async def one(n: int) -> None:
+            created.append(await store.create(f"owner-{n % 64}", "tools/call"))
+
+        async with anyio.create_task_group() as group:
+            for n in range(256):
+                group.start_soon(one, n)
+        listed = [
+            record
+            for owner in range(64)
+            for record in (await store.list(f"owner-{owner}", limit=100)).tasks
+        ]
+    assert len(created) == 256
+    assert {r.task.task_id for r in listed} == {r.task.task_id for r in created}

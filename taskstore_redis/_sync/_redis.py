@@ -74,6 +74,9 @@ from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch, QueueChannelWatch
 
+_MAX_CONNECTIONS = 100
+"""Connections a store opens to a standalone server at most (redis-py's default cap); more
+concurrent calls wait for one (``BlockingConnectionPool``)."""
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
@@ -528,7 +531,14 @@ class RedisBackend:
             self._cluster = bool(info.get("cluster_enabled"))
         if self._cluster:
             return redis.RedisCluster.from_url(url, **options)
-        return redis.Redis.from_url(url, retry=redis.retry.Retry(NoBackoff(), 0), **options)
+        # a blocking pool: a burst of calls that cannot share a pipeline (the first calls
+        # on a server without the scripts, say) waits for a connection instead of failing
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            retry=redis.retry.Retry(NoBackoff(), 0),
+            **{"max_connections": _MAX_CONNECTIONS, **options},
+        )
+        return redis.Redis.from_pool(pool)
 
     def _write(
         self,
