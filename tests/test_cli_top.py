@@ -33,6 +33,7 @@ pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "ops"
 BOUND_S = 30.0
+WORKER = ["--concurrency", "4", "--grace", "0.2"]
 
 HANDLERS = textwrap.dedent(
     """
@@ -62,26 +63,38 @@ def store(redis_url: str, prefix: str) -> Iterator[ts.GenericTaskStore]:
         yield opened
 
 
-@pytest.fixture
-def worker(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[subprocess.Popen[str]]:
-    (tmp_path / "jobs.py").write_text(HANDLERS)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "taskstore_redis", "worker", "jobs:work", "--queue", "mail"]
-        + ["--concurrency", "4", "--grace", "0.2", "--redis-url", redis_url, "--prefix", prefix],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+def start_worker(
+    cwd: Path, url: str, prefix: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """The ``worker`` command on queue ``mail`` running ``jobs:work``, as a subprocess."""
+    (cwd / "jobs.py").write_text(HANDLERS)
+    command = ["worker", "jobs:work", "--queue", "mail", *WORKER, *options]
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskstore_redis", *command, "--redis-url", url, "--prefix", prefix],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    yield proc
+
+
+def stop_worker(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, as an operator stops it; what it printed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=BOUND_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+    try:
+        return proc.communicate(timeout=BOUND_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+@pytest.fixture
+def worker(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[subprocess.Popen[str]]:
+    proc = start_worker(tmp_path, redis_url, prefix)
+    yield proc
+    stop_worker(proc)
 
 
 def poll(check: Any) -> None:
@@ -187,11 +200,11 @@ def test_the_live_view_draws_frames_in_a_terminal_and_quits_on_a_signal(
     redis_url: str, prefix: str, store: ts.GenericTaskStore, sent: int, status: int
 ) -> None:
     store.submit(OWNER, "m", {}, queue="mail")
+    where = ["--redis-url", redis_url, "--prefix", prefix]
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "140"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskstore_redis", "top", "--interval", "0.2"]
-        + ["--redis-url", redis_url, "--prefix", prefix],
+        [sys.executable, "-m", "taskstore_redis", "top", "--interval", "0.2", *where],
         stdin=follower,
         stdout=follower,
         stderr=follower,
