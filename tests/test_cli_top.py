@@ -1,8 +1,13 @@
-"""``taskstore-redis top``: the queues, the workers' leases and recent failures, on a real server.
+"""``taskstore-redis top`` and ``worker --metrics``: watching the queues, on a real server.
 
-``--once --json`` is read while a ``worker`` command (a subprocess) works on the
-queue; the live view runs in a pseudo-terminal, draws a frame and quits on
+``top --once --json`` is read while a ``worker`` command (a subprocess) works on
+the queue; the live view runs in a pseudo-terminal, draws a frame and quits on
 Ctrl-C (SIGINT) with status 130, or on SIGTERM with status 0.
+
+``worker --metrics`` exports with the exporter ``OTEL_METRICS_EXPORTER`` names;
+``console`` (part of opentelemetry-sdk) writes each export as JSON on the worker's
+stdout, the last one as the process stops, so a test reads the queue's counters
+from what it printed.
 """
 
 from __future__ import annotations
@@ -232,3 +237,83 @@ def test_the_live_view_draws_frames_in_a_terminal_and_quits_on_a_signal(
     out = "".join(seen)
     assert "\x1b[" in out  # drawn for a terminal (escape sequences), refreshed in place
     assert "Traceback" not in out
+
+
+# --- worker --metrics ----------------------------------------------------------------------
+
+
+def exports(out: str) -> list[dict[str, Any]]:
+    """The JSON documents the console exporter printed among the command's other output."""
+    decoder = json.JSONDecoder()
+    found = []
+    at = out.find("{")
+    while at != -1:
+        try:
+            value, end = decoder.raw_decode(out, at)
+        except json.JSONDecodeError:
+            at = out.find("{", at + 1)
+            continue
+        if isinstance(value, dict) and "resource_metrics" in value:
+            found.append(value)
+        at = out.find("{", end)
+    return found
+
+
+def points(export: dict[str, Any], queue: str) -> dict[str, Any]:
+    """Metric name -> its data point for ``queue`` (the value, or the histogram point)."""
+    found: dict[str, Any] = {}
+    for resource in export["resource_metrics"]:
+        for scope in resource["scope_metrics"]:
+            for metric in scope["metrics"]:
+                for point in metric["data"]["data_points"]:
+                    if point["attributes"].get("queue") != queue:
+                        continue
+                    key = metric["name"]
+                    if "outcome" in point["attributes"]:
+                        key += f"[{point['attributes']['outcome']}]"
+                    found[key] = point.get("value", point)
+    return found
+
+
+def test_worker_metrics_export_the_queue_counters_durations_and_gauges(
+    tmp_path: Path, redis_url: str, prefix: str, store: ts.GenericTaskStore
+) -> None:
+    env = {"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "300"}
+    proc = start_worker(tmp_path, redis_url, prefix, "--metrics", env=env)
+    try:
+        ids = [store.submit(OWNER, "m", {}, queue="mail").task.task_id for _ in range(2)]
+        ids.append(
+            store.submit(OWNER, "m", {"fail": "boom"}, queue="mail", max_attempts=1).task.task_id
+        )
+        poll(lambda: all(store.get(i, OWNER).task.status.is_terminal for i in ids))
+        time.sleep(1.0)  # a periodic export while the worker runs (the gauges are read then)
+    finally:
+        out, err = stop_worker(proc)
+    assert proc.returncode == 0, err
+    found = exports(out)
+    assert len(found) >= 2, out[-2000:]
+    resource = found[-1]["resource_metrics"][0]["resource"]["attributes"]
+    assert resource["service.name"] == "taskstore-redis-worker"
+    assert ":" in resource["service.instance.id"]  # host:pid
+    last = points(found[-1], "mail")
+    assert last["taskstore.queue.claimed"] == 3
+    assert last["taskstore.queue.completed"] == 2
+    assert last["taskstore.queue.failed"] == 1
+    assert last["taskstore.queue.handler.duration[completed]"]["count"] == 2
+    assert last["taskstore.queue.handler.duration[failed]"]["count"] == 1
+    gauges = [points(one, "mail") for one in found]
+    assert any(
+        (one.get("taskstore.queue.ready"), one.get("taskstore.queue.leased")) == (0, 0)
+        for one in gauges
+    )
+
+
+def test_worker_metrics_with_an_exporter_not_installed_is_one_line_and_exit_status_2(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "no-such-exporter")
+    status = main(["worker", "json:dumps", "--metrics", "--redis-url", redis_url])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "no OpenTelemetry metrics exporter 'no-such-exporter'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
