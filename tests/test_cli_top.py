@@ -187,6 +187,45 @@ def test_a_bad_interval_is_one_line_and_exit_status_2(
     assert "--interval" in err and "Traceback" not in err
 
 
+def test_json_without_once_prints_a_line_per_refresh_until_sigterm(
+    redis_url: str, prefix: str, store: ts.GenericTaskStore
+) -> None:
+    store.submit(OWNER, "m", {}, queue="mail")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "taskstore_redis",
+            "top",
+            "--json",
+            "--interval",
+            "0.1",
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            prefix,
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        frames = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=BOUND_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert [[one["queue"] for one in frame["queues"]] for frame in frames] == [["mail"]] * 3
+    assert frames[0]["at"] < frames[1]["at"] < frames[2]["at"]
+    assert frames[0]["queues"][0]["throughput_per_min"] is None  # one reading: no rate yet
+    assert frames[2]["queues"][0]["throughput_per_min"] == 0
+
+
 def read_until(fd: int, wanted: list[str], seen: list[str]) -> None:
     """Read the terminal's output until every text of ``wanted`` has appeared."""
     deadline = time.monotonic() + BOUND_S
