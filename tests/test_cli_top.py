@@ -191,6 +191,7 @@ def test_json_without_once_prints_a_line_per_refresh_until_sigterm(
     redis_url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:
     store.submit(OWNER, "m", {}, queue="mail")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -205,7 +206,7 @@ def test_json_without_once_prints_a_line_per_refresh_until_sigterm(
             "--prefix",
             prefix,
         ],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**buffered, "PYTHONPATH": str(ROOT)},  # each line flushed as it is printed
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

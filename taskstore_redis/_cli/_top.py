@@ -10,7 +10,8 @@ refresh is bounded, whatever the size of the queues, and writes nothing.
   counters (every worker's, wherever it runs) over the refreshes of the last
   minute, per minute; with ``--once`` two readings ``--interval`` apart.
 - Workers are the ``worker_id`` of the leases (the ``worker`` command's is
-  ``host:pid``); a worker seen earlier that holds nothing now stays listed as idle.
+  ``host:pid``); a worker seen earlier that holds nothing now stays listed as idle
+  (for ``IDLE_KEPT_S``).
 - A failure is seen when its task was leased at one refresh and failed by the
   next: a task claimed and failed between two refreshes is counted in the
   throughput, not listed.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -52,6 +54,8 @@ WINDOW_S = 60.0
 """Throughput is measured over the refreshes of this last span."""
 MESSAGE_WIDTH = 120
 """A failure's message is cut to this many characters."""
+IDLE_KEPT_S = 600.0
+"""A worker seen holding nothing for this long is no longer listed."""
 
 Key = tuple[str, str]
 
@@ -124,6 +128,9 @@ class Watcher:
         for one in held.values():
             if one.lease.worker_id:
                 self.seen[one.lease.worker_id] = now
+        for worker, last in list(self.seen.items()):
+            if (now - last).total_seconds() > IDLE_KEPT_S:
+                del self.seen[worker]
         return {
             "at": now.isoformat(),
             "queues": [self._queue(one, len(leases[one.queue])) for one in stats],
@@ -137,7 +144,7 @@ class Watcher:
         span = last_at - first_at
         rate = None
         if span > 0 and stats.queue in first:
-            rate = (last[stats.queue] - first[stats.queue]) / span * 60
+            rate = max(0, last[stats.queue] - first[stats.queue]) / span * 60
         return {
             "queue": stats.queue,
             "ready": stats.ready,
@@ -252,6 +259,7 @@ def _show(frame: dict[str, Any], args: argparse.Namespace, console: Console) -> 
 def _stream_json(watcher: Watcher, interval: float) -> None:
     while True:
         _print_json(watcher.refresh())
+        sys.stdout.flush()  # a line per refresh, as it comes, also into a pipe
         pause(interval)
 
 
