@@ -46,6 +46,8 @@ from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 
 EXIT_GRACE_S = 5.0
 """After the grace period, how long a stopping process may take before it is killed."""
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+"""Blocked while a worker process starts (it inherits the mask) until its handlers are set."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +166,7 @@ def _process(
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent at start
     handler = load_handler(target, search_path)
     provider = _metrics.start(worker_id()) if export_metrics else None
     try:
@@ -210,14 +213,13 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
             ),
             name=f"taskstore-worker-{index}",
         )
-        proc.start()
+        # a stop sent while a process is starting waits until it can handle it
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         procs.append(proc)
-    console.print(
-        f"worker: {args.processes} process(es) x {args.concurrency} on queue {args.queue!r} "
-        f"at {shown(url)}, key prefix {args.prefix}; SIGTERM or Ctrl-C stops",
-        soft_wrap=True,
-        markup=False,
-    )
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise _Stop
@@ -226,6 +228,12 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     status = EXIT_OK
     failure = None
     try:
+        console.print(  # from here on a stop is handled
+            f"worker: {args.processes} process(es) x {args.concurrency} on queue "
+            f"{args.queue!r} at {shown(url)}, key prefix {args.prefix}; SIGTERM or Ctrl-C stops",
+            soft_wrap=True,
+            markup=False,
+        )
         failure = _wait(procs)
     except _Stop:
         pass
@@ -241,7 +249,11 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         raise CliError(failure, EXIT_FAILED)
     missing = [index for index in range(len(procs)) if index not in stats]
     if missing and status == EXIT_OK:
-        raise CliError(f"worker process(es) {missing} ended without reporting", EXIT_FAILED)
+        codes = [procs[index].exitcode for index in missing]
+        raise CliError(
+            f"worker process(es) {missing} ended without reporting (exit codes {codes})",
+            EXIT_FAILED,
+        )
     return status
 
 
