@@ -178,6 +178,26 @@ def test_once_draws_the_tables_for_people(
         assert text in out
 
 
+def test_a_queue_with_more_leases_than_listed_says_so(
+    redis_url: str,
+    prefix: str,
+    store: ts.GenericTaskStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setattr(_top, "LEASES_PER_QUEUE", 1)
+    for _ in range(2):
+        store.submit(OWNER, "m", {}, queue="mail")
+    assert len(store.claim_many("mail", 2, timeout=5, worker_id="box:42")) == 2
+    where = ["--redis-url", redis_url, "--prefix", prefix]
+    assert main(["top", "--once", "--interval", "0.05", *where]) == 0
+    assert "mail: 1 of 2 leases listed" in capsys.readouterr().out
+    assert main(["top", "--once", "--json", "--interval", "0.05", *where]) == 0
+    [mail] = json.loads(capsys.readouterr().out)["queues"]
+    assert (mail["leased"], mail["leases_listed"]) == (2, 1)
+
+
 @pytest.mark.parametrize("interval", ["0", "-1", "soon", "3601"])
 def test_a_bad_interval_is_one_line_and_exit_status_2(
     redis_url: str, interval: str, capsys: pytest.CaptureFixture[str]

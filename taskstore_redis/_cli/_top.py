@@ -295,7 +295,12 @@ def render(frame: dict[str, Any], prefix: str) -> Group:
             age(one["oldest_ready_age_ms"]),
             "-" if rate is None else f"{rate:.1f}",
         )
-    workers = Table(title="workers", title_justify="left")
+    partial = [one for one in frame["queues"] if one["leases_listed"] < one["leased"]]
+    caption = "; ".join(
+        f"{one['queue']}: {one['leases_listed']} of {one['leased']} leases listed"
+        for one in partial
+    )
+    workers = Table(title="workers", title_justify="left", caption=caption or None)
     for heading in ("worker", "leases", "tasks (queue/task, attempt, lease left)"):
         workers.add_column(heading, justify="right" if heading == "leases" else "left")
     for one in frame["workers"]:
