@@ -194,6 +194,7 @@ def test_an_expired_lease_swept_by_the_worker_is_counted_recovered(metric_reader
         )
         try:
             poll(lambda: store.queue_stats(queue).leased == 1)  # its only slot is taken
+            assert read(metric_reader, queue)[2] == {"ready": 0, "delayed": 0, "leased": 1}
             store.submit(OWNER, METHOD, {"do": "dropped"}, queue=queue)
             assert store.claim(queue, lease_ms=1, timeout=0) is not None  # never renewed
             poll(lambda: read(metric_reader, queue)[0]["recovered"] == 1)
