@@ -4,9 +4,10 @@
 -- the id after the first ':' of its index member)
 -- ARGV[1] exclusive upper bound ("+" or "(<member>"), ARGV[2] page size,
 -- ARGV[3] most index members to visit (skipping entries of vanished tasks)
--- Returns {v1, k1, u1, f1, d1, variables1, id1, v2, ..., next}: for each task its version,
--- core version, last update time, format and core record (fields v, k, u, f, d; nil when
--- missing), its variables joined as "k:v,k:v", and its id as its key spells it; then the
+-- Returns {v1, k1, u1, f1, d1, variables1, id1, job1, v2, ..., next}: for each task its
+-- version, core version, last update time, format and core record (fields v, k, u, f, d; nil
+-- when missing), its variables joined as "k:v,k:v", its id as its key spells it, and its
+-- queue fields (q..., p, z) as a flat name, value list (empty unless submitted); then the
 -- member the next page starts below, or "" when the listing is complete. Fixed places, so
 -- that reading a page takes no search for field names; the write history is not sent.
 local limit = tonumber(ARGV[2])
@@ -23,11 +24,15 @@ local function add(key, id)
     return false
   end
   local v, k, u, f, d = false, false, false, false, false
-  local vars = {}
+  local vars, job = {}, {}
   for i = 1, #flat, 2 do
     local name = flat[i]
-    if string.byte(name, 1) == 34 then
+    local first = string.byte(name, 1)
+    if first == 34 then
       vars[#vars + 1] = name .. ':' .. flat[i + 1]
+    elseif first == 113 or name == 'p' or name == 'z' then
+      job[#job + 1] = name
+      job[#job + 1] = flat[i + 1]
     elseif name == 'd' then
       d = flat[i + 1]
     elseif name == 'v' then
@@ -48,6 +53,7 @@ local function add(key, id)
   out[n + 5] = d
   out[n + 6] = table.concat(vars, ',')
   out[n + 7] = id
+  out[n + 8] = job
   return true
 end
 

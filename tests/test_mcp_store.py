@@ -421,6 +421,37 @@ async def test_a_result_of_a_type_of_ones_own_comes_back_as_it_when_registered(
 
 
 @pytest.mark.anyio
+async def test_a_submitted_task_is_run_by_a_queue_worker_and_its_plain_result_read_back(
+    make: Callable[..., RedisTaskStore],
+) -> None:
+    server, other = make(), make()
+    task = await server.submit_task(MINUTE, {"text": "hi"}, queue="tools", max_attempts=2)
+    assert task.status == "working" and task.ttl == 60_000
+    assert await other.get_task(task.taskId) == task
+
+    lease = await other.store.claim("tools", timeout=GUARD)
+    assert lease is not None and lease.task_id == task.taskId and lease.params == {"text": "hi"}
+    tool_result = {"content": [{"type": "text", "text": "hi"}], "isError": False}
+    await lease.complete("completed", None, tool_result)  # as run_worker does
+
+    done = await server.get_task(task.taskId)
+    assert done is not None and done.status == "completed"
+    result = await server.get_result(task.taskId)
+    assert type(result) is Result
+    assert result.model_dump(by_alias=True, exclude_none=True) == tool_result
+    assert CallToolResult.model_validate(result.model_dump(by_alias=True)) == CallToolResult(
+        content=[TextContent(type="text", text="hi")]
+    )
+
+
+@pytest.mark.anyio
+async def test_submit_task_refuses_params_that_are_not_plain_json(store: RedisTaskStore) -> None:
+    with pytest.raises(ValueError, match="params"):
+        await store.submit_task(MINUTE, {"not": {1, 2}}, queue="tools")
+    assert (await store.list_tasks())[0] == []
+
+
+@pytest.mark.anyio
 async def test_the_result_of_a_terminal_task_is_final(store: RedisTaskStore) -> None:
     task = await store.create_task(metadata=MINUTE)
     first = CallToolResult(content=[TextContent(type="text", text="first")])

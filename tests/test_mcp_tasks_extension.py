@@ -103,6 +103,39 @@ async def test_the_create_result_carries_a_status_message_when_given(
 
 
 @pytest.mark.anyio
+async def test_a_submitted_tool_call_is_a_task_a_queue_worker_runs_and_tasks_get_shows(
+    make: Callable[..., TasksExtension],
+) -> None:
+    server, other = make(), make()
+    job = {"tool": "weather", "arguments": {"city": "Oslo"}}
+    record, created = await server.submit(job, queue="tools", ttl_ms=60_000)
+    created = wire(created)
+    assert set(created) == {"resultType", *TASK_KEYS}
+    assert created["resultType"] == "task" and created["status"] == "working"
+    assert created["taskId"] == record.task.task_id and created["ttlMs"] == 60_000
+    assert (await other.handle("tasks/get", {"taskId": created["taskId"]}))["status"] == "working"
+
+    lease = await other.store.claim("tools", timeout=GUARD)
+    assert lease is not None and lease.task_id == created["taskId"] and lease.params == job
+    await lease.complete("completed", None, TOOL_RESULT)
+
+    done = wire(await server.handle("tasks/get", {"taskId": created["taskId"]}))
+    assert done["status"] == "completed" and done["result"] == TOOL_RESULT
+    assert "params" not in done and "job" not in done
+
+
+@pytest.mark.anyio
+async def test_submit_refuses_params_that_are_not_plain_json_and_writes_nothing(
+    make: Callable[..., TasksExtension],
+) -> None:
+    extension = make()
+    with pytest.raises(InvalidArgument):
+        await extension.submit({"not": {1, 2}}, queue="tools")
+    assert await extension.store.claim("tools", timeout=0) is None
+    assert (await extension.store.list(OWNER)).tasks == []
+
+
+@pytest.mark.anyio
 async def test_once_the_create_result_exists_tasks_get_succeeds_from_any_process(
     make: Callable[..., TasksExtension],
 ) -> None:

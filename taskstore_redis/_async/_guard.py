@@ -34,8 +34,10 @@ async def check_server(
     """
     if isinstance(client, redis.asyncio.RedisCluster):
         cluster: Any = client  # the sync client's node methods are untyped
-        if not cluster.get_primaries():  # the async client learns the nodes on first use
-            await cluster.nodes_manager.initialize()
+        if not cluster.get_primaries():
+            # the async client learns the nodes on first use: initialize it as a whole (not
+            # only its node manager, which would leave its command parser unset)
+            await cluster.initialize()
         nodes = [node.name for node in cluster.get_primaries()]
         for name in guard.unchecked(nodes):
             info = partial(cluster.info, "memory", target_nodes=cluster.get_node(node_name=name))

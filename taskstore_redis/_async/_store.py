@@ -987,9 +987,17 @@ class GenericTaskStore:
             TaskNotFound: no such task for this owner.
 
         """
+        return await self._set_status_message(task_id, owner_id, status_message, None)
+
+    async def _set_status_message(
+        self, task_id: str, owner_id: str, status_message: str | None, lease: Lease | None
+    ) -> TaskRecord:
         message = check_status_message(status_message, self._config)
         return await self._mutate(
-            task_id, owner_id, lambda record, now: change_message(record, message, now)
+            task_id,
+            owner_id,
+            lambda record, now: change_message(record, message, now),
+            _fence_of(lease),
         )
 
     def _key(self, task_id: str, owner_id: str) -> TaskKey:

@@ -381,7 +381,11 @@ def decode_record(
     stored: VersionedRecord, owner_id: str, task_id: str, known: Decoded | None = None
 ) -> Decoded:
     """Decode a stored task, its queue part included (see :func:`_decode_core_record`)."""
-    decoded = _decode_core_record(stored, owner_id, task_id, known)
+    return _with_job(_decode_core_record(stored, owner_id, task_id, known), stored)
+
+
+def _with_job(decoded: Decoded, stored: VersionedRecord) -> Decoded:
+    """``decoded`` with the queue part of ``stored`` (its params and job state), if any."""
     job = stored.job
     if job is None:
         return decoded
@@ -460,7 +464,8 @@ def decode_page(
             decode_record(stored, owner_id, stored.task_id, earlier)
             for stored, earlier in zip(page, known, strict=True)
         ]
-    return _assemble(page, owner_id, None, known, decoded_rows, rewritable)
+    decoded = _assemble(page, owner_id, None, known, decoded_rows, rewritable)
+    return [_with_job(one, stored) for one, stored in zip(decoded, page, strict=True)]
 
 
 def _assemble(

@@ -107,7 +107,7 @@ def record_of_script(core: list[Any], joined: bytes | str) -> VersionedRecord | 
     return _record(core, joined)
 
 
-_PAGE_PLACES = 7
+_PAGE_PLACES = 8
 """Elements of one task in a list page reply (see ``lua/list_page.lua``)."""
 
 
@@ -125,9 +125,10 @@ def _format_of(stored: bytes | str) -> str:
 def page_records(found: list[Any]) -> list[VersionedRecord]:
     """The tasks of a list page reply, in its order, without the next position.
 
-    Each task is in seven places: version, core version, last update time,
+    Each task is in eight places: version, core version, last update time,
     format, core record (each None when its field is missing), variables joined
-    as ``key:value,key:value``, and id as its key spells it. A hash without a
+    as ``key:value,key:value``, id as its key spells it, and its queue fields as
+    a flat name, value list (empty unless it was submitted). A hash without a
     version or a core record is not a task and is left out.
     """
     if len(found) % _PAGE_PLACES:
@@ -135,21 +136,29 @@ def page_records(found: list[Any]) -> list[VersionedRecord]:
     records: list[VersionedRecord] = []
     append = records.append
     for at in range(0, len(found), _PAGE_PLACES):
-        version, core_version, updated, fmt, data, joined, spelled = found[at : at + _PAGE_PLACES]
+        version, core_version, updated, fmt, data, joined, spelled, queued = found[
+            at : at + _PAGE_PLACES
+        ]
         if version is None or data is None:
             continue
-        append(
-            VersionedRecord(
-                version=int(version),
-                core_version=0 if core_version is None else int(core_version),
-                data=data if type(data) is bytes else _as_bytes(data),
-                variables=b"{" + _as_bytes(joined) + b"}" if joined else b"{}",
-                updated_at_ms=None if updated is None else int(updated),
-                format="" if fmt is None else _format_of(fmt),
-                task_id=_task_id_of(spelled),
-            )
+        record = VersionedRecord(
+            version=int(version),
+            core_version=0 if core_version is None else int(core_version),
+            data=data if type(data) is bytes else _as_bytes(data),
+            variables=b"{" + _as_bytes(joined) + b"}" if joined else b"{}",
+            updated_at_ms=None if updated is None else int(updated),
+            format="" if fmt is None else _format_of(fmt),
+            task_id=_task_id_of(spelled),
         )
+        if queued:
+            record = _with_job(record, _fields(queued))
+        append(record)
     return records
+
+
+def _fields(flat: list[Any]) -> dict[bytes, bytes]:
+    """A flat name, value list as a dict of bytes."""
+    return {_as_bytes(flat[at]): _as_bytes(flat[at + 1]) for at in range(0, len(flat), 2)}
 
 
 def record_of_hash(reply: Any) -> VersionedRecord | None:

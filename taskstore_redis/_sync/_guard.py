@@ -33,8 +33,10 @@ def check_server(client: redis.Redis | redis.RedisCluster, *, require_noeviction
     """
     if isinstance(client, redis.RedisCluster):
         cluster: Any = client  # the sync client's node methods are untyped
-        if not cluster.get_primaries():  # the async client learns the nodes on first use
-            cluster.nodes_manager.initialize()
+        if not cluster.get_primaries():
+            # the async client learns the nodes on first use: initialize it as a whole (not
+            # only its node manager, which would leave its command parser unset)
+            cluster.initialize()
         nodes = [node.name for node in cluster.get_primaries()]
         for name in guard.unchecked(nodes):
             info = partial(cluster.info, "memory", target_nodes=cluster.get_node(node_name=name))

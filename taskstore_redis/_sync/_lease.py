@@ -120,6 +120,13 @@ class Lease:
         )
         return self._task
 
+    def set_status_message(self, status_message: str | None) -> TaskRecord:
+        """Fenced ``set_status_message``: a progress note, the status unchanged."""
+        self._task = self._store._set_status_message(
+            self.task_id, self.owner_id, status_message, self
+        )
+        return self._task
+
     def set_variables(self, variables: dict[str, Any]) -> TaskRecord:
         """Fenced ``set_variables`` of the task."""
         self._task = self._store._set_variables(self.task_id, self.owner_id, variables, self)

@@ -3,6 +3,10 @@
 - :class:`RedisTaskStore` (needs the ``mcp`` extra): the SDK's ``TaskStore``
   (``mcp.shared.experimental.tasks``) over the async task store, so every server
   process sharing one Redis sees the same tasks.
+- :class:`RedisTaskMessageQueue` (needs the ``mcp`` extra): the SDK's
+  ``TaskMessageQueue`` kept with the tasks, so a worker in one process can ask the
+  client for input (elicitation, sampling) through whichever process serves
+  ``tasks/result``, and gets the answer.
 - :mod:`taskstore_redis.mcp.tasks_extension`: framework-neutral handlers for the
   MCP tasks extension (SEP-2663); it needs no MCP SDK.
 """
@@ -14,12 +18,26 @@ from typing import TYPE_CHECKING, Any
 from ._owner import OwnerSource
 
 if TYPE_CHECKING:
+    from ._queue import AnswerForwarder, RedisTaskMessageQueue
     from ._results import ResultCodec
     from ._store import RedisTaskStore, task_of
 
-__all__ = ["OwnerSource", "RedisTaskStore", "ResultCodec", "task_of"]
+__all__ = [
+    "AnswerForwarder",
+    "OwnerSource",
+    "RedisTaskMessageQueue",
+    "RedisTaskStore",
+    "ResultCodec",
+    "task_of",
+]
 
-_NEEDS_SDK = {"RedisTaskStore": "_store", "task_of": "_store", "ResultCodec": "_results"}
+_NEEDS_SDK = {
+    "RedisTaskStore": "_store",
+    "task_of": "_store",
+    "ResultCodec": "_results",
+    "RedisTaskMessageQueue": "_queue",
+    "AnswerForwarder": "_queue",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -51,8 +51,16 @@ class ResultCodec:
         return {_TYPE: _name(type(result)), _VALUE: value}
 
     def decode(self, stored: JSONValue) -> Result:
-        """The ``Result`` that :meth:`encode` turned into ``stored``."""
-        if not isinstance(stored, dict) or not isinstance(stored.get(_VALUE), dict):
-            raise StorageCorrupted("a stored MCP result is not an object with a value")
-        cls = self._types.get(str(stored.get(_TYPE)), Result)
-        return cls.model_validate(stored[_VALUE])
+        """The ``Result`` that :meth:`encode` turned into ``stored``.
+
+        A JSON object that :meth:`encode` did not write (a result a queue worker
+        completed its task with, say) comes back as a plain ``Result`` holding its
+        fields, so it goes to the client as it was written.
+        """
+        if not isinstance(stored, dict):
+            raise StorageCorrupted("a stored MCP result is not a JSON object")
+        value = stored.get(_VALUE)
+        if set(stored) != {_TYPE, _VALUE} or not isinstance(value, dict):
+            return Result.model_validate(stored)
+        cls = self._types.get(str(stored[_TYPE]), Result)
+        return cls.model_validate(value)

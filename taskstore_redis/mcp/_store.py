@@ -19,7 +19,7 @@ from .._core.errors import (
     TaskExpired,
     TaskNotFound,
 )
-from .._core.model import TaskRecord
+from .._core.model import JSONValue, TaskRecord
 from .._core.status import TaskStatus
 from ._owner import OwnerSource, resolve_owner
 from ._results import ResultCodec
@@ -125,14 +125,51 @@ class RedisTaskStore(SdkTaskStore):
 
     async def create_task(self, metadata: TaskMetadata, task_id: str | None = None) -> Task:
         """Create a ``working`` task; raise ValueError if ``task_id`` is taken."""
-        config = self._store.config
-        ttl = metadata.ttl
-        if ttl is not None and config.max_ttl_ms is not None:
-            ttl = min(ttl, config.max_ttl_ms)
+        ttl = self._ttl(metadata)
         try:
             record = await self._store.create(self.owner_id(), self._method, ttl, task_id=task_id)
         except TaskAlreadyExists:
             raise ValueError(f"Task with ID {task_id} already exists") from None
+        except InvalidArgument as exc:
+            raise ValueError(str(exc)) from exc
+        return self._remembered(record)
+
+    def _ttl(self, metadata: TaskMetadata) -> int | None:
+        ttl, most = metadata.ttl, self._store.config.max_ttl_ms
+        return ttl if ttl is None or most is None else min(ttl, most)
+
+    async def submit_task(
+        self,
+        metadata: TaskMetadata,
+        params: JSONValue,
+        *,
+        queue: str = "default",
+        max_attempts: int | None = None,
+    ) -> Task:
+        """Create a ``working`` task whose work is queued for a worker pool; return it.
+
+        Not part of the SDK's ``TaskStore``: instead of ``run_task`` (the work in
+        this process), the work is ``params`` (the job's input) on the work queue
+        ``queue``, run by a worker process (``claim``, ``run_worker``) that ends
+        the task through its lease. A worker that dies mid-task leaves it to the
+        next claim once its lease expires, up to ``max_attempts`` attempts. The
+        result a worker completes the task with (a plain ``CallToolResult`` JSON
+        object, say) comes back from :meth:`get_result` as a ``Result`` with its
+        fields. Answer the ``tools/call`` with ``CreateTaskResult(task=...)``.
+
+        Raises:
+            ValueError: bad params (not plain JSON, too large) or settings.
+
+        """
+        try:
+            record = await self._store.submit(
+                self.owner_id(),
+                self._method,
+                params,
+                queue=queue,
+                ttl_ms=self._ttl(metadata),
+                max_attempts=max_attempts,
+            )
         except InvalidArgument as exc:
             raise ValueError(str(exc)) from exc
         return self._remembered(record)

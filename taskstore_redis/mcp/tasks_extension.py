@@ -168,6 +168,34 @@ class TasksExtension:
             )
         return record, create_task_result(record)
 
+    async def submit(
+        self,
+        params: JSONValue,
+        *,
+        queue: str = "default",
+        request_method: str = "tools/call",
+        ttl_ms: int | None = None,
+        max_attempts: int | None = None,
+    ) -> tuple[TaskRecord, JSONObject]:
+        """Queue a ``working`` task for a worker pool; return it and its ``CreateTaskResult``.
+
+        The task's work is ``params`` (plain JSON, the job's input) on the work
+        queue ``queue``: a worker (``claim``, ``run_worker``) in any process runs it
+        and ends the task through its lease, and a worker that dies mid-task
+        leaves it to the next claim once its lease expires (up to
+        ``max_attempts`` attempts). Returns once ``tasks/get`` would find it from
+        any process, like :meth:`create`.
+        """
+        record = await self._store.submit(
+            self.owner_id(),
+            request_method,
+            params,
+            queue=queue,
+            ttl_ms=ttl_ms,
+            max_attempts=max_attempts,
+        )
+        return record, create_task_result(record)
+
     # --- the client's requests --------------------------------------------------------------
 
     async def handle(self, method: str, params: Mapping[str, Any] | None) -> JSONObject:

@@ -251,6 +251,7 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
         lambda: old.complete(TaskStatus.COMPLETED, None, "stale"),
         lambda: old.set_variables({"stale": True}),
         lambda: old.update_status(TaskStatus.INPUT_REQUIRED),
+        lambda: old.set_status_message("stale progress"),
         lambda: old.release(),
     ]
     for write in writes:
@@ -261,6 +262,18 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     assert after.version == before.version
     assert after.variables == {} and after.task.status is TaskStatus.WORKING
     assert after.job is not None and after.job.token == new.token
+
+
+def test_a_holder_reports_progress_in_the_status_message_keeping_the_status(
+    store: ts.GenericTaskStore,
+) -> None:
+    record = store.submit(OWNER, METHOD)
+    lease = claim_one(store, lease_ms=5000)
+    noted = lease.set_status_message("3 of 10 done")
+    assert (noted.task.status, noted.task.status_message) == (TaskStatus.WORKING, "3 of 10 done")
+    read = store.get(record.task.task_id, OWNER)
+    assert read.task.status_message == "3 of 10 done"
+    assert read.job is not None and read.job.state == "leased"
 
 
 def test_a_waiting_claim_takes_a_task_whose_lease_runs_out_meanwhile(
@@ -410,6 +423,23 @@ def test_get_shows_the_job_state_worker_and_attempt(store: ts.GenericTaskStore) 
         lease.token,
     )
     assert job.lease_expires_at == lease.expires_at
+
+
+def test_a_list_page_shows_the_job_part_as_get_does(store: ts.GenericTaskStore) -> None:
+    queued = store.submit(OWNER, METHOD, {"n": 1})
+    leased = store.submit(OWNER, METHOD, {"n": 2})
+    plain = store.create(OWNER, METHOD)
+    lease = claim_one(store, worker_id="worker-3", lease_ms=5000)
+    assert lease.task_id == queued.task.task_id  # oldest first
+    page = store.list(OWNER)
+    listed = {record.task.task_id: record for record in page.tasks}
+    for task_id in (queued.task.task_id, leased.task.task_id, plain.task.task_id):
+        read = store.get(task_id, OWNER)
+        assert (listed[task_id].job, listed[task_id].params) == (read.job, read.params)
+    job = listed[queued.task.task_id].job
+    assert job is not None and (job.state, job.worker_id) == ("leased", "worker-3")
+    assert listed[leased.task.task_id].params == {"n": 2}
+    assert listed[plain.task.task_id].job is None
 
 
 def test_renew_leases_reports_per_lease(store: ts.GenericTaskStore) -> None:
