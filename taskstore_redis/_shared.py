@@ -11,6 +11,7 @@ from ._core.backend_types import (
     CreateOutcome,
     DeleteOutcome,
     Fence,
+    LeasedJob,
     LeaseRef,
     ListPosition,
     LostJob,
@@ -48,7 +49,7 @@ from ._core.errors import (
     VariableSizeExceeded,
     WaitTimeout,
 )
-from ._core.model import JobInfo, QueueStats, Task, TaskPage, TaskRecord
+from ._core.model import JobInfo, LeaseInfo, QueueStats, Task, TaskPage, TaskRecord
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
 # every name the sync and the async faces share (errors, model, settings, backend types)
@@ -69,8 +70,10 @@ __all__ = [
     "InvalidLeaseToken",
     "InvalidTransition",
     "JobInfo",
+    "LeaseInfo",
     "LeaseLost",
     "LeaseRef",
+    "LeasedJob",
     "ListPosition",
     "LostJob",
     "MergeOutcome",

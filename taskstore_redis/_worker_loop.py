@@ -22,6 +22,10 @@ What the loop does:
 - on stop (``stop`` set, SIGTERM, or cancellation) it claims no more, lets the
   running handlers finish within ``grace_s``, then stops the rest and releases what
   it still holds (the attempt is not counted).
+
+With OpenTelemetry installed (the ``otel`` extra) it also counts the queue's completed,
+failed, recovered and lost tasks, times each handler call, and, while it runs, reports
+its queue's ready, delayed and leased gauges (see ``_core/metrics.py``).
 """
 
 from __future__ import annotations
@@ -32,13 +36,17 @@ import logging
 import random
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
+from ._core import metrics
 from ._core.errors import InvalidArgument, LeaseLost, StoreUnavailable, TaskStoreError
 from ._core.status import TaskStatus
 from ._core.worker_rules import (
@@ -116,6 +124,10 @@ class _Ops(Protocol):
 
     async def call(self, handler: Handler, lease: Any) -> Any: ...
 
+    def stats_reader(self) -> metrics.QueueReader:
+        """Reads the queue's stats from any thread (for the gauges); made on the loop."""
+        ...
+
 
 def _lost_reasons(outcomes: Any, count: int) -> list[str]:
     """Per lease, why its renewal was refused ("" when it was renewed)."""
@@ -187,6 +199,22 @@ class _AsyncOps:
         )
         return await value if inspect.isawaitable(value) else value
 
+    def stats_reader(self) -> metrics.QueueReader:
+        token = anyio.lowlevel.current_token()
+        loop_thread = threading.get_ident()
+        queue = self.settings.queue
+
+        async def read() -> Any:
+            with anyio.fail_after(metrics.GAUGE_READ_TIMEOUT_S):
+                return await self.store.queue_stats(queue)
+
+        def from_any_thread() -> Any:
+            if threading.get_ident() == loop_thread:
+                return None  # collected on the loop itself: it cannot wait for its own loop
+            return anyio.from_thread.run(read, token=token)
+
+        return from_any_thread
+
 
 class _SyncOps:
     """The loop's operations on a blocking store: each call in a worker thread."""
@@ -237,6 +265,9 @@ class _SyncOps:
             handler, lease, abandon_on_cancel=True, limiter=self.limiter
         )
 
+    def stats_reader(self) -> metrics.QueueReader:
+        return functools.partial(self.store.queue_stats, self.settings.queue)
+
 
 @dataclass(eq=False)
 class _Job:
@@ -244,6 +275,10 @@ class _Job:
     scope: anyio.CancelScope | None = None
     lost: str = ""
     abandoned: bool = False
+    handler_s: float | None = None
+    """How long the handler ran (None: it was not called)."""
+    outcome: str = "stopped"
+    """How the attempt ended, for the handler-duration histogram."""
 
 
 def _in_main_thread() -> bool:
@@ -271,6 +306,7 @@ class _Worker:
         self.held: dict[tuple[str, str], _Job] = {}
         self.stopping = False
         self.stats = WorkerStats()
+        self.meter = metrics.queue_instruments()
         self._changed = anyio.Event()
 
     # -- wake-ups ---------------------------------------------------------------------------
@@ -287,7 +323,20 @@ class _Worker:
 
     # -- the parts --------------------------------------------------------------------------
 
+    def _count(self, counter: str, amount: int = 1) -> None:
+        if self.meter is not None:
+            self.meter.count(counter, self.settings.queue, amount)
+
     async def serve(self) -> WorkerStats:
+        gauges = metrics.queue_gauges()
+        unwatch = gauges.watch(self.settings.queue, self.ops.stats_reader()) if gauges else None
+        try:
+            return await self._serve()
+        finally:
+            if unwatch is not None:
+                unwatch()
+
+    async def _serve(self) -> WorkerStats:
         renewer = anyio.CancelScope(shield=True)
         async with anyio.create_task_group() as handlers:
             handlers.start_soon(self._in_scope, renewer, self._renew_loop)
@@ -355,7 +404,9 @@ class _Worker:
         while not self.stopping:
             await anyio.sleep(random.uniform(0.5, 1.5) * every)
             try:
-                self.stats.recovered += await self.ops.recover()
+                recovered = await self.ops.recover()
+                self.stats.recovered += recovered
+                self._count("recovered", recovered)
             except Exception as exc:  # as for a claim: the next sweep may succeed
                 self.stats.error("recover_leases", exc)
 
@@ -380,7 +431,9 @@ class _Worker:
         if job.lost:
             return
         job.lost = reason
+        job.outcome = "lost"
         self.stats.lost += 1
+        self._count("lease_lost")
         logger.info("lease on task %s lost (%s): abandoned", job.lease.task_id, reason)
         if job.scope is not None:
             job.scope.cancel()
@@ -398,11 +451,13 @@ class _Worker:
         finally:
             self.held.pop(_key(job.lease), None)
             self._notify()
+            if self.meter is not None and job.handler_s is not None:
+                self.meter.handled(self.settings.queue, job.outcome, job.handler_s)
 
     async def _attempt(self, job: _Job) -> None:
         lease = job.lease
         try:
-            value = await self.ops.call(self.handler, lease)
+            value = await self._call(job)
         except LeaseLost as exc:
             self._lose(job, exc.reason)
             return
@@ -413,11 +468,25 @@ class _Worker:
         if job.lost:
             return
         try:
-            await self._write(job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value)
+            written = await self._write(
+                job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value
+            )
         except TaskStoreError as exc:  # a result the store refuses (not JSON, too large)
             await self._handler_failed(job, exc)
             return
+        if not written:  # the lease was found lost as the result was written: abandoned
+            return
         self.stats.completed += 1
+        self._count("completed")
+        job.outcome = "completed"
+
+    async def _call(self, job: _Job) -> Any:
+        """Run the handler on the job's lease, timing it."""
+        started = time.perf_counter()
+        try:
+            return await self.ops.call(self.handler, job.lease)
+        finally:
+            job.handler_s = time.perf_counter() - started
 
     async def _handler_failed(self, job: _Job, exc: Exception) -> None:
         lease = job.lease
@@ -436,6 +505,8 @@ class _Worker:
                 )
             if written:
                 self.stats.failed += 1
+                self._count("failed")
+                job.outcome = "failed"
             return
         delay = retry_delay_ms(lease.attempt, s.retry_base_ms, s.retry_max_ms)
         logger.info(
@@ -447,6 +518,7 @@ class _Worker:
         )
         if await self._write(job, self.ops.release, lease, delay):
             self.stats.retried += 1
+            job.outcome = "retried"
 
     async def _write(self, job: _Job, write: Callable[..., Awaitable[None]], *args: Any) -> bool:
         """Send a holder's write, again while the store is unreachable and the lease may hold.

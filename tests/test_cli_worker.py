@@ -223,3 +223,16 @@ def test_queues_on_a_prefix_without_queues_says_so(
 ) -> None:
     assert main(["queues", "--redis-url", redis_url, "--prefix", prefix]) == 0
     assert f"no queue under key prefix {prefix}" in capsys.readouterr().out
+
+
+def test_sigterm_right_after_start_stops_every_process_cleanly(
+    handlers: Path, redis_url: str, prefix: str
+) -> None:
+    with worker_command(handlers, redis_url, prefix, "jobs:double", "--processes", "2") as proc:
+        assert proc.stdout is not None
+        assert "SIGTERM or Ctrl-C stops" in proc.stdout.readline()  # every process started
+        proc.send_signal(signal.SIGTERM)  # while they are still importing, most likely
+        out, err = proc.communicate(timeout=BOUND_S)
+    assert proc.returncode == 0, err
+    assert "ended without reporting" not in err and "Traceback" not in err
+    assert "(pid" in out and out.count(" 0 ") >= 2  # a row per process, nothing done

@@ -23,6 +23,7 @@ from taskstore_redis._redis.scripts import (
     MERGE_VARIABLES,
     PURGE_EXPIRED,
     QUEUE_DUE,
+    QUEUE_LEASES,
     QUEUE_STATS,
     compare_and_set_call,
     create_call,
@@ -151,7 +152,8 @@ def test_every_script_declares_its_flags_and_only_the_reads_are_read_only() -> N
     for script in ALL_SCRIPTS:
         first_line = script.source.splitlines()[0]
         assert first_line.startswith("#!lua flags=")
-        assert ("no-writes" in first_line) == (script in (LIST_PAGE, QUEUE_STATS, QUEUE_DUE))
+        reads = (LIST_PAGE, QUEUE_STATS, QUEUE_DUE, QUEUE_LEASES)
+        assert ("no-writes" in first_line) == (script in reads)
 
 
 def test_the_scripts_ship_as_lua_files_at_the_top_of_the_repository() -> None:

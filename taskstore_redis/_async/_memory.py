@@ -11,6 +11,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    LeasedJob,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -108,6 +109,10 @@ class InMemoryBackend:
     async def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers now."""
         return self._storage.queue_counts(queue)
+
+    async def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:
+        """Up to ``limit`` of the queue's leases, soonest deadline first."""
+        return self._storage.queue_leases(queue, limit)
 
     async def queue_names(self) -> list[str]:
         """Every queue a task was submitted to."""

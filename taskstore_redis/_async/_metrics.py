@@ -1,4 +1,8 @@
-"""Measure the store's operations when OpenTelemetry is installed (see ``_core/metrics.py``)."""
+"""Measure the store's operations when OpenTelemetry is installed (see ``_core/metrics.py``).
+
+Besides timing the operations, ``submit`` and ``claim_many`` (which ``claim`` calls) count
+the queue's ``submitted`` and ``claimed`` tasks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import contextvars
 import functools
 import inspect
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._core import metrics
@@ -31,6 +36,41 @@ def measure_operations(cls: type) -> None:
         method = vars(cls).get(name)
         if method is not None:
             setattr(cls, name, _measured(name, method))
+    for name, (counter, queues_of) in _QUEUE_COUNTS.items():
+        method = vars(cls).get(name)
+        if method is not None:
+            setattr(cls, name, _counted(counter, queues_of, method))
+
+
+def _submitted(record: Any) -> Iterable[tuple[str, int]]:
+    job = getattr(record, "job", None)
+    return [(job.queue, 1)] if job is not None else []
+
+
+def _claimed(leases: Any) -> Iterable[tuple[str, int]]:
+    return Counter(lease.queue for lease in leases).items()
+
+
+_QUEUE_COUNTS: dict[str, tuple[str, Callable[[Any], Iterable[tuple[str, int]]]]] = {
+    "submit": ("submitted", _submitted),
+    "claim_many": ("claimed", _claimed),
+}
+"""Store methods that count queue tasks: the counter, and the queues' counts in the result."""
+
+
+def _counted(
+    counter: str, queues_of: Callable[[Any], Iterable[tuple[str, int]]], method: Callable[..., Any]
+) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        result = await method(*args, **kwargs)
+        instruments = metrics.queue_instruments()
+        assert instruments is not None  # metrics.ENABLED
+        for queue, amount in queues_of(result):
+            instruments.count(counter, queue, amount)
+        return result
+
+    return counted
 
 
 def _measured(operation: str, method: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,6 +13,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    LeasedJob,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -288,6 +289,10 @@ class QueueBackend(StorageBackend, Protocol):
 
     async def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers, summed over its shards."""
+        ...
+
+    async def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:
+        """Up to ``limit`` of the queue's leases per shard, soonest deadline first."""
         ...
 
     async def queue_names(self) -> list[str]:

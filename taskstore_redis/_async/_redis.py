@@ -21,6 +21,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    LeasedJob,
     LeaseRef,
     ListPosition,
     MergeOutcome,
@@ -59,6 +60,7 @@ from .._redis.scripts import (
     MERGE_VARIABLES,
     PURGE_EXPIRED,
     QUEUE_DUE,
+    QUEUE_LEASES,
     QUEUE_STATS,
     RECOVER,
     RELEASE,
@@ -388,6 +390,29 @@ class RedisBackend:
             oldest_ready_age_ms=oldest,
             counters=counters,
         )
+
+    async def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:
+        """Up to ``limit`` leases per shard, soonest deadline first: one script per shard."""
+        commands = [
+            evalsha(
+                QUEUE_LEASES,
+                [self.keys.queue_key(queue, shard, "l"), self.keys.task_base(shard)],
+                [limit],
+            )
+            for shard in range(self.keys.shards)
+        ]
+        leases = [
+            LeasedJob(
+                key=TaskKey(as_str(owner), KeySchema.task_id_of_member(as_str(member))),
+                worker_id=as_str(worker),
+                attempt=int(attempt),
+                deadline_ms=float(deadline),
+                lost=as_str(state) in ("x", "y"),
+            )
+            for reply in await self._run_many("queue_leases", commands, write=False)
+            for member, owner, worker, attempt, deadline, state in reply
+        ]
+        return sorted(leases, key=lambda lease: lease.deadline_ms)
 
     async def queue_names(self) -> list[str]:
         """The names in every shard's set of queues (one pipeline)."""

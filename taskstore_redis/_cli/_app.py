@@ -56,7 +56,7 @@ def fail(message: str) -> None:
 
 
 def _parser() -> _Parser:
-    from . import _doctor, _inspect, _queues, _worker
+    from . import _doctor, _inspect, _queues, _top, _worker
     from . import bench as _bench
     from . import demo as _demo
 
@@ -183,6 +183,15 @@ def _parser() -> _Parser:
         "recovered and given-up counts.",
     )
     queues.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    top = add(
+        "top",
+        [inspecting],
+        _top.run,
+        help="watch queues, workers and failures live",
+        description="A live view of the key prefix's queues (ready, delayed, leased, oldest "
+        "waiting, throughput), the workers and their leases, and recent failures, until Ctrl-C.",
+    )
+    _top.add_arguments(top)
     return parser
 
 

@@ -6,6 +6,12 @@ its own store, runs the async ``run_worker``) and waits. SIGTERM or Ctrl-C stops
 them cleanly: the parent sends each process SIGTERM, each stops claiming, lets
 its running handlers finish within the grace period and releases the rest; then
 the parent prints what every process did.
+
+With ``--metrics`` every process exports its OpenTelemetry metrics (the store's
+operations, the queue's counters, handler durations and gauges) through the
+exporter ``OTEL_METRICS_EXPORTER`` names (``otlp`` by default, ``console``), every
+``OTEL_METRIC_EXPORT_INTERVAL`` ms, and once more as it stops; the exporter's other
+settings come from the standard ``OTEL_*`` variables too.
 """
 
 from __future__ import annotations
@@ -34,11 +40,14 @@ from rich.table import Table
 from .._async._store import GenericTaskStore
 from .._async._worker import run_worker
 from .._worker_loop import WorkerStats
+from . import _metrics
 from ._connect import shown
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 
 EXIT_GRACE_S = 5.0
 """After the grace period, how long a stopping process may take before it is killed."""
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+"""Blocked while a worker process starts (it inherits the mask) until its handlers are set."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="export OpenTelemetry metrics with the exporter $OTEL_METRICS_EXPORTER names "
+        "(otlp, console; needs opentelemetry-sdk)",
     )
 
 
@@ -128,9 +143,8 @@ async def _serve(
     stop: threading.Event,
 ) -> WorkerStats:
     async with GenericTaskStore.from_url(url, prefix=prefix) as store:
-        worker_id = f"{socket.gethostname()}:{os.getpid()}"
         return await run_worker(
-            store, handler, worker_id=worker_id, stop=stop, handle_signals=False, **options
+            store, handler, worker_id=worker_id(), stop=stop, handle_signals=False, **options
         )
 
 
@@ -143,6 +157,7 @@ def _process(
     options: dict[str, Any],
     log_level: str,
     results: Queue[tuple[int, Any]],
+    export_metrics: bool = False,
 ) -> None:
     """Entry point of a worker process: run until SIGTERM, then send back what it did."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
@@ -151,9 +166,20 @@ def _process(
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent at start
     handler = load_handler(target, search_path)
-    stats = anyio.run(_serve, url, prefix, handler, options, stop)
+    provider = _metrics.start(worker_id()) if export_metrics else None
+    try:
+        stats = anyio.run(_serve, url, prefix, handler, options, stop)
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports what was measured since the last export
     results.put((index, stats))
+
+
+def worker_id() -> str:
+    """The worker id of the running process: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class _Stop(Exception):
@@ -166,6 +192,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     search_path = os.getcwd()
     load_handler(args.target, search_path)  # a mistake ends here, before any process starts
     options = _options(args)
+    if args.metrics:
+        _metrics.exporter_class()  # a missing package or unknown exporter ends here too
     context = multiprocessing.get_context("spawn")
     results: Queue[tuple[int, Any]] = context.Queue()
     procs: list[SpawnProcess] = []
@@ -181,17 +209,17 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
                 options,
                 args.log_level,
                 results,
+                args.metrics,
             ),
             name=f"taskstore-worker-{index}",
         )
-        proc.start()
+        # a stop sent while a process is starting waits until it can handle it
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         procs.append(proc)
-    console.print(
-        f"worker: {args.processes} process(es) x {args.concurrency} on queue {args.queue!r} "
-        f"at {shown(url)}, key prefix {args.prefix}; SIGTERM or Ctrl-C stops",
-        soft_wrap=True,
-        markup=False,
-    )
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise _Stop
@@ -200,6 +228,12 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     status = EXIT_OK
     failure = None
     try:
+        console.print(  # from here on a stop is handled
+            f"worker: {args.processes} process(es) x {args.concurrency} on queue "
+            f"{args.queue!r} at {shown(url)}, key prefix {args.prefix}; SIGTERM or Ctrl-C stops",
+            soft_wrap=True,
+            markup=False,
+        )
         failure = _wait(procs)
     except _Stop:
         pass
@@ -215,7 +249,11 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         raise CliError(failure, EXIT_FAILED)
     missing = [index for index in range(len(procs)) if index not in stats]
     if missing and status == EXIT_OK:
-        raise CliError(f"worker process(es) {missing} ended without reporting", EXIT_FAILED)
+        codes = [procs[index].exitcode for index in missing]
+        raise CliError(
+            f"worker process(es) {missing} ended without reporting (exit codes {codes})",
+            EXIT_FAILED,
+        )
     return status
 
 

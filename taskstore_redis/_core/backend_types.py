@@ -265,6 +265,18 @@ class RenewOutcome(msgspec.Struct, frozen=True):
     lease_lost: str = ""
 
 
+class LeasedJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A task in a queue's leased set, as ``QueueBackend.queue_leases`` lists it."""
+
+    key: TaskKey
+    worker_id: str
+    attempt: int
+    deadline_ms: float
+    """When the lease runs out unless renewed, by the backend's clock."""
+    lost: bool = False
+    """Its attempts are used up after a lost lease: it waits to be failed."""
+
+
 class QueueCounts(msgspec.Struct, frozen=True, kw_only=True):
     """A queue's numbers on one shard (or summed over all)."""
 

@@ -24,6 +24,7 @@ from .backend_types import (
     CoreWrite,
     CreateOutcome,
     Fence,
+    LeasedJob,
     LeaseRef,
     LostJob,
     MergeOutcome,
@@ -309,6 +310,27 @@ class MemoryQueueStorage(MemoryStorage):
                 oldest_ready_age_ms=None if not ready or first is None else now - first,
                 counters=dict(queue.counters),
             )
+
+    def queue_leases(self, queue_name: str, limit: int) -> list[LeasedJob]:
+        """Up to ``limit`` of the queue's leases, soonest deadline first."""
+        with self._lock:
+            queue = self._queues.get(queue_name)
+            leases: list[LeasedJob] = []
+            for key in queue.leased.due(float("inf"), limit) if queue is not None else ():
+                entry = self._entries.get(key)
+                job = entry.job if entry is not None else None
+                if job is None or job.lease_deadline_ms is None:
+                    continue
+                leases.append(
+                    LeasedJob(
+                        key=key,
+                        worker_id=job.worker_id or "",
+                        attempt=job.attempt,
+                        deadline_ms=job.lease_deadline_ms,
+                        lost=job.state in ("x", "y"),
+                    )
+                )
+            return leases
 
     def queue_names(self) -> list[str]:
         """Every queue a task was ever submitted to."""

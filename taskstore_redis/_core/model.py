@@ -135,6 +135,20 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     """Tasks failed because their last attempt's worker was lost (or released it)."""
 
 
+class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A task a worker holds, as ``GenericTaskStore.queue_leases`` lists it."""
+
+    task_id: str
+    owner_id: str
+    worker_id: str | None
+    """The worker that claimed it (``worker_id`` of ``claim``)."""
+    attempt: int
+    expires_at: datetime
+    """When the lease runs out unless renewed (the server's clock)."""
+    lost: bool = False
+    """The lease ran out on its last attempt: the task waits to be failed."""
+
+
 _JOB_STATES = {"l": "leased", "x": "lost", "y": "lost", "d": "done"}
 
 

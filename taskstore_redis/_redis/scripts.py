@@ -60,6 +60,7 @@ RENEW = load_script("renew")
 RELEASE = load_script("release")
 QUEUE_STATS = load_script("queue_stats")
 QUEUE_DUE = load_script("queue_due")
+QUEUE_LEASES = load_script("queue_leases")
 DELETE = load_script("delete")
 ALL_SCRIPTS = (
     CREATE,
@@ -73,6 +74,7 @@ ALL_SCRIPTS = (
     RELEASE,
     QUEUE_STATS,
     QUEUE_DUE,
+    QUEUE_LEASES,
     DELETE,
 )
 

@@ -12,6 +12,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    LeasedJob,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -109,6 +110,10 @@ class InMemoryBackend:
     def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers now."""
         return self._storage.queue_counts(queue)
+
+    def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:
+        """Up to ``limit`` of the queue's leases, soonest deadline first."""
+        return self._storage.queue_leases(queue, limit)
 
     def queue_names(self) -> list[str]:
         """Every queue a task was submitted to."""

@@ -14,6 +14,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    LeasedJob,
     LeaseRef,
     ListPosition,
     MergeResult,
@@ -285,6 +286,10 @@ class QueueBackend(StorageBackend, Protocol):
 
     def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers, summed over its shards."""
+        ...
+
+    def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:
+        """Up to ``limit`` of the queue's leases per shard, soonest deadline first."""
         ...
 
     def queue_names(self) -> list[str]:

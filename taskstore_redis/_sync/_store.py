@@ -53,6 +53,7 @@ from .._core.model import (
     Decoded,
     JobInfo,
     JSONValue,
+    LeaseInfo,
     QueueStats,
     TaskPage,
     TaskRecord,
@@ -768,6 +769,32 @@ class GenericTaskStore:
             oldest_ready_age_ms=counts.oldest_ready_age_ms,
             **{field: counters.get(field, 0) for field in _COUNTERS},
         )
+
+    def queue_leases(self, queue: str = "default", *, limit: int = 100) -> builtins.list[LeaseInfo]:
+        """The tasks workers hold on ``queue``, soonest lease deadline first, ``limit`` at most.
+
+        One bounded read per shard (``limit`` leases each; one round trip per node):
+        what ``taskstore-redis top`` shows per worker.
+
+        Raises:
+            InvalidArgument: a bad queue name, or ``limit`` not in 1..10000.
+
+        """
+        name = check_queue(queue)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidArgument(f"limit must be a whole number from 1 to 10000, got {limit!r}")
+        leases = self._queue_backend().queue_leases(name, limit)
+        return [
+            LeaseInfo(
+                task_id=lease.key.task_id,
+                owner_id=lease.key.owner_id,
+                worker_id=lease.worker_id or None,
+                attempt=lease.attempt,
+                expires_at=datetime_from_ms(lease.deadline_ms),
+                lost=lease.lost,
+            )
+            for lease in sorted(leases, key=lambda lease: lease.deadline_ms)[:limit]
+        ]
 
     def queues(self) -> builtins.list[str]:
         """The names of every queue a task was ever submitted to, sorted."""

@@ -492,3 +492,40 @@ async def test_queue_stats_count_what_happened(store: ts.GenericTaskStore) -> No
     assert stats.oldest_ready_age_ms is not None and stats.oldest_ready_age_ms >= 0
     empty = await store.queue_stats("never")
     assert (empty.ready, empty.submitted, empty.oldest_ready_age_ms) == (0, 0, None)
+
+
+@pytest.mark.anyio
+async def test_queue_leases_lists_held_tasks_with_their_workers_soonest_deadline_first(
+    store: ts.GenericTaskStore,
+) -> None:
+    for n in range(4):
+        await store.submit(f"owner-{n}", METHOD, n, queue="held")
+    late = await claim_one(store, "held", lease_ms=60_000, worker_id="w-late")
+    soon = await claim_one(store, "held", lease_ms=20_000, worker_id="w-soon")
+    anonymous = await claim_one(store, "held", lease_ms=40_000)
+    done = await claim_one(store, "held", lease_ms=30_000, worker_id="w-done")
+    await done.complete(TaskStatus.COMPLETED, None, 1)
+    leases = await store.queue_leases("held")
+    assert [(one.task_id, one.owner_id, one.worker_id) for one in leases] == [
+        (soon.task_id, soon.owner_id, "w-soon"),
+        (anonymous.task_id, anonymous.owner_id, anonymous.worker_id),
+        (late.task_id, late.owner_id, "w-late"),
+    ]
+    assert [one.expires_at for one in leases] == [
+        soon.expires_at,
+        anonymous.expires_at,
+        late.expires_at,
+    ]
+    assert all(one.attempt == 1 and not one.lost for one in leases)
+    assert [one.task_id for one in await store.queue_leases("held", limit=2)] == [
+        soon.task_id,
+        anonymous.task_id,
+    ]
+    assert await store.queue_leases("never") == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("limit", [0, -1, 10_001, 2.5, True])
+async def test_queue_leases_refuses_a_bad_limit(store: ts.GenericTaskStore, limit: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        await store.queue_leases("held", limit=limit)

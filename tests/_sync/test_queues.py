@@ -464,3 +464,38 @@ def test_queue_stats_count_what_happened(store: ts.GenericTaskStore) -> None:
     assert stats.oldest_ready_age_ms is not None and stats.oldest_ready_age_ms >= 0
     empty = store.queue_stats("never")
     assert (empty.ready, empty.submitted, empty.oldest_ready_age_ms) == (0, 0, None)
+
+
+def test_queue_leases_lists_held_tasks_with_their_workers_soonest_deadline_first(
+    store: ts.GenericTaskStore,
+) -> None:
+    for n in range(4):
+        store.submit(f"owner-{n}", METHOD, n, queue="held")
+    late = claim_one(store, "held", lease_ms=60_000, worker_id="w-late")
+    soon = claim_one(store, "held", lease_ms=20_000, worker_id="w-soon")
+    anonymous = claim_one(store, "held", lease_ms=40_000)
+    done = claim_one(store, "held", lease_ms=30_000, worker_id="w-done")
+    done.complete(TaskStatus.COMPLETED, None, 1)
+    leases = store.queue_leases("held")
+    assert [(one.task_id, one.owner_id, one.worker_id) for one in leases] == [
+        (soon.task_id, soon.owner_id, "w-soon"),
+        (anonymous.task_id, anonymous.owner_id, anonymous.worker_id),
+        (late.task_id, late.owner_id, "w-late"),
+    ]
+    assert [one.expires_at for one in leases] == [
+        soon.expires_at,
+        anonymous.expires_at,
+        late.expires_at,
+    ]
+    assert all(one.attempt == 1 and not one.lost for one in leases)
+    assert [one.task_id for one in store.queue_leases("held", limit=2)] == [
+        soon.task_id,
+        anonymous.task_id,
+    ]
+    assert store.queue_leases("never") == []
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10_001, 2.5, True])
+def test_queue_leases_refuses_a_bad_limit(store: ts.GenericTaskStore, limit: Any) -> None:
+    with pytest.raises(InvalidArgument):
+        store.queue_leases("held", limit=limit)

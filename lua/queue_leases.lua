@@ -1,0 +1,14 @@
+#!lua flags=no-writes
+-- The leases of one shard of a queue, soonest deadline first, at most ARGV[1] of them.
+-- KEYS[1] leased set, KEYS[2] the shard's task key base
+-- Returns per lease {member, owner id, worker id or '', attempt, deadline ms, state}.
+local leases = {}
+local members = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+for i = 1, #members, 2 do
+  local member = members[i]
+  local s = redis.call('HMGET', KEYS[2] .. member, 'qo', 'qw', 'qa', 'qs')
+  if s[1] then
+    leases[#leases + 1] = {member, s[1], s[2] or '', s[3] or '0', members[i + 1], s[4] or ''}
+  end
+end
+return leases
