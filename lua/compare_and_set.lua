@@ -28,8 +28,6 @@ local history = state[2] or ''
 if resent(key, history, ARGV[3]) then
   return {1, record(key)}
 end
--- a task stored in another major or a newer minor format is not the caller's to rewrite:
--- a conflict, whose reply lets the caller see why
 if ARGV[8] and ARGV[8] ~= '' then
   local token = tonumber(ARGV[8])
   if ARGV[9] == 'f' then
@@ -43,6 +41,8 @@ if ARGV[8] and ARGV[8] ~= '' then
     end
   end
 end
+-- a task stored in another major or a newer minor format is not the caller's to rewrite:
+-- a conflict, whose reply lets the caller see why
 local major, minor = string.match(state[3] or '', '^(%d+)%.(%d+)$')
 if current ~= ARGV[1] or major ~= ARGV[6] or tonumber(minor) > tonumber(ARGV[7]) then
   return {-1, record(key)}
