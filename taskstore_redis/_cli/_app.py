@@ -17,10 +17,11 @@ from typing import NoReturn
 from rich.console import Console
 
 from .. import __version__
+from .._core import shown
 from .._core.errors import InvalidArgument, TaskStoreError
 from .._redis.keys import KeySchema
 from ..testing import REDIS_URL_ENV, RedisServerError, RedisUnavailable, redis_url_for_tests
-from ._connect import DEFAULT_URL, check_url, inspect_default, probe, shown
+from ._connect import DEFAULT_URL, check_url, inspect_default, probe, scrub
 from ._exit import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -46,12 +47,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: message (see prog --help)`` on stderr and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        line = shown.printable(message)  # argparse echoes some arguments as they were typed
+        self.exit(EXIT_USAGE, f"{self.prog}: {line} (see {self.prog} --help)\n")
 
 
 def fail(message: str) -> None:
-    """Print one error line on stderr."""
-    line = " ".join(message.split())
+    """Print one error line on stderr, its control characters escaped."""
+    line = " ".join(shown.printable(message).split())
     print(f"taskstore-redis: {line}", file=sys.stderr)
 
 
@@ -245,11 +247,12 @@ def run_command(argv: Sequence[str] | None = None) -> int:
         fail(str(exc))
         return exc.status
     except InvalidArgument as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {scrub(str(exc), [args.redis_url, inspect_default()])}")
         return EXIT_USAGE
     except TaskStoreError as exc:
-        where = f" (at {shown(args.redis_url or inspect_default())}, key prefix {args.prefix})"
-        fail(f"{type(exc).__name__}: {exc}{where if args.inspects else ''}")
+        url = args.redis_url or inspect_default()
+        where = f" (at {shown.url(url)}, key prefix {args.prefix})"
+        fail(f"{type(exc).__name__}: {scrub(str(exc), [url])}{where if args.inspects else ''}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         fail("interrupted")

@@ -39,9 +39,9 @@ from rich.table import Table
 
 from .._async._store import GenericTaskStore
 from .._async._worker import run_worker
+from .._core import shown
 from .._worker_loop import WorkerStats
 from . import _metrics
-from ._connect import shown
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 
 EXIT_GRACE_S = 5.0
@@ -230,7 +230,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     try:
         console.print(  # from here on a stop is handled
             f"worker: {args.processes} process(es) x {args.concurrency} on queue "
-            f"{args.queue!r} at {shown(url)}, key prefix {args.prefix}; SIGTERM or Ctrl-C stops",
+            f"{args.queue!r} at {shown.url(url)}, key prefix {args.prefix}; "
+            "SIGTERM or Ctrl-C stops",
             soft_wrap=True,
             markup=False,
         )
