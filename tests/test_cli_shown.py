@@ -11,19 +11,22 @@ them as JSON does.
 from __future__ import annotations
 
 import io
+import json
 import re
 import socket
 import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 from rich.console import Console
 
-from taskstore_redis._cli import _connect, _doctor
+import taskstore_redis as ts
+from taskstore_redis._cli import _connect, _doctor, _top
 from taskstore_redis._cli.main import main
 from taskstore_redis.testing import RedisServer, redis_server
 
@@ -172,7 +175,144 @@ def test_a_task_not_found_names_the_server_without_its_password(
     assert SECRET not in line
 
 
-# --- control characters in messages --------------------------------------------------------------
+# --- control characters and markup in what the store holds -------------------------------------
+
+
+def _tasks(url: str, prefix: str, message: str) -> str:
+    with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
+        task_id = store.create(OWNER, "tools/call\x1b[2J").task.task_id
+        store.set_variables(task_id, OWNER, {"note\x1b[2J": "\x9b2J\u202e"})
+        store.update_status(task_id, OWNER, "input_required", message)
+    return task_id
+
+
+def _terminal(monkeypatch: pytest.MonkeyPatch, tty: bool) -> None:
+    """Piped output, or output for a terminal (rich then writes escape sequences of its own)."""
+    if tty:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("TERM", "xterm-256color")
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+def test_get_and_list_show_a_status_message_escaped_and_its_markup_as_written(
+    redis_url: str,
+    key_prefix: str,
+    tty: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task_id = _tasks(redis_url, key_prefix, f"{EVIL} {MARKUP}\nsecond line")
+    _terminal(monkeypatch, tty)
+    where = ["--owner", OWNER, "--redis-url", redis_url, "--prefix", key_prefix]
+    for argv in (["get", task_id, *where], ["list", *where]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert EVIL_SHOWN in out and MARKUP in out, out
+        assert "\\nsecond" in out, out
+        assert not RAW_CONTROLS.search(out), repr(out)
+        assert ("\x1b[" in out) is tty  # the terminal path was taken, or not
+    assert main(["get", task_id, *where]) == 0
+    out = capsys.readouterr().out
+    assert "tools/call\\x1b[2J" in out and "\\x9b2J\\u202e" in out, out
+
+
+@pytest.mark.redis
+def test_json_escapes_control_characters_as_json_does(
+    redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = f"{EVIL} \x9b2J \u202eevil \x00 \x7f"
+    task_id = _tasks(redis_url, key_prefix, message)
+    where = ["--owner", OWNER, "--redis-url", redis_url, "--prefix", key_prefix, "--json"]
+    assert main(["get", task_id, *where]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip("\n").isprintable(), repr(out)
+    assert json.loads(out)["statusMessage"] == message
+    assert json.loads(out)["_meta"] == {"note\x1b[2J": "\x9b2J\u202e"}
+    assert main(["list", *where]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip("\n").isprintable(), repr(out)
+    assert json.loads(out)["tasks"][0]["statusMessage"] == message
+
+
+def _table_rows(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(("│", "┃"))]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+def test_queue_names_with_control_characters_keep_the_tables_of_queues_and_top_intact(
+    redis_url: str,
+    key_prefix: str,
+    tty: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    names = ["nul\x00here", "two\nlines", f"{MARKUP}\x1b[2J"]
+    with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
+        for name in names:
+            store.submit(OWNER, "m", None, queue=name)
+        lease = store.claim(names[1], timeout=5, worker_id="box\x1b[2J:1")
+        assert lease is not None
+    _terminal(monkeypatch, tty)
+    where = ["--redis-url", redis_url, "--prefix", key_prefix]
+    for argv in (["queues", *where], ["top", "--once", "--interval", "0.05", *where]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # rich's own styling, in a terminal
+        assert not RAW_CONTROLS.search(out), repr(out)
+        for shown in ("nul\\x00here", "two\\nlines", f"{MARKUP}\\x1b[2J"):
+            assert shown in plain, plain
+        rows = _table_rows(plain)
+        queue_table = rows[: 1 + len(names)]  # the heading, then a row per queue
+        assert len({row.count("│") + row.count("┃") for row in queue_table}) == 1, plain
+        assert len({len(row) for row in queue_table}) == 1, plain
+    assert "box\\x1b[2J:1" in plain
+
+
+def test_top_shows_every_value_of_a_frame_escaped() -> None:
+    frame = {
+        "at": "2026-01-01T10:00:00+00:00",
+        "queues": [
+            {
+                "queue": "q\x1b[2J",
+                "ready": 1,
+                "delayed": 0,
+                "leased": 2,
+                "leases_listed": 1,
+                "oldest_ready_age_ms": 5.0,
+                "throughput_per_min": None,
+            }
+        ],
+        "workers": [
+            {
+                "worker_id": f"w{MARKUP}\x07",
+                "leases": 1,
+                "tasks": [
+                    {"queue": "q\x1b[2J", "task_id": "t\x9b2J", "attempt": 1, "lost": False}
+                    | {"expires_in_ms": 100}
+                ],
+            }
+        ],
+        "failures": [
+            {
+                "seen_at": datetime.now(UTC).isoformat(),
+                "queue": "q\x1b[2J",
+                "task_id": "t\x9b2J",
+                "worker_id": "w\u202e",
+                "attempt": 3,
+                "message": f"{EVIL}\n{MARKUP}",
+            }
+        ],
+    }
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, width=200).print(_top.render(frame, "p"))
+    text = out.getvalue()
+    assert not RAW_CONTROLS.search(text), repr(text)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    for shown in ("q\\x1b[2J", "t\\x9b2J", f"w{MARKUP}\\x07", "w\\u202e", EVIL_SHOWN, MARKUP):
+        assert shown in plain, plain
+    assert "q\\x1b[2J: 1 of 2 leases listed" in plain
 
 
 def test_doctor_lines_show_control_characters_escaped() -> None:
