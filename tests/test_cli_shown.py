@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -26,7 +30,7 @@ import redis
 from rich.console import Console
 
 import taskstore_redis as ts
-from taskstore_redis._cli import _connect, _doctor, _top
+from taskstore_redis._cli import _connect, _doctor, _top, _worker
 from taskstore_redis._cli.main import main
 from taskstore_redis.testing import RedisServer, redis_server
 
@@ -64,8 +68,8 @@ def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def handlers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The cwd holds the module ``jobs`` of handlers (for ``worker``)."""
-    (tmp_path / "jobs.py").write_text(HANDLERS)
+    """The cwd holds the module ``shownjobs`` of handlers (for ``worker``)."""
+    (tmp_path / "shownjobs.py").write_text(HANDLERS)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -94,7 +98,7 @@ COMMANDS = {
     "doctor": ["doctor"],
     "queues": ["queues"],
     "top": ["top", "--once"],
-    "worker": ["worker", "jobs:ok"],
+    "worker": ["worker", "shownjobs:ok"],
     "demo": ["demo"],
     "bench": ["bench", "--quick"],
 }
@@ -326,3 +330,73 @@ def test_a_command_line_argument_is_echoed_escaped(capsys: pytest.CaptureFixture
     assert main(["queues", "\x1b[2J"]) == 2
     line = one_error_line(capsys)
     assert "unrecognized arguments: \\x1b[2J" in line
+
+
+# --- worker logs ------------------------------------------------------------------------------
+
+
+def test_worker_log_lines_mask_credentials_and_escape_control_characters() -> None:
+    url = f"redis://u:{SECRET}@h:1/0"
+    formatter = _worker._ShownFormatter("%(levelname)s %(message)s", url)
+    record = logging.LogRecord("w", logging.INFO, __file__, 1, "task %s: %s", ("t\x1b", EVIL), None)
+    assert formatter.format(record) == "INFO task t\\x1b: " + EVIL_SHOWN
+    try:
+        raise ValueError(f"{EVIL}\nwith {SECRET}")
+    except ValueError:
+        record = logging.LogRecord("w", logging.ERROR, __file__, 1, "x", (), sys.exc_info())
+    text = formatter.format(record)
+    assert SECRET not in text and "\x1b" not in text
+    assert text.splitlines()[1] == "Traceback (most recent call last):"  # its lines kept
+    assert text.splitlines()[-1] == f"ValueError: {EVIL_SHOWN}\\nwith ***"  # its text on one
+
+
+@pytest.mark.redis
+def test_a_handler_exception_reaches_the_log_and_get_escaped_and_the_password_masked(
+    locked_server: RedisServer, handlers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"redis://127.0.0.1:{locked_server.port}/0?password={SECRET}"
+    prefix = f"shown{uuid.uuid4().hex[:8]}"
+    with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
+        task_id = store.submit(OWNER, "m", None, queue="evil", max_attempts=1).task.task_id
+        proc = subprocess.Popen(
+            [
+                *COMMAND,
+                "worker",
+                "shownjobs:evil",
+                "--queue",
+                "evil",
+                "--log-level",
+                "INFO",
+                "--redis-url",
+                url,
+                "--prefix",
+                prefix,
+            ],
+            cwd=handlers,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            record = store.get(task_id, OWNER)
+            while not record.task.status.is_terminal:
+                record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=BOUND_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, err
+    assert record.task.status_message is not None and EVIL in record.task.status_message
+    for text in (out, err):
+        assert SECRET not in text and "\x1b[31m" not in text and "\x1b[2J" not in text, text
+    assert "password=***" in out
+    [failed] = [line for line in err.splitlines() if f"task {task_id} failed" in line]
+    assert failed.endswith(f"{EVIL_SHOWN}\\nforged line, password ***")
+
+    assert main(["get", task_id, "--owner", OWNER, "--redis-url", url, "--prefix", prefix]) == 0
+    shown = capsys.readouterr().out
+    assert EVIL_SHOWN in shown and "\\nforged line" in shown.replace("\n", "")
+    assert not RAW_CONTROLS.search(shown)

@@ -31,6 +31,7 @@ from ._exit import (
 )
 
 Runner = Callable[[argparse.Namespace, "str | None", Console], int]
+Checker = Callable[[argparse.Namespace], None]
 
 EXIT_STATUSES = """\
 exit status:
@@ -95,7 +96,14 @@ def _parser() -> _Parser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, parents: list[_Parser], run: Runner, help: str, description: str) -> _Parser:
+    def add(
+        name: str,
+        parents: list[_Parser],
+        run: Runner,
+        help: str,
+        description: str,
+        check: Checker | None = None,
+    ) -> _Parser:
         sub: _Parser = commands.add_parser(
             name,
             parents=parents,
@@ -104,7 +112,7 @@ def _parser() -> _Parser:
             epilog=EXIT_STATUSES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.set_defaults(run=run, inspects=parents[0] is inspecting)
+        sub.set_defaults(run=run, check=check, inspects=parents[0] is inspecting)
         return sub
 
     demo = add(
@@ -136,7 +144,14 @@ def _parser() -> _Parser:
     )
     _bench.add_arguments(bench)
 
-    get = add("get", [inspecting], _inspect.get, help="show one task", description="Show a task.")
+    get = add(
+        "get",
+        [inspecting],
+        _inspect.get,
+        help="show one task",
+        description="Show a task.",
+        check=_inspect.check_get,
+    )
     get.add_argument("task_id", metavar="TASK_ID")
     get.add_argument("--owner", required=True, help="the owner id of the task")
     get.add_argument("--json", action="store_true", help="print the task as JSON")
@@ -147,6 +162,7 @@ def _parser() -> _Parser:
         _inspect.list_tasks,
         help="list an owner's tasks",
         description="List an owner's tasks, newest first, one page at a time.",
+        check=_inspect.check_list,
     )
     listing.add_argument("--owner", required=True, help="the owner id")
     listing.add_argument("--limit", type=int, default=None, metavar="N", help="tasks per page")
@@ -174,6 +190,7 @@ def _parser() -> _Parser:
         help="run a handler on a queue's tasks",
         description="Claim tasks from a queue and run MODULE:FUNCTION on each, in N processes, "
         "until SIGTERM or Ctrl-C.",
+        check=_worker.check,
     )
     _worker.add_arguments(worker)
     queues = add(
@@ -222,13 +239,22 @@ def _where(args: argparse.Namespace, console: Console) -> Iterator[str | None]:
         ) from None
 
 
-def _check_prefix(args: argparse.Namespace) -> None:
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Check every option before anything is reached or started: CliError (usage) if bad."""
     prefix = getattr(args, "prefix", None)
-    if prefix is not None:
-        try:
+    url: str | None = getattr(args, "redis_url", None)
+    if args.inspects and not url:
+        url = inspect_default()
+    if url and getattr(args, "backend", "redis") == "redis":
+        check_url(url)
+    try:
+        if prefix is not None:
             KeySchema(prefix)
-        except InvalidArgument as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
+        check: Checker | None = args.check
+        if check is not None:
+            check(args)
+    except InvalidArgument as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
@@ -240,7 +266,7 @@ def run_command(argv: Sequence[str] | None = None) -> int:
     console = Console(emoji=False, highlight=False)  # ":o:" in a message stays as it is
     run: Runner = args.run
     try:
-        _check_prefix(args)
+        _check_arguments(args)
         with _where(args, console) as url:
             return run(args, url, console)
     except CliError as exc:

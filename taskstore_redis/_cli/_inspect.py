@@ -11,7 +11,9 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from .._core import shown
+from .._core.config import StoreConfig
 from .._core.model import JSONValue, TaskRecord
+from .._core.validation import check_id, resolve_limit
 from .._sync._store import GenericTaskStore
 from ._exit import EXIT_OK
 
@@ -22,6 +24,20 @@ WIDTH = 80
 def _store(url: str | None, args: argparse.Namespace) -> GenericTaskStore:
     assert url is not None  # these commands always work on a server
     return GenericTaskStore.from_url(url, prefix=args.prefix)
+
+
+def check_get(args: argparse.Namespace) -> None:
+    """The options of ``get``: InvalidArgument before any server is reached."""
+    check_id(args.task_id, "TASK_ID")
+    check_id(args.owner, "--owner")
+
+
+def check_list(args: argparse.Namespace) -> None:
+    """The options of ``list``: InvalidArgument before any server is reached."""
+    check_id(args.owner, "--owner")
+    resolve_limit(args.limit, StoreConfig())
+    if args.cursor is not None:
+        check_id(args.cursor, "--cursor")
 
 
 def json_text(value: object) -> str:
