@@ -35,6 +35,7 @@ from taskstore_redis._cli.demo.client import Bars
 from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
+from taskstore_redis._core import shown
 from taskstore_redis._core.backend_types import TaskKey, VersionedRecord
 from taskstore_redis._core.errors import InvalidArgument
 from taskstore_redis._redis.keys import KeySchema
@@ -365,7 +366,7 @@ def test_a_malformed_url_is_one_line_and_exit_2_in_every_subcommand(
 ) -> None:
     assert main([*SUBCOMMANDS[command], "--redis-url", url]) == 2
     line = one_error_line(capsys)
-    assert line.startswith(f"taskstore-redis: not a Redis URL: {url!r}")
+    assert line.startswith(f"taskstore-redis: not a Redis URL: '{shown.url(url)}'")
 
 
 def test_a_url_option_redis_py_does_not_know_is_named_without_its_internals(

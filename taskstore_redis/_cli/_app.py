@@ -17,10 +17,11 @@ from typing import NoReturn
 from rich.console import Console
 
 from .. import __version__
+from .._core import shown
 from .._core.errors import InvalidArgument, TaskStoreError
 from .._redis.keys import KeySchema
 from ..testing import REDIS_URL_ENV, RedisServerError, RedisUnavailable, redis_url_for_tests
-from ._connect import DEFAULT_URL, check_url, inspect_default, probe, shown
+from ._connect import DEFAULT_URL, check_url, inspect_default, probe, scrub
 from ._exit import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -30,6 +31,7 @@ from ._exit import (
 )
 
 Runner = Callable[[argparse.Namespace, "str | None", Console], int]
+Checker = Callable[[argparse.Namespace], None]
 
 EXIT_STATUSES = """\
 exit status:
@@ -46,12 +48,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: message (see prog --help)`` on stderr and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        line = shown.printable(message)  # argparse echoes some arguments as they were typed
+        self.exit(EXIT_USAGE, f"{self.prog}: {line} (see {self.prog} --help)\n")
 
 
 def fail(message: str) -> None:
-    """Print one error line on stderr."""
-    line = " ".join(message.split())
+    """Print one error line on stderr, its control characters escaped."""
+    line = " ".join(shown.printable(message).split())
     print(f"taskstore-redis: {line}", file=sys.stderr)
 
 
@@ -93,7 +96,14 @@ def _parser() -> _Parser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, parents: list[_Parser], run: Runner, help: str, description: str) -> _Parser:
+    def add(
+        name: str,
+        parents: list[_Parser],
+        run: Runner,
+        help: str,
+        description: str,
+        check: Checker | None = None,
+    ) -> _Parser:
         sub: _Parser = commands.add_parser(
             name,
             parents=parents,
@@ -102,7 +112,7 @@ def _parser() -> _Parser:
             epilog=EXIT_STATUSES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.set_defaults(run=run, inspects=parents[0] is inspecting)
+        sub.set_defaults(run=run, check=check, inspects=parents[0] is inspecting)
         return sub
 
     demo = add(
@@ -134,7 +144,14 @@ def _parser() -> _Parser:
     )
     _bench.add_arguments(bench)
 
-    get = add("get", [inspecting], _inspect.get, help="show one task", description="Show a task.")
+    get = add(
+        "get",
+        [inspecting],
+        _inspect.get,
+        help="show one task",
+        description="Show a task.",
+        check=_inspect.check_get,
+    )
     get.add_argument("task_id", metavar="TASK_ID")
     get.add_argument("--owner", required=True, help="the owner id of the task")
     get.add_argument("--json", action="store_true", help="print the task as JSON")
@@ -145,6 +162,7 @@ def _parser() -> _Parser:
         _inspect.list_tasks,
         help="list an owner's tasks",
         description="List an owner's tasks, newest first, one page at a time.",
+        check=_inspect.check_list,
     )
     listing.add_argument("--owner", required=True, help="the owner id")
     listing.add_argument("--limit", type=int, default=None, metavar="N", help="tasks per page")
@@ -172,6 +190,7 @@ def _parser() -> _Parser:
         help="run a handler on a queue's tasks",
         description="Claim tasks from a queue and run MODULE:FUNCTION on each, in N processes, "
         "until SIGTERM or Ctrl-C.",
+        check=_worker.check,
     )
     _worker.add_arguments(worker)
     queues = add(
@@ -220,13 +239,22 @@ def _where(args: argparse.Namespace, console: Console) -> Iterator[str | None]:
         ) from None
 
 
-def _check_prefix(args: argparse.Namespace) -> None:
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Check every option before anything is reached or started: CliError (usage) if bad."""
     prefix = getattr(args, "prefix", None)
-    if prefix is not None:
-        try:
+    url: str | None = getattr(args, "redis_url", None)
+    if args.inspects and not url:
+        url = inspect_default()
+    if url and getattr(args, "backend", "redis") == "redis":
+        check_url(url)
+    try:
+        if prefix is not None:
             KeySchema(prefix)
-        except InvalidArgument as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
+        check: Checker | None = args.check
+        if check is not None:
+            check(args)
+    except InvalidArgument as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def run_command(argv: Sequence[str] | None = None) -> int:
@@ -238,18 +266,19 @@ def run_command(argv: Sequence[str] | None = None) -> int:
     console = Console(emoji=False, highlight=False)  # ":o:" in a message stays as it is
     run: Runner = args.run
     try:
-        _check_prefix(args)
+        _check_arguments(args)
         with _where(args, console) as url:
             return run(args, url, console)
     except CliError as exc:
         fail(str(exc))
         return exc.status
     except InvalidArgument as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fail(f"{type(exc).__name__}: {scrub(str(exc), [args.redis_url, inspect_default()])}")
         return EXIT_USAGE
     except TaskStoreError as exc:
-        where = f" (at {shown(args.redis_url or inspect_default())}, key prefix {args.prefix})"
-        fail(f"{type(exc).__name__}: {exc}{where if args.inspects else ''}")
+        url = args.redis_url or inspect_default()
+        where = f" (at {shown.url(url)}, key prefix {args.prefix})"
+        fail(f"{type(exc).__name__}: {scrub(str(exc), [url])}{where if args.inspects else ''}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         fail("interrupted")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .._core import shown
 from ..testing import REDIS_URL_ENV
 from ._exit import EXIT_UNREACHABLE, EXIT_USAGE, CliError
 
@@ -28,24 +30,42 @@ def inspect_default() -> str:
     return os.environ.get(REDIS_URL_ENV) or DEFAULT_URL
 
 
-def shown(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***`` (for messages)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+_USERINFO = re.compile(r"://([^/?#]*)@")
+_SECRET_PARAM = re.compile(r"(?i)(?:^|[?&;])(?:password|username|user|pass|auth|token)=([^&#;]*)")
+
+
+def secrets(raw: str) -> list[str]:
+    """The credentials written in ``raw``, found without parsing it (it may not parse).
+
+    The userinfo (its password, and the whole of it) and the values of the
+    credential-like query parameters, as written and percent-decoded.
+    """
+    found: list[str] = []
+    for match in _USERINFO.finditer(raw):
+        userinfo = match.group(1)
+        found += [userinfo, userinfo.partition(":")[2]]
+    found += [match.group(1) for match in _SECRET_PARAM.finditer(raw)]
+    found += [unquote(one) for one in found]
+    return sorted({one for one in found if one}, key=len, reverse=True)
+
+
+def scrub(text: str, urls: Iterable[str | None]) -> str:
+    """``text`` with the credentials of ``urls`` masked and its control characters escaped.
+
+    For a text the command did not write itself: an exception's, a log line's.
+    """
+    for url in urls:
+        for secret in secrets(url or ""):
+            text = text.replace(secret, shown.MASK)
+    return shown.printable(text)
 
 
 def check_url(url: str) -> None:
     """Raise CliError (usage) unless ``url`` is a well-formed Redis URL."""
-    bad = f"not a Redis URL: {shown(url)!r}"
+    bad = f"not a Redis URL: '{shown.url(url)}'"
     try:
+        if not url.isprintable():
+            raise CliError(f"{bad} (it holds control characters)", EXIT_USAGE)
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in _SCHEMES:
@@ -54,14 +74,17 @@ def check_url(url: str) -> None:
             if not parts.path:
                 raise CliError(f"{bad} (unix:// needs a socket path)", EXIT_USAGE)
             return
-        _ = parts.port  # ValueError for a port that is no number or out of range
+        try:
+            _ = parts.port  # ValueError for a port that is no number or out of range
+        except ValueError:  # its message would echo a part of the URL
+            raise CliError(f"{bad} (a bad host or port)", EXIT_USAGE) from None
         database = parts.path.strip("/")
         if database and not database.isdigit():
-            raise CliError(f"{bad} (the database must be a number, got {database!r})", EXIT_USAGE)
+            raise CliError(f"{bad} (the database must be a number)", EXIT_USAGE)
         parse_url: Any = redis.connection.parse_url  # untyped in redis-py
         parse_url(url)
-    except ValueError as exc:
-        raise CliError(f"{bad} ({exc})", EXIT_USAGE) from None
+    except ValueError as exc:  # urlsplit's (a broken IPv6 host) or redis-py's
+        raise CliError(f"{bad} ({scrub(str(exc), [url])})", EXIT_USAGE) from None
 
 
 def probe(url: str) -> dict[str, Any]:
@@ -85,12 +108,14 @@ def probe(url: str) -> dict[str, Any]:
         reply = untyped.execute_command("HELLO")
     except redis.exceptions.AuthenticationError as exc:
         raise CliError(
-            f"Redis at {shown(url)} refused the credentials ({exc}); nothing was sent",
+            f"Redis at {shown.url(url)} refused the credentials ({scrub(str(exc), [url])}); "
+            "nothing was sent",
             EXIT_UNREACHABLE,
         ) from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise CliError(
-            f"cannot reach Redis at {shown(url)} ({exc}); nothing was sent", EXIT_UNREACHABLE
+            f"cannot reach Redis at {shown.url(url)} ({scrub(str(exc), [url])}); nothing was sent",
+            EXIT_UNREACHABLE,
         ) from None
     except (TypeError, ValueError) as exc:
         raise _bad_option(url, exc) from None
@@ -98,7 +123,8 @@ def probe(url: str) -> dict[str, Any]:
         return {}  # it answered: reachable (a server without HELLO, before Redis 6)
     except redis.exceptions.RedisError as exc:  # a reply that is no Redis reply
         raise CliError(
-            f"no Redis answers at {shown(url)} ({exc}); nothing was sent", EXIT_UNREACHABLE
+            f"no Redis answers at {shown.url(url)} ({scrub(str(exc), [url])}); nothing was sent",
+            EXIT_UNREACHABLE,
         ) from None
     finally:
         client.close()
@@ -111,4 +137,4 @@ def _bad_option(url: str, exc: Exception) -> CliError:
     """A query option redis-py refused, named without redis-py's internals."""
     unknown = re.search(r"keyword argument '(\w+)'", str(exc))
     what = f"unknown option {unknown.group(1)!r}" if unknown else str(exc)
-    return CliError(f"bad Redis URL {shown(url)!r}: {what}", EXIT_USAGE)
+    return CliError(f"bad Redis URL '{shown.url(url)}': {scrub(what, [url])}", EXIT_USAGE)

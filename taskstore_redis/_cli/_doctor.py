@@ -25,11 +25,12 @@ import redis
 import redis.exceptions
 from rich.console import Console
 
+from .._core import shown
 from .._core.backend_types import TaskKey
 from .._redis import guard
 from .._redis.keys import KeySchema
 from .._redis.scripts import ALL_SCRIPTS, Script, shared_source
-from ._connect import probe, shown
+from ._connect import probe, scrub
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError
 
 _OWNER = "taskstore-doctor"
@@ -86,7 +87,7 @@ class _Report:
     def line(self, label: str, text: str) -> None:
         lead = f"{label:<12} "
         wrapped = textwrap.fill(
-            text,
+            shown.printable(text),
             _WIDTH,
             initial_indent=lead,
             subsequent_indent=" " * len(lead),
@@ -140,9 +141,11 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     try:
         _check(report, client, key, cluster)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise CliError(f"lost Redis at {shown(url)}: {exc}", EXIT_UNREACHABLE) from None
+        lost = scrub(str(exc), [url])
+        raise CliError(f"lost Redis at {shown.url(url)}: {lost}", EXIT_UNREACHABLE) from None
     except redis.exceptions.RedisError as exc:
-        raise CliError(f"Redis at {shown(url)} answered {exc}", EXIT_FAILED) from None
+        answer = scrub(str(exc), [url])
+        raise CliError(f"Redis at {shown.url(url)} answered {answer}", EXIT_FAILED) from None
     finally:
         client.close()
     if report.denied:

@@ -8,8 +8,12 @@ import sys
 
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
+from .._core import shown
+from .._core.config import StoreConfig
 from .._core.model import JSONValue, TaskRecord
+from .._core.validation import check_id, resolve_limit
 from .._sync._store import GenericTaskStore
 from ._exit import EXIT_OK
 
@@ -22,8 +26,44 @@ def _store(url: str | None, args: argparse.Namespace) -> GenericTaskStore:
     return GenericTaskStore.from_url(url, prefix=args.prefix)
 
 
+def check_get(args: argparse.Namespace) -> None:
+    """The options of ``get``: InvalidArgument before any server is reached."""
+    check_id(args.task_id, "TASK_ID")
+    check_id(args.owner, "--owner")
+
+
+def check_list(args: argparse.Namespace) -> None:
+    """The options of ``list``: InvalidArgument before any server is reached."""
+    check_id(args.owner, "--owner")
+    resolve_limit(args.limit, StoreConfig())
+    if args.cursor is not None:
+        check_id(args.cursor, "--cursor")
+
+
+def json_text(value: object) -> str:
+    r"""``value`` as one line of JSON that no terminal obeys.
+
+    Every character that is not printable, inside a string, is written as its
+    ``\uXXXX`` escape: JSON escapes C0 controls itself; DEL, C1 controls (``\x9b``
+    starts a sequence on some terminals) and bidirectional overrides too.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _json_escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    return json.dumps(ch)[1:-1] if ord(ch) > 0xFFFF else f"\\u{ord(ch):04x}"
+
+
 def _print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(value) + "\n")
+
+
+def cell(value: str) -> Text:
+    """A table cell for people: ``value`` literally (no markup), its control characters escaped."""
+    return Text(shown.printable(value))
 
 
 def _compact(value: JSONValue) -> str:
@@ -67,7 +107,7 @@ def get(args: argparse.Namespace, url: str | None, console: Console) -> int:
         ("result", _compact(record.result)),
     ]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, cell(value))
     console.print(table, width=_width(console), markup=False)
     return EXIT_OK
 
@@ -83,7 +123,8 @@ def list_tasks(args: argparse.Namespace, url: str | None, console: Console) -> i
     if not page.tasks:
         what = "no more tasks" if args.cursor else "no tasks"
         console.print(
-            f"{what} for owner {args.owner!r} under key prefix {args.prefix!r}", markup=False
+            f"{what} for owner '{shown.printable(args.owner)}' under key prefix {args.prefix!r}",
+            markup=False,
         )
         return EXIT_OK
     table = Table(
@@ -95,11 +136,11 @@ def list_tasks(args: argparse.Namespace, url: str | None, console: Console) -> i
     for record in page.tasks:
         task = record.task
         status = task.status.value + (" (expired)" if record.is_expired() else "")
-        table.add_row(task.task_id, status, task.status_message or "")
+        table.add_row(cell(task.task_id), status, cell(task.status_message or ""))
     console.print(table, width=_width(console), markup=False)
     counted = f"{len(page.tasks)} task(s), newest first"
     if page.next_cursor:
-        counted += f"; next page: --cursor {page.next_cursor}"
+        counted += f"; next page: --cursor {shown.printable(page.next_cursor)}"
     console.print(counted, soft_wrap=True, markup=False)
     return EXIT_OK
 

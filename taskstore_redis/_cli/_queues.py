@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .._core.model import QueueStats
 from ._exit import EXIT_OK
-from ._inspect import _print_json, _store
+from ._inspect import _print_json, _store, cell
 
 COLUMNS = (
     ("queue", "queue"),
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     for heading, _ in COLUMNS:
         table.add_column(heading, justify="left" if heading == "queue" else "right")
     for one in stats:
-        table.add_row(*(_cell(one, field) for _, field in COLUMNS))
-    console.print(table)
+        table.add_row(*(cell(_cell(one, field)) for _, field in COLUMNS))
+    console.print(table, markup=False)
     return EXIT_OK
 
 

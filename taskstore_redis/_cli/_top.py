@@ -36,12 +36,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from .._core import shown
 from .._core.errors import TaskNotFound, TaskStoreError
 from .._core.model import LeaseInfo, QueueStats
 from .._core.status import TaskStatus
 from .._sync._store import GenericTaskStore
 from ._exit import EXIT_INTERRUPTED, EXIT_OK
-from ._inspect import _print_json, _store
+from ._inspect import _print_json, _store, cell
 from ._queues import age
 
 LEASES_PER_QUEUE = 100
@@ -267,14 +268,15 @@ def _live(watcher: Watcher, args: argparse.Namespace, console: Console) -> None:
     frame: dict[str, Any] | None = None
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
-            shown: list[Any] = []
+            parts: list[Any] = []
             try:
                 frame = watcher.refresh()
             except TaskStoreError as exc:  # the server away for a moment: say so, go on
-                shown.append(Text(f"refresh failed: {type(exc).__name__}: {exc}", style="red"))
+                failed = f"refresh failed: {type(exc).__name__}: {exc}"
+                parts.append(Text(shown.printable(failed), style="red"))
             if frame is not None:
-                shown.insert(0, render(frame, args.prefix))
-            live.update(Group(*shown), refresh=True)
+                parts.insert(0, render(frame, args.prefix))
+            live.update(Group(*parts), refresh=True)
             pause(args.interval)
 
 
@@ -288,7 +290,7 @@ def render(frame: dict[str, Any], prefix: str) -> Group:
     for one in frame["queues"]:
         rate = one["throughput_per_min"]
         queues.add_row(
-            one["queue"],
+            cell(one["queue"]),
             str(one["ready"]),
             str(one["delayed"]),
             str(one["leased"]),
@@ -297,32 +299,37 @@ def render(frame: dict[str, Any], prefix: str) -> Group:
         )
     partial = [one for one in frame["queues"] if one["leases_listed"] < one["leased"]]
     caption = "; ".join(
-        f"{one['queue']}: {one['leases_listed']} of {one['leased']} leases listed"
+        f"{shown.printable(one['queue'])}: {one['leases_listed']} of {one['leased']} leases listed"
         for one in partial
     )
-    workers = Table(title="workers", title_justify="left", caption=caption or None)
+    workers = Table(
+        title="workers", title_justify="left", caption=Text(caption) if caption else None
+    )
     for heading in ("worker", "leases", "tasks (queue/task, attempt, lease left)"):
         workers.add_column(heading, justify="right" if heading == "leases" else "left")
     for one in frame["workers"]:
         tasks = ", ".join(
-            f"{task['queue']}/{task['task_id']} #{task['attempt']} "
+            f"{shown.printable(task['queue'])}/{shown.printable(task['task_id'])} "
+            f"#{task['attempt']} "
             f"{'lost' if task['lost'] else age(max(0, task['expires_in_ms']))}"
             for task in one["tasks"][:3]
         )
         if len(one["tasks"]) > 3:
             tasks += f", +{len(one['tasks']) - 3} more"
-        workers.add_row(one["worker_id"] or "(no id)", str(one["leases"]), tasks or "idle")
+        workers.add_row(
+            cell(one["worker_id"] or "(no id)"), str(one["leases"]), Text(tasks or "idle")
+        )
     failures = Table(title="recent failures", title_justify="left")
     for heading in ("seen", "queue", "task", "worker", "attempt", "message"):
         failures.add_column(heading)
     for one in frame["failures"]:
         failures.add_row(
             one["seen_at"][11:19],
-            one["queue"],
-            one["task_id"],
-            one["worker_id"] or "",
+            cell(one["queue"]),
+            cell(one["task_id"]),
+            cell(one["worker_id"] or ""),
             str(one["attempt"]),
-            one["message"],
+            cell(one["message"]),
         )
     return Group(header, queues, workers, failures)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -27,7 +28,9 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
 from types import FrameType
@@ -39,15 +42,33 @@ from rich.table import Table
 
 from .._async._store import GenericTaskStore
 from .._async._worker import run_worker
+from .._core import shown
+from .._core.config import StoreConfig
+from .._core.errors import InvalidArgument
+from .._core.validation import (
+    MAX_QUEUE_NAME_LENGTH,
+    check_count,
+    check_queue,
+    check_worker_id,
+    resolve_lease_ms,
+    resolve_max_attempts,
+)
+from .._core.worker_rules import WorkerSettings
 from .._worker_loop import WorkerStats
 from . import _metrics
-from ._connect import shown
+from ._connect import scrub
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 
 EXIT_GRACE_S = 5.0
 """After the grace period, how long a stopping process may take before it is killed."""
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 """Blocked while a worker process starts (it inherits the mask) until its handlers are set."""
+MAX_PROCESSES = 256
+"""``--processes`` at most."""
+MAX_GRACE_S = 86_400.0
+"""``--grace`` at most: one day."""
+MAX_TARGET_LENGTH = 1_000
+"""``MODULE:FUNCTION`` at most this many characters."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +119,75 @@ def _positive(text: str) -> int:
     return value
 
 
+def check(args: argparse.Namespace) -> None:
+    """Every option of ``worker``, and its handler imported once: CliError (usage) if wrong.
+
+    Runs in the parent before any server is reached or process started, with the
+    limits of the store the processes open, so no process meets a setting it refuses.
+    """
+    target = args.target
+    if not target.isprintable() or len(target) > MAX_TARGET_LENGTH:
+        raise CliError(f"the handler must be MODULE:FUNCTION, got '{_cut(target)}'", EXIT_USAGE)
+    if not math.isfinite(args.grace) or not 0 <= args.grace <= MAX_GRACE_S:
+        raise CliError(
+            f"--grace must be a number of seconds from 0 to {MAX_GRACE_S:.0f}, got {args.grace}",
+            EXIT_USAGE,
+        )
+    if args.processes > MAX_PROCESSES:
+        raise CliError(
+            f"--processes must be from 1 to {MAX_PROCESSES}, got {args.processes}", EXIT_USAGE
+        )
+    check_settings(_options(args), StoreConfig(), f"{socket.gethostname()}:{2**22}")
+    load_handler(target, os.getcwd())  # a mistake ends here, before any process starts
+
+
+def check_settings(options: dict[str, Any], config: StoreConfig, worker: str) -> None:
+    """The settings of ``run_worker`` against the store's limits: CliError (usage) if refused.
+
+    The store checks them again at each claim, where a refusal would repeat
+    forever; here it is one line, before the first.
+    """
+    queue = options["queue"]
+    if not isinstance(queue, str) or not queue.isprintable():
+        raise CliError(f"--queue must not hold control characters, got '{_cut(queue)}'", EXIT_USAGE)
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("--queue", lambda: check_queue(queue)),
+        ("--concurrency", lambda: check_count(options["concurrency"], config)),
+        ("--lease-ms", lambda: resolve_lease_ms(options["lease_ms"], config)),
+        ("--max-attempts", lambda: resolve_max_attempts(options["max_attempts"], config)),
+        ("the worker id (host:pid)", lambda: check_worker_id(worker)),
+        ("", lambda: WorkerSettings(**options, worker_id=worker)),
+    ]
+    for option, run_check in checks:
+        try:
+            run_check()
+        except InvalidArgument as exc:
+            refused = _refusal(option, options, exc, config)
+            raise CliError(refused, EXIT_USAGE) from None
+
+
+def _refusal(option: str, options: dict[str, Any], exc: Exception, config: StoreConfig) -> str:
+    """What is wrong with ``option``, in the command's words, never echoing a long value."""
+    if option == "--queue":
+        queue = options["queue"]
+        return (
+            f"--queue must be 1 to {MAX_QUEUE_NAME_LENGTH} characters, "
+            f"got {len(queue)}: '{_cut(queue)}'"
+        )
+    if option == "--concurrency":
+        limit = config.max_claim_count
+        return f"--concurrency must be from 1 to {limit}, got {options['concurrency']}"
+    if option:
+        return f"{option}: {exc}"
+    return str(exc)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    """``text`` for a message: control characters escaped, at most ``limit`` characters."""
+    text = shown.printable(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_handler(target: str, search_path: str) -> Callable[..., Any]:
     """Import ``MODULE:FUNCTION`` (``search_path`` first on ``sys.path``); CliError if it fails."""
     module_name, _, attribute = target.partition(":")
@@ -124,8 +214,6 @@ def load_handler(target: str, search_path: str) -> Callable[..., Any]:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.grace >= 0:
-        raise CliError(f"--grace must be a number >= 0, got {args.grace}", EXIT_USAGE)
     return {
         "queue": args.queue,
         "concurrency": args.concurrency,
@@ -133,6 +221,64 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "max_attempts": args.max_attempts,
         "grace_s": args.grace,
     }
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A worker process's refusal at start (a setting, the handler): what the parent reports."""
+
+    message: str
+    status: int
+
+
+class _ShownFormatter(logging.Formatter):
+    """Log lines for people: credentials of the URL masked, control characters escaped.
+
+    A message (a task id, a handler's exception text) stays on its one line; a
+    traceback keeps its lines, each escaped.
+    """
+
+    def __init__(self, fmt: str, url: str) -> None:
+        super().__init__(fmt)
+        self.url = url
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = scrub(record.message, [self.url])
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        kind, value, tb = ei
+        return "\n".join(self._traceback(traceback.TracebackException(kind, value, tb)))
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join(scrub(line, [self.url]) for line in stack_info.split("\n"))
+
+    def _traceback(self, exc: traceback.TracebackException) -> list[str]:
+        """The lines of a traceback, each exception's text on one line of its own."""
+        lines: list[str] = []
+        if exc.__cause__ is not None:
+            lines += self._traceback(exc.__cause__)
+            lines += [
+                "",
+                "The above exception was the direct cause of the following exception:",
+                "",
+            ]
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            lines += self._traceback(exc.__context__)
+            lines += ["", "During handling of the above exception, another exception occurred:", ""]
+        if exc.stack:
+            lines.append("Traceback (most recent call last):")
+            lines += [line for frame in exc.stack.format() for line in frame.rstrip().split("\n")]
+        lines += [scrub(part.rstrip("\n"), [self.url]) for part in exc.format_exception_only()]
+        return [scrub(line, [self.url]) for line in lines]
+
+
+def _log_to_stderr(index: int, log_level: str, url: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        _ShownFormatter(f"worker {index} %(asctime)s %(levelname)s %(message)s", url)
+    )
+    logging.basicConfig(level=log_level, handlers=[handler], force=True)
 
 
 async def _serve(
@@ -143,8 +289,10 @@ async def _serve(
     stop: threading.Event,
 ) -> WorkerStats:
     async with GenericTaskStore.from_url(url, prefix=prefix) as store:
+        me = worker_id()
+        check_settings(options, store.config, me)  # the parent checked; this store decides
         return await run_worker(
-            store, handler, worker_id=worker_id(), stop=stop, handle_signals=False, **options
+            store, handler, worker_id=me, stop=stop, handle_signals=False, **options
         )
 
 
@@ -159,18 +307,29 @@ def _process(
     results: Queue[tuple[int, Any]],
     export_metrics: bool = False,
 ) -> None:
-    """Entry point of a worker process: run until SIGTERM, then send back what it did."""
+    """Entry point of a worker process: run until SIGTERM, then send back what it did.
+
+    A refusal at start (the handler no longer imports, a setting the store refuses)
+    is sent back instead, and the process exits with status 2 at once: the parent
+    reports it in one line, and nothing retries it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    logging.basicConfig(
-        level=log_level, format=f"worker {index} %(asctime)s %(levelname)s %(message)s"
-    )
+    _log_to_stderr(index, log_level, url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the parent at start
-    handler = load_handler(target, search_path)
-    provider = _metrics.start(worker_id()) if export_metrics else None
+    provider = None
     try:
+        handler = load_handler(target, search_path)
+        provider = _metrics.start(worker_id()) if export_metrics else None
         stats = anyio.run(_serve, url, prefix, handler, options, stop)
+    except CliError as exc:
+        results.put((index, _Refused(str(exc), exc.status)))
+        sys.exit(EXIT_USAGE)
+    except InvalidArgument as exc:
+        message = f"{type(exc).__name__}: {scrub(str(exc), [url])}"
+        results.put((index, _Refused(message, EXIT_USAGE)))
+        sys.exit(EXIT_USAGE)
     finally:
         if provider is not None:
             provider.shutdown()  # exports what was measured since the last export
@@ -189,8 +348,7 @@ class _Stop(Exception):
 def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     """Run the worker processes on ``url`` until SIGTERM or Ctrl-C; return the exit status."""
     assert url is not None  # the command always works on a server
-    search_path = os.getcwd()
-    load_handler(args.target, search_path)  # a mistake ends here, before any process starts
+    search_path = os.getcwd()  # the handler was imported from here by ``check``
     options = _options(args)
     if args.metrics:
         _metrics.exporter_class()  # a missing package or unknown exporter ends here too
@@ -230,7 +388,8 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     try:
         console.print(  # from here on a stop is handled
             f"worker: {args.processes} process(es) x {args.concurrency} on queue "
-            f"{args.queue!r} at {shown(url)}, key prefix {args.prefix}; SIGTERM or Ctrl-C stops",
+            f"'{shown.printable(args.queue)}' at {shown.url(url)}, key prefix {args.prefix}; "
+            "SIGTERM or Ctrl-C stops",
             soft_wrap=True,
             markup=False,
         )
@@ -243,7 +402,9 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(procs, options["grace_s"])
         signal.signal(signal.SIGTERM, previous)
-    stats = _collect(results, len(procs))
+    stats, refused = _collect(results, len(procs))
+    if refused is not None:  # a process refused to start: nothing was done
+        raise CliError(refused.message, refused.status)
     console.print(_summary(procs, stats))
     if failure is not None:
         raise CliError(failure, EXIT_FAILED)
@@ -282,17 +443,24 @@ def _stop(procs: list[SpawnProcess], grace_s: float) -> None:
             proc.join()
 
 
-def _collect(results: Queue[tuple[int, Any]], count: int) -> dict[int, WorkerStats]:
+def _collect(
+    results: Queue[tuple[int, Any]], count: int
+) -> tuple[dict[int, WorkerStats], _Refused | None]:
+    """What each process sent back: its stats, or the first refusal at start."""
     stats: dict[int, WorkerStats] = {}
-    while len(stats) < count:
+    refused: _Refused | None = None
+    for _ in range(count):
         try:
             index, value = results.get(timeout=0.5)
         except queue.Empty:
             break
-        stats[index] = value
+        if isinstance(value, _Refused):
+            refused = refused if refused is not None else value
+        else:
+            stats[index] = value
     results.close()
     results.cancel_join_thread()
-    return stats
+    return stats, refused
 
 
 def _summary(procs: list[SpawnProcess], stats: dict[int, WorkerStats]) -> Table:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..._async._memory import InMemoryBackend
 from ..._async._store import GenericTaskStore
-from .._connect import shown
+from ..._core import shown
 from .._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 from .client import Bars, Client
 from .plan import CONFIG, LEASE_MS, MAX_ERRORS_KEPT, QUEUE, SECURITY, TTL_MS, owner_id
@@ -221,7 +221,7 @@ class Demo:
         where = (
             "in-memory backend, one process"
             if self.url is None
-            else f"{escape(shown(self.url))}, key prefix {self.prefix}"
+            else f"{escape(shown.url(self.url))}, key prefix {self.prefix}"
         )
         table = Table(title="taskstore-redis demo", show_header=False)
         table.add_column(style="bold")
@@ -392,7 +392,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
         if not ok:
             console.print(f"[red]check {name!r} failed: {escape(detail)}[/red]", soft_wrap=True)
     if url is not None and args.redis_url:
-        owner, where = demo.owner(0), escape(shown(url))
+        owner, where = demo.owner(0), escape(shown.url(url))
         console.print(
             f"inspect: taskstore-redis list --redis-url {where} --prefix {demo.prefix} "
             f"--owner {owner}   (the tasks expire in {TTL_MS // 60_000} minutes)",
