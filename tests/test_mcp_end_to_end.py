@@ -62,14 +62,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(command: list[str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: list[str], port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` (a Python script of this tree) in a process of its own.
 
     With ``port``, returns once the process listens on it. Stopped with SIGTERM
-    at the end (SIGKILL if it does not stop).
+    at the end (SIGKILL if it does not stop). ``env`` is added to the environment.
     """
     env = {
         **os.environ,
+        **(env or {}),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     process = subprocess.Popen([sys.executable, *command], env=env)
