@@ -456,8 +456,9 @@ def test_an_abandoned_tool_call_cancels_its_task_and_releases_its_subscription(
             _eventually(lambda: len(_channels(redis_url, key_prefix)) == 1, "never waited")
         # the client is gone, long before the wait would time out
 
-        _eventually(lambda: _channels(redis_url, key_prefix) == [], "still subscribed")
+        _eventually(lambda: _channels(redis_url, key_prefix) == [], "still subscribed", 20)
         _eventually(
             lambda: _tasks_of(redis_url, key_prefix, "alice")[0].task.status.value == "cancelled",
             "the abandoned task was not cancelled",
+            20,
         )
