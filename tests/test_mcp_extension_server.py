@@ -349,7 +349,7 @@ def test_malformed_requests_and_deep_json_are_json_rpc_errors_never_http_500(
     nested: Any = "x"
     for _ in range(40):
         nested = [nested]
-    cases = {
+    cases: dict[str, tuple[bytes | str, int]] = {
         "name as a list": (request({"name": ["slow_echo"]}), -32602),
         "name as an object": (request({"name": {"a": 1}, "_meta": OPT_IN}), -32602),
         "arguments as a list": (request({"name": "slow_echo", "arguments": [1]}), -32602),
