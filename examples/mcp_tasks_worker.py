@@ -37,6 +37,7 @@ import hmac
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -281,12 +282,14 @@ def _digest(token: str) -> bytes:
 def token_map(path: str | None) -> TokenMap:
     """The token map at ``path`` (or in ``$MCP_EXAMPLE_TOKENS_FILE``); exit 2 if unusable."""
     path = path or os.environ.get(TOKENS_ENV)
-    if not path:
-        raise SystemExit(f"error: a token map is needed: --tokens FILE (or ${TOKENS_ENV})")
-    try:
-        return TokenMap.from_file(path)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"error: token map {path}: {error}") from None
+    problem = f"a token map is needed: --tokens FILE (or ${TOKENS_ENV})"
+    if path:
+        try:
+            return TokenMap.from_file(path)
+        except (OSError, ValueError) as error:
+            problem = f"token map {path}: {error}"
+    print(f"error: {problem}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def arguments(description: str, *, server: bool) -> argparse.ArgumentParser:
