@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +44,7 @@ import redis
 
 import taskstore_redis as ts
 from tests.test_mcp_end_to_end import GUARD, ROOT, SERVERS, free_port, running, worker
+from tests.test_mcp_end_to_end import SERVER as SDK_SERVER
 
 SERVER = ROOT / "examples" / "mcp_extension_server.py"
 EXTENSION = "io.modelcontextprotocol/tasks"
@@ -462,3 +466,24 @@ def test_an_abandoned_tool_call_cancels_its_task_and_releases_its_subscription(
             "the abandoned task was not cancelled",
             20,
         )
+
+
+@pytest.mark.parametrize("script", [SERVER, SDK_SERVER], ids=["extension", "sdk"])
+@pytest.mark.parametrize(
+    "tokens",
+    [None, {}, {"short": "alice"}, {ALICE: ""}, ["not", "a", "map"]],
+    ids=["none", "empty", "short-token", "empty-owner", "not-a-map"],
+)
+def test_a_server_without_a_usable_token_map_says_so_in_one_line_and_exits_2(
+    script: Path, tokens: Any, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MCP_EXAMPLE_TOKENS_FILE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    command = [sys.executable, str(script), "--port", str(free_port())]
+    if tokens is not None:
+        (tmp_path / "tokens.json").write_text(json.dumps(tokens), encoding="utf-8")
+        command += ["--tokens", str(tmp_path / "tokens.json")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=GUARD)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert ALICE not in done.stderr
