@@ -26,7 +26,8 @@ Safe to copy as a starting point:
   ``WWW-Authenticate`` otherwise). The token's owner owns the tasks the request
   creates and is checked on every task request: another owner's task is answered
   exactly as a missing one, and each owner has its own quota (100 in progress).
-- A body above 64 KiB is HTTP 413, whatever the SDK's own limit.
+- A body above 64 KiB is HTTP 413, whatever the SDK's own limit; one nested
+  deeper than 32 levels is a JSON-RPC parse error (the SDK would answer HTTP 500).
 - Tool arguments are bounded by their ``inputSchema`` (a tool error otherwise,
   as the SDK reports input errors).
 - ``tasks/result`` waits ``--wait-s`` seconds at most (60), then answers a
@@ -59,6 +60,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     INTERNAL_ERROR,
+    PARSE_ERROR,
     TASK_REQUIRED,
     CallToolResult,
     CreateTaskResult,
@@ -84,6 +86,8 @@ from taskstore_redis.mcp import RedisTaskMessageQueue, RedisTaskStore
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body taken (HTTP 413 above it)."""
+MAX_DEPTH = 32
+"""The deepest nesting of arrays and objects a request may have."""
 WAIT_S = 60.0
 """How long a ``tasks/result`` waits for the task to end, by default."""
 MAX_SECONDS = 60
@@ -168,8 +172,35 @@ class TokenVerifier:
         return None if owner is None else AccessToken(token=token, client_id=owner, scopes=[])
 
 
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON text ``body`` nests arrays and objects deeper than ``limit``."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 class BodyLimit:
-    """ASGI middleware: HTTP 413 for a body above ``limit`` bytes, read before the app runs."""
+    """ASGI middleware: HTTP 413 for a body above ``limit`` bytes, read before the app runs.
+
+    A body nested deeper than :data:`MAX_DEPTH` gets a JSON-RPC parse error (HTTP
+    400, as the SDK answers other parse errors): the SDK's own parsing answers
+    HTTP 500 to it.
+    """
 
     def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
         """Guard ``app``."""
@@ -193,8 +224,13 @@ class BodyLimit:
             too_large = len(body) > self.limit
             more = more and not too_large
         if too_large:
-            too_large = JSONResponse({"error": f"body above {self.limit} bytes"}, status_code=413)
-            await too_large(scope, receive, send)
+            refusal = JSONResponse({"error": f"body above {self.limit} bytes"}, status_code=413)
+            await refusal(scope, receive, send)
+            return
+        if _nested_deeper_than(body, MAX_DEPTH):
+            error = {"code": PARSE_ERROR, "message": f"JSON nested deeper than {MAX_DEPTH} levels"}
+            refusal = JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=400)
+            await refusal(scope, receive, send)
             return
         replayed = False
 

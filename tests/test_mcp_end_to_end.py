@@ -470,3 +470,37 @@ async def test_tasks_result_on_the_sdk_server_times_out_and_releases_its_subscri
                 while _channels(redis_url, key_prefix):
                     await anyio.sleep(0.05)  # released (fail_after bounds it)
                 await alice.experimental.cancel_task(created.task.taskId)
+
+
+@pytest.mark.redis
+def test_the_sdk_server_answers_malformed_and_deep_json_with_json_rpc_errors_never_500(
+    redis_url: str, key_prefix: str
+) -> None:
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"}
+
+    def call(params: str) -> str:
+        return f'{{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {params}}}'
+
+    cases = {
+        "name as a list": call('{"name": ["slow_echo"]}'),
+        "deeply nested JSON": call(
+            '{"name": "slow_echo", "arguments": {"a": %s}}' % ("[" * 20_000 + "]" * 20_000)
+        ),
+        "nested deeper than allowed": call(
+            '{"name": "slow_echo", "x": %s}' % ("[" * 40 + "]" * 40)
+        ),
+    }
+    with mcp_server(redis_url, key_prefix) as mount, httpx.Client(timeout=GUARD) as http:
+        url = mount + "/"
+        opened = http.post(url, json=INITIALIZE, headers=headers)
+        headers["mcp-session-id"] = opened.headers["mcp-session-id"]
+        headers["mcp-protocol-version"] = "2025-11-25"
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert http.post(url, json=initialized, headers=headers).status_code == 202
+        for case, body in cases.items():
+            response = http.post(url, content=body, headers=headers)
+            assert response.status_code in (200, 400), (case, response.status_code)
+            text = response.text
+            data = text.split("data: ", 1)[1] if text.startswith("event:") else text
+            reply = json.loads(data)
+            assert reply["error"]["code"] in (-32700, -32602), (case, reply)
