@@ -17,13 +17,33 @@ The tools (the job's params are ``{"tool": name, "arguments": {...}}``):
 
 Each result is an MCP ``CallToolResult`` (JSON), with the attempt that produced it
 in ``structuredContent``.
+
+Arguments are bounded (``inputSchema`` says how: a text of up to 1,000
+characters, up to 100 steps of up to 10 s), so one call cannot hold a worker for
+ever: the servers refuse others with an invalid-params error
+(:func:`check_arguments`), and the worker checks again, since a job may come from
+any process that can write to the queue.
+
+This module also holds what the example servers share: their command line and
+:class:`TokenMap`, the bearer tokens they accept and the owner each stands for.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.mcp.tasks_extension import TasksExtension
@@ -31,29 +51,82 @@ from taskstore_redis.mcp.tasks_extension import TasksExtension
 QUEUE = "mcp-tools"
 """The work queue the servers submit tool calls to."""
 
+MAX_TEXT = 1_000
+"""The longest ``text`` a tool call takes, in characters."""
+MAX_STEPS = 100
+"""The most ``steps`` of ``slow_echo``."""
+MAX_STEP_SECONDS = 10
+"""The longest ``step_seconds`` of ``slow_echo``: a call works 1,000 s at most."""
+
+ECHO_ARGUMENTS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string", "maxLength": MAX_TEXT},
+        "steps": {"type": "integer", "minimum": 0, "maximum": MAX_STEPS},
+        "step_seconds": {"type": "number", "minimum": 0, "maximum": MAX_STEP_SECONDS},
+    },
+    "required": ["text"],
+    "additionalProperties": False,
+}
+"""The arguments of ``slow_echo`` (and of the SDK server's ``queued_echo``)."""
+
 TOOLS: list[dict[str, Any]] = [
     {
         "name": "slow_echo",
         "description": "Echo a text after working some steps, as a task.",
-        "inputSchema": {
-            "type": "object",
-            "properties": {
-                "text": {"type": "string"},
-                "steps": {"type": "integer"},
-                "step_seconds": {"type": "number"},
-            },
-            "required": ["text"],
-        },
+        "inputSchema": ECHO_ARGUMENTS,
     },
     {
         "name": "greet",
         "description": "Ask who is there, then greet them.",
-        "inputSchema": {"type": "object", "properties": {}},
+        "inputSchema": {"type": "object", "properties": {}, "additionalProperties": False},
     },
 ]
 """The tools, as ``tools/list`` describes them."""
 
 TOOL_NAMES = frozenset(tool["name"] for tool in TOOLS)
+
+_CHECKERS = {tool["name"]: Draft202012Validator(tool["inputSchema"]) for tool in TOOLS}
+
+
+class BadArguments(ValueError):
+    """A tool call's name or arguments are not what the tool takes (JSON-RPC -32602)."""
+
+
+def check_arguments(tool: object, arguments: object) -> dict[str, Any]:
+    """The arguments of a call of ``tool``, checked against its ``inputSchema``.
+
+    None stands for no arguments. Raises :class:`BadArguments`, whose message
+    names the rule broken but never repeats the value (which may be large).
+    """
+    if not isinstance(tool, str) or tool not in _CHECKERS:
+        raise BadArguments(f"unknown tool; the tools are {', '.join(sorted(_CHECKERS))}")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise BadArguments("arguments must be an object")
+    checker = _CHECKERS[tool]
+    error = next(iter(checker.iter_errors(arguments)), None)
+    if error is not None:
+        raise BadArguments(f"{tool}: {_problem(error, checker.schema)}")
+    for name, value in arguments.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadArguments(f"{tool}: {name} must be a finite number")
+    return arguments
+
+
+def _problem(error: ValidationError, schema: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.absolute_path) or "arguments"
+    rule, value = error.validator, error.validator_value
+    if rule == "additionalProperties":
+        accepted = ", ".join(sorted(schema.get("properties", {}))) or "none"
+        return f"unknown argument; the arguments are: {accepted}"
+    if rule == "required":
+        return f"{', '.join(value)} required"
+    if rule == "type":
+        return f"{where} must be of type {value}"
+    return f"{where}: the {rule} is {value}"
+
 
 ASK_NAME: dict[str, Any] = {
     "method": "elicitation/create",
@@ -111,17 +184,14 @@ def handler_for(store: ts.GenericTaskStore) -> Any:
     async def handle(lease: ts.Lease) -> dict[str, Any]:
         params = lease.params if isinstance(lease.params, dict) else {}
         tool = params.get("tool")
-        arguments = params.get("arguments")
-        arguments = arguments if isinstance(arguments, dict) else {}
+        try:
+            arguments = check_arguments(tool, params.get("arguments"))
+        except BadArguments as error:
+            # A tool's own error is a completed task whose result says so (isError).
+            return {"content": [{"type": "text", "text": str(error)}], "isError": True}
         if tool == "greet":
             return await _greet(lease, store)
-        if tool == "slow_echo" and isinstance(arguments.get("text"), str):
-            return await _slow_echo(lease, store, arguments)
-        # A tool's own error is a completed task whose result says so (isError).
-        return {
-            "content": [{"type": "text", "text": f"cannot run {tool!r} with {arguments!r}"}],
-            "isError": True,
-        }
+        return await _slow_echo(lease, store, arguments)
 
     return handle
 
@@ -139,12 +209,98 @@ async def work(redis_url: str, prefix: str, lease_ms: int, sweep_every_s: float)
         )
 
 
+MIN_TOKEN_LENGTH = 32
+"""The shortest token a token map takes: make them with ``secrets.token_urlsafe(32)``."""
+TOKENS_ENV = "MCP_EXAMPLE_TOKENS_FILE"
+"""The environment variable naming the token map when ``--tokens`` is not given."""
+
+
+class TokenMap:
+    """The bearer tokens a server accepts, and the owner of the tasks each one reaches.
+
+    A static map, good for an example (use your identity provider's tokens in
+    production): a JSON file holding one object, token to owner id::
+
+        {"<43 random characters>": "alice", "<43 other characters>": "bob"}
+
+    Two tokens may stand for one owner (two clients of one tenant). A token is
+    at least :data:`MIN_TOKEN_LENGTH` characters of ``A-Z a-z 0-9 - . _ ~ + /``
+    (a bearer token's alphabet); the file is read once, at start.
+    """
+
+    def __init__(self, owners: Mapping[str, str]) -> None:
+        """Accept the tokens of ``owners`` (token -> owner id); ValueError if one is unfit."""
+        if not owners:
+            raise ValueError("the token map is empty: no client could call")
+        self._owners: list[tuple[bytes, str]] = []
+        for token, owner in owners.items():
+            if not isinstance(token, str) or not _is_token(token):
+                raise ValueError(
+                    f"a token must be {MIN_TOKEN_LENGTH} or more characters of"
+                    " A-Z a-z 0-9 - . _ ~ + / (secrets.token_urlsafe(32) makes one)"
+                )
+            if not isinstance(owner, str) or not owner:
+                raise ValueError("an owner id must be a non-empty string")
+            self._owners.append((_digest(token), owner))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TokenMap:
+        """Read a token map (a JSON object, token -> owner id) from ``path``."""
+        owners = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(owners, dict):
+            raise ValueError(f"{path}: not a JSON object of token -> owner id")
+        return cls(owners)
+
+    def owner(self, authorization: str | None) -> str | None:
+        """The owner a request's ``Authorization`` header stands for; None if no known token.
+
+        Every known token is compared, in constant time, whatever matches.
+        """
+        if authorization is None:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not _is_token(token.strip()):
+            return None
+        digest, found = _digest(token.strip()), None
+        for known, owner in self._owners:
+            if hmac.compare_digest(known, digest):
+                found = owner
+        return found
+
+
+def _is_token(token: str) -> bool:
+    allowed = "-._~+/"
+    return len(token) >= MIN_TOKEN_LENGTH and all(
+        char.isascii() and (char.isalnum() or char in allowed) for char in token.rstrip("=")
+    )
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def token_map(path: str | None) -> TokenMap:
+    """The token map at ``path`` (or in ``$MCP_EXAMPLE_TOKENS_FILE``); exit 2 if unusable."""
+    path = path or os.environ.get(TOKENS_ENV)
+    problem = f"a token map is needed: --tokens FILE (or ${TOKENS_ENV})"
+    if path:
+        try:
+            return TokenMap.from_file(path)
+        except (OSError, ValueError) as error:
+            problem = f"token map {path}: {error}"
+    print(f"error: {problem}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def arguments(description: str, *, server: bool) -> argparse.ArgumentParser:
-    """The command line options the example processes share: Redis, key prefix (and port)."""
+    """The command line options the example processes share: Redis, key prefix (and more)."""
     parser = argparse.ArgumentParser(description=description)
     if server:
         parser.add_argument("--port", type=int, default=8001)
-        parser.add_argument("--owner", default="example", help="whose tasks these are")
+        parser.add_argument(
+            "--tokens",
+            help=f"a JSON file of bearer token -> owner id (default: ${TOKENS_ENV})",
+        )
     parser.add_argument("--redis-url", default="redis://localhost:6379")
     parser.add_argument("--prefix", default="taskstore", help="the store's key prefix")
     return parser

@@ -9,31 +9,42 @@ through the second too.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra")
 
 import mcp.client.streamable_http as transport
 from mcp import ClientSession
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.context import RequestContext
+from mcp.shared.exceptions import McpError
 from mcp.types import (
+    CallToolRequest,
+    CallToolRequestParams,
     CallToolResult,
+    ClientRequest,
     CreateMessageRequestParams,
     CreateMessageResult,
     ElicitRequestParams,
     ElicitResult,
+    TaskMetadata,
     TextContent,
 )
 
@@ -42,6 +53,8 @@ SERVER = ROOT / "examples" / "mcp_sdk_server.py"
 WORKER = ROOT / "examples" / "mcp_tasks_worker.py"
 SHORT_LEASE_MS = 1_000
 GUARD = 60.0
+ALICE, BOB = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+TOKENS = {ALICE: "alice", BOB: "bob"}
 
 # The newest 1.x SDKs mark their experimental tasks API as deprecated (it is what they have).
 pytestmark = pytest.mark.filterwarnings(
@@ -62,14 +75,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(command: list[str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: list[str], port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` (a Python script of this tree) in a process of its own.
 
     With ``port``, returns once the process listens on it. Stopped with SIGTERM
-    at the end (SIGKILL if it does not stop).
+    at the end (SIGKILL if it does not stop). ``env`` is added to the environment.
     """
     env = {
         **os.environ,
+        **(env or {}),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     process = subprocess.Popen([sys.executable, *command], env=env)
@@ -94,11 +110,20 @@ def running(command: list[str], port: int | None = None) -> Iterator[subprocess.
 
 
 @contextmanager
-def mcp_server(redis_url: str, prefix: str) -> Iterator[str]:
+def tokens_env() -> Iterator[dict[str, str]]:
+    """The environment telling an example server the token map TOKENS."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tokens.json"
+        path.write_text(json.dumps(TOKENS), encoding="utf-8")
+        yield {"MCP_EXAMPLE_TOKENS_FILE": str(path)}
+
+
+@contextmanager
+def mcp_server(redis_url: str, prefix: str, *options: str) -> Iterator[str]:
     """Run the example server in a process of its own; yield its MCP endpoint URL."""
     port = free_port()
     command = [str(SERVER), "--port", str(port), "--redis-url", redis_url, "--prefix", prefix]
-    with running(command, port):
+    with tokens_env() as env, running([*command, *options], port, env):
         yield f"http://127.0.0.1:{port}/mcp"
 
 
@@ -140,10 +165,17 @@ class Answers:
 
 
 @asynccontextmanager
-async def client(url: str, **callbacks: Any) -> AsyncIterator[ClientSession]:
-    """A ClientSession connected to ``url`` over streamable HTTP."""
-    connect = getattr(transport, "streamable_http_client", None) or transport.streamablehttp_client
-    async with connect(url) as (read, write, _), ClientSession(read, write, **callbacks) as session:
+async def client(url: str, token: str = ALICE, **callbacks: Any) -> AsyncIterator[ClientSession]:
+    """A ClientSession connected to ``url`` over streamable HTTP, with a bearer token."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with AsyncExitStack() as stack:
+        if hasattr(transport, "streamable_http_client"):  # newer 1.x: bring an httpx client
+            http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+            connection = transport.streamable_http_client(url, http_client=http)
+        else:
+            connection = transport.streamablehttp_client(url, headers=headers)
+        read, write, _ = await stack.enter_async_context(connection)
+        session = await stack.enter_async_context(ClientSession(read, write, **callbacks))
         await session.initialize()
         yield session
 
@@ -294,3 +326,181 @@ async def test_a_queued_task_whose_worker_is_killed_is_finished_by_another_worke
         assert result.content == [TextContent(type="text", text="survivor")]
         assert result.structuredContent == {"attempt": 2}
         assert (await first.experimental.get_task(task_id)).status == "completed"
+
+
+# --- safe to copy: authentication, owners, limits ---------------------------------------------
+
+
+def _channels(redis_url: str, prefix: str) -> list[bytes]:
+    """The shard channels of ``prefix`` some client subscribes to, as Redis says."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as connection:
+        channels: list[bytes] = connection.execute_command(
+            "PUBSUB", "SHARDCHANNELS", f"{{{prefix}:*"
+        )
+    return channels
+
+
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+@pytest.mark.redis
+def test_the_sdk_server_answers_401_with_a_bearer_challenge_without_a_known_token(
+    redis_url: str, key_prefix: str
+) -> None:
+    with mcp_server(redis_url, key_prefix) as mount, httpx.Client(timeout=GUARD) as http:
+        url = mount + "/"  # the endpoint itself, not the redirect to it
+        for token in [None, secrets.token_urlsafe(32), ALICE + "x", ALICE[:-1]]:
+            headers = ACCEPT if token is None else {**ACCEPT, "Authorization": f"Bearer {token}"}
+            response = http.post(url, json=INITIALIZE, headers=headers)
+            assert response.status_code == 401, token
+            assert response.headers["WWW-Authenticate"].startswith("Bearer "), token
+        known = http.post(
+            url, json=INITIALIZE, headers={**ACCEPT, "Authorization": f"Bearer {BOB}"}
+        )
+        assert known.status_code == 200
+
+
+@pytest.mark.redis
+def test_the_sdk_server_refuses_a_body_above_its_limit_with_413(
+    redis_url: str, key_prefix: str
+) -> None:
+    message = {**INITIALIZE, "params": {**INITIALIZE["params"], "padding": "x" * 64 * 1024}}
+    body = json.dumps(message).encode()
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"}
+    with mcp_server(redis_url, key_prefix) as mount, httpx.Client(timeout=GUARD) as http:
+        url = mount + "/"  # the endpoint itself, not the redirect to it
+        assert http.post(url, content=body, headers=headers).status_code == 413
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it comes
+            for start in range(0, len(body), 8192):
+                yield body[start : start + 8192]
+
+        assert http.post(url, content=chunks(), headers=headers).status_code == 413
+        assert http.post(url, json=INITIALIZE, headers=headers).status_code == 200
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_with_the_sdk_client_another_owners_task_looks_missing(
+    redis_url: str, key_prefix: str
+) -> None:
+    with mcp_server(redis_url, key_prefix) as url:
+        with anyio.fail_after(GUARD):
+            async with client(url, ALICE) as alice, client(url, BOB) as bob:
+                created = await alice.experimental.call_tool_as_task(
+                    "slow_echo", {"text": "mine", "seconds": 30.0}
+                )
+                task_id, missing = created.task.taskId, str(uuid.uuid4())
+
+                async def refusal(session: ClientSession, method: str, task: str) -> str:
+                    with pytest.raises(McpError) as refused:
+                        if method == "get":
+                            await session.experimental.get_task(task)
+                        elif method == "result":
+                            await session.experimental.get_task_result(task, CallToolResult)
+                        else:
+                            await session.experimental.cancel_task(task)
+                    return refused.value.error.model_dump_json().replace(task, "<id>")
+
+                for method in ("get", "result", "cancel"):
+                    foreign = await refusal(bob, method, task_id)
+                    assert foreign == await refusal(bob, method, missing), method
+                listed = await bob.experimental.list_tasks()
+                assert task_id not in [task.taskId for task in listed.tasks]
+
+                assert (await alice.experimental.get_task(task_id)).status == "working"
+                await alice.experimental.cancel_task(task_id)
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_with_the_sdk_client_out_of_bounds_arguments_are_refused(
+    redis_url: str, key_prefix: str
+) -> None:
+    bad: list[tuple[str, dict[str, Any]]] = [
+        ("slow_echo", {"text": "x", "seconds": 1e9}),
+        ("slow_echo", {"text": "x" * 1001}),
+        ("slow_echo", {"text": "x", "other": 1}),
+        ("queued_echo", {"text": "x", "steps": 1e9}),
+        ("queued_echo", {"text": "x", "step_seconds": 1e9}),
+        ("haiku", {"topic": "x" * 1001}),
+    ]
+    with mcp_server(redis_url, key_prefix) as url:
+        with anyio.fail_after(GUARD):
+            async with client(url, ALICE) as alice:
+                for tool, arguments in bad:
+                    call = CallToolRequest(
+                        params=CallToolRequestParams(
+                            name=tool, arguments=arguments, task=TaskMetadata(ttl=60_000)
+                        )
+                    )
+                    result = await alice.send_request(ClientRequest(call), CallToolResult)
+                    assert result.isError, (tool, arguments)
+                assert (await alice.experimental.list_tasks()).tasks == []
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_tasks_result_on_the_sdk_server_times_out_and_releases_its_subscription(
+    redis_url: str, key_prefix: str
+) -> None:
+    with mcp_server(redis_url, key_prefix, "--wait-s", "1") as url:
+        with anyio.fail_after(GUARD):
+            async with client(url, ALICE) as alice:
+                created = await alice.experimental.call_tool_as_task(
+                    "slow_echo", {"text": "long", "seconds": 60.0}
+                )
+                started = time.monotonic()
+                with pytest.raises(McpError) as refused:
+                    await alice.experimental.get_task_result(created.task.taskId, CallToolResult)
+                assert "did not end within 1 s" in refused.value.error.message
+                assert time.monotonic() - started < GUARD / 2
+                while _channels(redis_url, key_prefix):
+                    await anyio.sleep(0.05)  # released (fail_after bounds it)
+                await alice.experimental.cancel_task(created.task.taskId)
+
+
+@pytest.mark.redis
+def test_the_sdk_server_answers_malformed_and_deep_json_with_json_rpc_errors_never_500(
+    redis_url: str, key_prefix: str
+) -> None:
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"}
+
+    def call(params: str) -> str:
+        return f'{{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {params}}}'
+
+    cases = {
+        "name as a list": call('{"name": ["slow_echo"]}'),
+        "deeply nested JSON": call(
+            '{"name": "slow_echo", "arguments": {"a": %s}}' % ("[" * 20_000 + "]" * 20_000)
+        ),
+        "nested deeper than allowed": call(
+            '{"name": "slow_echo", "x": %s}' % ("[" * 40 + "]" * 40)
+        ),
+    }
+    with mcp_server(redis_url, key_prefix) as mount, httpx.Client(timeout=GUARD) as http:
+        url = mount + "/"
+        opened = http.post(url, json=INITIALIZE, headers=headers)
+        headers["mcp-session-id"] = opened.headers["mcp-session-id"]
+        headers["mcp-protocol-version"] = "2025-11-25"
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert http.post(url, json=initialized, headers=headers).status_code == 202
+        for case, body in cases.items():
+            response = http.post(url, content=body, headers=headers)
+            assert response.status_code in (200, 400), (case, response.status_code)
+            text = response.text
+            data = text.split("data: ", 1)[1] if text.startswith("event:") else text
+            reply = json.loads(data)
+            assert reply["error"]["code"] in (-32700, -32602), (case, reply)
