@@ -472,7 +472,8 @@ class RedisBackend:
 
     async def watch_hub(self) -> AsyncHub:
         """The subscriber of this backend, process and event loop, built on first use."""
-        client = await self._connected()
+        with map_redis_errors("subscribing to changes", write=False):
+            client = await self._connected()
         with self._hub_lock:  # threads of the blocking API: one hub, one listener thread
             if self._hub is None or not self._hub.usable():
                 self._hub = async_hub(node_source(client))

@@ -687,7 +687,9 @@ class GenericTaskStore:
         wait = check_timeout(timeout)
         worker = check_worker_id(worker_id)
         backend = self._queue_backend()
-        hints = await self._queue_hints(backend, name)
+        hints = self._hints.get(name)
+        if hints is None:
+            hints = self._hints.setdefault(name, QueueHints(backend.queue_shards()))
         deadline = None if wait is None else monotonic() + wait
         waker = async_waker()
         hints.add_waiter(waker)
@@ -695,6 +697,8 @@ class GenericTaskStore:
         try:
             while True:
                 try:
+                    if hints.watch is None:
+                        await self._queue_hints(backend, name)
                     got = await self._claim_round(backend, hints, name, wanted, lease, worker)
                 except StoreUnavailable as exc:
                     # a server restarting or failing over: a waiting claim waits on and

@@ -680,7 +680,9 @@ class GenericTaskStore:
         wait = check_timeout(timeout)
         worker = check_worker_id(worker_id)
         backend = self._queue_backend()
-        hints = self._queue_hints(backend, name)
+        hints = self._hints.get(name)
+        if hints is None:
+            hints = self._hints.setdefault(name, QueueHints(backend.queue_shards()))
         deadline = None if wait is None else monotonic() + wait
         waker = sync_waker()
         hints.add_waiter(waker)
@@ -688,6 +690,8 @@ class GenericTaskStore:
         try:
             while True:
                 try:
+                    if hints.watch is None:
+                        self._queue_hints(backend, name)
                     got = self._claim_round(backend, hints, name, wanted, lease, worker)
                 except StoreUnavailable as exc:
                     # a server restarting or failing over: a waiting claim waits on and
