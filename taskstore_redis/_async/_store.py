@@ -534,7 +534,8 @@ class GenericTaskStore:
         """
         key = self._key(task_id, owner_id)
         check_wait(after_version, until_terminal, timeout)
-        deadline = None if timeout is None else monotonic() + timeout
+        seconds = check_timeout(timeout)
+        deadline = None if seconds is None else monotonic() + seconds
         baseline = after_version
         if baseline is None and not until_terminal:
             # the version as the call starts; a change before the subscription is in place
