@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
+import redis.connection
 import redis.exceptions
 import redis.retry
 from redis.backoff import NoBackoff
@@ -39,6 +42,7 @@ from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
+from .._redis.options import ClientOptions, check_parsed, check_url
 from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.replies import (
     as_str,
@@ -83,6 +87,33 @@ _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
 _NOSCRIPT_ATTEMPTS = 3
+_OWN_OPTIONS = (
+    "cluster",
+    "prefix",
+    "shards",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "read_retries",
+    "wait_replicas",
+    "wait_timeout_ms",
+    "auto_pipeline",
+)
+"""The options of ``from_url`` itself; any other goes to the redis-py client."""
+
+
+@functools.cache
+def _client_options() -> ClientOptions:
+    """The options redis-py's clients take, read from their signatures once."""
+    return ClientOptions(
+        [
+            redis.Redis,
+            redis.BlockingConnectionPool,
+            redis.Connection,
+            redis.SSLConnection,
+            redis.UnixDomainSocketConnection,
+        ],
+        redis.RedisCluster,
+    )
 
 
 class RedisBackend:
@@ -153,7 +184,18 @@ class RedisBackend:
         socket timeouts. Extra ``options`` go to the redis-py client. The client is
         built on first use, and again in a child process after a fork. The other
         arguments are those of the constructor.
+
+        Raises:
+            InvalidArgument: a malformed URL, or an option (or URL query option) that
+                neither this method nor redis-py's client takes; the message names it
+                and what is accepted, and shows the URL without its credentials.
+
         """
+        if cluster is not None and not isinstance(cluster, bool):
+            raise InvalidArgument(f"cluster must be True, False or None, got {cluster!r}")
+        check_url(url, _client_options(), cluster)
+        check_parsed(url, redis.connection.parse_url)
+        _client_options().check(options, cluster, _OWN_OPTIONS)
         backend = cls.__new__(cls)
         options = {
             "socket_timeout": socket_timeout,
@@ -554,7 +596,14 @@ class RedisBackend:
                 info = probe.info("cluster")
             finally:
                 probe.close()
-            self._cluster = bool(info.get("cluster_enabled"))
+            cluster = bool(info.get("cluster_enabled"))
+            # from_url checked the options against both kinds of client: now the one it is
+            query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+            _client_options().check(
+                (name for name, _ in query), cluster, where=" in the URL's query"
+            )
+            _client_options().check(options, cluster, _OWN_OPTIONS)
+            self._cluster = cluster
         if self._cluster:
             return redis.RedisCluster.from_url(url, **options)
         # a blocking pool: a burst of calls that cannot share a pipeline (the first calls
