@@ -609,8 +609,11 @@ class RedisBackend:
         # on a server without the scripts, say) waits for a connection instead of failing
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
-            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
-            **{"max_connections": _MAX_CONNECTIONS, **options},
+            **{
+                "max_connections": _MAX_CONNECTIONS,
+                "retry": redis.asyncio.retry.Retry(NoBackoff(), 0),
+                **options,
+            },
         )
         return redis.asyncio.Redis.from_pool(pool)
 

@@ -610,8 +610,11 @@ class RedisBackend:
         # on a server without the scripts, say) waits for a connection instead of failing
         pool = redis.BlockingConnectionPool.from_url(
             url,
-            retry=redis.retry.Retry(NoBackoff(), 0),
-            **{"max_connections": _MAX_CONNECTIONS, **options},
+            **{
+                "max_connections": _MAX_CONNECTIONS,
+                "retry": redis.retry.Retry(NoBackoff(), 0),
+                **options,
+            },
         )
         return redis.Redis.from_pool(pool)
 
