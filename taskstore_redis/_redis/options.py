@@ -19,6 +19,7 @@ from .._core.errors import InvalidArgument
 
 SCHEMES = ("redis", "rediss", "unix")
 _DB_PATH = re.compile(r"/?[0-9]*")
+EXPECTED = "expected redis://host:port/db, rediss://… (TLS) or unix:///path"
 _SKIPPED = frozenset({"self", "args", "kwargs", "connection_kwargs"})
 
 
@@ -100,7 +101,7 @@ def check_url(url: object, options: ClientOptions, cluster: bool | None) -> str:
     if not isinstance(url, str):
         raise InvalidArgument(f"the Redis URL must be a str, got {type(url).__name__}")
     masked = shown.url(url)
-    expected = "expected redis://host:port/db, rediss://… (TLS) or unix:///path"
+    expected = EXPECTED
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -132,6 +133,6 @@ def check_parsed(url: str, parse: Any) -> dict[str, Any]:
     except (ValueError, TypeError):
         raise InvalidArgument(
             f"not a Redis URL: {shown.url(url)} (a query option has a value of the wrong "
-            "kind: db and the timeouts take numbers, the flags true or false)"
+            f"kind: db and the timeouts take numbers, the flags true or false); {EXPECTED}"
         ) from None
     return parsed
