@@ -153,3 +153,44 @@ def test_a_negative_nan_or_non_number_timeout_stays_invalid_on_both_apis(timeout
             await astore.wait(atask, OWNER, timeout=timeout)
 
     anyio.run(main)
+
+
+# --- socket timeouts ----------------------------------------------------------------------
+
+SOCKET_TIMEOUTS = [
+    pytest.param(1e10, id="1e10"),
+    pytest.param(math.inf, id="inf"),
+    pytest.param(10**400, id="int-beyond-float"),
+]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("timeout", SOCKET_TIMEOUTS)
+def test_sync_socket_timeouts_up_to_inf_are_taken(redis_url: str, timeout: float) -> None:
+    with ts.GenericTaskStore.from_url(
+        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, prefix="long-socket"
+    ) as store:
+        task_id = store.create(OWNER, "tools/call").task.task_id
+        assert store.wait(task_id, OWNER, after_version=0, timeout=timeout).version == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+@pytest.mark.parametrize("timeout", SOCKET_TIMEOUTS)
+async def test_async_socket_timeouts_up_to_inf_are_taken(redis_url: str, timeout: float) -> None:
+    async with ats.GenericTaskStore.from_url(
+        redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, prefix="long-socket"
+    ) as store:
+        task_id = (await store.create(OWNER, "tools/call")).task.task_id
+        record = await store.wait(task_id, OWNER, after_version=0, timeout=timeout)
+        assert record.version == 1
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, "5", True])
+@pytest.mark.parametrize("api", [ts, ats])
+def test_a_socket_timeout_that_is_not_a_positive_number_is_refused_at_once(
+    api: Any, timeout: Any
+) -> None:
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        with pytest.raises(InvalidArgument, match=option):
+            api.GenericTaskStore.from_url("redis://127.0.0.1:1/0", **{option: timeout})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +20,9 @@ from .._core.errors import InvalidArgument
 
 SCHEMES = ("redis", "rediss", "unix")
 _DB_PATH = re.compile(r"/?[0-9]*")
+LONGEST_SOCKET_WAIT = 1e9
+"""Seconds a finite socket timeout is cut to: sockets refuse about ten times more
+(``OverflowError``), and a billion seconds is longer than any process lives."""
 EXPECTED = "expected redis://host:port/db, rediss://… (TLS) or unix:///path"
 _SKIPPED = frozenset({"self", "args", "kwargs", "connection_kwargs"})
 
@@ -136,3 +140,29 @@ def check_parsed(url: str, parse: Any) -> dict[str, Any]:
             f"kind: db and the timeouts take numbers, the flags true or false); {EXPECTED}"
         ) from None
     return parsed
+
+
+def socket_seconds(name: str, value: object) -> float | None:
+    """A socket timeout as redis-py takes it: seconds > 0, or None for no limit.
+
+    Any finite value means that long at most (cut to :data:`LONGEST_SOCKET_WAIT`);
+    ``inf`` means no limit, as None does.
+
+    Raises:
+        InvalidArgument: not a number, NaN, zero or negative.
+
+    """
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and math.isnan(value))
+        or value <= 0
+    ):
+        raise InvalidArgument(
+            f"{name} must be a number of seconds > 0, or None (or inf) for no limit; got {value!r}"
+        )
+    if value == math.inf:
+        return None
+    return float(min(LONGEST_SOCKET_WAIT, value))

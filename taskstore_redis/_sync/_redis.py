@@ -42,7 +42,7 @@ from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
-from .._redis.options import ClientOptions, check_parsed, check_url
+from .._redis.options import ClientOptions, check_parsed, check_url, socket_seconds
 from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.replies import (
     as_str,
@@ -87,6 +87,9 @@ _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
 _NOSCRIPT_ATTEMPTS = 3
+_LONGEST_WAIT_MS = 2**53
+"""``wait_timeout_ms`` is cut to this (285,000 years): Redis refuses a ``WAIT`` whose
+deadline does not fit in 64 bits."""
 _OWN_OPTIONS = (
     "cluster",
     "prefix",
@@ -169,8 +172,8 @@ class RedisBackend:
         cluster: bool | None = None,
         prefix: str = "taskstore",
         shards: int = 16,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
+        socket_timeout: float | None = 5.0,
+        socket_connect_timeout: float | None = 5.0,
         read_retries: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
@@ -181,9 +184,9 @@ class RedisBackend:
 
         Cluster mode is detected from the server on first use, or forced with
         ``cluster=True`` / ``cluster=False``. No call waits longer than the
-        socket timeouts. Extra ``options`` go to the redis-py client. The client is
-        built on first use, and again in a child process after a fork. The other
-        arguments are those of the constructor.
+        socket timeouts (seconds; None or ``inf``: no limit). Extra ``options`` go to
+        the redis-py client. The client is built on first use, and again in a child
+        process after a fork. The other arguments are those of the constructor.
 
         Raises:
             InvalidArgument: a malformed URL, or an option (or URL query option) that
@@ -198,8 +201,10 @@ class RedisBackend:
         _client_options().check(options, cluster, _OWN_OPTIONS)
         backend = cls.__new__(cls)
         options = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
+            "socket_timeout": socket_seconds("socket_timeout", socket_timeout),
+            "socket_connect_timeout": socket_seconds(
+                "socket_connect_timeout", socket_connect_timeout
+            ),
             **options,
         }
         backend._setup(url, options, cluster, prefix, shards)
@@ -239,7 +244,8 @@ class RedisBackend:
                 raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
         self._read_retries = read_retries
         self._wait_replicas = wait_replicas
-        self._wait_timeout_ms = wait_timeout_ms
+        # WAIT takes a 64-bit deadline: a longer timeout means as long as it can be
+        self._wait_timeout_ms = min(wait_timeout_ms, _LONGEST_WAIT_MS)
         self._pipeline = AutoPipeline(enabled=bool(auto_pipeline))
 
     def require_noeviction(self) -> None:
