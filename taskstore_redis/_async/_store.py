@@ -647,14 +647,16 @@ class GenericTaskStore:
 
         ``timeout``: 0 returns at once, None waits until there is work, a number
         waits that many seconds at most. Waiting is on change notices, never by
-        polling. While the server cannot be reached (a restart, a failover) a
-        waiting claim waits on and tries again; one with ``timeout=0``, or whose
-        time is up, raises. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
-        renewed; see :class:`Lease`.
+        polling. While the server cannot be reached (a restart, a failover, or not
+        up yet when the claim starts) a waiting claim waits on and tries again; one
+        with ``timeout=0``, or whose time is up, raises. Any timeout up to ``inf``
+        is taken as "that long at most". The lease lasts ``lease_ms``
+        (``config.default_lease_ms``) unless renewed; see :class:`Lease`.
 
         Raises:
-            InvalidArgument: a bad queue name, lease, timeout or worker id.
-            StoreUnavailable: the backend cannot be reached (or the notices not set up).
+            InvalidArgument: a bad queue name, lease, timeout (negative, NaN) or worker id.
+            StoreUnavailable: the backend could not be reached before the timeout ran
+                out (at once with ``timeout=0``), or it was closed.
 
         """
         leases = await self.claim_many(
@@ -680,6 +682,7 @@ class GenericTaskStore:
 
         Raises:
             InvalidArgument: a bad queue, count (1..``max_claim_count``), lease or timeout.
+            StoreUnavailable: as for ``claim``.
 
         """
         name = check_queue(queue)
