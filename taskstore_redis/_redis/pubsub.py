@@ -51,6 +51,8 @@ _Address = tuple[str, int] | None
 CONFIRM_TIMEOUT = 10.0
 """Seconds a new subscription may take to be confirmed before the waiter gets StoreUnavailable,
 when the client's socket timeouts do not say (see :func:`confirm_timeout_of`)."""
+CONFIRM_TIMEOUT_MIN = 1.0
+"""Seconds a subscription may always take to be confirmed, however short the socket timeouts."""
 HEALTH_INTERVAL = 10.0
 """Seconds of silence on a subscription connection before it is pinged."""
 _BACKOFF_FIRST = 0.02
@@ -88,13 +90,15 @@ def node_source(client: Any) -> NodeSource:
 def confirm_timeout_of(kwargs: dict[str, Any]) -> float:
     """How long a subscription may take to be confirmed: the socket timeouts, connect and read.
 
-    No call waits longer than the client's socket timeouts; without both of them set,
-    :data:`CONFIRM_TIMEOUT`.
+    No call waits much longer than the client's socket timeouts; without both of them
+    set, :data:`CONFIRM_TIMEOUT`. At least :data:`CONFIRM_TIMEOUT_MIN`, so a busy
+    machine does not fail a subscription that short socket timeouts would allow, and
+    at most six times :data:`CONFIRM_TIMEOUT`.
     """
     connect, read = kwargs.get("socket_connect_timeout"), kwargs.get("socket_timeout")
     if not isinstance(connect, int | float) or not isinstance(read, int | float):
         return CONFIRM_TIMEOUT
-    return min(CONFIRM_TIMEOUT * 6, max(0.05, float(connect) + float(read)))
+    return min(CONFIRM_TIMEOUT * 6, max(CONFIRM_TIMEOUT_MIN, float(connect) + float(read)))
 
 
 def _async_class(given: Any) -> type[redis.asyncio.connection.AbstractConnection]:
