@@ -509,3 +509,55 @@ async def test_async_a_claim_waiting_on_a_redis_that_stays_down_raises_at_its_ti
         await store.claim(QUEUE, timeout=1.0)
     assert 0.9 <= time.monotonic() - started < 1.0 + BOUND
     await store.aclose()
+
+
+def test_sync_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_timeout() -> None:
+    """The queue's subscription cannot be confirmed: the claim does not wait on it."""
+    server = start_redis_server()
+    try:
+        # default socket timeouts: a subscription may take 10 s to be confirmed
+        with ts.GenericTaskStore.from_url(server.url, prefix="new-queue") as store:
+            assert store.claim("first", timeout=0) is None  # a client and a hub exist
+            server.kill()
+            started = time.monotonic()
+            with pytest.raises(ts.StoreUnavailable):
+                store.claim("second", timeout=1.0)
+            assert 0.9 <= time.monotonic() - started < 3.0
+            got: list[Any] = []
+            claimer = threading.Thread(target=lambda: got.append(store.claim("third", timeout=20)))
+            claimer.start()
+            time.sleep(0.5)
+            server.restart()
+            store.submit(OWNER, "tools/call", queue="third")
+            claimer.join(20)
+            assert isinstance(got[0], ts.Lease)
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_async_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_timeout() -> None:
+    """The queue's subscription cannot be confirmed: the claim does not wait on it."""
+    server = start_redis_server()
+    try:
+        async with ats.GenericTaskStore.from_url(server.url, prefix="new-queue") as store:
+            assert await store.claim("first", timeout=0) is None
+            await anyio.to_thread.run_sync(server.kill)
+            started = time.monotonic()
+            with pytest.raises(ats.StoreUnavailable):
+                await store.claim("second", timeout=1.0)
+            assert 0.9 <= time.monotonic() - started < 3.0
+            got: list[Any] = []
+
+            async def claim() -> None:
+                got.append(await store.claim("third", timeout=20))
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(claim)
+                    await anyio.sleep(0.5)
+                    await anyio.to_thread.run_sync(server.restart)
+                    await store.submit(OWNER, "tools/call", queue="third")
+            assert isinstance(got[0], ats.Lease)
+    finally:
+        server.stop()
