@@ -561,3 +561,25 @@ async def test_async_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_tim
             assert isinstance(got[0], ats.Lease)
     finally:
         server.stop()
+
+
+def test_a_queue_watch_entered_while_redis_is_down_notices_every_shard_once_confirmed() -> None:
+    """What was submitted before the confirmation sent no notice: the claims look again."""
+    server = start_redis_server()
+    try:
+        with ts.GenericTaskStore.from_url(server.url, prefix="pending", **fast(True)) as store:
+            backend: Any = store.backend
+            assert store.claim("first", timeout=0) is None  # a client and a hub exist
+            server.kill()
+            noticed: set[int] = set()
+            with backend.queue_watch("second", noticed.add) as watch:
+                assert not watch.live()
+                assert noticed == set()
+                server.restart()
+                deadline = time.monotonic() + 20
+                while len(noticed) < backend.queue_shards() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert watch.live()
+                assert noticed == set(range(backend.queue_shards()))
+    finally:
+        server.stop()

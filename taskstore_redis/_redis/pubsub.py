@@ -121,11 +121,13 @@ def _accepted(given: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Channel:
-    __slots__ = ("confirmed", "link", "was_confirmed")
+    __slots__ = ("confirmed", "link", "unconfirmed_waiters", "was_confirmed")
 
     def __init__(self) -> None:
         self.confirmed = asyncio.Event()
         self.was_confirmed = False
+        self.unconfirmed_waiters = False
+        """Whether a subscribe returned before the confirmation (``confirm=False``)."""
         self.link: _Link | None = None
 
 
@@ -341,6 +343,7 @@ class Subscriber:
                         if confirm:
                             await state.confirmed.wait()
                         elif await self._confirmed_or_unreachable(state):
+                            state.unconfirmed_waiters = True
                             return
                 except TimeoutError:
                     link = state.link
@@ -437,9 +440,12 @@ class Subscriber:
         if link.broken:
             link.broken = False
             PUBSUB.info("subscriptions to %s confirmed again", link.name)
-        if state.was_confirmed:
-            self.fanout.notify(channel)  # confirmed again after a loss: look again
+        if state.was_confirmed or state.unconfirmed_waiters:
+            # confirmed again after a loss, or at last for waiters that went on without
+            # it: what changed meanwhile sent no notice, so look again
+            self.fanout.notify(channel)
         state.was_confirmed = True
+        state.unconfirmed_waiters = False
         state.confirmed.set()
 
     def lost(self, link: _Link) -> None:
