@@ -349,10 +349,12 @@ class Subscriber:
                     link = state.link
                     if link is not None and link.connected and link.healthy:
                         continue  # the server answers, only slowly (a busy process): wait on
+                    # always a cause: the store tells a closed backend (none) from an outage
+                    cause = self.last_error or TimeoutError("no confirmation from the server")
                     raise StoreUnavailable(
                         "the subscription to changes was not confirmed within "
                         f"{self.confirm_timeout} s (last error: {self.last_error!r})"
-                    ) from self.last_error
+                    ) from cause
         except BaseException:
             self.unsubscribe(channel, waker)
             raise
