@@ -270,3 +270,26 @@ def test_no_exception_message_or_log_record_shows_a_urls_password(
         if record.exc_info and record.exc_info[1] is not None:
             for text in texts(record.exc_info[1]):
                 assert SECRET not in text
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+@pytest.mark.parametrize("api", APIS)
+def test_a_password_a_live_server_refuses_is_not_shown_either(
+    api: ModuleType, where: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    scheme, rest = redis_url.split("://", 1)
+    url = (
+        f"{scheme}://someone:{SECRET}@{rest}"
+        if where == "userinfo"
+        else f"{redis_url}?username=someone&password={SECRET}"
+    )
+    errors = (sync_calls if api is ts else async_calls)(url, None)
+    assert errors, "the server took a password it does not know"
+    for error in errors:
+        assert isinstance(error, TaskStoreError), repr(error)
+        for text in texts(error):
+            assert SECRET not in text
+    for record in caplog.records:
+        assert SECRET not in record.getMessage()
