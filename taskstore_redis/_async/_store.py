@@ -534,7 +534,8 @@ class GenericTaskStore:
         """
         key = self._key(task_id, owner_id)
         check_wait(after_version, until_terminal, timeout)
-        deadline = None if timeout is None else monotonic() + timeout
+        seconds = check_timeout(timeout)
+        deadline = None if seconds is None else monotonic() + seconds
         baseline = after_version
         if baseline is None and not until_terminal:
             # the version as the call starts; a change before the subscription is in place
@@ -646,14 +647,16 @@ class GenericTaskStore:
 
         ``timeout``: 0 returns at once, None waits until there is work, a number
         waits that many seconds at most. Waiting is on change notices, never by
-        polling. While the server cannot be reached (a restart, a failover) a
-        waiting claim waits on and tries again; one with ``timeout=0``, or whose
-        time is up, raises. The lease lasts ``lease_ms`` (``config.default_lease_ms``) unless
-        renewed; see :class:`Lease`.
+        polling. While the server cannot be reached (a restart, a failover, or not
+        up yet when the claim starts) a waiting claim waits on and tries again; one
+        with ``timeout=0``, or whose time is up, raises. Any timeout up to ``inf``
+        is taken as "that long at most". The lease lasts ``lease_ms``
+        (``config.default_lease_ms``) unless renewed; see :class:`Lease`.
 
         Raises:
-            InvalidArgument: a bad queue name, lease, timeout or worker id.
-            StoreUnavailable: the backend cannot be reached (or the notices not set up).
+            InvalidArgument: a bad queue name, lease, timeout (negative, NaN) or worker id.
+            StoreUnavailable: the backend could not be reached before the timeout ran
+                out (at once with ``timeout=0``), or it was closed.
 
         """
         leases = await self.claim_many(
@@ -679,6 +682,7 @@ class GenericTaskStore:
 
         Raises:
             InvalidArgument: a bad queue, count (1..``max_claim_count``), lease or timeout.
+            StoreUnavailable: as for ``claim``.
 
         """
         name = check_queue(queue)
@@ -687,7 +691,9 @@ class GenericTaskStore:
         wait = check_timeout(timeout)
         worker = check_worker_id(worker_id)
         backend = self._queue_backend()
-        hints = await self._queue_hints(backend, name)
+        hints = self._hints.get(name)
+        if hints is None:
+            hints = self._hints.setdefault(name, QueueHints(backend.queue_shards()))
         deadline = None if wait is None else monotonic() + wait
         waker = async_waker()
         hints.add_waiter(waker)
@@ -695,6 +701,8 @@ class GenericTaskStore:
         try:
             while True:
                 try:
+                    if hints.watch is None:
+                        await self._queue_hints(backend, name)
                     got = await self._claim_round(backend, hints, name, wanted, lease, worker)
                 except StoreUnavailable as exc:
                     # a server restarting or failing over: a waiting claim waits on and

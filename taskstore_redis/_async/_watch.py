@@ -138,11 +138,19 @@ class QueueChannelWatch:
         self._hub: AsyncHub | None = None
 
     async def __aenter__(self) -> QueueChannelWatch:
-        """Subscribe every shard's channel; return once all are confirmed."""
+        """Subscribe every shard's channel; return once all are confirmed.
+
+        Or, while a node cannot be reached (a restart, a failover), once the hub has
+        tried it: the subscriptions are then confirmed when it answers again, and
+        meanwhile :meth:`live` is False, so a claim keeps looking (see
+        ``GenericTaskStore.claim``) rather than waiting here.
+        """
         hub = await self._owner.watch_hub()
         self._hub = hub
         try:
-            await hub.subscribe_many(list(zip(self._channels, self._notices, strict=True)))
+            await hub.subscribe_many(
+                list(zip(self._channels, self._notices, strict=True)), confirm=False
+            )
         except BaseException:
             self._hub = None
             raise

@@ -185,7 +185,7 @@ def check_wait(after_version: object, until_terminal: object, timeout: object) -
     if timeout is not None and (
         not isinstance(timeout, int | float)
         or isinstance(timeout, bool)
-        or math.isnan(timeout)
+        or _is_nan(timeout)
         or timeout < 0
     ):
         raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
@@ -259,14 +259,24 @@ def check_count(count: Any, config: StoreConfig) -> int:
 
 
 def check_timeout(timeout: Any) -> float | None:
-    """Check a claim timeout: seconds >= 0, or None to wait until there is work."""
+    """Check a timeout: seconds >= 0 (up to ``inf``), or None to wait as long as it takes.
+
+    Any such value means "that long at most": an int too large for a float is ``inf``.
+    """
     if timeout is None:
         return None
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or math.isnan(timeout):
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or _is_nan(timeout):
         raise InvalidArgument(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
     if timeout < 0:
         raise InvalidArgument(f"timeout must not be negative, got {timeout!r}")
-    return float(timeout)
+    try:
+        return float(timeout)
+    except OverflowError:  # an int beyond any float: longer than any wait
+        return math.inf
+
+
+def _is_nan(value: int | float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def check_token(token: Any, task_id: str) -> int:

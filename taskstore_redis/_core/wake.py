@@ -80,8 +80,16 @@ class SyncWaker:
         self._event.clear()
 
 
+LONGEST_WAIT = 86_400.0
+"""Seconds one ``wait`` blocks at most, however long its timeout: ``threading`` refuses
+timeouts above ``threading.TIMEOUT_MAX`` (``OverflowError``), and a return only means
+"look again", so a waiter whose time is not up simply waits again."""
+
+
 def _finite(timeout: float | None) -> float | None:
-    return None if timeout is None or math.isinf(timeout) else max(0.0, timeout)
+    if timeout is None or math.isinf(timeout):
+        return None
+    return min(LONGEST_WAIT, max(0.0, timeout))
 
 
 def async_waker() -> AsyncWaker:

@@ -9,8 +9,17 @@ import redis.exceptions
 
 from .._core.errors import StoreUnavailable
 
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-"""Errors after which the connection is dropped; a write may or may not have landed."""
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+"""Errors after which the connection is dropped; a write may or may not have landed.
+
+redis-py's cluster client raises ``RedisClusterException`` (not a ``RedisError``) when
+no node of the cluster answers, as on its first use while the cluster is down.
+"""
 
 _NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, socket.gaierror)
 """What redis-py's connect failed with when no connection was made: nothing was sent."""

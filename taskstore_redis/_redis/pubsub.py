@@ -49,7 +49,10 @@ _Address = tuple[str, int] | None
 """A cluster node's (host, port), or None for the one server of standalone Redis."""
 
 CONFIRM_TIMEOUT = 10.0
-"""Seconds a new subscription may take to be confirmed before the waiter gets StoreUnavailable."""
+"""Seconds a new subscription may take to be confirmed before the waiter gets StoreUnavailable,
+when the client's socket timeouts do not say (see :func:`confirm_timeout_of`)."""
+CONFIRM_TIMEOUT_MIN = 1.0
+"""Seconds a subscription may always take to be confirmed, however short the socket timeouts."""
 HEALTH_INTERVAL = 10.0
 """Seconds of silence on a subscription connection before it is pinged."""
 _BACKOFF_FIRST = 0.02
@@ -84,6 +87,20 @@ def node_source(client: Any) -> NodeSource:
     )
 
 
+def confirm_timeout_of(kwargs: dict[str, Any]) -> float:
+    """How long a subscription may take to be confirmed: the socket timeouts, connect and read.
+
+    No call waits much longer than the client's socket timeouts; without both of them
+    set, :data:`CONFIRM_TIMEOUT`. At least :data:`CONFIRM_TIMEOUT_MIN`, so a busy
+    machine does not fail a subscription that short socket timeouts would allow, and
+    at most six times :data:`CONFIRM_TIMEOUT`.
+    """
+    connect, read = kwargs.get("socket_connect_timeout"), kwargs.get("socket_timeout")
+    if not isinstance(connect, int | float) or not isinstance(read, int | float):
+        return CONFIRM_TIMEOUT
+    return min(CONFIRM_TIMEOUT * 6, max(CONFIRM_TIMEOUT_MIN, float(connect) + float(read)))
+
+
 def _async_class(given: Any) -> type[redis.asyncio.connection.AbstractConnection]:
     name = getattr(given, "__name__", "Connection")
     found = getattr(redis.asyncio.connection, name, None)
@@ -104,11 +121,13 @@ def _accepted(given: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Channel:
-    __slots__ = ("confirmed", "link", "was_confirmed")
+    __slots__ = ("confirmed", "link", "unconfirmed_waiters", "was_confirmed")
 
     def __init__(self) -> None:
         self.confirmed = asyncio.Event()
         self.was_confirmed = False
+        self.unconfirmed_waiters = False
+        """Whether a subscribe returned before the confirmation (``confirm=False``)."""
         self.link: _Link | None = None
 
 
@@ -128,6 +147,8 @@ class _Link:
         """Whether the server confirmed a subscription on the current connection."""
         self.broken = False
         """Whether the connection was lost after it had worked, and is not back yet."""
+        self.unreachable = False
+        """Whether the last attempt to connect failed (no connection now)."""
         self._outbox: list[tuple[str, ...]] = []
         self._kick = asyncio.Event()
         self._wanted = asyncio.Event()
@@ -171,6 +192,8 @@ class _Link:
                 connection = await subscriber.open(self.address)
             except (redis.exceptions.RedisError, OSError) as exc:
                 subscriber.last_error = exc
+                self.unreachable = True
+                subscriber.attempted()
                 PUBSUB.debug("subscriptions to %s: cannot connect (%r)", self.name, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(_BACKOFF_MAX, backoff * 2)
@@ -179,6 +202,7 @@ class _Link:
             # no await between these lines: a channel added now is either in this batch
             # or sent by add() itself
             self.connected = True
+            self.unreachable = False
             self._unsubscribing.clear()
             self._outbox = [("SSUBSCRIBE", channel) for channel in self.channels]
             self._kick.set()
@@ -251,12 +275,18 @@ class Subscriber:
         self,
         source: NodeSource,
         *,
-        confirm_timeout: float = CONFIRM_TIMEOUT,
+        confirm_timeout: float | None = None,
         health_interval: float = HEALTH_INTERVAL,
     ) -> None:
-        """Connect lazily with ``source``'s settings; call from the loop it will run on."""
+        """Connect lazily with ``source``'s settings; call from the loop it will run on.
+
+        ``confirm_timeout`` (seconds) defaults to the source's socket timeouts, connect
+        and read (:func:`confirm_timeout_of`).
+        """
         self.source = source
-        self.confirm_timeout = confirm_timeout
+        self.confirm_timeout = (
+            confirm_timeout_of(source.kwargs) if confirm_timeout is None else confirm_timeout
+        )
         self.health_interval = health_interval
         self.fanout = Fanout()
         self.closed = False
@@ -268,6 +298,8 @@ class Subscriber:
         self._moving: set[asyncio.Task[None]] = set()
         self.last_error: BaseException | None = None
         """The last connection or server error, for the message of a failed subscription."""
+        self._attempt = asyncio.Event()
+        """Set (and replaced) each time a link fails to connect."""
 
     def registrations(self) -> int:
         """How many (channel, waker) registrations there are now."""
@@ -277,11 +309,20 @@ class Subscriber:
         """How many channels are subscribed or wanted now."""
         return len(self._channels)
 
-    async def subscribe(self, channel: str, waker: Pokeable) -> None:
+    def attempted(self) -> None:
+        """A link failed to connect: wake the subscribers that wait for an attempt."""
+        attempt, self._attempt = self._attempt, asyncio.Event()
+        attempt.set()
+
+    async def subscribe(self, channel: str, waker: Pokeable, *, confirm: bool = True) -> None:
         """Register ``waker`` on ``channel``; return once the subscription is confirmed.
 
         Raises StoreUnavailable (and registers nothing) if no connection to the
-        channel's node confirmed anything for ``confirm_timeout`` seconds.
+        channel's node confirmed anything for ``confirm_timeout`` seconds. With
+        ``confirm=False`` it also returns, registered, as soon as the channel's node
+        cannot be connected to: the subscription is then confirmed later, once the
+        node answers (:meth:`confirmed_now` says when), and meanwhile a caller must
+        not count on notices.
         """
         if self.closed:
             raise StoreUnavailable("the RedisBackend is closed")
@@ -299,27 +340,52 @@ class Subscriber:
             while not state.confirmed.is_set():
                 try:
                     async with asyncio.timeout(self.confirm_timeout):
-                        await state.confirmed.wait()
+                        if confirm:
+                            await state.confirmed.wait()
+                        elif await self._confirmed_or_unreachable(state):
+                            state.unconfirmed_waiters = True
+                            return
                 except TimeoutError:
                     link = state.link
                     if link is not None and link.connected and link.healthy:
                         continue  # the server answers, only slowly (a busy process): wait on
+                    # always a cause: the store tells a closed backend (none) from an outage
+                    cause = self.last_error or TimeoutError("no confirmation from the server")
                     raise StoreUnavailable(
                         "the subscription to changes was not confirmed within "
                         f"{self.confirm_timeout} s (last error: {self.last_error!r})"
-                    ) from self.last_error
+                    ) from cause
         except BaseException:
             self.unsubscribe(channel, waker)
             raise
 
-    async def subscribe_many(self, pairs: list[tuple[str, Pokeable]]) -> None:
+    async def _confirmed_or_unreachable(self, state: _Channel) -> bool:
+        """Wait until ``state`` is confirmed (False) or its node cannot be reached (True)."""
+        while not state.confirmed.is_set():
+            link = state.link
+            if link is not None and link.unreachable:
+                return True
+            attempt = asyncio.ensure_future(self._attempt.wait())
+            confirmed = asyncio.ensure_future(state.confirmed.wait())
+            try:
+                await asyncio.wait((attempt, confirmed), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                attempt.cancel()
+                confirmed.cancel()
+        return False
+
+    async def subscribe_many(
+        self, pairs: list[tuple[str, Pokeable]], *, confirm: bool = True
+    ) -> None:
         """Subscribe each (channel, waker) pair at once; return once all are confirmed.
 
         The subscriptions go out together (one batch per node). On any failure
-        none stays registered and the first error is raised.
+        none stays registered and the first error is raised. ``confirm`` as in
+        :meth:`subscribe`.
         """
         results = await asyncio.gather(
-            *(self.subscribe(channel, waker) for channel, waker in pairs), return_exceptions=True
+            *(self.subscribe(channel, waker, confirm=confirm) for channel, waker in pairs),
+            return_exceptions=True,
         )
         errors = [result for result in results if isinstance(result, BaseException)]
         if errors:
@@ -376,9 +442,12 @@ class Subscriber:
         if link.broken:
             link.broken = False
             PUBSUB.info("subscriptions to %s confirmed again", link.name)
-        if state.was_confirmed:
-            self.fanout.notify(channel)  # confirmed again after a loss: look again
+        if state.was_confirmed or state.unconfirmed_waiters:
+            # confirmed again after a loss, or at last for waiters that went on without
+            # it: what changed meanwhile sent no notice, so look again
+            self.fanout.notify(channel)
         state.was_confirmed = True
+        state.unconfirmed_waiters = False
         state.confirmed.set()
 
     def lost(self, link: _Link) -> None:
@@ -494,9 +563,11 @@ class AsyncHub:
         """See :meth:`Subscriber.unsubscribe`."""
         self.subscriber.unsubscribe(channel, waker)
 
-    async def subscribe_many(self, pairs: list[tuple[str, Pokeable]]) -> None:
+    async def subscribe_many(
+        self, pairs: list[tuple[str, Pokeable]], *, confirm: bool = True
+    ) -> None:
         """See :meth:`Subscriber.subscribe_many`."""
-        await self.subscriber.subscribe_many(pairs)
+        await self.subscriber.subscribe_many(pairs, confirm=confirm)
 
     def confirmed_now(self, channel: str) -> bool:
         """See :meth:`Subscriber.confirmed_now`."""
@@ -548,10 +619,10 @@ class SyncHub:
                 self._loop.call_soon_threadsafe(self.subscriber.unsubscribe, channel, waker)
             raise
 
-    def subscribe_many(self, pairs: list[tuple[str, Pokeable]]) -> None:
+    def subscribe_many(self, pairs: list[tuple[str, Pokeable]], *, confirm: bool = True) -> None:
         """See :meth:`Subscriber.subscribe_many`; blocks the calling thread."""
         try:
-            self._call(self.subscriber.subscribe_many(pairs))
+            self._call(self.subscriber.subscribe_many(pairs, confirm=confirm))
         except BaseException:
             for channel, waker in pairs:
                 self.unsubscribe(channel, waker)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
+import redis.connection
 import redis.exceptions
 import redis.retry
 from redis.backoff import NoBackoff
@@ -39,6 +42,7 @@ from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
+from .._redis.options import ClientOptions, check_parsed, check_url, socket_seconds
 from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.replies import (
     as_str,
@@ -83,6 +87,36 @@ _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
 _NOSCRIPT_ATTEMPTS = 3
+_LONGEST_WAIT_MS = 2**53
+"""``wait_timeout_ms`` is cut to this (285,000 years): Redis refuses a ``WAIT`` whose
+deadline does not fit in 64 bits."""
+_OWN_OPTIONS = (
+    "cluster",
+    "prefix",
+    "shards",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "read_retries",
+    "wait_replicas",
+    "wait_timeout_ms",
+    "auto_pipeline",
+)
+"""The options of ``from_url`` itself; any other goes to the redis-py client."""
+
+
+@functools.cache
+def _client_options() -> ClientOptions:
+    """The options redis-py's clients take, read from their signatures once."""
+    return ClientOptions(
+        [
+            redis.Redis,
+            redis.BlockingConnectionPool,
+            redis.Connection,
+            redis.SSLConnection,
+            redis.UnixDomainSocketConnection,
+        ],
+        redis.RedisCluster,
+    )
 
 
 class RedisBackend:
@@ -138,8 +172,8 @@ class RedisBackend:
         cluster: bool | None = None,
         prefix: str = "taskstore",
         shards: int = 16,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
+        socket_timeout: float | None = 5.0,
+        socket_connect_timeout: float | None = 5.0,
         read_retries: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
@@ -150,14 +184,27 @@ class RedisBackend:
 
         Cluster mode is detected from the server on first use, or forced with
         ``cluster=True`` / ``cluster=False``. No call waits longer than the
-        socket timeouts. Extra ``options`` go to the redis-py client. The client is
-        built on first use, and again in a child process after a fork. The other
-        arguments are those of the constructor.
+        socket timeouts (seconds; None or ``inf``: no limit). Extra ``options`` go to
+        the redis-py client. The client is built on first use, and again in a child
+        process after a fork. The other arguments are those of the constructor.
+
+        Raises:
+            InvalidArgument: a malformed URL, or an option (or URL query option) that
+                neither this method nor redis-py's client takes; the message names it
+                and what is accepted, and shows the URL without its credentials.
+
         """
+        if cluster is not None and not isinstance(cluster, bool):
+            raise InvalidArgument(f"cluster must be True, False or None, got {cluster!r}")
+        check_url(url, _client_options(), cluster)
+        check_parsed(url, redis.connection.parse_url)
+        _client_options().check(options, cluster, _OWN_OPTIONS)
         backend = cls.__new__(cls)
         options = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
+            "socket_timeout": socket_seconds("socket_timeout", socket_timeout),
+            "socket_connect_timeout": socket_seconds(
+                "socket_connect_timeout", socket_connect_timeout
+            ),
             **options,
         }
         backend._setup(url, options, cluster, prefix, shards)
@@ -197,7 +244,8 @@ class RedisBackend:
                 raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
         self._read_retries = read_retries
         self._wait_replicas = wait_replicas
-        self._wait_timeout_ms = wait_timeout_ms
+        # WAIT takes a 64-bit deadline: a longer timeout means as long as it can be
+        self._wait_timeout_ms = min(wait_timeout_ms, _LONGEST_WAIT_MS)
         self._pipeline = AutoPipeline(enabled=bool(auto_pipeline))
 
     def require_noeviction(self) -> None:
@@ -473,7 +521,8 @@ class RedisBackend:
 
     def watch_hub(self) -> SyncHub:
         """The subscriber of this backend, process and event loop, built on first use."""
-        client = self._connected()
+        with map_redis_errors("subscribing to changes", write=False):
+            client = self._connected()
         with self._hub_lock:  # threads of the blocking API: one hub, one listener thread
             if self._hub is None or not self._hub.usable():
                 self._hub = sync_hub(node_source(client))
@@ -553,15 +602,25 @@ class RedisBackend:
                 info = probe.info("cluster")
             finally:
                 probe.close()
-            self._cluster = bool(info.get("cluster_enabled"))
+            cluster = bool(info.get("cluster_enabled"))
+            # from_url checked the options against both kinds of client: now the one it is
+            query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+            _client_options().check(
+                (name for name, _ in query), cluster, where=" in the URL's query"
+            )
+            _client_options().check(options, cluster, _OWN_OPTIONS)
+            self._cluster = cluster
         if self._cluster:
             return redis.RedisCluster.from_url(url, **options)
         # a blocking pool: a burst of calls that cannot share a pipeline (the first calls
         # on a server without the scripts, say) waits for a connection instead of failing
         pool = redis.BlockingConnectionPool.from_url(
             url,
-            retry=redis.retry.Retry(NoBackoff(), 0),
-            **{"max_connections": _MAX_CONNECTIONS, **options},
+            **{
+                "max_connections": _MAX_CONNECTIONS,
+                "retry": redis.retry.Retry(NoBackoff(), 0),
+                **options,
+            },
         )
         return redis.Redis.from_pool(pool)
 
