@@ -275,6 +275,9 @@ class _Job:
     scope: anyio.CancelScope | None = None
     lost: str = ""
     abandoned: bool = False
+    ending: bool = False
+    """Its last write (complete, fail, release) was sent: a renewal refused from then on was
+    refused because of that write, or that write is refused too and says so itself."""
     handler_s: float | None = None
     """How long the handler ran (None: it was not called)."""
     outcome: str = "stopped"
@@ -423,7 +426,7 @@ class _Worker:
                 self.stats.error("renew_leases", exc)
                 continue
             for job, reason in zip(jobs, reasons, strict=True):
-                if reason:
+                if reason and not job.ending:
                     self._lose(job, reason)
 
     def _lose(self, job: _Job, reason: str) -> None:
@@ -525,6 +528,7 @@ class _Worker:
 
         Returns whether it was written; False when the lease was lost (abandoned).
         """
+        job.ending = True
         pause = _PAUSE_FIRST_S
         give_up = anyio.current_time() + self.ops.lease_ms / 1000
         while True:
@@ -550,6 +554,7 @@ class _Worker:
         left = list(self.held.values())
         for job in left:
             job.abandoned = True
+            job.ending = True
             if job.scope is not None:
                 job.scope.cancel()
         for job in left:

@@ -35,14 +35,18 @@ BOUND_S = 45.0
 
 WORKER = textwrap.dedent(
     """
-    import json, os, sys, time
+    import itertools, json, os, sys, threading, time
     import taskstore_redis as ts
 
-    url, prefix, lease_ms, concurrency, pause_s, grace_s = sys.argv[1:7]
+    url, prefix, lease_ms, concurrency, pause_s, grace_s, stall_after = sys.argv[1:8]
     pid = os.getpid()
+    calls = itertools.count(1)
 
     def handler(lease):
         lease.set_variables({"by": pid})
+        if 0 <= int(stall_after) < next(calls):  # stuck mid-task, renewing, until killed
+            lease.set_variables({"stalled": pid})
+            threading.Event().wait()
         time.sleep(float(pause_s))
         return {"by": pid, "attempt": lease.attempt}
 
@@ -51,7 +55,7 @@ WORKER = textwrap.dedent(
         stats = ts.run_worker(
             store, handler, lease_ms=int(lease_ms), concurrency=int(concurrency),
             grace_s=float(grace_s), idle_wait_s=0.2, sweep_every_s=0.5,
-            retry_base_ms=20, retry_max_ms=200,
+            retry_base_ms=20, retry_max_ms=200, worker_id=f"worker-{pid}",
         )
     print(json.dumps({"pid": pid, "completed": stats.completed, "lost": stats.lost,
                       "released": stats.released}), flush=True)
@@ -60,7 +64,11 @@ WORKER = textwrap.dedent(
 
 
 class Worker:
-    """A worker process: ``run_worker`` with a handler that records its pid on the task."""
+    """A worker process: ``run_worker`` with a handler that records its pid on the task.
+
+    With ``stall_after`` (>= 0) every handler call after that many gets stuck: it marks
+    its task ``stalled`` and never returns, its lease renewed all along.
+    """
 
     def __init__(
         self,
@@ -71,9 +79,10 @@ class Worker:
         concurrency: int = 8,
         pause_s: float = 0.002,
         grace_s: float = 5.0,
+        stall_after: int = -1,
     ) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        args = [url, prefix, lease_ms, concurrency, pause_s, grace_s]
+        args = [url, prefix, lease_ms, concurrency, pause_s, grace_s, stall_after]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, *map(str, args)],
             env=env,
@@ -87,6 +96,10 @@ class Worker:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def worker_id(self) -> str:
+        return f"worker-{self.pid}"
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -166,22 +179,37 @@ def test_a_worker_killed_mid_run_leaves_every_task_completed_exactly_once_by_the
     url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:
     tasks = submit(store, 2000)
-    with workers(4, url, prefix, lease_ms=1000, pause_s=0.002) as started:
-        victim = started[0]
-        wait_for(lambda: store.queue_stats().completed >= 300, "the workers made no progress")
+    stall_after, concurrency = 50, 8
+    stuck_in_victim: set[str] = set()  # every task seen stuck there: it can never complete it
+
+    def victim_stuck_on_all_its_slots() -> bool:
+        held = [i for i in store.queue_leases() if i.worker_id == victim.worker_id]
+        stuck = {
+            i.task_id for i in held if store.get(i.task_id, i.owner_id).variables.get("stalled")
+        }
+        stuck_in_victim.update(stuck)
+        return len(stuck) == len(held) == concurrency
+
+    with (
+        workers(1, url, prefix, lease_ms=1000, stall_after=stall_after) as [victim],
+        workers(3, url, prefix, lease_ms=1000, pause_s=0.002) as others,
+    ):
+        # the victim completes its first tasks, then gets stuck in every slot: it is killed
+        # holding exactly those leases, mid-task, while the others work on
+        wait_for(victim_stuck_on_all_its_slots, "the victim never got stuck on all its slots")
         victim.signal(signal.SIGKILL)
         records = [final(store, owner, task_id) for owner, task_id in tasks]
-        reports = [worker.stop() for worker in started[1:]]
+        reports = [worker.stop() for worker in others]
+    assert len(stuck_in_victim) >= concurrency
     assert {r.task.status for r in records} == {TaskStatus.COMPLETED}
     stats = store.queue_stats()
     assert (stats.completed, stats.leased, stats.ready, stats.given_up) == (2000, 0, 0, 0)
-    assert (
-        sum(report["completed"] for report in reports)
-        + sum(1 for r in records if r.result["by"] == victim.pid)
-        == 2000
-    )  # no task completed twice: every completion is one task's only one
+    by_victim = sum(1 for r in records if r.result["by"] == victim.pid)
+    assert 0 < by_victim <= stall_after
+    assert sum(report["completed"] for report in reports) + by_victim == 2000
+    # no task completed twice: every completion is one task's only one
     taken_over = [r for r in records if r.job is not None and r.job.attempt > 1]
-    assert taken_over, "the killed worker held no task when it died"
+    assert {r.task.task_id for r in taken_over} >= stuck_in_victim
     assert stats.recovered >= len(taken_over)
     for record in taken_over:
         assert record.result["by"] != victim.pid

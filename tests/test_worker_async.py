@@ -267,6 +267,49 @@ async def test_a_handler_longer_than_the_lease_keeps_it_through_renewals(
     assert (stats.claimed, stats.completed, stats.lost) == (1, 1, 0)
 
 
+class RenewalAnsweredAfterTheCompletion:
+    """The store, but its worker's renewals are answered only once the tasks they renew ended.
+
+    A renewal sent while the handler finishes and answered after the holder's own completion
+    landed: the server refuses it ("completed"), yet no lease was lost.
+    """
+
+    def __init__(self, store: ts.GenericTaskStore) -> None:
+        self.store = store
+        self.renewing = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def renew_leases(self, leases: list[ts.Lease], lease_ms: int | None = None) -> Any:
+        self.renewing.set()
+        for lease in leases:
+            await self.store.wait(lease.task_id, lease.owner_id, until_terminal=True)
+        return await self.store.renew_leases(leases, lease_ms=lease_ms)
+
+
+async def test_a_renewal_refused_because_the_holder_just_completed_the_task_is_no_lost_lease(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    [task_id] = await submit_many(store, 1)
+    slow_renewals = RenewalAnsweredAfterTheCompletion(store)
+
+    async def handler(lease: ts.Lease) -> str:
+        with anyio.fail_after(BOUND_S):
+            await slow_renewals.renewing.wait()  # the worker's renewal is on its way
+        await lease.renew(60_000)  # so the lease cannot run out meanwhile, however slow
+        return "done"
+
+    async def body(_: Flag) -> None:
+        [record] = await until_terminal(store, [task_id])
+        assert record.result == "done"
+
+    # renewed each second, so the handler has two seconds to renew the lease itself
+    stats = await with_worker(slow_renewals, handler, body, lease_ms=3000)  # type: ignore[arg-type]
+    assert (stats.claimed, stats.completed, stats.lost) == (1, 1, 0)
+
+
 async def test_a_task_cancelled_while_leased_stops_its_handler_and_is_abandoned_quietly(
     async_make_store: StoreFactory,
 ) -> None:
