@@ -1,9 +1,9 @@
 """Closing a redis-py client so that no socket is left to the garbage collector.
 
-``redis.RedisCluster.close()`` closes each node's client, but in some redis-py
-releases (8.0.x) a node's client does not own its connection pool, so the pooled
-connections stay open until garbage collection finds them, and then Python
-reports each one as an unclosed socket (a ``ResourceWarning``). After closing
+``redis.RedisCluster.close()`` closes each node's client, but in redis-py 8.0 and
+8.1 that leaves the nodes' pooled connections open until garbage collection finds
+them, and then Python reports each one as an unclosed socket (a ``ResourceWarning``;
+an error, and a failed test run, under ``filterwarnings = error``). After closing
 the client the store therefore disconnects every node's pool itself: the nodes it
 knows now and the startup nodes it was given. Disconnecting twice is harmless.
 
