@@ -98,6 +98,7 @@ HOSTILE = settings(
         HealthCheck.function_scoped_fixture,
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
+        HealthCheck.large_base_example,  # oversized input is the point of some tests here
     ],
 )
 """Examples share the function-scoped store; each one builds tasks of its own."""

@@ -38,6 +38,7 @@ from .._core.backend_types import (
     VersionedRecord,
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
+from .._redis.closing import disconnect_cluster_nodes
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
@@ -543,6 +544,7 @@ class RedisBackend:
         if client is not None:
             with map_redis_errors("close", write=False):
                 await client.aclose()
+                disconnect_cluster_nodes(client)
 
     async def _connected(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
         client = await self._client_now()
@@ -577,6 +579,7 @@ class RedisBackend:
             self._client = client
         else:  # another caller connected first
             await client.aclose()
+            disconnect_cluster_nodes(client)
         return self._client
 
     def _forked(self) -> None:

@@ -1,12 +1,12 @@
 """How a script call is routed inside a Redis Cluster pipeline.
 
-redis-py's blocking cluster pipeline (8.x, with command policies) finds the keys
-of a command missing from its policy table by asking the server
-(``COMMAND GETKEYS``: one more round trip, to its default node, for every script
-call in a pipeline), while a single call reads them from the ``EVALSHA``
-arguments. The store names the node itself: the one serving the script's first
-declared key (every key of a call shares one hash tag). On a redirection redis-py
-retries the call without this hint and routes it as usual.
+The store names the node itself: the one serving the script's first declared key
+(every key of a call shares one hash tag), so routing never depends on how a
+redis-py release finds the keys of a script call. (redis-py 8.0 and 8.1's blocking
+cluster pipeline asked the server, ``COMMAND GETKEYS``: one more round trip to its
+default node for every script call in a pipeline; 8.2 no longer does for
+script calls.) On a redirection redis-py retries the call without this hint and
+routes it as usual.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from .._core.backend_types import (
     VersionedRecord,
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
+from .._redis.closing import disconnect_cluster_nodes
 from .._redis.errors import TRANSIENT, map_redis_errors
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
@@ -544,6 +545,7 @@ class RedisBackend:
         if client is not None:
             with map_redis_errors("close", write=False):
                 client.close()
+                disconnect_cluster_nodes(client)
 
     def _connected(self) -> redis.Redis | redis.RedisCluster:
         client = self._client_now()
@@ -578,6 +580,7 @@ class RedisBackend:
             self._client = client
         else:  # another caller connected first
             client.close()
+            disconnect_cluster_nodes(client)
         return self._client
 
     def _forked(self) -> None:
