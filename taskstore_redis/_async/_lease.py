@@ -221,13 +221,13 @@ class Lease:
             return self._task
 
         def landed(record: TaskRecord) -> bool:
+            # back in the queue, or claimed again since (and maybe ended): what it was for
             job = record.job
-            return (
-                self._is_current(record)
-                and job is not None
-                and job.state in ("ready", "delayed")
-                and not record.task.status.is_terminal
-            )
+            if job is None or job.queue != self._queue:
+                return False
+            if job.token > self._token:
+                return True
+            return job.token == self._token and job.state in ("ready", "delayed", "lost")
 
         await self._retrying("release", write, landed)
 
