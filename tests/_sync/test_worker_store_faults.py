@@ -13,6 +13,7 @@ restarted) is tests/test_worker_redis_restart.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,17 +34,25 @@ FAST: dict[str, Any] = {
     "handle_signals": False,
 }
 
+BOUND_S = 20.0
+"""The longest a worker runs in a test."""
+
 pytestmark = pytest.mark.timeout(60)
 
 
 class Flag:
-    """The worker's stop flag, set by a handler once the test has seen what it needs."""
+    """The worker's stop flag, set by a handler once the test has seen what it needs.
+
+    It also sets itself after ``BOUND_S``, so a worker that never gets there stops and
+    the test fails on what the store holds.
+    """
 
     def __init__(self) -> None:
         self.value = False
+        self.deadline = time.monotonic() + BOUND_S
 
     def is_set(self) -> bool:
-        return self.value
+        return self.value or time.monotonic() > self.deadline
 
     def set(self) -> None:
         self.value = True
@@ -154,11 +163,13 @@ def test_a_handlers_lease_writes_ride_out_the_store_and_cost_no_attempt(
     seen: list[str] = []
 
     def handler(lease: ts.Lease) -> str:
-        lease.set_variables({"step": 1})
-        record = lease.update_status(TaskStatus.INPUT_REQUIRED, "asking")
-        seen.append(record.task.status.value)
-        lease.set_status_message("answered")
-        stop.set()
+        try:
+            lease.set_variables({"step": 1})
+            record = lease.update_status(TaskStatus.INPUT_REQUIRED, "asking")
+            seen.append(record.task.status.value)
+            lease.set_status_message("answered")
+        finally:
+            stop.set()
         return "done"
 
     stats = run_worker(store, handler, stop=stop, **FAST)
