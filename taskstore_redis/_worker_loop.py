@@ -58,6 +58,7 @@ from ._core.status import TaskStatus
 from ._core.worker_rules import (
     MAX_MESSAGE_LENGTH,
     WorkerSettings,
+    delay_limit_ms,
     failure_message,
     failure_result,
     out_of_attempts,
@@ -116,6 +117,7 @@ class _Ops(Protocol):
 
     lease_ms: int
     message_limit: int
+    delay_limit_ms: int
 
     async def claim(self, count: int, timeout: float) -> list[Any]: ...
 
@@ -174,6 +176,7 @@ class _AsyncOps:
         self.settings = settings
         self.lease_ms = _lease_ms(store, settings)
         self.message_limit = _message_limit(store)
+        self.delay_limit_ms = delay_limit_ms(store.config)
         self.limiter = limiter
 
     async def claim(self, count: int, timeout: float) -> list[Any]:
@@ -231,6 +234,7 @@ class _SyncOps:
         self.settings = settings
         self.lease_ms = _lease_ms(store, settings)
         self.message_limit = _message_limit(store)
+        self.delay_limit_ms = delay_limit_ms(store.config)
         self.limiter = limiter
 
     async def _run(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -560,7 +564,9 @@ class _Worker:
                 self._count("failed")
                 job.outcome = "failed"
             return
-        delay = retry_delay_ms(lease.attempt, s.retry_base_ms, s.retry_max_ms)
+        delay = min(
+            retry_delay_ms(lease.attempt, s.retry_base_ms, s.retry_max_ms), self.ops.delay_limit_ms
+        )
         logger.info(
             "task %s raised on attempt %s (%s); retried in %s ms",
             printable(str(lease.task_id)),
