@@ -186,6 +186,33 @@ async def test_a_handlers_lease_writes_ride_out_the_store_and_cost_no_attempt(
 
 
 @pytest.mark.anyio
+async def test_a_lease_write_is_sent_again_past_the_first_lease_while_renewals_keep_it(
+    store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = await submit(store)
+    faults = Faults(store, monkeypatch)
+    away_until = time.monotonic() + 2.5  # twice the lease: only renewals keep it
+    faults.on("merge_variables", times=1_000_000, when=lambda _: time.monotonic() < away_until)
+    stop = Flag()
+
+    async def handler(lease: ts.Lease) -> str:
+        try:
+            await lease.set_variables({"step": 1})
+        finally:
+            stop.set()
+        return "done"
+
+    stats = await run_worker(store, handler, stop=stop, lease_ms=1_200, **FAST)
+
+    assert faults.raised["merge_variables"] >= 2
+    record = await store.get(task_id, OWNER)
+    assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
+    assert record.variables == {"step": 1}
+    assert record.job is not None and record.job.attempt == 1
+    assert (stats.completed, stats.failed, stats.lost, stats.retried) == (1, 0, 0, 0)
+
+
+@pytest.mark.anyio
 async def test_a_release_applied_but_unanswered_is_not_taken_for_a_lost_lease(
     store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
