@@ -191,7 +191,7 @@ async def test_a_lease_write_is_sent_again_past_the_first_lease_while_renewals_k
 ) -> None:
     task_id = await submit(store)
     faults = Faults(store, monkeypatch)
-    away_until = time.monotonic() + 2.5  # twice the lease: only renewals keep it
+    away_until = time.monotonic() + 2.5  # longer than the lease: only renewals keep it
     faults.on("merge_variables", times=1_000_000, when=lambda _: time.monotonic() < away_until)
     stop = Flag()
 
@@ -202,7 +202,7 @@ async def test_a_lease_write_is_sent_again_past_the_first_lease_while_renewals_k
             stop.set()
         return "done"
 
-    stats = await run_worker(store, handler, stop=stop, lease_ms=1_200, **FAST)
+    stats = await run_worker(store, handler, stop=stop, lease_ms=1_500, **FAST)
 
     assert faults.raised["merge_variables"] >= 2
     record = await store.get(task_id, OWNER)
@@ -261,7 +261,7 @@ async def test_a_store_away_longer_than_the_lease_loses_it_and_the_handler_never
     stats = await run_worker(store, handler, stop=stop, lease_ms=400, **FAST)
 
     assert raised and StoreUnavailable not in raised
-    assert faults.raised["merge_variables"] >= 2
+    assert faults.raised["merge_variables"] >= 1
     record = await store.get(task_id, OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "second")
     assert record.job is not None and record.job.attempt == 2
