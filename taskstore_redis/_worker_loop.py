@@ -454,12 +454,14 @@ class _Worker:
                 now = time.monotonic()
                 for job in jobs:
                     until = getattr(job.lease, "_held_until", None)
-                    if until is not None and until <= now:
+                    if until is not None and until <= now and not job.ending:
                         self._lose(job, "expired")
                 continue
             held_until = time.monotonic() + self.ops.lease_ms / 1000
             for job, reason in zip(jobs, reasons, strict=True):
-                if reason and not job.ending:
+                if job.ending or self.held.get(_key(job.lease)) is not job:
+                    continue  # its last write (or its end) decides: it says if the lease is lost
+                if reason:
                     self._lose(job, reason)
                 else:
                     _hold(job.lease, held_until)
