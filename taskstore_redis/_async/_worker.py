@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._core.config import StoreConfig
 from .._core.errors import InvalidArgument
 from .._core.worker_rules import WorkerSettings
 from .._worker_loop import Handler, StopFlag, WorkerStats, async_run_worker
@@ -86,12 +87,22 @@ async def run_worker(
 
 def _check_call(store: Any, handler: Any, stop: Any, handle_signals: Any) -> None:
     """Raise InvalidArgument for a store, handler, stop flag or flag that cannot work."""
-    if not isinstance(store, GenericTaskStore):
+    if isinstance(store, GenericTaskStore):
+        store._queue_backend()  # InvalidArgument for a backend without work queues
+    elif (
+        type(store).__name__ == "GenericTaskStore"
+        or not isinstance(getattr(store, "config", None), StoreConfig)
+        or not all(
+            callable(getattr(store, name, None))
+            for name in ("claim_many", "renew_leases", "recover_leases", "queue_stats")
+        )
+    ):
+        # the other API's store, or something that is no store (a wrapper that has the
+        # store's methods is taken as it is)
         raise InvalidArgument(
             "store must be a taskstore_redis.asyncio.GenericTaskStore (this run_worker's "
             f"flavour), got {type(store).__module__}.{type(store).__qualname__}"
         )
-    store._queue_backend()  # InvalidArgument for a backend without work queues
     if not callable(handler):
         raise InvalidArgument(f"handler must be callable, got {type(handler).__name__}")
     if stop is not None and not callable(getattr(stop, "is_set", None)):
