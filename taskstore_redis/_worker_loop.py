@@ -17,6 +17,10 @@ What the loop does:
 - a handler that raises: the task is released with an exponential, jittered delay
   for another attempt, or, on its last attempt, completed ``failed`` with the
   exception's message;
+- a store that does not answer costs no attempt: the leases' writes (the handler's
+  own through its lease, and the completion) are sent again, with backoff, for as
+  long as the lease holds (see ``Lease``); only a lease that runs out meanwhile is
+  lost (the worker stops working on it, and its recovery counts that attempt);
 - now and then sweeps the queue's expired leases (``recover_leases``), so recovery
   never depends on one process;
 - on stop (``stop`` set, SIGTERM, or cancellation) it claims no more, lets the
@@ -37,6 +41,7 @@ import random
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,10 +53,12 @@ import anyio.to_thread
 
 from ._core import metrics
 from ._core.errors import InvalidArgument, LeaseLost, StoreUnavailable, TaskStoreError
+from ._core.shown import printable
 from ._core.status import TaskStatus
 from ._core.worker_rules import (
     MAX_MESSAGE_LENGTH,
     WorkerSettings,
+    delay_limit_ms,
     failure_message,
     failure_result,
     out_of_attempts,
@@ -99,9 +106,10 @@ class WorkerStats:
 
     def error(self, what: str, exc: BaseException) -> None:
         """Log a store error the loop carries on after; keep the first few."""
-        logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
+        line = f"{printable(what)}: {type(exc).__name__}: {printable(str(exc))}"
+        logger.warning("%s", line)
         if len(self.errors) < 20:
-            self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+            self.errors.append(line)
 
 
 class _Ops(Protocol):
@@ -109,6 +117,7 @@ class _Ops(Protocol):
 
     lease_ms: int
     message_limit: int
+    delay_limit_ms: int
 
     async def claim(self, count: int, timeout: float) -> list[Any]: ...
 
@@ -167,6 +176,7 @@ class _AsyncOps:
         self.settings = settings
         self.lease_ms = _lease_ms(store, settings)
         self.message_limit = _message_limit(store)
+        self.delay_limit_ms = delay_limit_ms(store.config)
         self.limiter = limiter
 
     async def claim(self, count: int, timeout: float) -> list[Any]:
@@ -224,6 +234,7 @@ class _SyncOps:
         self.settings = settings
         self.lease_ms = _lease_ms(store, settings)
         self.message_limit = _message_limit(store)
+        self.delay_limit_ms = delay_limit_ms(store.config)
         self.limiter = limiter
 
     async def _run(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -292,6 +303,19 @@ def _key(lease: Any) -> tuple[str, str]:
     return (str(lease.owner_id), str(lease.task_id))
 
 
+def _hold(lease: Any, until: float | None) -> None:
+    """Let the lease send its writes again while the store does not answer, until ``until``."""
+    hold = getattr(lease, "_hold", None)
+    if hold is not None:
+        hold(until)
+
+
+def _traceback(exc: BaseException) -> str:
+    """The exception's traceback, every line with its control characters escaped."""
+    text = "".join(traceback.format_exception(exc))
+    return "\n".join(printable(line) for line in text.splitlines())
+
+
 class _Worker:
     def __init__(
         self,
@@ -320,7 +344,7 @@ class _Worker:
 
     def stop(self) -> None:
         if not self.stopping:
-            logger.info("worker on queue %r stopping", self.settings.queue)
+            logger.info("worker on queue %s stopping", printable(repr(self.settings.queue)))
             self.stopping = True
             self._notify()
 
@@ -383,7 +407,9 @@ class _Worker:
                 pause = min(pause * 2, _PAUSE_MAX_S)
                 continue
             pause = _PAUSE_FIRST_S
+            held_until = time.monotonic() + self.ops.lease_ms / 1000
             for lease in leases:
+                _hold(lease, held_until)
                 job = _Job(lease)
                 self.held[_key(lease)] = job
                 self.stats.claimed += 1
@@ -424,10 +450,21 @@ class _Worker:
                 reasons = await self.ops.renew([job.lease for job in jobs])
             except Exception as exc:  # as for a claim: the next renewal may succeed
                 self.stats.error("renew_leases", exc)
+                # a lease the store could not renew in time has run out: lost
+                now = time.monotonic()
+                for job in jobs:
+                    until = getattr(job.lease, "_held_until", None)
+                    if until is not None and until <= now and not job.ending:
+                        self._lose(job, "expired")
                 continue
+            held_until = time.monotonic() + self.ops.lease_ms / 1000
             for job, reason in zip(jobs, reasons, strict=True):
-                if reason and not job.ending:
+                if job.ending or self.held.get(_key(job.lease)) is not job:
+                    continue  # its last write (or its end) decides: it says if the lease is lost
+                if reason:
                     self._lose(job, reason)
+                else:
+                    _hold(job.lease, held_until)
 
     def _lose(self, job: _Job, reason: str) -> None:
         """The lease is no longer ours: stop the handler, write nothing more."""
@@ -435,9 +472,16 @@ class _Worker:
             return
         job.lost = reason
         job.outcome = "lost"
+        give_up = getattr(job.lease, "_give_up", None)
+        if give_up is not None:
+            give_up(reason)  # a sync handler's next write raises LeaseLost at once
         self.stats.lost += 1
         self._count("lease_lost")
-        logger.info("lease on task %s lost (%s): abandoned", job.lease.task_id, reason)
+        logger.info(
+            "lease on task %s lost (%s): abandoned",
+            printable(str(job.lease.task_id)),
+            printable(reason),
+        )
         if job.scope is not None:
             job.scope.cancel()
 
@@ -449,7 +493,11 @@ class _Worker:
                 job.scope = scope
                 await self._attempt(job)
         except Exception as exc:  # a bug must not stop the other tasks
-            logger.exception("task %s: unexpected error in the worker", job.lease.task_id)
+            logger.error(
+                "task %s: unexpected error in the worker\n%s",
+                printable(str(job.lease.task_id)),
+                _traceback(exc),
+            )
             self.stats.error(f"task {job.lease.task_id}", exc)
         finally:
             self.held.pop(_key(job.lease), None)
@@ -474,6 +522,8 @@ class _Worker:
             written = await self._write(
                 job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value
             )
+        except StoreUnavailable:
+            raise  # never the handler's failure (and never raised by a held lease)
         except TaskStoreError as exc:  # a result the store refuses (not JSON, too large)
             await self._handler_failed(job, exc)
             return
@@ -495,7 +545,12 @@ class _Worker:
         lease = job.lease
         s = self.settings
         if out_of_attempts(lease.attempt, _max_attempts(lease), s.max_attempts):
-            logger.info("task %s failed on attempt %s: %s", lease.task_id, lease.attempt, exc)
+            logger.info(
+                "task %s failed on attempt %s: %s",
+                printable(str(lease.task_id)),
+                lease.attempt,
+                printable(str(exc)),
+            )
             message = failure_message(exc, self.ops.message_limit)
             result = failure_result(message, exc)
             try:
@@ -511,12 +566,14 @@ class _Worker:
                 self._count("failed")
                 job.outcome = "failed"
             return
-        delay = retry_delay_ms(lease.attempt, s.retry_base_ms, s.retry_max_ms)
+        delay = min(
+            retry_delay_ms(lease.attempt, s.retry_base_ms, s.retry_max_ms), self.ops.delay_limit_ms
+        )
         logger.info(
             "task %s raised on attempt %s (%s); retried in %s ms",
-            lease.task_id,
+            printable(str(lease.task_id)),
             lease.attempt,
-            exc,
+            printable(str(exc)),
             delay,
         )
         if await self._write(job, self.ops.release, lease, delay):
@@ -524,26 +581,19 @@ class _Worker:
             job.outcome = "retried"
 
     async def _write(self, job: _Job, write: Callable[..., Awaitable[None]], *args: Any) -> bool:
-        """Send a holder's write, again while the store is unreachable and the lease may hold.
+        """Send a holder's write: the lease sends it again while the store does not answer.
 
-        Returns whether it was written; False when the lease was lost (abandoned).
+        Returns whether it was written (or found already applied, after a reply that was
+        lost); False when the lease was lost first (abandoned). It never raises
+        ``StoreUnavailable``: a store that stays away past the lease loses the lease.
         """
         job.ending = True
-        pause = _PAUSE_FIRST_S
-        give_up = anyio.current_time() + self.ops.lease_ms / 1000
-        while True:
-            try:
-                await write(*args)
-                return True
-            except LeaseLost as exc:
-                self._lose(job, exc.reason)
-                return False
-            except TaskStoreError as exc:
-                if not isinstance(exc, StoreUnavailable) or anyio.current_time() + pause > give_up:
-                    raise
-                self.stats.error(f"task {job.lease.task_id}", exc)
-                await anyio.sleep(pause)
-                pause = min(pause * 2, _PAUSE_MAX_S)
+        try:
+            await write(*args)
+        except LeaseLost as exc:
+            self._lose(job, exc.reason)
+            return False
+        return True
 
     async def _drain(self) -> None:
         """Stop: let the handlers finish within the grace period, then release the rest."""
@@ -560,6 +610,7 @@ class _Worker:
         for job in left:
             if job.lost:
                 continue
+            _hold(job.lease, None)  # stopping: an unreachable store is not waited for
             try:
                 await self.ops.release(job.lease, 0)
                 self.stats.released += 1

@@ -118,8 +118,8 @@ class RedisServer:
     Instances are created by :func:`start_redis_server` (or
     :func:`start_redis_cluster` for cluster nodes); do not construct them directly.
     The server listens on ``127.0.0.1`` only, keeps nothing on disk between
-    restarts (no RDB, no AOF) and writes its log to ``redis.log`` in its
-    temporary directory.
+    restarts (no RDB, no AOF, unless its extra arguments turn them on) and writes
+    its log to ``redis.log`` in its temporary directory.
     """
 
     def __init__(
@@ -192,8 +192,10 @@ class RedisServer:
         """Start the server again on the same port with the same configuration.
 
         If the server is still running it is killed first. Returns once the new
-        process answers PING. Data is not preserved (persistence is off), but a
-        cluster node keeps its ``nodes.conf`` and so rejoins its cluster.
+        process answers PING. Data is not preserved (persistence is off) unless
+        the server was started with persistence in its extra arguments (for example
+        ``("--appendonly", "yes", "--appendfsync", "always")``); a cluster node keeps
+        its ``nodes.conf`` and so rejoins its cluster.
 
         Raises:
             RedisServerError: If the server was stopped with :meth:`stop`, or does
@@ -412,7 +414,9 @@ def start_redis_server(extra_args: Sequence[str] = ()) -> RedisServer:
     )
 
 
-def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
+def start_redis_cluster(
+    primaries: int = 3, replicas: int = 0, extra_args: Sequence[str] = ()
+) -> RedisCluster:
     """Start a throwaway Redis Cluster with ``primaries`` primaries and ``replicas`` each.
 
     Starts ``primaries * (1 + replicas)`` nodes of the binary that
@@ -420,6 +424,8 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
     primaries, joins the nodes with ``CLUSTER MEET``, attaches the replicas with
     ``CLUSTER REPLICATE`` and waits until every node reports ``cluster_state:ok``
     with all slots covered and every replica in sync (no ``redis-cli`` needed).
+    ``extra_args`` are added to every node's command line and kept across
+    :meth:`RedisServer.restart`, as for :func:`start_redis_server`.
     The caller must call :meth:`RedisCluster.stop` (or use :func:`redis_cluster`).
 
     Raises:
@@ -432,15 +438,17 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 0) -> RedisCluster:
         raise ValueError(f"a Redis Cluster needs at least 3 primaries, got {primaries}")
     if replicas < 0:
         raise ValueError(f"replicas must be >= 0, got {replicas}")
-    return _start_cluster(server_executable(), primaries, replicas)
+    return _start_cluster(server_executable(), primaries, replicas, tuple(extra_args))
 
 
-def _start_cluster(executable: str, primaries: int, replicas: int) -> RedisCluster:
+def _start_cluster(
+    executable: str, primaries: int, replicas: int, extra_args: tuple[str, ...] = ()
+) -> RedisCluster:
     nodes: list[RedisServer] = []
     try:
         used_ports: set[int] = set()
         for _ in range(primaries * (1 + replicas)):
-            node = _start_node(executable, cluster=True, avoid=used_ports)
+            node = _start_node(executable, cluster=True, avoid=used_ports, extra_args=extra_args)
             used_ports.update((node.port, node.port + _CLUSTER_BUS_OFFSET))
             nodes.append(node)
         _create_cluster(nodes, primaries, _CLUSTER_TIMEOUT)
@@ -468,12 +476,14 @@ def redis_server(extra_args: Sequence[str] = ()) -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def redis_cluster(primaries: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
+def redis_cluster(
+    primaries: int = 3, replicas: int = 0, extra_args: Sequence[str] = ()
+) -> Iterator[RedisCluster]:
     """Run a throwaway Redis Cluster for the duration of a ``with`` block.
 
     See :func:`start_redis_cluster` for the arguments.
     """
-    cluster = start_redis_cluster(primaries, replicas)
+    cluster = start_redis_cluster(primaries, replicas, extra_args)
     try:
         yield cluster
     finally:
@@ -666,6 +676,7 @@ def _start_node(
             # Replicas would otherwise wait 5 s before their first full sync.
             "--repl-diskless-sync-delay",
             "0",
+            *extra_args,
         )
     for attempt in range(_PORT_ATTEMPTS):
         directory = Path(tempfile.mkdtemp(prefix="taskstore-redis-"))

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import msgspec
+
+from .._core.errors import InvalidTransition, LeaseLost, StoreUnavailable, TaskStoreError
 from .._core.fanout import Pokeable
 from .._core.model import JSONValue, TaskRecord, datetime_from_ms
+from .._core.shown import printable
 from .._core.status import TaskStatus
+from .._core.validation import check_status
 from ._protocols import QueueWatch
 
 if TYPE_CHECKING:
     from ._store import GenericTaskStore
+
+logger = logging.getLogger("taskstore_redis.worker")
+
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 1.0
 
 
 class Lease:
@@ -24,6 +38,15 @@ class Lease:
     by anyone else), checked in the same atomic step as the write; otherwise
     nothing is written and :class:`~taskstore_redis.LeaseLost` is raised.
     Made by ``claim``; built by hand only to resume a lease known from elsewhere.
+
+    A lease handed to a ``run_worker`` handler also rides out an unreachable store:
+    a write that fails with ``StoreUnavailable`` is sent again, with backoff, for as
+    long as the worker holds the lease (its renewals go on meanwhile). A write whose
+    outcome was unknown and whose resend finds it already applied (the task already
+    ended, or is already in the status asked for, under this lease's token) returns as
+    applied; it is never applied twice. If the lease runs out before the store
+    answers, the write raises ``LeaseLost`` (``"expired"``), as any write of a lost
+    lease does. Outside ``run_worker`` a write raises ``StoreUnavailable`` at once.
     """
 
     def __init__(
@@ -45,6 +68,8 @@ class Lease:
         self._attempt = attempt
         self._expires_at = datetime_from_ms(expires_at_ms)
         self._worker_id = worker_id
+        self._held_until: float | None = None
+        self._gone = ""
 
     def __repr__(self) -> str:
         """The task, queue, attempt and token."""
@@ -106,38 +131,77 @@ class Lease:
             InvalidLeaseToken: the token was never handed out for this task.
 
         """
-        outcome = (await self._store.renew_leases([self], lease_ms))[0]
-        if outcome is not None:
-            raise outcome
+
+        async def write() -> TaskRecord:
+            outcome = (await self._store.renew_leases([self], lease_ms))[0]
+            if outcome is not None:
+                raise outcome
+            return self._task
+
+        await self._retrying("renew", write, None)
 
     async def update_status(
         self, status: TaskStatus | str, status_message: str | None = None
     ) -> TaskRecord:
         """Fenced ``update_status`` of the task."""
-        self._task = await self._store._update_status(
-            self.task_id, self.owner_id, status, status_message, self
-        )
+
+        async def write() -> TaskRecord:
+            return await self._store._update_status(
+                self.task_id, self.owner_id, status, status_message, self
+            )
+
+        def landed(record: TaskRecord) -> bool:
+            job = record.job
+            return (
+                self._is_current(record)
+                and job is not None
+                and job.state == "leased"
+                and record.task.status is check_status(status)
+                and record.task.status_message == status_message
+            )
+
+        self._task = await self._retrying("update_status", write, landed)
         return self._task
 
     async def set_status_message(self, status_message: str | None) -> TaskRecord:
         """Fenced ``set_status_message``: a progress note, the status unchanged."""
-        self._task = await self._store._set_status_message(
-            self.task_id, self.owner_id, status_message, self
-        )
+
+        async def write() -> TaskRecord:
+            return await self._store._set_status_message(
+                self.task_id, self.owner_id, status_message, self
+            )
+
+        self._task = await self._retrying("set_status_message", write, None)
         return self._task
 
     async def set_variables(self, variables: dict[str, Any]) -> TaskRecord:
         """Fenced ``set_variables`` of the task."""
-        self._task = await self._store._set_variables(self.task_id, self.owner_id, variables, self)
+
+        async def write() -> TaskRecord:
+            return await self._store._set_variables(self.task_id, self.owner_id, variables, self)
+
+        self._task = await self._retrying("set_variables", write, None)
         return self._task
 
     async def complete(
         self, status: TaskStatus | str, status_message: str | None, result: JSONValue
     ) -> TaskRecord:
         """Fenced ``complete_with_result``: the task ends, its lease with it."""
-        self._task = await self._store._complete_with_result(
-            self.task_id, self.owner_id, status, status_message, result, self
-        )
+
+        async def write() -> TaskRecord:
+            return await self._store._complete_with_result(
+                self.task_id, self.owner_id, status, status_message, result, self
+            )
+
+        def landed(record: TaskRecord) -> bool:
+            return (
+                self._is_current(record)
+                and record.task.status is check_status(status)
+                and record.task.status_message == status_message
+                and _same_json(record.result, result)
+            )
+
+        self._task = await self._retrying("complete", write, landed)
         return self._task
 
     async def release(self, delay_ms: int = 0) -> None:
@@ -151,13 +215,103 @@ class Lease:
             InvalidArgument: a bad delay.
 
         """
-        await self._store._release(self, delay_ms)
+
+        async def write() -> TaskRecord:
+            await self._store._release(self, delay_ms)
+            return self._task
+
+        def landed(record: TaskRecord) -> bool:
+            # back in the queue, or claimed again since (and maybe ended): what it was for
+            job = record.job
+            if job is None or job.queue != self._queue:
+                return False
+            if job.token > self._token:
+                return True
+            return job.token == self._token and job.state in ("ready", "delayed", "lost")
+
+        await self._retrying("release", write, landed)
+
+    def _is_current(self, record: TaskRecord) -> bool:
+        """Whether ``record`` shows this lease's claim as the task's latest one."""
+        job = record.job
+        return job is not None and job.queue == self._queue and job.token == self._token
+
+    async def _retrying(
+        self,
+        what: str,
+        write: Callable[[], Any],
+        landed: Callable[[TaskRecord], bool] | None,
+    ) -> TaskRecord:
+        """Run ``write``; while the lease is held (``_hold``), again after ``StoreUnavailable``.
+
+        After a failure the write may have been applied (its reply lost): if a resend is
+        then refused (``LeaseLost``, ``InvalidTransition``), the task is read and, when
+        ``landed`` says it already holds what the write asked for, that record is the
+        answer. The lease given up (``_give_up``) or run out: ``LeaseLost``.
+        """
+        pause = _RETRY_FIRST_S
+        failures = 0
+        while True:
+            if self._gone:
+                raise LeaseLost(self.task_id, self._gone)
+            try:
+                try:
+                    done: TaskRecord = await write()  # a coroutine here, a record in the sync twin
+                    return done
+                except (LeaseLost, InvalidTransition) as refused:
+                    if not failures or landed is None:
+                        raise
+                    try:
+                        record = await self._store.get(self.task_id, self.owner_id)
+                    except StoreUnavailable:
+                        raise  # read again with the write, once the store answers
+                    except TaskStoreError:
+                        raise refused from None
+                    if not landed(record):
+                        raise
+                    return record
+            except StoreUnavailable as exc:
+                held = self._held_until
+                if held is None:
+                    raise
+                failures += 1
+                left = held - monotonic()
+                if left <= 0:
+                    raise LeaseLost(self.task_id, "expired") from exc
+                if failures == 1:
+                    logger.info(
+                        "task %s: %s not answered (%s); sent again while the lease holds",
+                        printable(self.task_id),
+                        what,
+                        printable(str(exc)),
+                    )
+                await anyio.sleep(min(left, random.uniform(0.5, 1.0) * pause))
+                pause = min(2 * pause, _RETRY_MAX_S)
+
+    def _hold(self, until: float | None) -> None:
+        """Retry writes the store does not answer until ``until`` (``time.monotonic()``).
+
+        Set by ``run_worker`` when it claims or renews the lease; None stops retrying.
+        """
+        self._held_until = until
+
+    def _give_up(self, reason: str) -> None:
+        """The holder knows the lease is lost (``reason``): every write raises ``LeaseLost``."""
+        self._gone = reason
 
     def _renewed(self, deadline_ms: float) -> None:
         self._expires_at = datetime_from_ms(deadline_ms)
 
     def _updated(self, task: TaskRecord) -> None:
         self._task = task
+
+
+def _same_json(stored: JSONValue, sent: JSONValue) -> bool:
+    """Whether a stored result is the one sent (compared as the JSON they encode to)."""
+    try:
+        return msgspec.json.encode(stored) == msgspec.json.encode(sent)
+    except (TypeError, msgspec.EncodeError):
+        return False
 
 
 class QueueHints:

@@ -7,7 +7,15 @@ import random
 
 import msgspec
 
+from .config import StoreConfig
 from .errors import InvalidArgument
+from .validation import check_queue, check_worker_id
+
+MAX_ATTEMPTS = 1_000_000
+"""The most attempts a worker may allow (as for ``submit``)."""
+
+DELAY_LIMIT_MS = 86_400_000
+"""The longest retry pause when the store has no ``max_ttl_ms`` (as for ``release``)."""
 
 FAILED_RESULT_KEY = "error"
 """A task the worker failed has the result ``{"error": <message>, "type": <exception type>}``."""
@@ -28,15 +36,20 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: str | None = None
 
     def __post_init__(self) -> None:
-        """Raise InvalidArgument for a setting that could never work."""
+        """Raise InvalidArgument for a setting that could never work, whatever the store."""
         if not isinstance(self.queue, str) or not self.queue:
             raise InvalidArgument(f"queue must be a non-empty string, got {self.queue!r}")
+        check_queue(self.queue)
         for name in ("concurrency", "retry_base_ms", "retry_max_ms"):
             _whole(name, getattr(self, name), minimum=1)
         for name in ("lease_ms", "max_attempts"):
             value = getattr(self, name)
             if value is not None:
                 _whole(name, value, minimum=1)
+        if self.max_attempts is not None and self.max_attempts > MAX_ATTEMPTS:
+            raise InvalidArgument(
+                f"max_attempts must be from 1 to {MAX_ATTEMPTS}, got {self.max_attempts}"
+            )
         if self.retry_max_ms < self.retry_base_ms:
             raise InvalidArgument("retry_max_ms must be >= retry_base_ms")
         for name in ("grace_s", "sweep_every_s", "idle_wait_s"):
@@ -52,10 +65,39 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         worker_id = self.worker_id
         if worker_id is not None and (not isinstance(worker_id, str) or not worker_id):
             raise InvalidArgument(f"worker_id must be a non-empty string, got {self.worker_id!r}")
+        check_worker_id(worker_id)
+
+    def check_against(self, config: StoreConfig) -> None:
+        """Raise InvalidArgument for a setting the store's limits refuse.
+
+        Its claims, renewals and releases would be refused each time, and the worker
+        would go on logging the refusal; this says it once, before anything starts.
+        """
+        if self.concurrency > config.max_claim_count:
+            raise InvalidArgument(
+                f"concurrency must be from 1 to {config.max_claim_count} "
+                f"(the store's max_claim_count), got {self.concurrency}"
+            )
+        if self.lease_ms is not None and self.lease_ms > config.max_lease_ms:
+            raise InvalidArgument(
+                f"lease_ms must be from 1 to {config.max_lease_ms} "
+                f"(the store's max_lease_ms), got {self.lease_ms}"
+            )
+        limit = delay_limit_ms(config)
+        if self.retry_base_ms > limit:
+            raise InvalidArgument(
+                f"retry_base_ms must be at most {limit} (the longest delay the store "
+                f"takes), got {self.retry_base_ms}"
+            )
 
     def renew_every_s(self, lease_ms: int) -> float:
         """How often the held leases are renewed: a third of the lease, so two renewals may fail."""
         return max(lease_ms / 3000, 0.01)
+
+
+def delay_limit_ms(config: StoreConfig) -> int:
+    """The longest retry pause the store takes (``release``); longer ones are cut to it."""
+    return config.max_ttl_ms if config.max_ttl_ms is not None else DELAY_LIMIT_MS
 
 
 def _whole(name: str, value: object, *, minimum: int) -> None:

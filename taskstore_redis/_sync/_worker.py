@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .._core.config import StoreConfig
+from .._core.errors import InvalidArgument
 from .._core.worker_rules import WorkerSettings
 from .._worker_loop import Handler, StopFlag, WorkerStats, sync_run_worker
 from ._store import GenericTaskStore
@@ -46,7 +50,12 @@ def run_worker(
     sweeps expired leases of the queue (``recover_leases``), whoever held them.
     ``idle_wait_s`` bounds each wait for work, so a stop is seen that soon.
     Unreachable-store errors are logged (logger ``taskstore_redis.worker``) and
-    retried; they do not stop the worker.
+    retried; they do not stop the worker, and they never cost a task an attempt: a
+    lease's write that the store does not answer (the handler's own, through its
+    lease, or the completion) is sent again, with backoff, while the lease holds
+    (see ``Lease``). Attempts count the handler's exceptions and lost leases only; a
+    lease the store could not renew before it ran out is lost (its task is recovered
+    for a later attempt, or fails if that was its last).
 
     The worker stops when ``stop.is_set()`` (an ``threading.Event`` or
     ``threading.Event``), on SIGTERM (with ``handle_signals``, in the main thread), or
@@ -54,8 +63,11 @@ def run_worker(
     ``grace_s`` seconds, then stops the rest and releases what it still holds
     (``release``: the attempt is not counted). Returns what it did.
 
-    Raises InvalidArgument for a bad setting, before claiming anything.
+    Raises InvalidArgument for a bad argument (one the store's limits refuse too:
+    ``concurrency`` above ``max_claim_count``, ``lease_ms`` above ``max_lease_ms``), at
+    the call, before anything starts.
     """
+    _check_call(store, handler, stop, handle_signals)
     settings = WorkerSettings(
         queue=queue,
         concurrency=concurrency,
@@ -68,4 +80,33 @@ def run_worker(
         idle_wait_s=idle_wait_s,
         worker_id=worker_id,
     )
+    settings.check_against(store.config)
     return sync_run_worker(store, handler, settings, stop=stop, handle_signals=handle_signals)
+
+
+def _check_call(store: Any, handler: Any, stop: Any, handle_signals: Any) -> None:
+    """Raise InvalidArgument for a store, handler, stop flag or flag that cannot work."""
+    if isinstance(store, GenericTaskStore):
+        store._queue_backend()  # InvalidArgument for a backend without work queues
+    elif (
+        type(store).__name__ == "GenericTaskStore"
+        or not isinstance(getattr(store, "config", None), StoreConfig)
+        or not all(
+            callable(getattr(store, name, None))
+            for name in ("claim_many", "renew_leases", "recover_leases", "queue_stats")
+        )
+    ):
+        # the other API's store, or something that is no store (a wrapper that has the
+        # store's methods is taken as it is)
+        raise InvalidArgument(
+            "store must be a taskstore_redis.GenericTaskStore (this run_worker's "
+            f"flavour), got {type(store).__module__}.{type(store).__qualname__}"
+        )
+    if not callable(handler):
+        raise InvalidArgument(f"handler must be callable, got {type(handler).__name__}")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise InvalidArgument(
+            f"stop must have an is_set() method (an Event), got {type(stop).__name__}"
+        )
+    if not isinstance(handle_signals, bool):
+        raise InvalidArgument(f"handle_signals must be a bool, got {handle_signals!r}")
