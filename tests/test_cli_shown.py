@@ -30,7 +30,7 @@ import redis
 from rich.console import Console
 
 import taskstore_redis as ts
-from taskstore_redis._cli import _connect, _doctor, _top, _worker
+from taskstore_redis._cli import _doctor, _top, _worker
 from taskstore_redis._cli.main import main
 from taskstore_redis.testing import RedisServer, redis_server
 
@@ -142,16 +142,6 @@ def test_a_bad_url_from_the_environment_never_shows_its_credentials(
     assert main(["list", "--owner", OWNER]) == 2
     line = one_error_line(capsys)
     assert SECRET not in line and "\x1b" not in line, line
-
-
-def test_the_credentials_of_a_url_are_found_without_parsing_it() -> None:
-    assert _connect.secrets(f"redis://u:{SECRET}@[::1:1/0") == [f"u:{SECRET}", SECRET]
-    assert _connect.secrets("redis://h/0?db=1&password=p%40ss") == ["p%40ss", "p@ss"]
-    assert _connect.secrets("redis://h/0") == []
-    text = f"refused u:{SECRET} and p@ss\x1b[2J"
-    assert _connect.scrub(text, [f"redis://u:{SECRET}@h/0?password=p%40ss", None]) == (
-        "refused *** and ***\\x1b[2J"
-    )
 
 
 @pytest.fixture(scope="module")

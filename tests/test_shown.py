@@ -59,3 +59,13 @@ def test_a_url_with_control_characters_is_shown_escaped() -> None:
 )
 def test_control_characters_are_shown_never_obeyed(raw: str, expected: str) -> None:
     assert shown.printable(raw) == expected
+
+
+def test_the_credentials_of_a_url_are_found_without_parsing_it() -> None:
+    assert shown.secrets("redis://u:s3cret@[::1:1/0") == ["u:s3cret", "s3cret"]
+    assert shown.secrets("redis://h/0?db=1&password=p%40ss") == ["p%40ss", "p@ss"]
+    assert shown.secrets("redis://h/0") == []
+    text = "refused u:s3cret and p@ss\x1b[2J"
+    assert shown.scrub(text, ["redis://u:s3cret@h/0?password=p%40ss", None]) == (
+        "refused *** and ***\\x1b[2J"
+    )

@@ -19,9 +19,10 @@ from rich.console import Console
 from .. import __version__
 from .._core import shown
 from .._core.errors import InvalidArgument, TaskStoreError
+from .._core.shown import scrub
 from .._redis.keys import KeySchema
 from ..testing import REDIS_URL_ENV, RedisServerError, RedisUnavailable, redis_url_for_tests
-from ._connect import DEFAULT_URL, check_url, inspect_default, probe, scrub
+from ._connect import DEFAULT_URL, check_url, inspect_default, probe
 from ._exit import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions
@@ -28,36 +27,6 @@ _PROBE_TIMEOUT_S = 3.0
 def inspect_default() -> str:
     """The URL an inspecting command uses when none is given: the env var, else localhost."""
     return os.environ.get(REDIS_URL_ENV) or DEFAULT_URL
-
-
-_USERINFO = re.compile(r"://([^/?#]*)@")
-_SECRET_PARAM = re.compile(r"(?i)(?:^|[?&;])(?:password|username|user|pass|auth|token)=([^&#;]*)")
-
-
-def secrets(raw: str) -> list[str]:
-    """The credentials written in ``raw``, found without parsing it (it may not parse).
-
-    The userinfo (its password, and the whole of it) and the values of the
-    credential-like query parameters, as written and percent-decoded.
-    """
-    found: list[str] = []
-    for match in _USERINFO.finditer(raw):
-        userinfo = match.group(1)
-        found += [userinfo, userinfo.partition(":")[2]]
-    found += [match.group(1) for match in _SECRET_PARAM.finditer(raw)]
-    found += [unquote(one) for one in found]
-    return sorted({one for one in found if one}, key=len, reverse=True)
-
-
-def scrub(text: str, urls: Iterable[str | None]) -> str:
-    """``text`` with the credentials of ``urls`` masked and its control characters escaped.
-
-    For a text the command did not write itself: an exception's, a log line's.
-    """
-    for url in urls:
-        for secret in secrets(url or ""):
-            text = text.replace(secret, shown.MASK)
-    return shown.printable(text)
 
 
 def check_url(url: str) -> None:
@@ -84,7 +53,7 @@ def check_url(url: str) -> None:
         parse_url: Any = redis.connection.parse_url  # untyped in redis-py
         parse_url(url)
     except ValueError as exc:  # urlsplit's (a broken IPv6 host) or redis-py's
-        raise CliError(f"{bad} ({scrub(str(exc), [url])})", EXIT_USAGE) from None
+        raise CliError(f"{bad} ({shown.scrub(str(exc), [url])})", EXIT_USAGE) from None
 
 
 def probe(url: str) -> dict[str, Any]:
@@ -108,13 +77,14 @@ def probe(url: str) -> dict[str, Any]:
         reply = untyped.execute_command("HELLO")
     except redis.exceptions.AuthenticationError as exc:
         raise CliError(
-            f"Redis at {shown.url(url)} refused the credentials ({scrub(str(exc), [url])}); "
+            f"Redis at {shown.url(url)} refused the credentials ({shown.scrub(str(exc), [url])}); "
             "nothing was sent",
             EXIT_UNREACHABLE,
         ) from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise CliError(
-            f"cannot reach Redis at {shown.url(url)} ({scrub(str(exc), [url])}); nothing was sent",
+            f"cannot reach Redis at {shown.url(url)} ({shown.scrub(str(exc), [url])}); "
+            "nothing was sent",
             EXIT_UNREACHABLE,
         ) from None
     except (TypeError, ValueError) as exc:
@@ -123,7 +93,8 @@ def probe(url: str) -> dict[str, Any]:
         return {}  # it answered: reachable (a server without HELLO, before Redis 6)
     except redis.exceptions.RedisError as exc:  # a reply that is no Redis reply
         raise CliError(
-            f"no Redis answers at {shown.url(url)} ({scrub(str(exc), [url])}); nothing was sent",
+            f"no Redis answers at {shown.url(url)} ({shown.scrub(str(exc), [url])}); "
+            "nothing was sent",
             EXIT_UNREACHABLE,
         ) from None
     finally:
@@ -137,4 +108,4 @@ def _bad_option(url: str, exc: Exception) -> CliError:
     """A query option redis-py refused, named without redis-py's internals."""
     unknown = re.search(r"keyword argument '(\w+)'", str(exc))
     what = f"unknown option {unknown.group(1)!r}" if unknown else str(exc)
-    return CliError(f"bad Redis URL '{shown.url(url)}': {scrub(what, [url])}", EXIT_USAGE)
+    return CliError(f"bad Redis URL '{shown.url(url)}': {shown.scrub(what, [url])}", EXIT_USAGE)

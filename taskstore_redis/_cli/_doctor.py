@@ -27,10 +27,11 @@ from rich.console import Console
 
 from .._core import shown
 from .._core.backend_types import TaskKey
+from .._core.shown import scrub
 from .._redis import guard
 from .._redis.keys import KeySchema
 from .._redis.scripts import ALL_SCRIPTS, Script, shared_source
-from ._connect import probe, scrub
+from ._connect import probe
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError
 
 _OWNER = "taskstore-doctor"

@@ -45,6 +45,7 @@ from .._async._worker import run_worker
 from .._core import shown
 from .._core.config import StoreConfig
 from .._core.errors import InvalidArgument
+from .._core.shown import scrub
 from .._core.validation import (
     MAX_QUEUE_NAME_LENGTH,
     check_count,
@@ -56,7 +57,6 @@ from .._core.validation import (
 from .._core.worker_rules import WorkerSettings
 from .._worker_loop import WorkerStats
 from . import _metrics
-from ._connect import scrub
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 
 EXIT_GRACE_S = 5.0

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 MASK = "***"
 """What a password or a user name with a password is replaced by."""
@@ -82,3 +83,33 @@ def _escape(ch: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+_USERINFO = re.compile(r"://([^/?#]*)@")
+_SECRET_PARAM = re.compile(rf"(?i)(?:^|[?&;])(?:{'|'.join(sorted(_SECRET_PARAMS))})=([^&#;]*)")
+
+
+def secrets(raw: str) -> list[str]:
+    """The credentials written in ``raw``, found without parsing it (it may not parse).
+
+    The userinfo (its password, and the whole of it) and the values of the
+    credential-like query parameters, as written and percent-decoded.
+    """
+    found: list[str] = []
+    for match in _USERINFO.finditer(raw):
+        userinfo = match.group(1)
+        found += [userinfo, userinfo.partition(":")[2]]
+    found += [match.group(1) for match in _SECRET_PARAM.finditer(raw)]
+    found += [unquote(one) for one in found]
+    return sorted({one for one in found if one}, key=len, reverse=True)
+
+
+def scrub(text: str, urls: Iterable[str | None]) -> str:
+    """``text`` with the credentials of ``urls`` masked and its control characters escaped.
+
+    For a text the library or the command did not write itself: an exception's, a log line's.
+    """
+    for url in urls:
+        for secret in secrets(url or ""):
+            text = text.replace(secret, MASK)
+    return printable(text)
