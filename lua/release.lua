@@ -1,8 +1,11 @@
 #!lua flags=
--- Hand a held lease back: the task is claimable again ARGV[4] ms from now (attempt kept).
+-- Hand a held lease back: the task is claimable again ARGV[4] ms from now. The attempt is
+-- kept (counted), unless ARGV[6] is '1': then it is handed back (qa - 1, never below 0).
 -- KEYS[1] ready set, KEYS[2] leased set, KEYS[3] counters hash, KEYS[4] task hash
 -- ARGV[1] queue name, ARGV[2] member, ARGV[3] fencing token, ARGV[4] delay ms, ARGV[5] write
--- token
+-- token, ARGV[6] '1': hand the attempt back ('0' or absent: it counts)
+-- A resend of an applied release (its write token remembered) changes nothing, so an attempt
+-- is handed back once.
 -- Returns {1, core, variables} (as record() gives them) or {0, why the lease does not hold}.
 local key = KEYS[4]
 local history = redis.call('HGET', key, 'w') or ''
@@ -17,6 +20,12 @@ end
 local ready_at = ms(now + tonumber(ARGV[4]))
 redis.call('HSET', key, 'qs', 'r', 'qr', ready_at)
 redis.call('HDEL', key, 'qx')
+if ARGV[6] == '1' then
+  local attempt = tonumber(redis.call('HGET', key, 'qa') or '0') or 0
+  if attempt > 0 then
+    redis.call('HSET', key, 'qa', attempt - 1)
+  end
+end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], ready_at, ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'released', 1)

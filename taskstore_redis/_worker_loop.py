@@ -25,7 +25,7 @@ What the loop does:
   never depends on one process;
 - on stop (``stop`` set, SIGTERM, or cancellation) it claims no more, lets the
   running handlers finish within ``grace_s``, then stops the rest and releases what
-  it still holds (the attempt is not counted).
+  it still holds, handing their attempts back (``count_attempt=False``: not counted).
 
 With OpenTelemetry installed (the ``otel`` extra) it also counts the queue's completed,
 failed, recovered and lost tasks, times each handler call, and, while it runs, reports
@@ -129,7 +129,7 @@ class _Ops(Protocol):
         self, lease: Any, status: TaskStatus, message: str | None, result: Any
     ) -> None: ...
 
-    async def release(self, lease: Any, delay_ms: int) -> None: ...
+    async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None: ...
 
     async def call(self, handler: Handler, lease: Any) -> Any: ...
 
@@ -198,8 +198,8 @@ class _AsyncOps:
     ) -> None:
         await lease.complete(status, message, result)
 
-    async def release(self, lease: Any, delay_ms: int) -> None:
-        await lease.release(delay_ms=delay_ms)
+    async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None:
+        await lease.release(delay_ms=delay_ms, count_attempt=count_attempt)
 
     async def call(self, handler: Handler, lease: Any) -> Any:
         if inspect.iscoroutinefunction(handler):
@@ -266,8 +266,8 @@ class _SyncOps:
     ) -> None:
         await self._run(lease.complete, status, message, result)
 
-    async def release(self, lease: Any, delay_ms: int) -> None:
-        await self._run(lease.release, delay_ms=delay_ms)
+    async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None:
+        await self._run(lease.release, delay_ms=delay_ms, count_attempt=count_attempt)
 
     async def call(self, handler: Handler, lease: Any) -> Any:
         if inspect.iscoroutinefunction(handler):
@@ -612,7 +612,7 @@ class _Worker:
                 continue
             _hold(job.lease, None)  # stopping: an unreachable store is not waited for
             try:
-                await self.ops.release(job.lease, 0)
+                await self.ops.release(job.lease, 0, count_attempt=False)  # stopping spends none
                 self.stats.released += 1
             except LeaseLost:
                 pass  # it ended (or was taken) meanwhile: nothing left to hand back

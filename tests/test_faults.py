@@ -50,7 +50,13 @@ from taskstore_redis import (
     TaskStatus,
 )
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import ALL_SCRIPTS, COMPARE_AND_SET, CREATE, MERGE_VARIABLES
+from taskstore_redis._redis.scripts import (
+    ALL_SCRIPTS,
+    COMPARE_AND_SET,
+    CREATE,
+    MERGE_VARIABLES,
+    RELEASE,
+)
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 
 HOST = "127.0.0.1"
@@ -395,6 +401,16 @@ def applied_write(command: list[bytes], reply: object) -> bool:
     if command[1].decode() in (COMPARE_AND_SET.sha, MERGE_VARIABLES.sha):
         return isinstance(reply, list) and len(reply) == 3 and reply[0] == 1
     return False
+
+
+def applied_release(command: list[bytes], reply: object) -> bool:
+    """Whether this is the reply of a release script that handed the lease back."""
+    return (
+        command[0].upper() == b"EVALSHA"
+        and command[1].decode() == RELEASE.sha
+        and isinstance(reply, list)
+        and reply[0] == 1
+    )
 
 
 def last_script_loaded(command: list[bytes], reply: object) -> bool:
@@ -828,6 +844,29 @@ def test_writes_whose_replies_were_lost_are_each_applied_exactly_once(proxy: Los
         # Each write landed exactly once, whether its reply arrived, or was lost once or twice.
         assert record.variables == {f"w{n}": n for n in range(12)}
         assert record.version == 1 + 12
+
+
+@pytest.mark.redis
+def test_a_release_handing_its_attempt_back_resent_after_a_lost_reply_hands_it_back_once(
+    proxy: LossyProxy,
+) -> None:
+    with open_store(proxy.url) as store:
+        task_id = store.submit(OWNER, METHOD, max_attempts=3).task.task_id
+        first = store.claim(timeout=5)
+        assert first is not None
+        first.release()  # this attempt counts
+        second = store.claim(timeout=5)
+        assert second is not None and (second.task_id, second.attempt) == (task_id, 2)
+        # The release lands, its reply is lost; the resend carries the same write token.
+        proxy.on_reply(applied_release)
+        second.release(count_attempt=False)
+        assert proxy.dropped == 1
+        record = store.get(task_id, OWNER)
+        assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 1)
+        # handed back once: attempt 2 again (not 3: kept; not 1: handed back twice)
+        third = store.claim(timeout=5)
+        assert third is not None and (third.task_id, third.attempt) == (task_id, 2)
+        assert (store.queue_stats().released, store.queue_stats().given_up) == (2, 0)
 
 
 @pytest.mark.redis

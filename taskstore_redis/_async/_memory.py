@@ -98,9 +98,11 @@ class InMemoryBackend:
         """Extend each lease still held."""
         return self._storage.renew(leases, lease_ms)
 
-    async def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
+    async def release(
+        self, lease: LeaseRef, delay_ms: int, *, count_attempt: bool = True
+    ) -> tuple[str, VersionedRecord | None]:
         """Hand a held lease back, claimable again after ``delay_ms``."""
-        return self._storage.release(lease, delay_ms)
+        return self._storage.release(lease, delay_ms, count_attempt=count_attempt)
 
     async def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:
         """Ms until the queue needs a claim (0: now; None: empty), for its one shard."""

@@ -279,8 +279,14 @@ class QueueBackend(StorageBackend, Protocol):
         """Extend each lease still held; one round trip per node, an outcome per lease."""
         ...
 
-    async def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
-        """Hand a held lease back; ("", the task now) or (why refused, None)."""
+    async def release(
+        self, lease: LeaseRef, delay_ms: int, *, count_attempt: bool = True
+    ) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back; ("", the task now) or (why refused, None).
+
+        ``count_attempt`` False hands the lease's attempt back (never below 0), in the
+        same atomic step; a resend of an applied release hands nothing back again.
+        """
         ...
 
     async def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:

@@ -387,8 +387,10 @@ class RedisBackend:
                 )
         return outcomes
 
-    async def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
-        """Hand a held lease back, in one script."""
+    async def release(
+        self, lease: LeaseRef, delay_ms: int, *, count_attempt: bool = True
+    ) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back, in one script (``count_attempt`` False: the attempt too)."""
         shard = self.keys.shard_of(lease.key.owner_id)
         keys = [*self.keys.queue_keys(lease.queue, shard), self.keys.task_key(lease.key)]
         args = [
@@ -397,6 +399,7 @@ class RedisBackend:
             lease.token,
             delay_ms,
             secrets.token_hex(6),
+            0 if count_attempt else 1,
         ]
         reply = await self._write("release", RELEASE, keys, args, wrote=wrote)
         if int(reply[0]) != 1:

@@ -840,12 +840,12 @@ class GenericTaskStore:
                         break
         return done
 
-    async def _release(self, lease: Lease, delay_ms: int) -> None:
+    async def _release(self, lease: Lease, delay_ms: int, *, count_attempt: bool = True) -> None:
         delay = check_delay(delay_ms, self._config)
         key = TaskKey(lease.owner_id, lease.task_id)
         fence = Fence(queue=lease.queue, token=check_token(lease.token, lease.task_id))
         refused, stored = await self._queue_backend().release(
-            LeaseRef(key, fence.queue, fence.token), delay
+            LeaseRef(key, fence.queue, fence.token), delay, count_attempt=count_attempt
         )
         if refused:
             _lost_lease(key, fence, refused)

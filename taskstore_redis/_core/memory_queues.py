@@ -259,8 +259,12 @@ class MemoryQueueStorage(MemoryStorage):
                 outcomes.append(RenewOutcome(deadline))
             return outcomes
 
-    def release(self, ref: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
+    def release(
+        self, ref: LeaseRef, delay_ms: int, *, count_attempt: bool = True
+    ) -> tuple[str, VersionedRecord | None]:
         """Hand a held lease back: the task is claimable again after ``delay_ms``.
+
+        ``count_attempt`` False hands the attempt back too (never below 0), as release.lua.
 
         Returns ("", the task as it is now) or (why it was refused, None).
         """
@@ -278,7 +282,11 @@ class MemoryQueueStorage(MemoryStorage):
                 ref.key,
                 entry,
                 msgspec.structs.replace(
-                    job, state="r", lease_deadline_ms=None, ready_at_ms=ready_at
+                    job,
+                    state="r",
+                    lease_deadline_ms=None,
+                    ready_at_ms=ready_at,
+                    attempt=job.attempt if count_attempt else max(job.attempt - 1, 0),
                 ),
             )
             queue = self._queue(ref.queue)

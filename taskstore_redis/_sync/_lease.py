@@ -205,11 +205,16 @@ class Lease:
         self._task = self._retrying("complete", write, landed)
         return self._task
 
-    def release(self, delay_ms: int = 0) -> None:
+    def release(self, delay_ms: int = 0, *, count_attempt: bool = True) -> None:
         """Hand the task back, claimable again ``delay_ms`` from now (a later attempt).
 
-        The attempt counter moves on at the next claim; a task released after
-        its last attempt fails at that claim.
+        By default this attempt counts: the next claim is the next attempt, and a
+        task released after its last attempt fails at that claim. With
+        ``count_attempt=False`` the attempt is handed back in the same atomic step
+        as the release: the next claim gets this attempt's number again (a worker
+        that stops before its handler is done releases this way, so a shutdown costs
+        the task nothing). A release whose reply was lost and that is sent again
+        hands the attempt back once.
 
         Raises:
             LeaseLost: the lease is no longer this holder's.
@@ -218,7 +223,7 @@ class Lease:
         """
 
         def write() -> TaskRecord:
-            self._store._release(self, delay_ms)
+            self._store._release(self, delay_ms, count_attempt=count_attempt)
             return self._task
 
         def landed(record: TaskRecord) -> bool:

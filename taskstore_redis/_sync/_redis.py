@@ -388,8 +388,10 @@ class RedisBackend:
                 )
         return outcomes
 
-    def release(self, lease: LeaseRef, delay_ms: int) -> tuple[str, VersionedRecord | None]:
-        """Hand a held lease back, in one script."""
+    def release(
+        self, lease: LeaseRef, delay_ms: int, *, count_attempt: bool = True
+    ) -> tuple[str, VersionedRecord | None]:
+        """Hand a held lease back, in one script (``count_attempt`` False: the attempt too)."""
         shard = self.keys.shard_of(lease.key.owner_id)
         keys = [*self.keys.queue_keys(lease.queue, shard), self.keys.task_key(lease.key)]
         args = [
@@ -398,6 +400,7 @@ class RedisBackend:
             lease.token,
             delay_ms,
             secrets.token_hex(6),
+            0 if count_attempt else 1,
         ]
         reply = self._write("release", RELEASE, keys, args, wrote=wrote)
         if int(reply[0]) != 1:

@@ -61,7 +61,8 @@ def run_worker(
     ``threading.Event``), on SIGTERM (with ``handle_signals``, in the main thread), or
     when cancelled: it claims no more tasks, lets the running handlers finish within
     ``grace_s`` seconds, then stops the rest and releases what it still holds
-    (``release``: the attempt is not counted). Returns what it did.
+    (``release(count_attempt=False)``: the attempt is handed back, not counted).
+    Returns what it did.
 
     Raises InvalidArgument for a bad argument (one the store's limits refuse too:
     ``concurrency`` above ``max_claim_count``, ``lease_ms`` above ``max_lease_ms``), at

@@ -318,6 +318,23 @@ async def test_a_task_released_after_its_last_attempt_fails_at_the_next_claim(
 
 
 @pytest.mark.anyio
+async def test_a_release_handing_the_attempt_back_lets_the_last_attempt_be_claimed_again(
+    store: ts.GenericTaskStore,
+) -> None:
+    record = await store.submit(OWNER, METHOD, "p", max_attempts=1)
+    lease = await claim_one(store)
+    await lease.release(count_attempt=False)
+    job = (await store.get(record.task.task_id, OWNER)).job
+    assert job is not None and (job.state, job.attempt) == ("ready", 0)
+    again = await claim_one(store)
+    assert (again.task_id, again.attempt, again.params) == (lease.task_id, 1, "p")
+    done = await again.complete(TaskStatus.COMPLETED, None, "ok")
+    assert done.task.status is TaskStatus.COMPLETED
+    stats = await store.queue_stats()
+    assert (stats.released, stats.given_up) == (1, 0)
+
+
+@pytest.mark.anyio
 async def test_a_cancel_by_a_client_ends_the_lease(store: ts.GenericTaskStore) -> None:
     record = await store.submit(OWNER, METHOD)
     lease = await claim_one(store)

@@ -80,12 +80,12 @@ class Faults:
         real = getattr(self.backend, method)
         self.raised[method] = 0
 
-        async def flaky(*args: Any) -> Any:
+        async def flaky(*args: Any, **kwargs: Any) -> Any:
             if self.raised[method] >= times or not when(args[0]):
-                return await real(*args)
+                return await real(*args, **kwargs)
             self.raised[method] += 1
             if landed:
-                await real(*args)
+                await real(*args, **kwargs)
             raise StoreUnavailable(f"{method}: injected", outcome_unknown=landed)
 
         self.monkeypatch.setattr(self.backend, method, flaky)
@@ -233,6 +233,30 @@ async def test_a_release_applied_but_unanswered_is_not_taken_for_a_lost_lease(
     record = await store.get(task_id, OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "second")
     assert (stats.retried, stats.completed, stats.failed, stats.lost) == (1, 1, 0, 0)
+
+
+@pytest.mark.anyio
+async def test_a_release_handing_the_attempt_back_resent_after_a_lost_reply_hands_it_back_once(
+    store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = await submit(store, max_attempts=3)
+    first = await store.claim(timeout=5)
+    assert first is not None
+    await first.release()  # this attempt counts
+    second = await store.claim(timeout=5)
+    assert second is not None and (second.task_id, second.attempt) == (task_id, 2)
+    faults = Faults(store, monkeypatch)
+    faults.on("release", times=1, landed=True)
+    second._hold(time.monotonic() + BOUND_S)  # as run_worker does: sent again while held
+
+    await second.release(count_attempt=False)
+
+    assert faults.raised["release"] == 1
+    record = await store.get(task_id, OWNER)
+    assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 1)
+    # handed back once: attempt 2 again (not 3: kept; not 1: handed back twice)
+    third = await store.claim(timeout=5)
+    assert third is not None and (third.task_id, third.attempt) == (task_id, 2)
 
 
 @pytest.mark.anyio

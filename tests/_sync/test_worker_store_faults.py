@@ -81,12 +81,12 @@ class Faults:
         real = getattr(self.backend, method)
         self.raised[method] = 0
 
-        def flaky(*args: Any) -> Any:
+        def flaky(*args: Any, **kwargs: Any) -> Any:
             if self.raised[method] >= times or not when(args[0]):
-                return real(*args)
+                return real(*args, **kwargs)
             self.raised[method] += 1
             if landed:
-                real(*args)
+                real(*args, **kwargs)
             raise StoreUnavailable(f"{method}: injected", outcome_unknown=landed)
 
         self.monkeypatch.setattr(self.backend, method, flaky)
@@ -229,6 +229,29 @@ def test_a_release_applied_but_unanswered_is_not_taken_for_a_lost_lease(
     record = store.get(task_id, OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "second")
     assert (stats.retried, stats.completed, stats.failed, stats.lost) == (1, 1, 0, 0)
+
+
+def test_a_release_handing_the_attempt_back_resent_after_a_lost_reply_hands_it_back_once(
+    store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = submit(store, max_attempts=3)
+    first = store.claim(timeout=5)
+    assert first is not None
+    first.release()  # this attempt counts
+    second = store.claim(timeout=5)
+    assert second is not None and (second.task_id, second.attempt) == (task_id, 2)
+    faults = Faults(store, monkeypatch)
+    faults.on("release", times=1, landed=True)
+    second._hold(time.monotonic() + BOUND_S)  # as run_worker does: sent again while held
+
+    second.release(count_attempt=False)
+
+    assert faults.raised["release"] == 1
+    record = store.get(task_id, OWNER)
+    assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 1)
+    # handed back once: attempt 2 again (not 3: kept; not 1: handed back twice)
+    third = store.claim(timeout=5)
+    assert third is not None and (third.task_id, third.attempt) == (task_id, 2)
 
 
 def test_a_store_away_longer_than_the_lease_loses_it_and_the_handler_never_sees_its_error(
