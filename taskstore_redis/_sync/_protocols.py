@@ -224,14 +224,16 @@ class StorageBackend(Protocol):
 class QueueWatch(Protocol):
     """A subscription to the "maybe work" notices of every shard of one queue.
 
-    Entering returns once the subscription is in place; from then on every write
-    that makes work claimable on a shard (a submit, a release, a recovery) calls
-    the ``on_notice`` given to ``QueueBackend.queue_watch`` with that shard, from
-    any thread; so does a renewed subscription after a lost connection.
+    Entering returns once each shard's subscription is confirmed or its node could
+    not be reached (``live`` tells which); from then on every write that makes work
+    claimable on a shard (a submit, a release, a recovery) calls the ``on_notice``
+    given to ``QueueBackend.queue_watch`` with that shard, from any thread; so does
+    a subscription confirmed late, or renewed after a lost connection, so a claimer
+    that went on without it looks again.
     """
 
     def __enter__(self) -> QueueWatch:
-        """Subscribe; return once every shard's subscription is confirmed."""
+        """Subscribe; return once every shard's subscription is confirmed or was tried."""
         ...
 
     def __exit__(
