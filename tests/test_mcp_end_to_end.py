@@ -494,7 +494,11 @@ def test_the_sdk_server_answers_malformed_and_deep_json_with_json_rpc_errors_nev
         url = mount + "/"
         opened = http.post(url, json=INITIALIZE, headers=headers)
         headers["mcp-session-id"] = opened.headers["mcp-session-id"]
-        headers["mcp-protocol-version"] = "2025-11-25"
+        # the version the server agreed to (the oldest supported SDK may offer an older one)
+        agreed = (
+            opened.text.split("data: ", 1)[1] if opened.text.startswith("event:") else opened.text
+        )
+        headers["mcp-protocol-version"] = json.loads(agreed)["result"]["protocolVersion"]
         initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert http.post(url, json=initialized, headers=headers).status_code == 202
         for case, body in cases.items():
