@@ -39,7 +39,7 @@ from .._core.backend_types import (
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.closing import disconnect_cluster_nodes
-from .._redis.errors import TRANSIENT, map_redis_errors
+from .._redis.errors import map_redis_errors, may_pass
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
 from .._redis.options import ClientOptions, check_parsed, check_url, socket_seconds
@@ -691,7 +691,7 @@ class RedisBackend:
                     "nothing was run"
                 )
             except StoreUnavailable as exc:
-                transient = isinstance(exc.__cause__, TRANSIENT)
+                transient = may_pass(exc.__cause__)
                 final = attempt >= attempts or not transient
                 if transient:
                     self._check_due = True  # a failover may have brought a node not yet checked

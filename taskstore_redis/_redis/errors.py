@@ -7,7 +7,7 @@ from types import TracebackType
 
 import redis.exceptions
 
-from .._core.errors import StoreUnavailable
+from .._core.errors import StoreUnavailable, TaskStoreError
 
 TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -21,8 +21,35 @@ redis-py's cluster client raises ``RedisClusterException`` (not a ``RedisError``
 no node of the cluster answers, as on its first use while the cluster is down.
 """
 
+_OURS = (TaskStoreError, redis.exceptions.RedisError)
+"""Errors that are already what they say: the store's own, and redis-py's (mapped above)."""
+
 _NOT_CONNECTED = (ConnectionRefusedError, FileNotFoundError, socket.gaierror)
 """What redis-py's connect failed with when no connection was made: nothing was sent."""
+
+
+def client_fault(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is no redis-py error but was raised inside redis-py's own code.
+
+    A client that fails in the middle of a call (a connection torn down under a
+    concurrent command during a failover, say) leaves the command's fate unknown,
+    as a lost connection does; an error raised in this library's code is a bug and
+    is not taken for one.
+    """
+    if exc is None or not isinstance(exc, Exception) or isinstance(exc, _OURS):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and (module == "redis" or module.startswith("redis."))
+
+
+def may_pass(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (a StoreUnavailable's cause) may pass: the call may be sent again."""
+    return isinstance(exc, TRANSIENT) or client_fault(exc)
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -63,7 +90,7 @@ class map_redis_errors:
         """Translate the exception, if any."""
         if exc is None or isinstance(exc, redis.exceptions.NoScriptError):
             return
-        if isinstance(exc, TRANSIENT):
+        if isinstance(exc, TRANSIENT) or client_fault(exc):
             unknown = self.write and not never_sent(exc)
             if unknown:
                 said = " (the write may or may not have been applied)"
