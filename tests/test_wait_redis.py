@@ -474,3 +474,30 @@ def test_a_silent_subscription_connection_is_found_by_its_ping_and_replaced(
             writer.cancel(task_id, OWNER)
             assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
         assert len(first) == 1
+
+
+@pytest.mark.redis
+def test_a_subscription_link_outlives_a_failure_of_the_client_while_connecting(
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Subscriber.open
+    failures: list[int] = []
+
+    async def open_failing_once(subscriber: Subscriber, address: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            # what a connection torn down under a command raises inside redis-py
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+        return await original(subscriber, address)
+
+    monkeypatch.setattr(Subscriber, "open", open_failing_once)
+    with (
+        ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store,
+        ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as writer,
+    ):
+        task_id = store.create(OWNER, METHOD).task.task_id
+        pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
+        with pool:
+            retry(lambda: writer.cancel(task_id, OWNER))
+            assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
+    assert failures == [1]

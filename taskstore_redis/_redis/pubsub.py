@@ -190,7 +190,7 @@ class _Link:
                 continue
             try:
                 connection = await subscriber.open(self.address)
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except Exception as exc:  # redis-py's, OS errors, or a client fault
                 subscriber.last_error = exc
                 self.unreachable = True
                 subscriber.attempted()
@@ -210,7 +210,7 @@ class _Link:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._write(connection))
                     group.create_task(self._read(connection))
-            except* (redis.exceptions.RedisError, OSError) as group:
+            except* Exception as group:  # the link outlives any failure of its connection
                 subscriber.last_error = group.exceptions[0]
             finally:
                 self.connected = False
