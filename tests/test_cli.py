@@ -374,7 +374,7 @@ def test_a_url_option_redis_py_does_not_know_is_named_without_its_internals(
 ) -> None:
     assert main(["list", "--owner", "a", "--redis-url", "redis://127.0.0.1:1/0?colour=red"]) == 2
     line = one_error_line(capsys)
-    assert line.endswith("unknown option 'colour'")
+    assert line.endswith("unknown option 'colour' in the URL's query")
     assert "__init__" not in line
 
 
@@ -484,7 +484,8 @@ def test_python_m_with_a_malformed_url_prints_one_line_and_no_traceback() -> Non
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
-        "taskstore-redis: not a Redis URL: 'http://x' (expected redis://, rediss:// or unix://)"
+        "taskstore-redis: not a Redis URL: 'http://x'; expected redis://host:port/db, rediss://… "
+        "(TLS) or unix:///path"
     ]
 
 
