@@ -1,5 +1,8 @@
-"""Every relative link of README.md and of docs/ points at a file that exists, and at a
-heading of it when it names one (as GitHub spells a heading's anchor)."""
+"""The README and docs/ link correctly, and the README stays short.
+
+Every relative link of README.md and of docs/ points at a file that exists, and at a
+heading of it when it names one (as GitHub spells a heading's anchor).
+"""
 
 from __future__ import annotations
 
@@ -54,3 +57,9 @@ def test_every_relative_link_finds_its_file_and_heading(page: Path) -> None:
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(f"{target}: no heading #{anchor} in {linked.relative_to(ROOT)}")
     assert broken == []
+
+
+def test_the_readme_stays_short_and_leaves_the_reference_to_the_docs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 250
+    assert "docs/reference/taskstore_redis.md" in _links(ROOT / "README.md")
