@@ -850,14 +850,13 @@ def test_the_same_error_on_many_tasks_is_one_line_naming_the_first_tasks() -> No
     ]
 
 
-def test_the_readme_and_help_give_the_exit_statuses_the_command_uses(
+def test_the_docs_and_help_give_the_exit_statuses_the_command_uses(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
-    in_readme = {int(n) for n in re.findall(r"^\| (\d+) \| ", section, re.M)}
+    page = Path(__file__).resolve().parent.parent / "docs" / "guides" / "command-line.md"
+    in_docs = {int(n) for n in re.findall(r"^\| (\d+) \| ", page.read_text(encoding="utf-8"), re.M)}
     used = {_exit.EXIT_OK, _exit.EXIT_FAILED, _exit.EXIT_USAGE, _exit.EXIT_UNREACHABLE}
-    assert in_readme == used | {_exit.EXIT_INTERRUPTED}
+    assert in_docs == used | {_exit.EXIT_INTERRUPTED}
     assert main(["--help"]) == 0
     in_help = {int(n) for n in re.findall(r"^  (\d+) +\S", capsys.readouterr().out, re.M)}
-    assert in_help == in_readme
+    assert in_help == in_docs

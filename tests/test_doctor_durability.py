@@ -1,8 +1,8 @@
-"""``taskstore-redis doctor`` reports persistence and replication against README "Durability".
+"""``taskstore-redis doctor`` reports persistence and replication against the docs' "Durability".
 
 What a node keeps across a restart (AOF and its fsync policy, RDB snapshots) and
 what a failover may lose (replicas, ``min-replicas-to-write``) are reported per
-node as ``durability`` lines, with ``advice`` where README "Durability" says
+node as ``durability`` lines, with ``advice`` where the docs' "Durability" says
 better; advice does not make the server unhealthy. ``CONFIG GET`` is only sent
 where the user may send it.
 """

@@ -157,10 +157,10 @@ def test_without_opentelemetry_nothing_is_imported_or_wrapped() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_the_readme_names_the_instruments_and_their_attributes() -> None:
+def test_the_production_page_names_the_instruments_and_their_attributes() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Metrics", 1)[1].split("\n## ", 1)[0]
+    page = Path(__file__).resolve().parent.parent / "docs" / "operations" / "production.md"
+    section = page.read_text(encoding="utf-8").split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
     for name in (metrics.OPERATIONS, metrics.DURATION, metrics.METER_NAME, "`outcome`"):
         assert f"{name.strip('`')}`" in section, name

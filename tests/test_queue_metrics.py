@@ -208,11 +208,11 @@ def test_an_expired_lease_swept_by_the_worker_is_counted_recovered(metric_reader
     assert counters == Counter(submitted=2, claimed=3, recovered=1, completed=2)
 
 
-def test_the_readme_names_every_queue_instrument() -> None:
+def test_the_production_page_names_every_queue_instrument() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### Metrics", 1)[1].split("\n## ", 1)[0]
+    page = Path(__file__).resolve().parent.parent / "docs" / "operations" / "production.md"
+    section = page.read_text(encoding="utf-8").split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
     for name in metrics.QUEUE_COUNTERS:
         assert f"`taskstore.queue.{name}`" in section, name
     assert f"`{metrics.HANDLER_DURATION}`" in section

@@ -1,7 +1,7 @@
 """``taskstore-redis doctor``: whether the store can work on this server, as this user.
 
-It asks nothing a least-privilege user (the README's ACL line) may not ask, and
-writes no key. It checks the version and mode (``HELLO``), then tries each
+It asks nothing a least-privilege user (the ACL line of docs/operations/acl.md) may not
+ask, and writes no key. It checks the version and mode (``HELLO``), then tries each
 command the store sends (``HGETALL``, ``SCRIPT LOAD`` of every script,
 ``EVALSHA``, and ``INFO`` and ``WAIT``, which only some setups need). The
 commands the scripts call run with the caller's permissions: a small probe
@@ -254,7 +254,7 @@ _KEEP_EVERY_WRITE = "appendonly yes and appendfsync always keep every acknowledg
 
 
 def _persistence(info: dict[str, Any], appendfsync: str | None, save: str | None) -> _Facts:
-    """What a node keeps across a restart, and advice against README "Durability"."""
+    """What a node keeps across a restart, and advice against the docs' "Durability"."""
     if int(info.get("aof_enabled", 0)):
         facts = [("durability", f"AOF on, appendfsync {appendfsync or '? (CONFIG not allowed)'}")]
         if appendfsync not in ("always", None):
@@ -273,7 +273,7 @@ def _persistence(info: dict[str, Any], appendfsync: str | None, save: str | None
 
 
 def _replication(info: dict[str, Any], min_replicas: str | None, cluster: bool) -> _Facts:
-    """Replicas of a primary, min-replicas-to-write, and advice against README "Durability"."""
+    """Replicas of a primary, min-replicas-to-write, and advice against the docs' "Durability"."""
     replicas = int(info.get("connected_slaves", 0))
     role = str(info.get("role", "?"))
     minimum = "?" if min_replicas is None else min_replicas
@@ -293,7 +293,7 @@ def _replication(info: dict[str, Any], min_replicas: str | None, cluster: bool) 
 
 
 def _durability(report: _Report, client: Any, cluster: bool, may_config: bool) -> None:
-    """Persistence and replication of each node, against what README "Durability" says."""
+    """Persistence and replication of each node, against what the docs' "Durability" says."""
     persistence = per_node(client, cluster, "persistence")
     replication = per_node(client, cluster, "replication")
     for node in sorted(persistence):

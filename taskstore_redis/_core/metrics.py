@@ -16,7 +16,7 @@ of another (``get_result`` reading with ``get``) counts once, as the outer one.
 
 Other areas add their instruments from :func:`meter` beside :class:`StoreInstruments`:
 the work queues' counters, handler durations and gauges are :class:`QueueInstruments`
-and :class:`QueueGauges` (see README, Running in production > Metrics).
+and :class:`QueueGauges` (see docs/operations/production.md, Metrics).
 """
 
 from __future__ import annotations

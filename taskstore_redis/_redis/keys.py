@@ -3,7 +3,7 @@
 =================================  ======  ===================================================
 key                                type    holds
 =================================  ======  ===================================================
-``{P:S}:t:<owner>:<task>``         hash    the task (see the README's storage format)
+``{P:S}:t:<owner>:<task>``         hash    the task (see docs/internals/storage-format.md)
 ``{P:S}:i:<owner>``                zset    owner index, all scores 0, members ordered by lex
 ``{P:S}:x:<owner>``                zset    the same members, scored by expiry ms (``+inf``
                                            for none), negated once the task is terminal
