@@ -286,7 +286,7 @@ def _replication(info: dict[str, Any], min_replicas: str | None, cluster: bool) 
             (
                 "advice",
                 "replication is asynchronous: a failover can lose the writes its replicas "
-                f"had not received; see README Durability ({fix})",
+                f"had not received; see docs/operations/durability.md ({fix})",
             )
         )
     return facts
