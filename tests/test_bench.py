@@ -16,8 +16,8 @@ import redis
 from taskstore_redis._cli import bench as _bench
 from taskstore_redis._cli import main as _cli
 from taskstore_redis._cli.bench._settings import OPERATIONS
-from taskstore_redis._core.backend_types import TaskKey
 from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis.backend import TaskKey
 
 LAYOUTS = {"1x1", "1x8", "1x32", "1w x8", "2w x8", "4w x8"}
 TARGETS = {

@@ -36,10 +36,10 @@ from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
 from taskstore_redis._core import shown
-from taskstore_redis._core.backend_types import TaskKey, VersionedRecord
 from taskstore_redis._core.errors import InvalidArgument
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS, shared_source
+from taskstore_redis.backend import TaskKey, VersionedRecord
 from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
 
 from .test_acl import ACL_RULES, make_user, refusals

@@ -44,7 +44,6 @@ from taskstore_redis import (
     InvalidTransition,
     SecurityConfig,
     StoreUnavailable,
-    TaskKey,
     TaskNotFound,
     TaskRecord,
     TaskStatus,
@@ -57,6 +56,7 @@ from taskstore_redis._redis.scripts import (
     MERGE_VARIABLES,
     RELEASE,
 )
+from taskstore_redis.backend import TaskKey
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 
 HOST = "127.0.0.1"

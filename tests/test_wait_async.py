@@ -18,7 +18,8 @@ import pytest
 import taskstore_redis.asyncio as ts
 from taskstore_redis._async import _store
 from taskstore_redis._core.clock import now_ms
-from taskstore_redis.asyncio import TaskKey, TaskNotFound, TaskRecord, TaskStatus
+from taskstore_redis.asyncio import TaskNotFound, TaskRecord, TaskStatus
+from taskstore_redis.asyncio.backend import TaskKey, TaskWatch
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 Hook = Callable[[], Awaitable[None]]
@@ -32,7 +33,7 @@ GUARD = 30.0
 class HookedWatch:
     """A backend watch that runs ``on_subscribed`` once the inner watch is in place."""
 
-    def __init__(self, inner: ts.TaskWatch, on_subscribed: Hook) -> None:
+    def __init__(self, inner: TaskWatch, on_subscribed: Hook) -> None:
         self.inner = inner
         self.on_subscribed = on_subscribed
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import taskstore_redis as ts
-from taskstore_redis import TaskKey, TaskStatus, WaitTimeout
+from taskstore_redis import TaskStatus, WaitTimeout
+from taskstore_redis.backend import TaskKey, TaskWatch
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 
@@ -28,7 +29,7 @@ GUARD = 30.0
 class HookedWatch:
     """A backend watch that calls ``on_subscribed`` once the inner watch is in place."""
 
-    def __init__(self, inner: ts.TaskWatch, on_subscribed: Callable[[], object]) -> None:
+    def __init__(self, inner: TaskWatch, on_subscribed: Callable[[], object]) -> None:
         self.inner = inner
         self.on_subscribed = on_subscribed
 
