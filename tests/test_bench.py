@@ -7,13 +7,13 @@ trips. They assert no timing: durations on a test machine mean nothing.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from taskstore_redis._cli import bench as _bench
 from taskstore_redis._cli import main as _cli
 from taskstore_redis._cli.bench._settings import OPERATIONS
 from taskstore_redis._redis.keys import KeySchema
@@ -131,13 +131,13 @@ def test_quick_bench_on_the_memory_backend_has_no_baseline_and_says_so(
 def test_plot_without_matplotlib_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(_bench, "plotting_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     argv = ["bench", "--backend", "memory", "--quick", "--plot", str(tmp_path / "x.png")]
     assert _cli.main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
-        "taskstore-redis: --plot needs matplotlib: pip install 'taskstore-redis[cli]'"
+        "taskstore-redis: --plot needs matplotlib: pip install 'taskstore-redis[plot]'"
     ]
     assert not (tmp_path / "x.png").exists()
 
