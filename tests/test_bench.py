@@ -72,6 +72,7 @@ def check_document(document: dict[str, Any], mode: str) -> dict[str, Any]:
     return run_data
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_quick_bench_on_standalone_redis_reports_every_scenario(
     redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -113,6 +114,7 @@ def test_quick_bench_on_standalone_redis_reports_every_scenario(
         assert list(client.scan_iter(match=f"{{{prefix}-bench-*")) == []
 
 
+@pytest.mark.slow
 def test_quick_bench_on_the_memory_backend_has_no_baseline_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

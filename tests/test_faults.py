@@ -59,6 +59,8 @@ from taskstore_redis._redis.scripts import (
 from taskstore_redis.backend import TaskKey
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 
+pytestmark = pytest.mark.slow  # servers killed, paused, failed over
+
 HOST = "127.0.0.1"
 OWNER = "alice"
 METHOD = "tools/call"

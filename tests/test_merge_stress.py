@@ -30,6 +30,8 @@ from taskstore_redis.backend import TaskKey
 
 from .redis_monitor import monitored
 
+pytestmark = pytest.mark.slow  # many processes
+
 OWNER = "merge-stress"
 METHOD = "tools/call"
 PROCESSES = 4

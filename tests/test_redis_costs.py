@@ -315,6 +315,7 @@ def bulk_create(
     return task_ids
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_at_100k_tasks_a_list_page_and_a_purge_batch_do_work_bounded_by_the_page() -> None:
     prefix, owner = "scale", "bulk-owner"
@@ -407,6 +408,7 @@ def create_until_refused(
         results.put((created, refused, others))
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_the_owner_quota_holds_under_concurrent_creates_from_many_processes(
     server: RedisServer, key_prefix: str

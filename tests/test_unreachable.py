@@ -47,7 +47,7 @@ from taskstore_redis.testing import (
     start_redis_server,
 )
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis]  # servers killed and paused
 
 OWNER = "alice"
 QUEUE = "q"

@@ -29,6 +29,8 @@ from taskstore_redis.backend import TaskKey
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
 from tests._sync.test_wait_races import on_subscribed, registrations
 
+pytestmark = pytest.mark.slow  # cluster failovers and slot moves, child processes
+
 OWNER = "alice"
 METHOD = "tools/call"
 GUARD = 30.0

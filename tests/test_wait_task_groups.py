@@ -53,6 +53,7 @@ WAIT_CALLS = {"memory": 100_000, "redis": 100_000, "cluster": 10_000}
 """Wait calls of the leak test; fewer on the cluster, whose test server is the slowest."""
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_hundred_thousand_waits_leave_nothing_registered(
     async_make_store: StoreFactory, backend_kind: str
