@@ -31,6 +31,7 @@ SUBSTITUTIONS = [
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncGenerator\b", "Generator"),
+    (r"\bAwaitable\[([\w.]+)\]", r"\1"),
     (r"\basync_(\w+)", r"sync_\1"),
     (r"\bAsync(Hub|Waker)\b", r"Sync\1"),
     (r"\btaskstore_redis\.asyncio\b", "taskstore_redis"),

@@ -6,11 +6,14 @@ with async methods. Types, settings and errors are shared by both.
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
 from ._shared import __all__ as _shared_names
+from ._shared import missing_name as _missing_name
 from ._sync._lease import Lease
 from ._sync._memory import InMemoryBackend
-from ._sync._protocols import QueueBackend, QueueWatch, StorageBackend, TaskStore, TaskWatch
+from ._sync._protocols import TaskStore
 from ._sync._redis import RedisBackend
 from ._sync._store import GenericTaskStore
 from ._sync._worker import run_worker
@@ -23,14 +26,15 @@ __all__ = [
     "GenericTaskStore",
     "InMemoryBackend",
     "Lease",
-    "QueueBackend",
-    "QueueWatch",
     "RedisBackend",
-    "StorageBackend",
     "TaskStore",
-    "TaskWatch",
     # the worker loop over a queue
     "WorkerStats",
     "run_worker",
     *_shared_names,
 ]
+
+if not _typing.TYPE_CHECKING:  # type checkers report a missing name themselves
+
+    def __getattr__(name: str) -> object:
+        raise _missing_name(__name__, name)

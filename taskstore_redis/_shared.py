@@ -2,31 +2,7 @@
 
 from __future__ import annotations
 
-from ._core.backend_types import (
-    BackendPage,
-    CasResult,
-    ClaimedJob,
-    ClaimReply,
-    CoreWrite,
-    CreateOutcome,
-    DeleteOutcome,
-    Fence,
-    LeasedJob,
-    LeaseRef,
-    ListPosition,
-    LostJob,
-    MergeOutcome,
-    MergeResult,
-    NewJob,
-    NewTask,
-    QueueCounts,
-    RenewOutcome,
-    StoredJob,
-    TaskKey,
-    TaskRemoval,
-    VariableMerge,
-    VersionedRecord,
-)
+from ._core import backend_types
 from ._core.config import SecurityConfig, StoreConfig
 from ._core.errors import (
     AnonymousAccessDenied,
@@ -49,62 +25,52 @@ from ._core.errors import (
     VariableSizeExceeded,
     WaitTimeout,
 )
-from ._core.model import JobInfo, LeaseInfo, QueueStats, Task, TaskPage, TaskRecord
+from ._core.model import JobInfo, JSONValue, LeaseInfo, QueueStats, Task, TaskPage, TaskRecord
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
-# every name the sync and the async faces share (errors, model, settings, backend types)
+# every name the sync and the async faces share (errors, model, settings)
 __all__ = [
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "AnonymousAccessDenied",
-    "BackendPage",
-    "CasResult",
-    "ClaimReply",
-    "ClaimedJob",
     "ConcurrentModification",
-    "CoreWrite",
-    "CreateOutcome",
-    "DeleteOutcome",
-    "Fence",
     "InvalidArgument",
     "InvalidLeaseToken",
     "InvalidTransition",
+    "JSONValue",
     "JobInfo",
     "LeaseInfo",
     "LeaseLost",
-    "LeaseRef",
-    "LeasedJob",
-    "ListPosition",
-    "LostJob",
-    "MergeOutcome",
-    "MergeResult",
-    "NewJob",
-    "NewTask",
     "NoResult",
     "NotReady",
-    "QueueCounts",
     "QueueStats",
-    "RenewOutcome",
     "ResourceExhausted",
     "SecurityConfig",
     "ServerMisconfigured",
     "StorageCorrupted",
     "StoreConfig",
     "StoreUnavailable",
-    "StoredJob",
     "Task",
     "TaskAlreadyExists",
     "TaskExpired",
-    "TaskKey",
     "TaskNotFound",
     "TaskPage",
     "TaskRecord",
-    "TaskRemoval",
     "TaskStatus",
     "TaskStoreError",
     "UnsupportedFormat",
-    "VariableMerge",
     "VariableSizeExceeded",
-    "VersionedRecord",
     "WaitTimeout",
 ]
+
+MOVED_TO_BACKEND = frozenset(
+    [*backend_types.__all__, "QueueBackend", "QueueWatch", "StorageBackend", "TaskWatch"]
+)
+"""Names the top level used to export, now in its ``backend`` module."""
+
+
+def missing_name(module: str, name: str) -> AttributeError:
+    """The error for a name ``module`` lacks; one that moved says where to."""
+    if name in MOVED_TO_BACKEND:
+        return AttributeError(f"{module}.{name} moved to {module}.backend", name=name)
+    return AttributeError(f"module {module!r} has no attribute {name!r}", name=name)

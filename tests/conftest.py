@@ -17,6 +17,8 @@ import pytest
 
 import taskstore_redis
 import taskstore_redis.asyncio
+import taskstore_redis.asyncio.backend
+import taskstore_redis.backend
 from taskstore_redis import SecurityConfig, StoreConfig
 from taskstore_redis.testing import cluster_url_for_tests, redis_url_for_tests
 
@@ -85,7 +87,7 @@ async def async_make_store(
     def make(
         config: StoreConfig | None = None, security: SecurityConfig | None = None, **_: Any
     ) -> taskstore_redis.asyncio.GenericTaskStore:
-        backend: taskstore_redis.asyncio.StorageBackend = memory
+        backend: taskstore_redis.asyncio.backend.StorageBackend = memory
         if backend_url is not None:
             backend = taskstore_redis.asyncio.RedisBackend.from_url(backend_url, prefix=key_prefix)
         store = taskstore_redis.asyncio.GenericTaskStore(backend, config, _security(security))
@@ -106,7 +108,7 @@ def sync_make_store(backend_url: str | None, key_prefix: str) -> Iterator[SyncSt
     def make(
         config: StoreConfig | None = None, security: SecurityConfig | None = None, **_: Any
     ) -> taskstore_redis.GenericTaskStore:
-        backend: taskstore_redis.StorageBackend = memory
+        backend: taskstore_redis.backend.StorageBackend = memory
         if backend_url is not None:
             backend = taskstore_redis.RedisBackend.from_url(backend_url, prefix=key_prefix)
         store = taskstore_redis.GenericTaskStore(backend, config, _security(security))

@@ -7,17 +7,17 @@ trips. They assert no timing: durations on a test machine mean nothing.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from taskstore_redis._cli import bench as _bench
 from taskstore_redis._cli import main as _cli
 from taskstore_redis._cli.bench._settings import OPERATIONS
-from taskstore_redis._core.backend_types import TaskKey
 from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis.backend import TaskKey
 
 LAYOUTS = {"1x1", "1x8", "1x32", "1w x8", "2w x8", "4w x8"}
 TARGETS = {
@@ -72,6 +72,7 @@ def check_document(document: dict[str, Any], mode: str) -> dict[str, Any]:
     return run_data
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_quick_bench_on_standalone_redis_reports_every_scenario(
     redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -113,6 +114,7 @@ def test_quick_bench_on_standalone_redis_reports_every_scenario(
         assert list(client.scan_iter(match=f"{{{prefix}-bench-*")) == []
 
 
+@pytest.mark.slow
 def test_quick_bench_on_the_memory_backend_has_no_baseline_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,13 +133,13 @@ def test_quick_bench_on_the_memory_backend_has_no_baseline_and_says_so(
 def test_plot_without_matplotlib_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(_bench, "plotting_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     argv = ["bench", "--backend", "memory", "--quick", "--plot", str(tmp_path / "x.png")]
     assert _cli.main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
-        "taskstore-redis: --plot needs matplotlib: pip install 'taskstore-redis[cli]'"
+        "taskstore-redis: --plot needs matplotlib: pip install 'taskstore-redis[plot]'"
     ]
     assert not (tmp_path / "x.png").exists()
 

@@ -37,10 +37,10 @@ from taskstore_redis._cli.demo.runner import Demo
 from taskstore_redis._cli.demo.worker import WorkerReport
 from taskstore_redis._cli.main import main
 from taskstore_redis._core import shown
-from taskstore_redis._core.backend_types import TaskKey, VersionedRecord
 from taskstore_redis._core.errors import InvalidArgument
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS, shared_source
+from taskstore_redis.backend import TaskKey, VersionedRecord
 from taskstore_redis.testing import RedisServer, RedisUnavailable, redis_server
 
 from .test_acl import ACL_RULES, make_user, refusals
@@ -133,6 +133,7 @@ def test_the_demo_refuses_a_worker_count_below_one_in_one_line(
     assert "_positive" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_the_demo_with_worker_processes_on_redis_passes_and_leaves_its_tasks_to_inspect(
     redis_url: str, capsys: pytest.CaptureFixture[str]
@@ -196,6 +197,7 @@ def run_demo_command(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(command, demo.returncode, out, err)
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_demo_chaos_kills_a_worker_and_every_task_still_ends_exactly_once(redis_url: str) -> None:
     done = run_demo_command(
@@ -239,6 +241,7 @@ def test_demo_chaos_kills_a_worker_and_every_task_still_ends_exactly_once(redis_
     assert all(r.job is not None and r.job.worker_id != victim for r in again)
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_demo_chaos_on_a_redis_cluster_passes(cluster_url: str) -> None:
     done = run_demo_command(
@@ -251,6 +254,7 @@ def test_demo_chaos_on_a_redis_cluster_passes(cluster_url: str) -> None:
     assert re.search(r"verification\s*│\s*passed \(.*taken over\)", out, re.S), out
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_the_demo_without_chaos_runs_as_a_command_and_passes(redis_url: str) -> None:
     done = run_demo_command("--redis-url", redis_url, "--tasks", "100", "--workers", "2")
@@ -311,6 +315,7 @@ def test_the_demo_client_waits_for_changes_instead_of_polling(
     assert reads <= kinds["wait"] + versions + len(seen), (reads, versions)
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_a_worker_process_that_dies_makes_the_demo_fail_with_a_clear_message(
     redis_url: str, capsys: pytest.CaptureFixture[str]
@@ -338,6 +343,7 @@ def test_a_worker_process_that_dies_makes_the_demo_fail_with_a_clear_message(
     assert f"(pid {victim.pid}) was killed by signal 9 without reporting" in out
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_the_demo_on_a_redis_cluster_passes(
     cluster_url: str, capsys: pytest.CaptureFixture[str]
@@ -818,6 +824,7 @@ def test_refused_credentials_are_one_line_and_exit_3_with_the_password_hidden(
     assert "wrong-password" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_the_demo_runs_under_the_readme_acl_user_with_its_prefix(
     acl_server: tuple[RedisServer, redis.Redis], capsys: pytest.CaptureFixture[str]

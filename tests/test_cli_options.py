@@ -134,6 +134,7 @@ def test_the_worker_command_with_a_bad_queue_exits_2_at_once_and_starts_nothing(
     assert time.monotonic() - started < BOUND_S
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_a_worker_process_that_fails_at_its_start_ends_the_command_at_once(
     handlers: Path, redis_url: str

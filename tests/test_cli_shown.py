@@ -340,6 +340,7 @@ def test_worker_log_lines_mask_credentials_and_escape_control_characters() -> No
     assert text.splitlines()[-1] == f"ValueError: {EVIL_SHOWN}\\nwith ***"  # its text on one
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_a_handler_exception_reaches_the_log_and_get_escaped_and_the_password_masked(
     locked_server: RedisServer, handlers: Path, capsys: pytest.CaptureFixture[str]

@@ -33,7 +33,7 @@ import taskstore_redis as ts
 from taskstore_redis._cli import _top
 from taskstore_redis._cli.main import main
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.slow, pytest.mark.redis]  # worker commands in subprocesses
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "ops"

@@ -23,7 +23,7 @@ import pytest
 import taskstore_redis as ts
 from taskstore_redis._cli.main import main
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.slow, pytest.mark.redis]  # worker commands in subprocesses, signals
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "ops"

@@ -7,9 +7,9 @@ import itertools
 import msgspec
 import pytest
 
-from taskstore_redis._core.backend_types import VersionedRecord
 from taskstore_redis._core.errors import StorageCorrupted, UnsupportedFormat
 from taskstore_redis._core.model import FORMAT, decode_page, decode_record
+from taskstore_redis.backend import VersionedRecord
 
 _CORES = [
     b'["working",1764660000123,5000,"tools/call",3600000]',

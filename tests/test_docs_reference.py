@@ -35,3 +35,19 @@ def test_the_async_page_shows_every_name_that_is_not_the_sync_one() -> None:
 def test_the_mcp_and_testing_pages_show_their_whole_modules() -> None:
     assert {"taskstore_redis.mcp", "taskstore_redis.mcp.tasks_extension"} <= _shown("mcp.md")
     assert "taskstore_redis.testing" in _shown("testing.md")
+
+
+def test_the_backend_page_shows_both_backend_modules_whole() -> None:
+    import taskstore_redis.asyncio.backend
+    import taskstore_redis.backend
+
+    shown = _shown("backend.md")
+    for module in (taskstore_redis.backend, taskstore_redis.asyncio.backend):
+        names = {name for name in module.__all__ if getattr(module, name) is not None}
+        own = {
+            name
+            for name in names
+            if module is taskstore_redis.backend
+            or getattr(module, name) is not getattr(taskstore_redis.backend, name)
+        }
+        assert {f"{module.__name__}.{name}" for name in own} <= shown

@@ -44,7 +44,6 @@ from taskstore_redis import (
     InvalidTransition,
     SecurityConfig,
     StoreUnavailable,
-    TaskKey,
     TaskNotFound,
     TaskRecord,
     TaskStatus,
@@ -57,7 +56,10 @@ from taskstore_redis._redis.scripts import (
     MERGE_VARIABLES,
     RELEASE,
 )
+from taskstore_redis.backend import TaskKey
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
+
+pytestmark = pytest.mark.slow  # servers killed, paused, failed over
 
 HOST = "127.0.0.1"
 OWNER = "alice"

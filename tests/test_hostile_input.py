@@ -51,7 +51,6 @@ from taskstore_redis import (
     AnonymousAccessDenied,
     InvalidArgument,
     InvalidTransition,
-    ListPosition,
     NoResult,
     NotReady,
     SecurityConfig,
@@ -65,6 +64,7 @@ from taskstore_redis import (
 )
 from taskstore_redis._core.cursor import encode_cursor
 from taskstore_redis._core.validation import INT64_MAX, INT64_MIN, MAX_ID_LENGTH
+from taskstore_redis.backend import ListPosition
 from tests.conftest import AsyncStoreFactory, SyncStoreFactory
 
 MAX_STRING = 64

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from taskstore_redis import InvalidArgument, SecurityConfig, TaskNotFound
-from taskstore_redis._core.backend_types import ListPosition, TaskKey
 from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis.backend import ListPosition, TaskKey
 from tests.conftest import SyncStoreFactory
 
 HOSTILE_IDS = [

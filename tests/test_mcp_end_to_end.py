@@ -57,9 +57,12 @@ ALICE, BOB = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 TOKENS = {ALICE: "alice", BOB: "bob"}
 
 # The newest 1.x SDKs mark their experimental tasks API as deprecated (it is what they have).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The experimental tasks API is deprecated:DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.slow,  # MCP servers in subprocesses, workers killed
+    pytest.mark.filterwarnings(
+        "ignore:The experimental tasks API is deprecated:DeprecationWarning"
+    ),
+]
 
 SERVERS = [
     pytest.param("redis_url", id="redis", marks=pytest.mark.redis),

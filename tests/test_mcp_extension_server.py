@@ -46,6 +46,8 @@ import taskstore_redis as ts
 from tests.test_mcp_end_to_end import GUARD, ROOT, SERVERS, free_port, running, worker
 from tests.test_mcp_end_to_end import SERVER as SDK_SERVER
 
+pytestmark = pytest.mark.slow  # example servers in subprocesses, workers killed
+
 SERVER = ROOT / "examples" / "mcp_extension_server.py"
 EXTENSION = "io.modelcontextprotocol/tasks"
 OPT_IN: dict[str, Any] = {

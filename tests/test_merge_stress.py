@@ -23,11 +23,14 @@ import redis
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis import ConcurrentModification, TaskKey
+from taskstore_redis import ConcurrentModification
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS
+from taskstore_redis.backend import TaskKey
 
 from .redis_monitor import monitored
+
+pytestmark = pytest.mark.slow  # many processes
 
 OWNER = "merge-stress"
 METHOD = "tools/call"

@@ -213,6 +213,7 @@ def test_recovery_lines_name_the_lease_and_the_time_to_the_next_claim() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.parametrize("peer", ["taskstore", "taskstore-raw"])
 def test_the_project_entries_keep_the_contract_and_leave_no_key(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import taskstore_redis
-from taskstore_redis import StoreConfig, Task, TaskRecord, TaskStatus, VersionedRecord
+from taskstore_redis import StoreConfig, Task, TaskRecord, TaskStatus
 from taskstore_redis._core.model import (
     FORMAT,
     datetime_from_ms,
@@ -23,6 +23,7 @@ from taskstore_redis._core.model import (
     timestamp_from_ms,
     variables_size,
 )
+from taskstore_redis.backend import VersionedRecord
 
 OWNER = "alice"
 DEPTH = 3

@@ -3,6 +3,8 @@
 The blocking and the async module export the same names. Types, settings and
 errors are the very same objects in both; only the stores, backends and their
 protocols differ, the async ones being awaitable and the blocking ones not.
+The top level holds what an application uses; what a backend takes and returns
+is in ``taskstore_redis.backend`` (and its async twin ``taskstore_redis.asyncio.backend``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,21 @@ import pytest
 
 import taskstore_redis
 import taskstore_redis.asyncio
+import taskstore_redis.asyncio.backend
+import taskstore_redis.backend
 from taskstore_redis import TaskPage, TaskRecord, TaskStatus
 
 MODULES = [
-    pytest.param(taskstore_redis, id="taskstore_redis"),
-    pytest.param(taskstore_redis.asyncio, id="taskstore_redis.asyncio"),
+    pytest.param(module, id=module.__name__)
+    for module in (
+        taskstore_redis,
+        taskstore_redis.asyncio,
+        taskstore_redis.backend,
+        taskstore_redis.asyncio.backend,
+    )
 ]
+
+BACKEND_PROTOCOLS = {"QueueBackend", "QueueWatch", "StorageBackend", "TaskWatch"}
 
 STORE_OPERATIONS = {
     "create",
@@ -87,25 +98,74 @@ def test_every_public_name_of_a_module_is_in_all(module: ModuleType) -> None:
     assert unlisted == []
 
 
-def test_sync_and_async_export_the_same_names() -> None:
-    assert set(taskstore_redis.__all__) == set(taskstore_redis.asyncio.__all__)
+TWINS = [
+    pytest.param(taskstore_redis, taskstore_redis.asyncio, id="taskstore_redis"),
+    pytest.param(taskstore_redis.backend, taskstore_redis.asyncio.backend, id="backend"),
+]
 
 
-def test_types_settings_and_errors_are_the_same_objects_in_both_apis() -> None:
-    for name in ("TaskRecord", "TaskStatus", "StoreConfig", "TaskNotFound", "TRANSITIONS"):
-        assert getattr(taskstore_redis, name) is getattr(taskstore_redis.asyncio, name)
-    for name, sync_value in exported_objects(taskstore_redis):
-        async_value = getattr(taskstore_redis.asyncio, name)
+@pytest.mark.parametrize(("sync_module", "async_module"), TWINS)
+def test_sync_and_async_export_the_same_names(
+    sync_module: ModuleType, async_module: ModuleType
+) -> None:
+    assert set(sync_module.__all__) == set(async_module.__all__)
+
+
+@pytest.mark.parametrize(("sync_module", "async_module"), TWINS)
+def test_types_settings_and_errors_are_the_same_objects_in_both_apis(
+    sync_module: ModuleType, async_module: ModuleType
+) -> None:
+    for name, sync_value in exported_objects(sync_module):
+        async_value = getattr(async_module, name)
         if sync_value is async_value:
             continue
         # only the sync/async twins differ, and they live in twin modules
         assert sync_value.__module__.startswith("taskstore_redis._sync."), name
         assert async_value.__module__ == sync_value.__module__.replace("._sync.", "._async.")
+    for name in ("TaskRecord", "TaskStatus", "StoreConfig", "TaskNotFound", "TRANSITIONS"):
+        assert getattr(taskstore_redis, name) is getattr(taskstore_redis.asyncio, name)
+    for name in ("TaskKey", "NewTask", "VersionedRecord"):
+        assert getattr(taskstore_redis.backend, name) is getattr(
+            taskstore_redis.asyncio.backend, name
+        )
 
 
 def test_the_stores_and_backends_differ_between_the_two_apis() -> None:
-    for name in ("GenericTaskStore", "InMemoryBackend", "StorageBackend", "TaskStore"):
+    for name in ("GenericTaskStore", "InMemoryBackend", "RedisBackend", "TaskStore"):
         assert getattr(taskstore_redis, name) is not getattr(taskstore_redis.asyncio, name)
+    for name in BACKEND_PROTOCOLS:
+        assert getattr(taskstore_redis.backend, name) is not getattr(
+            taskstore_redis.asyncio.backend, name
+        )
+
+
+@pytest.mark.parametrize(
+    ("top", "backend"),
+    [
+        pytest.param(taskstore_redis, taskstore_redis.backend, id="sync"),
+        pytest.param(taskstore_redis.asyncio, taskstore_redis.asyncio.backend, id="async"),
+    ],
+)
+def test_the_top_level_holds_what_an_application_uses(top: ModuleType, backend: ModuleType) -> None:
+    for name in ("GenericTaskStore", "RedisBackend", "InMemoryBackend", "Lease", "run_worker"):
+        assert name in top.__all__
+    assert "JSONValue" in top.__all__
+    assert set(top.__all__).isdisjoint(backend.__all__)
+    assert set(backend.__all__) >= BACKEND_PROTOCOLS
+
+
+@pytest.mark.parametrize("name", ["NewTask", "TaskKey", "StorageBackend", "TaskWatch"])
+@pytest.mark.parametrize("top", [taskstore_redis, taskstore_redis.asyncio], ids=["sync", "async"])
+def test_a_name_that_moved_to_backend_is_refused_with_its_new_home(
+    top: ModuleType, name: str
+) -> None:
+    with pytest.raises(
+        AttributeError, match=rf"^{top.__name__}\.{name} moved to {top.__name__}\.backend$"
+    ):
+        getattr(top, name)
+    assert not hasattr(top, name)
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        top.NoSuchName  # noqa: B018 - the access is the test
 
 
 def test_the_package_version_matches_the_installed_distribution() -> None:
@@ -143,14 +203,21 @@ def test_the_task_store_protocol_has_its_operations() -> None:
 
 
 @pytest.mark.parametrize(
-    ("store_class", "protocol"),
-    [("GenericTaskStore", "TaskStore"), ("InMemoryBackend", "StorageBackend")],
+    ("store_class", "sync_protocol", "async_protocol"),
+    [
+        ("GenericTaskStore", taskstore_redis.TaskStore, taskstore_redis.asyncio.TaskStore),
+        (
+            "InMemoryBackend",
+            taskstore_redis.backend.StorageBackend,
+            taskstore_redis.asyncio.backend.StorageBackend,
+        ),
+    ],
 )
 def test_async_operations_are_coroutine_functions_and_sync_ones_are_not(
-    store_class: str, protocol: str
+    store_class: str, sync_protocol: type, async_protocol: type
 ) -> None:
-    async_names = public_functions(getattr(taskstore_redis.asyncio, protocol))
-    sync_names = public_functions(getattr(taskstore_redis, protocol))
+    async_names = public_functions(async_protocol)
+    sync_names = public_functions(sync_protocol)
     assert sync_names == {"close" if name == "aclose" else name for name in async_names}
     async_class = getattr(taskstore_redis.asyncio, store_class)
     sync_class = getattr(taskstore_redis, store_class)
@@ -173,9 +240,12 @@ def test_the_async_store_is_an_async_context_manager_and_the_sync_one_a_plain_on
 
 
 def test_the_stores_satisfy_their_protocols() -> None:
-    for module in (taskstore_redis, taskstore_redis.asyncio):
+    for module, protocols in [
+        (taskstore_redis, taskstore_redis.backend),
+        (taskstore_redis.asyncio, taskstore_redis.asyncio.backend),
+    ]:
         backend = module.InMemoryBackend()
-        assert isinstance(backend, module.StorageBackend)
+        assert isinstance(backend, protocols.StorageBackend)
         assert isinstance(module.GenericTaskStore(backend), module.TaskStore)
 
 

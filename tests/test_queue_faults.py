@@ -28,6 +28,8 @@ import taskstore_redis as ts
 from taskstore_redis import LeaseLost, SecurityConfig, TaskStatus
 from taskstore_redis.testing import redis_server
 
+pytestmark = pytest.mark.slow  # workers killed and paused, servers restarted
+
 ROOT = Path(__file__).resolve().parent.parent
 OWNERS = [f"owner-{n}" for n in range(8)]
 UNLIMITED = SecurityConfig(max_tasks_per_owner=None)

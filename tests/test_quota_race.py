@@ -77,6 +77,7 @@ def create_and_complete(url: str, prefix: str, start: Any, results: Any) -> None
         results.put((done, refused, over, others))
 
 
+@pytest.mark.slow
 def test_creates_racing_completions_across_processes_respect_the_quota_of_tasks_in_progress(
     server_url: str, key_prefix: str
 ) -> None:

@@ -23,13 +23,13 @@ import redis.exceptions
 
 import taskstore_redis as ts
 from taskstore_redis import ResourceExhausted, SecurityConfig, StoreConfig, StoreUnavailable
-from taskstore_redis._core.backend_types import NewTask, TaskKey
 from taskstore_redis._core.clock import now_ms
 from taskstore_redis._core.model import FORMAT, encode_core
 from taskstore_redis._core.rules import new_record
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED, create_call
 from taskstore_redis._sync._redis import _PURGE_BATCH
+from taskstore_redis.backend import NewTask, TaskKey
 from taskstore_redis.testing import RedisServer, redis_server
 from tests.redis_monitor import CommandLog, monitored
 
@@ -315,6 +315,7 @@ def bulk_create(
     return task_ids
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_at_100k_tasks_a_list_page_and_a_purge_batch_do_work_bounded_by_the_page() -> None:
     prefix, owner = "scale", "bulk-owner"
@@ -407,6 +408,7 @@ def create_until_refused(
         results.put((created, refused, others))
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_the_owner_quota_holds_under_concurrent_creates_from_many_processes(
     server: RedisServer, key_prefix: str

@@ -11,7 +11,6 @@ import pytest
 import redis
 import redis.exceptions
 
-from taskstore_redis._core.backend_types import CoreWrite, NewTask, TaskKey, VariableMerge
 from taskstore_redis._core.model import FORMAT, encode_json, encode_variable_changes
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.replies import page_records
@@ -29,6 +28,7 @@ from taskstore_redis._redis.scripts import (
     create_call,
     merge_variables_call,
 )
+from taskstore_redis.backend import CoreWrite, NewTask, TaskKey, VariableMerge
 
 pytestmark = pytest.mark.redis
 

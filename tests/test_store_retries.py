@@ -24,16 +24,14 @@ import taskstore_redis
 import taskstore_redis._async._store
 import taskstore_redis.asyncio
 from taskstore_redis import (
-    CasResult,
     ConcurrentModification,
-    CoreWrite,
     InvalidTransition,
     StoreConfig,
-    TaskKey,
     TaskNotFound,
     TaskStatus,
 )
 from taskstore_redis._core.model import FORMAT
+from taskstore_redis.backend import CasResult, CoreWrite, TaskKey
 
 OWNER = "alice"
 METHOD = "tools/call"

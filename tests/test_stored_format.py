@@ -16,8 +16,9 @@ import pytest
 import redis
 
 import taskstore_redis as ts
-from taskstore_redis import TaskKey, TaskStatus, UnsupportedFormat
+from taskstore_redis import TaskStatus, UnsupportedFormat
 from taskstore_redis._core.model import FORMAT
+from taskstore_redis.backend import TaskKey
 
 pytestmark = pytest.mark.redis
 

@@ -32,6 +32,8 @@ from taskstore_redis import (
     StoreConfig,
 )
 
+pytestmark = pytest.mark.slow  # load from many stores
+
 OWNER = "stress-owner"
 METHOD = "tools/call"
 PROCESSES = 3

@@ -27,6 +27,8 @@ from taskstore_redis.testing import (
     start_redis_server,
 )
 
+pytestmark = pytest.mark.slow  # starts servers and clusters
+
 
 def _client(url: str) -> redis.Redis:
     # No retries, so that a command against a killed server fails at once.

@@ -31,7 +31,8 @@ from redis.backoff import NoBackoff
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as ats
-from taskstore_redis._core.backend_types import (
+from taskstore_redis._core.clock import now_ms
+from taskstore_redis.backend import (
     CoreWrite,
     LeaseRef,
     NewTask,
@@ -39,7 +40,6 @@ from taskstore_redis._core.backend_types import (
     TaskRemoval,
     VariableMerge,
 )
-from taskstore_redis._core.clock import now_ms
 from taskstore_redis.testing import (
     RedisCluster,
     RedisServer,
@@ -47,7 +47,7 @@ from taskstore_redis.testing import (
     start_redis_server,
 )
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.slow, pytest.mark.redis]  # servers killed and paused
 
 OWNER = "alice"
 QUEUE = "q"

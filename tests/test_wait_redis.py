@@ -23,10 +23,13 @@ import redis
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis import SecurityConfig, StoreUnavailable, TaskKey, TaskStatus
+from taskstore_redis import SecurityConfig, StoreUnavailable, TaskStatus
 from taskstore_redis._redis.pubsub import Subscriber
+from taskstore_redis.backend import TaskKey
 from taskstore_redis.testing import RedisCluster, RedisServer, redis_cluster, redis_server
-from tests.test_wait_sync import on_subscribed, registrations
+from tests._sync.test_wait_races import on_subscribed, registrations
+
+pytestmark = pytest.mark.slow  # cluster failovers and slot moves, child processes
 
 OWNER = "alice"
 METHOD = "tools/call"

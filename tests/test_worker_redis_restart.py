@@ -38,7 +38,10 @@ BOUND_S = 60.0
 DOWN_S = 1.0
 """How long the servers stay down once every released handler has reached its write."""
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+]  # clusters killed and restarted under workers
 
 
 class Gate:

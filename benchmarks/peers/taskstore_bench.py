@@ -53,13 +53,6 @@ from _program import contract_parser
 import taskstore_redis
 from taskstore_redis._async._pipeline import AutoPipeline
 from taskstore_redis._cli.bench._workload import DONE, RESULT, representative_payloads
-from taskstore_redis._core.backend_types import (
-    CoreWrite,
-    Fence,
-    NewJob,
-    NewTask,
-    TaskKey,
-)
 from taskstore_redis._core.config import SecurityConfig, StoreConfig
 from taskstore_redis._core.model import FORMAT
 from taskstore_redis._redis.keys import KeySchema
@@ -71,6 +64,7 @@ from taskstore_redis._redis.scripts import (
     create_call,
 )
 from taskstore_redis.asyncio import GenericTaskStore, TaskStatus
+from taskstore_redis.backend import CoreWrite, Fence, NewJob, NewTask, TaskKey
 
 QUEUE = "bench"
 OWNERS = 64

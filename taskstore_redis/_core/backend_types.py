@@ -307,3 +307,32 @@ class TaskRemoval(msgspec.Struct, frozen=True, kw_only=True):
     """The task's creation time: with its id, its place in the owner's index."""
     data: bytes
     """The core record as read: the task is removed only if it still holds these bytes."""
+
+
+# the value types a backend takes and returns, public in ``taskstore_redis.backend``
+# (``LOST_RETRY_MS`` is the backends' own)
+__all__ = [
+    "BackendPage",
+    "CasResult",
+    "ClaimReply",
+    "ClaimedJob",
+    "CoreWrite",
+    "CreateOutcome",
+    "DeleteOutcome",
+    "Fence",
+    "LeaseRef",
+    "LeasedJob",
+    "ListPosition",
+    "LostJob",
+    "MergeOutcome",
+    "MergeResult",
+    "NewJob",
+    "NewTask",
+    "QueueCounts",
+    "RenewOutcome",
+    "StoredJob",
+    "TaskKey",
+    "TaskRemoval",
+    "VariableMerge",
+    "VersionedRecord",
+]

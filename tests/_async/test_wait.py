@@ -1,8 +1,8 @@
 """The contract of ``wait`` and ``wait_for_result``: what returns at once, what raises.
 
-Runs on every backend. Waits that another writer ends need a task group or a
-thread and are in tests/test_wait_async.py and tests/test_wait_sync.py; this
-file is written for the async store and scripts/unasync.py derives its twin.
+Runs on every backend. Waits that another writer ends are in
+tests/_async/test_wait_races.py; this file is written for the async store and
+scripts/unasync.py derives its twin.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 Every test runs on every backend of the ``sync_make_store`` fixture and only
 uses the public store API, so that the same rules bind every backend. This file
 is written for the async store; scripts/unasync.py derives the blocking twin.
-Races between stores that need a task group are in tests/test_concurrency_*.py.
+Races between stores are in tests/_sync/test_concurrency.py.
 
 Run this file alone with ``pytest tests/_sync/test_contract.py``.
 """

@@ -3,7 +3,7 @@
 
 Runs on every backend; written for the async store, scripts/unasync.py derives
 the blocking twin. Races (concurrent creates of one id, a waiter woken by a
-delete) need a task group and are in tests/test_ids_delete_races.py.
+delete) are in tests/_sync/test_ids_delete_races.py.
 """
 
 from __future__ import annotations

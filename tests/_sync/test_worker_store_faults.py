@@ -183,6 +183,7 @@ def test_a_handlers_lease_writes_ride_out_the_store_and_cost_no_attempt(
     assert (stats.completed, stats.failed, stats.lost, stats.retried) == (1, 0, 0, 0)
 
 
+@pytest.mark.slow
 def test_a_lease_write_is_sent_again_past_the_first_lease_while_renewals_keep_it(
     store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

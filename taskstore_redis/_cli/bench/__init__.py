@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, url: str | None, console: Console) -> int:
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     if args.plot and not plotting_available():
-        raise CliError("--plot needs matplotlib: pip install 'taskstore-redis[cli]'", EXIT_USAGE)
+        raise CliError("--plot needs matplotlib: pip install 'taskstore-redis[plot]'", EXIT_USAGE)
     env = environment()
     warnings = _warnings(settings, env)
     for warning in warnings:

@@ -1,14 +1,16 @@
-"""Races between async stores that share one storage, run in an anyio task group.
+"""Races between stores that share one storage, on every backend.
 
-The blocking twin, with threads, is tests/test_concurrency_sync.py (written by
-hand: task groups have no direct blocking translation).
+Written for the async store, whose racers are tasks of one task group;
+scripts/unasync.py derives the blocking twin, whose racers are threads released
+together by a barrier so that their reads and compare-and-sets really interleave
+(``tests/concurrently.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
-import anyio
 import pytest
 import redis
 
@@ -19,6 +21,7 @@ from taskstore_redis.asyncio import (
     SecurityConfig,
     TaskStatus,
 )
+from tests.concurrently import async_together
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 
@@ -27,25 +30,20 @@ METHOD = "tools/call"
 WORKERS = 8
 
 
-async def race_to_complete(stores: list[ts.GenericTaskStore], task_id: str) -> dict[int, str]:
+async def race_to_complete(stores: list[ts.GenericTaskStore], task_id: str) -> list[str]:
     """Let every store try to complete the task at once; tell who won and who lost."""
-    outcomes: dict[int, str] = {}
 
-    async def complete(worker: int) -> None:
+    async def complete(worker: int) -> str:
         try:
             await stores[worker].complete_with_result(
                 task_id, OWNER, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}
             )
         except InvalidTransition as error:
             assert (error.from_status, error.to_status) == ("completed", "completed")
-            outcomes[worker] = "lost"
-        else:
-            outcomes[worker] = "won"
+            return "lost"
+        return "won"
 
-    async with anyio.create_task_group() as group:
-        for worker in range(len(stores)):
-            group.start_soon(complete, worker)
-    return outcomes
+    return await async_together([partial(complete, worker) for worker in range(len(stores))])
 
 
 @pytest.mark.anyio
@@ -56,13 +54,24 @@ async def test_workers_racing_to_complete_a_task_have_exactly_one_winner(
     for _ in range(5):
         task_id = (await stores[0].create(OWNER, METHOD)).task.task_id
         outcomes = await race_to_complete(stores, task_id)
-        winners = [worker for worker, outcome in outcomes.items() if outcome == "won"]
-        assert len(outcomes) == WORKERS
+        winners = [worker for worker, outcome in enumerate(outcomes) if outcome == "won"]
         assert len(winners) == 1
+        assert outcomes.count("lost") == WORKERS - 1
         final = await stores[0].get(task_id, OWNER)
         assert final.result == {"worker": winners[0]}
         assert final.task.status_message == f"by {winners[0]}"
         assert final.version == 2
+
+
+@pytest.mark.anyio
+async def test_racers_through_one_store_also_have_exactly_one_winner(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    for _ in range(20):
+        task_id = (await store.create(OWNER, METHOD)).task.task_id
+        outcomes = await race_to_complete([store] * WORKERS, task_id)
+        assert outcomes.count("won") == 1
 
 
 @pytest.mark.anyio
@@ -71,29 +80,25 @@ async def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
 ) -> None:
     canceller, completer = async_make_store(), async_make_store()
     task_id = (await canceller.create(OWNER, METHOD)).task.task_id
-    outcomes: dict[str, str] = {}
 
-    async def cancel() -> None:
+    async def cancel() -> str:
         try:
             await canceller.cancel(task_id, OWNER)
-            outcomes["cancel"] = "won"
         except InvalidTransition:
-            outcomes["cancel"] = "lost"
+            return "lost"
+        return "won"
 
-    async def complete() -> None:
+    async def complete() -> str:
         try:
             await completer.complete_with_result(task_id, OWNER, TaskStatus.FAILED, None, "oops")
-            outcomes["complete"] = "won"
         except InvalidTransition:
-            outcomes["complete"] = "lost"
+            return "lost"
+        return "won"
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(cancel)
-        group.start_soon(complete)
-
-    assert sorted(outcomes.values()) == ["lost", "won"]
+    cancel_outcome, complete_outcome = await async_together([cancel, complete])
+    assert sorted([cancel_outcome, complete_outcome]) == ["lost", "won"]
     final = await canceller.get(task_id, OWNER)
-    if outcomes["cancel"] == "won":
+    if cancel_outcome == "won":
         assert (final.task.status, final.result) == (TaskStatus.CANCELLED, None)
     else:
         assert (final.task.status, final.result) == (TaskStatus.FAILED, "oops")
@@ -104,13 +109,12 @@ async def test_concurrent_set_variables_lose_no_update(async_make_store: StoreFa
     stores = [async_make_store() for _ in range(WORKERS)]
     task_id = (await stores[0].create(OWNER, METHOD)).task.task_id
 
-    async def write(worker: int) -> None:
+    async def write(worker: int) -> str:
         await stores[worker].set_variables(task_id, OWNER, {f"worker-{worker}": worker})
+        return "written"
 
-    async with anyio.create_task_group() as group:
-        for worker in range(WORKERS):
-            group.start_soon(write, worker)
-
+    writes = [partial(write, worker) for worker in range(WORKERS)]
+    assert await async_together(writes) == ["written"] * WORKERS
     final = await stores[0].get(task_id, OWNER)
     assert final.variables == {f"worker-{worker}": worker for worker in range(WORKERS)}
     assert final.version == 1 + WORKERS
@@ -122,21 +126,17 @@ async def test_concurrent_creates_never_exceed_the_owner_quota(
 ) -> None:
     security = SecurityConfig(max_tasks_per_owner=3)
     stores = [async_make_store(security=security) for _ in range(WORKERS)]
-    created: list[str] = []
-    refused: list[int] = []
 
-    async def create(worker: int) -> None:
+    async def create(worker: int) -> str:
         try:
-            created.append((await stores[worker].create(OWNER, METHOD)).task.task_id)
+            return (await stores[worker].create(OWNER, METHOD)).task.task_id
         except ResourceExhausted:
-            refused.append(worker)
+            return "refused"
 
-    async with anyio.create_task_group() as group:
-        for worker in range(WORKERS):
-            group.start_soon(create, worker)
-
+    outcomes = await async_together([partial(create, worker) for worker in range(WORKERS)])
+    created = [outcome for outcome in outcomes if outcome != "refused"]
     assert len(created) == 3
-    assert len(refused) == WORKERS - 3
+    assert outcomes.count("refused") == WORKERS - 3
     listed = (await stores[0].list(OWNER)).tasks
     assert sorted(record.task.task_id for record in listed) == sorted(created)
 
@@ -154,17 +154,14 @@ async def test_a_burst_of_first_calls_on_a_server_without_the_scripts_all_succee
     with redis.Redis.from_url(redis_url) as admin:
         admin.script_flush()
     unlimited = ts.SecurityConfig(max_tasks_per_owner=None)
-    created: list[ts.TaskRecord] = []
     async with ts.GenericTaskStore.from_url(
         redis_url, prefix=key_prefix, security=unlimited
     ) as store:
 
-        async def one(n: int) -> None:
-            created.append(await store.create(f"owner-{n % 64}", "tools/call"))
+        async def one(n: int) -> ts.TaskRecord:
+            return await store.create(f"owner-{n % 64}", "tools/call")
 
-        async with anyio.create_task_group() as group:
-            for n in range(256):
-                group.start_soon(one, n)
+        created = await async_together([partial(one, n) for n in range(256)])
         listed = [
             record
             for owner in range(64)

@@ -1,9 +1,10 @@
-"""The blocking ``run_worker``: the same loop as the async one, over a blocking store.
+"""The blocking ``run_worker``'s threads: what only the blocking worker does.
 
 It runs the async loop in an event loop of its own and sends every call of the
 blocking store to a thread; sync handlers get the blocking lease (their writes
-block), in a worker thread. The async twin, tests/test_worker_async.py, specifies
-the loop itself in detail; these tests check the bridge on every backend.
+block), in a worker thread, and a handler still running after the grace period is
+left to finish in its thread. The loop itself is specified once, for both workers,
+in tests/_async/test_worker_loop.py (and its generated twin).
 """
 
 from __future__ import annotations
@@ -20,16 +21,9 @@ import pytest
 import taskstore_redis
 import taskstore_redis.asyncio
 from taskstore_redis import LeaseLost, TaskStatus, WorkerStats, run_worker
+from tests._sync.test_worker_loop import BOUND_S, FAST, OWNER
 
 StoreFactory = Callable[..., taskstore_redis.GenericTaskStore]
-OWNER = "alice"
-FAST: dict[str, Any] = {
-    "retry_base_ms": 20,
-    "retry_max_ms": 100,
-    "idle_wait_s": 0.1,
-    "sweep_every_s": 0.5,
-}
-BOUND_S = 30.0
 
 
 @contextmanager
@@ -78,23 +72,6 @@ def test_a_sync_handler_writes_through_its_blocking_lease_and_its_result_complet
     assert [r.variables["seen"] for r in records] == [0, 1, 2, 3, 4]
     assert done.result().completed == 5
     assert threading.main_thread().name not in threads
-
-
-def test_a_raising_sync_handler_fails_its_task_after_its_attempts(
-    sync_make_store: StoreFactory,
-) -> None:
-    store = sync_make_store()
-    task_id = store.submit(OWNER, "m", None, max_attempts=2).task.task_id
-    attempts: list[int] = []
-
-    def handler(lease: taskstore_redis.Lease) -> None:
-        attempts.append(lease.attempt)
-        raise RuntimeError("disk full")
-
-    with worker_thread(store, handler):
-        record = final(store, task_id)
-    assert (record.task.status, record.task.status_message) == (TaskStatus.FAILED, "disk full")
-    assert attempts == [1, 2]
 
 
 def test_an_async_handler_also_runs_under_the_blocking_worker(

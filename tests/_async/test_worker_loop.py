@@ -1,13 +1,18 @@
-"""``run_worker`` on the async store: claiming, completing, retrying, renewing, stopping.
+"""``run_worker``: claiming, completing, retrying, renewing, stopping, on every backend.
 
-Every test runs on memory, a standalone Redis and a 3-primary cluster
-(``async_make_store``). Leases and pauses are short and real; nothing asserts a
-duration. The blocking twin of ``run_worker`` (the same loop, the store's calls in
-threads) is specified in tests/test_worker_sync.py.
+Every test runs on memory, a standalone Redis and a 3-primary cluster. Leases
+and pauses are short and real; nothing asserts a duration. Written for the async
+store, where the worker runs as a task next to the test; scripts/unasync.py derives
+the blocking twin, where the blocking ``run_worker`` runs in a thread next to the
+test and the handlers are blocking (``tests/concurrently.py``). What only an async
+handler or worker does (being cancelled) is in tests/test_worker_cancellation.py;
+what only the blocking worker does (its handlers' threads, an async handler under
+it) is in tests/test_worker_threads.py.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +28,7 @@ from taskstore_redis.asyncio import (
     WorkerStats,
     run_worker,
 )
+from tests.concurrently import async_background, async_counter
 
 pytestmark = pytest.mark.anyio
 
@@ -66,12 +72,11 @@ async def submit_many(
 async def until_terminal(store: ts.GenericTaskStore, ids: list[str]) -> list[ts.TaskRecord]:
     """Wait (no polling) until every task is terminal; return the final records."""
     records = []
-    with anyio.fail_after(BOUND_S):
-        for task_id in ids:
-            record = await store.get(task_id, OWNER)
-            while not record.task.status.is_terminal:
-                record = await store.wait(task_id, OWNER, after_version=record.version)
-            records.append(record)
+    for task_id in ids:
+        record = await store.get(task_id, OWNER)
+        while not record.task.status.is_terminal:
+            record = await store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+        records.append(record)
     return records
 
 
@@ -88,10 +93,11 @@ async def with_worker(
     async def worker() -> None:
         stats.append(await run_worker(store, handler, stop=flag, **{**FAST, **options}))
 
-    with anyio.fail_after(BOUND_S):
-        async with anyio.create_task_group() as group:
-            group.start_soon(worker)
+    async with async_background() as spawn:
+        spawn(worker)
+        try:
             await body(flag)
+        finally:
             flag.set()
     return stats[0]
 
@@ -145,26 +151,18 @@ async def test_free_slots_are_filled_with_one_batch_claim_and_handlers_run_concu
         return await claim_many(queue, count, **options)
 
     store.claim_many = counting  # type: ignore[method-assign]
-    running = 0
-    most = 0
-    all_in = anyio.Event()
+    running = async_counter(6)
 
     async def together(lease: ts.Lease) -> str:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        if most == 6:
-            all_in.set()
-        with anyio.fail_after(BOUND_S):
-            await all_in.wait()  # every handler waits until all six run at once
-        running -= 1
+        await running()
+        await running.all_in()  # every handler waits until all six run at once
         return "ok"
 
     async def body(_: Flag) -> None:
         await until_terminal(store, ids)
 
     await with_worker(store, together, body, concurrency=6)
-    assert most == 6
+    assert running.count == 6
     assert asked[0] == 6  # the first claim asked for every free slot at once
 
 
@@ -196,20 +194,19 @@ async def test_between_attempts_the_task_waits_delayed_in_its_queue(
 ) -> None:
     store = async_make_store()
     [task_id] = await submit_many(store, 1, max_attempts=2)
-    first_failed = anyio.Event()
+    first_failed = async_counter(1)
 
     async def fails_once(lease: ts.Lease) -> str:
         if lease.attempt == 1:
-            first_failed.set()
+            await first_failed()
             raise RuntimeError("flaky")
         return "second time lucky"
 
     async def body(_: Flag) -> None:
-        with anyio.fail_after(BOUND_S):
-            await first_failed.wait()
+        await first_failed.all_in()
         record = await store.get(task_id, OWNER)
         while record.job is not None and record.job.state == "leased":
-            record = await store.wait(task_id, OWNER, after_version=record.version)
+            record = await store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
         # released with a pause of at least retry_base_ms / 2: delayed, not ready at once
         assert record.job is not None and record.job.state in ("delayed", "leased", "done")
         [record] = await until_terminal(store, [task_id])
@@ -245,20 +242,19 @@ async def test_a_handler_longer_than_the_lease_keeps_it_through_renewals(
     store = async_make_store()
     [task_id] = await submit_many(store, 1)
     rival = async_make_store()
-    started = anyio.Event()
+    started = async_counter(1)
 
     async def slow(lease: ts.Lease) -> int:
-        started.set()
+        await started()
         await anyio.sleep(1.2)  # four leases of 300 ms
         return lease.attempt
 
     async def body(_: Flag) -> None:
-        with anyio.fail_after(BOUND_S):
-            await started.wait()
+        await started.all_in()
         stolen: list[ts.Lease] = []
-        with anyio.move_on_after(1.0):
-            while True:  # a rival claiming all along gets nothing: the lease never lapses
-                stolen += await rival.claim_many("default", 5, timeout=0.2, lease_ms=300)
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:  # a rival claiming all along gets nothing
+            stolen += await rival.claim_many("default", 5, timeout=0.2, lease_ms=300)
         assert stolen == []
         [record] = await until_terminal(store, [task_id])
         assert (record.task.status, record.result) == (TaskStatus.COMPLETED, 1)
@@ -276,13 +272,13 @@ class RenewalAnsweredAfterTheCompletion:
 
     def __init__(self, store: ts.GenericTaskStore) -> None:
         self.store = store
-        self.renewing = anyio.Event()
+        self.renewing = async_counter(1)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
     async def renew_leases(self, leases: list[ts.Lease], lease_ms: int | None = None) -> Any:
-        self.renewing.set()
+        await self.renewing()
         for lease in leases:
             await self.store.wait(lease.task_id, lease.owner_id, until_terminal=True)
         return await self.store.renew_leases(leases, lease_ms=lease_ms)
@@ -296,8 +292,7 @@ async def test_a_renewal_refused_because_the_holder_just_completed_the_task_is_n
     slow_renewals = RenewalAnsweredAfterTheCompletion(store)
 
     async def handler(lease: ts.Lease) -> str:
-        with anyio.fail_after(BOUND_S):
-            await slow_renewals.renewing.wait()  # the worker's renewal is on its way
+        await slow_renewals.renewing.all_in()  # the worker's renewal is on its way
         await lease.renew(60_000)  # so the lease cannot run out meanwhile, however slow
         return "done"
 
@@ -308,33 +303,6 @@ async def test_a_renewal_refused_because_the_holder_just_completed_the_task_is_n
     # renewed each second, so the handler has two seconds to renew the lease itself
     stats = await with_worker(slow_renewals, handler, body, lease_ms=3000)  # type: ignore[arg-type]
     assert (stats.claimed, stats.completed, stats.lost) == (1, 1, 0)
-
-
-async def test_a_task_cancelled_while_leased_stops_its_handler_and_is_abandoned_quietly(
-    async_make_store: StoreFactory,
-) -> None:
-    store = async_make_store()
-    [task_id] = await submit_many(store, 1)
-    started = anyio.Event()
-    stopped = anyio.Event()
-
-    async def endless(lease: ts.Lease) -> None:
-        started.set()
-        try:
-            await anyio.sleep(BOUND_S)
-        finally:
-            stopped.set()
-
-    async def body(_: Flag) -> None:
-        with anyio.fail_after(BOUND_S):
-            await started.wait()
-            await store.cancel(task_id, OWNER)
-            await stopped.wait()  # the next renewal found the lease lost ("cancelled")
-
-    stats = await with_worker(store, endless, body, lease_ms=300)
-    record = await store.get(task_id, OWNER)
-    assert record.task.status is TaskStatus.CANCELLED
-    assert (stats.lost, stats.completed, stats.failed, stats.released) == (1, 0, 0, 0)
 
 
 async def test_a_handler_whose_fenced_write_raises_lease_lost_gives_the_task_up(
@@ -363,71 +331,20 @@ async def test_on_stop_running_handlers_finish_within_the_grace_period(
 ) -> None:
     store = async_make_store()
     ids = await submit_many(store, 2)
-    started = 0
-    both = anyio.Event()
+    both = async_counter(2)
 
     async def slowish(lease: ts.Lease) -> str:
-        nonlocal started
-        started += 1
-        if started == 2:
-            both.set()
+        await both()
         await anyio.sleep(0.5)
         return "finished"
 
     async def body(flag: Flag) -> None:
-        with anyio.fail_after(BOUND_S):
-            await both.wait()
+        await both.all_in()
 
     stats = await with_worker(store, slowish, body, concurrency=2, grace_s=10.0)
     records = [await store.get(task_id, OWNER) for task_id in ids]
     assert [r.result for r in records] == ["finished", "finished"]
     assert stats.released == 0
-
-
-async def test_after_the_grace_period_the_rest_is_released_for_a_later_attempt(
-    async_make_store: StoreFactory,
-) -> None:
-    store = async_make_store()
-    [task_id] = await submit_many(store, 1)
-    started = anyio.Event()
-
-    async def stuck(lease: ts.Lease) -> None:
-        started.set()
-        await anyio.sleep(BOUND_S)
-
-    async def body(flag: Flag) -> None:
-        with anyio.fail_after(BOUND_S):
-            await started.wait()
-
-    stats = await with_worker(store, stuck, body, grace_s=0.2)
-    assert stats.released == 1
-    record = await store.get(task_id, OWNER)
-    assert record.task.status is TaskStatus.WORKING
-    assert record.job is not None and record.job.state == "ready"
-    lease = await store.claim(timeout=BOUND_S)
-    assert lease is not None and lease.task_id == task_id
-
-
-async def test_cancelling_run_worker_also_drains_and_leaves_no_task_leased(
-    async_make_store: StoreFactory,
-) -> None:
-    store = async_make_store()
-    ids = await submit_many(store, 3)
-    started = anyio.Event()
-
-    async def stuck(lease: ts.Lease) -> None:
-        started.set()
-        await anyio.sleep(BOUND_S)
-
-    with anyio.fail_after(BOUND_S):
-        async with anyio.create_task_group() as group:
-            group.start_soon(lambda: run_worker(store, stuck, concurrency=3, grace_s=0.1, **FAST))
-            await started.wait()
-            group.cancel_scope.cancel()
-    states = [(await store.get(task_id, OWNER)).job for task_id in ids]
-    assert [job.state if job else None for job in states] == ["ready"] * 3
-    stats = await store.queue_stats("default")
-    assert stats.leased == 0
 
 
 async def test_an_expired_lease_of_a_lost_worker_is_taken_over(

@@ -2,12 +2,16 @@
 
 Each race is made deterministic with hooks on the waiter's backend (a write
 placed between its subscription and its first read, or between a read and the
-wait that follows), never with sleeps. The blocking twin, with threads, is
-tests/test_wait_sync.py.
+wait that follows), never with sleeps. Written for the async store, whose waiters
+are tasks; scripts/unasync.py derives the blocking twin, whose waiters are threads
+(``tests/concurrently.py``). What only tasks can do (be cancelled, be counted in
+the hundred thousand) is in tests/test_wait_task_groups.py; what only threads do,
+in tests/test_wait_threads.py.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -18,21 +22,25 @@ import pytest
 import taskstore_redis.asyncio as ts
 from taskstore_redis._async import _store
 from taskstore_redis._core.clock import now_ms
-from taskstore_redis.asyncio import TaskKey, TaskNotFound, TaskRecord, TaskStatus
+from taskstore_redis.asyncio import TaskNotFound, TaskRecord, TaskStatus
+from taskstore_redis.asyncio.backend import TaskKey, TaskWatch
+from tests.concurrently import async_background, async_counter
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
-Hook = Callable[[], Awaitable[None]]
+Hook = Callable[[], Awaitable[object]]
 
 OWNER = "alice"
 METHOD = "tools/call"
 GUARD = 30.0
 """A timeout that only a lost wakeup reaches: it turns a hang into a failure."""
+SETTLE_S = 5.0
+"""How long a released channel may take to go (see ``subscribed_channels``)."""
 
 
 class HookedWatch:
     """A backend watch that runs ``on_subscribed`` once the inner watch is in place."""
 
-    def __init__(self, inner: ts.TaskWatch, on_subscribed: Hook) -> None:
+    def __init__(self, inner: TaskWatch, on_subscribed: Hook) -> None:
         self.inner = inner
         self.on_subscribed = on_subscribed
 
@@ -67,27 +75,20 @@ def registrations(store: ts.GenericTaskStore) -> int:
 
 
 async def subscribed_channels(store: ts.GenericTaskStore) -> int:
-    """Channels the store's Redis subscriber still holds (0 on the memory backend)."""
+    """Channels the store's Redis subscriber still holds (0 on the memory backend).
+
+    The blocking store lets a channel go on its listener's thread, just after the
+    last waiter left it: this gives the listener up to ``SETTLE_S`` to do so.
+    """
     backend: Any = store.backend
     hub = getattr(backend, "_hub", None)
     if hub is None:
         return 0
+    deadline = time.monotonic() + SETTLE_S
+    while hub.subscriber.channels() and time.monotonic() < deadline:
+        await anyio.sleep(0.01)
     count: int = hub.subscriber.channels()
     return count
-
-
-class Counter:
-    """Counts subscriptions and sets ``all_in`` when ``expected`` are in place."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.count = 0
-        self.all_in = anyio.Event()
-
-    async def __call__(self) -> None:
-        self.count += 1
-        if self.count == self.expected:
-            self.all_in.set()
 
 
 async def new_task(store: ts.GenericTaskStore, ttl_ms: int | None = None) -> str:
@@ -100,16 +101,16 @@ async def test_a_write_after_the_subscription_wakes_the_waiter(
 ) -> None:
     waiter_store, writer = async_make_store(), async_make_store()
     task_id = await new_task(writer)
-    counter = Counter(1)
+    counter = async_counter(1)
     on_subscribed(monkeypatch, waiter_store, counter)
     got: list[TaskRecord] = []
 
     async def wait() -> None:
         got.append(await waiter_store.wait(task_id, OWNER, timeout=GUARD))
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(wait)
-        await counter.all_in.wait()
+    async with async_background() as spawn:
+        spawn(wait)
+        await counter.all_in()
         await writer.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
     assert [record.task.status for record in got] == [TaskStatus.INPUT_REQUIRED]
     assert got[0].version == 2
@@ -186,17 +187,17 @@ async def test_many_waiters_on_one_task_all_return(
     waiters = 200
     waiter_store, writer = async_make_store(), async_make_store()
     task_id = await new_task(writer)
-    counter = Counter(waiters)
+    counter = async_counter(waiters)
     on_subscribed(monkeypatch, waiter_store, counter)
     versions: list[int] = []
 
     async def wait() -> None:
         versions.append((await waiter_store.wait(task_id, OWNER, timeout=GUARD)).version)
 
-    async with anyio.create_task_group() as group:
+    async with async_background() as spawn:
         for _ in range(waiters):
-            group.start_soon(wait)
-        await counter.all_in.wait()
+            spawn(wait)
+        await counter.all_in()
         await writer.cancel(task_id, OWNER)
     assert versions == [2] * waiters
     assert registrations(waiter_store) == 0
@@ -210,17 +211,17 @@ async def test_waiters_on_many_tasks_each_return_their_own_task(
     tasks = 90  # below the default quota of live tasks per owner
     waiter_store, writer = async_make_store(), async_make_store()
     task_ids = [await new_task(writer) for _ in range(tasks)]
-    counter = Counter(tasks)
+    counter = async_counter(tasks)
     on_subscribed(monkeypatch, waiter_store, counter)
     results: dict[str, Any] = {}
 
     async def wait(task_id: str) -> None:
         results[task_id] = await waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD)
 
-    async with anyio.create_task_group() as group:
+    async with async_background() as spawn:
         for task_id in task_ids:
-            group.start_soon(wait, task_id)
-        await counter.all_in.wait()
+            spawn(wait, task_id)
+        await counter.all_in()
         for n, task_id in enumerate(task_ids):
             await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, n)
     assert results == {task_id: n for n, task_id in enumerate(task_ids)}
@@ -236,7 +237,7 @@ async def test_a_task_purged_while_waited_on_raises_task_not_found(
     task_id = await new_task(writer, ttl_ms=60_000)
     # the waiter's clock stands still, so to it the task never expires: only the purge ends it
     monkeypatch.setattr(_store, "now_ms", lambda: created)
-    counter = Counter(1)
+    counter = async_counter(1)
     on_subscribed(monkeypatch, waiter_store, counter)
     outcome: list[BaseException] = []
 
@@ -246,62 +247,9 @@ async def test_a_task_purged_while_waited_on_raises_task_not_found(
         except TaskNotFound as exc:
             outcome.append(exc)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(wait)
-        await counter.all_in.wait()
+    async with async_background() as spawn:
+        spawn(wait)
+        await counter.all_in()
         assert await writer.backend.purge_expired(now_ms() + 120_000) == 1
     assert len(outcome) == 1
     assert registrations(waiter_store) == 0
-
-
-@pytest.mark.anyio
-async def test_cancelled_waiters_leave_nothing_registered(
-    async_make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    waiters = 300
-    store = async_make_store()
-    task_ids = [await new_task(store) for _ in range(10)]
-    counter = Counter(waiters)
-    on_subscribed(monkeypatch, store, counter)
-    async with anyio.create_task_group() as group:
-        for n in range(waiters):
-            group.start_soon(store.wait, task_ids[n % 10], OWNER)
-        await counter.all_in.wait()
-        assert registrations(store) == waiters
-        group.cancel_scope.cancel()
-    assert registrations(store) == 0
-    assert await subscribed_channels(store) == 0
-    # the store still waits and wakes after the cancellations
-    monkeypatch.undo()
-    await store.cancel(task_ids[0], OWNER)
-    assert (await store.wait(task_ids[0], OWNER, after_version=1, timeout=GUARD)).version == 2
-
-
-WAIT_CALLS = {"memory": 100_000, "redis": 100_000, "cluster": 10_000}
-"""Wait calls of the leak test; fewer on the cluster, whose test server is the slowest."""
-
-
-@pytest.mark.anyio
-async def test_a_hundred_thousand_waits_leave_nothing_registered(
-    async_make_store: StoreFactory, backend_kind: str
-) -> None:
-    store = async_make_store()
-    task_ids = [await new_task(store) for _ in range(20)]
-    calls = WAIT_CALLS[backend_kind]
-    timeouts = 0
-
-    async def wait(n: int) -> None:
-        nonlocal timeouts
-        try:
-            await store.wait(task_ids[n % 20], OWNER, until_terminal=True, timeout=0)
-        except ts.WaitTimeout:
-            timeouts += 1
-
-    batch = 2_000
-    for start in range(0, calls, batch):
-        async with anyio.create_task_group() as group:
-            for n in range(start, start + batch):
-                group.start_soon(wait, n)
-    assert timeouts == calls
-    assert registrations(store) == 0
-    assert await subscribed_channels(store) == 0

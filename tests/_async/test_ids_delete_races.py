@@ -1,16 +1,21 @@
-"""Races of a caller-chosen id and of ``delete``, on every backend (async; needs a task group)."""
+"""Races of a caller-chosen id and of ``delete``, on every backend.
+
+Written for the async store, whose racers are tasks; scripts/unasync.py derives
+the blocking twin, whose racers are threads (``tests/concurrently.py``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import anyio
 import pytest
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import TaskAlreadyExists, TaskNotFound, TaskStatus
-
-from .test_wait_async import GUARD, Counter, on_subscribed, registrations
+from tests._async.test_wait_races import GUARD, on_subscribed, registrations
+from tests.concurrently import async_background, async_counter, async_together
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 
@@ -23,20 +28,19 @@ async def test_of_concurrent_creates_with_one_chosen_id_exactly_one_succeeds(
     async_make_store: StoreFactory,
 ) -> None:
     stores = [async_make_store() for _ in range(4)]
-    created: list[ts.TaskRecord] = []
-    refused: list[TaskAlreadyExists] = []
 
-    async def create(store: ts.GenericTaskStore, method: str) -> None:
+    async def create(store: ts.GenericTaskStore, method: str) -> ts.TaskRecord | None:
         try:
-            created.append(await store.create(OWNER, method, task_id="the-one"))
-        except TaskAlreadyExists as exc:
-            refused.append(exc)
+            return await store.create(OWNER, method, task_id="the-one")
+        except TaskAlreadyExists:
+            return None
 
-    async with anyio.create_task_group() as group:
-        for n in range(12):
-            group.start_soon(create, stores[n % len(stores)], f"method/{n}")
+    outcomes = await async_together(
+        [partial(create, stores[n % len(stores)], f"method/{n}") for n in range(12)]
+    )
+    created = [record for record in outcomes if record is not None]
     assert len(created) == 1
-    assert len(refused) == 11
+    assert outcomes.count(None) == 11
     stored = await stores[0].get("the-one", OWNER)
     assert stored.request_method == created[0].request_method
     assert stored.version == 1
@@ -48,7 +52,7 @@ async def test_a_delete_wakes_a_waiter_which_then_finds_the_task_gone(
 ) -> None:
     waiter_store, deleter = async_make_store(), async_make_store()
     task_id = (await deleter.create(OWNER, METHOD)).task.task_id
-    counter = Counter(1)
+    counter = async_counter(1)
     on_subscribed(monkeypatch, waiter_store, counter)
     raised: list[BaseException] = []
 
@@ -58,9 +62,9 @@ async def test_a_delete_wakes_a_waiter_which_then_finds_the_task_gone(
         except TaskNotFound as exc:
             raised.append(exc)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(wait)
-        await counter.all_in.wait()
+    async with async_background() as spawn:
+        spawn(wait)
+        await counter.all_in()
         assert await deleter.delete(task_id, OWNER) is True
     assert [type(exc) for exc in raised] == [TaskNotFound]
     assert registrations(waiter_store) == 0
@@ -72,9 +76,8 @@ async def test_a_delete_racing_with_status_changes_removes_the_task_all_the_same
 ) -> None:
     deleter, writer = async_make_store(), async_make_store()
     task_id = (await writer.create(OWNER, METHOD)).task.task_id
-    deleted: list[bool] = []
 
-    async def flip() -> None:
+    async def flip() -> bool:
         try:
             for n in range(20):
                 await writer.set_status_message(task_id, OWNER, f"step {n}")
@@ -83,14 +86,12 @@ async def test_a_delete_racing_with_status_changes_removes_the_task_all_the_same
                 )
         except TaskNotFound:
             pass  # the delete won: nothing left to change
+        return True
 
-    async def remove() -> None:
+    async def remove() -> bool:
         await anyio.sleep(0.005)
-        deleted.append(await deleter.delete(task_id, OWNER))
+        return await deleter.delete(task_id, OWNER)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(flip)
-        group.start_soon(remove)
-    assert deleted == [True]
+    assert await async_together([flip, remove]) == [True, True]
     with pytest.raises(TaskNotFound):
         await writer.get(task_id, OWNER)
