@@ -1,6 +1,6 @@
 #!lua flags=
 -- Claim up to ARGV[1] ready tasks of one shard of a queue, oldest first, after a bounded
--- recovery of its expired leases (recover_leases in lua/_task.lua).
+-- recovery of its expired leases (recover_leases in lua/includes/queue.lua).
 -- KEYS[1] ready set (score: ready-at ms by the server clock; delayed tasks too), KEYS[2]
 -- leased set (score: lease deadline), KEYS[3] counters hash, KEYS[4] the shard's task key
 -- base ("{P:S}:t:"; a task's key is it and its member "<owner part>:<task part>")
@@ -10,6 +10,9 @@
 -- released after its last attempt is marked lost ('y') and handed out like a lost lease.
 -- Returns {claimed, lost, next due in ms or '', recovered}: claimed is a list of {member,
 -- token, attempt, deadline ms, core fields, variables, owner id} (record() gives the task).
+-- @include clock
+-- @include queue
+-- @include task
 local now = server_ms()
 local ready, leased, stats, base = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local count = tonumber(ARGV[1])

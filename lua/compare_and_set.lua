@@ -8,16 +8,22 @@
 -- fails a task lost for good, else "h" (a holder's write), ARGV[10] the task's queue member,
 -- ARGV[11] its queue name or "", ARGV[12] the new status
 -- With a queue (ARGV[11]): KEYS[3] its ready set, KEYS[4] its leased set, KEYS[5] its counters;
--- a terminal write also takes the task off the queue (job_done in lua/_task.lua).
--- A fenced write applies only while the lease holds (lease_refusal in lua/_task.lua), else
+-- a terminal write also takes the task off the queue (job_done in lua/includes/queue.lua).
+-- A fenced write applies only while the lease holds (lease_refusal in lua/includes/lease.lua), else
 -- returns {-2, why, core, variables}, writing nothing.
 -- Returns {1, core, variables} applied, {0} no such task, {-1, core, variables} conflict:
--- the task as record() (lua/_task.lua) gives it (after the write when applied).
+-- the task as record() (lua/includes/task.lua) gives it (after the write when applied).
 -- Field v (the task version) goes up with every write, k (the core version) with this
 -- script only, so variable merges never make it conflict. Field w keeps the tokens of the
 -- last writes with the versions they made ("token:version ...", newest first): a call
 -- resent after a lost reply finds its token there and reports the write as applied, so a
 -- write is never applied twice nor reported failed after it landed.
+-- @include task
+-- @include history
+-- @include notify
+-- @include clock
+-- @include lease
+-- @include queue
 local key = KEYS[1]
 local state = redis.call('HMGET', key, 'k', 'w', 'f')
 local current = state[1]

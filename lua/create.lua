@@ -15,6 +15,9 @@
 -- The expiry index scores an unfinished task by its expiry (+inf for none) and a terminal
 -- one by minus its expiry (-inf for none): the quota counts scores above now, and
 -- everything expired scores between -now and now.
+-- @include history
+-- @include notify
+-- @include clock
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local history = redis.call('HGET', KEYS[1], 'w') or ''
   if resent(KEYS[1], history, ARGV[10]) then

@@ -8,6 +8,7 @@
 -- The task's waiters are told, as when a purge deletes it (an empty message: it is gone).
 -- No write token: once the hash is gone there is nowhere to keep one, so the caller never
 -- resends this script after a lost reply.
+-- @include notify
 local core = redis.call('HGET', KEYS[1], 'd')
 if not core then
   return 0

@@ -10,9 +10,14 @@
 -- ARGV[6] its queue name, ARGV[7] number of variables set, then that many (name, value)
 -- pairs, then the names of the variables to delete.
 -- A fenced merge applies only while the lease holds, else returns {-4, why}.
--- Returns {1, core, variables} applied (as record() (lua/_task.lua) gives them), {0} no such task,
+-- Returns {1, core, variables} applied (as record() (lua/includes/task.lua) gives them), {0} no such task,
 -- {-1} expired,
 -- {-2, size} too large, {-3, format} another major format. Writes nothing unless applied.
+-- @include task
+-- @include history
+-- @include notify
+-- @include clock
+-- @include lease
 local key = KEYS[1]
 local state = redis.call('HMGET', key, 'f', 'e', 'n', 'w')
 if not state[1] then

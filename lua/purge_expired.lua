@@ -5,6 +5,7 @@
 -- Returns {tasks deleted, 1 if more work is due now else 0}.
 -- The expiry index scores an unfinished task by its expiry and a terminal one by minus its
 -- expiry (+inf / -inf for none), so what expired scores between -now and now.
+-- @include notify
 local now = ARGV[1]
 local budget = tonumber(ARGV[2])
 local deleted = 0

@@ -3,6 +3,7 @@
 -- KEYS[1] ready set, KEYS[2] leased set, KEYS[3] counters hash
 -- Returns {ready now, queued in all, leased, age of the oldest ready ms or '', counters as a
 -- flat name, value list}.
+-- @include clock
 local now = server_ms()
 local ready = redis.call('ZCOUNT', KEYS[1], '-inf', ms(now))
 local oldest = ''

@@ -1,8 +1,10 @@
 #!lua flags=
 -- Recover up to ARGV[1] expired leases of one shard of a queue (recover_leases in
--- lua/_task.lua), claiming nothing: the sweep of GenericTaskStore.recover_leases.
+-- lua/includes/queue.lua), claiming nothing: the sweep of GenericTaskStore.recover_leases.
 -- KEYS as lua/claim.lua; ARGV[1] batch, ARGV[2] how long a lost task waits to be handed out
 -- again. Returns {{}, lost, next due in ms or '', recovered}, as lua/claim.lua does.
+-- @include clock
+-- @include queue
 local now = server_ms()
 local lost, recovered = recover_leases(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now,
   tonumber(ARGV[1]), tonumber(ARGV[2]))

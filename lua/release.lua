@@ -7,6 +7,11 @@
 -- A resend of an applied release (its write token remembered) changes nothing, so an attempt
 -- is handed back once.
 -- Returns {1, core, variables} (as record() gives them) or {0, why the lease does not hold}.
+-- @include task
+-- @include history
+-- @include notify
+-- @include clock
+-- @include lease
 local key = KEYS[4]
 local history = redis.call('HGET', key, 'w') or ''
 if resent(key, history, ARGV[5]) then

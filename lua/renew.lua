@@ -3,6 +3,9 @@
 -- KEYS[1] leased set, KEYS[2] the shard's task key base
 -- ARGV[1] lease ms, ARGV[2] queue name, then (member, token) pairs
 -- Returns per pair {1, new deadline ms} or {0, why the lease does not hold}.
+-- @include clock
+-- @include lease
+-- @include queue
 local now = server_ms()
 local deadline = ms(now + tonumber(ARGV[1]))
 local outcomes = {}

@@ -158,10 +158,11 @@ def test_every_script_declares_its_flags_and_only_the_reads_are_read_only() -> N
 
 def test_the_scripts_ship_as_lua_files_at_the_top_of_the_repository() -> None:
     top = Path(__file__).resolve().parent.parent / "lua"
-    shared = (top / "_task.lua").read_text(encoding="utf-8")
     for script in ALL_SCRIPTS:
-        flags, _, body = (top / f"{script.name}.lua").read_text(encoding="utf-8").partition("\n")
-        assert script.source == f"{flags}\n{shared}{body}"
+        own = (top / f"{script.name}.lua").read_text(encoding="utf-8")
+        first, _, rest = own.partition("\n")
+        helpers = [(top / "includes" / f"{name}.lua").read_text() for name in script.includes]
+        assert script.source == first + "\n" + "".join(helpers) + rest
 
 
 def test_create_writes_the_hash_the_indexes_and_the_purge_time(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,13 +16,49 @@ PRUNE_BATCH = 8
 """Index entries of vanished tasks that one create prunes at most."""
 
 
+INCLUDE = re.compile(r"^--\s*@include\s+(\S+)\s*$")
+"""A line naming a helper file: ``-- @include name`` for ``lua/includes/name.lua``."""
+
+
+class ScriptSourceError(ValueError):
+    """A script names a helper that is not in ``lua/includes/``, or helpers include each other."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of lines of a script's source as sent to Redis, taken from one file."""
+
+    first: int
+    """Its first line in the source sent (1-based)."""
+    count: int
+    path: str
+    """The file, as ``lua/<name>.lua`` or ``lua/includes/<name>.lua``."""
+    start: int
+    """Its first line in that file."""
+
+
 @dataclass(frozen=True)
 class Script:
-    """One server-side script: its name, Lua source and SHA-1 (what EVALSHA takes)."""
+    """One server-side script: its name, Lua source and SHA-1 (what EVALSHA takes).
+
+    The source is the script's first (``#!lua``) line, then the helpers it
+    includes (each once, a helper's own includes before it), then the rest of
+    the script; ``pieces`` says which file each line came from.
+    """
 
     name: str
     source: str
     sha: str
+    includes: tuple[str, ...] = ()
+    """The helpers inlined, in the order they appear in the source."""
+    pieces: tuple[Piece, ...] = ()
+
+    def origin(self, line: int) -> tuple[str, int]:
+        """The file and line that line ``line`` of the source sent came from."""
+        for piece in self.pieces:
+            if piece.first <= line < piece.first + piece.count:
+                return piece.path, piece.start + line - piece.first
+        return f"lua/{self.name}.lua (as sent)", line
 
 
 def _lua_dir() -> Path:
@@ -32,21 +69,97 @@ def _lua_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "lua"
 
 
-SHARED = "_task"
-"""``lua/_task.lua``: the helpers every script gets, after its first (``#!lua``) line."""
+def _lines(text: str) -> list[str]:
+    """A file's lines, each with its line end (the last one given one if it lacks it)."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
 
 
-def shared_source() -> str:
-    """The Lua of the shared helpers (``lua/_task.lua``) that every script starts with."""
-    return (_lua_dir() / f"{SHARED}.lua").read_text(encoding="utf-8")
+def _includes(lines: list[str], path: str) -> list[tuple[str, str]]:
+    """The helpers a file names, each with where it names it (``path:line``)."""
+    return [
+        (match.group(1), f"{path}:{number}")
+        for number, line in enumerate(lines, 1)
+        if (match := INCLUDE.match(line))
+    ]
 
 
-def load_script(name: str) -> Script:
-    """Read ``lua/<name>.lua``, with the shared helpers after its first line."""
-    own = (_lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
-    flags, _, body = own.partition("\n")
-    source = f"{flags}\n{shared_source()}{body}"
-    return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+def _resolve(folder: Path, named: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """The helpers to inline for these names: each once, its own includes before it."""
+    done: dict[str, list[str]] = {}
+    chain: list[str] = []
+
+    def visit(name: str, where: str) -> None:
+        if name in done:
+            return
+        if name in chain:
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
+            raise ScriptSourceError(f"{where}: helpers include each other: {cycle}")
+        path = folder / "includes" / f"{name}.lua"
+        if not path.is_file():
+            raise ScriptSourceError(
+                f"{where}: includes {name!r}, which is not a file in lua/includes/"
+            )
+        lines = _lines(path.read_text(encoding="utf-8"))
+        chain.append(name)
+        for inner, inner_where in _includes(lines, f"lua/includes/{name}.lua"):
+            visit(inner, inner_where)
+        chain.pop()
+        done[name] = lines
+
+    for name, where in named:
+        visit(name, where)
+    return list(done.items())
+
+
+def load_script(name: str, folder: Path | None = None) -> Script:
+    """Read ``lua/<name>.lua`` and inline the helpers it includes after its first line."""
+    folder = _lua_dir() if folder is None else folder
+    own_path = f"lua/{name}.lua"
+    own = _lines((folder / f"{name}.lua").read_text(encoding="utf-8"))
+    helpers = _resolve(folder, _includes(own, own_path))
+    pieces = [Piece(1, 1, own_path, 1)]
+    parts = own[:1]
+    for helper, lines in helpers:
+        pieces.append(Piece(len(parts) + 1, len(lines), f"lua/includes/{helper}.lua", 1))
+        parts += lines
+    pieces.append(Piece(len(parts) + 1, len(own) - 1, own_path, 2))
+    parts += own[1:]
+    source = "".join(parts)
+    script = Script(
+        name,
+        source,
+        hashlib.sha1(source.encode("utf-8")).hexdigest(),
+        tuple(helper for helper, _ in helpers),
+        tuple(pieces),
+    )
+    _BY_SHA[script.sha] = script
+    return script
+
+
+_BY_SHA: dict[str, Script] = {}
+_SHA = re.compile(r"\b[0-9a-f]{40}\b")
+_USER_SCRIPT_LINE = re.compile(r"user_script:(\d+)")
+
+
+def locate_lines(message: str) -> str:
+    """A script error's text with ``user_script:<n>`` as the file and line it came from.
+
+    Redis names the script by SHA in its error messages and counts lines in the
+    source sent, helpers included; a script loaded here is known by its SHA.
+    """
+    found = _SHA.search(message)
+    script = None if found is None else _BY_SHA.get(found.group(0))
+    if script is None:
+        return message
+
+    def origin(match: re.Match[str]) -> str:
+        path, line = script.origin(int(match.group(1)))
+        return f"{path}:{line}"
+
+    return _USER_SCRIPT_LINE.sub(origin, message)
 
 
 CREATE = load_script("create")

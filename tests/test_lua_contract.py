@@ -1,0 +1,162 @@
+"""The contract between the Python code and the Lua scripts.
+
+Includes: each script names the helpers it uses (``-- @include name``) and the
+loader inlines each once, a helper's own includes before it; an error raised in
+Redis names the file and line it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.exceptions
+
+from taskstore_redis._core.errors import StoreUnavailable
+from taskstore_redis._redis.errors import map_redis_errors
+from taskstore_redis._redis.scripts import (
+    ALL_SCRIPTS,
+    INCLUDE,
+    Script,
+    ScriptSourceError,
+    load_script,
+)
+
+LUA = Path(__file__).resolve().parent.parent / "lua"
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return folder
+
+
+# --- includes -------------------------------------------------------------------------------
+
+
+def test_each_include_is_inlined_once_after_the_first_line_its_own_includes_first(
+    tmp_path: Path,
+) -> None:
+    folder = write(
+        tmp_path,
+        {
+            "includes/base.lua": "local function base() return 1 end\n",
+            "includes/middle.lua": "-- @include base\nlocal function middle() return base() end\n",
+            "includes/other.lua": "-- @include base\nlocal function other() return base() end\n",
+            "both.lua": "#!lua flags=\n-- @include middle\n-- @include other\nreturn 0\n",
+        },
+    )
+    script = load_script("both", folder)
+    assert script.includes == ("base", "middle", "other")
+    assert script.source == (
+        "#!lua flags=\n"
+        "local function base() return 1 end\n"
+        "-- @include base\nlocal function middle() return base() end\n"
+        "-- @include base\nlocal function other() return base() end\n"
+        "-- @include middle\n-- @include other\nreturn 0\n"
+    )
+
+
+def test_an_unknown_include_names_the_file_and_line_that_asks_for_it(tmp_path: Path) -> None:
+    folder = write(tmp_path, {"lost.lua": "#!lua flags=\n-- why\n-- @include nowhere\n"})
+    with pytest.raises(ScriptSourceError, match=r"lua/lost\.lua:3: includes 'nowhere', which is"):
+        load_script("lost", folder)
+
+
+def test_helpers_that_include_each_other_are_refused_with_the_cycle(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path,
+        {
+            "includes/a.lua": "-- @include b\n",
+            "includes/b.lua": "\n-- @include a\n",
+            "loop.lua": "#!lua flags=\n-- @include a\n",
+        },
+    )
+    with pytest.raises(ScriptSourceError, match=r"lua/includes/b\.lua:2: .* a -> b -> a"):
+        load_script("loop", folder)
+
+
+def helpers_defined() -> dict[str, str]:
+    """Each local function or constant of lua/includes/, with the helper file defining it."""
+    defined: dict[str, str] = {}
+    for path in (LUA / "includes").glob("*.lua"):
+        text = path.read_text(encoding="utf-8")
+        for name in re.findall(r"^local (?:function )?(\w+)", text, re.M):
+            defined[name] = path.stem
+    return defined
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda script: script.name)
+def test_every_helper_a_script_uses_is_one_it_includes(script: Script) -> None:
+    own = (LUA / f"{script.name}.lua").read_text(encoding="utf-8")
+    included = set(script.includes)
+    code = "\n".join(line.split("--", 1)[0] for line in own.splitlines())
+    for name, helper in helpers_defined().items():
+        if re.search(rf"\b{name}\b", code):
+            assert helper in included, f"{script.name}.lua uses {name} of {helper}.lua"
+    named = {match.group(1) for line in own.splitlines() if (match := INCLUDE.match(line))}
+    for helper in named:
+        helper_text = (LUA / "includes" / f"{helper}.lua").read_text(encoding="utf-8")
+        own_names = re.findall(r"^local (?:function )?(\w+)", helper_text, re.M)
+        assert any(re.search(rf"\b{name}\b", code) for name in own_names), (
+            f"{script.name}.lua includes {helper} and uses none of it"
+        )
+
+
+# --- error lines ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as connection:
+        yield connection
+
+
+FAILING = {
+    "includes/first.lua": "-- one\nlocal function first()\n  return 1\nend\n",
+    "includes/second.lua": (
+        "-- @include first\n"
+        "local function second(command)\n"
+        "  return redis.call(command)\n"  # line 3: an unknown command fails here
+        "end\n"
+    ),
+    "fails.lua": (
+        "#!lua flags=\n"
+        "-- A script that fails where ARGV[1] says.\n"
+        "-- @include second\n"
+        "if ARGV[1] == 'helper' then\n"
+        "  return second('NOSUCHCOMMAND')\n"
+        "end\n"
+        "return undefined_name + first()\n"  # line 7: a global that does not exist
+    ),
+}
+
+
+def refusal(client: redis.Redis, source: str, where: str) -> str:
+    """The message of the StoreUnavailable a failing script call becomes."""
+    with pytest.raises(StoreUnavailable) as caught, map_redis_errors("fail", write=True):
+        client.eval(source, 0, where)
+    assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+    return str(caught.value)
+
+
+@pytest.mark.redis
+def test_an_error_in_a_script_names_its_file_and_line(tmp_path: Path, client: redis.Redis) -> None:
+    script = load_script("fails", write(tmp_path, FAILING))
+    message = refusal(client, script.source, "body")
+    assert "lua/fails.lua:7" in message, message
+    assert "user_script" not in message
+
+
+@pytest.mark.redis
+def test_an_error_in_an_included_helper_names_the_helper_file_and_line(
+    tmp_path: Path, client: redis.Redis
+) -> None:
+    script = load_script("fails", write(tmp_path, FAILING))
+    message = refusal(client, script.source, "helper")
+    assert "lua/includes/second.lua:3" in message, message
