@@ -10,14 +10,15 @@
 -- With a queue (ARGV[11]): KEYS[3] its ready set, KEYS[4] its leased set, KEYS[5] its counters;
 -- a terminal write also takes the task off the queue (job_done in lua/includes/queue.lua).
 -- A fenced write applies only while the lease holds (lease_refusal in lua/includes/lease.lua), else
--- returns {-2, why, core, variables}, writing nothing.
--- Returns {1, core, variables} applied, {0} no such task, {-1, core, variables} conflict:
+-- returns {LEASE_REFUSED, why, core, variables}, writing nothing.
+-- Returns {OK, core, variables} applied, {NOT_FOUND}, {CONFLICT, core, variables}:
 -- the task as record() (lua/includes/task.lua) gives it (after the write when applied).
 -- Field v (the task version) goes up with every write, k (the core version) with this
 -- script only, so variable merges never make it conflict. Field w keeps the tokens of the
 -- last writes with the versions they made ("token:version ...", newest first): a call
 -- resent after a lost reply finds its token there and reports the write as applied, so a
 -- write is never applied twice nor reported failed after it landed.
+-- @include codes
 -- @include task
 -- @include history
 -- @include notify
@@ -28,22 +29,22 @@ local key = KEYS[1]
 local state = redis.call('HMGET', key, 'k', 'w', 'f')
 local current = state[1]
 if not current then
-  return {0}
+  return {Code.NOT_FOUND}
 end
 local history = state[2] or ''
 if resent(key, history, ARGV[3]) then
-  return {1, record(key)}
+  return {Code.OK, record(key)}
 end
 if ARGV[8] and ARGV[8] ~= '' then
   local token = tonumber(ARGV[8])
   if ARGV[9] == 'f' then
     if not finalizable(key, ARGV[11], token) then
-      return {-2, 'finalized', record(key)}
+      return {Code.LEASE_REFUSED, 'finalized', record(key)}
     end
   else
     local why = lease_refusal(key, ARGV[11], token, server_ms())
     if why then
-      return {-2, why, record(key)}
+      return {Code.LEASE_REFUSED, why, record(key)}
     end
   end
 end
@@ -51,7 +52,7 @@ end
 -- a conflict, whose reply lets the caller see why
 local major, minor = string.match(state[3] or '', '^(%d+)%.(%d+)$')
 if current ~= ARGV[1] or major ~= ARGV[6] or tonumber(minor) > tonumber(ARGV[7]) then
-  return {-1, record(key)}
+  return {Code.CONFLICT, record(key)}
 end
 local version = redis.call('HINCRBY', key, 'v', 1)
 local kept = remember(history, ARGV[3], version)
@@ -66,4 +67,4 @@ if ARGV[5] ~= '' then
   end
 end
 notify(key, version)
-return {1, record(key)}
+return {Code.OK, record(key)}

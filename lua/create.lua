@@ -10,20 +10,22 @@
 -- counters hash, KEYS[8] the shard's set of queue names; ARGV[11] queue name, ARGV[12] queue
 -- member, ARGV[13] params, ARGV[14] max attempts, ARGV[15] delay ms, ARGV[16] owner id.
 -- The task is enqueued in the same step (ready at the server's clock plus the delay).
--- Returns 1 created, 0 quota exceeded, -1 key exists. Writes nothing unless it returns 1.
--- A call resent after a lost reply finds its own token (field w) and reports 1 again.
+-- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua). Writes
+-- nothing unless it returns OK.
+-- A call resent after a lost reply finds its own token (field w) and reports OK again.
 -- The expiry index scores an unfinished task by its expiry (+inf for none) and a terminal
 -- one by minus its expiry (-inf for none): the quota counts scores above now, and
 -- everything expired scores between -now and now.
+-- @include codes
 -- @include history
 -- @include notify
 -- @include clock
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local history = redis.call('HGET', KEYS[1], 'w') or ''
   if resent(KEYS[1], history, ARGV[10]) then
-    return 1
+    return Code.OK
   end
-  return -1
+  return Code.EXISTS
 end
 local now = ARGV[7]
 -- Lazily drop index entries of expired tasks that Redis has already removed.
@@ -38,7 +40,7 @@ end
 if ARGV[6] ~= '' then
   local active = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
   if active >= tonumber(ARGV[6]) then
-    return 0
+    return Code.OVER_QUOTA
   end
 end
 local expires = ARGV[4]
@@ -68,4 +70,4 @@ if #KEYS > 5 then
   redis.call('SADD', KEYS[8], ARGV[11])
   redis.call('SPUBLISH', KEYS[6], '')
 end
-return 1
+return Code.OK

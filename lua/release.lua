@@ -6,7 +6,9 @@
 -- token, ARGV[6] '1': hand the attempt back ('0' or absent: it counts)
 -- A resend of an applied release (its write token remembered) changes nothing, so an attempt
 -- is handed back once.
--- Returns {1, core, variables} (as record() gives them) or {0, why the lease does not hold}.
+-- Returns {OK, core, variables} (as record() gives them) or {LEASE_REFUSED, why the lease
+-- does not hold}.
+-- @include codes
 -- @include task
 -- @include history
 -- @include notify
@@ -15,12 +17,12 @@
 local key = KEYS[4]
 local history = redis.call('HGET', key, 'w') or ''
 if resent(key, history, ARGV[5]) then
-  return {1, record(key)}
+  return {Code.OK, record(key)}
 end
 local now = server_ms()
 local why = lease_refusal(key, ARGV[1], tonumber(ARGV[3]), now)
 if why then
-  return {0, why}
+  return {Code.LEASE_REFUSED, why}
 end
 local ready_at = ms(now + tonumber(ARGV[4]))
 redis.call('HSET', key, 'qs', 'r', 'qr', ready_at)
@@ -38,4 +40,4 @@ local version = redis.call('HINCRBY', key, 'v', 1)
 redis.call('HSET', key, 'w', remember(history, ARGV[5], version))
 notify(key, version)
 redis.call('SPUBLISH', KEYS[1], '')
-return {1, record(key)}
+return {Code.OK, record(key)}

@@ -1,5 +1,8 @@
 """The contract between the Python code and the Lua scripts.
 
+Reply codes: one table in ``lua/includes/codes.lua``, the same numbers in
+:class:`Code`, and no script replies with a bare number of its own.
+
 Includes: each script names the helpers it uses (``-- @include name``) and the
 loader inlines each once, a helper's own includes before it; an error raised in
 Redis names the file and line it came from.
@@ -16,6 +19,7 @@ import redis
 import redis.exceptions
 
 from taskstore_redis._core.errors import StoreUnavailable
+from taskstore_redis._redis.contract import Code
 from taskstore_redis._redis.errors import map_redis_errors
 from taskstore_redis._redis.scripts import (
     ALL_SCRIPTS,
@@ -34,6 +38,42 @@ def write(folder: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return folder
+
+
+# --- reply codes ----------------------------------------------------------------------------
+
+
+def lua_codes() -> dict[str, int]:
+    """The ``Code`` table of lua/includes/codes.lua, read as its text spells it."""
+    text = (LUA / "includes" / "codes.lua").read_text(encoding="utf-8")
+    table = re.search(r"^local Code = \{\n(.*?)^\}", text, re.M | re.S)
+    assert table is not None
+    entries = re.findall(r"^  ([A-Z_]+) = (-?\d+),", table.group(1), re.M)
+    assert len(entries) == len(table.group(1).splitlines()), "one entry a line"
+    return {name: int(value) for name, value in entries}
+
+
+def test_the_lua_code_table_and_the_python_enum_agree() -> None:
+    assert lua_codes() == {code.name: code.value for code in Code}
+
+
+def test_every_code_is_one_number() -> None:
+    assert len(set(lua_codes().values())) == len(lua_codes())
+
+
+BARE_CODE = re.compile(r"return \{?\s*-?\d|= \{-?\d")
+"""A reply that starts with a number literal instead of a ``Code`` entry."""
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda script: script.name)
+def test_a_script_replies_with_codes_of_the_table_never_a_bare_number(script: Script) -> None:
+    own = (LUA / f"{script.name}.lua").read_text(encoding="utf-8")
+    code = "\n".join(line.split("--", 1)[0] for line in own.splitlines())
+    assert not BARE_CODE.search(code), BARE_CODE.search(code)
+    if "Code." in code:
+        assert "codes" in script.includes
+        for name in re.findall(r"\bCode\.(\w+)", code):
+            assert name in Code.__members__
 
 
 # --- includes -------------------------------------------------------------------------------

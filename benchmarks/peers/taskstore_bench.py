@@ -62,6 +62,7 @@ from taskstore_redis._core.backend_types import (
 )
 from taskstore_redis._core.config import SecurityConfig, StoreConfig
 from taskstore_redis._core.model import FORMAT
+from taskstore_redis._redis.contract import Code
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import (
     CLAIM,
@@ -156,7 +157,7 @@ class Raw:
             job=NewJob(queue=QUEUE, params=b"null", max_attempts=3, delay_ms=0),
         )
         keys, args = create_call(self.keys, task, f"{self.token}{n:012x}")
-        if await self.evalsha(CREATE, keys, args) != 1:
+        if await self.evalsha(CREATE, keys, args) != Code.OK:
             raise RuntimeError("raw create refused")
 
     async def claim(self, count: int, worker: str) -> list[Any]:
@@ -196,7 +197,7 @@ class Raw:
         )
         keys, args = compare_and_set_call(self.keys, write, f"{token:x}{member[-12:].decode()}")
         reply = await self.evalsha(COMPARE_AND_SET, keys, args)
-        if int(reply[0]) != 1:
+        if int(reply[0]) != Code.OK:
             raise RuntimeError(f"raw complete refused: {reply[:2]!r}")
 
 

@@ -28,7 +28,6 @@ from .._core.backend_types import (
     LeasedJob,
     LeaseRef,
     ListPosition,
-    MergeOutcome,
     MergeResult,
     NewTask,
     QueueCounts,
@@ -47,12 +46,17 @@ from .._redis.options import ClientOptions, check_parsed, check_url, socket_seco
 from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.replies import (
     as_str,
+    cas_result,
     claim_reply,
+    create_outcome,
     created,
+    delete_outcome,
     evalsha,
+    merge_result,
     page_records,
     record_of_hash,
-    record_of_script,
+    release_reply,
+    renew_outcome,
     wrote,
 )
 from .._redis.routing import pipeline_route
@@ -275,42 +279,19 @@ class RedisBackend:
     def create(self, task: NewTask) -> CreateOutcome:
         """Write and index a new record in one script, within the owner's quota."""
         keys, args = create_call(self.keys, task, secrets.token_hex(6))
-        outcome = self._write("create", CREATE, keys, args, wrote=created)
-        if outcome == 1:
-            return CreateOutcome.CREATED
-        if outcome == 0:
-            return CreateOutcome.QUOTA_EXCEEDED
-        return CreateOutcome.ALREADY_EXISTS
+        return create_outcome(self._write("create", CREATE, keys, args, wrote=created))
 
     def compare_and_set(self, write: CoreWrite) -> CasResult:
         """Replace the core record if its core version matches, in one script."""
         keys, args = compare_and_set_call(self.keys, write, secrets.token_hex(6))
-        reply = self._write("compare_and_set", COMPARE_AND_SET, keys, args, wrote=wrote)
-        status = int(reply[0])
-        if status == 0:
-            return CasResult(False, None)
-        if status == -2:
-            return CasResult(
-                False, record_of_script(reply[2], reply[3]), lease_lost=as_str(reply[1])
-            )
-        return CasResult(status == 1, record_of_script(reply[1], reply[2]))
+        return cas_result(self._write("compare_and_set", COMPARE_AND_SET, keys, args, wrote=wrote))
 
     def merge_variables(self, merge: VariableMerge) -> MergeResult:
         """Set and delete the variables named, in one script with no version check."""
         keys, args = merge_variables_call(self.keys, merge, secrets.token_hex(6))
-        reply = self._write("merge_variables", MERGE_VARIABLES, keys, args, wrote=wrote)
-        status = int(reply[0])
-        if status == 1:
-            return MergeResult(MergeOutcome.APPLIED, record_of_script(reply[1], reply[2]))
-        if status == 0:
-            return MergeResult(MergeOutcome.NOT_FOUND)
-        if status == -1:
-            return MergeResult(MergeOutcome.EXPIRED)
-        if status == -2:
-            return MergeResult(MergeOutcome.TOO_LARGE, size=int(reply[1]))
-        if status == -4:
-            return MergeResult(MergeOutcome.LEASE_LOST, lease_lost=as_str(reply[1]))
-        return MergeResult(MergeOutcome.OTHER_FORMAT, format=as_str(reply[1]))
+        return merge_result(
+            self._write("merge_variables", MERGE_VARIABLES, keys, args, wrote=wrote)
+        )
 
     def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
         """Read one page of the owner's index and its records in one script."""
@@ -381,11 +362,8 @@ class RedisBackend:
         replies = self._run_many("renew", commands, write=True)
         outcomes: list[RenewOutcome] = [RenewOutcome(None, "missing")] * len(leases)
         for members, reply in zip(groups.values(), replies, strict=True):
-            for at, (held, value) in zip(members, reply, strict=True):
-                text = as_str(value)
-                outcomes[at] = (
-                    RenewOutcome(float(text)) if int(held) == 1 else RenewOutcome(None, text)
-                )
+            for at, outcome in zip(members, reply, strict=True):
+                outcomes[at] = renew_outcome(outcome)
         return outcomes
 
     def release(
@@ -402,10 +380,7 @@ class RedisBackend:
             secrets.token_hex(6),
             0 if count_attempt else 1,
         ]
-        reply = self._write("release", RELEASE, keys, args, wrote=wrote)
-        if int(reply[0]) != 1:
-            return as_str(reply[1]), None
-        return "", record_of_script(reply[1], reply[2])
+        return release_reply(self._write("release", RELEASE, keys, args, wrote=wrote))
 
     def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:
         """Per shard, ms until it needs a claim (0: now; None: empty), in one pipeline."""
@@ -509,13 +484,7 @@ class RedisBackend:
         ``StoreUnavailable`` says ``outcome_unknown``.
         """
         keys, args = delete_call(self.keys, removal)
-        reply = self._run("delete", evalsha(DELETE, keys, args), write=True)
-        outcome = int(reply)
-        if outcome == 1:
-            return DeleteOutcome.DELETED
-        if outcome == 0:
-            return DeleteOutcome.NOT_FOUND
-        return DeleteOutcome.CHANGED
+        return delete_outcome(self._run("delete", evalsha(DELETE, keys, args), write=True))
 
     # --- waiting (see _redis/pubsub.py) ---------------------------------------------------
 
