@@ -7,9 +7,9 @@ from typing import Any
 import redis
 
 from taskstore_redis._core.backend_types import TaskKey, TaskRemoval
-from taskstore_redis._redis.contract import Code
+from taskstore_redis._redis.contract import Code, delete_call
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import DELETE, delete_call
+from taskstore_redis._redis.scripts import DELETE
 
 from .test_redis_scripts import NOW, client, create, keys, pytestmark, snapshot
 

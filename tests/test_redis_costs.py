@@ -27,8 +27,9 @@ from taskstore_redis._core.backend_types import NewTask, TaskKey
 from taskstore_redis._core.clock import now_ms
 from taskstore_redis._core.model import FORMAT, encode_core
 from taskstore_redis._core.rules import new_record
+from taskstore_redis._redis.contract import create_call
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED, create_call
+from taskstore_redis._redis.scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED
 from taskstore_redis._sync._redis import _PURGE_BATCH
 from taskstore_redis.testing import RedisServer, redis_server
 from tests.redis_monitor import CommandLog, monitored

@@ -13,7 +13,12 @@ import redis.exceptions
 
 from taskstore_redis._core.backend_types import CoreWrite, NewTask, TaskKey, VariableMerge
 from taskstore_redis._core.model import FORMAT, encode_json, encode_variable_changes
-from taskstore_redis._redis.contract import Code
+from taskstore_redis._redis.contract import (
+    Code,
+    compare_and_set_call,
+    create_call,
+    merge_variables_call,
+)
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.replies import page_records
 from taskstore_redis._redis.scripts import (
@@ -26,9 +31,6 @@ from taskstore_redis._redis.scripts import (
     QUEUE_DUE,
     QUEUE_LEASES,
     QUEUE_STATS,
-    compare_and_set_call,
-    create_call,
-    merge_variables_call,
 )
 
 pytestmark = pytest.mark.redis

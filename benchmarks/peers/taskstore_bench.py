@@ -62,15 +62,9 @@ from taskstore_redis._core.backend_types import (
 )
 from taskstore_redis._core.config import SecurityConfig, StoreConfig
 from taskstore_redis._core.model import FORMAT
-from taskstore_redis._redis.contract import Code
+from taskstore_redis._redis.contract import Code, compare_and_set_call, create_call
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import (
-    CLAIM,
-    COMPARE_AND_SET,
-    CREATE,
-    compare_and_set_call,
-    create_call,
-)
+from taskstore_redis._redis.scripts import CLAIM, COMPARE_AND_SET, CREATE
 from taskstore_redis.asyncio import GenericTaskStore, TaskStatus
 
 QUEUE = "bench"

@@ -39,6 +39,12 @@ from .._core.backend_types import (
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.closing import disconnect_cluster_nodes
+from .._redis.contract import (
+    compare_and_set_call,
+    create_call,
+    delete_call,
+    merge_variables_call,
+)
 from .._redis.errors import map_redis_errors, may_pass
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
@@ -76,10 +82,6 @@ from .._redis.scripts import (
     RELEASE,
     RENEW,
     Script,
-    compare_and_set_call,
-    create_call,
-    delete_call,
-    merge_variables_call,
 )
 from ._guard import check_server
 from ._pipeline import AutoPipeline

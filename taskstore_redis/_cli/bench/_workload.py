@@ -32,15 +32,13 @@ from ..._core.model import (
 )
 from ..._core.rules import change_status, complete, new_record
 from ..._core.status import TaskStatus
-from ..._redis.contract import Code
+from ..._redis.contract import PRUNE_BATCH, Code, create_call
 from ..._redis.keys import KeySchema
 from ..._redis.scripts import (
     COMPARE_AND_SET,
     CREATE,
     LIST_PAGE,
     MERGE_VARIABLES,
-    PRUNE_BATCH,
-    create_call,
 )
 
 METHOD = "tools/call"
