@@ -1,16 +1,27 @@
 #!lua flags=
 -- Replace a task's core record (all but its variables) if its core version is the expected one.
--- KEYS[1] task hash, KEYS[2] owner expiry index
--- ARGV[1] expected core version, ARGV[2] new core record, ARGV[3] write token (unique per
--- logical write), ARGV[4] now_ms, ARGV[5] the task's index member if the new record is
--- terminal, else "", ARGV[6] and ARGV[7] the writer's format major and minor,
--- ARGV[8] a lease's fencing token or "" (no fence), ARGV[9] "f" for the store's write that
--- fails a task lost for good, else "h" (a holder's write), ARGV[10] the task's queue member,
--- ARGV[11] its queue name or "", ARGV[12] the new status
--- With a queue (ARGV[11]): KEYS[3] its ready set, KEYS[4] its leased set, KEYS[5] its counters;
--- a terminal write also takes the task off the queue (job_done in lua/includes/queue.lua).
--- A fenced write applies only while the lease holds (lease_refusal in lua/includes/lease.lua), else
--- returns {LEASE_REFUSED, why, core, variables}, writing nothing.
+-- @key task          the task hash
+-- @key expiry        the owner's expiry index
+-- @key [ready]       with a queue: its ready set on the owner's shard
+-- @key [leased]      with a queue: its leased set
+-- @key [counters]    with a queue: its counters hash
+-- @arg expected      the expected core version
+-- @arg data          the new core record
+-- @arg token         the write token (unique per logical write)
+-- @arg now           now in ms
+-- @arg member        the task's index member if the new record is terminal, else ""
+-- @arg major         the writer's format major
+-- @arg minor         the writer's format minor
+-- @arg [fence]       a lease's fencing token, or "" (no fence)
+-- @arg [writer]      "f" for the store's write that fails a task lost for good, else "h" (a
+--                    holder's write)
+-- @arg [job]         the task's queue member
+-- @arg [queue]       its queue name
+-- @arg [status]      the new status
+-- A terminal write on a queued task also takes it off the queue (job_done in
+-- lua/includes/queue.lua). A fenced write applies only while the lease holds (lease_refusal
+-- in lua/includes/lease.lua), else returns {LEASE_REFUSED, why, core, variables}, writing
+-- nothing.
 -- Returns {OK, core, variables} applied, {NOT_FOUND}, {CONFLICT, core, variables}:
 -- the task as record() (lua/includes/task.lua) gives it (after the write when applied).
 -- Field v (the task version) goes up with every write, k (the core version) with this

@@ -1,8 +1,11 @@
 #!lua flags=
 -- Delete one task and its entries in the owner's indexes, if its core record is still the one
 -- the caller read.
--- KEYS[1] task hash, KEYS[2] owner index, KEYS[3] owner expiry index
--- ARGV[1] the task's index member, ARGV[2] SHA-1 (hex) of the core record the caller read
+-- @key task      the task hash
+-- @key index     the owner's index
+-- @key expiry    the owner's expiry index
+-- @arg member    the task's index member
+-- @arg core_sha  SHA-1 (hex) of the core record the caller read
 -- Returns OK deleted, NOT_FOUND, CONFLICT: the core record is another (the task changed, or
 -- another task with the same id took its place): then nothing is touched.
 -- The task's waiters are told, as when a purge deletes it (an empty message: it is gone).

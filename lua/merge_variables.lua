@@ -4,11 +4,15 @@
 -- with a double quote) and holding the canonical JSON of its value; field n holds the sum
 -- of (#name + 1 + #value + 1) over the variables, so the canonical JSON of the merged
 -- object ({"k1":v1,"k2":v2}) is n + 1 bytes long (2 when empty).
--- KEYS[1] task hash
--- ARGV[1] format major of the caller, ARGV[2] now_ms, ARGV[3] most bytes of the merged
--- variables' JSON, ARGV[4] write token, ARGV[5] a lease's fencing token or "" (no fence),
--- ARGV[6] its queue name, ARGV[7] number of variables set, then that many (name, value)
--- pairs, then the names of the variables to delete.
+-- @key task        the task hash
+-- @arg major       the caller's format major
+-- @arg now         now in ms
+-- @arg max_bytes   most bytes of the merged variables' JSON
+-- @arg token       the write token
+-- @arg fence       a lease's fencing token, or "" (no fence)
+-- @arg queue       its queue name, or ""
+-- @arg sets        how many variables are set
+-- @arg changes...  that many (name, value) pairs, then the names of the variables to delete
 -- A fenced merge applies only while the lease holds, else returns {LEASE_REFUSED, why}.
 -- Returns {OK, core, variables} applied (as record() (lua/includes/task.lua) gives them),
 -- {NOT_FOUND}, {EXPIRED}, {TOO_LARGE, size}, {OTHER_FORMAT, format} (another major format).

@@ -1,6 +1,8 @@
 #!lua flags=no-writes
 -- The numbers of one shard of a queue.
--- KEYS[1] ready set, KEYS[2] leased set, KEYS[3] counters hash
+-- @key ready     the shard's ready set
+-- @key leased    the shard's leased set
+-- @key counters  the shard's counters hash
 -- Returns {ready now, queued in all, leased, age of the oldest ready ms or '', counters as a
 -- flat name, value list}.
 -- @include clock

@@ -1,7 +1,10 @@
 #!lua flags=
--- Renew leases of one shard of a queue: each held lease runs ARGV[1] ms from now.
--- KEYS[1] leased set, KEYS[2] the shard's task key base
--- ARGV[1] lease ms, ARGV[2] queue name, then (member, token) pairs
+-- Renew leases of one shard of a queue: each held lease runs lease_ms from now.
+-- @key leased     the shard's leased set
+-- @key base       the shard's task key base
+-- @arg lease_ms   how long each lease runs from now
+-- @arg queue      the queue name
+-- @arg leases...  (queue member, fencing token) pairs
 -- Returns per pair {OK, new deadline ms} or {LEASE_REFUSED, why the lease does not hold}.
 -- @include codes
 -- @include clock

@@ -20,7 +20,7 @@ def delete(
     client: redis.Redis, keys: KeySchema, task: TaskKey, data: bytes, created: int = NOW
 ) -> Code:
     removal = TaskRemoval(key=task, created_at_ms=created, data=data)
-    script_keys, args = delete_call(keys, removal)
+    script_keys, args = delete_call(keys, removal).keys_and_args()
     return Code(client.eval(DELETE.source, len(script_keys), *script_keys, *args))
 
 

@@ -1,5 +1,9 @@
 """The contract between the Python code and the Lua scripts.
 
+Calls: every script declares its KEYS and ARGV by name in its header
+(``-- @key name``, ``-- @arg name``) and has one builder in
+``taskstore_redis/_redis/contract.py`` that lays them out under the same names.
+
 Reply codes: one table in ``lua/includes/codes.lua``, the same numbers in
 :class:`Code`, and no script replies with a bare number of its own.
 
@@ -18,9 +22,21 @@ import pytest
 import redis
 import redis.exceptions
 
+from taskstore_redis._core.backend_types import (
+    CoreWrite,
+    Fence,
+    LeaseRef,
+    ListPosition,
+    NewJob,
+    NewTask,
+    TaskKey,
+    TaskRemoval,
+    VariableMerge,
+)
 from taskstore_redis._core.errors import StoreUnavailable
-from taskstore_redis._redis.contract import Code
+from taskstore_redis._redis.contract import BUILDERS, Call, Code
 from taskstore_redis._redis.errors import map_redis_errors
+from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import (
     ALL_SCRIPTS,
     INCLUDE,
@@ -38,6 +54,148 @@ def write(folder: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return folder
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+KEYS = KeySchema("contract", 4)
+TASK = TaskKey("alice", "t1")
+JOB = NewJob(queue="mail", params=b"{}", max_attempts=3, delay_ms=0)
+LEASE = LeaseRef(TASK, "mail", 7)
+
+
+def new_task(job: NewJob | None) -> NewTask:
+    return NewTask(
+        key=TASK,
+        format="2.0",
+        data=b"{}",
+        created_at_ms=1,
+        expires_at_ms=None,
+        purge_at_ms=None,
+        max_live=None,
+        now_ms=1,
+        job=job,
+    )
+
+
+def core_write(queue: str | None, fence: Fence | None) -> CoreWrite:
+    return CoreWrite(
+        key=TASK,
+        expected_core_version=1,
+        format="2.0",
+        data=b"{}",
+        created_at_ms=1,
+        terminal=True,
+        now_ms=2,
+        fence=fence,
+        queue=queue,
+        status="completed",
+    )
+
+
+def variable_merge(fence: Fence | None) -> VariableMerge:
+    return VariableMerge(
+        key=TASK,
+        format_major=2,
+        sets=[(b'"a"', b"1"), (b'"b"', b"2")],
+        deletes=[b'"c"'],
+        max_bytes=100,
+        now_ms=2,
+        fence=fence,
+    )
+
+
+SAMPLES: dict[str, list[Call]] = {
+    "create": [
+        BUILDERS["create"](KEYS, new_task(None), "aa01"),
+        BUILDERS["create"](KEYS, new_task(JOB), "aa01"),
+    ],
+    "compare_and_set": [
+        BUILDERS["compare_and_set"](KEYS, core_write(None, None), "aa01"),
+        BUILDERS["compare_and_set"](KEYS, core_write("mail", None), "aa01"),
+        BUILDERS["compare_and_set"](KEYS, core_write(None, Fence(queue="mail", token=7)), "aa01"),
+    ],
+    "merge_variables": [
+        BUILDERS["merge_variables"](KEYS, variable_merge(None), "aa01"),
+        BUILDERS["merge_variables"](KEYS, variable_merge(Fence(queue="mail", token=7)), "aa01"),
+    ],
+    "delete": [BUILDERS["delete"](KEYS, TaskRemoval(key=TASK, created_at_ms=1, data=b"{}"))],
+    "list_page": [
+        BUILDERS["list_page"](KEYS, "alice", None, 10),
+        BUILDERS["list_page"](KEYS, "alice", ListPosition(1, "t1"), 10),
+    ],
+    "purge_expired": [BUILDERS["purge_expired"](KEYS, 0, 1, 500)],
+    "claim": [BUILDERS["claim"](KEYS, "mail", 0, count=2, lease_ms=1000, worker_id="w", batch=8)],
+    "recover": [BUILDERS["recover"](KEYS, "mail", 0, 8)],
+    "renew": [BUILDERS["renew"](KEYS, "mail", 0, [LEASE, LeaseRef(TASK, "mail", 8)], 1000)],
+    "release": [
+        BUILDERS["release"](KEYS, LEASE, 0, "aa01", count_attempt=True),
+        BUILDERS["release"](KEYS, LEASE, 0, "aa01", count_attempt=False),
+    ],
+    "queue_stats": [BUILDERS["queue_stats"](KEYS, "mail", 0)],
+    "queue_due": [BUILDERS["queue_due"](KEYS, "mail", 0)],
+    "queue_leases": [BUILDERS["queue_leases"](KEYS, "mail", 0, 10)],
+}
+"""Calls of every script from its builder, one for each shape its arguments take."""
+
+
+def test_every_script_has_one_builder_and_samples() -> None:
+    names = {script.name for script in ALL_SCRIPTS}
+    assert set(BUILDERS) == names
+    assert set(SAMPLES) == names
+
+
+def split(declared: tuple[str, ...]) -> tuple[list[str], list[str], str | None]:
+    """Declared names as (required, optional group, name of a last variadic one or None)."""
+    required = [name for name in declared if not name.startswith("[")]
+    optional = [name[1:-1] for name in declared if name.startswith("[")]
+    rest = None
+    if required and required[-1].endswith("..."):
+        rest = required.pop()[: -len("...")]
+    assert declared == (
+        *required,
+        *(f"[{name}]" for name in optional),
+        *([] if rest is None else [f"{rest}..."]),
+    ), "optional names come last, a variadic one after all others"
+    assert not (optional and rest), "a script has an optional group or a variadic tail"
+    return required, optional, rest
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda script: script.name)
+def test_each_builder_lays_out_the_keys_and_arguments_its_script_declares(
+    script: Script,
+) -> None:
+    assert script.keys, f"{script.name}.lua declares no @key"
+    keys, optional_keys, no_rest = split(script.keys)
+    assert no_rest is None, "KEYS take no variadic tail"
+    args, optional_args, rest = split(script.args)
+    shapes = set()
+    for call in SAMPLES[script.name]:
+        assert call.script is script
+        assert list(call.keys) in (keys, keys + optional_keys)
+        assert list(call.args) in (args, args + optional_args)
+        assert (list(call.keys) == keys) == (list(call.args) == args), "a group: all or none"
+        assert (call.rest is None) == (rest is None)
+        if call.rest is not None:
+            assert call.rest[0] == rest
+        shapes.add(len(call.keys))
+        laid_keys, laid_args = call.keys_and_args()
+        assert laid_keys == list(call.keys.values())
+        assert len(laid_args) == len(call.args) + (0 if call.rest is None else len(call.rest[1]))
+    if optional_keys:
+        assert shapes == {len(keys), len(keys) + len(optional_keys)}, "both shapes sampled"
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda script: script.name)
+def test_a_script_reads_exactly_the_keys_and_arguments_its_header_declares(
+    script: Script,
+) -> None:
+    own = (LUA / f"{script.name}.lua").read_text(encoding="utf-8")
+    code = "\n".join(line.split("--", 1)[0] for line in own.splitlines())
+    for kind, declared in (("KEYS", script.keys), ("ARGV", script.args)):
+        fixed = [name for name in declared if not name.endswith("...")]
+        used = [int(n) for n in re.findall(rf"\b{kind}\[(\d+)\]", code)]
+        assert max(used, default=0) == len(fixed), (kind, sorted(set(used)), declared)
 
 
 # --- reply codes ----------------------------------------------------------------------------

@@ -308,7 +308,7 @@ def bulk_create(
                 max_live=None,
                 now_ms=created,
             )
-            script_keys, args = create_call(keys, new, secrets.token_hex(6))
+            script_keys, args = create_call(keys, new, secrets.token_hex(6)).keys_and_args()
             pipe.evalsha(CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(task.task_id)
         replies = pipe.execute()

@@ -87,7 +87,7 @@ def create(
         max_live=max_live,
         now_ms=now,
     )
-    script_keys, args = create_call(keys, new, token)
+    script_keys, args = create_call(keys, new, token).keys_and_args()
     return Code(client.eval(CREATE.source, len(script_keys), *script_keys, *args))
 
 
@@ -118,7 +118,7 @@ def cas(
         terminal=terminal,
         now_ms=NOW + 5,
     )
-    script_keys, args = compare_and_set_call(keys, write, token)
+    script_keys, args = compare_and_set_call(keys, write, token).keys_and_args()
     reply = client.eval(COMPARE_AND_SET.source, len(script_keys), *script_keys, *args)
     assert isinstance(reply, list)
     return [Code(reply[0]), *([whole(reply[1], reply[2])] if len(reply) == 3 else [])]
@@ -145,7 +145,7 @@ def merge(
     change = VariableMerge(
         key=task, format_major=2, sets=sets, deletes=deletes, max_bytes=limit, now_ms=now
     )
-    script_keys, args = merge_variables_call(keys, change, token)
+    script_keys, args = merge_variables_call(keys, change, token).keys_and_args()
     reply = client.eval(MERGE_VARIABLES.source, len(script_keys), *script_keys, *args)
     assert isinstance(reply, list)
     return [Code(reply[0]), *reply[1:]]

@@ -29,7 +29,6 @@ from .._core.backend_types import (
 )
 from .contract import Code
 from .keys import KeySchema, decode_task_id
-from .scripts import Script
 
 
 def created(reply: Any) -> bool:
@@ -108,11 +107,6 @@ def renew_outcome(reply: Any) -> RenewOutcome:
     code, value = reply
     text = as_str(value)
     return RenewOutcome(float(text)) if Code(int(code)) is Code.OK else RenewOutcome(None, text)
-
-
-def evalsha(script: Script, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
-    """The EVALSHA command of a script call."""
-    return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def _as_bytes(value: bytes | str) -> bytes:

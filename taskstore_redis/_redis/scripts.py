@@ -10,6 +10,8 @@ from pathlib import Path
 
 INCLUDE = re.compile(r"^--\s*@include\s+(\S+)\s*$")
 """A line naming a helper file: ``-- @include name`` for ``lua/includes/name.lua``."""
+DECLARATION = re.compile(r"^-- @(key|arg)\s+(\S+)")
+"""A header line naming one of a script's KEYS or ARGV: ``-- @key name  what it is``."""
 
 
 class ScriptSourceError(ValueError):
@@ -44,6 +46,12 @@ class Script:
     includes: tuple[str, ...] = ()
     """The helpers inlined, in the order they appear in the source."""
     pieces: tuple[Piece, ...] = ()
+    keys: tuple[str, ...] = ()
+    """The names of its KEYS in order, as its header declares them (``-- @key name``):
+    ``[name]`` for one of an optional group that comes last, all or none of it."""
+    args: tuple[str, ...] = ()
+    """The names of its ARGV in order (``-- @arg name``); ``name...`` for any number
+    of values, last."""
 
     def origin(self, line: int) -> tuple[str, int]:
         """The file and line that line ``line`` of the source sent came from."""
@@ -126,9 +134,19 @@ def load_script(name: str, folder: Path | None = None) -> Script:
         hashlib.sha1(source.encode("utf-8")).hexdigest(),
         tuple(helper for helper, _ in helpers),
         tuple(pieces),
+        _declared(own, "key"),
+        _declared(own, "arg"),
     )
     _BY_SHA[script.sha] = script
     return script
+
+
+def _declared(lines: list[str], kind: str) -> tuple[str, ...]:
+    return tuple(
+        match.group(2)
+        for line in lines
+        if (match := DECLARATION.match(line)) and match.group(1) == kind
+    )
 
 
 _BY_SHA: dict[str, Script] = {}

@@ -135,7 +135,7 @@ async def bulk_create(
                 max_live=None,
                 now_ms=created,
             )
-            script_keys, args = create_call(keys, task, secrets.token_hex(6))
+            script_keys, args = create_call(keys, task, secrets.token_hex(6)).keys_and_args()
             pipe.execute_command("EVALSHA", CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(key.task_id)
             members.append(keys.index_member(key, created))
