@@ -32,7 +32,6 @@
 -- @include codes
 -- @include task
 -- @include history
--- @include notify
 -- @include clock
 -- @include lease
 -- @include queue
@@ -65,10 +64,7 @@ local major, minor = string.match(state[3] or '', '^(%d+)%.(%d+)$')
 if current ~= ARGV[1] or major ~= ARGV[6] or tonumber(minor) > tonumber(ARGV[7]) then
   return {Code.CONFLICT, record(key)}
 end
-local version = redis.call('HINCRBY', key, 'v', 1)
-local kept = remember(history, ARGV[3], version)
-redis.call('HSET', key, 'k', tonumber(current) + 1, 'd', ARGV[2], 'u', ARGV[4],
-  'w', kept)
+commit_write(key, history, ARGV[3], 'k', tonumber(current) + 1, 'd', ARGV[2], 'u', ARGV[4])
 if ARGV[5] ~= '' then
   -- a terminal task no longer counts against the quota: its expiry score turns negative
   local expires = redis.call('HGET', key, 'e')
@@ -77,5 +73,4 @@ if ARGV[5] ~= '' then
     job_done(key, ARGV[10], KEYS[3], KEYS[4], KEYS[5], ARGV[12], ARGV[9] == 'f')
   end
 end
-notify(key, version)
 return {Code.OK, record(key)}

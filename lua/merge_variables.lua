@@ -20,7 +20,6 @@
 -- @include codes
 -- @include task
 -- @include history
--- @include notify
 -- @include clock
 -- @include lease
 local key = KEYS[1]
@@ -77,8 +76,5 @@ end
 for i = last_set + 1, #ARGV do
   redis.call('HDEL', key, ARGV[i])
 end
-local version = redis.call('HINCRBY', key, 'v', 1)
-local kept = remember(history, ARGV[4], version)
-redis.call('HSET', key, 'n', n, 'u', ARGV[2], 'w', kept)
-notify(key, version)
+commit_write(key, history, ARGV[4], 'n', n, 'u', ARGV[2])
 return {Code.OK, record(key)}

@@ -18,7 +18,6 @@
 -- @include codes
 -- @include task
 -- @include history
--- @include notify
 -- @include clock
 -- @include lease
 local key = KEYS[4]
@@ -43,8 +42,6 @@ end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], ready_at, ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'released', 1)
-local version = redis.call('HINCRBY', key, 'v', 1)
-redis.call('HSET', key, 'w', remember(history, ARGV[5], version))
-notify(key, version)
+commit_write(key, history, ARGV[5])
 redis.call('SPUBLISH', KEYS[1], '')
 return {Code.OK, record(key)}

@@ -1,6 +1,7 @@
 -- Write tokens: field w keeps the tokens of a task's last writes with the versions they
 -- made ("token:version ...", newest first), so a call resent after a lost reply is
 -- recognised and never applied twice.
+-- @include notify
 local HISTORY = 6
 
 -- Whether the write token is in the history field w.
@@ -35,4 +36,15 @@ local function remember(history, token, version)
     kept[#kept + 1] = entry
   end
   return table.concat(kept, ' ')
+end
+
+-- Finish a write of token on the task at key: its version goes up, the token is remembered
+-- with the version it made (history is field w as read before the write), the fields given
+-- as name, value pairs are set with it, and the task's waiters hear of it. Returns the new
+-- version.
+local function commit_write(key, history, token, ...)
+  local version = redis.call('HINCRBY', key, 'v', 1)
+  redis.call('HSET', key, 'w', remember(history, token, version), ...)
+  notify(key, version)
+  return version
 end
