@@ -358,3 +358,45 @@ def test_an_error_in_an_included_helper_names_the_helper_file_and_line(
     script = load_script("fails", write(tmp_path, FAILING))
     message = refusal(client, script.source, "helper")
     assert "lua/includes/second.lua:3" in message, message
+
+
+# --- the page that documents them ----------------------------------------------------------
+
+DOC = LUA.parent / "docs" / "internals" / "scripts.md"
+
+
+def doc_rows(first: str) -> dict[str, list[str]]:
+    """The rows of the doc's table whose header starts with ``first``, by their first cell."""
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    start = next(at for at, line in enumerate(lines) if line.startswith(f"| {first} |"))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def names(cell: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"`([^`]+)`", cell))
+
+
+def test_the_scripts_page_lists_every_script_as_declared() -> None:
+    rows = doc_rows("Script")
+    assert list(rows) == [script.name for script in ALL_SCRIPTS]
+    for script in ALL_SCRIPTS:
+        _, _, keys, args, _, writes = rows[script.name]
+        assert names(keys) == script.keys
+        assert names(args) == script.args
+        read_only = "no-writes" in script.source.splitlines()[0]
+        assert writes == ("no" if read_only else "yes")
+
+
+def test_the_scripts_page_lists_every_code_and_every_helper() -> None:
+    codes = doc_rows("Code")
+    assert {name: int(cells[1]) for name, cells in codes.items()} == {
+        code.name: code.value for code in Code
+    }
+    helpers = doc_rows("Helper")
+    assert sorted(helpers) == sorted(path.stem for path in (LUA / "includes").glob("*.lua"))
