@@ -150,7 +150,8 @@ def _declared(lines: list[str], kind: str) -> tuple[str, ...]:
 
 
 _BY_SHA: dict[str, Script] = {}
-_SHA = re.compile(r"\b[0-9a-f]{40}\b")
+_SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+"""A script's SHA in an error message (``script: <sha>``, or ``f_<sha>`` before Redis 7)."""
 _USER_SCRIPT_LINE = re.compile(r"user_script:(\d+)")
 
 
