@@ -1,4 +1,11 @@
-"""The Lua scripts, read from the ``lua/`` folder that ships inside the package."""
+"""The Lua scripts, read from the ``lua/`` folder that ships inside the package.
+
+A script names the helpers it uses (``-- @include name``, for
+``lua/includes/name.lua``); the loader inlines each once after the script's first
+line and remembers which file each line of the source came from, so that an error
+Redis reports at ``user_script:<n>`` is shown at its file and line (see
+``docs/internals/scripts.md``). The KEYS and ARGV builders are in ``contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -142,6 +149,7 @@ def load_script(name: str, folder: Path | None = None) -> Script:
 
 
 def _declared(lines: list[str], kind: str) -> tuple[str, ...]:
+    """The names a script's header declares for its KEYS (``key``) or ARGV (``arg``)."""
     return tuple(
         match.group(2)
         for line in lines
