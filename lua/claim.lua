@@ -1,15 +1,23 @@
 #!lua flags=
--- Claim up to ARGV[1] ready tasks of one shard of a queue, oldest first, after a bounded
--- recovery of its expired leases (recover_leases in lua/_task.lua).
--- KEYS[1] ready set (score: ready-at ms by the server clock; delayed tasks too), KEYS[2]
--- leased set (score: lease deadline), KEYS[3] counters hash, KEYS[4] the shard's task key
--- base ("{P:S}:t:"; a task's key is it and its member "<owner part>:<task part>")
--- ARGV[1] count, ARGV[2] lease ms, ARGV[3] worker id, ARGV[4] recovery batch, ARGV[5] how long
--- a lost task waits before it is handed out again
+-- Claim up to count ready tasks of one shard of a queue, oldest first, after a bounded
+-- recovery of its expired leases (recover_leases in lua/includes/queue.lua).
+-- @key ready     the shard's ready set (score: ready-at ms by the server clock; delayed too)
+-- @key leased    the shard's leased set (score: lease deadline)
+-- @key counters  the shard's counters hash
+-- @key base      the shard's task key base ("{P:S}:t:"; a task's key is it and its member
+--                "<owner part>:<task part>")
+-- @arg count     most tasks to claim
+-- @arg lease_ms  how long a lease runs
+-- @arg worker    the worker's id
+-- @arg batch     most expired leases to recover first
+-- @arg retry_ms  how long a lost task waits before it is handed out again
 -- Entries whose task is gone, ended, expired or not queued are dropped on the way. A task
 -- released after its last attempt is marked lost ('y') and handed out like a lost lease.
 -- Returns {claimed, lost, next due in ms or '', recovered}: claimed is a list of {member,
 -- token, attempt, deadline ms, core fields, variables, owner id} (record() gives the task).
+-- @include clock
+-- @include queue
+-- @include task
 local now = server_ms()
 local ready, leased, stats, base = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local count = tonumber(ARGV[1])

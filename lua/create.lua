@@ -1,26 +1,48 @@
 #!lua flags=
 -- Create a task (version 1, core version 1) and index it, within the owner's quota of
 -- unexpired, non-terminal tasks.
--- KEYS[1] task hash, KEYS[2] owner index, KEYS[3] owner expiry index, KEYS[4] shard due set,
--- KEYS[5] the owner's task key prefix (a task's key is it followed by the id in its member)
--- ARGV[1] format, ARGV[2] core record, ARGV[3] index member, ARGV[4] expires_at_ms or "",
--- ARGV[5] purge_at_ms or "", ARGV[6] quota or "", ARGV[7] now_ms, ARGV[8] due member,
--- ARGV[9] prune batch, ARGV[10] write token
--- With a queue part (submit): KEYS[6] the queue's ready set on the owner's shard, KEYS[7] its
--- counters hash, KEYS[8] the shard's set of queue names; ARGV[11] queue name, ARGV[12] queue
--- member, ARGV[13] params, ARGV[14] max attempts, ARGV[15] delay ms, ARGV[16] owner id.
--- The task is enqueued in the same step (ready at the server's clock plus the delay).
--- Returns 1 created, 0 quota exceeded, -1 key exists. Writes nothing unless it returns 1.
--- A call resent after a lost reply finds its own token (field w) and reports 1 again.
+-- @key task            the task hash
+-- @key index           the owner's index
+-- @key expiry          the owner's expiry index
+-- @key due             the shard's due set
+-- @key prefix          the owner's task key prefix (a task's key is it and the id in its member)
+-- @key [ready]         with a queue part (submit): the queue's ready set on the owner's shard
+-- @key [counters]      with a queue part: its counters hash
+-- @key [queues]        with a queue part: the shard's set of queue names
+-- @arg format          the stored format
+-- @arg data            the core record
+-- @arg member          the task's index member
+-- @arg expires_at      expiry in ms, or ""
+-- @arg purge_at        when the hash is deleted, in ms, or ""
+-- @arg quota           most live tasks of the owner, or ""
+-- @arg now             now in ms
+-- @arg due_member      the owner's member of the due set
+-- @arg prune_batch     most index entries of vanished tasks to drop
+-- @arg token           the write token
+-- @arg [queue]         the queue name
+-- @arg [job]           the task's queue member
+-- @arg [params]        the job's params
+-- @arg [max_attempts]  most attempts
+-- @arg [delay_ms]      how long until it is ready
+-- @arg [owner]         the owner id
+-- With a queue part the task is enqueued in the same step (ready at the server's clock plus
+-- the delay).
+-- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua). Writes
+-- nothing unless it returns OK.
+-- A call resent after a lost reply finds its own token (field w) and reports OK again.
 -- The expiry index scores an unfinished task by its expiry (+inf for none) and a terminal
 -- one by minus its expiry (-inf for none): the quota counts scores above now, and
 -- everything expired scores between -now and now.
+-- @include codes
+-- @include history
+-- @include notify
+-- @include clock
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local history = redis.call('HGET', KEYS[1], 'w') or ''
   if resent(KEYS[1], history, ARGV[10]) then
-    return 1
+    return Code.OK
   end
-  return -1
+  return Code.EXISTS
 end
 local now = ARGV[7]
 -- Lazily drop index entries of expired tasks that Redis has already removed.
@@ -35,7 +57,7 @@ end
 if ARGV[6] ~= '' then
   local active = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')
   if active >= tonumber(ARGV[6]) then
-    return 0
+    return Code.OVER_QUOTA
   end
 end
 local expires = ARGV[4]
@@ -65,4 +87,4 @@ if #KEYS > 5 then
   redis.call('SADD', KEYS[8], ARGV[11])
   redis.call('SPUBLISH', KEYS[6], '')
 end
-return 1
+return Code.OK

@@ -1,22 +1,27 @@
 #!lua flags=
 -- Delete one task and its entries in the owner's indexes, if its core record is still the one
 -- the caller read.
--- KEYS[1] task hash, KEYS[2] owner index, KEYS[3] owner expiry index
--- ARGV[1] the task's index member, ARGV[2] SHA-1 (hex) of the core record the caller read
--- Returns 1 deleted, 0 no such task, -1 the core record is another (the task changed, or
+-- @key task      the task hash
+-- @key index     the owner's index
+-- @key expiry    the owner's expiry index
+-- @arg member    the task's index member
+-- @arg core_sha  SHA-1 (hex) of the core record the caller read
+-- Returns OK deleted, NOT_FOUND, CONFLICT: the core record is another (the task changed, or
 -- another task with the same id took its place): then nothing is touched.
 -- The task's waiters are told, as when a purge deletes it (an empty message: it is gone).
 -- No write token: once the hash is gone there is nowhere to keep one, so the caller never
 -- resends this script after a lost reply.
+-- @include codes
+-- @include notify
 local core = redis.call('HGET', KEYS[1], 'd')
 if not core then
-  return 0
+  return Code.NOT_FOUND
 end
 if redis.sha1hex(core) ~= ARGV[2] then
-  return -1
+  return Code.CONFLICT
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 notify(KEYS[1], '')
-return 1
+return Code.OK

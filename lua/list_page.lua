@@ -1,9 +1,11 @@
 #!lua flags=no-writes
 -- One page of an owner's tasks, newest first.
--- KEYS[1] owner index, KEYS[2] the owner's task key prefix (a task's key is it followed by
--- the id after the first ':' of its index member)
--- ARGV[1] exclusive upper bound ("+" or "(<member>"), ARGV[2] page size,
--- ARGV[3] most index members to visit (skipping entries of vanished tasks)
+-- @key index   the owner's index
+-- @key prefix  the owner's task key prefix (a task's key is it followed by the id after the
+--              first ':' of its index member)
+-- @arg bound   exclusive upper bound ("+" or "(<member>")
+-- @arg limit   page size
+-- @arg budget  most index members to visit (skipping entries of vanished tasks)
 -- Returns {v1, k1, u1, f1, d1, variables1, id1, job1, v2, ..., next}: for each task its
 -- version, core version, last update time, format and core record (fields v, k, u, f, d; nil
 -- when missing), its variables joined as "k:v,k:v", its id as its key spells it, and its

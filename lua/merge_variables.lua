@@ -4,37 +4,46 @@
 -- with a double quote) and holding the canonical JSON of its value; field n holds the sum
 -- of (#name + 1 + #value + 1) over the variables, so the canonical JSON of the merged
 -- object ({"k1":v1,"k2":v2}) is n + 1 bytes long (2 when empty).
--- KEYS[1] task hash
--- ARGV[1] format major of the caller, ARGV[2] now_ms, ARGV[3] most bytes of the merged
--- variables' JSON, ARGV[4] write token, ARGV[5] a lease's fencing token or "" (no fence),
--- ARGV[6] its queue name, ARGV[7] number of variables set, then that many (name, value)
--- pairs, then the names of the variables to delete.
--- A fenced merge applies only while the lease holds, else returns {-4, why}.
--- Returns {1, core, variables} applied (as record() (lua/_task.lua) gives them), {0} no such task,
--- {-1} expired,
--- {-2, size} too large, {-3, format} another major format. Writes nothing unless applied.
+-- @key task        the task hash
+-- @arg major       the caller's format major
+-- @arg now         now in ms
+-- @arg max_bytes   most bytes of the merged variables' JSON
+-- @arg token       the write token
+-- @arg fence       a lease's fencing token, or "" (no fence)
+-- @arg queue       its queue name, or ""
+-- @arg sets        how many variables are set
+-- @arg changes...  that many (name, value) pairs, then the names of the variables to delete
+-- A fenced merge applies only while the lease holds, else returns {LEASE_REFUSED, why}.
+-- Returns {OK, core, variables} applied (as record() (lua/includes/task.lua) gives them),
+-- {NOT_FOUND}, {EXPIRED}, {TOO_LARGE, size}, {OTHER_FORMAT, format} (another major format).
+-- Writes nothing unless applied.
+-- @include codes
+-- @include task
+-- @include history
+-- @include clock
+-- @include lease
 local key = KEYS[1]
 local state = redis.call('HMGET', key, 'f', 'e', 'n', 'w')
 if not state[1] then
   if redis.call('EXISTS', key) == 1 then
-    return {-3, ''}
+    return {Code.OTHER_FORMAT, ''}
   end
-  return {0}
+  return {Code.NOT_FOUND}
 end
 local history = state[4] or ''
 if resent(key, history, ARGV[4]) then
-  return {1, record(key)}
+  return {Code.OK, record(key)}
 end
 if string.match(state[1], '^%d+') ~= ARGV[1] then
-  return {-3, state[1]}
+  return {Code.OTHER_FORMAT, state[1]}
 end
 if state[2] and tonumber(state[2]) <= tonumber(ARGV[2]) then
-  return {-1}
+  return {Code.EXPIRED}
 end
 if ARGV[5] ~= '' then
   local why = lease_refusal(key, ARGV[6], tonumber(ARGV[5]), server_ms())
   if why then
-    return {-4, why}
+    return {Code.LEASE_REFUSED, why}
   end
 end
 local n = tonumber(state[3] or '0')
@@ -59,7 +68,7 @@ if n > 0 then
   size = n + 1
 end
 if size > tonumber(ARGV[3]) then
-  return {-2, size}
+  return {Code.TOO_LARGE, size}
 end
 for i = 8, last_set, 2 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 1])
@@ -67,8 +76,5 @@ end
 for i = last_set + 1, #ARGV do
   redis.call('HDEL', key, ARGV[i])
 end
-local version = redis.call('HINCRBY', key, 'v', 1)
-local kept = remember(history, ARGV[4], version)
-redis.call('HSET', key, 'n', n, 'u', ARGV[2], 'w', kept)
-notify(key, version)
-return {1, record(key)}
+commit_write(key, history, ARGV[4], 'n', n, 'u', ARGV[2])
+return {Code.OK, record(key)}

@@ -1,10 +1,13 @@
 #!lua flags=
--- Delete the expired tasks of one shard, at most ARGV[2] index entries per call.
--- KEYS[1] shard due set, whose members are "<index key> <expiry index key> <task key prefix>"
--- ARGV[1] now_ms, ARGV[2] batch size
+-- Delete the expired tasks of one shard, at most batch index entries per call.
+-- @key due    the shard's due set, whose members are "<index key> <expiry index key> <task
+--             key prefix>"
+-- @arg now    now in ms
+-- @arg batch  most index entries to visit
 -- Returns {tasks deleted, 1 if more work is due now else 0}.
 -- The expiry index scores an unfinished task by its expiry and a terminal one by minus its
 -- expiry (+inf / -inf for none), so what expired scores between -now and now.
+-- @include notify
 local now = ARGV[1]
 local budget = tonumber(ARGV[2])
 local deleted = 0

@@ -1,6 +1,8 @@
 #!lua flags=no-writes
--- The leases of one shard of a queue, soonest deadline first, at most ARGV[1] of them.
--- KEYS[1] leased set, KEYS[2] the shard's task key base
+-- The leases of one shard of a queue, soonest deadline first, at most limit of them.
+-- @key leased  the shard's leased set
+-- @key base    the shard's task key base
+-- @arg limit   most leases to list
 -- Returns per lease {member, owner id, worker id or '', attempt, deadline ms, state}.
 local leases = {}
 local members = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')

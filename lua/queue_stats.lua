@@ -1,8 +1,11 @@
 #!lua flags=no-writes
 -- The numbers of one shard of a queue.
--- KEYS[1] ready set, KEYS[2] leased set, KEYS[3] counters hash
+-- @key ready     the shard's ready set
+-- @key leased    the shard's leased set
+-- @key counters  the shard's counters hash
 -- Returns {ready now, queued in all, leased, age of the oldest ready ms or '', counters as a
 -- flat name, value list}.
+-- @include clock
 local now = server_ms()
 local ready = redis.call('ZCOUNT', KEYS[1], '-inf', ms(now))
 local oldest = ''

@@ -1,21 +1,34 @@
 #!lua flags=
--- Hand a held lease back: the task is claimable again ARGV[4] ms from now. The attempt is
--- kept (counted), unless ARGV[6] is '1': then it is handed back (qa - 1, never below 0).
--- KEYS[1] ready set, KEYS[2] leased set, KEYS[3] counters hash, KEYS[4] task hash
--- ARGV[1] queue name, ARGV[2] member, ARGV[3] fencing token, ARGV[4] delay ms, ARGV[5] write
--- token, ARGV[6] '1': hand the attempt back ('0' or absent: it counts)
+-- Hand a held lease back: the task is claimable again delay_ms from now. The attempt is
+-- kept (counted), unless give_back is '1': then it is handed back (qa - 1, never below 0).
+-- @key ready      the shard's ready set
+-- @key leased     the shard's leased set
+-- @key counters   the shard's counters hash
+-- @key task       the task hash
+-- @arg queue      the queue name
+-- @arg job        the task's queue member
+-- @arg fence      the lease's fencing token
+-- @arg delay_ms   how long until the task is ready again
+-- @arg token      the write token
+-- @arg give_back  '1': hand the attempt back ('0': it counts)
 -- A resend of an applied release (its write token remembered) changes nothing, so an attempt
 -- is handed back once.
--- Returns {1, core, variables} (as record() gives them) or {0, why the lease does not hold}.
+-- Returns {OK, core, variables} (as record() gives them) or {LEASE_REFUSED, why the lease
+-- does not hold}.
+-- @include codes
+-- @include task
+-- @include history
+-- @include clock
+-- @include lease
 local key = KEYS[4]
 local history = redis.call('HGET', key, 'w') or ''
 if resent(key, history, ARGV[5]) then
-  return {1, record(key)}
+  return {Code.OK, record(key)}
 end
 local now = server_ms()
 local why = lease_refusal(key, ARGV[1], tonumber(ARGV[3]), now)
 if why then
-  return {0, why}
+  return {Code.LEASE_REFUSED, why}
 end
 local ready_at = ms(now + tonumber(ARGV[4]))
 redis.call('HSET', key, 'qs', 'r', 'qr', ready_at)
@@ -29,8 +42,6 @@ end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], ready_at, ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'released', 1)
-local version = redis.call('HINCRBY', key, 'v', 1)
-redis.call('HSET', key, 'w', remember(history, ARGV[5], version))
-notify(key, version)
+commit_write(key, history, ARGV[5])
 redis.call('SPUBLISH', KEYS[1], '')
-return {1, record(key)}
+return {Code.OK, record(key)}

@@ -48,6 +48,7 @@ from taskstore_redis import (
     TaskRecord,
     TaskStatus,
 )
+from taskstore_redis._redis.contract import Code
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import (
     ALL_SCRIPTS,
@@ -399,9 +400,9 @@ def applied_write(command: list[bytes], reply: object) -> bool:
     if command[0].upper() != b"EVALSHA":
         return False
     if command[1].decode() == CREATE.sha:
-        return reply == 1
+        return reply == Code.OK
     if command[1].decode() in (COMPARE_AND_SET.sha, MERGE_VARIABLES.sha):
-        return isinstance(reply, list) and len(reply) == 3 and reply[0] == 1
+        return isinstance(reply, list) and len(reply) == 3 and reply[0] == Code.OK
     return False
 
 
@@ -411,7 +412,7 @@ def applied_release(command: list[bytes], reply: object) -> bool:
         command[0].upper() == b"EVALSHA"
         and command[1].decode() == RELEASE.sha
         and isinstance(reply, list)
-        and reply[0] == 1
+        and reply[0] == Code.OK
     )
 
 
@@ -813,14 +814,14 @@ def test_a_compare_and_set_resent_with_its_token_reports_applied_without_moving_
         args = (COMPARE_AND_SET.sha, 2, key, expiry, 1, data, "a1", 1, "", 2, 0)
         first = control.evalsha(*args)
         resent = control.evalsha(*args)
-        assert first[0] == resent[0] == 1
+        assert first[0] == resent[0] == Code.OK
         assert control.hget(key, "v") == "2"
         history = control.hget(key, "w")
         assert isinstance(history, str)
         assert history.startswith("a1:2 ")  # newest first, then the create's token
         # Another write at the same stale version is a conflict, with the current record.
         conflict = control.evalsha(COMPARE_AND_SET.sha, 2, key, expiry, 1, data, "a2", 1, "", 2, 0)
-        assert conflict[0] == -1
+        assert conflict[0] == Code.CONFLICT
         assert control.hget(key, "v") == "2"
         assert store.get(task_id, OWNER).version == 2
 

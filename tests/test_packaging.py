@@ -15,7 +15,8 @@ import pytest
 pytestmark = pytest.mark.slow  # builds the wheel and the sdist, installs into a fresh virtualenv
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = sorted(path.name for path in (ROOT / "lua").glob("*.lua"))
+SCRIPTS = sorted(str(path.relative_to(ROOT / "lua")) for path in (ROOT / "lua").rglob("*.lua"))
+"""The scripts and the helpers they include (``includes/<name>.lua``)."""
 
 RUN_A_TASK = """
 import sys
@@ -47,9 +48,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_carries_every_script(dist: Path) -> None:
     (wheel,) = dist.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("taskstore_redis/lua/")) == (
-        SCRIPTS
-    )
+    prefix = "taskstore_redis/lua/"
+    assert sorted(n.removeprefix(prefix) for n in names if n.startswith(prefix)) == SCRIPTS
     assert "taskstore_redis/py.typed" in names
 
 
@@ -57,7 +57,9 @@ def test_the_sdist_carries_every_script(dist: Path) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = archive.getnames()
-    assert sorted(n.rsplit("/", 1)[1] for n in names if "/lua/" in n) == SCRIPTS
+    assert sorted(n.split("/lua/", 1)[1] for n in names if "/lua/" in n and n.endswith(".lua")) == (
+        SCRIPTS
+    )
 
 
 @pytest.mark.redis

@@ -26,8 +26,9 @@ from taskstore_redis import ResourceExhausted, SecurityConfig, StoreConfig, Stor
 from taskstore_redis._core.clock import now_ms
 from taskstore_redis._core.model import FORMAT, encode_core
 from taskstore_redis._core.rules import new_record
+from taskstore_redis._redis.contract import create_call
 from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED, create_call
+from taskstore_redis._redis.scripts import ALL_SCRIPTS, CREATE, PURGE_EXPIRED
 from taskstore_redis._sync._redis import _PURGE_BATCH
 from taskstore_redis.backend import NewTask, TaskKey
 from taskstore_redis.testing import RedisServer, redis_server
@@ -307,7 +308,7 @@ def bulk_create(
                 max_live=None,
                 now_ms=created,
             )
-            script_keys, args = create_call(keys, new, secrets.token_hex(6))
+            script_keys, args = create_call(keys, new, secrets.token_hex(6)).keys_and_args()
             pipe.evalsha(CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(task.task_id)
         replies = pipe.execute()

@@ -12,6 +12,12 @@ import redis
 import redis.exceptions
 
 from taskstore_redis._core.model import FORMAT, encode_json, encode_variable_changes
+from taskstore_redis._redis.contract import (
+    Code,
+    compare_and_set_call,
+    create_call,
+    merge_variables_call,
+)
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.replies import page_records
 from taskstore_redis._redis.scripts import (
@@ -24,9 +30,6 @@ from taskstore_redis._redis.scripts import (
     QUEUE_DUE,
     QUEUE_LEASES,
     QUEUE_STATS,
-    compare_and_set_call,
-    create_call,
-    merge_variables_call,
 )
 from taskstore_redis.backend import CoreWrite, NewTask, TaskKey, VariableMerge
 
@@ -84,8 +87,8 @@ def create(
         max_live=max_live,
         now_ms=now,
     )
-    script_keys, args = create_call(keys, new, token)
-    return int(client.eval(CREATE.source, len(script_keys), *script_keys, *args))
+    script_keys, args = create_call(keys, new, token).keys_and_args()
+    return Code(client.eval(CREATE.source, len(script_keys), *script_keys, *args))
 
 
 def fields(flat: object) -> dict[bytes, bytes]:
@@ -115,10 +118,10 @@ def cas(
         terminal=terminal,
         now_ms=NOW + 5,
     )
-    script_keys, args = compare_and_set_call(keys, write, token)
+    script_keys, args = compare_and_set_call(keys, write, token).keys_and_args()
     reply = client.eval(COMPARE_AND_SET.source, len(script_keys), *script_keys, *args)
     assert isinstance(reply, list)
-    return [reply[0], *([whole(reply[1], reply[2])] if len(reply) == 3 else [])]
+    return [Code(reply[0]), *([whole(reply[1], reply[2])] if len(reply) == 3 else [])]
 
 
 def whole(core: object, joined: object) -> dict[bytes, object]:
@@ -142,10 +145,10 @@ def merge(
     change = VariableMerge(
         key=task, format_major=2, sets=sets, deletes=deletes, max_bytes=limit, now_ms=now
     )
-    script_keys, args = merge_variables_call(keys, change, token)
+    script_keys, args = merge_variables_call(keys, change, token).keys_and_args()
     reply = client.eval(MERGE_VARIABLES.source, len(script_keys), *script_keys, *args)
     assert isinstance(reply, list)
-    return reply
+    return [Code(reply[0]), *reply[1:]]
 
 
 def test_every_script_declares_its_flags_and_only_the_reads_are_read_only() -> None:
@@ -158,17 +161,18 @@ def test_every_script_declares_its_flags_and_only_the_reads_are_read_only() -> N
 
 def test_the_scripts_ship_as_lua_files_at_the_top_of_the_repository() -> None:
     top = Path(__file__).resolve().parent.parent / "lua"
-    shared = (top / "_task.lua").read_text(encoding="utf-8")
     for script in ALL_SCRIPTS:
-        flags, _, body = (top / f"{script.name}.lua").read_text(encoding="utf-8").partition("\n")
-        assert script.source == f"{flags}\n{shared}{body}"
+        own = (top / f"{script.name}.lua").read_text(encoding="utf-8")
+        first, _, rest = own.partition("\n")
+        helpers = [(top / "includes" / f"{name}.lua").read_text() for name in script.includes]
+        assert script.source == first + "\n" + "".join(helpers) + rest
 
 
 def test_create_writes_the_hash_the_indexes_and_the_purge_time(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "t1")
-    assert create(client, keys, task) == 1
+    assert create(client, keys, task) is Code.OK
     stored = client.hgetall(keys.task_key(task))
     assert stored == {
         b"f": FORMAT.encode(),
@@ -191,7 +195,7 @@ def test_create_of_a_task_without_ttl_scores_it_infinite_and_sets_no_expiry(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "forever")
-    assert create(client, keys, task, expires=None, purge=None) == 1
+    assert create(client, keys, task, expires=None, purge=None) is Code.OK
     assert client.pttl(keys.task_key(task)) == -1
     assert client.zscore(keys.expiry_key("alice"), keys.index_member(task, NOW)) == float("inf")
     assert client.zcard(keys.due_key(keys.shard_of("alice"))) == 0
@@ -199,25 +203,27 @@ def test_create_of_a_task_without_ttl_scores_it_infinite_and_sets_no_expiry(
 
 def test_create_over_quota_writes_nothing(client: redis.Redis, keys: KeySchema) -> None:
     for n in range(3):
-        assert create(client, keys, TaskKey("alice", f"t{n}"), max_live=3) == 1
+        assert create(client, keys, TaskKey("alice", f"t{n}"), max_live=3) is Code.OK
     before = snapshot(client, keys)
-    assert create(client, keys, TaskKey("alice", "t3"), max_live=3) == 0
+    assert create(client, keys, TaskKey("alice", "t3"), max_live=3) is Code.OVER_QUOTA
     assert snapshot(client, keys) == before
 
 
 def test_create_quota_counts_only_tasks_that_have_not_expired(
     client: redis.Redis, keys: KeySchema
 ) -> None:
-    assert create(client, keys, TaskKey("alice", "old"), expires=NOW - 1, purge=NOW + HOUR) == 1
-    assert create(client, keys, TaskKey("alice", "new"), max_live=1) == 1
-    assert create(client, keys, TaskKey("alice", "newer"), max_live=1) == 0
+    assert (
+        create(client, keys, TaskKey("alice", "old"), expires=NOW - 1, purge=NOW + HOUR) is Code.OK
+    )
+    assert create(client, keys, TaskKey("alice", "new"), max_live=1) is Code.OK
+    assert create(client, keys, TaskKey("alice", "newer"), max_live=1) is Code.OVER_QUOTA
 
 
 def test_create_of_an_existing_key_writes_nothing(client: redis.Redis, keys: KeySchema) -> None:
     task = TaskKey("alice", "t1")
-    assert create(client, keys, task, token="cc01") == 1
+    assert create(client, keys, task, token="cc01") is Code.OK
     before = snapshot(client, keys)
-    assert create(client, keys, task, token="cc02", data=b"{}") == -1
+    assert create(client, keys, task, token="cc02", data=b"{}") is Code.EXISTS
     assert snapshot(client, keys) == before
 
 
@@ -225,9 +231,9 @@ def test_create_resent_after_a_lost_reply_reports_success_without_writing_again(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "t1")
-    assert create(client, keys, task, token="dd01") == 1
+    assert create(client, keys, task, token="dd01") is Code.OK
     before = snapshot(client, keys)
-    assert create(client, keys, task, token="dd01") == 1
+    assert create(client, keys, task, token="dd01") is Code.OK
     assert snapshot(client, keys) == before
 
 
@@ -235,9 +241,9 @@ def test_create_prunes_index_entries_of_tasks_redis_already_removed(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     gone = TaskKey("alice", "gone")
-    assert create(client, keys, gone, expires=NOW - 10, purge=NOW + HOUR) == 1
+    assert create(client, keys, gone, expires=NOW - 10, purge=NOW + HOUR) is Code.OK
     client.delete(keys.task_key(gone))  # as Redis does at the purge time
-    assert create(client, keys, TaskKey("alice", "fresh")) == 1
+    assert create(client, keys, TaskKey("alice", "fresh")) is Code.OK
     members = client.zrange(keys.index_key("alice"), 0, -1)
     assert members == [keys.index_member(TaskKey("alice", "fresh"), NOW).encode()]
     assert client.zcard(keys.expiry_key("alice")) == 1
@@ -249,7 +255,7 @@ def test_compare_and_set_applies_on_the_expected_core_version(
     task = TaskKey("alice", "t1")
     create(client, keys, task)
     status, after = cas(client, keys, task, 1, b'{"x":2}', "bb01")
-    assert status == 1
+    assert status is Code.OK
     assert isinstance(after, dict)
     assert (after[b"v"], after[b"k"], after[b"d"], after[b"u"]) == (
         b"2",
@@ -266,7 +272,7 @@ def test_compare_and_set_conflict_returns_the_current_record(
     create(client, keys, task)
     cas(client, keys, task, 1, b'{"x":2}', "bb01")
     status, current = cas(client, keys, task, 1, b'{"x":3}', "bb02")
-    assert status == -1
+    assert status is Code.CONFLICT
     stored = client.hgetall(keys.task_key(task))
     assert current == {**stored, b"variables": {}}
     assert client.hmget(keys.task_key(task), "v", "d") == [b"2", b'{"x":2}']
@@ -276,7 +282,7 @@ def test_compare_and_set_of_a_missing_task_writes_nothing(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "nope")
-    assert cas(client, keys, task, 1, b"{}", "bb01") == [0]
+    assert cas(client, keys, task, 1, b"{}", "bb01") == [Code.NOT_FOUND]
     assert client.exists(keys.task_key(task)) == 0
 
 
@@ -285,8 +291,8 @@ def test_compare_and_set_resent_after_a_lost_reply_is_applied_once(
 ) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    assert cas(client, keys, task, 1, b'{"x":2}', "bb01")[0] == 1
-    assert cas(client, keys, task, 1, b'{"x":2}', "bb01")[0] == 1
+    assert cas(client, keys, task, 1, b'{"x":2}', "bb01")[0] is Code.OK
+    assert cas(client, keys, task, 1, b'{"x":2}', "bb01")[0] is Code.OK
     assert client.hmget(keys.task_key(task), "v", "k") == [b"2", b"2"]
 
 
@@ -295,9 +301,9 @@ def test_compare_and_set_resent_after_other_writes_reports_applied_without_writi
 ) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    assert cas(client, keys, task, 1, b'{"mine":1}', "bb01")[0] == 1
-    assert cas(client, keys, task, 2, b'{"theirs":1}', "cc01")[0] == 1
-    assert cas(client, keys, task, 1, b'{"mine":1}', "bb01")[0] == 1
+    assert cas(client, keys, task, 1, b'{"mine":1}', "bb01")[0] is Code.OK
+    assert cas(client, keys, task, 2, b'{"theirs":1}', "cc01")[0] is Code.OK
+    assert cas(client, keys, task, 1, b'{"mine":1}', "bb01")[0] is Code.OK
     assert client.hmget(keys.task_key(task), "v", "d") == [b"3", b'{"theirs":1}']
 
 
@@ -307,19 +313,19 @@ def test_tokens_of_the_last_six_writes_only_are_remembered(
     task = TaskKey("alice", "t1")
     create(client, keys, task)
     for n in range(7):
-        assert cas(client, keys, task, n + 1, b"{}", f"f{n:03x}")[0] == 1
+        assert cas(client, keys, task, n + 1, b"{}", f"f{n:03x}")[0] is Code.OK
     history = client.hget(keys.task_key(task), "w")
     assert history == b" ".join(f"f{n:03x}:{n + 2}".encode() for n in range(6, 0, -1))
-    assert cas(client, keys, task, 1, b"{}", "f000")[0] == -1
+    assert cas(client, keys, task, 1, b"{}", "f000")[0] is Code.CONFLICT
 
 
 def test_create_resent_after_a_later_update_still_reports_success(
     client: redis.Redis, keys: KeySchema
 ) -> None:
     task = TaskKey("alice", "t1")
-    assert create(client, keys, task, token="dd01") == 1
+    assert create(client, keys, task, token="dd01") is Code.OK
     cas(client, keys, task, 1, b"{}", "dd02")
-    assert create(client, keys, task, token="dd01") == 1
+    assert create(client, keys, task, token="dd01") is Code.OK
     assert client.zcard(keys.index_key("alice")) == 1
 
 
@@ -337,15 +343,15 @@ def test_a_terminal_write_negates_the_expiry_score_so_the_quota_stops_counting_i
     forever = TaskKey("alice", "forever")
     create(client, keys, ends, max_live=2)
     create(client, keys, forever, expires=None, purge=None, max_live=2)
-    assert create(client, keys, TaskKey("alice", "third"), max_live=2) == 0
-    assert cas(client, keys, ends, 1, b"{}", "ee01", terminal=True)[0] == 1
-    assert cas(client, keys, forever, 1, b"{}", "ee02", terminal=True)[0] == 1
+    assert create(client, keys, TaskKey("alice", "third"), max_live=2) is Code.OVER_QUOTA
+    assert cas(client, keys, ends, 1, b"{}", "ee01", terminal=True)[0] is Code.OK
+    assert cas(client, keys, forever, 1, b"{}", "ee02", terminal=True)[0] is Code.OK
     expiry = keys.expiry_key("alice")
     assert client.zscore(expiry, keys.index_member(ends, NOW)) == -(NOW + HOUR)
     assert client.zscore(expiry, keys.index_member(forever, NOW)) == float("-inf")
-    assert create(client, keys, TaskKey("alice", "third"), max_live=2) == 1
-    assert create(client, keys, TaskKey("alice", "fourth"), max_live=2) == 1
-    assert create(client, keys, TaskKey("alice", "fifth"), max_live=2) == 0
+    assert create(client, keys, TaskKey("alice", "third"), max_live=2) is Code.OK
+    assert create(client, keys, TaskKey("alice", "fourth"), max_live=2) is Code.OK
+    assert create(client, keys, TaskKey("alice", "fifth"), max_live=2) is Code.OVER_QUOTA
 
 
 def test_a_merge_writes_only_its_fields_and_keeps_the_core_version(
@@ -354,7 +360,7 @@ def test_a_merge_writes_only_its_fields_and_keeps_the_core_version(
     task = TaskKey("alice", "t1")
     create(client, keys, task)
     reply = merge(client, keys, task, {"a": 1, "b": [1, 2]})
-    assert reply[0] == 1
+    assert reply[0] is Code.OK
     after = whole(reply[1], reply[2])
     assert after[b"variables"] == {"a": 1, "b": [1, 2]}
     assert client.hmget(keys.task_key(task), '"a"', '"b"') == [b"1", b"[1,2]"]
@@ -381,12 +387,13 @@ def test_a_merge_over_the_size_limit_reports_the_exact_size_and_writes_nothing(
     before = snapshot(client, keys)
     wanted = {"a": "x" * 10, "b": "y" * 20}
     assert merge(client, keys, task, {"b": "y" * 20}, "ab02", limit=30) == [
-        -2,
+        Code.TOO_LARGE,
         len(encode_json(wanted)),
     ]
     assert snapshot(client, keys) == before
     assert (
-        merge(client, keys, task, {"b": "y" * 20}, "ab03", limit=len(encode_json(wanted)))[0] == 1
+        merge(client, keys, task, {"b": "y" * 20}, "ab03", limit=len(encode_json(wanted)))[0]
+        is Code.OK
     )
 
 
@@ -396,8 +403,8 @@ def test_a_merge_of_an_expired_or_missing_task_writes_nothing(
     task = TaskKey("alice", "t1")
     create(client, keys, task, expires=NOW + 10)
     before = snapshot(client, keys)
-    assert merge(client, keys, task, {"a": 1}, now=NOW + 10) == [-1]
-    assert merge(client, keys, TaskKey("alice", "nope"), {"a": 1}) == [0]
+    assert merge(client, keys, task, {"a": 1}, now=NOW + 10) == [Code.EXPIRED]
+    assert merge(client, keys, TaskKey("alice", "nope"), {"a": 1}) == [Code.NOT_FOUND]
     assert snapshot(client, keys) == before
 
 
@@ -408,7 +415,7 @@ def test_a_merge_of_another_major_format_writes_nothing(
     create(client, keys, task)
     client.hset(keys.task_key(task), "f", "3.1")
     before = snapshot(client, keys)
-    assert merge(client, keys, task, {"a": 1}) == [-3, b"3.1"]
+    assert merge(client, keys, task, {"a": 1}) == [Code.OTHER_FORMAT, b"3.1"]
     assert snapshot(client, keys) == before
 
 
@@ -417,9 +424,9 @@ def test_a_merge_resent_after_a_lost_reply_is_applied_once(
 ) -> None:
     task = TaskKey("alice", "t1")
     create(client, keys, task)
-    assert merge(client, keys, task, {"a": 1}, "ab01")[0] == 1
+    assert merge(client, keys, task, {"a": 1}, "ab01")[0] is Code.OK
     merge(client, keys, task, {"a": 2}, "ab02")
-    assert merge(client, keys, task, {"a": 1}, "ab01")[0] == 1  # found its token
+    assert merge(client, keys, task, {"a": 1}, "ab01")[0] is Code.OK  # found its token
     assert client.hmget(keys.task_key(task), "v", '"a"') == [b"3", b"2"]
 
 

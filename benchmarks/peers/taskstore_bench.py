@@ -55,14 +55,15 @@ from taskstore_redis._async._pipeline import AutoPipeline
 from taskstore_redis._cli.bench._workload import DONE, RESULT, representative_payloads
 from taskstore_redis._core.config import SecurityConfig, StoreConfig
 from taskstore_redis._core.model import FORMAT
-from taskstore_redis._redis.keys import KeySchema
-from taskstore_redis._redis.scripts import (
-    CLAIM,
-    COMPARE_AND_SET,
-    CREATE,
+from taskstore_redis._redis.contract import (
+    Call,
+    Code,
+    claim_call,
     compare_and_set_call,
     create_call,
 )
+from taskstore_redis._redis.keys import KeySchema
+from taskstore_redis._redis.scripts import CLAIM, COMPARE_AND_SET, CREATE
 from taskstore_redis.asyncio import GenericTaskStore, TaskStatus
 from taskstore_redis.backend import CoreWrite, Fence, NewJob, NewTask, TaskKey
 
@@ -71,7 +72,6 @@ OWNERS = 64
 """Owners the jobs are spread over (so over the store's shards)."""
 ADD_LANES = 256
 METHOD = "tools/call"
-LOST_RETRY_MS = 1_000
 RECOVERY_BATCH = StoreConfig().recovery_batch
 # one slot per worker process: completed, first claim, last completion (time.time())
 _FIELDS = 3
@@ -129,8 +129,8 @@ class Raw:
     async def send(self, *command: Any) -> Any:
         return await self.pipeline.execute(self.client, *command)
 
-    async def evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return await self.send("EVALSHA", script.sha, len(keys), *keys, *args)
+    async def call(self, call: Call) -> Any:
+        return await self.send(*call.command())
 
     async def load(self) -> None:
         for script in (CREATE, CLAIM, COMPARE_AND_SET):
@@ -149,8 +149,7 @@ class Raw:
             now_ms=now,
             job=NewJob(queue=QUEUE, params=b"null", max_attempts=3, delay_ms=0),
         )
-        keys, args = create_call(self.keys, task, f"{self.token}{n:012x}")
-        if await self.evalsha(CREATE, keys, args) != 1:
+        if await self.call(create_call(self.keys, task, f"{self.token}{n:012x}")) != Code.OK:
             raise RuntimeError("raw create refused")
 
     async def claim(self, count: int, worker: str) -> list[Any]:
@@ -158,9 +157,16 @@ class Raw:
         shards = self.keys.shards
         for _ in range(shards):
             self.shard = (self.shard + 1) % shards
-            keys = [*self.keys.queue_keys(QUEUE, self.shard), self.keys.task_base(self.shard)]
-            reply = await self.evalsha(
-                CLAIM, keys, [count, 30_000, worker, RECOVERY_BATCH, LOST_RETRY_MS]
+            reply = await self.call(
+                claim_call(
+                    self.keys,
+                    QUEUE,
+                    self.shard,
+                    count=count,
+                    lease_ms=30_000,
+                    worker_id=worker,
+                    batch=RECOVERY_BATCH,
+                )
             )
             if reply[0]:
                 return list(reply[0])
@@ -188,9 +194,10 @@ class Raw:
             fence=Fence(queue=QUEUE, token=token),
             status=TaskStatus.COMPLETED.value,
         )
-        keys, args = compare_and_set_call(self.keys, write, f"{token:x}{member[-12:].decode()}")
-        reply = await self.evalsha(COMPARE_AND_SET, keys, args)
-        if int(reply[0]) != 1:
+        reply = await self.call(
+            compare_and_set_call(self.keys, write, f"{token:x}{member[-12:].decode()}")
+        )
+        if int(reply[0]) != Code.OK:
             raise RuntimeError(f"raw complete refused: {reply[:2]!r}")
 
 

@@ -17,7 +17,6 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 
 from .._core.backend_types import (
-    LOST_RETRY_MS,
     BackendPage,
     CasResult,
     ClaimReply,
@@ -27,7 +26,6 @@ from .._core.backend_types import (
     LeasedJob,
     LeaseRef,
     ListPosition,
-    MergeOutcome,
     MergeResult,
     NewTask,
     QueueCounts,
@@ -39,6 +37,22 @@ from .._core.backend_types import (
 )
 from .._core.errors import InvalidArgument, StoreUnavailable
 from .._redis.closing import disconnect_cluster_nodes
+from .._redis.contract import (
+    Call,
+    claim_call,
+    compare_and_set_call,
+    create_call,
+    delete_call,
+    list_page_call,
+    merge_variables_call,
+    purge_expired_call,
+    queue_due_call,
+    queue_leases_call,
+    queue_stats_call,
+    recover_call,
+    release_call,
+    renew_call,
+)
 from .._redis.errors import map_redis_errors, may_pass
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
@@ -46,36 +60,20 @@ from .._redis.options import ClientOptions, check_parsed, check_url, socket_seco
 from .._redis.pubsub import AsyncHub, async_hub, node_source
 from .._redis.replies import (
     as_str,
+    cas_result,
     claim_reply,
+    create_outcome,
     created,
-    evalsha,
+    delete_outcome,
+    merge_result,
     page_records,
     record_of_hash,
-    record_of_script,
+    release_reply,
+    renew_outcome,
     wrote,
 )
 from .._redis.routing import pipeline_route
-from .._redis.scripts import (
-    ALL_SCRIPTS,
-    CLAIM,
-    COMPARE_AND_SET,
-    CREATE,
-    DELETE,
-    LIST_PAGE,
-    MERGE_VARIABLES,
-    PURGE_EXPIRED,
-    QUEUE_DUE,
-    QUEUE_LEASES,
-    QUEUE_STATS,
-    RECOVER,
-    RELEASE,
-    RENEW,
-    Script,
-    compare_and_set_call,
-    create_call,
-    delete_call,
-    merge_variables_call,
-)
+from .._redis.scripts import ALL_SCRIPTS
 from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch, QueueChannelWatch
@@ -273,52 +271,23 @@ class RedisBackend:
 
     async def create(self, task: NewTask) -> CreateOutcome:
         """Write and index a new record in one script, within the owner's quota."""
-        keys, args = create_call(self.keys, task, secrets.token_hex(6))
-        outcome = await self._write("create", CREATE, keys, args, wrote=created)
-        if outcome == 1:
-            return CreateOutcome.CREATED
-        if outcome == 0:
-            return CreateOutcome.QUOTA_EXCEEDED
-        return CreateOutcome.ALREADY_EXISTS
+        call = create_call(self.keys, task, secrets.token_hex(6))
+        return create_outcome(await self._write("create", call, wrote=created))
 
     async def compare_and_set(self, write: CoreWrite) -> CasResult:
         """Replace the core record if its core version matches, in one script."""
-        keys, args = compare_and_set_call(self.keys, write, secrets.token_hex(6))
-        reply = await self._write("compare_and_set", COMPARE_AND_SET, keys, args, wrote=wrote)
-        status = int(reply[0])
-        if status == 0:
-            return CasResult(False, None)
-        if status == -2:
-            return CasResult(
-                False, record_of_script(reply[2], reply[3]), lease_lost=as_str(reply[1])
-            )
-        return CasResult(status == 1, record_of_script(reply[1], reply[2]))
+        call = compare_and_set_call(self.keys, write, secrets.token_hex(6))
+        return cas_result(await self._write("compare_and_set", call, wrote=wrote))
 
     async def merge_variables(self, merge: VariableMerge) -> MergeResult:
         """Set and delete the variables named, in one script with no version check."""
-        keys, args = merge_variables_call(self.keys, merge, secrets.token_hex(6))
-        reply = await self._write("merge_variables", MERGE_VARIABLES, keys, args, wrote=wrote)
-        status = int(reply[0])
-        if status == 1:
-            return MergeResult(MergeOutcome.APPLIED, record_of_script(reply[1], reply[2]))
-        if status == 0:
-            return MergeResult(MergeOutcome.NOT_FOUND)
-        if status == -1:
-            return MergeResult(MergeOutcome.EXPIRED)
-        if status == -2:
-            return MergeResult(MergeOutcome.TOO_LARGE, size=int(reply[1]))
-        if status == -4:
-            return MergeResult(MergeOutcome.LEASE_LOST, lease_lost=as_str(reply[1]))
-        return MergeResult(MergeOutcome.OTHER_FORMAT, format=as_str(reply[1]))
+        call = merge_variables_call(self.keys, merge, secrets.token_hex(6))
+        return merge_result(await self._write("merge_variables", call, wrote=wrote))
 
     async def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
         """Read one page of the owner's index and its records in one script."""
-        bound = "+" if after is None else "(" + self.keys.member_at(owner_id, after)
-        args = [bound, limit, 4 * limit + 64]
-        keys = [self.keys.index_key(owner_id), self.keys.task_prefix(owner_id)]
-        reply = await self._run(
-            "list_page", evalsha(LIST_PAGE, keys, args), attempts=self._read_retries + 1
-        )
+        call = list_page_call(self.keys, owner_id, after, limit)
+        reply = await self._run("list_page", call.command(), attempts=self._read_retries + 1)
         last_member = as_str(reply.pop())
         return BackendPage(
             page_records(reply), self.keys.position_of(last_member) if last_member else None
@@ -330,8 +299,8 @@ class RedisBackend:
         for shard in range(self.keys.shards):
             more = True
             while more:
-                command = evalsha(PURGE_EXPIRED, [self.keys.due_key(shard)], [now_ms, _PURGE_BATCH])
-                deleted, due = await self._run("purge_expired", command, write=True)
+                call = purge_expired_call(self.keys, shard, now_ms, _PURGE_BATCH)
+                deleted, due = await self._run("purge_expired", call.command(), write=True)
                 purged += int(deleted)
                 more = bool(int(due))
         return purged
@@ -342,9 +311,6 @@ class RedisBackend:
         """Every queue is spread over the key schema's shards (its tasks' owners' shards)."""
         return self.keys.shards
 
-    def _queue_call_keys(self, queue: str, shard: int) -> list[str]:
-        return [*self.keys.queue_keys(queue, shard), self.keys.task_base(shard)]
-
     async def claim(
         self, queue: str, shard: int, count: int, lease_ms: int, worker_id: str, batch: int
     ) -> ClaimReply:
@@ -353,72 +319,57 @@ class RedisBackend:
         Never resent: a claim whose reply was lost leases tasks nobody holds, which
         their lease's expiry gives back.
         """
-        command = evalsha(
-            CLAIM,
-            self._queue_call_keys(queue, shard),
-            [count, lease_ms, worker_id, batch, LOST_RETRY_MS],
+        call = claim_call(
+            self.keys,
+            queue,
+            shard,
+            count=count,
+            lease_ms=lease_ms,
+            worker_id=worker_id,
+            batch=batch,
         )
-        return claim_reply(await self._run("claim", command, write=True))
+        return claim_reply(await self._run("claim", call.command(), write=True))
 
     async def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
         """Recover up to ``batch`` expired leases of one shard: one script."""
-        command = evalsha(RECOVER, self._queue_call_keys(queue, shard), [batch, LOST_RETRY_MS])
-        return claim_reply(await self._run("recover", command, write=True))
+        call = recover_call(self.keys, queue, shard, batch)
+        return claim_reply(await self._run("recover", call.command(), write=True))
 
     async def renew(self, leases: list[LeaseRef], lease_ms: int) -> list[RenewOutcome]:
         """Renew leases, one script per shard of a queue, all in one pipeline."""
         groups: dict[tuple[str, int], list[int]] = {}
         for at, ref in enumerate(leases):
             groups.setdefault((ref.queue, self.keys.shard_of(ref.key.owner_id)), []).append(at)
-        commands = []
-        for (queue, shard), members in groups.items():
-            args: list[Any] = [lease_ms, queue]
-            for at in members:
-                args += [self.keys.queue_member(leases[at].key), leases[at].token]
-            _, leased, _ = self.keys.queue_keys(queue, shard)
-            commands.append(evalsha(RENEW, [leased, self.keys.task_base(shard)], args))
+        commands = [
+            renew_call(self.keys, queue, shard, [leases[at] for at in members], lease_ms).command()
+            for (queue, shard), members in groups.items()
+        ]
         replies = await self._run_many("renew", commands, write=True)
         outcomes: list[RenewOutcome] = [RenewOutcome(None, "missing")] * len(leases)
         for members, reply in zip(groups.values(), replies, strict=True):
-            for at, (held, value) in zip(members, reply, strict=True):
-                text = as_str(value)
-                outcomes[at] = (
-                    RenewOutcome(float(text)) if int(held) == 1 else RenewOutcome(None, text)
-                )
+            for at, outcome in zip(members, reply, strict=True):
+                outcomes[at] = renew_outcome(outcome)
         return outcomes
 
     async def release(
         self, lease: LeaseRef, delay_ms: int, *, count_attempt: bool = True
     ) -> tuple[str, VersionedRecord | None]:
         """Hand a held lease back, in one script (``count_attempt`` False: the attempt too)."""
-        shard = self.keys.shard_of(lease.key.owner_id)
-        keys = [*self.keys.queue_keys(lease.queue, shard), self.keys.task_key(lease.key)]
-        args = [
-            lease.queue,
-            self.keys.queue_member(lease.key),
-            lease.token,
-            delay_ms,
-            secrets.token_hex(6),
-            0 if count_attempt else 1,
-        ]
-        reply = await self._write("release", RELEASE, keys, args, wrote=wrote)
-        if int(reply[0]) != 1:
-            return as_str(reply[1]), None
-        return "", record_of_script(reply[1], reply[2])
+        call = release_call(
+            self.keys, lease, delay_ms, secrets.token_hex(6), count_attempt=count_attempt
+        )
+        return release_reply(await self._write("release", call, wrote=wrote))
 
     async def queue_due(self, queue: str, shards: list[int]) -> list[float | None]:
         """Per shard, ms until it needs a claim (0: now; None: empty), in one pipeline."""
-        commands = [
-            evalsha(QUEUE_DUE, self.keys.queue_keys(queue, shard)[:2], []) for shard in shards
-        ]
+        commands = [queue_due_call(self.keys, queue, shard).command() for shard in shards]
         replies = await self._run_many("queue_due", commands, write=False)
         return [float(text) if (text := as_str(reply)) else None for reply in replies]
 
     async def queue_counts(self, queue: str) -> QueueCounts:
         """The queue's numbers: one read-only script per shard, in one pipeline."""
         commands = [
-            evalsha(QUEUE_STATS, self.keys.queue_keys(queue, shard), [])
-            for shard in range(self.keys.shards)
+            queue_stats_call(self.keys, queue, shard).command() for shard in range(self.keys.shards)
         ]
         ready = queued = leased = 0
         oldest: float | None = None
@@ -446,11 +397,7 @@ class RedisBackend:
     async def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:
         """Up to ``limit`` leases per shard, soonest deadline first: one script per shard."""
         commands = [
-            evalsha(
-                QUEUE_LEASES,
-                [self.keys.queue_key(queue, shard, "l"), self.keys.task_base(shard)],
-                [limit],
-            )
+            queue_leases_call(self.keys, queue, shard, limit).command()
             for shard in range(self.keys.shards)
         ]
         leases = [
@@ -507,14 +454,8 @@ class RedisBackend:
         Sent once: after a lost reply the task may or may not be gone, and
         ``StoreUnavailable`` says ``outcome_unknown``.
         """
-        keys, args = delete_call(self.keys, removal)
-        reply = await self._run("delete", evalsha(DELETE, keys, args), write=True)
-        outcome = int(reply)
-        if outcome == 1:
-            return DeleteOutcome.DELETED
-        if outcome == 0:
-            return DeleteOutcome.NOT_FOUND
-        return DeleteOutcome.CHANGED
+        call = delete_call(self.keys, removal)
+        return delete_outcome(await self._run("delete", call.command(), write=True))
 
     # --- waiting (see _redis/pubsub.py) ---------------------------------------------------
 
@@ -629,18 +570,11 @@ class RedisBackend:
         )
         return redis.asyncio.Redis.from_pool(pool)
 
-    async def _write(
-        self,
-        operation: str,
-        script: Script,
-        keys: list[str],
-        args: list[Any],
-        wrote: Callable[[Any], bool],
-    ) -> Any:
-        """Run a write script (its ``args`` carry the write's token); see ``_run``."""
+    async def _write(self, operation: str, call: Call, wrote: Callable[[Any], bool]) -> Any:
+        """Run a write script (its arguments carry the write's token); see ``_run``."""
         return await self._run(
             operation,
-            evalsha(script, keys, args),
+            call.command(),
             write=True,
             attempts=_WRITE_ATTEMPTS,
             wrote=wrote,

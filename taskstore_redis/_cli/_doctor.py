@@ -30,7 +30,7 @@ from .._core.backend_types import TaskKey
 from .._core.shown import scrub
 from .._redis import guard
 from .._redis.keys import KeySchema
-from .._redis.scripts import ALL_SCRIPTS, Script, shared_source
+from .._redis.scripts import ALL_SCRIPTS, Script
 from ._connect import probe
 from ._exit import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError
 
@@ -75,8 +75,8 @@ def commands_in(lua: str) -> list[str]:
 
 
 def script_commands(script: Script) -> list[str]:
-    """The commands a script calls itself, outside the helpers every script shares."""
-    return commands_in(script.source.replace(shared_source(), "", 1))
+    """The commands a script calls, itself or in the helpers it includes."""
+    return commands_in(script.source)
 
 
 class _Report:
@@ -187,8 +187,6 @@ def _check(report: _Report, client: Any, key: str, cluster: bool) -> None:
     for script in ALL_SCRIPTS:
         for command in script_commands(script):
             users.setdefault(command, []).append(script.name)
-    for command in commands_in(shared_source()):
-        users.setdefault(command, []).append("shared helpers")
     allowed, _ = _try(lambda: client.evalsha(probe_sha, 1, key, "HMGET", key, "v"))
     report.permission("EVALSHA", allowed, "every write and list")
     if not allowed:

@@ -8,6 +8,7 @@ from types import TracebackType
 import redis.exceptions
 
 from .._core.errors import StoreUnavailable, TaskStoreError
+from .scripts import locate_lines
 
 TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -101,4 +102,6 @@ class map_redis_errors:
                 outcome_unknown=unknown,
             ) from exc
         if isinstance(exc, redis.exceptions.RedisError):
-            raise StoreUnavailable(f"Redis refused {self.operation}: {exc}") from exc
+            # a script's error names the file and line it came from (see lua/includes/)
+            refused = locate_lines(str(exc))
+            raise StoreUnavailable(f"Redis refused {self.operation}: {refused}") from exc

@@ -14,30 +14,99 @@ from typing import Any
 import msgspec
 
 from .._core.backend_types import (
+    CasResult,
     ClaimedJob,
     ClaimReply,
+    CreateOutcome,
+    DeleteOutcome,
     LostJob,
+    MergeOutcome,
+    MergeResult,
+    RenewOutcome,
     StoredJob,
     TaskKey,
     VersionedRecord,
 )
+from .contract import Code
 from .keys import KeySchema, decode_task_id
-from .scripts import Script
 
 
 def created(reply: Any) -> bool:
     """Whether a create script's reply says it wrote."""
-    return int(reply) == 1
+    return Code(int(reply)) is Code.OK
 
 
 def wrote(reply: Any) -> bool:
-    """Whether a compare-and-set or merge script's reply says it wrote."""
-    return int(reply[0]) == 1
+    """Whether a compare-and-set, merge or release script's reply says it wrote."""
+    return Code(int(reply[0])) is Code.OK
 
 
-def evalsha(script: Script, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
-    """The EVALSHA command of a script call."""
-    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+_CREATE_OUTCOMES = {
+    Code.OK: CreateOutcome.CREATED,
+    Code.OVER_QUOTA: CreateOutcome.QUOTA_EXCEEDED,
+    Code.EXISTS: CreateOutcome.ALREADY_EXISTS,
+}
+_DELETE_OUTCOMES = {
+    Code.OK: DeleteOutcome.DELETED,
+    Code.NOT_FOUND: DeleteOutcome.NOT_FOUND,
+    Code.CONFLICT: DeleteOutcome.CHANGED,
+}
+
+
+def create_outcome(reply: Any) -> CreateOutcome:
+    """A ``create.lua`` reply."""
+    return _CREATE_OUTCOMES[Code(int(reply))]
+
+
+def delete_outcome(reply: Any) -> DeleteOutcome:
+    """A ``delete.lua`` reply."""
+    return _DELETE_OUTCOMES[Code(int(reply))]
+
+
+def cas_result(reply: Any) -> CasResult:
+    """A ``compare_and_set.lua`` reply."""
+    code = Code(int(reply[0]))
+    if code is Code.OK:
+        return CasResult(True, record_of_script(reply[1], reply[2]))
+    if code is Code.NOT_FOUND:
+        return CasResult(False, None)
+    if code is Code.CONFLICT:
+        return CasResult(False, record_of_script(reply[1], reply[2]))
+    if code is Code.LEASE_REFUSED:
+        return CasResult(False, record_of_script(reply[2], reply[3]), lease_lost=as_str(reply[1]))
+    raise ValueError(f"compare_and_set.lua replied {code!r}")
+
+
+def merge_result(reply: Any) -> MergeResult:
+    """A ``merge_variables.lua`` reply."""
+    code = Code(int(reply[0]))
+    if code is Code.OK:
+        return MergeResult(MergeOutcome.APPLIED, record_of_script(reply[1], reply[2]))
+    if code is Code.NOT_FOUND:
+        return MergeResult(MergeOutcome.NOT_FOUND)
+    if code is Code.EXPIRED:
+        return MergeResult(MergeOutcome.EXPIRED)
+    if code is Code.TOO_LARGE:
+        return MergeResult(MergeOutcome.TOO_LARGE, size=int(reply[1]))
+    if code is Code.LEASE_REFUSED:
+        return MergeResult(MergeOutcome.LEASE_LOST, lease_lost=as_str(reply[1]))
+    if code is Code.OTHER_FORMAT:
+        return MergeResult(MergeOutcome.OTHER_FORMAT, format=as_str(reply[1]))
+    raise ValueError(f"merge_variables.lua replied {code!r}")
+
+
+def release_reply(reply: Any) -> tuple[str, VersionedRecord | None]:
+    """A ``release.lua`` reply: ("", the task after) or (why the lease does not hold, None)."""
+    if Code(int(reply[0])) is Code.OK:
+        return "", record_of_script(reply[1], reply[2])
+    return as_str(reply[1]), None
+
+
+def renew_outcome(reply: Any) -> RenewOutcome:
+    """One lease's part of a ``renew.lua`` reply."""
+    code, value = reply
+    text = as_str(value)
+    return RenewOutcome(float(text)) if Code(int(code)) is Code.OK else RenewOutcome(None, text)
 
 
 def _as_bytes(value: bytes | str) -> bytes:

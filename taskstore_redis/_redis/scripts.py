@@ -1,27 +1,71 @@
-"""The Lua scripts, read from the ``lua/`` folder that ships inside the package."""
+"""The Lua scripts, read from the ``lua/`` folder that ships inside the package.
+
+A script names the helpers it uses (``-- @include name``, for
+``lua/includes/name.lua``); the loader inlines each once after the script's first
+line and remembers which file each line of the source came from, so that an error
+Redis reports at ``user_script:<n>`` is shown at its file and line (see
+``docs/internals/scripts.md``). The KEYS and ARGV builders are in ``contract.py``.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from .._core.backend_types import CoreWrite, Fence, NewTask, TaskRemoval, VariableMerge
-from .keys import KeySchema
+INCLUDE = re.compile(r"^--\s*@include\s+(\S+)\s*$")
+"""A line naming a helper file: ``-- @include name`` for ``lua/includes/name.lua``."""
+DECLARATION = re.compile(r"^-- @(key|arg)\s+(\S+)")
+"""A header line naming one of a script's KEYS or ARGV: ``-- @key name  what it is``."""
 
-PRUNE_BATCH = 8
-"""Index entries of vanished tasks that one create prunes at most."""
+
+class ScriptSourceError(ValueError):
+    """A script names a helper that is not in ``lua/includes/``, or helpers include each other."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of lines of a script's source as sent to Redis, taken from one file."""
+
+    first: int
+    """Its first line in the source sent (1-based)."""
+    count: int
+    path: str
+    """The file, as ``lua/<name>.lua`` or ``lua/includes/<name>.lua``."""
+    start: int
+    """Its first line in that file."""
 
 
 @dataclass(frozen=True)
 class Script:
-    """One server-side script: its name, Lua source and SHA-1 (what EVALSHA takes)."""
+    """One server-side script: its name, Lua source and SHA-1 (what EVALSHA takes).
+
+    The source is the script's first (``#!lua``) line, then the helpers it
+    includes (each once, a helper's own includes before it), then the rest of
+    the script; ``pieces`` says which file each line came from.
+    """
 
     name: str
     source: str
     sha: str
+    includes: tuple[str, ...] = ()
+    """The helpers inlined, in the order they appear in the source."""
+    pieces: tuple[Piece, ...] = ()
+    keys: tuple[str, ...] = ()
+    """The names of its KEYS in order, as its header declares them (``-- @key name``):
+    ``[name]`` for one of an optional group that comes last, all or none of it."""
+    args: tuple[str, ...] = ()
+    """The names of its ARGV in order (``-- @arg name``); ``name...`` for any number
+    of values, last."""
+
+    def origin(self, line: int) -> tuple[str, int]:
+        """The file and line that line ``line`` of the source sent came from."""
+        for piece in self.pieces:
+            if piece.first <= line < piece.first + piece.count:
+                return piece.path, piece.start + line - piece.first
+        return f"lua/{self.name}.lua (as sent)", line
 
 
 def _lua_dir() -> Path:
@@ -32,21 +76,109 @@ def _lua_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "lua"
 
 
-SHARED = "_task"
-"""``lua/_task.lua``: the helpers every script gets, after its first (``#!lua``) line."""
+def _lines(text: str) -> list[str]:
+    """A file's lines, each with its line end (the last one given one if it lacks it)."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
 
 
-def shared_source() -> str:
-    """The Lua of the shared helpers (``lua/_task.lua``) that every script starts with."""
-    return (_lua_dir() / f"{SHARED}.lua").read_text(encoding="utf-8")
+def _includes(lines: list[str], path: str) -> list[tuple[str, str]]:
+    """The helpers a file names, each with where it names it (``path:line``)."""
+    return [
+        (match.group(1), f"{path}:{number}")
+        for number, line in enumerate(lines, 1)
+        if (match := INCLUDE.match(line))
+    ]
 
 
-def load_script(name: str) -> Script:
-    """Read ``lua/<name>.lua``, with the shared helpers after its first line."""
-    own = (_lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
-    flags, _, body = own.partition("\n")
-    source = f"{flags}\n{shared_source()}{body}"
-    return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+def _resolve(folder: Path, named: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """The helpers to inline for these names: each once, its own includes before it."""
+    done: dict[str, list[str]] = {}
+    chain: list[str] = []
+
+    def visit(name: str, where: str) -> None:
+        if name in done:
+            return
+        if name in chain:
+            cycle = " -> ".join([*chain[chain.index(name) :], name])
+            raise ScriptSourceError(f"{where}: helpers include each other: {cycle}")
+        path = folder / "includes" / f"{name}.lua"
+        if not path.is_file():
+            raise ScriptSourceError(
+                f"{where}: includes {name!r}, which is not a file in lua/includes/"
+            )
+        lines = _lines(path.read_text(encoding="utf-8"))
+        chain.append(name)
+        for inner, inner_where in _includes(lines, f"lua/includes/{name}.lua"):
+            visit(inner, inner_where)
+        chain.pop()
+        done[name] = lines
+
+    for name, where in named:
+        visit(name, where)
+    return list(done.items())
+
+
+def load_script(name: str, folder: Path | None = None) -> Script:
+    """Read ``lua/<name>.lua`` and inline the helpers it includes after its first line."""
+    folder = _lua_dir() if folder is None else folder
+    own_path = f"lua/{name}.lua"
+    own = _lines((folder / f"{name}.lua").read_text(encoding="utf-8"))
+    helpers = _resolve(folder, _includes(own, own_path))
+    pieces = [Piece(1, 1, own_path, 1)]
+    parts = own[:1]
+    for helper, lines in helpers:
+        pieces.append(Piece(len(parts) + 1, len(lines), f"lua/includes/{helper}.lua", 1))
+        parts += lines
+    pieces.append(Piece(len(parts) + 1, len(own) - 1, own_path, 2))
+    parts += own[1:]
+    source = "".join(parts)
+    script = Script(
+        name,
+        source,
+        hashlib.sha1(source.encode("utf-8")).hexdigest(),
+        tuple(helper for helper, _ in helpers),
+        tuple(pieces),
+        _declared(own, "key"),
+        _declared(own, "arg"),
+    )
+    _BY_SHA[script.sha] = script
+    return script
+
+
+def _declared(lines: list[str], kind: str) -> tuple[str, ...]:
+    """The names a script's header declares for its KEYS (``key``) or ARGV (``arg``)."""
+    return tuple(
+        match.group(2)
+        for line in lines
+        if (match := DECLARATION.match(line)) and match.group(1) == kind
+    )
+
+
+_BY_SHA: dict[str, Script] = {}
+_SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+"""A script's SHA in an error message (``script: <sha>``, or ``f_<sha>`` before Redis 7)."""
+_USER_SCRIPT_LINE = re.compile(r"user_script:(\d+)")
+
+
+def locate_lines(message: str) -> str:
+    """A script error's text with ``user_script:<n>`` as the file and line it came from.
+
+    Redis names the script by SHA in its error messages and counts lines in the
+    source sent, helpers included; a script loaded here is known by its SHA.
+    """
+    found = _SHA.search(message)
+    script = None if found is None else _BY_SHA.get(found.group(0))
+    if script is None:
+        return message
+
+    def origin(match: re.Match[str]) -> str:
+        path, line = script.origin(int(match.group(1)))
+        return f"{path}:{line}"
+
+    return _USER_SCRIPT_LINE.sub(origin, message)
 
 
 CREATE = load_script("create")
@@ -77,110 +209,3 @@ ALL_SCRIPTS = (
     QUEUE_LEASES,
     DELETE,
 )
-
-
-def create_call(keys: KeySchema, task: NewTask, token: str) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``create.lua`` for one task: the only place that lays them out."""
-    key = task.key
-    owner = key.owner_id
-    shard = keys.shard_of(owner)
-    names = [
-        keys.task_key(key),
-        keys.index_key(owner),
-        keys.expiry_key(owner),
-        keys.due_key(shard),
-        keys.task_prefix(owner),
-    ]
-    job = task.job
-    queue_args: list[Any] = []
-    if job is not None:
-        ready, _, stats = keys.queue_keys(job.queue, shard)
-        names += [ready, stats, keys.queues_key(shard)]
-        queue_args = [
-            job.queue,
-            keys.queue_member(key),
-            job.params,
-            job.max_attempts,
-            job.delay_ms,
-            owner,
-        ]
-    return (
-        names,
-        [
-            task.format,
-            task.data,
-            keys.index_member(key, task.created_at_ms),
-            "" if task.expires_at_ms is None else task.expires_at_ms,
-            "" if task.purge_at_ms is None else task.purge_at_ms,
-            "" if task.max_live is None else task.max_live,
-            task.now_ms,
-            keys.due_member(owner),
-            PRUNE_BATCH,
-            token,
-            *queue_args,
-        ],
-    )
-
-
-def compare_and_set_call(
-    keys: KeySchema, write: CoreWrite, token: str
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``compare_and_set.lua``."""
-    key = write.key
-    major, _, minor = write.format.partition(".")
-    names = [keys.task_key(key), keys.expiry_key(key.owner_id)]
-    args: list[Any] = [
-        write.expected_core_version,
-        write.data,
-        token,
-        write.now_ms,
-        keys.index_member(key, write.created_at_ms) if write.terminal else "",
-        major,
-        minor,
-    ]
-    queue = write.queue if write.fence is None else write.fence.queue
-    if queue is not None:
-        names += keys.queue_keys(queue, keys.shard_of(key.owner_id))
-        fence = write.fence
-        args += [
-            "" if fence is None else fence.token,
-            "f" if fence is not None and fence.finalize else "h",
-            keys.queue_member(key),
-            queue,
-            write.status,
-        ]
-    return names, args
-
-
-def merge_variables_call(
-    keys: KeySchema, merge: VariableMerge, token: str
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``merge_variables.lua``."""
-    fence: Fence | None = merge.fence
-    args: list[Any] = [
-        merge.format_major,
-        merge.now_ms,
-        merge.max_bytes,
-        token,
-        "" if fence is None else fence.token,
-        "" if fence is None else fence.queue,
-        len(merge.sets),
-    ]
-    for name, value in merge.sets:
-        args.append(name)
-        args.append(value)
-    args.extend(merge.deletes)
-    return [keys.task_key(merge.key)], args
-
-
-def delete_call(keys: KeySchema, removal: TaskRemoval) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``delete.lua``."""
-    key = removal.key
-    owner = key.owner_id
-    return (
-        [keys.task_key(key), keys.index_key(owner), keys.expiry_key(owner)],
-        [
-            keys.index_member(key, removal.created_at_ms),
-            hashlib.sha1(removal.data).hexdigest(),
-        ],
-    )

@@ -32,14 +32,13 @@ from ..._core.model import (
 )
 from ..._core.rules import change_status, complete, new_record
 from ..._core.status import TaskStatus
+from ..._redis.contract import PRUNE_BATCH, Code, create_call
 from ..._redis.keys import KeySchema
 from ..._redis.scripts import (
     COMPARE_AND_SET,
     CREATE,
     LIST_PAGE,
     MERGE_VARIABLES,
-    PRUNE_BATCH,
-    create_call,
 )
 
 METHOD = "tools/call"
@@ -136,12 +135,12 @@ async def bulk_create(
                 max_live=None,
                 now_ms=created,
             )
-            script_keys, args = create_call(keys, task, secrets.token_hex(6))
+            script_keys, args = create_call(keys, task, secrets.token_hex(6)).keys_and_args()
             pipe.execute_command("EVALSHA", CREATE.sha, len(script_keys), *script_keys, *args)
             task_ids.append(key.task_id)
             members.append(keys.index_member(key, created))
         replies = await pipe.execute()
-        if any(reply != 1 for reply in replies):
+        if any(reply != Code.OK for reply in replies):
             raise BenchError(f"bulk create of {owner!r} got {set(map(repr, replies))}")
     return task_ids
 
@@ -368,7 +367,7 @@ class RawSide:
             PRUNE_BATCH,
             f"{n:016x}",
         )
-        if reply != 1:
+        if reply != Code.OK:
             raise BenchError(f"raw create got {reply!r}")
 
     async def _get(self, lane: int, n: int) -> None:
@@ -391,7 +390,7 @@ class RawSide:
             FORMAT_MAJOR,
             FORMAT_MINOR,
         )
-        if int(reply[0]) != 1:
+        if int(reply[0]) != Code.OK:
             raise BenchError(f"raw compare-and-set got {reply!r}")
         state.versions[index] += 1
 
@@ -417,7 +416,7 @@ class RawSide:
             name,
             value,
         )
-        if int(reply[0]) != 1:
+        if int(reply[0]) != Code.OK:
             raise BenchError(f"raw merge got {reply!r}")
 
     async def _complete_with_result(self, lane: int, n: int) -> None:

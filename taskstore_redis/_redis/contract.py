@@ -1,0 +1,320 @@
+"""The contract between the Python code and the Lua scripts: reply codes and calls.
+
+Every script that replies with a code takes it from one table,
+``lua/includes/codes.lua``; :class:`Code` mirrors it. A code means the same in
+every script. Every script has one builder here that lays out its KEYS and ARGV
+by the names its header declares (``-- @key``, ``-- @arg``); the backend calls
+scripts only through them. ``tests/test_lua_contract.py`` holds both together
+with the Lua.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from .._core.backend_types import (
+    LOST_RETRY_MS,
+    CoreWrite,
+    Fence,
+    LeaseRef,
+    ListPosition,
+    NewTask,
+    TaskRemoval,
+    VariableMerge,
+)
+from . import scripts
+from .keys import KeySchema
+from .scripts import Script
+
+
+class Code(IntEnum):
+    """A script's reply code: the ``Code`` table of ``lua/includes/codes.lua``."""
+
+    OK = 1
+    """Applied (or, for a read, found)."""
+    NOT_FOUND = 0
+    """No such task."""
+    CONFLICT = -1
+    """The task is not as the caller read it (core version, format or record)."""
+    LEASE_REFUSED = -2
+    """The lease named does not hold; the reply says why."""
+    TOO_LARGE = -3
+    """The variables would outgrow their limit; the reply gives the size."""
+    OTHER_FORMAT = -4
+    """Stored in another major format; the reply gives it."""
+    EXPIRED = -5
+    """The task has expired."""
+    EXISTS = -6
+    """A task with this key exists already."""
+    OVER_QUOTA = -7
+    """The owner has as many live tasks as the quota allows."""
+
+
+PRUNE_BATCH = 8
+"""Index entries of vanished tasks that one create prunes at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a script: its KEYS and ARGV, each by the name the script's header declares.
+
+    ``rest`` is the name and values of a last argument that takes any number of
+    values (``-- @arg name...``), or None.
+    """
+
+    script: Script
+    keys: dict[str, str]
+    args: dict[str, Any]
+    rest: tuple[str, list[Any]] | None = None
+
+    def keys_and_args(self) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV, in the order the script reads them."""
+        args = list(self.args.values())
+        if self.rest is not None:
+            args += self.rest[1]
+        return list(self.keys.values()), args
+
+    def command(self) -> tuple[Any, ...]:
+        """The EVALSHA command of this call."""
+        keys, args = self.keys_and_args()
+        return ("EVALSHA", self.script.sha, len(keys), *keys, *args)
+
+
+def _queue_shard_keys(keys: KeySchema, queue: str, shard: int) -> dict[str, str]:
+    ready, leased, counters = keys.queue_keys(queue, shard)
+    return {"ready": ready, "leased": leased, "counters": counters}
+
+
+def create_call(keys: KeySchema, task: NewTask, token: str) -> Call:
+    """``create.lua`` for one task (with its queue part when it is submitted)."""
+    key = task.key
+    owner = key.owner_id
+    shard = keys.shard_of(owner)
+    names = {
+        "task": keys.task_key(key),
+        "index": keys.index_key(owner),
+        "expiry": keys.expiry_key(owner),
+        "due": keys.due_key(shard),
+        "prefix": keys.task_prefix(owner),
+    }
+    args: dict[str, Any] = {
+        "format": task.format,
+        "data": task.data,
+        "member": keys.index_member(key, task.created_at_ms),
+        "expires_at": "" if task.expires_at_ms is None else task.expires_at_ms,
+        "purge_at": "" if task.purge_at_ms is None else task.purge_at_ms,
+        "quota": "" if task.max_live is None else task.max_live,
+        "now": task.now_ms,
+        "due_member": keys.due_member(owner),
+        "prune_batch": PRUNE_BATCH,
+        "token": token,
+    }
+    job = task.job
+    if job is not None:
+        ready, _, counters = keys.queue_keys(job.queue, shard)
+        names |= {"ready": ready, "counters": counters, "queues": keys.queues_key(shard)}
+        args |= {
+            "queue": job.queue,
+            "job": keys.queue_member(key),
+            "params": job.params,
+            "max_attempts": job.max_attempts,
+            "delay_ms": job.delay_ms,
+            "owner": owner,
+        }
+    return Call(scripts.CREATE, names, args)
+
+
+def compare_and_set_call(keys: KeySchema, write: CoreWrite, token: str) -> Call:
+    """``compare_and_set.lua`` (with its queue part when the task is queued or fenced)."""
+    key = write.key
+    major, _, minor = write.format.partition(".")
+    names = {"task": keys.task_key(key), "expiry": keys.expiry_key(key.owner_id)}
+    args: dict[str, Any] = {
+        "expected": write.expected_core_version,
+        "data": write.data,
+        "token": token,
+        "now": write.now_ms,
+        "member": keys.index_member(key, write.created_at_ms) if write.terminal else "",
+        "major": major,
+        "minor": minor,
+    }
+    queue = write.queue if write.fence is None else write.fence.queue
+    if queue is not None:
+        names |= _queue_shard_keys(keys, queue, keys.shard_of(key.owner_id))
+        fence = write.fence
+        args |= {
+            "fence": "" if fence is None else fence.token,
+            "writer": "f" if fence is not None and fence.finalize else "h",
+            "job": keys.queue_member(key),
+            "queue": queue,
+            "status": write.status,
+        }
+    return Call(scripts.COMPARE_AND_SET, names, args)
+
+
+def merge_variables_call(keys: KeySchema, merge: VariableMerge, token: str) -> Call:
+    """``merge_variables.lua``."""
+    fence: Fence | None = merge.fence
+    changes: list[Any] = [part for pair in merge.sets for part in pair]
+    changes.extend(merge.deletes)
+    return Call(
+        scripts.MERGE_VARIABLES,
+        {"task": keys.task_key(merge.key)},
+        {
+            "major": merge.format_major,
+            "now": merge.now_ms,
+            "max_bytes": merge.max_bytes,
+            "token": token,
+            "fence": "" if fence is None else fence.token,
+            "queue": "" if fence is None else fence.queue,
+            "sets": len(merge.sets),
+        },
+        ("changes", changes),
+    )
+
+
+def delete_call(keys: KeySchema, removal: TaskRemoval) -> Call:
+    """``delete.lua``."""
+    key = removal.key
+    owner = key.owner_id
+    return Call(
+        scripts.DELETE,
+        {
+            "task": keys.task_key(key),
+            "index": keys.index_key(owner),
+            "expiry": keys.expiry_key(owner),
+        },
+        {
+            "member": keys.index_member(key, removal.created_at_ms),
+            "core_sha": hashlib.sha1(removal.data).hexdigest(),
+        },
+    )
+
+
+def list_page_call(keys: KeySchema, owner_id: str, after: ListPosition | None, limit: int) -> Call:
+    """``list_page.lua``: the page of ``limit`` tasks below ``after`` (None: the newest)."""
+    return Call(
+        scripts.LIST_PAGE,
+        {"index": keys.index_key(owner_id), "prefix": keys.task_prefix(owner_id)},
+        {
+            "bound": "+" if after is None else "(" + keys.member_at(owner_id, after),
+            "limit": limit,
+            "budget": 4 * limit + 64,
+        },
+    )
+
+
+def purge_expired_call(keys: KeySchema, shard: int, now_ms: int, batch: int) -> Call:
+    """``purge_expired.lua`` on one shard."""
+    return Call(
+        scripts.PURGE_EXPIRED, {"due": keys.due_key(shard)}, {"now": now_ms, "batch": batch}
+    )
+
+
+def claim_call(
+    keys: KeySchema,
+    queue: str,
+    shard: int,
+    *,
+    count: int,
+    lease_ms: int,
+    worker_id: str,
+    batch: int,
+) -> Call:
+    """``claim.lua`` on one shard of a queue."""
+    return Call(
+        scripts.CLAIM,
+        {**_queue_shard_keys(keys, queue, shard), "base": keys.task_base(shard)},
+        {
+            "count": count,
+            "lease_ms": lease_ms,
+            "worker": worker_id,
+            "batch": batch,
+            "retry_ms": LOST_RETRY_MS,
+        },
+    )
+
+
+def recover_call(keys: KeySchema, queue: str, shard: int, batch: int) -> Call:
+    """``recover.lua`` on one shard of a queue."""
+    return Call(
+        scripts.RECOVER,
+        {**_queue_shard_keys(keys, queue, shard), "base": keys.task_base(shard)},
+        {"batch": batch, "retry_ms": LOST_RETRY_MS},
+    )
+
+
+def renew_call(
+    keys: KeySchema, queue: str, shard: int, leases: list[LeaseRef], lease_ms: int
+) -> Call:
+    """``renew.lua`` for leases of one shard of a queue."""
+    pairs: list[Any] = []
+    for lease in leases:
+        pairs += [keys.queue_member(lease.key), lease.token]
+    return Call(
+        scripts.RENEW,
+        {"leased": keys.queue_key(queue, shard, "l"), "base": keys.task_base(shard)},
+        {"lease_ms": lease_ms, "queue": queue},
+        ("leases", pairs),
+    )
+
+
+def release_call(
+    keys: KeySchema, lease: LeaseRef, delay_ms: int, token: str, *, count_attempt: bool
+) -> Call:
+    """``release.lua`` (``count_attempt`` False: the attempt is handed back too)."""
+    shard = keys.shard_of(lease.key.owner_id)
+    return Call(
+        scripts.RELEASE,
+        {**_queue_shard_keys(keys, lease.queue, shard), "task": keys.task_key(lease.key)},
+        {
+            "queue": lease.queue,
+            "job": keys.queue_member(lease.key),
+            "fence": lease.token,
+            "delay_ms": delay_ms,
+            "token": token,
+            "give_back": 0 if count_attempt else 1,
+        },
+    )
+
+
+def queue_stats_call(keys: KeySchema, queue: str, shard: int) -> Call:
+    """``queue_stats.lua`` on one shard of a queue."""
+    return Call(scripts.QUEUE_STATS, _queue_shard_keys(keys, queue, shard), {})
+
+
+def queue_due_call(keys: KeySchema, queue: str, shard: int) -> Call:
+    """``queue_due.lua`` on one shard of a queue."""
+    ready, leased, _ = keys.queue_keys(queue, shard)
+    return Call(scripts.QUEUE_DUE, {"ready": ready, "leased": leased}, {})
+
+
+def queue_leases_call(keys: KeySchema, queue: str, shard: int, limit: int) -> Call:
+    """``queue_leases.lua`` on one shard of a queue."""
+    return Call(
+        scripts.QUEUE_LEASES,
+        {"leased": keys.queue_key(queue, shard, "l"), "base": keys.task_base(shard)},
+        {"limit": limit},
+    )
+
+
+BUILDERS: dict[str, Callable[..., Call]] = {
+    scripts.CREATE.name: create_call,
+    scripts.COMPARE_AND_SET.name: compare_and_set_call,
+    scripts.MERGE_VARIABLES.name: merge_variables_call,
+    scripts.LIST_PAGE.name: list_page_call,
+    scripts.PURGE_EXPIRED.name: purge_expired_call,
+    scripts.CLAIM.name: claim_call,
+    scripts.RECOVER.name: recover_call,
+    scripts.RENEW.name: renew_call,
+    scripts.RELEASE.name: release_call,
+    scripts.QUEUE_STATS.name: queue_stats_call,
+    scripts.QUEUE_DUE.name: queue_due_call,
+    scripts.QUEUE_LEASES.name: queue_leases_call,
+    scripts.DELETE.name: delete_call,
+}
+"""The builder of every script, by the script's name."""
