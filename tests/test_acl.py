@@ -197,9 +197,9 @@ async def test_the_async_store_runs_under_the_acl_user(
 def test_the_work_queue_runs_under_the_acl_user(admin: redis.Redis, acl_user: AclUser) -> None:
     with ts.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix) as store:
         record = store.submit(OWNER, METHOD, {"n": 1}, queue="acl")
-        lease = store.claim("acl", timeout=5, lease_ms=200)
+        lease = store.claim("acl", timeout=5, lease_ms=5000)
         assert lease is not None
-        lease.renew(lease_ms=200)
+        lease.renew(lease_ms=5000)
         lease.set_variables({"k": 1})
         lease.release()
         lease = store.claim("acl", timeout=5, lease_ms=200)

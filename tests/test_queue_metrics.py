@@ -167,7 +167,7 @@ def test_the_blocking_worker_counts_retries_and_lost_leases(metric_reader: Any) 
                         lease.update_status(ts.TaskStatus.WORKING, "still going")
             return what
 
-        stop, worker = run_blocking_worker(store, handler, queue=queue, lease_ms=300)
+        stop, worker = run_blocking_worker(store, handler, queue=queue, lease_ms=1000)
         try:
             poll(lambda: read(metric_reader, queue)[1].total() == 3)
         finally:
