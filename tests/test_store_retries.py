@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 import taskstore_redis
-import taskstore_redis._async._store
+import taskstore_redis._async._engine
 import taskstore_redis.asyncio
 from taskstore_redis import (
     CasResult,
@@ -170,7 +170,7 @@ async def test_the_first_retry_goes_at_once_and_later_ones_back_off(
         pauses.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(taskstore_redis._async._store, "backoff_seconds", record_pause)
+    monkeypatch.setattr(taskstore_redis._async._engine, "backoff_seconds", record_pause)
     backend = AsyncMeddlingBackend(meddles=3)
     creator = taskstore_redis.asyncio.GenericTaskStore(backend)
     task_id = (await creator.create(OWNER, METHOD)).task.task_id

@@ -37,7 +37,7 @@ def measure_operations(cls: type) -> None:
         if method is not None:
             setattr(cls, name, _measured(name, method))
     for name, (counter, queues_of) in _QUEUE_COUNTS.items():
-        method = vars(cls).get(name)
+        method = getattr(cls, name, None)  # submit and claim_many: inherited (_queues.py)
         if method is not None:
             setattr(cls, name, _counted(counter, queues_of, method))
 
