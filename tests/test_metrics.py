@@ -18,7 +18,7 @@ import pytest
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis._core import metrics
+from taskstore_redis._runtime import metrics
 
 OWNER = "alice"
 METHOD = "tools/call"
@@ -141,7 +141,7 @@ def test_without_opentelemetry_nothing_is_imported_or_wrapped() -> None:
         "import sys\n"
         "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
         "import taskstore_redis as ts, taskstore_redis.asyncio as tsa\n"
-        "from taskstore_redis._core import metrics\n"
+        "from taskstore_redis._runtime import metrics\n"
         "assert not metrics.ENABLED and metrics.store_instruments() is None\n"
         "for cls in (ts.GenericTaskStore, tsa.GenericTaskStore):\n"
         "    assert not any(hasattr(getattr(cls, n), '__wrapped__') for n in vars(cls)), cls\n"

@@ -21,7 +21,7 @@ import pytest
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis._core import metrics
+from taskstore_redis._runtime import metrics
 
 OWNER = "alice"
 METHOD = "tools/call"

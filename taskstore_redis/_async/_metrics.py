@@ -1,4 +1,4 @@
-"""Measure the store's operations when OpenTelemetry is installed (see ``_core/metrics.py``).
+"""Measure the store's operations when OpenTelemetry is installed (see ``_runtime/metrics.py``).
 
 Besides timing the operations, ``submit`` and ``claim_many`` (which ``claim`` calls) count
 the queue's ``submitted`` and ``claimed`` tasks.
@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core import metrics
+from .._runtime import metrics
 from ._protocols import TaskStore
 
 _outer = contextvars.ContextVar("taskstore_redis_measured", default=False)

@@ -20,7 +20,6 @@ from .._core.errors import (
     TaskStoreError,
     VariableSizeExceeded,
 )
-from .._core.fanout import Pokeable
 from .._core.model import (
     JSONValue,
     LeaseInfo,
@@ -45,7 +44,8 @@ from .._core.validation import (
     resolve_max_attempts,
     resolve_ttl,
 )
-from .._core.wake import async_waker
+from .._runtime.fanout import Pokeable
+from .._runtime.wake import async_waker
 from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, TaskEngine, lost_lease
 from ._lease import Lease
 from ._protocols import QueueBackend, QueueWatch, StorageBackend

@@ -41,8 +41,8 @@ import redis.crc
 import redis.exceptions
 
 from .._core.errors import StoreUnavailable
-from .._core.fanout import Fanout, Pokeable
 from .._core.log import PUBSUB
+from .._runtime.fanout import Fanout, Pokeable
 
 _T = TypeVar("_T")
 _Address = tuple[str, int] | None
