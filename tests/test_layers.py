@@ -152,3 +152,38 @@ def test_every_generated_file_has_the_header_and_an_async_twin(
     assert generated == sorted(path.relative_to(source_dir) for path in source_dir.rglob("*.py"))
     for relative in generated:
         assert (target_dir / relative).read_text(encoding="utf-8").startswith(HEADER), relative
+
+
+CORE_FORBIDS = {"redis", "anyio", "asyncio", "opentelemetry", "importlib"}
+"""What the pure domain never imports: I/O, event loops, telemetry, and modules named by a
+string (``importlib``), which would hide from this test."""
+IO_FLOORS = {"_redis", "_runtime", "_async", "_sync", "_cli", "mcp"}
+"""The package's floors above ``_core``, which it never imports."""
+
+
+def every_import(path: Path) -> set[str]:
+    """Every module an import statement of ``path`` names, inside functions too, as written."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "_core").glob("*.py")), ids=lambda p: p.name)
+def test_the_domain_imports_no_io(path: Path) -> None:
+    imported = every_import(path)
+    tops = {name.split(".")[0] for name in imported if not name.startswith(".")}
+    floors = {part for name in imported if name.startswith("..") for part in name.split(".")}
+    assert not tops & CORE_FORBIDS, sorted(imported)
+    assert not floors & IO_FLOORS, sorted(imported)
+
+
+def test_the_domain_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def later() -> None:\n    import anyio.abc\n    from .._runtime.wake import async_waker\n"
+    )
+    assert every_import(module) == {"anyio.abc", ".._runtime.wake"}
