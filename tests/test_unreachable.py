@@ -173,7 +173,7 @@ def merge(s: Subjects) -> VariableMerge:
 
 
 def lease_ref(s: Subjects) -> LeaseRef:
-    return LeaseRef(s.key, QUEUE, 1)
+    return LeaseRef(key=s.key, queue=QUEUE, token=1)
 
 
 RAISES = True

@@ -124,7 +124,16 @@ class TaskEngine:
                 created = msgspec.structs.replace(record, version=1)
                 self._cache.put(
                     created_key,
-                    Decoded(created, 1, now, FORMAT, True, data, b"{}", None),
+                    Decoded(
+                        record=created,
+                        core_version=1,
+                        created_at_ms=now,
+                        format=FORMAT,
+                        rewritable=True,
+                        data=data,
+                        variables_data=b"{}",
+                        updated_at_ms=None,
+                    ),
                     len(data),
                 )
                 return created
@@ -236,14 +245,14 @@ class TaskEngine:
                 # (then its version is further on, and only what they changed decodes),
                 # it is the record written, one version on
                 written = Decoded(
-                    msgspec.structs.replace(updated, version=seen.record.version + 1),
-                    seen.core_version + 1,
-                    seen.created_at_ms,
-                    FORMAT,
-                    True,
-                    data,
-                    seen.variables_data,
-                    now,
+                    record=msgspec.structs.replace(updated, version=seen.record.version + 1),
+                    core_version=seen.core_version + 1,
+                    created_at_ms=seen.created_at_ms,
+                    format=FORMAT,
+                    rewritable=True,
+                    data=data,
+                    variables_data=seen.variables_data,
+                    updated_at_ms=now,
                 )
                 return self._owned(key, result.current, written).record
             stale_memory = not current

@@ -235,9 +235,9 @@ class QueueOperations(TaskEngine):
         backend = self._queue_backend()
         refs = [
             LeaseRef(
-                TaskKey(lease.owner_id, lease.task_id),
-                lease.queue,
-                check_token(lease.token, lease.task_id),
+                key=TaskKey(lease.owner_id, lease.task_id),
+                queue=lease.queue,
+                token=check_token(lease.token, lease.task_id),
             )
             for lease in leases
         ]
@@ -330,7 +330,9 @@ class QueueOperations(TaskEngine):
         key = TaskKey(lease.owner_id, lease.task_id)
         fence = Fence(queue=lease.queue, token=check_token(lease.token, lease.task_id))
         refused, stored = self._queue_backend().release(
-            LeaseRef(key, fence.queue, fence.token), delay, count_attempt=count_attempt
+            LeaseRef(key=key, queue=fence.queue, token=fence.token),
+            delay,
+            count_attempt=count_attempt,
         )
         if refused:
             lost_lease(key, fence, refused)

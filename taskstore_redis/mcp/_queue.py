@@ -91,7 +91,11 @@ def _entries(record: TaskRecord) -> list[_Entry]:
         elif isinstance(value, dict):
             messages[message_id] = value
     return [
-        _Entry(message_id, messages[message_id], tuple(claims.get(message_id, ())))
+        _Entry(
+            message_id=message_id,
+            value=messages[message_id],
+            claims=tuple(claims.get(message_id, ())),
+        )
         for message_id in sorted(messages, key=_sort_key)
     ]
 

@@ -192,7 +192,7 @@ class StoreSide:
                 task_ids = await bulk_create(self._setup_client, self._keys, owner, tasks_each)
                 if self._remember and task_ids:
                     await self._read_all(owner, tasks_each)
-            self.lanes.append(Lane(owner, task_ids))
+            self.lanes.append(Lane(owner=owner, task_ids=task_ids))
 
     async def _read_all(self, owner: str, count: int) -> None:
         cursor = None
@@ -316,7 +316,15 @@ class RawSide:
             members: list[str] = []
             task_ids = await bulk_create(self._client, self._keys, owner, tasks_each, members)
             keys = [self._keys.task_key(TaskKey(owner, task_id)) for task_id in task_ids]
-            self.lanes.append(Lane(owner, task_ids, keys, [1] * len(keys), members))
+            self.lanes.append(
+                Lane(
+                    owner=owner,
+                    task_ids=task_ids,
+                    task_keys=keys,
+                    versions=[1] * len(keys),
+                    members=members,
+                )
+            )
             self._shapes.append(_OwnerKeys.of(self._keys, owner))
 
     async def warm(self) -> None:
