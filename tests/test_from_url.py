@@ -73,6 +73,8 @@ MALFORMED = [
     pytest.param("redis://127.0.0.1:6379/0?db=x", id="query-value-of-the-wrong-kind"),
     pytest.param("redis://127.0.0.1:6379/0?socket_timeout=soon", id="timeout-not-a-number"),
     pytest.param("unix://", id="unix-without-a-path"),
+    pytest.param("redis://u:s3cret@127.0.0.1:6379/0\x1b[2J", id="control-characters"),
+    pytest.param("redis://127.0.0.1:6379/0\n", id="a-newline"),
 ]
 
 
@@ -89,6 +91,7 @@ def test_a_malformed_url_is_refused_at_once_saying_what_a_url_looks_like(
         assert "not a Redis URL" in message
         assert "redis://host:port/db" in message
         assert SECRET not in message
+        assert message.isprintable()
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -105,7 +105,7 @@ _OWN_OPTIONS = (
 
 
 @functools.cache
-def _client_options() -> ClientOptions:
+def client_options() -> ClientOptions:
     """The options redis-py's clients take, read from their signatures once."""
     return ClientOptions(
         [
@@ -196,9 +196,9 @@ class RedisBackend:
         """
         if cluster is not None and not isinstance(cluster, bool):
             raise InvalidArgument(f"cluster must be True, False or None, got {cluster!r}")
-        check_url(url, _client_options(), cluster)
+        check_url(url, client_options(), cluster)
         check_parsed(url, redis.asyncio.connection.parse_url)
-        _client_options().check(options, cluster, _OWN_OPTIONS)
+        client_options().check(options, cluster, _OWN_OPTIONS)
         backend = cls.__new__(cls)
         options = {
             "socket_timeout": socket_seconds("socket_timeout", socket_timeout),
@@ -610,10 +610,10 @@ class RedisBackend:
             cluster = bool(info.get("cluster_enabled"))
             # from_url checked the options against both kinds of client: now the one it is
             query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
-            _client_options().check(
+            client_options().check(
                 (name for name, _ in query), cluster, where=" in the URL's query"
             )
-            _client_options().check(options, cluster, _OWN_OPTIONS)
+            client_options().check(options, cluster, _OWN_OPTIONS)
             self._cluster = cluster
         if self._cluster:
             return redis.asyncio.RedisCluster.from_url(url, **options)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions
@@ -13,6 +12,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .._core import shown
+from .._core.errors import InvalidArgument
+from .._redis import options
+from .._sync._redis import client_options
 from ..testing import REDIS_URL_ENV
 from ._exit import EXIT_UNREACHABLE, EXIT_USAGE, CliError
 
@@ -20,7 +22,6 @@ DEFAULT_URL = "redis://localhost:6379"
 """Where ``get``, ``list``, ``cleanup`` and ``doctor`` look without ``--redis-url``
 or ``$TASKSTORE_REDIS_URL``."""
 
-_SCHEMES = ("redis", "rediss", "unix")
 _PROBE_TIMEOUT_S = 3.0
 
 
@@ -30,30 +31,16 @@ def inspect_default() -> str:
 
 
 def check_url(url: str) -> None:
-    """Raise CliError (usage) unless ``url`` is a well-formed Redis URL."""
-    bad = f"not a Redis URL: '{shown.url(url)}'"
+    """Raise CliError (usage) unless ``url`` is a Redis URL that ``from_url`` takes.
+
+    The check is the library's own (:func:`taskstore_redis._redis.options.check_url`):
+    the command refuses exactly what the store would.
+    """
     try:
-        if not url.isprintable():
-            raise CliError(f"{bad} (it holds control characters)", EXIT_USAGE)
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _SCHEMES:
-            raise CliError(f"{bad} (expected redis://, rediss:// or unix://)", EXIT_USAGE)
-        if scheme == "unix":
-            if not parts.path:
-                raise CliError(f"{bad} (unix:// needs a socket path)", EXIT_USAGE)
-            return
-        try:
-            _ = parts.port  # ValueError for a port that is no number or out of range
-        except ValueError:  # its message would echo a part of the URL
-            raise CliError(f"{bad} (a bad host or port)", EXIT_USAGE) from None
-        database = parts.path.strip("/")
-        if database and not database.isdigit():
-            raise CliError(f"{bad} (the database must be a number)", EXIT_USAGE)
-        parse_url: Any = redis.connection.parse_url  # untyped in redis-py
-        parse_url(url)
-    except ValueError as exc:  # urlsplit's (a broken IPv6 host) or redis-py's
-        raise CliError(f"{bad} ({shown.scrub(str(exc), [url])})", EXIT_USAGE) from None
+        options.check_url(url, client_options(), None, listing=False)
+        options.check_parsed(url, redis.connection.parse_url)
+    except InvalidArgument as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def probe(url: str) -> dict[str, Any]:

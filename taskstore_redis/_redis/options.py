@@ -71,12 +71,19 @@ class ClientOptions:
         return self.cluster if cluster else self.standalone
 
     def check(
-        self, names: Iterable[str], cluster: bool | None, own: Iterable[str] = (), where: str = ""
+        self,
+        names: Iterable[str],
+        cluster: bool | None,
+        own: Iterable[str] = (),
+        where: str = "",
+        *,
+        listing: bool = True,
     ) -> None:
         """Raise InvalidArgument naming the first option not accepted, and what is.
 
         ``own``: the caller's own option names, accepted too; ``where``: where the
-        names were found, for the message (`` in the URL``).
+        names were found, for the message (`` in the URL``); ``listing``: whether the
+        message lists every accepted option (a command line names only the closest).
         """
         mine = list(own)
         accepted = self.accepted(cluster)
@@ -87,25 +94,37 @@ class ClientOptions:
             close = difflib.get_close_matches(name, [*mine, *accepted], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             takes = f"{', '.join(mine)} and " if mine else ""
+            unknown = f"unknown option {shown.printable(name)!r}{where}"
+            unknown += f"{'' if cluster is None else mode}{hint}"
+            if not listing:
+                raise InvalidArgument(unknown)
             raise InvalidArgument(
-                f"unknown option {shown.printable(name)!r}{where}"
-                f"{'' if cluster is None else mode}{hint}: from_url takes {takes}the "
-                f"options of redis-py's client: {', '.join(sorted(accepted))}"
+                f"{unknown}: from_url takes {takes}the options of redis-py's client: "
+                f"{', '.join(sorted(accepted))}"
             )
 
 
-def check_url(url: object, options: ClientOptions, cluster: bool | None) -> str:
+def check_url(
+    url: object, options: ClientOptions, cluster: bool | None, *, listing: bool = True
+) -> str:
     """Return ``url`` if it is a Redis URL whose query names accepted options.
 
+    ``listing``: whether a message about an unknown option lists the accepted ones.
+
     Raises:
-        InvalidArgument: not a str, another scheme, a host or port that does not
-            parse, a path that is not a database number, or an unknown query option.
+        InvalidArgument: not a str, control characters, another scheme, a host or port
+            that does not parse, a path that is not a database number, or an unknown
+            query option.
 
     """
     if not isinstance(url, str):
         raise InvalidArgument(f"the Redis URL must be a str, got {type(url).__name__}")
-    masked = shown.url(url)
+    masked = f"'{shown.url(url)}'"
     expected = EXPECTED
+    if not url.isprintable():
+        raise InvalidArgument(
+            f"not a Redis URL: {masked} (it holds control characters); {expected}"
+        )
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -123,7 +142,9 @@ def check_url(url: object, options: ClientOptions, cluster: bool | None) -> str:
         )
     if scheme == "unix" and not parts.path:
         raise InvalidArgument(f"not a Redis URL: {masked} (no socket path); {expected}")
-    options.check((name for name, _ in pairs), cluster, where=" in the URL's query")
+    options.check(
+        (name for name, _ in pairs), cluster, where=" in the URL's query", listing=listing
+    )
     return url
 
 
@@ -136,7 +157,7 @@ def check_parsed(url: str, parse: Any) -> dict[str, Any]:
         parsed: dict[str, Any] = parse(url)
     except (ValueError, TypeError):
         raise InvalidArgument(
-            f"not a Redis URL: {shown.url(url)} (a query option has a value of the wrong "
+            f"not a Redis URL: '{shown.url(url)}' (a query option has a value of the wrong "
             f"kind: db and the timeouts take numbers, the flags true or false); {EXPECTED}"
         ) from None
     return parsed
