@@ -34,7 +34,7 @@ async def race_to_complete(stores: list[ts.GenericTaskStore], task_id: str) -> d
     async def complete(worker: int) -> None:
         try:
             await stores[worker].complete_with_result(
-                task_id, OWNER, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}
+                task_id, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}, owner_id=OWNER
             )
         except InvalidTransition as error:
             assert (error.from_status, error.to_status) == ("completed", "completed")
@@ -54,12 +54,12 @@ async def test_workers_racing_to_complete_a_task_have_exactly_one_winner(
 ) -> None:
     stores = [async_make_store() for _ in range(WORKERS)]
     for _ in range(5):
-        task_id = (await stores[0].create(OWNER, METHOD)).task.task_id
+        task_id = (await stores[0].create(METHOD, owner_id=OWNER)).task.task_id
         outcomes = await race_to_complete(stores, task_id)
         winners = [worker for worker, outcome in outcomes.items() if outcome == "won"]
         assert len(outcomes) == WORKERS
         assert len(winners) == 1
-        final = await stores[0].get(task_id, OWNER)
+        final = await stores[0].get(task_id, owner_id=OWNER)
         assert final.result == {"worker": winners[0]}
         assert final.task.status_message == f"by {winners[0]}"
         assert final.version == 2
@@ -70,19 +70,21 @@ async def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
     async_make_store: StoreFactory,
 ) -> None:
     canceller, completer = async_make_store(), async_make_store()
-    task_id = (await canceller.create(OWNER, METHOD)).task.task_id
+    task_id = (await canceller.create(METHOD, owner_id=OWNER)).task.task_id
     outcomes: dict[str, str] = {}
 
     async def cancel() -> None:
         try:
-            await canceller.cancel(task_id, OWNER)
+            await canceller.cancel(task_id, owner_id=OWNER)
             outcomes["cancel"] = "won"
         except InvalidTransition:
             outcomes["cancel"] = "lost"
 
     async def complete() -> None:
         try:
-            await completer.complete_with_result(task_id, OWNER, TaskStatus.FAILED, None, "oops")
+            await completer.complete_with_result(
+                task_id, TaskStatus.FAILED, None, "oops", owner_id=OWNER
+            )
             outcomes["complete"] = "won"
         except InvalidTransition:
             outcomes["complete"] = "lost"
@@ -92,7 +94,7 @@ async def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
         group.start_soon(complete)
 
     assert sorted(outcomes.values()) == ["lost", "won"]
-    final = await canceller.get(task_id, OWNER)
+    final = await canceller.get(task_id, owner_id=OWNER)
     if outcomes["cancel"] == "won":
         assert (final.task.status, final.result) == (TaskStatus.CANCELLED, None)
     else:
@@ -102,16 +104,16 @@ async def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
 @pytest.mark.anyio
 async def test_concurrent_set_variables_lose_no_update(async_make_store: StoreFactory) -> None:
     stores = [async_make_store() for _ in range(WORKERS)]
-    task_id = (await stores[0].create(OWNER, METHOD)).task.task_id
+    task_id = (await stores[0].create(METHOD, owner_id=OWNER)).task.task_id
 
     async def write(worker: int) -> None:
-        await stores[worker].set_variables(task_id, OWNER, {f"worker-{worker}": worker})
+        await stores[worker].set_variables(task_id, {f"worker-{worker}": worker}, owner_id=OWNER)
 
     async with anyio.create_task_group() as group:
         for worker in range(WORKERS):
             group.start_soon(write, worker)
 
-    final = await stores[0].get(task_id, OWNER)
+    final = await stores[0].get(task_id, owner_id=OWNER)
     assert final.variables == {f"worker-{worker}": worker for worker in range(WORKERS)}
     assert final.version == 1 + WORKERS
 
@@ -127,7 +129,7 @@ async def test_concurrent_creates_never_exceed_the_owner_quota(
 
     async def create(worker: int) -> None:
         try:
-            created.append((await stores[worker].create(OWNER, METHOD)).task.task_id)
+            created.append((await stores[worker].create(METHOD, owner_id=OWNER)).task.task_id)
         except ResourceExhausted:
             refused.append(worker)
 
@@ -137,7 +139,7 @@ async def test_concurrent_creates_never_exceed_the_owner_quota(
 
     assert len(created) == 3
     assert len(refused) == WORKERS - 3
-    listed = (await stores[0].list(OWNER)).tasks
+    listed = (await stores[0].list(owner_id=OWNER)).tasks
     assert sorted(record.task.task_id for record in listed) == sorted(created)
 
 
@@ -160,7 +162,7 @@ async def test_a_burst_of_first_calls_on_a_server_without_the_scripts_all_succee
     ) as store:
 
         async def one(n: int) -> None:
-            created.append(await store.create(f"owner-{n % 64}", "tools/call"))
+            created.append(await store.create("tools/call", owner_id=f"owner-{n % 64}"))
 
         async with anyio.create_task_group() as group:
             for n in range(256):
@@ -168,7 +170,7 @@ async def test_a_burst_of_first_calls_on_a_server_without_the_scripts_all_succee
         listed = [
             record
             for owner in range(64)
-            for record in (await store.list(f"owner-{owner}", limit=100)).tasks
+            for record in (await store.list(owner_id=f"owner-{owner}", limit=100)).tasks
         ]
     assert len(created) == 256
     assert {r.task.task_id for r in listed} == {r.task.task_id for r in created}

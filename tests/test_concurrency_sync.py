@@ -40,7 +40,11 @@ def race_to_complete(stores: list[ts.GenericTaskStore], task_id: str) -> list[st
         def complete() -> str:
             try:
                 stores[worker].complete_with_result(
-                    task_id, OWNER, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}
+                    task_id,
+                    TaskStatus.COMPLETED,
+                    f"by {worker}",
+                    {"worker": worker},
+                    owner_id=OWNER,
                 )
             except InvalidTransition as error:
                 assert (error.from_status, error.to_status) == ("completed", "completed")
@@ -57,12 +61,12 @@ def test_workers_racing_to_complete_a_task_have_exactly_one_winner(
 ) -> None:
     stores = [sync_make_store() for _ in range(WORKERS)]
     for _ in range(5):
-        task_id = stores[0].create(OWNER, METHOD).task.task_id
+        task_id = stores[0].create(METHOD, owner_id=OWNER).task.task_id
         outcomes = race_to_complete(stores, task_id)
         winners = [worker for worker, outcome in enumerate(outcomes) if outcome == "won"]
         assert len(winners) == 1
         assert outcomes.count("lost") == WORKERS - 1
-        final = stores[0].get(task_id, OWNER)
+        final = stores[0].get(task_id, owner_id=OWNER)
         assert final.result == {"worker": winners[0]}
         assert final.task.status_message == f"by {winners[0]}"
         assert final.version == 2
@@ -72,25 +76,25 @@ def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
     sync_make_store: StoreFactory,
 ) -> None:
     canceller, completer = sync_make_store(), sync_make_store()
-    task_id = canceller.create(OWNER, METHOD).task.task_id
+    task_id = canceller.create(METHOD, owner_id=OWNER).task.task_id
 
     def cancel() -> str:
         try:
-            canceller.cancel(task_id, OWNER)
+            canceller.cancel(task_id, owner_id=OWNER)
         except InvalidTransition:
             return "lost"
         return "won"
 
     def complete() -> str:
         try:
-            completer.complete_with_result(task_id, OWNER, TaskStatus.FAILED, None, "oops")
+            completer.complete_with_result(task_id, TaskStatus.FAILED, None, "oops", owner_id=OWNER)
         except InvalidTransition:
             return "lost"
         return "won"
 
     cancel_outcome, complete_outcome = run_together([cancel, complete])
     assert sorted([cancel_outcome, complete_outcome]) == ["lost", "won"]
-    final = canceller.get(task_id, OWNER)
+    final = canceller.get(task_id, owner_id=OWNER)
     if cancel_outcome == "won":
         assert (final.task.status, final.result) == (TaskStatus.CANCELLED, None)
     else:
@@ -99,17 +103,17 @@ def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
 
 def test_concurrent_set_variables_lose_no_update(sync_make_store: StoreFactory) -> None:
     stores = [sync_make_store() for _ in range(WORKERS)]
-    task_id = stores[0].create(OWNER, METHOD).task.task_id
+    task_id = stores[0].create(METHOD, owner_id=OWNER).task.task_id
 
     def writer(worker: int) -> Callable[[], str]:
         def write() -> str:
-            stores[worker].set_variables(task_id, OWNER, {f"worker-{worker}": worker})
+            stores[worker].set_variables(task_id, {f"worker-{worker}": worker}, owner_id=OWNER)
             return "written"
 
         return write
 
     assert run_together([writer(worker) for worker in range(WORKERS)]) == ["written"] * WORKERS
-    final = stores[0].get(task_id, OWNER)
+    final = stores[0].get(task_id, owner_id=OWNER)
     assert final.variables == {f"worker-{worker}": worker for worker in range(WORKERS)}
     assert final.version == 1 + WORKERS
 
@@ -121,7 +125,7 @@ def test_concurrent_creates_never_exceed_the_owner_quota(sync_make_store: StoreF
     def creator(worker: int) -> Callable[[], str]:
         def create() -> str:
             try:
-                return stores[worker].create(OWNER, METHOD).task.task_id
+                return stores[worker].create(METHOD, owner_id=OWNER).task.task_id
             except ResourceExhausted:
                 return "refused"
 
@@ -131,7 +135,7 @@ def test_concurrent_creates_never_exceed_the_owner_quota(sync_make_store: StoreF
     created = [outcome for outcome in outcomes if outcome != "refused"]
     assert len(created) == 3
     assert outcomes.count("refused") == WORKERS - 3
-    listed = stores[0].list(OWNER).tasks
+    listed = stores[0].list(owner_id=OWNER).tasks
     assert sorted(record.task.task_id for record in listed) == sorted(created)
 
 
@@ -140,6 +144,6 @@ def test_threads_racing_through_one_store_also_have_exactly_one_winner(
 ) -> None:
     store = sync_make_store()
     for _ in range(20):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         outcomes = race_to_complete([store] * WORKERS, task_id)
         assert outcomes.count("won") == 1

@@ -42,7 +42,7 @@ async def test_a_waiting_claim_wakes_on_a_submit_from_another_store(
     async with anyio.create_task_group() as group:
         group.start_soon(wait_for_work)
         await anyio.sleep(0.2)
-        record = await client.submit(OWNER, METHOD, "hello", queue="wake")
+        record = await client.submit(METHOD, "hello", owner_id=OWNER, queue="wake")
     assert got[0] is not None and got[0].task_id == record.task.task_id
 
 
@@ -55,7 +55,7 @@ def test_a_waiting_blocking_claim_wakes_on_a_submit_from_another_store(
     thread = threading.Thread(target=lambda: got.append(worker.claim("wake", timeout=30)))
     thread.start()
     time.sleep(0.2)
-    record = client.submit(OWNER, METHOD, "hello", queue="wake")
+    record = client.submit(METHOD, "hello", owner_id=OWNER, queue="wake")
     thread.join(60)
     assert got[0] is not None and got[0].task_id == record.task.task_id
 
@@ -65,7 +65,7 @@ async def test_exhausted_attempts_fail_the_task_once_among_concurrent_claimers(
     async_make_store: Callable[..., ats.GenericTaskStore],
 ) -> None:
     stores = [async_make_store() for _ in range(3)]
-    record = await stores[0].submit(OWNER, METHOD, max_attempts=2)
+    record = await stores[0].submit(METHOD, owner_id=OWNER, max_attempts=2)
     for attempt in (1, 2):
         lease = await stores[0].claim(timeout=5, lease_ms=SHORT_LEASE_MS)
         assert lease is not None and lease.attempt == attempt
@@ -77,7 +77,7 @@ async def test_exhausted_attempts_fail_the_task_once_among_concurrent_claimers(
     async with anyio.create_task_group() as group:
         for store in stores:
             group.start_soon(claim_quietly, store)
-    read = await stores[0].get(record.task.task_id, OWNER)
+    read = await stores[0].get(record.task.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.FAILED
     assert read.task.status_message is not None and "worker lost" in read.task.status_message
     stats = await stores[0].queue_stats()
@@ -88,7 +88,7 @@ def test_exhausted_attempts_fail_the_task_once_among_concurrent_blocking_claimer
     sync_make_store: Callable[..., taskstore_redis.GenericTaskStore],
 ) -> None:
     stores = [sync_make_store() for _ in range(3)]
-    record = stores[0].submit(OWNER, METHOD, max_attempts=1)
+    record = stores[0].submit(METHOD, owner_id=OWNER, max_attempts=1)
     lease = stores[0].claim(timeout=5, lease_ms=SHORT_LEASE_MS)
     assert lease is not None
     time.sleep(seconds_past(lease.expires_at))
@@ -102,7 +102,7 @@ def test_exhausted_attempts_fail_the_task_once_among_concurrent_blocking_claimer
     for thread in threads:
         thread.join(60)
     assert results == [None, None, None]
-    read = stores[0].get(record.task.task_id, OWNER)
+    read = stores[0].get(record.task.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.FAILED
     assert read.task.status_message is not None and "worker lost" in read.task.status_message
     stats = stores[0].queue_stats()
@@ -129,5 +129,5 @@ async def test_a_waiting_claim_outlives_a_server_restart_and_takes_work_submitte
                 await anyio.sleep(0.2)
                 await anyio.to_thread.run_sync(server.restart)
                 await anyio.sleep(0.5)
-                record = await client.submit(OWNER, METHOD, "after", queue="restart")
+                record = await client.submit(METHOD, "after", owner_id=OWNER, queue="restart")
             assert got[0] is not None and got[0].task_id == record.task.task_id

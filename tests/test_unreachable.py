@@ -319,14 +319,14 @@ def sync_subjects(outage_: Outage) -> Subjects:
         outage_.url, cluster=outage_.cluster, prefix=f"t{uuid.uuid4().hex[:8]}", **fast(True)
     )
     if outage_.live:
-        task_id = store.create(OWNER, "tools/call").task.task_id
-        store.submit(OWNER, "tools/call", queue=QUEUE)
+        task_id = store.create("tools/call", owner_id=OWNER).task.task_id
+        store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         lease = store.claim(QUEUE, timeout=5)
         assert lease is not None
         outage_.down()
     else:
         memory = ts.GenericTaskStore(ts.InMemoryBackend())
-        record = memory.submit(OWNER, "tools/call", queue=QUEUE)
+        record = memory.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         memory.close()
         task_id = record.task.task_id
         lease = ts.Lease(
@@ -379,14 +379,14 @@ async def async_subjects(outage_: Outage) -> Subjects:
         outage_.url, cluster=outage_.cluster, prefix=f"t{uuid.uuid4().hex[:8]}", **fast(False)
     )
     if outage_.live:
-        task_id = (await store.create(OWNER, "tools/call")).task.task_id
-        await store.submit(OWNER, "tools/call", queue=QUEUE)
+        task_id = (await store.create("tools/call", owner_id=OWNER)).task.task_id
+        await store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         lease = await store.claim(QUEUE, timeout=5)
         assert lease is not None
         await anyio.to_thread.run_sync(outage_.down)
     else:
         memory = ats.GenericTaskStore(ats.InMemoryBackend())
-        record = await memory.submit(OWNER, "tools/call", queue=QUEUE)
+        record = await memory.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         await memory.aclose()
         task_id = record.task.task_id
         lease = ats.Lease(
@@ -451,7 +451,7 @@ def test_sync_a_claim_waiting_through_an_outage_takes_a_task_submitted_after_it(
         time.sleep(0.5)
         assert claimer.is_alive(), f"the claim returned while Redis was down: {got}"
         server.restart()
-        store.submit(OWNER, "tools/call", queue=QUEUE)
+        store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         claimer.join(20)
         assert not claimer.is_alive()
         assert isinstance(got[0], ts.Lease)
@@ -477,7 +477,7 @@ async def test_async_a_claim_waiting_through_an_outage_takes_a_task_submitted_af
                 await anyio.sleep(0.5)
                 assert got == [], "the claim returned while Redis was down"
                 await anyio.to_thread.run_sync(server.restart)
-                await store.submit(OWNER, "tools/call", queue=QUEUE)
+                await store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         assert isinstance(got[0], ats.Lease)
         await store.aclose()
     finally:
@@ -528,7 +528,7 @@ def test_sync_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_timeout() 
             claimer.start()
             time.sleep(0.5)
             server.restart()
-            store.submit(OWNER, "tools/call", queue="third")
+            store.submit("tools/call", owner_id=OWNER, queue="third")
             claimer.join(20)
             assert isinstance(got[0], ts.Lease)
     finally:
@@ -557,7 +557,7 @@ async def test_async_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_tim
                     group.start_soon(claim)
                     await anyio.sleep(0.5)
                     await anyio.to_thread.run_sync(server.restart)
-                    await store.submit(OWNER, "tools/call", queue="third")
+                    await store.submit("tools/call", owner_id=OWNER, queue="third")
             assert isinstance(got[0], ats.Lease)
     finally:
         server.stop()

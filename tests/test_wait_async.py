@@ -9,6 +9,7 @@ tests/test_wait_sync.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -91,7 +92,7 @@ class Counter:
 
 
 async def new_task(store: ts.GenericTaskStore, ttl_ms: int | None = None) -> str:
-    return (await store.create(OWNER, METHOD, ttl_ms=ttl_ms)).task.task_id
+    return (await store.create(METHOD, owner_id=OWNER, ttl_ms=ttl_ms)).task.task_id
 
 
 @pytest.mark.anyio
@@ -105,12 +106,12 @@ async def test_a_write_after_the_subscription_wakes_the_waiter(
     got: list[TaskRecord] = []
 
     async def wait() -> None:
-        got.append(await waiter_store.wait(task_id, OWNER, timeout=GUARD))
+        got.append(await waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD))
 
     async with anyio.create_task_group() as group:
         group.start_soon(wait)
         await counter.all_in.wait()
-        await writer.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+        await writer.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert [record.task.status for record in got] == [TaskStatus.INPUT_REQUIRED]
     assert got[0].version == 2
     assert registrations(waiter_store) == 0
@@ -132,10 +133,12 @@ async def test_a_write_between_the_subscription_and_the_first_read_is_seen(
     task_id = await new_task(writer)
 
     async def write() -> None:
-        await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 1})
+        await writer.complete_with_result(
+            task_id, TaskStatus.COMPLETED, None, {"r": 1}, owner_id=OWNER
+        )
 
     on_subscribed(monkeypatch, waiter_store, write)
-    record = await waiter_store.wait(task_id, OWNER, timeout=GUARD, **arguments)
+    record = await waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD, **arguments)
     assert record.version == 2
     assert record.result == {"r": 1}
 
@@ -148,10 +151,12 @@ async def test_a_completion_between_the_subscription_and_the_first_read_gives_it
     task_id = await new_task(writer)
 
     async def write() -> None:
-        await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 1})
+        await writer.complete_with_result(
+            task_id, TaskStatus.COMPLETED, None, {"r": 1}, owner_id=OWNER
+        )
 
     on_subscribed(monkeypatch, waiter_store, write)
-    assert await waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD) == {"r": 1}
+    assert await waiter_store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD) == {"r": 1}
 
 
 @pytest.mark.anyio
@@ -170,11 +175,11 @@ async def test_a_notice_that_comes_between_a_read_and_the_wait_is_not_lost(
         stored = await original_get(key)
         reads += 1
         if reads == 1:  # the waiter holds version 1; the change lands before it waits
-            await writer.set_variables(task_id, OWNER, {"late": True})
+            await writer.set_variables(task_id, {"late": True}, owner_id=OWNER)
         return stored
 
     monkeypatch.setattr(backend, "get", get_then_write)
-    record = await waiter_store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+    record = await waiter_store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
     assert record.variables == {"late": True}
     assert reads >= 2
 
@@ -191,13 +196,13 @@ async def test_many_waiters_on_one_task_all_return(
     versions: list[int] = []
 
     async def wait() -> None:
-        versions.append((await waiter_store.wait(task_id, OWNER, timeout=GUARD)).version)
+        versions.append((await waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD)).version)
 
     async with anyio.create_task_group() as group:
         for _ in range(waiters):
             group.start_soon(wait)
         await counter.all_in.wait()
-        await writer.cancel(task_id, OWNER)
+        await writer.cancel(task_id, owner_id=OWNER)
     assert versions == [2] * waiters
     assert registrations(waiter_store) == 0
     assert await subscribed_channels(waiter_store) == 0
@@ -215,14 +220,18 @@ async def test_waiters_on_many_tasks_each_return_their_own_task(
     results: dict[str, Any] = {}
 
     async def wait(task_id: str) -> None:
-        results[task_id] = await waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD)
+        results[task_id] = await waiter_store.wait_for_result(
+            task_id, owner_id=OWNER, timeout=GUARD
+        )
 
     async with anyio.create_task_group() as group:
         for task_id in task_ids:
             group.start_soon(wait, task_id)
         await counter.all_in.wait()
         for n, task_id in enumerate(task_ids):
-            await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, n)
+            await writer.complete_with_result(
+                task_id, TaskStatus.COMPLETED, None, n, owner_id=OWNER
+            )
     assert results == {task_id: n for n, task_id in enumerate(task_ids)}
     assert registrations(waiter_store) == 0
 
@@ -242,7 +251,7 @@ async def test_a_task_purged_while_waited_on_raises_task_not_found(
 
     async def wait() -> None:
         try:
-            await waiter_store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+            await waiter_store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
         except TaskNotFound as exc:
             outcome.append(exc)
 
@@ -265,7 +274,7 @@ async def test_cancelled_waiters_leave_nothing_registered(
     on_subscribed(monkeypatch, store, counter)
     async with anyio.create_task_group() as group:
         for n in range(waiters):
-            group.start_soon(store.wait, task_ids[n % 10], OWNER)
+            group.start_soon(partial(store.wait, task_ids[n % 10], owner_id=OWNER))
         await counter.all_in.wait()
         assert registrations(store) == waiters
         group.cancel_scope.cancel()
@@ -273,8 +282,10 @@ async def test_cancelled_waiters_leave_nothing_registered(
     assert await subscribed_channels(store) == 0
     # the store still waits and wakes after the cancellations
     monkeypatch.undo()
-    await store.cancel(task_ids[0], OWNER)
-    assert (await store.wait(task_ids[0], OWNER, after_version=1, timeout=GUARD)).version == 2
+    await store.cancel(task_ids[0], owner_id=OWNER)
+    assert (
+        await store.wait(task_ids[0], owner_id=OWNER, after_version=1, timeout=GUARD)
+    ).version == 2
 
 
 WAIT_CALLS = {"memory": 100_000, "redis": 100_000, "cluster": 10_000}
@@ -293,7 +304,7 @@ async def test_a_hundred_thousand_waits_leave_nothing_registered(
     async def wait(n: int) -> None:
         nonlocal timeouts
         try:
-            await store.wait(task_ids[n % 20], OWNER, until_terminal=True, timeout=0)
+            await store.wait(task_ids[n % 20], owner_id=OWNER, until_terminal=True, timeout=0)
         except ts.WaitTimeout:
             timeouts += 1
 

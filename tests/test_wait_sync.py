@@ -84,16 +84,16 @@ def test_many_threads_waiting_on_one_task_are_all_woken_by_another_store(
 ) -> None:
     threads = 24
     waiter_store, writer = sync_make_store(), sync_make_store()
-    task_id = writer.create(OWNER, METHOD).task.task_id
+    task_id = writer.create(METHOD, owner_id=OWNER).task.task_id
     counter = Counter(threads)
     on_subscribed(monkeypatch, waiter_store, counter)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         futures = [
-            pool.submit(waiter_store.wait_for_result, task_id, OWNER, timeout=GUARD)
+            pool.submit(waiter_store.wait_for_result, task_id, owner_id=OWNER, timeout=GUARD)
             for _ in range(threads)
         ]
         assert counter.all_in.wait(GUARD)
-        writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 7})
+        writer.complete_with_result(task_id, TaskStatus.COMPLETED, None, {"r": 7}, owner_id=OWNER)
         assert [future.result(GUARD) for future in futures] == [{"r": 7}] * threads
     assert registrations(waiter_store) == 0
 
@@ -103,16 +103,17 @@ def test_threads_waiting_on_many_tasks_each_get_their_own(
 ) -> None:
     tasks = 24
     waiter_store, writer = sync_make_store(), sync_make_store()
-    task_ids = [writer.create(OWNER, METHOD).task.task_id for _ in range(tasks)]
+    task_ids = [writer.create(METHOD, owner_id=OWNER).task.task_id for _ in range(tasks)]
     counter = Counter(tasks)
     on_subscribed(monkeypatch, waiter_store, counter)
     with ThreadPoolExecutor(max_workers=tasks) as pool:
         futures = [
-            pool.submit(waiter_store.wait, task_id, OWNER, timeout=GUARD) for task_id in task_ids
+            pool.submit(waiter_store.wait, task_id, owner_id=OWNER, timeout=GUARD)
+            for task_id in task_ids
         ]
         assert counter.all_in.wait(GUARD)
         for task_id in task_ids:
-            writer.set_variables(task_id, OWNER, {"id": task_id})
+            writer.set_variables(task_id, {"id": task_id}, owner_id=OWNER)
         records = [future.result(GUARD) for future in futures]
     assert [record.variables for record in records] == [{"id": task_id} for task_id in task_ids]
     assert registrations(waiter_store) == 0
@@ -122,9 +123,9 @@ def test_a_write_between_the_subscription_and_the_first_read_is_seen(
     sync_make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waiter_store, writer = sync_make_store(), sync_make_store()
-    task_id = writer.create(OWNER, METHOD).task.task_id
-    on_subscribed(monkeypatch, waiter_store, lambda: writer.cancel(task_id, OWNER))
-    record = waiter_store.wait(task_id, OWNER, timeout=GUARD)
+    task_id = writer.create(METHOD, owner_id=OWNER).task.task_id
+    on_subscribed(monkeypatch, waiter_store, lambda: writer.cancel(task_id, owner_id=OWNER))
+    record = waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD)
     assert record.task.status is TaskStatus.CANCELLED
 
 
@@ -132,7 +133,7 @@ def test_a_notice_that_comes_between_a_read_and_the_wait_is_not_lost(
     sync_make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waiter_store, writer = sync_make_store(), sync_make_store()
-    task_id = writer.create(OWNER, METHOD).task.task_id
+    task_id = writer.create(METHOD, owner_id=OWNER).task.task_id
     backend: Any = waiter_store.backend
     original_get = backend.get
     reads: list[int] = []
@@ -141,11 +142,11 @@ def test_a_notice_that_comes_between_a_read_and_the_wait_is_not_lost(
         stored = original_get(key)
         reads.append(1)
         if len(reads) == 1:
-            writer.set_variables(task_id, OWNER, {"late": True})
+            writer.set_variables(task_id, {"late": True}, owner_id=OWNER)
         return stored
 
     monkeypatch.setattr(backend, "get", get_then_write)
-    record = waiter_store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+    record = waiter_store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
     assert record.variables == {"late": True}
 
 
@@ -153,11 +154,11 @@ def test_waits_that_time_out_in_many_threads_leave_nothing_registered(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_ids = [store.create(OWNER, METHOD).task.task_id for _ in range(5)]
+    task_ids = [store.create(METHOD, owner_id=OWNER).task.task_id for _ in range(5)]
 
     def wait(n: int) -> str:
         try:
-            store.wait(task_ids[n % 5], OWNER, timeout=0.001)
+            store.wait(task_ids[n % 5], owner_id=OWNER, timeout=0.001)
         except WaitTimeout:
             return "timeout"
         return "returned"

@@ -79,12 +79,12 @@ def test_the_blocking_run_worker_refuses_a_bad_argument_before_anything_starts(
     bad: dict[str, Any],
 ) -> None:
     store = sync_store()
-    task_id = store.submit(OWNER, "tools/call", {"n": 1}).task.task_id
+    task_id = store.submit("tools/call", {"n": 1}, owner_id=OWNER).task.task_id
     threads = threading.active_count()
     with pytest.raises(InvalidArgument):
         ts.run_worker(store, handler, **options(bad))
     assert threading.active_count() == threads
-    job = store.get(task_id, OWNER).job
+    job = store.get(task_id, owner_id=OWNER).job
     assert job is not None and job.state == "ready"
 
 
@@ -94,10 +94,10 @@ def test_the_async_run_worker_refuses_a_bad_argument_before_anything_starts(
 ) -> None:
     async def main() -> None:
         store = async_store()
-        record = await store.submit(OWNER, "tools/call", {"n": 1})
+        record = await store.submit("tools/call", {"n": 1}, owner_id=OWNER)
         with pytest.raises(InvalidArgument):
             await tsa.run_worker(store, handler, **options(bad))
-        job = (await store.get(record.task.task_id, OWNER)).job
+        job = (await store.get(record.task.task_id, owner_id=OWNER)).job
         assert job is not None and job.state == "ready"
 
     anyio.run(main)

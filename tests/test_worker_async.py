@@ -58,7 +58,7 @@ async def submit_many(
 ) -> list[str]:
     ids = []
     for number in range(count):
-        record = await store.submit(OWNER, METHOD, {"n": number}, queue=queue, **options)
+        record = await store.submit(METHOD, {"n": number}, owner_id=OWNER, queue=queue, **options)
         ids.append(record.task.task_id)
     return ids
 
@@ -68,9 +68,9 @@ async def until_terminal(store: ts.GenericTaskStore, ids: list[str]) -> list[ts.
     records = []
     with anyio.fail_after(BOUND_S):
         for task_id in ids:
-            record = await store.get(task_id, OWNER)
+            record = await store.get(task_id, owner_id=OWNER)
             while not record.task.status.is_terminal:
-                record = await store.wait(task_id, OWNER, after_version=record.version)
+                record = await store.wait(task_id, owner_id=OWNER, after_version=record.version)
             records.append(record)
     return records
 
@@ -207,9 +207,9 @@ async def test_between_attempts_the_task_waits_delayed_in_its_queue(
     async def body(_: Flag) -> None:
         with anyio.fail_after(BOUND_S):
             await first_failed.wait()
-        record = await store.get(task_id, OWNER)
+        record = await store.get(task_id, owner_id=OWNER)
         while record.job is not None and record.job.state == "leased":
-            record = await store.wait(task_id, OWNER, after_version=record.version)
+            record = await store.wait(task_id, owner_id=OWNER, after_version=record.version)
         # released with a pause of at least retry_base_ms / 2: delayed, not ready at once
         assert record.job is not None and record.job.state in ("delayed", "leased", "done")
         [record] = await until_terminal(store, [task_id])
@@ -284,7 +284,7 @@ class RenewalAnsweredAfterTheCompletion:
     async def renew_leases(self, leases: list[ts.Lease], lease_ms: int | None = None) -> Any:
         self.renewing.set()
         for lease in leases:
-            await self.store.wait(lease.task_id, lease.owner_id, until_terminal=True)
+            await self.store.wait(lease.task_id, owner_id=lease.owner_id, until_terminal=True)
         return await self.store.renew_leases(leases, lease_ms=lease_ms)
 
 
@@ -328,11 +328,11 @@ async def test_a_task_cancelled_while_leased_stops_its_handler_and_is_abandoned_
     async def body(_: Flag) -> None:
         with anyio.fail_after(BOUND_S):
             await started.wait()
-            await store.cancel(task_id, OWNER)
+            await store.cancel(task_id, owner_id=OWNER)
             await stopped.wait()  # the next renewal found the lease lost ("cancelled")
 
     stats = await with_worker(store, endless, body, lease_ms=300)
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.CANCELLED
     assert (stats.lost, stats.completed, stats.failed, stats.released) == (1, 0, 0, 0)
 
@@ -344,7 +344,7 @@ async def test_a_handler_whose_fenced_write_raises_lease_lost_gives_the_task_up(
     [task_id] = await submit_many(store, 1)
 
     async def cancelled_midway(lease: ts.Lease) -> str:
-        await store.cancel(task_id, OWNER)
+        await store.cancel(task_id, owner_id=OWNER)
         await lease.set_variables({"progress": 50})  # LeaseLost("cancelled")
         return "never written"
 
@@ -352,7 +352,7 @@ async def test_a_handler_whose_fenced_write_raises_lease_lost_gives_the_task_up(
         await until_terminal(store, [task_id])
 
     stats = await with_worker(store, cancelled_midway, body)
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.CANCELLED
     assert "progress" not in record.variables
     assert stats.lost == 1 and stats.completed == 0
@@ -379,7 +379,7 @@ async def test_on_stop_running_handlers_finish_within_the_grace_period(
             await both.wait()
 
     stats = await with_worker(store, slowish, body, concurrency=2, grace_s=10.0)
-    records = [await store.get(task_id, OWNER) for task_id in ids]
+    records = [await store.get(task_id, owner_id=OWNER) for task_id in ids]
     assert [r.result for r in records] == ["finished", "finished"]
     assert stats.released == 0
 
@@ -401,7 +401,7 @@ async def test_after_the_grace_period_the_rest_is_released_for_a_later_attempt(
 
     stats = await with_worker(store, stuck, body, grace_s=0.2)
     assert stats.released == 1
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.WORKING
     assert record.job is not None and record.job.state == "ready"
     lease = await store.claim(timeout=BOUND_S)
@@ -424,7 +424,7 @@ async def test_cancelling_run_worker_also_drains_and_leaves_no_task_leased(
             group.start_soon(lambda: run_worker(store, stuck, concurrency=3, grace_s=0.1, **FAST))
             await started.wait()
             group.cancel_scope.cancel()
-    states = [(await store.get(task_id, OWNER)).job for task_id in ids]
+    states = [(await store.get(task_id, owner_id=OWNER)).job for task_id in ids]
     assert [job.state if job else None for job in states] == ["ready"] * 3
     stats = await store.queue_stats("default")
     assert stats.leased == 0
@@ -448,7 +448,7 @@ async def test_an_expired_lease_of_a_lost_worker_is_taken_over(
     await with_worker(store, handler, body)
     with pytest.raises(LeaseLost):
         await lost.complete(TaskStatus.COMPLETED, None, "late")
-    assert (await store.get(task_id, OWNER)).result == 2
+    assert (await store.get(task_id, owner_id=OWNER)).result == 2
 
 
 async def test_a_result_the_store_refuses_fails_the_task_like_a_raising_handler(
@@ -494,5 +494,5 @@ async def test_a_bad_setting_is_refused_before_anything_is_claimed(
 
     with pytest.raises(InvalidArgument):
         await run_worker(store, never, **option)
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.job is not None and record.job.state == "ready"

@@ -27,7 +27,7 @@ _RETRY_MAX_S = 1.0
 class LeaseStore(Protocol):
     """What a lease needs of its store: a ``GenericTaskStore`` (named so to import none)."""
 
-    async def get(self, task_id: str, owner_id: str) -> TaskRecord:
+    async def get(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """The task as stored."""
         ...
 
@@ -306,7 +306,7 @@ class Lease:
                     if not failures or landed is None:
                         raise
                     try:
-                        record = await self._store.get(self.task_id, self.owner_id)
+                        record = await self._store.get(self.task_id, owner_id=self.owner_id)
                     except StoreUnavailable:
                         raise  # read again with the write, once the store answers
                     except TaskStoreError:

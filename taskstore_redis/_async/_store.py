@@ -138,10 +138,10 @@ class GenericTaskStore(QueueOperations):
 
     async def create(
         self,
-        owner_id: str,
         request_method: str,
         ttl_ms: int | None = None,
         *,
+        owner_id: str,
         task_id: str | None = None,
     ) -> TaskRecord:
         """Create a task in status ``working``.
@@ -167,7 +167,7 @@ class GenericTaskStore(QueueOperations):
         ttl = resolve_ttl(ttl_ms, self._config)
         return await self._create(owner, method, ttl, None, chosen)
 
-    async def get(self, task_id: str, owner_id: str) -> TaskRecord:
+    async def get(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Return a task; an expired one stays readable until it is purged.
 
         Raises:
@@ -180,9 +180,10 @@ class GenericTaskStore(QueueOperations):
     async def update_status(
         self,
         task_id: str,
-        owner_id: str,
         status: TaskStatus | str,
         status_message: str | None = None,
+        *,
+        owner_id: str,
     ) -> TaskRecord:
         """Move a task to ``status`` with ``status_message`` (None clears it).
 
@@ -211,7 +212,7 @@ class GenericTaskStore(QueueOperations):
         )
 
     async def set_variables(
-        self, task_id: str, owner_id: str, variables: dict[str, Any]
+        self, task_id: str, variables: dict[str, Any], *, owner_id: str
     ) -> TaskRecord:
         """Merge ``variables`` into the task's; a None value deletes that key.
 
@@ -253,7 +254,7 @@ class GenericTaskStore(QueueOperations):
         self._cache.forget(key)
         raise TaskNotFound(key.task_id)
 
-    async def set_result(self, task_id: str, owner_id: str, result: JSONValue) -> None:
+    async def set_result(self, task_id: str, result: JSONValue, *, owner_id: str) -> None:
         """Attach ``result`` to a task; once a terminal task has a result, it is final.
 
         Raises:
@@ -264,7 +265,7 @@ class GenericTaskStore(QueueOperations):
         value = self._clean_result(result)
         await self._mutate(task_id, owner_id, lambda record, now: store_result(record, value, now))
 
-    async def get_result(self, task_id: str, owner_id: str) -> JSONValue:
+    async def get_result(self, task_id: str, *, owner_id: str) -> JSONValue:
         """Return the result of a terminal task.
 
         Raises:
@@ -273,16 +274,17 @@ class GenericTaskStore(QueueOperations):
             TaskExpired: the task's TTL has run out.
 
         """
-        record = await self.get(task_id, owner_id)
+        record = await self.get(task_id, owner_id=owner_id)
         return result_of(record, now_ms())
 
     async def complete_with_result(
         self,
         task_id: str,
-        owner_id: str,
         status: TaskStatus | str,
         status_message: str | None,
         result: JSONValue,
+        *,
+        owner_id: str,
     ) -> TaskRecord:
         """Move a task to a terminal status and attach ``result``: both or neither.
 
@@ -319,7 +321,7 @@ class GenericTaskStore(QueueOperations):
         )
 
     async def list(
-        self, owner_id: str, cursor: str | None = None, limit: int | None = None
+        self, *, owner_id: str, cursor: str | None = None, limit: int | None = None
     ) -> TaskPage:
         """Return one page of the owner's tasks, newest first.
 
@@ -365,7 +367,7 @@ class GenericTaskStore(QueueOperations):
         )
         return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
-    async def cancel(self, task_id: str, owner_id: str) -> TaskRecord:
+    async def cancel(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Move a task to ``cancelled``.
 
         Raises:
@@ -391,8 +393,8 @@ class GenericTaskStore(QueueOperations):
     async def wait(
         self,
         task_id: str,
-        owner_id: str,
         *,
+        owner_id: str,
         after_version: int | None = None,
         until_terminal: bool = False,
         timeout: float | None = None,
@@ -465,7 +467,7 @@ class GenericTaskStore(QueueOperations):
                 await watch.wait(None if math.isinf(pause) else pause)
 
     async def wait_for_result(
-        self, task_id: str, owner_id: str, *, timeout: float | None = None
+        self, task_id: str, *, owner_id: str, timeout: float | None = None
     ) -> JSONValue:
         """Wait until the task is terminal, then return its result as ``get_result`` does.
 
@@ -476,10 +478,10 @@ class GenericTaskStore(QueueOperations):
             TaskExpired: the task's TTL ran out.
 
         """
-        record = await self.wait(task_id, owner_id, until_terminal=True, timeout=timeout)
+        record = await self.wait(task_id, owner_id=owner_id, until_terminal=True, timeout=timeout)
         return result_of(record, now_ms())
 
-    async def delete(self, task_id: str, owner_id: str) -> bool:
+    async def delete(self, task_id: str, *, owner_id: str) -> bool:
         """Remove a task and its index entries at once, whatever its status; True if removed.
 
         Its waiters wake and find it gone (``TaskNotFound``), as after a purge. A
@@ -508,7 +510,7 @@ class GenericTaskStore(QueueOperations):
         raise ConcurrentModification(key.task_id, self._config.cas_retries + 1)
 
     async def set_status_message(
-        self, task_id: str, owner_id: str, status_message: str | None
+        self, task_id: str, status_message: str | None, *, owner_id: str
     ) -> TaskRecord:
         """Replace a task's status message (None clears it); its status stays as it is.
 

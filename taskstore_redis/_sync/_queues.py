@@ -87,10 +87,10 @@ class QueueOperations(TaskEngine):
 
     def submit(
         self,
-        owner_id: str,
         request_method: str,
         params: JSONValue = None,
         *,
+        owner_id: str,
         queue: str = "default",
         ttl_ms: int | None = None,
         delay_ms: int = 0,

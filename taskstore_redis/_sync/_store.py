@@ -139,10 +139,10 @@ class GenericTaskStore(QueueOperations):
 
     def create(
         self,
-        owner_id: str,
         request_method: str,
         ttl_ms: int | None = None,
         *,
+        owner_id: str,
         task_id: str | None = None,
     ) -> TaskRecord:
         """Create a task in status ``working``.
@@ -168,7 +168,7 @@ class GenericTaskStore(QueueOperations):
         ttl = resolve_ttl(ttl_ms, self._config)
         return self._create(owner, method, ttl, None, chosen)
 
-    def get(self, task_id: str, owner_id: str) -> TaskRecord:
+    def get(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Return a task; an expired one stays readable until it is purged.
 
         Raises:
@@ -181,9 +181,10 @@ class GenericTaskStore(QueueOperations):
     def update_status(
         self,
         task_id: str,
-        owner_id: str,
         status: TaskStatus | str,
         status_message: str | None = None,
+        *,
+        owner_id: str,
     ) -> TaskRecord:
         """Move a task to ``status`` with ``status_message`` (None clears it).
 
@@ -211,7 +212,9 @@ class GenericTaskStore(QueueOperations):
             _fence_of(lease),
         )
 
-    def set_variables(self, task_id: str, owner_id: str, variables: dict[str, Any]) -> TaskRecord:
+    def set_variables(
+        self, task_id: str, variables: dict[str, Any], *, owner_id: str
+    ) -> TaskRecord:
         """Merge ``variables`` into the task's; a None value deletes that key.
 
         Raises:
@@ -252,7 +255,7 @@ class GenericTaskStore(QueueOperations):
         self._cache.forget(key)
         raise TaskNotFound(key.task_id)
 
-    def set_result(self, task_id: str, owner_id: str, result: JSONValue) -> None:
+    def set_result(self, task_id: str, result: JSONValue, *, owner_id: str) -> None:
         """Attach ``result`` to a task; once a terminal task has a result, it is final.
 
         Raises:
@@ -263,7 +266,7 @@ class GenericTaskStore(QueueOperations):
         value = self._clean_result(result)
         self._mutate(task_id, owner_id, lambda record, now: store_result(record, value, now))
 
-    def get_result(self, task_id: str, owner_id: str) -> JSONValue:
+    def get_result(self, task_id: str, *, owner_id: str) -> JSONValue:
         """Return the result of a terminal task.
 
         Raises:
@@ -272,16 +275,17 @@ class GenericTaskStore(QueueOperations):
             TaskExpired: the task's TTL has run out.
 
         """
-        record = self.get(task_id, owner_id)
+        record = self.get(task_id, owner_id=owner_id)
         return result_of(record, now_ms())
 
     def complete_with_result(
         self,
         task_id: str,
-        owner_id: str,
         status: TaskStatus | str,
         status_message: str | None,
         result: JSONValue,
+        *,
+        owner_id: str,
     ) -> TaskRecord:
         """Move a task to a terminal status and attach ``result``: both or neither.
 
@@ -315,7 +319,9 @@ class GenericTaskStore(QueueOperations):
             _fence_of(lease),
         )
 
-    def list(self, owner_id: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
+    def list(
+        self, *, owner_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> TaskPage:
         """Return one page of the owner's tasks, newest first.
 
         Paging visits every task that exists during the whole listing exactly once.
@@ -360,7 +366,7 @@ class GenericTaskStore(QueueOperations):
         )
         return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
-    def cancel(self, task_id: str, owner_id: str) -> TaskRecord:
+    def cancel(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Move a task to ``cancelled``.
 
         Raises:
@@ -386,8 +392,8 @@ class GenericTaskStore(QueueOperations):
     def wait(
         self,
         task_id: str,
-        owner_id: str,
         *,
+        owner_id: str,
         after_version: int | None = None,
         until_terminal: bool = False,
         timeout: float | None = None,
@@ -460,7 +466,7 @@ class GenericTaskStore(QueueOperations):
                 watch.wait(None if math.isinf(pause) else pause)
 
     def wait_for_result(
-        self, task_id: str, owner_id: str, *, timeout: float | None = None
+        self, task_id: str, *, owner_id: str, timeout: float | None = None
     ) -> JSONValue:
         """Wait until the task is terminal, then return its result as ``get_result`` does.
 
@@ -471,10 +477,10 @@ class GenericTaskStore(QueueOperations):
             TaskExpired: the task's TTL ran out.
 
         """
-        record = self.wait(task_id, owner_id, until_terminal=True, timeout=timeout)
+        record = self.wait(task_id, owner_id=owner_id, until_terminal=True, timeout=timeout)
         return result_of(record, now_ms())
 
-    def delete(self, task_id: str, owner_id: str) -> bool:
+    def delete(self, task_id: str, *, owner_id: str) -> bool:
         """Remove a task and its index entries at once, whatever its status; True if removed.
 
         Its waiters wake and find it gone (``TaskNotFound``), as after a purge. A
@@ -503,7 +509,7 @@ class GenericTaskStore(QueueOperations):
         raise ConcurrentModification(key.task_id, self._config.cas_retries + 1)
 
     def set_status_message(
-        self, task_id: str, owner_id: str, status_message: str | None
+        self, task_id: str, status_message: str | None, *, owner_id: str
     ) -> TaskRecord:
         """Replace a task's status message (None clears it); its status stays as it is.
 

@@ -132,7 +132,7 @@ async def _await_approval(
         if left > 0:
             with contextlib.suppress(WaitTimeout):
                 changed = await store.wait(
-                    task_id, owner, after_version=record.version, timeout=left
+                    task_id, owner_id=owner, after_version=record.version, timeout=left
                 )
         if changed is None:
             status = record.task.status.value
