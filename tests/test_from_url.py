@@ -145,7 +145,7 @@ def test_an_option_for_the_other_kind_of_server_never_reaches_the_caller_as_a_ra
     """Cluster mode left to detection: the option is checked again once it is known."""
     store = api.GenericTaskStore.from_url(cluster_url, prefix="x", socket_type=0)
     try:
-        call(api, store, "get", "some-task", "alice")
+        call(api, store, "get", "some-task", owner_id="alice")
     except InvalidArgument as exc:
         assert "'socket_type' on Redis Cluster" in str(exc)
     except TaskStoreError:

@@ -146,7 +146,7 @@ def test_without_opentelemetry_nothing_is_imported_or_wrapped() -> None:
         "for cls in (ts.GenericTaskStore, tsa.GenericTaskStore):\n"
         "    assert not any(hasattr(getattr(cls, n), '__wrapped__') for n in vars(cls)), cls\n"
         "store = ts.GenericTaskStore(ts.InMemoryBackend())\n"
-        "store.get(store.create('alice', 'tools/call').task.task_id, 'alice')\n"
+        "store.get(store.create('tools/call', owner_id='alice').task.task_id, owner_id='alice')\n"
         "loaded = [m for m in sys.modules if m.startswith('opentelemetry') and sys.modules[m]]\n"
         "print(loaded)\n"
     )

@@ -93,7 +93,9 @@ def test_a_write_from_another_process_wakes_the_waiter(
             "import taskstore_redis as ts, sys\n"
             "url, prefix, task_id = sys.argv[1:]\n"
             "with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:\n"
-            "    store.complete_with_result(task_id, 'alice', 'completed', None, {'by': 'child'})\n"
+            "    store.complete_with_result(\n"
+            "        task_id, 'completed', None, {'by': 'child'}, owner_id='alice'\n"
+            "    )\n"
         )
         writer: list[subprocess.CompletedProcess[bytes]] = []
 
