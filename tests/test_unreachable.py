@@ -138,7 +138,7 @@ def no_args(_: Subjects) -> Call:
 
 
 def task(s: Subjects) -> Call:
-    return (s.task_id, OWNER), {}
+    return (s.task_id,), {"owner_id": OWNER}
 
 
 def core_write(s: Subjects) -> CoreWrite:
@@ -195,33 +195,36 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
     "cleanup_expired": (RAISES, [no_args]),
     "complete_with_result": (
         RAISES,
-        [lambda s: ((s.task_id, OWNER, "completed", None, {"a": 1}), {})],
+        [lambda s: ((s.task_id, "completed", None, {"a": 1}), {"owner_id": OWNER})],
     ),
-    "create": (RAISES, [lambda s: ((OWNER, "tools/call"), {})]),
+    "create": (RAISES, [lambda s: (("tools/call",), {"owner_id": OWNER})]),
     "delete": (RAISES, [task]),
     "from_url": (MAY_RETURN, [lambda s: ((s.url,), {})]),
     "get": (RAISES, [task]),
     "get_result": (RAISES, [task]),
-    "list": (RAISES, [lambda s: ((OWNER,), {})]),
+    "list": (RAISES, [lambda s: ((), {"owner_id": OWNER})]),
     "queue_leases": (RAISES, [lambda s: ((QUEUE,), {})]),
     "queue_stats": (RAISES, [lambda s: ((QUEUE,), {})]),
     "queues": (RAISES, [no_args]),
     "recover_leases": (RAISES, [no_args, lambda s: ((QUEUE,), {})]),
     "renew_leases": (RAISES, [lambda s: (([s.lease],), {})]),
-    "set_result": (RAISES, [lambda s: ((s.task_id, OWNER, {"a": 1}), {})]),
-    "set_status_message": (RAISES, [lambda s: ((s.task_id, OWNER, "note"), {})]),
-    "set_variables": (RAISES, [lambda s: ((s.task_id, OWNER, {"k": 1}), {})]),
-    "submit": (RAISES, [lambda s: ((OWNER, "tools/call", {"n": 1}), {"queue": QUEUE})]),
-    "update_status": (RAISES, [lambda s: ((s.task_id, OWNER, "input_required"), {})]),
+    "set_result": (RAISES, [lambda s: ((s.task_id, {"a": 1}), {"owner_id": OWNER})]),
+    "set_status_message": (RAISES, [lambda s: ((s.task_id, "note"), {"owner_id": OWNER})]),
+    "set_variables": (RAISES, [lambda s: ((s.task_id, {"k": 1}), {"owner_id": OWNER})]),
+    "submit": (
+        RAISES,
+        [lambda s: (("tools/call", {"n": 1}), {"owner_id": OWNER, "queue": QUEUE})],
+    ),
+    "update_status": (RAISES, [lambda s: ((s.task_id, "input_required"), {"owner_id": OWNER})]),
     "wait": (
         RAISES,
         [
-            lambda s: ((s.task_id, OWNER), {"timeout": SHORT}),
-            lambda s: ((s.task_id, OWNER), {"until_terminal": True, "timeout": SHORT}),
-            lambda s: ((s.task_id, OWNER), {"after_version": 5, "timeout": None}),
+            lambda s: ((s.task_id,), {"owner_id": OWNER, "timeout": SHORT}),
+            lambda s: ((s.task_id,), {"owner_id": OWNER, "until_terminal": True, "timeout": SHORT}),
+            lambda s: ((s.task_id,), {"owner_id": OWNER, "after_version": 5, "timeout": None}),
         ],
     ),
-    "wait_for_result": (RAISES, [lambda s: ((s.task_id, OWNER), {"timeout": SHORT})]),
+    "wait_for_result": (RAISES, [lambda s: ((s.task_id,), {"owner_id": OWNER, "timeout": SHORT})]),
 }
 
 BACKEND: dict[str, tuple[bool, list[Sample]]] = {
