@@ -1,4 +1,4 @@
-"""GenericTaskStore: all domain logic over any StorageBackend."""
+"""GenericTaskStore: task operations and waiting over any StorageBackend (queues: _queues.py)."""
 
 from __future__ import annotations
 
