@@ -27,10 +27,10 @@ def _store(cache: int) -> tuple[GenericTaskStore, list[str]]:
         StoreConfig(record_cache_size=cache),
         SecurityConfig(max_tasks_per_owner=None),
     )
-    ids = [store.create(OWNER, "tools/call").task.task_id for _ in range(100)]
+    ids = [store.create("tools/call", owner_id=OWNER).task.task_id for _ in range(100)]
     for task_id in ids[:8]:
-        store.set_variables(task_id, OWNER, {"progress": 0})
-    store.list(OWNER, limit=50)
+        store.set_variables(task_id, {"progress": 0}, owner_id=OWNER)
+    store.list(owner_id=OWNER, limit=50)
     return store, ids
 
 
@@ -48,17 +48,17 @@ def main() -> None:
     store, ids = _store(1024)
     unseen, _ = _store(0)
     calls: dict[str, tuple[Callable[[int], object], int]] = {
-        "get": (lambda n: store.get(ids[n % 8], OWNER), 20_000),
+        "get": (lambda n: store.get(ids[n % 8], owner_id=OWNER), 20_000),
         "update_status": (
-            lambda n: store.update_status(ids[n % 8], OWNER, _STATUSES[n // 8 % 2]),
+            lambda n: store.update_status(ids[n % 8], _STATUSES[n // 8 % 2], owner_id=OWNER),
             20_000,
         ),
         "set_variables": (
-            lambda n: store.set_variables(ids[n % 8], OWNER, {"progress": n}),
+            lambda n: store.set_variables(ids[n % 8], {"progress": n}, owner_id=OWNER),
             20_000,
         ),
-        "list_remembered": (lambda n: store.list(OWNER, limit=50), 2_000),
-        "list_unseen": (lambda n: unseen.list(OWNER, limit=50), 1_000),
+        "list_remembered": (lambda n: store.list(owner_id=OWNER, limit=50), 2_000),
+        "list_unseen": (lambda n: unseen.list(owner_id=OWNER, limit=50), 1_000),
     }
     for name, (call, count) in calls.items():
         print(f"{name:16} {_per_call(call, count):8.2f} µs")

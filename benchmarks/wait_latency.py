@@ -54,7 +54,7 @@ def writer_main(url: str, requests: Connection, replies: Connection) -> None:
                 return
             owner, task_id, n = job
             started = time.monotonic_ns()
-            store.set_variables(task_id, owner, {"n": n})
+            store.set_variables(task_id, {"n": n}, owner_id=owner)
             replies.send(started)
 
 
@@ -86,7 +86,7 @@ async def run_one(url: str, waiters: int, samples: int, idle: float) -> dict[str
         tasks: list[tuple[str, str]] = []
         for n in range(waiters):
             owner = f"owner-{n % OWNERS}"
-            tasks.append((owner, (await store.create(owner, METHOD)).task.task_id))
+            tasks.append((owner, (await store.create(METHOD, owner_id=owner)).task.task_id))
         backend: Any = store.backend
 
         async def waiter(index: int) -> None:
@@ -94,7 +94,7 @@ async def run_one(url: str, waiters: int, samples: int, idle: float) -> dict[str
             version = 1
             while True:
                 armed[index] = anyio.Event()
-                record = await store.wait(task_id, owner, after_version=version)
+                record = await store.wait(task_id, owner_id=owner, after_version=version)
                 returned[index] = time.monotonic_ns()
                 version = record.version
                 armed[index].set()

@@ -143,7 +143,7 @@ class ExtensionServer:
         # for wait_s at most, and no longer than it stays connected.
         task_id, owner = record.task.task_id, record.owner_id
         waiting = asyncio.ensure_future(
-            self.store.wait_for_result(task_id, owner, timeout=self.wait_s)
+            self.store.wait_for_result(task_id, owner_id=owner, timeout=self.wait_s)
         )
         gone = asyncio.ensure_future(_disconnected(request))
         try:

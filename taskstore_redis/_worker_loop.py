@@ -29,7 +29,7 @@ What the loop does:
 
 With OpenTelemetry installed (the ``otel`` extra) it also counts the queue's completed,
 failed, recovered and lost tasks, times each handler call, and, while it runs, reports
-its queue's ready, delayed and leased gauges (see ``_core/metrics.py``).
+its queue's ready, delayed and leased gauges (see ``_runtime/metrics.py``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._core import metrics
 from ._core.errors import InvalidArgument, LeaseLost, StoreUnavailable, TaskStoreError
 from ._core.shown import printable
 from ._core.status import TaskStatus
@@ -64,6 +63,7 @@ from ._core.worker_rules import (
     out_of_attempts,
     retry_delay_ms,
 )
+from ._runtime import metrics
 
 logger = logging.getLogger("taskstore_redis.worker")
 

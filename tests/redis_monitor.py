@@ -3,7 +3,7 @@
 Used by the cost tests to count round trips::
 
     with monitored(server.url) as log:
-        store.get(task_id, owner)
+        store.get(task_id, owner_id=owner)
         assert log.commands == ["HMGET"]
 
 A dedicated connection runs MONITOR in a background thread. Only top-level

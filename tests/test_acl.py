@@ -136,36 +136,42 @@ def test_acl_rules_give_the_user_exactly_the_prefix_and_the_commands(
 def test_the_whole_lifecycle_runs_under_the_acl_user(admin: redis.Redis, acl_user: AclUser) -> None:
     before = all_keys(admin)
     with ts.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix) as store:
-        tasks = [store.create(OWNER, METHOD).task.task_id for _ in range(3)]
-        doomed = store.create(OWNER, METHOD, ttl_ms=SHORT_TTL_MS).task.task_id
+        tasks = [store.create(METHOD, owner_id=OWNER).task.task_id for _ in range(3)]
+        doomed = store.create(METHOD, owner_id=OWNER, ttl_ms=SHORT_TTL_MS).task.task_id
         first, second, third = tasks
-        assert store.get(first, OWNER).task.status is TaskStatus.WORKING
+        assert store.get(first, owner_id=OWNER).task.status is TaskStatus.WORKING
 
-        moved = store.update_status(first, OWNER, "input_required", "need input")
+        moved = store.update_status(first, "input_required", "need input", owner_id=OWNER)
         assert moved.task.status is TaskStatus.INPUT_REQUIRED
-        assert store.set_variables(first, OWNER, {"progress": 0.5}).variables == {"progress": 0.5}
+        assert store.set_variables(first, {"progress": 0.5}, owner_id=OWNER).variables == {
+            "progress": 0.5
+        }
 
-        page_one = store.list(OWNER, limit=2)
+        page_one = store.list(owner_id=OWNER, limit=2)
         assert page_one.next_cursor is not None
-        page_two = store.list(OWNER, cursor=page_one.next_cursor, limit=2)
+        page_two = store.list(owner_id=OWNER, cursor=page_one.next_cursor, limit=2)
         assert page_two.next_cursor is None
         listed = [record.task.task_id for record in [*page_one.tasks, *page_two.tasks]]
         assert sorted(listed) == sorted([*tasks, doomed])
 
-        done = store.complete_with_result(first, OWNER, "completed", "done", {"answer": 42})
+        done = store.complete_with_result(
+            first, "completed", "done", {"answer": 42}, owner_id=OWNER
+        )
         assert done.task.status is TaskStatus.COMPLETED
-        assert store.get_result(first, OWNER) == {"answer": 42}
-        assert store.wait_for_result(first, OWNER, timeout=5) == {"answer": 42}
-        assert store.cancel(second, OWNER).task.status is TaskStatus.CANCELLED
-        assert store.get(third, OWNER).version == 1
+        assert store.get_result(first, owner_id=OWNER) == {"answer": 42}
+        assert store.wait_for_result(first, owner_id=OWNER, timeout=5) == {"answer": 42}
+        assert store.cancel(second, owner_id=OWNER).task.status is TaskStatus.CANCELLED
+        assert store.get(third, owner_id=OWNER).version == 1
         with pytest.raises(WaitTimeout):  # subscribes, reads, times out
-            store.wait(third, OWNER, timeout=0.05)
+            store.wait(third, owner_id=OWNER, timeout=0.05)
 
         time.sleep(3 * SHORT_TTL_MS / 1000)
         assert store.cleanup_expired() == 1
         with pytest.raises(TaskNotFound):
-            store.get(doomed, OWNER)
-        assert sorted(record.task.task_id for record in store.list(OWNER).tasks) == sorted(tasks)
+            store.get(doomed, owner_id=OWNER)
+        assert sorted(record.task.task_id for record in store.list(owner_id=OWNER).tasks) == sorted(
+            tasks
+        )
 
     assert refusals(admin, acl_user) == []
     created = all_keys(admin) - before
@@ -178,25 +184,25 @@ async def test_the_async_store_runs_under_the_acl_user(
     admin: redis.Redis, acl_user: AclUser
 ) -> None:
     async with tsa.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix) as store:
-        first = (await store.create(OWNER, METHOD)).task.task_id
-        second = (await store.create(OWNER, METHOD, ttl_ms=SHORT_TTL_MS)).task.task_id
-        await store.update_status(first, OWNER, "input_required")
-        await store.set_variables(first, OWNER, {"k": "v"})
-        page = await store.list(OWNER, limit=1)
+        first = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+        second = (await store.create(METHOD, owner_id=OWNER, ttl_ms=SHORT_TTL_MS)).task.task_id
+        await store.update_status(first, "input_required", owner_id=OWNER)
+        await store.set_variables(first, {"k": "v"}, owner_id=OWNER)
+        page = await store.list(owner_id=OWNER, limit=1)
         assert page.next_cursor is not None
-        rest = await store.list(OWNER, cursor=page.next_cursor, limit=1)
+        rest = await store.list(owner_id=OWNER, cursor=page.next_cursor, limit=1)
         assert {record.task.task_id for record in [*page.tasks, *rest.tasks]} == {first, second}
-        await store.complete_with_result(first, OWNER, "failed", "boom", {"error": "x"})
-        assert await store.get_result(first, OWNER) == {"error": "x"}
+        await store.complete_with_result(first, "failed", "boom", {"error": "x"}, owner_id=OWNER)
+        assert await store.get_result(first, owner_id=OWNER) == {"error": "x"}
         await anyio.sleep(3 * SHORT_TTL_MS / 1000)
         assert await store.cleanup_expired() == 1
-        assert (await store.get(first, OWNER)).task.status is TaskStatus.FAILED
+        assert (await store.get(first, owner_id=OWNER)).task.status is TaskStatus.FAILED
     assert refusals(admin, acl_user) == []
 
 
 def test_the_work_queue_runs_under_the_acl_user(admin: redis.Redis, acl_user: AclUser) -> None:
     with ts.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix) as store:
-        record = store.submit(OWNER, METHOD, {"n": 1}, queue="acl")
+        record = store.submit(METHOD, {"n": 1}, owner_id=OWNER, queue="acl")
         lease = store.claim("acl", timeout=5, lease_ms=5000)
         assert lease is not None
         lease.renew(lease_ms=5000)
@@ -211,7 +217,7 @@ def test_the_work_queue_runs_under_the_acl_user(admin: redis.Redis, acl_user: Ac
         lease.complete("completed", None, {"n": 1})
         assert store.queue_stats("acl").completed == 1
         assert store.queues() == ["acl"]
-        assert store.get(record.task.task_id, OWNER).task.status is TaskStatus.COMPLETED
+        assert store.get(record.task.task_id, owner_id=OWNER).task.status is TaskStatus.COMPLETED
         assert store.cleanup_expired() == 0
     assert refusals(admin, acl_user) == []
 
@@ -240,9 +246,9 @@ def test_a_store_with_another_prefix_gets_store_unavailable_from_a_permission_er
     before = all_keys(admin)
     with ts.GenericTaskStore.from_url(acl_user.url, prefix=acl_user.prefix + "x") as store:
         calls = {
-            "get": lambda: store.get(str(uuid.uuid4()), OWNER),
-            "create": lambda: store.create(OWNER, METHOD),
-            "list": lambda: store.list(OWNER),
+            "get": lambda: store.get(str(uuid.uuid4()), owner_id=OWNER),
+            "create": lambda: store.create(METHOD, owner_id=OWNER),
+            "list": lambda: store.list(owner_id=OWNER),
             "cleanup_expired": store.cleanup_expired,
         }
         for operation, call in calls.items():
@@ -264,7 +270,7 @@ def test_wait_for_replicas_is_permitted(admin: redis.Redis, acl_user: AclUser) -
         ) as store,
         pytest.raises(StoreUnavailable) as info,
     ):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert info.value.outcome_unknown
     assert "acknowledged by only 0 of 1 replicas" in str(info.value)
     assert refusals(admin, acl_user) == []
@@ -277,10 +283,10 @@ def test_without_info_the_store_needs_cluster_mode_given(
     try:
         with ts.GenericTaskStore.from_url(user.url, prefix=user.prefix) as store:
             with pytest.raises(StoreUnavailable) as info:
-                store.create(OWNER, METHOD)
+                store.create(METHOD, owner_id=OWNER)
             assert isinstance(info.value.__cause__, redis.exceptions.NoPermissionError)
         with ts.GenericTaskStore.from_url(user.url, prefix=user.prefix, cluster=False) as store:
-            task_id = store.create(OWNER, METHOD).task.task_id
-            assert store.cancel(task_id, OWNER).task.status is TaskStatus.CANCELLED
+            task_id = store.create(METHOD, owner_id=OWNER).task.task_id
+            assert store.cancel(task_id, owner_id=OWNER).task.status is TaskStatus.CANCELLED
     finally:
         command(admin, "ACL", "DELUSER", user.name)

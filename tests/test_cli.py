@@ -107,11 +107,11 @@ def test_a_client_error_on_a_task_is_counted_and_the_task_still_followed_to_the_
     set_variables = AsyncStore.set_variables
     failed: set[str] = set()
 
-    async def flaky(store: AsyncStore, task_id: str, owner_id: str, variables: Any) -> Any:
+    async def flaky(store: AsyncStore, task_id: str, variables: Any, *, owner_id: str) -> Any:
         if variables == {"approval": "yes"} and task_id not in failed and len(failed) < 3:
             failed.add(task_id)
             raise InvalidArgument("refused once on purpose")
-        return await set_variables(store, task_id, owner_id, variables)
+        return await set_variables(store, task_id, variables, owner_id=owner_id)
 
     monkeypatch.setattr(AsyncStore, "set_variables", flaky)
     code = main(["demo", "--backend", "memory", "--tasks", "40", "--workers", "2"])
@@ -146,11 +146,11 @@ def test_the_demo_with_worker_processes_on_redis_passes_and_leaves_its_tasks_to_
     assert "seed 7" in out
     prefix = _demo_prefix(out)
     with ts.GenericTaskStore.from_url(redis_url, prefix=prefix) as store:
-        page = store.list("demo-owner-0", limit=100)
+        page = store.list(owner_id="demo-owner-0", limit=100)
         assert len(page.tasks) == 120 // 8
         assert all(record.task.status.is_terminal for record in page.tasks)
         # each task went through the demo's queue: submitted, then claimed by a worker
-        jobs = [store.get(r.task.task_id, "demo-owner-0").job for r in page.tasks]
+        jobs = [store.get(r.task.task_id, owner_id="demo-owner-0").job for r in page.tasks]
         assert all(job is not None and job.queue == "demo" for job in jobs)
         assert {job.worker_id for job in jobs if job is not None} <= {
             "demo-worker-0",
@@ -227,9 +227,9 @@ def test_demo_chaos_kills_a_worker_and_every_task_still_ends_exactly_once(redis_
     with ts.GenericTaskStore.from_url(redis_url, prefix=prefix) as store:
         stats = store.queue_stats("demo")
         records = [
-            store.get(record.task.task_id, f"demo-owner-{owner}")
+            store.get(record.task.task_id, owner_id=f"demo-owner-{owner}")
             for owner in range(8)
-            for record in store.list(f"demo-owner-{owner}", limit=1000).tasks
+            for record in store.list(owner_id=f"demo-owner-{owner}", limit=1000).tasks
         ]
     assert len(records) == 600
     assert all(record.task.status.is_terminal for record in records)
@@ -568,9 +568,9 @@ def test_ctrl_c_during_the_demo_stops_it_in_one_line_with_exit_130(
 def alice_tasks(url: str, prefix: str, count: int, message: str | None = None) -> list[str]:
     """Create ``count`` tasks of alice; the first one asks for input with ``message``."""
     with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
-        ids = [store.create("alice", "tools/call").task.task_id for _ in range(count)]
+        ids = [store.create("tools/call", owner_id="alice").task.task_id for _ in range(count)]
         if message is not None:
-            store.update_status(ids[0], "alice", "input_required", message)
+            store.update_status(ids[0], "input_required", message, owner_id="alice")
     return ids
 
 
@@ -580,9 +580,9 @@ def test_get_json_prints_the_task_with_its_variables_and_a_message_verbatim(
 ) -> None:
     message = "needs [/red] input :o:"  # neither markup nor an emoji code to rich
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = store.create("alice", "tools/call").task.task_id
-        store.set_variables(task_id, "alice", {"step": 2})
-        store.update_status(task_id, "alice", "input_required", message)
+        task_id = store.create("tools/call", owner_id="alice").task.task_id
+        store.set_variables(task_id, {"step": 2}, owner_id="alice")
+        store.update_status(task_id, "input_required", message, owner_id="alice")
     common = ["--owner", "alice", "--redis-url", redis_url, "--prefix", key_prefix]
     assert main(["get", task_id, *common, "--json"]) == 0
     wire = json.loads(capsys.readouterr().out)
@@ -604,7 +604,7 @@ def test_get_of_another_owners_task_exits_1_with_one_line_naming_the_server(
     redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = store.create("alice", "tools/call").task.task_id
+        task_id = store.create("tools/call", owner_id="alice").task.task_id
     code = main(
         ["get", task_id, "--owner", "bob", "--redis-url", redis_url, "--prefix", key_prefix]
     )
@@ -670,8 +670,8 @@ def test_cleanup_purges_the_expired_tasks_of_its_prefix_only(
     redis_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        expired = store.create("alice", "tools/call", ttl_ms=1).task.task_id
-        live = store.create("alice", "tools/call").task.task_id
+        expired = store.create("tools/call", owner_id="alice", ttl_ms=1).task.task_id
+        live = store.create("tools/call", owner_id="alice").task.task_id
     time.sleep(0.05)
     code = main(["cleanup", "--redis-url", redis_url, "--prefix", key_prefix])
     out = capsys.readouterr().out
@@ -679,8 +679,8 @@ def test_cleanup_purges_the_expired_tasks_of_its_prefix_only(
     assert "purged 1 expired task(s)" in out
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
         with pytest.raises(ts.TaskNotFound):
-            store.get(expired, "alice")
-        assert store.get(live, "alice").task.task_id == live
+            store.get(expired, owner_id="alice")
+        assert store.get(live, owner_id="alice").task.task_id == live
 
 
 @pytest.mark.redis
@@ -692,7 +692,7 @@ def test_the_inspecting_commands_default_to_the_url_in_the_environment(
 ) -> None:
     monkeypatch.setenv("TASKSTORE_REDIS_URL", redis_url)
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = store.create("alice", "tools/call").task.task_id
+        task_id = store.create("tools/call", owner_id="alice").task.task_id
     prefix = ["--prefix", key_prefix]
     assert main(["get", task_id, "--owner", "alice", "--json", *prefix]) == 0
     assert json.loads(capsys.readouterr().out)["taskId"] == task_id

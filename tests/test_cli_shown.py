@@ -174,9 +174,9 @@ def test_a_task_not_found_names_the_server_without_its_password(
 
 def _tasks(url: str, prefix: str, message: str) -> str:
     with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
-        task_id = store.create(OWNER, "tools/call\x1b[2J").task.task_id
-        store.set_variables(task_id, OWNER, {"note\x1b[2J": "\x9b2J\u202e"})
-        store.update_status(task_id, OWNER, "input_required", message)
+        task_id = store.create("tools/call\x1b[2J", owner_id=OWNER).task.task_id
+        store.set_variables(task_id, {"note\x1b[2J": "\x9b2J\u202e"}, owner_id=OWNER)
+        store.update_status(task_id, "input_required", message, owner_id=OWNER)
     return task_id
 
 
@@ -245,7 +245,7 @@ def test_queue_names_with_control_characters_keep_the_tables_of_queues_and_top_i
     names = ["nul\x00here", "two\nlines", f"{MARKUP}\x1b[2J"]
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
         for name in names:
-            store.submit(OWNER, "m", None, queue=name)
+            store.submit("m", None, owner_id=OWNER, queue=name)
         lease = store.claim(names[1], timeout=5, worker_id="box\x1b[2J:1")
         assert lease is not None
     _terminal(monkeypatch, tty)
@@ -348,7 +348,7 @@ def test_a_handler_exception_reaches_the_log_and_get_escaped_and_the_password_ma
     url = f"redis://127.0.0.1:{locked_server.port}/0?password={SECRET}"
     prefix = f"shown{uuid.uuid4().hex[:8]}"
     with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
-        task_id = store.submit(OWNER, "m", None, queue="evil", max_attempts=1).task.task_id
+        task_id = store.submit("m", None, owner_id=OWNER, queue="evil", max_attempts=1).task.task_id
         proc = subprocess.Popen(
             [
                 *COMMAND,
@@ -370,9 +370,11 @@ def test_a_handler_exception_reaches_the_log_and_get_escaped_and_the_password_ma
             text=True,
         )
         try:
-            record = store.get(task_id, OWNER)
+            record = store.get(task_id, owner_id=OWNER)
             while not record.task.status.is_terminal:
-                record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+                record = store.wait(
+                    task_id, owner_id=OWNER, after_version=record.version, timeout=BOUND_S
+                )
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=BOUND_S)
         finally:

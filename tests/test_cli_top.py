@@ -118,14 +118,14 @@ def test_once_json_shows_queues_workers_leases_and_a_failure_seen_between_readin
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    quick = [store.submit(OWNER, "m", {}, queue="mail").task.task_id for _ in range(5)]
+    quick = [store.submit("m", {}, owner_id=OWNER, queue="mail").task.task_id for _ in range(5)]
     poll(lambda: store.queue_stats("mail").completed == 5)
     hold, fail = tmp_path / "hold", tmp_path / "fail"
-    held = store.submit(OWNER, "m", {"wait_for": str(hold)}, queue="mail").task.task_id
+    held = store.submit("m", {"wait_for": str(hold)}, owner_id=OWNER, queue="mail").task.task_id
     failing = store.submit(
-        OWNER, "m", {"wait_for": str(fail), "fail": "boom"}, queue="mail", max_attempts=1
+        "m", {"wait_for": str(fail), "fail": "boom"}, owner_id=OWNER, queue="mail", max_attempts=1
     ).task.task_id
-    store.submit(OWNER, "m", {}, queue="later", delay_ms=3_600_000)
+    store.submit("m", {}, owner_id=OWNER, queue="later", delay_ms=3_600_000)
     poll(lambda: len(store.queue_leases("mail")) == 2)
     slept = []
 
@@ -133,7 +133,7 @@ def test_once_json_shows_queues_workers_leases_and_a_failure_seen_between_readin
         # the first reading saw both tasks leased: now one fails before the second
         slept.append(seconds)
         fail.touch()
-        poll(lambda: store.get(failing, OWNER).task.status is ts.TaskStatus.FAILED)
+        poll(lambda: store.get(failing, owner_id=OWNER).task.status is ts.TaskStatus.FAILED)
 
     monkeypatch.setattr(_top, "pause", between_readings)
     where = ["--redis-url", redis_url, "--prefix", prefix]
@@ -168,7 +168,7 @@ def test_once_draws_the_tables_for_people(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "160")
-    store.submit(OWNER, "m", {}, queue="mail")
+    store.submit("m", {}, owner_id=OWNER, queue="mail")
     lease = store.claim("mail", timeout=5, worker_id="box:42")
     assert lease is not None
     where = ["--redis-url", redis_url, "--prefix", prefix]
@@ -188,7 +188,7 @@ def test_a_queue_with_more_leases_than_listed_says_so(
     monkeypatch.setenv("COLUMNS", "160")
     monkeypatch.setattr(_top, "LEASES_PER_QUEUE", 1)
     for _ in range(2):
-        store.submit(OWNER, "m", {}, queue="mail")
+        store.submit("m", {}, owner_id=OWNER, queue="mail")
     assert len(store.claim_many("mail", 2, timeout=5, worker_id="box:42")) == 2
     where = ["--redis-url", redis_url, "--prefix", prefix]
     assert main(["top", "--once", "--interval", "0.05", *where]) == 0
@@ -210,7 +210,7 @@ def test_a_bad_interval_is_one_line_and_exit_status_2(
 def test_json_without_once_prints_a_line_per_refresh_until_sigterm(
     redis_url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:
-    store.submit(OWNER, "m", {}, queue="mail")
+    store.submit("m", {}, owner_id=OWNER, queue="mail")
     buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
         [
@@ -264,7 +264,7 @@ def read_until(fd: int, wanted: list[str], seen: list[str]) -> None:
 def test_the_live_view_draws_frames_in_a_terminal_and_quits_on_a_signal(
     redis_url: str, prefix: str, store: ts.GenericTaskStore, sent: int, status: int
 ) -> None:
-    store.submit(OWNER, "m", {}, queue="mail")
+    store.submit("m", {}, owner_id=OWNER, queue="mail")
     where = ["--redis-url", redis_url, "--prefix", prefix]
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "140"}
@@ -280,7 +280,7 @@ def test_the_live_view_draws_frames_in_a_terminal_and_quits_on_a_signal(
     seen: list[str] = []
     try:
         read_until(leader, ["taskstore-redis top", "queues", "mail", "recent failures"], seen)
-        store.submit(OWNER, "m", {}, queue="news")  # a later refresh shows it
+        store.submit("m", {}, owner_id=OWNER, queue="news")  # a later refresh shows it
         read_until(leader, ["news"], seen)
         proc.send_signal(sent)
         assert proc.wait(BOUND_S) == status
@@ -341,11 +341,13 @@ def test_worker_metrics_export_the_queue_counters_durations_and_gauges(
     env = {"OTEL_METRICS_EXPORTER": "console", "OTEL_METRIC_EXPORT_INTERVAL": "300"}
     proc = start_worker(tmp_path, redis_url, prefix, "--metrics", env=env)
     try:
-        ids = [store.submit(OWNER, "m", {}, queue="mail").task.task_id for _ in range(2)]
+        ids = [store.submit("m", {}, owner_id=OWNER, queue="mail").task.task_id for _ in range(2)]
         ids.append(
-            store.submit(OWNER, "m", {"fail": "boom"}, queue="mail", max_attempts=1).task.task_id
+            store.submit(
+                "m", {"fail": "boom"}, owner_id=OWNER, queue="mail", max_attempts=1
+            ).task.task_id
         )
-        poll(lambda: all(store.get(i, OWNER).task.status.is_terminal for i in ids))
+        poll(lambda: all(store.get(i, owner_id=OWNER).task.status.is_terminal for i in ids))
         time.sleep(1.0)  # a periodic export while the worker runs (the gauges are read then)
     finally:
         out, err = stop_worker(proc)

@@ -104,16 +104,18 @@ def worker_command(
 
 
 def final(store: ts.GenericTaskStore, task_id: str) -> ts.TaskRecord:
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     while not record.task.status.is_terminal:
-        record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+        record = store.wait(task_id, owner_id=OWNER, after_version=record.version, timeout=BOUND_S)
     return record
 
 
 def test_worker_processes_complete_the_queue_and_stop_cleanly_on_sigterm(
     handlers: Path, redis_url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:
-    ids = [store.submit(OWNER, "m", {"n": n}, queue="math").task.task_id for n in range(20)]
+    ids = [
+        store.submit("m", {"n": n}, owner_id=OWNER, queue="math").task.task_id for n in range(20)
+    ]
     with worker_command(
         handlers, redis_url, prefix, "jobs:double", "--queue", "math", "--processes", "2"
     ) as proc:
@@ -130,15 +132,17 @@ def test_worker_processes_complete_the_queue_and_stop_cleanly_on_sigterm(
 def test_on_sigterm_a_handler_past_the_grace_period_is_released_not_left_leased(
     handlers: Path, redis_url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:
-    task_id = store.submit(OWNER, "m", {"sleep": 5}).task.task_id
+    task_id = store.submit("m", {"sleep": 5}, owner_id=OWNER).task.task_id
     with worker_command(handlers, redis_url, prefix, "jobs:slow", "--grace", "0.2") as proc:
-        record = store.get(task_id, OWNER)
+        record = store.get(task_id, owner_id=OWNER)
         while record.job is None or record.job.state != "leased":
-            record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+            record = store.wait(
+                task_id, owner_id=OWNER, after_version=record.version, timeout=BOUND_S
+            )
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=BOUND_S)
     assert proc.returncode == 0, err
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.task.status is ts.TaskStatus.WORKING
     assert record.job is not None and record.job.state == "ready"
 
@@ -146,7 +150,7 @@ def test_on_sigterm_a_handler_past_the_grace_period_is_released_not_left_leased(
 def test_ctrl_c_stops_the_worker_with_the_interrupted_status(
     handlers: Path, redis_url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:
-    task_id = store.submit(OWNER, "m", {"n": 1}).task.task_id
+    task_id = store.submit("m", {"n": 1}, owner_id=OWNER).task.task_id
     with worker_command(handlers, redis_url, prefix, "jobs:double") as proc:
         assert final(store, task_id).result == {"double": 2}
         proc.send_signal(signal.SIGINT)
@@ -189,8 +193,8 @@ def test_a_raising_handler_shows_as_failed_in_queues_json(
     store: ts.GenericTaskStore,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    task_id = store.submit(OWNER, "m", None, queue="billing", max_attempts=1).task.task_id
-    store.submit(OWNER, "m", None, queue="mail", delay_ms=3_600_000)
+    task_id = store.submit("m", None, owner_id=OWNER, queue="billing", max_attempts=1).task.task_id
+    store.submit("m", None, owner_id=OWNER, queue="mail", delay_ms=3_600_000)
     with worker_command(handlers, redis_url, prefix, "jobs:broken", "--queue", "billing") as proc:
         record = final(store, task_id)
         proc.send_signal(signal.SIGTERM)
@@ -210,7 +214,7 @@ def test_queues_prints_a_table_of_every_queue(
     redis_url: str, prefix: str, store: ts.GenericTaskStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for _ in range(3):
-        store.submit(OWNER, "m", None, queue="reports")
+        store.submit("m", None, owner_id=OWNER, queue="reports")
     assert main(["queues", "--redis-url", redis_url, "--prefix", prefix]) == 0
     out = capsys.readouterr().out
     assert "oldest waiting" in out and "given up" in out

@@ -71,12 +71,12 @@ def test_a_blocking_store_closed_leaves_no_socket_open(url: str, key_prefix: str
     ports = server_ports(url)
     before = open_sockets()
     with ts.GenericTaskStore.from_url(url, prefix=key_prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
-        store.set_variables(task_id, OWNER, {"n": 1})
-        assert store.get(task_id, OWNER).variables == {"n": 1}
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
+        store.set_variables(task_id, {"n": 1}, owner_id=OWNER)
+        assert store.get(task_id, owner_id=OWNER).variables == {"n": 1}
         assert store.queue_stats().ready == 0
         with pytest.raises(ts.WaitTimeout):
-            store.wait_for_result(task_id, OWNER, timeout=0.05)
+            store.wait_for_result(task_id, owner_id=OWNER, timeout=0.05)
     assert left_open(before, ports) == []
 
 
@@ -85,10 +85,10 @@ async def test_an_async_store_closed_leaves_no_socket_open(url: str, key_prefix:
     ports = server_ports(url)
     before = open_sockets()
     async with tsa.GenericTaskStore.from_url(url, prefix=key_prefix) as store:
-        task_id = (await store.create(OWNER, METHOD)).task.task_id
-        await store.set_variables(task_id, OWNER, {"n": 1})
-        assert (await store.get(task_id, OWNER)).variables == {"n": 1}
+        task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+        await store.set_variables(task_id, {"n": 1}, owner_id=OWNER)
+        assert (await store.get(task_id, owner_id=OWNER)).variables == {"n": 1}
         assert (await store.queue_stats()).ready == 0
         with pytest.raises(ts.WaitTimeout):
-            await store.wait_for_result(task_id, OWNER, timeout=0.05)
+            await store.wait_for_result(task_id, owner_id=OWNER, timeout=0.05)
     assert left_open(before, ports) == []

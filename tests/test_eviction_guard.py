@@ -66,11 +66,11 @@ def test_a_volatile_lru_server_is_named_in_one_warning_per_process_and_node(
     caplog.set_level(logging.DEBUG, logger="taskstore_redis")
     prefix = f"t{uuid.uuid4().hex[:8]}"
     with ts.GenericTaskStore.from_url(evicting.url, prefix=prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id  # a warning, not a refusal
-        store.set_variables(task_id, OWNER, {"a": 1})
-        store.get(task_id, OWNER)
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id  # a warning, not a refusal
+        store.set_variables(task_id, {"a": 1}, owner_id=OWNER)
+        store.get(task_id, owner_id=OWNER)
     with ts.GenericTaskStore.from_url(evicting.url, prefix=prefix) as again:
-        assert again.get(task_id, OWNER).variables == {"a": 1}
+        assert again.get(task_id, owner_id=OWNER).variables == {"a": 1}
     warnings = [r for r in guard_records(caplog) if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     message = warnings[0].getMessage()
@@ -83,7 +83,7 @@ def test_a_noeviction_server_logs_nothing(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="taskstore_redis")
     with ts.GenericTaskStore.from_url(safe.url) as store:
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert [r for r in guard_records(caplog) if "maxmemory" in r.getMessage()] == []
     assert [r for r in guard_records(caplog) if r.levelno >= logging.WARNING] == []
     assert guard.unchecked([f"127.0.0.1:{safe.port}"]) == []  # it was read
@@ -96,9 +96,9 @@ def test_the_check_costs_one_info_per_node_and_process_not_one_per_operation(
         admin.config_resetstat()
         with ts.GenericTaskStore.from_url(safe.url, cluster=False) as store:
             for _ in range(5):
-                store.get(store.create(OWNER, METHOD).task.task_id, OWNER)
+                store.get(store.create(METHOD, owner_id=OWNER).task.task_id, owner_id=OWNER)
         with ts.GenericTaskStore.from_url(safe.url, cluster=False) as other:
-            other.list(OWNER)
+            other.list(owner_id=OWNER)
         calls = admin.info("commandstats")["cmdstat_info"]["calls"]  # not counting this one
     assert calls == 1
 
@@ -109,7 +109,10 @@ def test_require_noeviction_refuses_a_volatile_lru_server_with_a_typed_error(
     config = ts.StoreConfig(require_noeviction=True)
     prefix = f"t{uuid.uuid4().hex[:8]}"
     with ts.GenericTaskStore.from_url(evicting.url, config, prefix=prefix) as store:
-        for call in (lambda: store.create(OWNER, METHOD), lambda: store.list(OWNER)):
+        for call in (
+            lambda: store.create(METHOD, owner_id=OWNER),
+            lambda: store.list(owner_id=OWNER),
+        ):
             with pytest.raises(ts.ServerMisconfigured) as info:
                 call()
             error = info.value
@@ -129,17 +132,19 @@ async def test_the_async_store_refuses_too_and_works_on_noeviction(
     config = ts.StoreConfig(require_noeviction=True)
     async with ats.GenericTaskStore.from_url(evicting.url, config) as store:
         with pytest.raises(ts.ServerMisconfigured):
-            await store.create(OWNER, METHOD)
+            await store.create(METHOD, owner_id=OWNER)
     async with ats.GenericTaskStore.from_url(safe.url, config) as fine:
-        record = await fine.create(OWNER, METHOD)
-        assert (await fine.get(record.task.task_id, OWNER)).task.status is ts.TaskStatus.WORKING
+        record = await fine.create(METHOD, owner_id=OWNER)
+        assert (
+            await fine.get(record.task.task_id, owner_id=OWNER)
+        ).task.status is ts.TaskStatus.WORKING
 
 
 def test_require_noeviction_on_a_backend_built_by_hand(evicting: RedisServer) -> None:
     backend = ts.RedisBackend(redis.Redis.from_url(evicting.url))
     config = ts.StoreConfig(require_noeviction=True)
     with ts.GenericTaskStore(backend, config) as store, pytest.raises(ts.ServerMisconfigured):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
 
 
 def test_require_noeviction_must_be_a_bool() -> None:
@@ -149,7 +154,7 @@ def test_require_noeviction_must_be_a_bool() -> None:
 
 def test_the_memory_backend_takes_require_noeviction_and_never_evicts() -> None:
     store = ts.GenericTaskStore(ts.InMemoryBackend(), ts.StoreConfig(require_noeviction=True))
-    assert store.create(OWNER, METHOD).task.status is ts.TaskStatus.WORKING
+    assert store.create(METHOD, owner_id=OWNER).task.status is ts.TaskStatus.WORKING
 
 
 def test_without_info_the_policy_is_logged_unchecked_and_require_refuses(
@@ -160,7 +165,7 @@ def test_without_info_the_policy_is_logged_unchecked_and_require_refuses(
         user = make_user(safe, admin, ACL_RULES.replace(" +info", ""))
         try:
             with ts.GenericTaskStore.from_url(user.url, prefix=user.prefix, cluster=False) as s:
-                s.create(OWNER, METHOD)  # works: the policy is only unknown
+                s.create(METHOD, owner_id=OWNER)  # works: the policy is only unknown
             [record] = [r for r in guard_records(caplog) if "maxmemory" in r.getMessage()]
             assert record.levelno == logging.INFO
             assert "could not read maxmemory-policy" in record.getMessage()
@@ -171,7 +176,7 @@ def test_without_info_the_policy_is_logged_unchecked_and_require_refuses(
                 ) as strict,
                 pytest.raises(ts.ServerMisconfigured) as info,
             ):
-                strict.create(OWNER, METHOD)
+                strict.create(METHOD, owner_id=OWNER)
             assert info.value.value is None
             assert "grant +info" in str(info.value)
         finally:
@@ -189,8 +194,8 @@ def test_each_primary_of_a_cluster_is_checked(
         admin.config_set("maxmemory-policy", "volatile-lru", target_nodes=evicting)
         try:
             with ts.GenericTaskStore.from_url(cluster_url) as store:
-                store.create(OWNER, METHOD)
-                store.list(OWNER)
+                store.create(METHOD, owner_id=OWNER)
+                store.list(owner_id=OWNER)
             assert guard.unchecked([node.name for node in primaries]) == []
             warnings = [r.getMessage() for r in guard_records(caplog)]
             assert len(warnings) == 1, warnings
@@ -201,7 +206,7 @@ def test_each_primary_of_a_cluster_is_checked(
                 ts.GenericTaskStore.from_url(cluster_url, strict) as refusing,
                 pytest.raises(ts.ServerMisconfigured) as info,
             ):
-                refusing.create(OWNER, METHOD)
+                refusing.create(METHOD, owner_id=OWNER)
             assert info.value.node == evicting.name
         finally:
             admin.config_set("maxmemory-policy", "noeviction", target_nodes=evicting)
@@ -220,17 +225,17 @@ def test_an_unreachable_server_is_checked_once_it_answers_and_never_fails_a_call
     ):
         server.kill()
         with pytest.raises(ts.StoreUnavailable) as lenient_error:
-            store.list(OWNER)
+            store.list(owner_id=OWNER)
         assert "during list_page" in str(lenient_error.value)  # the call's own failure
         with pytest.raises(ts.StoreUnavailable) as strict_error:
-            strict.list(OWNER)
+            strict.list(owner_id=OWNER)
         assert "during checking the eviction policy" in str(strict_error.value)
         assert not isinstance(strict_error.value, ts.ServerMisconfigured)
         assert not [r for r in guard_records(caplog) if "maxmemory" in r.getMessage()]
         server.restart()
-        assert store.list(OWNER).tasks == []  # checked now: a warning, not a failure
+        assert store.list(owner_id=OWNER).tasks == []  # checked now: a warning, not a failure
         with pytest.raises(ts.ServerMisconfigured):
-            strict.list(OWNER)
+            strict.list(owner_id=OWNER)
     [warning] = [r for r in guard_records(caplog) if "maxmemory" in r.getMessage()]
     assert RISK.search(warning.getMessage())
 
@@ -285,9 +290,9 @@ def test_a_full_noeviction_server_refuses_writes_whole_and_keeps_serving_reads()
         refused_both = {"Redis refused create", "Redis refused merge_variables"}
         for number in range(5000):
             try:
-                task_id = store.create(OWNER, METHOD).task.task_id
+                task_id = store.create(METHOD, owner_id=OWNER).task.task_id
                 written[task_id] = {}
-                store.set_variables(task_id, OWNER, {"n": number, "blob": blob})
+                store.set_variables(task_id, {"n": number, "blob": blob}, owner_id=OWNER)
                 written[task_id] = {"n": number, "blob": blob}
             except ts.StoreUnavailable as exc:
                 refusals.append(exc)
@@ -303,14 +308,14 @@ def test_a_full_noeviction_server_refuses_writes_whole_and_keeps_serving_reads()
             assert "maxmemory" in str(error), str(error)
         # every task is whole: exactly the variables of its last acknowledged write
         for task_id, variables in written.items():
-            record = store.get(task_id, OWNER)
+            record = store.get(task_id, owner_id=OWNER)
             assert record.variables == variables, task_id
             assert record.task.status is ts.TaskStatus.WORKING
         # no task beyond the acknowledged ones: a refused create left nothing behind
         listed: set[str] = set()
         cursor = None
         while True:
-            page = store.list(OWNER, cursor=cursor, limit=100)
+            page = store.list(owner_id=OWNER, cursor=cursor, limit=100)
             listed |= {record.task.task_id for record in page.tasks}
             cursor = page.next_cursor
             if cursor is None:

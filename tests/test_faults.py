@@ -129,7 +129,7 @@ def all_tasks(store: ts.GenericTaskStore, owner: str) -> list[TaskRecord]:
     tasks: list[TaskRecord] = []
     cursor: str | None = None
     for _ in range(1000):
-        page = store.list(owner, cursor=cursor, limit=100)
+        page = store.list(owner_id=owner, cursor=cursor, limit=100)
         tasks.extend(page.tasks)
         cursor = page.next_cursor
         if cursor is None:
@@ -274,7 +274,7 @@ class Workload:
     def _round(self, owner: str, n: int) -> None:
         store = self.store
         try:
-            created = store.create(owner, METHOD)
+            created = store.create(METHOD, owner_id=owner)
         except StoreUnavailable as exc:
             self._write_failed(exc)
             self.unknown_creates += exc.outcome_unknown
@@ -286,14 +286,16 @@ class Workload:
         self.ledgers.append(ledger)
         for k in range(self.writes):
             key = f"w{k}"
-            outcome = self._write(lambda: store.set_variables(task_id, owner, {key: k}))  # noqa: B023
+            outcome = self._write(lambda: store.set_variables(task_id, {key: k}, owner_id=owner))  # noqa: B023
             ledger.writes[key] = outcome
             if outcome == LOST:
                 return
-            self._read(lambda: store.get(task_id, owner))
-        self._read(lambda: store.list(owner, limit=10))
+            self._read(lambda: store.get(task_id, owner_id=owner))
+        self._read(lambda: store.list(owner_id=owner, limit=10))
         ledger.completion = self._write(
-            lambda: store.complete_with_result(task_id, owner, "completed", None, ledger.result)
+            lambda: store.complete_with_result(
+                task_id, "completed", None, ledger.result, owner_id=owner
+            )
         )
         if ledger.completion == DONE:
             self.completed += 1
@@ -343,7 +345,7 @@ def check_ledger(
     for ledger in workload.ledgers:
         known.add((ledger.owner, ledger.task_id))
         try:
-            record = store.get(ledger.task_id, ledger.owner)
+            record = store.get(ledger.task_id, owner_id=ledger.owner)
         except TaskNotFound:
             assert data_may_be_lost, f"task {ledger.task_id} was created but is gone"
             continue
@@ -370,7 +372,7 @@ def check_ledger(
             assert record.result is None
         if ledger.completion == DONE and not data_may_be_lost:
             assert terminal, f"completion of {ledger.task_id} was acknowledged but is missing"
-            assert store.get_result(ledger.task_id, ledger.owner) == ledger.result
+            assert store.get_result(ledger.task_id, owner_id=ledger.owner) == ledger.result
         if ledger.completion == REFUSED:
             assert not terminal, "a completion reported refused was applied"
     for owner in workload.owners:
@@ -573,17 +575,17 @@ def proxy(server: RedisServer) -> Iterator[LossyProxy]:
 # --- 1. Redis SIGKILLed and restarted ---------------------------------------------------
 
 ALL_OPERATIONS: dict[str, Callable[[ts.GenericTaskStore, str], object]] = {
-    "create": lambda s, t: s.create(OWNER, METHOD),
-    "get": lambda s, t: s.get(t, OWNER),
-    "list": lambda s, t: s.list(OWNER),
-    "update_status": lambda s, t: s.update_status(t, OWNER, "input_required"),
-    "set_variables": lambda s, t: s.set_variables(t, OWNER, {"probe": 1}),
-    "set_result": lambda s, t: s.set_result(t, OWNER, {"probe": 1}),
-    "get_result": lambda s, t: s.get_result(t, OWNER),
+    "create": lambda s, t: s.create(METHOD, owner_id=OWNER),
+    "get": lambda s, t: s.get(t, owner_id=OWNER),
+    "list": lambda s, t: s.list(owner_id=OWNER),
+    "update_status": lambda s, t: s.update_status(t, "input_required", owner_id=OWNER),
+    "set_variables": lambda s, t: s.set_variables(t, {"probe": 1}, owner_id=OWNER),
+    "set_result": lambda s, t: s.set_result(t, {"probe": 1}, owner_id=OWNER),
+    "get_result": lambda s, t: s.get_result(t, owner_id=OWNER),
     "complete_with_result": lambda s, t: s.complete_with_result(
-        t, OWNER, "completed", None, {"probe": 1}
+        t, "completed", None, {"probe": 1}, owner_id=OWNER
     ),
-    "cancel": lambda s, t: s.cancel(t, OWNER),
+    "cancel": lambda s, t: s.cancel(t, owner_id=OWNER),
     "cleanup_expired": lambda s, t: s.cleanup_expired(),
 }
 
@@ -593,7 +595,7 @@ def test_while_redis_is_killed_every_call_fails_fast_and_after_a_restart_calls_s
     server: RedisServer,
 ) -> None:
     with open_store(server.url) as store, open_store(server.url) as prober:
-        probe_task = prober.create(OWNER, METHOD).task.task_id
+        probe_task = prober.create(METHOD, owner_id=OWNER).task.task_id
         with Workload(store, ["worker"], data_may_be_lost=True) as load:
             assert wait_until(lambda: load.completed >= 10, HANG), "the load made no progress"
             server.kill()
@@ -616,11 +618,11 @@ def test_while_redis_is_killed_every_call_fails_fast_and_after_a_restart_calls_s
             )
         assert load.unexpected == []
         with pytest.raises(TaskNotFound):
-            prober.get(probe_task, OWNER)
+            prober.get(probe_task, owner_id=OWNER)
         for name, op in ALL_OPERATIONS.items():
-            task_id = prober.create(OWNER, METHOD).task.task_id
+            task_id = prober.create(METHOD, owner_id=OWNER).task.task_id
             if name == "get_result":
-                prober.complete_with_result(task_id, OWNER, "completed", None, {"r": 1})
+                prober.complete_with_result(task_id, "completed", None, {"r": 1}, owner_id=OWNER)
             op(prober, task_id)  # every operation works again
         # No task is half-written: every task that exists decodes, and a completed
         # one carries its result.
@@ -632,20 +634,20 @@ def test_a_write_to_a_server_that_refuses_the_connection_says_it_was_not_sent(
     server: RedisServer,
 ) -> None:
     with open_store(server.url) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         server.kill()
         # the first call may find its pooled connection dead after sending: unknown outcome;
         # once the pool is empty, every connect is refused and nothing leaves the process
         for _ in range(3):
             with contextlib.suppress(StoreUnavailable):
-                store.set_variables(task_id, OWNER, {"drain": 1})
+                store.set_variables(task_id, {"drain": 1}, owner_id=OWNER)
         with pytest.raises(StoreUnavailable) as refused:
-            store.set_variables(task_id, OWNER, {"n": 1})
+            store.set_variables(task_id, {"n": 1}, owner_id=OWNER)
         assert not refused.value.outcome_unknown, refused.value
         assert "not sent: nothing was written" in str(refused.value)
         assert "may or may not" not in str(refused.value)
         with pytest.raises(StoreUnavailable) as read:
-            store.get(task_id, OWNER)
+            store.get(task_id, owner_id=OWNER)
         assert not read.value.outcome_unknown
 
 
@@ -709,11 +711,11 @@ def test_scripts_flushed_right_after_the_backend_reloaded_them_do_not_reach_the_
     with admin(server.port) as control, open_store(proxy.url) as store:
         proxy.on_reply(last_script_loaded, drop=False, before=control.script_flush)
         try:
-            created = store.create(OWNER, METHOD)
+            created = store.create(METHOD, owner_id=OWNER)
         except redis.exceptions.RedisError as exc:
             pytest.fail(f"a raw redis-py error reached the caller: {exc!r}")
         assert proxy.armed() == 0  # the flush did happen
-        assert store.get(created.task.task_id, OWNER).version == 1
+        assert store.get(created.task.task_id, owner_id=OWNER).version == 1
 
 
 # --- 3. connections killed --------------------------------------------------------------
@@ -767,12 +769,14 @@ def test_a_server_paused_past_the_socket_timeout_fails_calls_in_time_and_then_wo
 ) -> None:
     pause_ms = 3000
     with admin(server.port) as control, open_store(server.url, socket_timeout=0.5) as store:
-        task = store.create(OWNER, METHOD)
+        task = store.create(METHOD, owner_id=OWNER)
         task_id = task.task.task_id
         control.client_pause(pause_ms, all=True)
         paused_at = time.monotonic()
-        read = Call("get", lambda: store.get(task_id, OWNER))
-        write = Call("update_status", lambda: store.update_status(task_id, OWNER, "input_required"))
+        read = Call("get", lambda: store.get(task_id, owner_id=OWNER))
+        write = Call(
+            "update_status", lambda: store.update_status(task_id, "input_required", owner_id=OWNER)
+        )
         # Both must give up well before the pause ends (at pause_ms).
         limit = 0.8 * pause_ms / 1000
         assert read.returned_within(paused_at + limit - time.monotonic()), "get hangs"
@@ -782,15 +786,15 @@ def test_a_server_paused_past_the_socket_timeout_fails_calls_in_time_and_then_wo
         assert isinstance(write.error, StoreUnavailable)
         assert write.error.outcome_unknown  # sent, and maybe run when the pause ends
         assert control.ping()  # answered once the pause is over
-        after = store.get(task_id, OWNER)
+        after = store.get(task_id, owner_id=OWNER)
         # The write of unknown outcome ran once or not at all.
         assert (after.task.status, after.version) in {
             (TaskStatus.WORKING, 1),
             (TaskStatus.INPUT_REQUIRED, 2),
         }
-        done = store.complete_with_result(task_id, OWNER, "completed", None, {"r": 1})
+        done = store.complete_with_result(task_id, "completed", None, {"r": 1}, owner_id=OWNER)
         assert done.version == after.version + 1
-        assert store.get_result(task_id, OWNER) == {"r": 1}
+        assert store.get_result(task_id, owner_id=OWNER) == {"r": 1}
 
 
 # --- 5. lost replies --------------------------------------------------------------------
@@ -801,7 +805,7 @@ def test_a_compare_and_set_resent_with_its_token_reports_applied_without_moving_
     server: RedisServer,
 ) -> None:
     with admin(server.port) as control, open_store(server.url) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         key = redis_key(store, OWNER, task_id)
         data = control.hget(key, "d")
         assert data is not None
@@ -823,19 +827,19 @@ def test_a_compare_and_set_resent_with_its_token_reports_applied_without_moving_
         conflict = control.evalsha(COMPARE_AND_SET.sha, 2, key, expiry, 1, data, "a2", 1, "", 2, 0)
         assert conflict[0] == Code.CONFLICT
         assert control.hget(key, "v") == "2"
-        assert store.get(task_id, OWNER).version == 2
+        assert store.get(task_id, owner_id=OWNER).version == 2
 
 
 @pytest.mark.redis
 def test_writes_whose_replies_were_lost_are_each_applied_exactly_once(proxy: LossyProxy) -> None:
     with open_store(proxy.url) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         outcomes: dict[int, str] = {}
         for n in range(12):
             # 0: the reply arrives; 1: lost, the resend's arrives; 2: lost on the resend too.
             proxy.on_reply(applied_write, times=n % 3)
             try:
-                store.set_variables(task_id, OWNER, {f"w{n}": n})
+                store.set_variables(task_id, {f"w{n}": n}, owner_id=OWNER)
                 outcomes[n] = DONE
             except StoreUnavailable as exc:
                 assert exc.outcome_unknown, exc
@@ -843,7 +847,7 @@ def test_writes_whose_replies_were_lost_are_each_applied_exactly_once(proxy: Los
             assert proxy.armed() == 0, "the reply was not lost as planned"
         assert outcomes == {n: UNKNOWN if n % 3 == 2 else DONE for n in range(12)}
         assert proxy.dropped == 4 * 1 + 4 * 2
-        record = store.get(task_id, OWNER)
+        record = store.get(task_id, owner_id=OWNER)
         # Each write landed exactly once, whether its reply arrived, or was lost once or twice.
         assert record.variables == {f"w{n}": n for n in range(12)}
         assert record.version == 1 + 12
@@ -854,7 +858,7 @@ def test_a_release_handing_its_attempt_back_resent_after_a_lost_reply_hands_it_b
     proxy: LossyProxy,
 ) -> None:
     with open_store(proxy.url) as store:
-        task_id = store.submit(OWNER, METHOD, max_attempts=3).task.task_id
+        task_id = store.submit(METHOD, owner_id=OWNER, max_attempts=3).task.task_id
         first = store.claim(timeout=5)
         assert first is not None
         first.release()  # this attempt counts
@@ -864,7 +868,7 @@ def test_a_release_handing_its_attempt_back_resent_after_a_lost_reply_hands_it_b
         proxy.on_reply(applied_release)
         second.release(count_attempt=False)
         assert proxy.dropped == 1
-        record = store.get(task_id, OWNER)
+        record = store.get(task_id, owner_id=OWNER)
         assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 1)
         # handed back once: attempt 2 again (not 3: kept; not 1: handed back twice)
         third = store.claim(timeout=5)
@@ -877,25 +881,27 @@ def test_a_completion_whose_reply_was_lost_is_reported_done_and_applied_once(
     proxy: LossyProxy,
 ) -> None:
     with open_store(proxy.url) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         proxy.on_reply(applied_write)
-        done = store.complete_with_result(task_id, OWNER, "completed", "ok", {"answer": 42})
+        done = store.complete_with_result(
+            task_id, "completed", "ok", {"answer": 42}, owner_id=OWNER
+        )
         assert proxy.dropped == 1
         assert done.version == 2
-        stored = store.get(task_id, OWNER)
+        stored = store.get(task_id, owner_id=OWNER)
         assert (stored.task.status, stored.version) == (TaskStatus.COMPLETED, 2)
-        assert store.get_result(task_id, OWNER) == {"answer": 42}
+        assert store.get_result(task_id, owner_id=OWNER) == {"answer": 42}
 
 
 @pytest.mark.redis
 def test_a_create_whose_reply_was_lost_creates_exactly_one_task(proxy: LossyProxy) -> None:
     with open_store(proxy.url) as store:
         proxy.on_reply(applied_write)
-        created = store.create(OWNER, METHOD)
+        created = store.create(METHOD, owner_id=OWNER)
         assert proxy.dropped == 1
         proxy.on_reply(applied_write, times=2)
         with pytest.raises(StoreUnavailable) as caught:
-            store.create(OWNER, METHOD)
+            store.create(METHOD, owner_id=OWNER)
         assert caught.value.outcome_unknown
         assert proxy.dropped == 3
         tasks = all_tasks(store, OWNER)
@@ -910,15 +916,15 @@ def test_a_write_whose_resend_is_refused_is_still_reported_of_unknown_outcome(
     server: RedisServer, proxy: LossyProxy
 ) -> None:
     with admin(server.port) as control, open_store(proxy.url) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         # The write lands but its reply is lost; before the resend, Redis starts refusing
         # writes (here: fewer replicas than min-replicas-to-write, as in a partition).
         proxy.on_reply(applied_write, before=lambda: control.config_set("min-replicas-to-write", 1))
         with pytest.raises(StoreUnavailable) as caught:
-            store.update_status(task_id, OWNER, "input_required")
+            store.update_status(task_id, "input_required", owner_id=OWNER)
         control.config_set("min-replicas-to-write", 0)
         assert proxy.dropped == 1
-        landed = store.get(task_id, OWNER)
+        landed = store.get(task_id, owner_id=OWNER)
         assert (landed.task.status, landed.version) == (TaskStatus.INPUT_REQUIRED, 2)
         assert caught.value.outcome_unknown, (
             f"the write landed, yet the caller was told it did not: {caught.value}"
@@ -930,16 +936,18 @@ def test_a_status_change_whose_reply_was_lost_is_not_applied_again_after_another
     server: RedisServer, proxy: LossyProxy
 ) -> None:
     with open_store(proxy.url) as store, open_store(server.url) as other:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         # Our move to input_required lands, its reply is lost, and before the resend
         # another worker moves the task back to working.
-        proxy.on_reply(applied_write, before=lambda: other.update_status(task_id, OWNER, "working"))
+        proxy.on_reply(
+            applied_write, before=lambda: other.update_status(task_id, "working", owner_id=OWNER)
+        )
         try:
-            store.update_status(task_id, OWNER, "input_required")
+            store.update_status(task_id, "input_required", owner_id=OWNER)
         except StoreUnavailable as exc:
             assert exc.outcome_unknown
         assert proxy.dropped == 1
-        final = other.get(task_id, OWNER)
+        final = other.get(task_id, owner_id=OWNER)
         # Two writes were made, ours and then the other worker's.
         assert (final.version, final.task.status) == (3, TaskStatus.WORKING), (
             f"version {final.version}, status {final.task.status}: our write was applied twice"
@@ -951,22 +959,23 @@ def test_a_completion_whose_reply_was_lost_is_not_reported_invalid_after_another
     server: RedisServer, proxy: LossyProxy
 ) -> None:
     with open_store(proxy.url) as store, open_store(server.url) as other:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         # Our completion lands, its reply is lost, and before the resend another worker
         # sets a variable on the (now completed) task.
         proxy.on_reply(
-            applied_write, before=lambda: other.set_variables(task_id, OWNER, {"seen": True})
+            applied_write,
+            before=lambda: other.set_variables(task_id, {"seen": True}, owner_id=OWNER),
         )
         try:
-            store.complete_with_result(task_id, OWNER, "completed", None, {"answer": 42})
+            store.complete_with_result(task_id, "completed", None, {"answer": 42}, owner_id=OWNER)
         except StoreUnavailable as exc:
             assert exc.outcome_unknown
         except InvalidTransition as exc:
             pytest.fail(f"our completion landed, yet the store reported {exc!r}")
         finally:
             assert proxy.dropped == 1
-        assert other.get_result(task_id, OWNER) == {"answer": 42}
-        assert other.get(task_id, OWNER).version == 3
+        assert other.get_result(task_id, owner_id=OWNER) == {"answer": 42}
+        assert other.get(task_id, owner_id=OWNER).version == 3
 
 
 # --- 6. cluster failover ----------------------------------------------------------------
@@ -1066,12 +1075,12 @@ def assert_failed_over(
 
 
 def one_round(store: ts.GenericTaskStore, owner: str) -> None:
-    task_id = store.create(owner, METHOD).task.task_id
-    store.update_status(task_id, owner, "input_required")
-    store.set_variables(task_id, owner, {"k": 1})
-    store.complete_with_result(task_id, owner, "completed", None, {"r": 1})
-    assert store.get_result(task_id, owner) == {"r": 1}
-    assert store.list(owner, limit=1).tasks
+    task_id = store.create(METHOD, owner_id=owner).task.task_id
+    store.update_status(task_id, "input_required", owner_id=owner)
+    store.set_variables(task_id, {"k": 1}, owner_id=owner)
+    store.complete_with_result(task_id, "completed", None, {"r": 1}, owner_id=owner)
+    assert store.get_result(task_id, owner_id=owner) == {"r": 1}
+    assert store.list(owner_id=owner, limit=1).tasks
 
 
 def assert_recovers(store: ts.GenericTaskStore, owners: list[str], seconds: float) -> None:
@@ -1183,21 +1192,23 @@ def test_with_wait_replicas_each_write_is_on_the_replica_when_it_returns() -> No
         admin(replica.port) as on_replica,
         open_store(primary.url, wait_replicas=1, wait_timeout_ms=2000) as store,
     ):
-        created = store.create(OWNER, METHOD)
+        created = store.create(METHOD, owner_id=OWNER)
         task_id = created.task.task_id
         key = redis_key(store, OWNER, task_id)
         writes: list[Callable[[], TaskRecord]] = [
             lambda: created,
-            lambda: store.update_status(task_id, OWNER, "input_required", "waiting"),
-            lambda: store.set_variables(task_id, OWNER, {"progress": 0.5}),
-            lambda: store.update_status(task_id, OWNER, "working"),
-            lambda: store.complete_with_result(task_id, OWNER, "completed", None, {"r": 1}),
+            lambda: store.update_status(task_id, "input_required", "waiting", owner_id=OWNER),
+            lambda: store.set_variables(task_id, {"progress": 0.5}, owner_id=OWNER),
+            lambda: store.update_status(task_id, "working", owner_id=OWNER),
+            lambda: store.complete_with_result(
+                task_id, "completed", None, {"r": 1}, owner_id=OWNER
+            ),
         ]
         for write in writes:
             record = write()
             assert on_replica.hget(key, "v") == str(record.version)
             assert on_replica.hget(key, "d") == on_primary.hget(key, "d")
-        assert store.get(task_id, OWNER).version == 5
+        assert store.get(task_id, owner_id=OWNER).version == 5
 
 
 @pytest.mark.redis
@@ -1206,24 +1217,24 @@ def test_with_wait_replicas_a_write_resent_after_a_lost_reply_still_waits_for_a_
         lossy = LossyProxy(primary.port)
         try:
             with open_store(lossy.url, wait_replicas=1, wait_timeout_ms=200) as store:
-                plain_task = store.create(OWNER, METHOD).task.task_id
-                resent_task = store.create(OWNER, METHOD).task.task_id
+                plain_task = store.create(METHOD, owner_id=OWNER).task.task_id
+                resent_task = store.create(METHOD, owner_id=OWNER).task.task_id
                 os.kill(replica.pid, signal.SIGSTOP)  # the replica stops acknowledging
                 try:
                     with pytest.raises(StoreUnavailable) as plain:
-                        store.set_variables(plain_task, OWNER, {"a": 1})
+                        store.set_variables(plain_task, {"a": 1}, owner_id=OWNER)
                     assert plain.value.outcome_unknown
                     # Now the reply is lost: the resend finds its own token and writes
                     # nothing, on a new connection, and must still wait for the replica.
                     lossy.on_reply(applied_write)
                     with pytest.raises(StoreUnavailable) as resent:
-                        store.set_variables(resent_task, OWNER, {"b": 2})
+                        store.set_variables(resent_task, {"b": 2}, owner_id=OWNER)
                     assert resent.value.outcome_unknown
                     assert lossy.dropped == 1
                 finally:
                     os.kill(replica.pid, signal.SIGCONT)
-                assert store.get(plain_task, OWNER).variables == {"a": 1}
-                assert store.get(resent_task, OWNER).variables == {"b": 2}
+                assert store.get(plain_task, owner_id=OWNER).variables == {"a": 1}
+                assert store.get(resent_task, owner_id=OWNER).variables == {"b": 2}
         finally:
             lossy.close()
         assert lossy.hook_errors == []
@@ -1238,14 +1249,14 @@ def test_with_wait_replicas_and_no_replica_a_write_is_reported_of_unknown_outcom
         open_store(server.url) as plain,
     ):
         with pytest.raises(StoreUnavailable, match=r"acknowledged by only 0 of 1 replicas") as c:
-            store.create(OWNER, METHOD)
+            store.create(METHOD, owner_id=OWNER)
         assert c.value.outcome_unknown
         # As the message says, it was applied on the primary.
-        [task] = plain.list(OWNER).tasks
+        [task] = plain.list(owner_id=OWNER).tasks
         with pytest.raises(StoreUnavailable, match=r"only 0 of 1 replicas") as c:
-            store.update_status(task.task.task_id, OWNER, "input_required")
+            store.update_status(task.task.task_id, "input_required", owner_id=OWNER)
         assert c.value.outcome_unknown
-        assert plain.get(task.task.task_id, OWNER).task.status is TaskStatus.INPUT_REQUIRED
+        assert plain.get(task.task.task_id, owner_id=OWNER).task.status is TaskStatus.INPUT_REQUIRED
 
 
 @pytest.mark.redis
@@ -1260,7 +1271,7 @@ def test_with_wait_replicas_concurrent_writes_are_not_reported_done_by_a_frozen_
 
         def create_some() -> None:
             for _ in range(writes):
-                task_ids.append(store.create(OWNER, METHOD).task.task_id)
+                task_ids.append(store.create(METHOD, owner_id=OWNER).task.task_id)
 
         # Concurrent creates leave the store several pooled connections, all acknowledged.
         creators = [Call(f"create-{n}", create_some) for n in range(writers)]
@@ -1273,7 +1284,7 @@ def test_with_wait_replicas_concurrent_writes_are_not_reported_done_by_a_frozen_
                 for n, task_id in enumerate(mine):
                     together.wait()  # the writers' commands go out at the same moment
                     try:
-                        store.set_variables(task_id, OWNER, {"n": n})
+                        store.set_variables(task_id, {"n": n}, owner_id=OWNER)
                         outcomes.append(DONE)
                     except StoreUnavailable as exc:
                         outcomes.append(UNKNOWN if exc.outcome_unknown else REFUSED)

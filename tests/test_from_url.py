@@ -145,7 +145,7 @@ def test_an_option_for_the_other_kind_of_server_never_reaches_the_caller_as_a_ra
     """Cluster mode left to detection: the option is checked again once it is known."""
     store = api.GenericTaskStore.from_url(cluster_url, prefix="x", socket_type=0)
     try:
-        call(api, store, "get", "some-task", "alice")
+        call(api, store, "get", "some-task", owner_id="alice")
     except InvalidArgument as exc:
         assert "'socket_type' on Redis Cluster" in str(exc)
     except TaskStoreError:
@@ -168,14 +168,14 @@ def call(api: ModuleType, store: Any, name: str, *args: Any, **kwargs: Any) -> A
 def run(api: ModuleType, url: str, options: dict[str, Any]) -> None:
     if api is ts:
         with ts.GenericTaskStore.from_url(url, **options) as store:
-            task_id = store.create("alice", "tools/call").task.task_id
-            assert store.get(task_id, "alice").task.task_id == task_id
+            task_id = store.create("tools/call", owner_id="alice").task.task_id
+            assert store.get(task_id, owner_id="alice").task.task_id == task_id
         return
 
     async def main() -> None:
         async with ats.GenericTaskStore.from_url(url, **options) as store:
-            task_id = (await store.create("alice", "tools/call")).task.task_id
-            assert (await store.get(task_id, "alice")).task.task_id == task_id
+            task_id = (await store.create("tools/call", owner_id="alice")).task.task_id
+            assert (await store.get(task_id, owner_id="alice")).task.task_id == task_id
 
     anyio.run(main)
 
@@ -215,10 +215,10 @@ def sync_calls(url: str, cluster: bool | None) -> list[BaseException]:
     except Exception as exc:
         return [exc]
     for action in (
-        lambda: store.get("t", "alice"),
-        lambda: store.create("alice", "tools/call"),
+        lambda: store.get("t", owner_id="alice"),
+        lambda: store.create("tools/call", owner_id="alice"),
         lambda: store.claim("q", timeout=0.2),
-        lambda: store.wait("t", "alice", until_terminal=True, timeout=0.2),
+        lambda: store.wait("t", owner_id="alice", until_terminal=True, timeout=0.2),
         store.close,
     ):
         try:
@@ -240,10 +240,10 @@ def async_calls(url: str, cluster: bool | None) -> list[BaseException]:
             errors.append(exc)
             return
         for action in (
-            lambda: store.get("t", "alice"),
-            lambda: store.create("alice", "tools/call"),
+            lambda: store.get("t", owner_id="alice"),
+            lambda: store.create("tools/call", owner_id="alice"),
             lambda: store.claim("q", timeout=0.2),
-            lambda: store.wait("t", "alice", until_terminal=True, timeout=0.2),
+            lambda: store.wait("t", owner_id="alice", until_terminal=True, timeout=0.2),
             store.aclose,
         ):
             try:

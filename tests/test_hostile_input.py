@@ -115,38 +115,38 @@ class AsyncStore:
     def __init__(self, store: tsa.GenericTaskStore) -> None:
         self._store = store
 
-    async def create(self, owner_id: Any, request_method: Any, ttl_ms: Any = None) -> TaskRecord:
-        return await self._store.create(owner_id, request_method, ttl_ms)
+    async def create(self, request_method: Any, ttl_ms: Any = None, *, owner_id: Any) -> TaskRecord:
+        return await self._store.create(request_method, ttl_ms, owner_id=owner_id)
 
-    async def get(self, task_id: Any, owner_id: Any) -> TaskRecord:
-        return await self._store.get(task_id, owner_id)
+    async def get(self, task_id: Any, *, owner_id: Any) -> TaskRecord:
+        return await self._store.get(task_id, owner_id=owner_id)
 
     async def update_status(
-        self, task_id: Any, owner_id: Any, status: Any, status_message: Any = None
+        self, task_id: Any, status: Any, status_message: Any = None, *, owner_id: Any
     ) -> TaskRecord:
-        return await self._store.update_status(task_id, owner_id, status, status_message)
+        return await self._store.update_status(task_id, status, status_message, owner_id=owner_id)
 
-    async def set_variables(self, task_id: Any, owner_id: Any, variables: Any) -> TaskRecord:
-        return await self._store.set_variables(task_id, owner_id, variables)
+    async def set_variables(self, task_id: Any, variables: Any, *, owner_id: Any) -> TaskRecord:
+        return await self._store.set_variables(task_id, variables, owner_id=owner_id)
 
-    async def set_result(self, task_id: Any, owner_id: Any, result: Any) -> None:
-        await self._store.set_result(task_id, owner_id, result)
+    async def set_result(self, task_id: Any, result: Any, *, owner_id: Any) -> None:
+        await self._store.set_result(task_id, result, owner_id=owner_id)
 
-    async def get_result(self, task_id: Any, owner_id: Any) -> Any:
-        return await self._store.get_result(task_id, owner_id)
+    async def get_result(self, task_id: Any, *, owner_id: Any) -> Any:
+        return await self._store.get_result(task_id, owner_id=owner_id)
 
     async def complete_with_result(
-        self, task_id: Any, owner_id: Any, status: Any, status_message: Any, result: Any
+        self, task_id: Any, status: Any, status_message: Any, result: Any, *, owner_id: Any
     ) -> TaskRecord:
         return await self._store.complete_with_result(
-            task_id, owner_id, status, status_message, result
+            task_id, status, status_message, result, owner_id=owner_id
         )
 
-    async def cancel(self, task_id: Any, owner_id: Any) -> TaskRecord:
-        return await self._store.cancel(task_id, owner_id)
+    async def cancel(self, task_id: Any, *, owner_id: Any) -> TaskRecord:
+        return await self._store.cancel(task_id, owner_id=owner_id)
 
-    async def list(self, owner_id: Any, cursor: Any = None, limit: Any = None) -> TaskPage:
-        return await self._store.list(owner_id, cursor, limit)
+    async def list(self, *, owner_id: Any, cursor: Any = None, limit: Any = None) -> TaskPage:
+        return await self._store.list(owner_id=owner_id, cursor=cursor, limit=limit)
 
 
 class SyncStore:
@@ -155,36 +155,38 @@ class SyncStore:
     def __init__(self, store: ts.GenericTaskStore) -> None:
         self._store = store
 
-    async def create(self, owner_id: Any, request_method: Any, ttl_ms: Any = None) -> TaskRecord:
-        return self._store.create(owner_id, request_method, ttl_ms)
+    async def create(self, request_method: Any, ttl_ms: Any = None, *, owner_id: Any) -> TaskRecord:
+        return self._store.create(request_method, ttl_ms, owner_id=owner_id)
 
-    async def get(self, task_id: Any, owner_id: Any) -> TaskRecord:
-        return self._store.get(task_id, owner_id)
+    async def get(self, task_id: Any, *, owner_id: Any) -> TaskRecord:
+        return self._store.get(task_id, owner_id=owner_id)
 
     async def update_status(
-        self, task_id: Any, owner_id: Any, status: Any, status_message: Any = None
+        self, task_id: Any, status: Any, status_message: Any = None, *, owner_id: Any
     ) -> TaskRecord:
-        return self._store.update_status(task_id, owner_id, status, status_message)
+        return self._store.update_status(task_id, status, status_message, owner_id=owner_id)
 
-    async def set_variables(self, task_id: Any, owner_id: Any, variables: Any) -> TaskRecord:
-        return self._store.set_variables(task_id, owner_id, variables)
+    async def set_variables(self, task_id: Any, variables: Any, *, owner_id: Any) -> TaskRecord:
+        return self._store.set_variables(task_id, variables, owner_id=owner_id)
 
-    async def set_result(self, task_id: Any, owner_id: Any, result: Any) -> None:
-        self._store.set_result(task_id, owner_id, result)
+    async def set_result(self, task_id: Any, result: Any, *, owner_id: Any) -> None:
+        self._store.set_result(task_id, result, owner_id=owner_id)
 
-    async def get_result(self, task_id: Any, owner_id: Any) -> Any:
-        return self._store.get_result(task_id, owner_id)
+    async def get_result(self, task_id: Any, *, owner_id: Any) -> Any:
+        return self._store.get_result(task_id, owner_id=owner_id)
 
     async def complete_with_result(
-        self, task_id: Any, owner_id: Any, status: Any, status_message: Any, result: Any
+        self, task_id: Any, status: Any, status_message: Any, result: Any, *, owner_id: Any
     ) -> TaskRecord:
-        return self._store.complete_with_result(task_id, owner_id, status, status_message, result)
+        return self._store.complete_with_result(
+            task_id, status, status_message, result, owner_id=owner_id
+        )
 
-    async def cancel(self, task_id: Any, owner_id: Any) -> TaskRecord:
-        return self._store.cancel(task_id, owner_id)
+    async def cancel(self, task_id: Any, *, owner_id: Any) -> TaskRecord:
+        return self._store.cancel(task_id, owner_id=owner_id)
 
-    async def list(self, owner_id: Any, cursor: Any = None, limit: Any = None) -> TaskPage:
-        return self._store.list(owner_id, cursor, limit)
+    async def list(self, *, owner_id: Any, cursor: Any = None, limit: Any = None) -> TaskPage:
+        return self._store.list(owner_id=owner_id, cursor=cursor, limit=limit)
 
 
 Store = SyncStore | AsyncStore
@@ -271,7 +273,7 @@ async def all_ids(store: Store, owner_id: str) -> builtins.list[str]:
     ids: builtins.list[str] = []
     cursor: str | None = None
     while True:
-        page = await store.list(owner_id, cursor=cursor, limit=LIST_MAX)
+        page = await store.list(owner_id=owner_id, cursor=cursor, limit=LIST_MAX)
         assert all(record.owner_id == owner_id for record in page.tasks)
         ids.extend(record.task.task_id for record in page.tasks)
         cursor = page.next_cursor
@@ -294,7 +296,7 @@ async def refused(
     ``watch`` holds (task id, owner) pairs that must read back identical; ``owners``
     whose listings must stay the same. Any error that is not a TaskStoreError escapes.
     """
-    records = [await store.get(task_id, owner) for task_id, owner in watch]
+    records = [await store.get(task_id, owner_id=owner) for task_id, owner in watch]
     listings = [sorted(await all_ids(store, owner)) for owner in owners]
     writes = probe.writes()
     with pytest.raises(TaskStoreError) as info:
@@ -303,7 +305,7 @@ async def refused(
     allowed = expected if isinstance(expected, tuple) else (expected,)
     assert type(error) in allowed, f"{type(error).__name__}: {error}"
     assert probe.writes() == writes, "a refused call wrote to Redis"
-    assert [await store.get(task_id, owner) for task_id, owner in watch] == records
+    assert [await store.get(task_id, owner_id=owner) for task_id, owner in watch] == records
     assert [sorted(await all_ids(store, owner)) for owner in owners] == listings
     return error
 
@@ -311,14 +313,14 @@ async def refused(
 async def assert_still_works(store: Store, watched: Sequence[tuple[str, str]] = ()) -> None:
     """A normal create, update, read and listing succeed; so does a write to each watched task."""
     owner = fresh_owner()
-    record = await store.create(owner, METHOD)
-    moved = await store.update_status(record.task.task_id, owner, "input_required", "ok")
+    record = await store.create(METHOD, owner_id=owner)
+    moved = await store.update_status(record.task.task_id, "input_required", "ok", owner_id=owner)
     assert moved.version == 2
-    assert await store.get(record.task.task_id, owner) == moved
+    assert await store.get(record.task.task_id, owner_id=owner) == moved
     assert await all_ids(store, owner) == [record.task.task_id]
     for task_id, task_owner in watched:
-        before = await store.get(task_id, task_owner)
-        after = await store.set_variables(task_id, task_owner, {})
+        before = await store.get(task_id, owner_id=task_owner)
+        after = await store.set_variables(task_id, {}, owner_id=task_owner)
         assert after.version == before.version + 1
 
 
@@ -536,26 +538,26 @@ async def test_create_with_a_hostile_owner_or_request_method(
     expected = expected_id_error(owner, owner=True) or expected_id_error(method, owner=False)
     if expected is None:  # unusual but valid: created, and listed for that owner only
         before = set(await all_ids(store, owner))
-        record = await store.create(owner, method)
+        record = await store.create(method, owner_id=owner)
         task_id = record.task.task_id
         assert (record.owner_id, record.request_method, record.version) == (owner, method, 1)
         assert record.task.status is TaskStatus.WORKING
-        assert await store.get(task_id, owner) == record
+        assert await store.get(task_id, owner_id=owner) == record
         after = await all_ids(store, owner)
         assert set(after) == before | {task_id}
         assert len(after) == len(before) + 1
         other = owner + ":" if len(owner) < MAX_ID_LENGTH else owner[:-1]
         with pytest.raises(TaskNotFound):
-            await store.get(task_id, other)
+            await store.get(task_id, owner_id=other)
         await assert_still_works(store, [(task_id, owner)])
         return
     control = fresh_owner()
-    control_task = (await store.create(control, METHOD)).task.task_id
+    control_task = (await store.create(METHOD, owner_id=control)).task.task_id
     owner_error = expected_id_error(owner, owner=True)
     error = await refused(
         store,
         probe,
-        lambda: store.create(owner, method),
+        lambda: store.create(method, owner_id=owner),
         expected,
         watch=[(control_task, control)],
         owners=[control] if owner_error else [control, owner],
@@ -579,20 +581,22 @@ TASK_OPERATIONS = [
 async def call_operation(store: Store, operation: str, task_id: Any, owner_id: Any) -> object:
     """Call a task operation with arguments that are valid for a working task."""
     if operation == "get":
-        return await store.get(task_id, owner_id)
+        return await store.get(task_id, owner_id=owner_id)
     if operation == "update_status":
-        return await store.update_status(task_id, owner_id, "input_required", "waiting")
+        return await store.update_status(task_id, "input_required", "waiting", owner_id=owner_id)
     if operation == "set_variables":
-        return await store.set_variables(task_id, owner_id, {"k": "v"})
+        return await store.set_variables(task_id, {"k": "v"}, owner_id=owner_id)
     if operation == "set_result":
-        await store.set_result(task_id, owner_id, {"answer": 42})
+        await store.set_result(task_id, {"answer": 42}, owner_id=owner_id)
         return None
     if operation == "get_result":
-        return await store.get_result(task_id, owner_id)
+        return await store.get_result(task_id, owner_id=owner_id)
     if operation == "complete_with_result":
-        return await store.complete_with_result(task_id, owner_id, "completed", "done", [1])
+        return await store.complete_with_result(
+            task_id, "completed", "done", [1], owner_id=owner_id
+        )
     if operation == "cancel":
-        return await store.cancel(task_id, owner_id)
+        return await store.cancel(task_id, owner_id=owner_id)
     raise AssertionError(operation)  # pragma: no cover
 
 
@@ -602,7 +606,7 @@ async def test_task_operations_with_a_hostile_task_id(
     store: Store, probe: StorageProbe, operation: str, task_id: Any
 ) -> None:
     owner = fresh_owner()
-    existing = (await store.create(owner, METHOD)).task.task_id
+    existing = (await store.create(METHOD, owner_id=owner)).task.task_id
     expected = expected_id_error(task_id, owner=False) or TaskNotFound
     error = await refused(
         store,
@@ -626,7 +630,7 @@ async def test_operations_with_a_hostile_owner_id(
     store: Store, probe: StorageProbe, operation: str, owner: Any
 ) -> None:
     real_owner = fresh_owner()
-    task_id = (await store.create(real_owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=real_owner)).task.task_id
     expected = expected_id_error(owner, owner=True)
     if operation == "list" and expected is None:  # a valid owner lists its own tasks only
         writes = probe.writes()
@@ -638,7 +642,7 @@ async def test_operations_with_a_hostile_owner_id(
         store,
         probe,
         (
-            (lambda: store.list(owner))
+            (lambda: store.list(owner_id=owner))
             if operation == "list"
             else (lambda: call_operation(store, operation, task_id, owner))
         ),
@@ -662,11 +666,11 @@ VALUE_OPERATIONS = ["set_variables", "set_result", "complete_with_result"]
 
 async def put_value(store: Store, operation: str, task_id: str, owner: str, value: Any) -> object:
     if operation == "set_variables":
-        return await store.set_variables(task_id, owner, value)
+        return await store.set_variables(task_id, value, owner_id=owner)
     if operation == "set_result":
-        await store.set_result(task_id, owner, value)
+        await store.set_result(task_id, value, owner_id=owner)
         return None
-    return await store.complete_with_result(task_id, owner, "failed", "boom", value)
+    return await store.complete_with_result(task_id, "failed", "boom", value, owner_id=owner)
 
 
 @st.composite
@@ -687,8 +691,8 @@ async def test_values_that_are_not_plain_json_within_the_limits_are_refused(
 ) -> None:
     operation, bad = placed
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
-    await store.set_variables(task_id, owner, {"before": 1})
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
+    await store.set_variables(task_id, {"before": 1}, owner_id=owner)
     error = await refused(
         store,
         probe,
@@ -715,11 +719,11 @@ async def test_variables_that_are_not_a_mapping_are_refused(
     store: Store, probe: StorageProbe, variables: Any
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     error = await refused(
         store,
         probe,
-        lambda: store.set_variables(task_id, owner, variables),
+        lambda: store.set_variables(task_id, variables, owner_id=owner),
         InvalidArgument,
         watch=[(task_id, owner)],
     )
@@ -731,7 +735,7 @@ async def test_variables_that_are_not_a_mapping_are_refused(
 @HOSTILE
 async def test_a_none_result_is_refused(store: Store, probe: StorageProbe, operation: str) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     error = await refused(
         store,
         probe,
@@ -748,7 +752,7 @@ async def test_a_100k_deep_value_is_refused_without_recursion(
 ) -> None:
     bomb = nested(100_000, kind)
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     for operation, value in [
         ("set_variables", {"bomb": bomb}),
         ("set_result", bomb),
@@ -777,7 +781,7 @@ async def test_a_result_above_its_size_limit_is_refused(
     store: Store, probe: StorageProbe, operation: str, result: list[str]
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     error = await refused(
         store,
         probe,
@@ -796,14 +800,14 @@ async def test_merged_variables_above_their_size_limit_are_refused(
     store: Store, probe: StorageProbe, chunks: list[str], split: int
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     existing = {f"e{i}": chunk for i, chunk in enumerate(chunks[:split])}
     incoming = {f"n{i}": chunk for i, chunk in enumerate(chunks[split:])}
-    await store.set_variables(task_id, owner, existing)
+    await store.set_variables(task_id, existing, owner_id=owner)
     error = await refused(
         store,
         probe,
-        lambda: store.set_variables(task_id, owner, incoming),
+        lambda: store.set_variables(task_id, incoming, owner_id=owner),
         VariableSizeExceeded,
         watch=[(task_id, owner)],
     )
@@ -861,13 +865,13 @@ async def test_an_unknown_status_is_refused_before_the_task_is_looked_up(
     store: Store, probe: StorageProbe, operation: str, status: Any, missing: bool
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     target = str(uuid.uuid4()) if missing else task_id
 
     async def call() -> object:
         if operation == "update_status":
-            return await store.update_status(target, owner, status, "m")
-        return await store.complete_with_result(target, owner, status, "m", {"r": 1})
+            return await store.update_status(target, status, "m", owner_id=owner)
+        return await store.complete_with_result(target, status, "m", {"r": 1}, owner_id=owner)
 
     error = await refused(store, probe, call, InvalidArgument, watch=[(task_id, owner)])
     assert str(error).startswith(f"unknown status {status!r}")
@@ -883,12 +887,16 @@ async def test_a_bad_status_message_is_refused(
     store: Store, probe: StorageProbe, operation: str, message: Bad
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
 
     async def call() -> object:
         if operation == "update_status":
-            return await store.update_status(task_id, owner, "input_required", message.value)
-        return await store.complete_with_result(task_id, owner, "completed", message.value, 1)
+            return await store.update_status(
+                task_id, "input_required", message.value, owner_id=owner
+            )
+        return await store.complete_with_result(
+            task_id, "completed", message.value, 1, owner_id=owner
+        )
 
     error = await refused(store, probe, call, InvalidArgument, watch=[(task_id, owner)])
     assert message.problem in str(error)
@@ -904,13 +912,13 @@ async def test_complete_with_result_refuses_a_status_that_is_not_terminal(
     store: Store, probe: StorageProbe, status: Any, start: str
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     if start != "working":
-        await store.update_status(task_id, owner, start)
+        await store.update_status(task_id, start, owner_id=owner)
     error = await refused(
         store,
         probe,
-        lambda: store.complete_with_result(task_id, owner, status, None, {"r": 1}),
+        lambda: store.complete_with_result(task_id, status, None, {"r": 1}, owner_id=owner),
         InvalidArgument,
         watch=[(task_id, owner)],
     )
@@ -927,17 +935,19 @@ async def test_a_forbidden_move_is_an_invalid_transition_and_writes_nothing(
     store: Store, probe: StorageProbe, start: TaskStatus, target: TaskStatus, as_string: bool
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     if start is not TaskStatus.WORKING:
-        await store.update_status(task_id, owner, start)
+        await store.update_status(task_id, start, owner_id=owner)
     if target in TRANSITIONS[start]:
-        moved = await store.update_status(task_id, owner, target.value if as_string else target)
+        moved = await store.update_status(
+            task_id, target.value if as_string else target, owner_id=owner
+        )
         assert moved.task.status is target
         return
     error = await refused(
         store,
         probe,
-        lambda: store.update_status(task_id, owner, target.value if as_string else target),
+        lambda: store.update_status(task_id, target.value if as_string else target, owner_id=owner),
         InvalidTransition,
         watch=[(task_id, owner)],
     )
@@ -967,17 +977,17 @@ async def test_create_with_a_bad_ttl_is_refused_and_lists_nothing_new(
     store: Store, probe: StorageProbe, ttl: Bad, owner: str | None
 ) -> None:
     owner = owner if owner is not None else fresh_owner()
-    existing = (await store.create(owner, METHOD)).task.task_id
+    existing = (await store.create(METHOD, owner_id=owner)).task.task_id
     error = await refused(
         store,
         probe,
-        lambda: store.create(owner, METHOD, ttl.value),
+        lambda: store.create(METHOD, ttl.value, owner_id=owner),
         InvalidArgument,
         watch=[(existing, owner)],
         owners=[owner],
     )
     assert ttl.problem in str(error)
-    record = await store.create(owner, METHOD, MAX_TTL)  # a valid TTL still works
+    record = await store.create(METHOD, MAX_TTL, owner_id=owner)  # a valid TTL still works
     assert record.task.ttl == MAX_TTL
     await assert_still_works(store, [(existing, owner)])
 
@@ -1032,11 +1042,11 @@ async def listing_setup(store: Store) -> tuple[str, list[str], str, str]:
     """An owner with three tasks, a next cursor of its own and one of another owner."""
     owner, other = fresh_owner(), fresh_owner()
     for _ in range(3):
-        await store.create(owner, METHOD)
+        await store.create(METHOD, owner_id=owner)
     for _ in range(2):
-        await store.create(other, METHOD)
-    own_cursor = (await store.list(owner, limit=1)).next_cursor
-    foreign_cursor = (await store.list(other, limit=1)).next_cursor
+        await store.create(METHOD, owner_id=other)
+    own_cursor = (await store.list(owner_id=owner, limit=1)).next_cursor
+    foreign_cursor = (await store.list(owner_id=other, limit=1)).next_cursor
     assert own_cursor is not None and foreign_cursor is not None
     return owner, await all_ids(store, owner), own_cursor, foreign_cursor
 
@@ -1045,9 +1055,13 @@ async def listing_setup(store: Store) -> tuple[str, list[str], str, str]:
 @HOSTILE
 async def test_list_refuses_a_bad_limit(store: Store, probe: StorageProbe, limit: Any) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     error = await refused(
-        store, probe, lambda: store.list(owner, limit=limit), InvalidArgument, owners=[owner]
+        store,
+        probe,
+        lambda: store.list(owner_id=owner, limit=limit),
+        InvalidArgument,
+        owners=[owner],
     )
     assert "limit must be" in str(error)
     await assert_still_works(store, [(task_id, owner)])
@@ -1080,7 +1094,7 @@ async def test_list_refuses_a_malformed_or_foreign_cursor(
     error = await refused(
         store,
         probe,
-        lambda: store.list(owner, cursor=value, limit=limit),
+        lambda: store.list(owner_id=owner, cursor=value, limit=limit),
         InvalidArgument,
         owners=[owner],
     )
@@ -1102,7 +1116,7 @@ async def test_a_tampered_cursor_is_refused_or_lists_only_the_owners_tasks(
     tampered = own[:index] + replacement + own[index + 1 :]
     writes = probe.writes()
     try:
-        page = await store.list(owner, cursor=tampered, limit=limit)
+        page = await store.list(owner_id=owner, cursor=tampered, limit=limit)
     except InvalidArgument as error:
         assert str(error) in ("malformed cursor", "cursor does not belong to this listing")
     else:
@@ -1129,7 +1143,7 @@ async def test_a_well_formed_cursor_at_any_position_lists_only_the_owners_tasks(
     where, ms = created_at_ms
     cursor = encode_cursor(owner, ListPosition(ms, task_id))
     writes = probe.writes()
-    page = await store.list(owner, cursor=cursor, limit=limit)
+    page = await store.list(owner_id=owner, cursor=cursor, limit=limit)
     found = [record.task.task_id for record in page.tasks]
     assert found == ([] if where == "before all" else ids[:limit])
     assert probe.writes() == writes
@@ -1146,13 +1160,14 @@ async def stored_faithfully_or_refused(
 ) -> None:
     """``call`` either raises InvalidArgument and changes nothing, or stores what it was given
     (``read_back`` of its outcome is true). Any other error escapes and fails the test."""
-    before = await store.get(*task)
+    task_id, owner = task
+    before = await store.get(task_id, owner_id=owner)
     writes = probe.writes()
     try:
         outcome = await call()
     except InvalidArgument:
         assert probe.writes() == writes
-        assert await store.get(*task) == before
+        assert await store.get(task_id, owner_id=owner) == before
     else:
         assert await read_back(outcome)
     await assert_still_works(store, [task])
@@ -1180,41 +1195,47 @@ async def test_a_lone_surrogate_in_a_stored_str_is_refused_or_kept(
     """``json.loads('"\\ud800"')`` hands out lone surrogates, which UTF-8 cannot encode: the
     store must refuse them as InvalidArgument (or keep them), never leak UnicodeEncodeError."""
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
 
     async def created(outcome: object) -> bool:
         assert isinstance(outcome, TaskRecord)
-        read = await store.get(outcome.task.task_id, outcome.owner_id)
+        read = await store.get(outcome.task.task_id, owner_id=outcome.owner_id)
         return read == outcome and (read.owner_id, read.request_method) in (
             (text, METHOD),
             (owner, text),
         )
 
     async def variables(outcome: object) -> bool:
-        return (await store.get(task_id, owner)).variables in ({text: 1}, {"k": [text]})
+        return (await store.get(task_id, owner_id=owner)).variables in ({text: 1}, {"k": [text]})
 
     async def result(outcome: object) -> bool:
-        return (await store.get(task_id, owner)).result in ({"r": text}, text)
+        return (await store.get(task_id, owner_id=owner)).result in ({"r": text}, text)
 
     async def message(outcome: object) -> bool:
-        return (await store.get(task_id, owner)).task.status_message == text
+        return (await store.get(task_id, owner_id=owner)).task.status_message == text
 
     cases: dict[str, tuple[Call, ReadBack]] = {
-        "create owner": (lambda: store.create(text, METHOD), created),
-        "create method": (lambda: store.create(owner, text), created),
-        "variable key": (lambda: store.set_variables(task_id, owner, {text: 1}), variables),
-        "variable value": (lambda: store.set_variables(task_id, owner, {"k": [text]}), variables),
-        "result": (lambda: store.set_result(task_id, owner, {"r": text}), result),
+        "create owner": (lambda: store.create(METHOD, owner_id=text), created),
+        "create method": (lambda: store.create(text, owner_id=owner), created),
+        "variable key": (
+            lambda: store.set_variables(task_id, {text: 1}, owner_id=owner),
+            variables,
+        ),
+        "variable value": (
+            lambda: store.set_variables(task_id, {"k": [text]}, owner_id=owner),
+            variables,
+        ),
+        "result": (lambda: store.set_result(task_id, {"r": text}, owner_id=owner), result),
         "complete result": (
-            lambda: store.complete_with_result(task_id, owner, "completed", None, text),
+            lambda: store.complete_with_result(task_id, "completed", None, text, owner_id=owner),
             result,
         ),
         "update message": (
-            lambda: store.update_status(task_id, owner, "input_required", text),
+            lambda: store.update_status(task_id, "input_required", text, owner_id=owner),
             message,
         ),
         "complete message": (
-            lambda: store.complete_with_result(task_id, owner, "failed", text, 1),
+            lambda: store.complete_with_result(task_id, "failed", text, 1, owner_id=owner),
             message,
         ),
     }
@@ -1231,15 +1252,15 @@ async def test_a_lone_surrogate_in_an_id_finds_nothing(
     store: Store, probe: StorageProbe, case: str, text: str
 ) -> None:
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     if case == "list owner":
         with contextlib.suppress(InvalidArgument):  # refusing the id would be as right
             assert await all_ids(store, text) == []
     else:
         calls: dict[str, Call] = {
-            "get task id": lambda: store.get(text, owner),
-            "cancel task id": lambda: store.cancel(text, owner),
-            "get owner": lambda: store.get(task_id, text),
+            "get task id": lambda: store.get(text, owner_id=owner),
+            "cancel task id": lambda: store.cancel(text, owner_id=owner),
+            "get owner": lambda: store.get(task_id, owner_id=text),
         }
         # no task can have such an id; refusing the id itself would be as right
         await refused(
@@ -1281,39 +1302,45 @@ async def test_a_subclass_of_a_json_type_is_stored_as_its_value_or_refused(
     """Validation accepts subclasses of int, float and str (it checks isinstance), so the
     store must store them as their plain value, or refuse them as InvalidArgument."""
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     sub_owner = Str(fresh_owner())
 
     async def created(outcome: object) -> bool:
         assert isinstance(outcome, TaskRecord)
-        read = await store.get(outcome.task.task_id, outcome.owner_id)
+        read = await store.get(outcome.task.task_id, owner_id=outcome.owner_id)
         return (read.owner_id, read.request_method) in ((sub_owner, METHOD), (owner, "m"))
 
     async def variables(outcome: object) -> bool:
-        stored = (await store.get(task_id, owner)).variables
+        stored = (await store.get(task_id, owner_id=owner)).variables
         return stored in ({"k": 7}, {"k": 1.5}, {"k": "s"})
 
     async def result(outcome: object) -> bool:
-        return (await store.get(task_id, owner)).result in (7, ["s"])
+        return (await store.get(task_id, owner_id=owner)).result in (7, ["s"])
 
     async def message(outcome: object) -> bool:
-        return (await store.get(task_id, owner)).task.status_message == "m"
+        return (await store.get(task_id, owner_id=owner)).task.status_message == "m"
 
     cases: dict[str, tuple[Call, ReadBack]] = {
-        "variable int": (lambda: store.set_variables(task_id, owner, {"k": Int(7)}), variables),
-        "variable float": (
-            lambda: store.set_variables(task_id, owner, {"k": Float(1.5)}),
+        "variable int": (
+            lambda: store.set_variables(task_id, {"k": Int(7)}, owner_id=owner),
             variables,
         ),
-        "variable str": (lambda: store.set_variables(task_id, owner, {"k": Str("s")}), variables),
-        "result int": (lambda: store.set_result(task_id, owner, Int(7)), result),
-        "result str": (lambda: store.set_result(task_id, owner, [Str("s")]), result),
+        "variable float": (
+            lambda: store.set_variables(task_id, {"k": Float(1.5)}, owner_id=owner),
+            variables,
+        ),
+        "variable str": (
+            lambda: store.set_variables(task_id, {"k": Str("s")}, owner_id=owner),
+            variables,
+        ),
+        "result int": (lambda: store.set_result(task_id, Int(7), owner_id=owner), result),
+        "result str": (lambda: store.set_result(task_id, [Str("s")], owner_id=owner), result),
         "message str": (
-            lambda: store.update_status(task_id, owner, "input_required", Str("m")),
+            lambda: store.update_status(task_id, "input_required", Str("m"), owner_id=owner),
             message,
         ),
-        "owner str": (lambda: store.create(sub_owner, METHOD), created),
-        "method str": (lambda: store.create(owner, Str("m")), created),
+        "owner str": (lambda: store.create(METHOD, owner_id=sub_owner), created),
+        "method str": (lambda: store.create(Str("m"), owner_id=owner), created),
     }
     call, read_back = cases[case]
     await stored_faithfully_or_refused(store, probe, call, read_back, (task_id, owner))
@@ -1381,13 +1408,13 @@ async def test_what_is_stored_is_what_was_validated(
     validated: never a NaN turned into null, a string past the limit, or a RecursionError."""
     operation, case = operation_and_case
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     value, seen = deceiving(case)
     if operation == "set_variables" and case != "changing mapping":
         value, seen = {"k": value}, {"k": seen}
 
     async def kept(outcome: object) -> bool:
-        after = await store.get(task_id, owner)
+        after = await store.get(task_id, owner_id=owner)
         return bool((after.variables if operation == "set_variables" else after.result) == seen)
 
     await stored_faithfully_or_refused(
@@ -1407,13 +1434,13 @@ async def test_a_depth_bomb_hidden_in_a_list_subclass_is_refused_without_recursi
     """A list subclass whose iteration shows nothing passes the depth check with a
     100,000-deep list inside; encoding it must not raise RecursionError."""
     owner = fresh_owner()
-    task_id = (await store.create(owner, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=owner)).task.task_id
     bomb = HidingList([nested(100_000, "list")])
     value = {"k": bomb} if operation == "set_variables" else bomb
     seen = {"k": []} if operation == "set_variables" else []
 
     async def kept(outcome: object) -> bool:
-        after = await store.get(task_id, owner)
+        after = await store.get(task_id, owner_id=owner)
         return bool((after.variables if operation == "set_variables" else after.result) == seen)
 
     await stored_faithfully_or_refused(
@@ -1492,7 +1519,7 @@ class OwnerIsolation(RuleBasedStateMachine):
         assert error.task_id == task_id
         missing = str(uuid.uuid4())
         with pytest.raises(TaskNotFound) as reference:
-            self.store.get(missing, self.owners[actor])
+            self.store.get(missing, owner_id=self.owners[actor])
         shown = str(error).replace(repr(task_id), "<id>")
         assert shown == str(reference.value).replace(repr(missing), "<id>")
         assert error.code == reference.value.code
@@ -1505,7 +1532,7 @@ class OwnerIsolation(RuleBasedStateMachine):
 
     @rule(actor=st.integers(0, 1))
     def create(self, actor: int) -> None:
-        record = self.store.create(self.owners[actor], METHOD)
+        record = self.store.create(METHOD, owner_id=self.owners[actor])
         assert record.task.task_id not in self.tasks
         self.tasks[record.task.task_id] = ModelTask(actor, 1, TaskStatus.WORKING)
 
@@ -1513,9 +1540,11 @@ class OwnerIsolation(RuleBasedStateMachine):
     def get(self, actor: int, data: st.DataObject) -> None:
         task_id = self.target(data)
         if self.mine(actor, task_id) is None:
-            self.not_found(actor, task_id, lambda: self.store.get(task_id, self.owners[actor]))
+            self.not_found(
+                actor, task_id, lambda: self.store.get(task_id, owner_id=self.owners[actor])
+            )
         else:
-            self.check_record(self.store.get(task_id, self.owners[actor]), actor)
+            self.check_record(self.store.get(task_id, owner_id=self.owners[actor]), actor)
 
     @rule(actor=st.integers(0, 1), data=st.data(), status=st.sampled_from(list(TaskStatus)))
     def update_status(self, actor: int, data: st.DataObject, status: TaskStatus) -> None:
@@ -1523,13 +1552,15 @@ class OwnerIsolation(RuleBasedStateMachine):
         owner = self.owners[actor]
         task = self.mine(actor, task_id)
         if task is None:
-            self.not_found(actor, task_id, lambda: self.store.update_status(task_id, owner, status))
+            self.not_found(
+                actor, task_id, lambda: self.store.update_status(task_id, status, owner_id=owner)
+            )
         elif status in TRANSITIONS[task.status]:
             task.version, task.status = task.version + 1, status
-            self.check_record(self.store.update_status(task_id, owner, status), actor)
+            self.check_record(self.store.update_status(task_id, status, owner_id=owner), actor)
         else:
             with pytest.raises(InvalidTransition):
-                self.store.update_status(task_id, owner, status)
+                self.store.update_status(task_id, status, owner_id=owner)
 
     @rule(actor=st.integers(0, 1), data=st.data(), value=st.integers(0, 9))
     def set_variables(self, actor: int, data: st.DataObject, value: int) -> None:
@@ -1538,11 +1569,13 @@ class OwnerIsolation(RuleBasedStateMachine):
         task = self.mine(actor, task_id)
         if task is None:
             self.not_found(
-                actor, task_id, lambda: self.store.set_variables(task_id, owner, {"v": value})
+                actor,
+                task_id,
+                lambda: self.store.set_variables(task_id, {"v": value}, owner_id=owner),
             )
         else:
             task.version += 1
-            record = self.store.set_variables(task_id, owner, {"v": value})
+            record = self.store.set_variables(task_id, {"v": value}, owner_id=owner)
             self.check_record(record, actor)
             assert record.variables == {"v": value}
 
@@ -1553,13 +1586,13 @@ class OwnerIsolation(RuleBasedStateMachine):
         task = self.mine(actor, task_id)
         if task is None:
             self.not_found(
-                actor, task_id, lambda: self.store.set_result(task_id, owner, {"r": value})
+                actor, task_id, lambda: self.store.set_result(task_id, {"r": value}, owner_id=owner)
             )
         elif task.status.is_terminal and task.result is not None:
             with pytest.raises(InvalidArgument):
-                self.store.set_result(task_id, owner, {"r": value})
+                self.store.set_result(task_id, {"r": value}, owner_id=owner)
         else:
-            self.store.set_result(task_id, owner, {"r": value})
+            self.store.set_result(task_id, {"r": value}, owner_id=owner)
             task.version, task.result = task.version + 1, {"r": value}
 
     @rule(actor=st.integers(0, 1), data=st.data(), status=st.sampled_from(TERMINAL))
@@ -1572,14 +1605,16 @@ class OwnerIsolation(RuleBasedStateMachine):
             self.not_found(
                 actor,
                 task_id,
-                lambda: self.store.complete_with_result(task_id, owner, status, "x", result),
+                lambda: self.store.complete_with_result(
+                    task_id, status, "x", result, owner_id=owner
+                ),
             )
         elif task.status.is_terminal:
             with pytest.raises(InvalidTransition):
-                self.store.complete_with_result(task_id, owner, status, "x", result)
+                self.store.complete_with_result(task_id, status, "x", result, owner_id=owner)
         else:
             task.version, task.status, task.result = task.version + 1, status, result
-            record = self.store.complete_with_result(task_id, owner, status, "x", result)
+            record = self.store.complete_with_result(task_id, status, "x", result, owner_id=owner)
             self.check_record(record, actor)
 
     @rule(actor=st.integers(0, 1), data=st.data())
@@ -1588,13 +1623,13 @@ class OwnerIsolation(RuleBasedStateMachine):
         owner = self.owners[actor]
         task = self.mine(actor, task_id)
         if task is None:
-            self.not_found(actor, task_id, lambda: self.store.cancel(task_id, owner))
+            self.not_found(actor, task_id, lambda: self.store.cancel(task_id, owner_id=owner))
         elif task.status.is_terminal:
             with pytest.raises(InvalidTransition):
-                self.store.cancel(task_id, owner)
+                self.store.cancel(task_id, owner_id=owner)
         else:
             task.version, task.status = task.version + 1, TaskStatus.CANCELLED
-            self.check_record(self.store.cancel(task_id, owner), actor)
+            self.check_record(self.store.cancel(task_id, owner_id=owner), actor)
 
     @rule(actor=st.integers(0, 1), data=st.data())
     def get_result(self, actor: int, data: st.DataObject) -> None:
@@ -1602,15 +1637,15 @@ class OwnerIsolation(RuleBasedStateMachine):
         owner = self.owners[actor]
         task = self.mine(actor, task_id)
         if task is None:
-            self.not_found(actor, task_id, lambda: self.store.get_result(task_id, owner))
+            self.not_found(actor, task_id, lambda: self.store.get_result(task_id, owner_id=owner))
         elif task.status.is_terminal and task.result is not None:
-            assert self.store.get_result(task_id, owner) == task.result
+            assert self.store.get_result(task_id, owner_id=owner) == task.result
         elif task.status.is_terminal:
             with pytest.raises(NoResult):
-                self.store.get_result(task_id, owner)
+                self.store.get_result(task_id, owner_id=owner)
         else:
             with pytest.raises(NotReady):
-                self.store.get_result(task_id, owner)
+                self.store.get_result(task_id, owner_id=owner)
 
     @rule(actor=st.integers(0, 1), limit=st.integers(1, 4))
     def list_tasks(self, actor: int, limit: int) -> None:
@@ -1618,7 +1653,7 @@ class OwnerIsolation(RuleBasedStateMachine):
         ids: list[str] = []
         cursor: str | None = None
         while True:
-            page = self.store.list(owner, cursor=cursor, limit=limit)
+            page = self.store.list(owner_id=owner, cursor=cursor, limit=limit)
             for record in page.tasks:
                 self.check_record(record, actor)
             ids.extend(record.task.task_id for record in page.tasks)
@@ -1626,14 +1661,14 @@ class OwnerIsolation(RuleBasedStateMachine):
             if cursor is None:
                 break
             with pytest.raises(InvalidArgument, match="does not belong"):
-                self.store.list(other, cursor=cursor, limit=limit)
+                self.store.list(owner_id=other, cursor=cursor, limit=limit)
         mine = {task_id for task_id, task in self.tasks.items() if task.owner == actor}
         assert len(ids) == len(set(ids)) and set(ids) == mine
 
     @invariant()
     def versions_change_only_by_their_owners_actions(self) -> None:
         for task_id, task in self.tasks.items():
-            self.check_record(self.store.get(task_id, self.owners[task.owner]), task.owner)
+            self.check_record(self.store.get(task_id, owner_id=self.owners[task.owner]), task.owner)
 
 
 def test_no_operation_of_one_owner_reaches_a_task_of_another(

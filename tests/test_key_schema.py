@@ -111,12 +111,14 @@ def test_owners_with_hostile_ids_see_only_their_own_tasks(
     sync_make_store: SyncStoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(allow_anonymous=True))
-    created = {owner: store.create(owner, "tools/call").task.task_id for owner in HOSTILE_IDS}
+    created = {
+        owner: store.create("tools/call", owner_id=owner).task.task_id for owner in HOSTILE_IDS
+    }
     for owner, task_id in created.items():
-        page = store.list(owner)
+        page = store.list(owner_id=owner)
         assert [record.task.task_id for record in page.tasks] == [task_id]
-        assert store.get(task_id, owner).owner_id == owner
+        assert store.get(task_id, owner_id=owner).owner_id == owner
         for other in HOSTILE_IDS:
             if other != owner:
                 with pytest.raises(TaskNotFound):
-                    store.get(task_id, other)
+                    store.get(task_id, owner_id=other)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,93 @@ def module_level_imports(path: Path) -> set[str]:
     return names
 
 
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_at_load(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements run when a module loads, ``if TYPE_CHECKING:`` blocks included.
+
+    Imports inside functions are left out: they run at the call, after every module loaded.
+    """
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If | ast.Try):
+            blocks = [node.body, node.orelse]
+            if isinstance(node, ast.Try):
+                blocks += [handler.body for handler in node.handlers] + [node.finalbody]
+            for block in blocks:
+                yield from imports_at_load(block)
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Each module of ``package`` and the modules of the package it imports as it loads."""
+    paths = {module_name(path, package.parent): path for path in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        named: set[str] = set()
+        for node in imports_at_load(ast.parse(path.read_text(encoding="utf-8")).body):
+            if isinstance(node, ast.Import):
+                named.update(alias.name for alias in node.names)
+                continue
+            base = here.split(".")[: len(here.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            named.add(module)
+            named.update(f"{module}.{alias.name}" for alias in node.names)
+        graph[name] = {target for target in named if target in paths and target != name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The circles of ``graph``: each a path that leads from a module back to it."""
+    circles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            circles.append([*path[path.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return circles
+
+
+def test_no_module_of_the_package_imports_itself_back() -> None:
+    graph = import_graph(PACKAGE)
+    # the graph holds what it should (imports under TYPE_CHECKING: see the test below)
+    assert "taskstore_redis._async._protocols" in graph["taskstore_redis._async._store"]
+    assert "taskstore_redis._core.model" in graph["taskstore_redis._async._lease"]
+    assert import_circles(graph) == []
+
+
+def test_an_import_circle_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "a.py").write_text("from .b import B\n")
+    (package / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..sub import a\n"
+    )
+    (package / "c.py").write_text("def later() -> None:\n    from .sub import a\n")
+    graph = import_graph(package)
+    assert graph["pkg.c"] == set()  # an import inside a function runs later: not an edge
+    assert import_circles(graph) == [["pkg.sub.a", "pkg.sub.b", "pkg.sub.a"]]
+
+
 @pytest.mark.parametrize("flavour", ["_async", "_sync"])
-def test_the_store_module_imports_no_concrete_backend(flavour: str) -> None:
-    imported = module_level_imports(PACKAGE / flavour / "_store.py")
+@pytest.mark.parametrize("module", ["_store.py", "_queues.py", "_engine.py"])
+def test_the_store_modules_import_no_concrete_backend(flavour: str, module: str) -> None:
+    imported = module_level_imports(PACKAGE / flavour / module)
     parts = {part for name in imported for part in name.split(".")}
     assert "_protocols" in parts  # the test sees the imports it should
     assert not parts & CONCRETE_BACKENDS, sorted(imported)
@@ -67,3 +152,38 @@ def test_every_generated_file_has_the_header_and_an_async_twin(
     assert generated == sorted(path.relative_to(source_dir) for path in source_dir.rglob("*.py"))
     for relative in generated:
         assert (target_dir / relative).read_text(encoding="utf-8").startswith(HEADER), relative
+
+
+CORE_FORBIDS = {"redis", "anyio", "asyncio", "opentelemetry", "importlib"}
+"""What the pure domain never imports: I/O, event loops, telemetry, and modules named by a
+string (``importlib``), which would hide from this test."""
+IO_FLOORS = {"_redis", "_runtime", "_async", "_sync", "_cli", "mcp"}
+"""The package's floors above ``_core``, which it never imports."""
+
+
+def every_import(path: Path) -> set[str]:
+    """Every module an import statement of ``path`` names, inside functions too, as written."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "_core").glob("*.py")), ids=lambda p: p.name)
+def test_the_domain_imports_no_io(path: Path) -> None:
+    imported = every_import(path)
+    tops = {name.split(".")[0] for name in imported if not name.startswith(".")}
+    floors = {part for name in imported if name.startswith("..") for part in name.split(".")}
+    assert not tops & CORE_FORBIDS, sorted(imported)
+    assert not floors & IO_FLOORS, sorted(imported)
+
+
+def test_the_domain_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def later() -> None:\n    import anyio.abc\n    from .._runtime.wake import async_waker\n"
+    )
+    assert every_import(module) == {"anyio.abc", ".._runtime.wake"}

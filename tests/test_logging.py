@@ -38,7 +38,7 @@ def test_the_loggers_are_children_of_one_root_and_configured_by_nobody() -> None
     assert log.REDIS.parent is log.ROOT
     assert log.PUBSUB.parent is log.ROOT
     with ts.GenericTaskStore(ts.InMemoryBackend()) as store:
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     for name in LOGGERS:
         logger = logging.getLogger(name)
         assert logger.handlers == [], name
@@ -56,17 +56,19 @@ def test_successful_operations_log_nothing_at_info_or_above(
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as writer,
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
-        store.create(OWNER, METHOD)  # the scripts are loaded from here on
+        store.create(METHOD, owner_id=OWNER)  # the scripts are loaded from here on
         caplog.clear()
-        task_id = store.create(OWNER, METHOD).task.task_id
-        store.set_variables(task_id, OWNER, {"step": 1})
-        store.update_status(task_id, OWNER, ts.TaskStatus.INPUT_REQUIRED)
-        waiting = pool.submit(store.wait_for_result, task_id, OWNER, timeout=GUARD)
-        writer.update_status(task_id, OWNER, ts.TaskStatus.WORKING)
-        writer.complete_with_result(task_id, OWNER, ts.TaskStatus.COMPLETED, None, {"ok": 1})
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
+        store.set_variables(task_id, {"step": 1}, owner_id=OWNER)
+        store.update_status(task_id, ts.TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
+        waiting = pool.submit(store.wait_for_result, task_id, owner_id=OWNER, timeout=GUARD)
+        writer.update_status(task_id, ts.TaskStatus.WORKING, owner_id=OWNER)
+        writer.complete_with_result(
+            task_id, ts.TaskStatus.COMPLETED, None, {"ok": 1}, owner_id=OWNER
+        )
         assert waiting.result(GUARD) == {"ok": 1}
-        assert store.get(task_id, OWNER).task.status is ts.TaskStatus.COMPLETED
-        assert len(store.list(OWNER).tasks) == 2
+        assert store.get(task_id, owner_id=OWNER).task.status is ts.TaskStatus.COMPLETED
+        assert len(store.list(owner_id=OWNER).tasks) == 2
         store.cleanup_expired()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
 
@@ -77,12 +79,12 @@ def test_a_lost_server_is_one_warning_and_its_return_one_line(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="taskstore_redis")
     with redis_server() as server, ts.GenericTaskStore.from_url(server.url) as store:
-        store.list(OWNER)
+        store.list(owner_id=OWNER)
         caplog.clear()
         server.kill()
         for _ in range(3):
             with pytest.raises(ts.StoreUnavailable):
-                store.list(OWNER)
+                store.list(owner_id=OWNER)
         warnings = records(caplog, "taskstore_redis.redis", logging.WARNING)
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         assert warnings[0].getMessage().startswith("Redis unavailable during list_page: ")
@@ -90,7 +92,7 @@ def test_a_lost_server_is_one_warning_and_its_return_one_line(
         failed = len(records(caplog, "taskstore_redis.redis"))  # the others at DEBUG
         assert failed == 9  # 3 calls, each tried 3 times (read_retries=2)
         server.restart()
-        assert store.list(OWNER).tasks == []
+        assert store.list(owner_id=OWNER).tasks == []
     [back] = [
         r
         for r in records(caplog, "taskstore_redis.redis", logging.INFO)
@@ -110,10 +112,10 @@ def test_a_script_reload_after_noscript_is_one_info_line(
         ts.GenericTaskStore.from_url(server.url) as store,
         redis.Redis.from_url(server.url) as control,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         caplog.clear()
         control.script_flush()
-        store.cancel(task_id, OWNER)
+        store.cancel(task_id, owner_id=OWNER)
     [line] = records(caplog, "taskstore_redis.redis")
     assert line.levelno == logging.INFO
     assert re.fullmatch(
@@ -133,7 +135,7 @@ def test_a_write_of_unknown_outcome_is_a_warning(
         ) as store,
         pytest.raises(ts.StoreUnavailable) as info,
     ):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert info.value.outcome_unknown
     [warning] = records(caplog, "taskstore_redis.redis", logging.WARNING)
     assert warning.getMessage() == f"outcome unknown: {info.value}"
@@ -152,14 +154,16 @@ def test_a_lost_subscription_is_a_warning_and_its_return_one_line(
         admin(port) as control,
         ThreadPoolExecutor(max_workers=1) as pool,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
-        waiting = pool.submit(store.wait, task_id, OWNER, until_terminal=True, timeout=GUARD)
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
+        waiting = pool.submit(
+            store.wait, task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD
+        )
         deadline = time.monotonic() + GUARD
         while not subscription_clients(port, key_prefix):
             assert time.monotonic() < deadline, "the waiter never subscribed"
             time.sleep(0.01)
         control.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        writer.cancel(task_id, OWNER)
+        writer.cancel(task_id, owner_id=OWNER)
         assert waiting.result(GUARD).task.status is ts.TaskStatus.CANCELLED
     lines = [
         (r.levelname, r.getMessage())

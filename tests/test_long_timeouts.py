@@ -55,11 +55,11 @@ def test_sync_claim_with_a_huge_timeout_returns_the_task_submitted_meanwhile(
 ) -> None:
     store = sync_make_store()
     started = time.monotonic()
-    first = later(lambda: store.submit(OWNER, "tools/call", queue=QUEUE))
+    first = later(lambda: store.submit("tools/call", owner_id=OWNER, queue=QUEUE))
     lease = store.claim(QUEUE, timeout=timeout)
     assert isinstance(lease, ts.Lease)
     bounded(started)
-    second = later(lambda: store.submit(OWNER, "tools/call", queue=QUEUE))
+    second = later(lambda: store.submit("tools/call", owner_id=OWNER, queue=QUEUE))
     assert len(store.claim_many(QUEUE, 2, timeout=timeout)) == 1
     bounded(started)
     first.join(GUARD)
@@ -71,13 +71,15 @@ def test_sync_wait_with_a_huge_timeout_returns_the_change_made_meanwhile(
     sync_make_store: SyncStoreFactory, timeout: float
 ) -> None:
     store = sync_make_store()
-    task_id = store.create(OWNER, "tools/call").task.task_id
+    task_id = store.create("tools/call", owner_id=OWNER).task.task_id
     started = time.monotonic()
-    first = later(lambda: store.set_variables(task_id, OWNER, {"step": 1}))
-    assert store.wait(task_id, OWNER, timeout=timeout).variables == {"step": 1}
+    first = later(lambda: store.set_variables(task_id, {"step": 1}, owner_id=OWNER))
+    assert store.wait(task_id, owner_id=OWNER, timeout=timeout).variables == {"step": 1}
     first.join(GUARD)
-    second = later(lambda: store.complete_with_result(task_id, OWNER, "completed", None, {"a": 1}))
-    assert store.wait_for_result(task_id, OWNER, timeout=timeout) == {"a": 1}
+    second = later(
+        lambda: store.complete_with_result(task_id, "completed", None, {"a": 1}, owner_id=OWNER)
+    )
+    assert store.wait_for_result(task_id, owner_id=OWNER, timeout=timeout) == {"a": 1}
     bounded(started)
     second.join(GUARD)
 
@@ -94,7 +96,7 @@ async def test_async_claim_with_a_huge_timeout_returns_the_task_submitted_meanwh
 
     async def submit_later() -> None:
         await anyio.sleep(LATER)
-        await store.submit(OWNER, "tools/call", queue=QUEUE)
+        await store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
 
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as group:
@@ -112,24 +114,24 @@ async def test_async_wait_with_a_huge_timeout_returns_the_change_made_meanwhile(
     async_make_store: AsyncStoreFactory, timeout: float
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, "tools/call")).task.task_id
+    task_id = (await store.create("tools/call", owner_id=OWNER)).task.task_id
 
     async def change_later() -> None:
         await anyio.sleep(LATER)
-        await store.set_variables(task_id, OWNER, {"step": 1})
+        await store.set_variables(task_id, {"step": 1}, owner_id=OWNER)
 
     async def complete_later() -> None:
         await anyio.sleep(LATER)
-        await store.complete_with_result(task_id, OWNER, "completed", None, {"a": 1})
+        await store.complete_with_result(task_id, "completed", None, {"a": 1}, owner_id=OWNER)
 
     with anyio.fail_after(GUARD):
         async with anyio.create_task_group() as group:
             group.start_soon(change_later)
-            record = await store.wait(task_id, OWNER, timeout=timeout)
+            record = await store.wait(task_id, owner_id=OWNER, timeout=timeout)
         assert record.variables == {"step": 1}
         async with anyio.create_task_group() as group:
             group.start_soon(complete_later)
-            assert await store.wait_for_result(task_id, OWNER, timeout=timeout) == {"a": 1}
+            assert await store.wait_for_result(task_id, owner_id=OWNER, timeout=timeout) == {"a": 1}
 
 
 # --- what stays refused -------------------------------------------------------------------
@@ -138,19 +140,19 @@ async def test_async_wait_with_a_huge_timeout_returns_the_change_made_meanwhile(
 @pytest.mark.parametrize("timeout", [-1, -math.inf, math.nan, "1", True])
 def test_a_negative_nan_or_non_number_timeout_stays_invalid_on_both_apis(timeout: Any) -> None:
     store = ts.GenericTaskStore(ts.InMemoryBackend())
-    task_id = store.create(OWNER, "tools/call").task.task_id
+    task_id = store.create("tools/call", owner_id=OWNER).task.task_id
     with pytest.raises(InvalidArgument):
         store.claim(QUEUE, timeout=timeout)
     with pytest.raises(InvalidArgument):
-        store.wait(task_id, OWNER, timeout=timeout)
+        store.wait(task_id, owner_id=OWNER, timeout=timeout)
 
     async def main() -> None:
         astore = ats.GenericTaskStore(ats.InMemoryBackend())
-        atask = (await astore.create(OWNER, "tools/call")).task.task_id
+        atask = (await astore.create("tools/call", owner_id=OWNER)).task.task_id
         with pytest.raises(InvalidArgument):
             await astore.claim(QUEUE, timeout=timeout)
         with pytest.raises(InvalidArgument):
-            await astore.wait(atask, OWNER, timeout=timeout)
+            await astore.wait(atask, owner_id=OWNER, timeout=timeout)
 
     anyio.run(main)
 
@@ -170,8 +172,8 @@ def test_sync_socket_timeouts_up_to_inf_are_taken(redis_url: str, timeout: float
     with ts.GenericTaskStore.from_url(
         redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, prefix="long-socket"
     ) as store:
-        task_id = store.create(OWNER, "tools/call").task.task_id
-        assert store.wait(task_id, OWNER, after_version=0, timeout=timeout).version == 1
+        task_id = store.create("tools/call", owner_id=OWNER).task.task_id
+        assert store.wait(task_id, owner_id=OWNER, after_version=0, timeout=timeout).version == 1
 
 
 @pytest.mark.anyio
@@ -181,8 +183,8 @@ async def test_async_socket_timeouts_up_to_inf_are_taken(redis_url: str, timeout
     async with ats.GenericTaskStore.from_url(
         redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, prefix="long-socket"
     ) as store:
-        task_id = (await store.create(OWNER, "tools/call")).task.task_id
-        record = await store.wait(task_id, OWNER, after_version=0, timeout=timeout)
+        task_id = (await store.create("tools/call", owner_id=OWNER)).task.task_id
+        record = await store.wait(task_id, owner_id=OWNER, after_version=0, timeout=timeout)
         assert record.version == 1
 
 

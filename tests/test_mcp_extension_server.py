@@ -255,7 +255,7 @@ def _channels(redis_url: str, prefix: str) -> list[bytes]:
 
 def _tasks_of(redis_url: str, prefix: str, owner: str) -> list[ts.TaskRecord]:
     with ts.GenericTaskStore.from_url(redis_url, prefix=prefix) as store:
-        return store.list(owner).tasks
+        return store.list(owner_id=owner).tasks
 
 
 def _eventually(check: Callable[[], bool], what: str, within: float = GUARD) -> None:

@@ -521,7 +521,7 @@ async def test_an_answer_given_in_another_process_reaches_the_waiting_worker(
     with anyio.fail_after(GUARD):
         assert await waiter.wait() == {"action": "accept", "content": {"name": "Ada"}}
     await server_queue.aclose()
-    record = await store.store.get("task-1", "server")
+    record = await store.store.get("task-1", owner_id="server")
     assert record.variables == {}  # message and answer both gone
     assert worker_queue.waiting_requests() == 0
 

@@ -132,7 +132,7 @@ async def test_submit_refuses_params_that_are_not_plain_json_and_writes_nothing(
     with pytest.raises(InvalidArgument):
         await extension.submit({"not": {1, 2}}, queue="tools")
     assert await extension.store.claim("tools", timeout=0) is None
-    assert (await extension.store.list(OWNER)).tasks == []
+    assert (await extension.store.list(owner_id=OWNER)).tasks == []
 
 
 @pytest.mark.anyio
@@ -282,7 +282,7 @@ async def test_tasks_update_ignores_answers_to_keys_not_outstanding(
     )
     assert ack == ACK
     assert await extension.wait_for_input(task_id, ["name"], timeout=GUARD) == {"name": first}
-    record = await extension.store.get(task_id, OWNER)
+    record = await extension.store.get(task_id, owner_id=OWNER)
     assert not any("never-asked" in name for name in record.variables)
 
 
@@ -423,5 +423,7 @@ async def test_a_completed_task_without_a_result_still_carries_a_result_object(
 ) -> None:
     extension = make()
     record, _ = await extension.create()
-    done = await extension.store.update_status(record.task.task_id, OWNER, TaskStatus.COMPLETED)
+    done = await extension.store.update_status(
+        record.task.task_id, TaskStatus.COMPLETED, owner_id=OWNER
+    )
     assert detailed_task(done)["result"] == {}

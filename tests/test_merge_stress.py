@@ -85,13 +85,15 @@ def sync_worker(
 ) -> None:
     """Eight threads on one blocking store, each merging its own keys."""
     with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
-        store.get(task_id, OWNER)  # connect (and learn the cluster layout) before the log
+        store.get(task_id, owner_id=OWNER)  # connect (and learn the cluster layout) before the log
 
         def caller(index: int) -> list[str]:
             outcomes = []
             for merge in range(merges_each):
                 try:
-                    store.set_variables(task_id, OWNER, merge_keys(process, index, merge, size))
+                    store.set_variables(
+                        task_id, merge_keys(process, index, merge, size), owner_id=OWNER
+                    )
                     outcomes.append("applied")
                 except ConcurrentModification:
                     outcomes.append("ConcurrentModification")
@@ -121,13 +123,13 @@ def async_worker(
     async def main() -> list[str]:
         outcomes: list[str] = []
         async with tsa.GenericTaskStore.from_url(url, prefix=prefix) as store:
-            await store.get(task_id, OWNER)
+            await store.get(task_id, owner_id=OWNER)
 
             async def caller(index: int) -> None:
                 for merge in range(merges_each):
                     try:
                         await store.set_variables(
-                            task_id, OWNER, merge_keys(process, index, merge, size)
+                            task_id, merge_keys(process, index, merge, size), owner_id=OWNER
                         )
                         outcomes.append("applied")
                     except ConcurrentModification:
@@ -215,7 +217,7 @@ def check(
     data_commands = [name for name in commands if name not in CONNECTION_SETUP]
     assert data_commands == ["EVALSHA"] * merges
     with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
-        final = store.get(task_id, OWNER)
+        final = store.get(task_id, owner_id=OWNER)
     expected = {
         key: value
         for process in range(PROCESSES)
@@ -234,7 +236,7 @@ def test_merges_of_distinct_keys_from_many_processes_never_conflict_nor_get_lost
 ) -> None:
     callers, merges_each, size = SHAPES[mode]
     with ts.GenericTaskStore.from_url(server_url, prefix=key_prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
     target = sync_worker if mode == "threads" else async_worker
     reports, commands = run_workers(server_url, key_prefix, task_id, target, merges_each, size)
     check(server_url, key_prefix, task_id, reports, callers, merges_each, size, commands)

@@ -18,7 +18,7 @@ import pytest
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis._core import metrics
+from taskstore_redis._runtime import metrics
 
 OWNER = "alice"
 METHOD = "tools/call"
@@ -67,19 +67,19 @@ def test_the_opentelemetry_extra_is_installed_for_these_tests() -> None:
 def test_a_short_workload_is_counted_by_operation_and_outcome(metric_reader: Any) -> None:
     before = snapshot(metric_reader)
     with ts.GenericTaskStore(ts.InMemoryBackend()) as store:
-        ids = [store.create(OWNER, METHOD).task.task_id for _ in range(3)]
-        store.set_variables(ids[0], OWNER, {"step": 1})
-        store.get(ids[0], OWNER)
+        ids = [store.create(METHOD, owner_id=OWNER).task.task_id for _ in range(3)]
+        store.set_variables(ids[0], {"step": 1}, owner_id=OWNER)
+        store.get(ids[0], owner_id=OWNER)
         with pytest.raises(ts.TaskNotFound):
-            store.get("no-such-task", OWNER)
-        store.complete_with_result(ids[1], OWNER, "completed", None, {"ok": True})
-        assert store.get_result(ids[1], OWNER) == {"ok": True}  # reads with get inside
+            store.get("no-such-task", owner_id=OWNER)
+        store.complete_with_result(ids[1], "completed", None, {"ok": True}, owner_id=OWNER)
+        assert store.get_result(ids[1], owner_id=OWNER) == {"ok": True}  # reads with get inside
         with pytest.raises(ts.NotReady):
-            store.get_result(ids[2], OWNER)
-        store.cancel(ids[2], OWNER)
+            store.get_result(ids[2], owner_id=OWNER)
+        store.cancel(ids[2], owner_id=OWNER)
         with pytest.raises(ts.InvalidTransition):
-            store.cancel(ids[2], OWNER)
-        assert len(store.list(OWNER).tasks) == 3
+            store.cancel(ids[2], owner_id=OWNER)
+        assert len(store.list(owner_id=OWNER).tasks) == 3
     assert delta(metric_reader, before) == Counter(
         {
             ("create", "ok"): 3,
@@ -103,12 +103,12 @@ async def test_the_async_store_on_redis_counts_waits_once_with_their_outcome(
 ) -> None:
     before = snapshot(metric_reader)
     async with tsa.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = (await store.create(OWNER, METHOD)).task.task_id
+        task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
         with pytest.raises(ts.WaitTimeout):
-            await store.wait_for_result(task_id, OWNER, timeout=0.05)
-        await store.set_result(task_id, OWNER, 7)
-        await store.update_status(task_id, OWNER, ts.TaskStatus.COMPLETED)
-        assert await store.wait_for_result(task_id, OWNER, timeout=5) == 7
+            await store.wait_for_result(task_id, owner_id=OWNER, timeout=0.05)
+        await store.set_result(task_id, 7, owner_id=OWNER)
+        await store.update_status(task_id, ts.TaskStatus.COMPLETED, owner_id=OWNER)
+        assert await store.wait_for_result(task_id, owner_id=OWNER, timeout=5) == 7
         assert await store.cleanup_expired() == 0
     assert delta(metric_reader, before) == Counter(
         {
@@ -132,7 +132,7 @@ def test_an_unreachable_server_is_counted_as_store_unavailable(metric_reader: An
         ts.GenericTaskStore.from_url(url, cluster=False) as store,
         pytest.raises(ts.StoreUnavailable),
     ):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert delta(metric_reader, before) == Counter({("create", "StoreUnavailable"): 1})
 
 
@@ -141,12 +141,12 @@ def test_without_opentelemetry_nothing_is_imported_or_wrapped() -> None:
         "import sys\n"
         "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
         "import taskstore_redis as ts, taskstore_redis.asyncio as tsa\n"
-        "from taskstore_redis._core import metrics\n"
+        "from taskstore_redis._runtime import metrics\n"
         "assert not metrics.ENABLED and metrics.store_instruments() is None\n"
         "for cls in (ts.GenericTaskStore, tsa.GenericTaskStore):\n"
         "    assert not any(hasattr(getattr(cls, n), '__wrapped__') for n in vars(cls)), cls\n"
         "store = ts.GenericTaskStore(ts.InMemoryBackend())\n"
-        "store.get(store.create('alice', 'tools/call').task.task_id, 'alice')\n"
+        "store.get(store.create('tools/call', owner_id='alice').task.task_id, owner_id='alice')\n"
         "loaded = [m for m in sys.modules if m.startswith('opentelemetry') and sys.modules[m]]\n"
         "print(loaded)\n"
     )

@@ -23,9 +23,10 @@ import sys
 import taskstore_redis as ts
 
 with ts.GenericTaskStore.from_url(sys.argv[1], prefix="wheeltest") as store:
-    record = store.create("owner", "tools/call")
-    store.complete_with_result(record.task.task_id, "owner", "completed", None, {"ok": True})
-    assert store.get_result(record.task.task_id, "owner") == {"ok": True}
+    record = store.create("tools/call", owner_id="owner")
+    task_id = record.task.task_id
+    store.complete_with_result(task_id, "completed", None, {"ok": True}, owner_id="owner")
+    assert store.get_result(task_id, owner_id="owner") == {"ok": True}
     print(ts.__file__)
 """
 
@@ -80,7 +81,7 @@ import sys
 import taskstore_redis as ts
 
 with ts.GenericTaskStore.from_url(sys.argv[1], prefix="wheelworker") as store:
-    record = store.submit("owner", "tools/call", {"n": 21})
+    record = store.submit("tools/call", {"n": 21}, owner_id="owner")
     print(record.task.task_id)
 """
 
@@ -109,7 +110,7 @@ def test_an_installed_wheel_runs_the_worker_and_queues_commands(
         wait = f"""
 import taskstore_redis as ts
 with ts.GenericTaskStore.from_url({redis_url!r}, prefix="wheelworker") as store:
-    print(store.wait_for_result({task_id!r}, "owner", timeout=60))
+    print(store.wait_for_result({task_id!r}, owner_id="owner", timeout=60))
 """
         assert run(python, "-c", wait, cwd=tmp_path).strip() == "42"
     finally:

@@ -73,17 +73,17 @@ def test_a_sequence_of_set_variables_equals_merging_plain_dicts(
 ) -> None:
     config = StoreConfig(max_variable_depth=DEPTH + 2)
     with taskstore_redis.GenericTaskStore(taskstore_redis.InMemoryBackend(), config) as store:
-        task_id = store.create(OWNER, "tools/call").task.task_id
+        task_id = store.create("tools/call", owner_id=OWNER).task.task_id
         model: dict[str, Any] = {}
         for update in updates:
-            returned = store.set_variables(task_id, OWNER, update)
+            returned = store.set_variables(task_id, update, owner_id=OWNER)
             for key, value in update.items():
                 if value is None:
                     model.pop(key, None)
                 else:
                     model[key] = value
             assert canonical(returned.variables) == canonical(model)
-        stored = store.get(task_id, OWNER)
+        stored = store.get(task_id, owner_id=OWNER)
         assert stored.variables == model
         assert canonical(stored.variables) == canonical(model)
         assert stored.version == 1 + len(updates)

@@ -252,19 +252,21 @@ def test_the_stores_satisfy_their_protocols() -> None:
 def test_the_sync_store_returns_plain_values() -> None:
     with taskstore_redis.GenericTaskStore(taskstore_redis.InMemoryBackend()) as store:
         results: list[Any] = []
-        record = store.create(OWNER, "tools/call")
+        record = store.create("tools/call", owner_id=OWNER)
         task_id = record.task.task_id
-        other_id = store.create(OWNER, "tools/call").task.task_id
+        other_id = store.create("tools/call", owner_id=OWNER).task.task_id
         results.append(record)
-        results.append(store.get(task_id, OWNER))
-        results.append(store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED))
-        results.append(store.set_variables(task_id, OWNER, {"a": 1}))
-        store.set_result(task_id, OWNER, "draft")
-        results.append(store.complete_with_result(task_id, OWNER, "completed", None, "done"))
-        results.append(store.cancel(other_id, OWNER))
+        results.append(store.get(task_id, owner_id=OWNER))
+        results.append(store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER))
+        results.append(store.set_variables(task_id, {"a": 1}, owner_id=OWNER))
+        store.set_result(task_id, "draft", owner_id=OWNER)
+        results.append(
+            store.complete_with_result(task_id, "completed", None, "done", owner_id=OWNER)
+        )
+        results.append(store.cancel(other_id, owner_id=OWNER))
         assert all(isinstance(result, TaskRecord) for result in results)
-        assert store.get_result(task_id, OWNER) == "done"
-        page = store.list(OWNER)
+        assert store.get_result(task_id, owner_id=OWNER) == "done"
+        page = store.list(owner_id=OWNER)
         assert isinstance(page, TaskPage)
         assert len(page.tasks) == 2
         assert store.cleanup_expired() == 0
@@ -274,11 +276,11 @@ def test_the_sync_store_returns_plain_values() -> None:
 @pytest.mark.anyio
 async def test_the_async_store_returns_coroutines() -> None:
     store = taskstore_redis.asyncio.GenericTaskStore(taskstore_redis.asyncio.InMemoryBackend())
-    pending = store.create(OWNER, "tools/call")
+    pending = store.create("tools/call", owner_id=OWNER)
     assert inspect.iscoroutine(pending)
     record = await pending
     assert isinstance(record, TaskRecord)
-    reading = store.get(record.task.task_id, OWNER)
+    reading = store.get(record.task.task_id, owner_id=OWNER)
     assert inspect.iscoroutine(reading)
     assert await reading == record
     closing = store.aclose()

@@ -36,5 +36,5 @@ async def test_a_waiting_claim_outlives_a_server_restart_and_takes_work_submitte
                 await anyio.sleep(0.2)
                 await anyio.to_thread.run_sync(server.restart)
                 await anyio.sleep(0.5)
-                record = await client.submit(OWNER, METHOD, "after", queue="restart")
+                record = await client.submit(METHOD, "after", owner_id=OWNER, queue="restart")
             assert got[0] is not None and got[0].task_id == record.task.task_id

@@ -136,18 +136,18 @@ def submit(store: ts.GenericTaskStore, count: int, **options: object) -> list[tu
     tasks = []
     for n in range(count):
         owner = OWNERS[n % len(OWNERS)]
-        record = store.submit(owner, "m", {"n": n}, **options)  # type: ignore[arg-type]
+        record = store.submit("m", {"n": n}, owner_id=owner, **options)  # type: ignore[arg-type]
         tasks.append((owner, record.task.task_id))
     return tasks
 
 
 def final(store: ts.GenericTaskStore, owner: str, task_id: str) -> ts.TaskRecord:
-    record = store.get(task_id, owner)
+    record = store.get(task_id, owner_id=owner)
     deadline = time.monotonic() + BOUND_S
     while not record.task.status.is_terminal:
         left = deadline - time.monotonic()
         assert left > 0, f"task {task_id} still {record.task.status.value}: {record.job}"
-        record = store.wait(task_id, owner, after_version=record.version, timeout=left)
+        record = store.wait(task_id, owner_id=owner, after_version=record.version, timeout=left)
     return record
 
 
@@ -187,7 +187,9 @@ def test_a_worker_killed_mid_run_leaves_every_task_completed_exactly_once_by_the
     def victim_stuck_on_all_its_slots() -> bool:
         held = [i for i in store.queue_leases() if i.worker_id == victim.worker_id]
         stuck = {
-            i.task_id for i in held if store.get(i.task_id, i.owner_id).variables.get("stalled")
+            i.task_id
+            for i in held
+            if store.get(i.task_id, owner_id=i.owner_id).variables.get("stalled")
         }
         stuck_in_victim.update(stuck)
         return len(stuck) == len(held) == concurrency
@@ -225,7 +227,7 @@ def test_a_worker_paused_past_its_lease_loses_it_and_the_new_holders_result_stay
     [(owner, task_id)] = submit(store, 1)
     with workers(1, url, prefix, lease_ms=500, pause_s=1.5) as [paused]:
         wait_for(
-            lambda: store.get(task_id, owner).variables.get("by") == paused.pid,
+            lambda: store.get(task_id, owner_id=owner).variables.get("by") == paused.pid,
             "the worker never took the task",
         )
         paused.signal(signal.SIGSTOP)  # renewals stop; the lease runs out
@@ -247,7 +249,7 @@ def test_a_client_cancelling_a_leased_task_makes_the_holders_next_write_raise_le
     [(owner, task_id)] = submit(store, 1)
     lease = store.claim(timeout=0)
     assert lease is not None
-    store.cancel(task_id, owner)
+    store.cancel(task_id, owner_id=owner)
     for write in (
         lambda: lease.renew(),
         lambda: lease.set_variables({"late": True}),
@@ -256,7 +258,7 @@ def test_a_client_cancelling_a_leased_task_makes_the_holders_next_write_raise_le
         with pytest.raises(LeaseLost) as lost:
             write()
         assert lost.value.reason == "cancelled"
-    record = store.get(task_id, owner)
+    record = store.get(task_id, owner_id=owner)
     assert record.task.status is TaskStatus.CANCELLED and "late" not in record.variables
 
 
@@ -276,7 +278,7 @@ def test_an_always_raising_handler_fails_after_max_attempts_with_delays_between(
         done = pool.submit(
             ts.run_worker, store, broken, stop=stop, retry_base_ms=200, idle_wait_s=0.1
         )
-        record = store.wait(task_id, owner, until_terminal=True, timeout=BOUND_S)
+        record = store.wait(task_id, owner_id=owner, until_terminal=True, timeout=BOUND_S)
         stop.set()
         done.result(timeout=BOUND_S)
     assert record.task.status is TaskStatus.FAILED
@@ -320,5 +322,6 @@ def test_a_worker_stopped_by_sigterm_leaves_no_task_leased(
     assert report["released"] == 8
     assert stats.ready == 40 - report["completed"]
     assert all(
-        store.get(task_id, owner).task.status is TaskStatus.WORKING for owner, task_id in tasks
+        store.get(task_id, owner_id=owner).task.status is TaskStatus.WORKING
+        for owner, task_id in tasks
     )

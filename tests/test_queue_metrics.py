@@ -21,7 +21,7 @@ import pytest
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
-from taskstore_redis._core import metrics
+from taskstore_redis._runtime import metrics
 
 OWNER = "alice"
 METHOD = "tools/call"
@@ -73,9 +73,9 @@ async def test_a_worker_run_is_counted_timed_and_gauged_by_queue(
     store = async_make_store()
     queue = queue_name()
     for number in range(3):
-        await store.submit(OWNER, METHOD, {"n": number}, queue=queue)
-    await store.submit(OWNER, METHOD, {"fail": True}, queue=queue, max_attempts=1)
-    await store.submit(OWNER, METHOD, {"n": 9}, queue=queue, delay_ms=3_600_000)
+        await store.submit(METHOD, {"n": number}, owner_id=OWNER, queue=queue)
+    await store.submit(METHOD, {"fail": True}, owner_id=OWNER, queue=queue, max_attempts=1)
+    await store.submit(METHOD, {"n": 9}, owner_id=OWNER, queue=queue, delay_ms=3_600_000)
     started: set[int] = set()
     go = anyio.Event()
     done = threading.Event()
@@ -115,7 +115,7 @@ async def test_gauges_collected_on_the_workers_own_event_loop_leave_the_queue_ou
     queue = queue_name()
     done = threading.Event()
     async with tsa.GenericTaskStore(tsa.InMemoryBackend()) as store:
-        await store.submit(OWNER, METHOD, queue=queue, delay_ms=3_600_000)
+        await store.submit(METHOD, owner_id=OWNER, queue=queue, delay_ms=3_600_000)
         async with anyio.create_task_group() as group:
             group.start_soon(
                 lambda: tsa.run_worker(
@@ -152,15 +152,15 @@ def poll(check: Callable[[], bool]) -> None:
 def test_the_blocking_worker_counts_retries_and_lost_leases(metric_reader: Any) -> None:
     queue = queue_name()
     with ts.GenericTaskStore(ts.InMemoryBackend()) as store:
-        store.submit(OWNER, METHOD, {"do": "flaky"}, queue=queue, max_attempts=2)
-        store.submit(OWNER, METHOD, {"do": "cancelled"}, queue=queue)
+        store.submit(METHOD, {"do": "flaky"}, owner_id=OWNER, queue=queue, max_attempts=2)
+        store.submit(METHOD, {"do": "cancelled"}, owner_id=OWNER, queue=queue)
 
         def handler(lease: ts.Lease) -> Any:
             what = lease.params["do"]
             if what == "flaky" and lease.attempt == 1:
                 raise ValueError("first attempt fails")
             if what == "cancelled":
-                store.cancel(lease.task_id, lease.owner_id)
+                store.cancel(lease.task_id, owner_id=lease.owner_id)
                 with pytest.raises(ts.LeaseLost):
                     while True:  # the renewal finds the lease lost; then any write is refused
                         threading.Event().wait(0.05)
@@ -182,7 +182,7 @@ def test_an_expired_lease_swept_by_the_worker_is_counted_recovered(metric_reader
     queue = queue_name()
     release = threading.Event()
     with ts.GenericTaskStore(ts.InMemoryBackend()) as store:
-        store.submit(OWNER, METHOD, {"do": "hold"}, queue=queue)
+        store.submit(METHOD, {"do": "hold"}, owner_id=OWNER, queue=queue)
 
         def handler(lease: ts.Lease) -> Any:
             if lease.params["do"] == "hold":
@@ -195,7 +195,7 @@ def test_an_expired_lease_swept_by_the_worker_is_counted_recovered(metric_reader
         try:
             poll(lambda: store.queue_stats(queue).leased == 1)  # its only slot is taken
             assert read(metric_reader, queue)[2] == {"ready": 0, "delayed": 0, "leased": 1}
-            store.submit(OWNER, METHOD, {"do": "dropped"}, queue=queue)
+            store.submit(METHOD, {"do": "dropped"}, owner_id=OWNER, queue=queue)
             assert store.claim(queue, lease_ms=1, timeout=0) is not None  # never renewed
             poll(lambda: read(metric_reader, queue)[0]["recovered"] == 1)
             release.set()

@@ -41,7 +41,7 @@ def server_url(request: pytest.FixtureRequest) -> str:
 
 def in_progress(store: ts.GenericTaskStore) -> int:
     """The owner's tasks that are not terminal, as a listing sees them."""
-    page = store.list(OWNER, limit=1000)
+    page = store.list(owner_id=OWNER, limit=1000)
     return sum(1 for task in page.tasks if not task.task.status.is_terminal)
 
 
@@ -53,12 +53,12 @@ def create_and_complete(url: str, prefix: str, start: Any, results: Any) -> None
         url, prefix=prefix, security=SecurityConfig(max_tasks_per_owner=QUOTA)
     )
     try:
-        store.list(OWNER)  # connect before the race
+        store.list(owner_id=OWNER)  # connect before the race
         start.wait(TIMEOUT)
         deadline = time.monotonic() + TIMEOUT
         while done < ROUNDS and time.monotonic() < deadline:
             try:
-                task_id = store.create(OWNER, METHOD).task.task_id
+                task_id = store.create(METHOD, owner_id=OWNER).task.task_id
             except ResourceExhausted:
                 refused += 1
                 continue
@@ -68,7 +68,7 @@ def create_and_complete(url: str, prefix: str, start: Any, results: Any) -> None
             # ours is in progress until we complete it: never more than the quota
             if in_progress(store) > QUOTA:
                 over += 1
-            store.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, done)
+            store.complete_with_result(task_id, TaskStatus.COMPLETED, None, done, owner_id=OWNER)
             done += 1
     except Exception as exc:
         others.append(repr(exc))
@@ -102,7 +102,7 @@ def test_creates_racing_completions_across_processes_respect_the_quota_of_tasks_
     assert [done for done, *_ in reports] == [ROUNDS] * WORKERS  # far past the quota
     assert [over for _, _, over, _ in reports] == [0] * WORKERS
     with ts.GenericTaskStore.from_url(server_url, prefix=key_prefix) as store:
-        page = store.list(OWNER, limit=1000)
+        page = store.list(owner_id=OWNER, limit=1000)
         assert len(page.tasks) == WORKERS * ROUNDS
         assert all(task.task.status is TaskStatus.COMPLETED for task in page.tasks)
         # with everything terminal, the quota is free again
@@ -111,6 +111,6 @@ def test_creates_racing_completions_across_processes_respect_the_quota_of_tasks_
         )
         with quota_store:
             for _ in range(QUOTA):
-                quota_store.create(OWNER, METHOD)
+                quota_store.create(METHOD, owner_id=OWNER)
             with pytest.raises(ResourceExhausted):
-                quota_store.create(OWNER, METHOD)
+                quota_store.create(METHOD, owner_id=OWNER)

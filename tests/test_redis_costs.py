@@ -100,7 +100,7 @@ def warm_up(store: ts.GenericTaskStore) -> None:
     own, opens the store's connection (``HELLO``), and, on a server that has not
     seen the scripts yet, gets NOSCRIPT and sends ``SCRIPT LOAD`` for each script.
     """
-    store.list("warm-up-owner")
+    store.list(owner_id="warm-up-owner")
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -115,7 +115,7 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 
 
 def create_tasks(store: ts.GenericTaskStore, owner: str, count: int) -> list[ts.TaskRecord]:
-    return [store.create(owner, "tools/call") for _ in range(count)]
+    return [store.create("tools/call", owner_id=owner) for _ in range(count)]
 
 
 # --- round trips per operation ------------------------------------------------------------
@@ -126,10 +126,10 @@ def test_get_sends_exactly_one_command_an_hgetall(
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store = make_store()
-    task = store.create("alice", "tools/call")
-    store.set_variables(task.task.task_id, "alice", {"a": 1, "b": [2]})
+    task = store.create("tools/call", owner_id="alice")
+    store.set_variables(task.task.task_id, {"a": 1, "b": [2]}, owner_id="alice")
     log.reset()
-    got = store.get(task.task.task_id, "alice")
+    got = store.get(task.task.task_id, owner_id="alice")
     assert (got.task.task_id, got.variables) == (task.task.task_id, {"a": 1, "b": [2]})
     assert log.commands == ["HGETALL"]
 
@@ -140,7 +140,7 @@ def test_create_sends_exactly_one_command_an_evalsha(
 ) -> None:
     store = make_store()
     log.reset()
-    store.create("alice", "tools/call")
+    store.create("tools/call", owner_id="alice")
     assert log.commands == ["EVALSHA"]
 
 
@@ -151,7 +151,7 @@ def test_list_of_a_page_of_50_out_of_500_tasks_sends_exactly_one_evalsha(
     store = make_store()
     create_tasks(store, "alice", 500)
     log.reset()
-    page = store.list("alice", limit=50)
+    page = store.list(owner_id="alice", limit=50)
     assert log.commands == ["EVALSHA"]
     assert len(page.tasks) == 50
     assert page.next_cursor is not None
@@ -159,12 +159,14 @@ def test_list_of_a_page_of_50_out_of_500_tasks_sends_exactly_one_evalsha(
 
 MUTATIONS: dict[str, Callable[[ts.GenericTaskStore, str], object]] = {
     "update_status": lambda store, task_id: store.update_status(
-        task_id, "alice", ts.TaskStatus.INPUT_REQUIRED, "waiting"
+        task_id, ts.TaskStatus.INPUT_REQUIRED, "waiting", owner_id="alice"
     ),
-    "set_variables": lambda store, task_id: store.set_variables(task_id, "alice", {"k": 1}),
-    "cancel": lambda store, task_id: store.cancel(task_id, "alice"),
+    "set_variables": lambda store, task_id: store.set_variables(
+        task_id, {"k": 1}, owner_id="alice"
+    ),
+    "cancel": lambda store, task_id: store.cancel(task_id, owner_id="alice"),
     "complete_with_result": lambda store, task_id: store.complete_with_result(
-        task_id, "alice", ts.TaskStatus.COMPLETED, None, {"ok": True}
+        task_id, ts.TaskStatus.COMPLETED, None, {"ok": True}, owner_id="alice"
     ),
 }
 
@@ -175,11 +177,11 @@ def test_a_mutation_of_a_task_the_store_remembers_sends_exactly_one_evalsha(
     operation: str, make_store: StoreFactory, log: CommandLog
 ) -> None:
     store = make_store()
-    task = store.create("alice", "tools/call")
+    task = store.create("tools/call", owner_id="alice")
     log.reset()
     MUTATIONS[operation](store, task.task.task_id)
     assert log.commands == REMEMBERED_MUTATION_COMMANDS
-    assert store.get(task.task.task_id, "alice").version == 2
+    assert store.get(task.task.task_id, owner_id="alice").version == 2
 
 
 @pytest.mark.redis
@@ -187,13 +189,13 @@ def test_a_mutation_of_a_task_the_store_remembers_sends_exactly_one_evalsha(
 def test_a_mutation_of_a_task_the_store_has_not_seen_sends_a_read_then_one_evalsha_unless_a_merge(
     operation: str, make_store: StoreFactory, log: CommandLog
 ) -> None:
-    task = make_store().create("alice", "tools/call")
+    task = make_store().create("tools/call", owner_id="alice")
     other = make_store()  # another process's store, say: it has never seen the task
     log.reset()
     MUTATIONS[operation](other, task.task.task_id)
     expected = ["EVALSHA"] if operation == "set_variables" else UNSEEN_MUTATION_COMMANDS
     assert log.commands == expected
-    assert other.get(task.task.task_id, "alice").version == 2
+    assert other.get(task.task.task_id, owner_id="alice").version == 2
 
 
 @pytest.mark.redis
@@ -202,12 +204,12 @@ def test_a_worker_that_creates_updates_five_times_and_completes_sends_seven_comm
 ) -> None:
     store = make_store()
     log.reset()
-    task_id = store.create("alice", "tools/call").task.task_id
+    task_id = store.create("tools/call", owner_id="alice").task.task_id
     for step in range(5):
-        store.set_variables(task_id, "alice", {"step": step})
-    store.complete_with_result(task_id, "alice", ts.TaskStatus.COMPLETED, "done", {"n": 5})
+        store.set_variables(task_id, {"step": step}, owner_id="alice")
+    store.complete_with_result(task_id, ts.TaskStatus.COMPLETED, "done", {"n": 5}, owner_id="alice")
     assert log.commands == ["EVALSHA"] * 7
-    final = store.get(task_id, "alice")
+    final = store.get(task_id, owner_id="alice")
     assert (final.version, final.result, final.variables) == (7, {"n": 5}, {"step": 4})
 
 
@@ -216,9 +218,9 @@ def test_a_mutation_of_a_task_with_the_memory_turned_off_sends_a_read_then_one_e
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store = make_store(config=StoreConfig(record_cache_size=0))
-    task = store.create("alice", "tools/call")
+    task = store.create("tools/call", owner_id="alice")
     log.reset()
-    store.cancel(task.task.task_id, "alice")
+    store.cancel(task.task.task_id, owner_id="alice")
     assert log.commands == UNSEEN_MUTATION_COMMANDS
 
 
@@ -227,10 +229,12 @@ def test_a_mutation_of_a_task_changed_elsewhere_sends_a_failed_evalsha_then_one_
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store, other = make_store(), make_store()
-    task = store.create("alice", "tools/call")
-    other.update_status(task.task.task_id, "alice", ts.TaskStatus.INPUT_REQUIRED, "elsewhere")
+    task = store.create("tools/call", owner_id="alice")
+    other.update_status(
+        task.task.task_id, ts.TaskStatus.INPUT_REQUIRED, "elsewhere", owner_id="alice"
+    )
     log.reset()
-    updated = store.cancel(task.task.task_id, "alice")
+    updated = store.cancel(task.task.task_id, owner_id="alice")
     assert log.commands == STALE_MUTATION_COMMANDS
     assert (updated.version, updated.task.status) == (3, ts.TaskStatus.CANCELLED)
 
@@ -240,15 +244,15 @@ def test_a_merge_or_a_status_change_after_merges_elsewhere_sends_one_evalsha(
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store, other = make_store(), make_store()
-    task = store.create("alice", "tools/call")
-    other.set_variables(task.task.task_id, "alice", {"elsewhere": True})
+    task = store.create("tools/call", owner_id="alice")
+    other.set_variables(task.task.task_id, {"elsewhere": True}, owner_id="alice")
     log.reset()
-    merged = store.set_variables(task.task.task_id, "alice", {"here": True})
+    merged = store.set_variables(task.task.task_id, {"here": True}, owner_id="alice")
     assert log.commands == ["EVALSHA"]
     assert (merged.version, merged.variables) == (3, {"elsewhere": True, "here": True})
-    other.set_variables(task.task.task_id, "alice", {"again": 1})
+    other.set_variables(task.task.task_id, {"again": 1}, owner_id="alice")
     log.reset()
-    moved = store.update_status(task.task.task_id, "alice", ts.TaskStatus.INPUT_REQUIRED)
+    moved = store.update_status(task.task.task_id, ts.TaskStatus.INPUT_REQUIRED, owner_id="alice")
     assert log.commands == ["EVALSHA"]  # merges never move the core version it checks
     assert moved.version == 5
     assert moved.variables == {"elsewhere": True, "here": True, "again": 1}
@@ -259,7 +263,7 @@ def test_cleanup_with_nothing_due_sends_one_evalsha_per_shard_and_reads_the_queu
     make_store: StoreFactory, log: CommandLog
 ) -> None:
     store = make_store(shards=4)
-    store.create("alice", "tools/call")  # expires in an hour: not due
+    store.create("tools/call", owner_id="alice")  # expires in an hour: not due
     log.reset()
     assert store.cleanup_expired() == 0
     # the purge, then the lease sweep finds no queue (one pipeline of SMEMBERS)
@@ -342,14 +346,14 @@ def test_at_100k_tasks_a_list_page_and_a_purge_batch_do_work_bounded_by_the_page
 
         client.config_resetstat()
         started = time.perf_counter()
-        page = store.list(owner, limit=PAGE)
+        page = store.list(owner_id=owner, limit=PAGE)
         list_ms = (time.perf_counter() - started) * 1000
         assert command_calls(client) == {"evalsha": 1, "zrange": 1, "hgetall": PAGE}
         assert [t.task.task_id for t in page.tasks] == task_ids[::-1][:PAGE]
         assert page.next_cursor is not None
 
         client.config_resetstat()
-        second = store.list(owner, cursor=page.next_cursor, limit=PAGE)
+        second = store.list(owner_id=owner, cursor=page.next_cursor, limit=PAGE)
         assert command_calls(client) == {"evalsha": 1, "zrange": 1, "hgetall": PAGE}
         assert [t.task.task_id for t in second.tasks] == task_ids[::-1][PAGE : 2 * PAGE]
 
@@ -366,7 +370,7 @@ def test_at_100k_tasks_a_list_page_and_a_purge_batch_do_work_bounded_by_the_page
         assert client.zcard(keys.index_key(owner)) == BULK_TASKS + len(live) - _PURGE_BATCH
 
         assert store.cleanup_expired() == BULK_TASKS - _PURGE_BATCH
-        remaining = store.list(owner, limit=PAGE)
+        remaining = store.list(owner_id=owner, limit=PAGE)
         assert {t.task.task_id for t in remaining.tasks} == {t.task.task_id for t in live}
         assert remaining.next_cursor is None
         assert client.zcard(keys.index_key(owner)) == len(live)
@@ -398,7 +402,7 @@ def create_until_refused(
         start.wait(timeout=60)
         for _ in range(ATTEMPTS_PER_WORKER):
             try:
-                store.create(owner, "tools/call")
+                store.create("tools/call", owner_id=owner)
                 created += 1
             except ResourceExhausted:
                 refused += 1
@@ -437,7 +441,7 @@ def test_the_owner_quota_holds_under_concurrent_creates_from_many_processes(
     assert sum(created for created, _, _ in reports) == QUOTA
     assert sum(refused for _, refused, _ in reports) == WORKERS * ATTEMPTS_PER_WORKER - QUOTA
     with ts.GenericTaskStore.from_url(server.url, prefix=key_prefix) as store:
-        page = store.list("alice", limit=100)
+        page = store.list(owner_id="alice", limit=100)
     assert len(page.tasks) == QUOTA
     assert page.next_cursor is None
 
@@ -452,10 +456,10 @@ def test_after_script_flush_the_next_create_reloads_the_scripts_and_succeeds(
     store = make_store()
     raw.script_flush()
     log.reset()
-    task = store.create("alice", "tools/call")
+    task = store.create("tools/call", owner_id="alice")
     assert log.commands == ["EVALSHA", *["SCRIPT LOAD"] * len(ALL_SCRIPTS), "EVALSHA"]
     assert raw.script_exists(*(script.sha for script in ALL_SCRIPTS)) == [True] * len(ALL_SCRIPTS)
-    assert [t.task.task_id for t in store.list("alice").tasks] == [task.task.task_id]
+    assert [t.task.task_id for t in store.list(owner_id="alice").tasks] == [task.task.task_id]
 
 
 @pytest.mark.redis
@@ -463,12 +467,12 @@ def test_after_script_flush_update_and_list_through_an_existing_store_succeed(
     make_store: StoreFactory, raw: redis.Redis
 ) -> None:
     store = make_store()
-    task = store.create("alice", "tools/call")
+    task = store.create("tools/call", owner_id="alice")
     raw.script_flush()
-    updated = store.update_status(task.task.task_id, "alice", ts.TaskStatus.INPUT_REQUIRED)
+    updated = store.update_status(task.task.task_id, ts.TaskStatus.INPUT_REQUIRED, owner_id="alice")
     assert updated.version == 2
     raw.script_flush()
-    page = store.list("alice")
+    page = store.list(owner_id="alice")
     assert [(t.task.task_id, t.task.status, t.version) for t in page.tasks] == [
         (task.task.task_id, ts.TaskStatus.INPUT_REQUIRED, 2)
     ]
@@ -503,11 +507,11 @@ def test_after_script_flush_on_every_cluster_node_operations_on_every_shard_succ
         warm_up(store)
         for owner in owners:
             assert flush_scripts_on_every_node(cluster_url) >= 3
-            task = store.create(owner, "tools/call")
+            task = store.create("tools/call", owner_id=owner)
             flush_scripts_on_every_node(cluster_url)
-            store.update_status(task.task.task_id, owner, ts.TaskStatus.INPUT_REQUIRED)
+            store.update_status(task.task.task_id, ts.TaskStatus.INPUT_REQUIRED, owner_id=owner)
             flush_scripts_on_every_node(cluster_url)
-            page = store.list(owner)
+            page = store.list(owner_id=owner)
             assert [(t.task.task_id, t.version) for t in page.tasks] == [(task.task.task_id, 2)]
 
 
@@ -540,8 +544,8 @@ def test_from_url_forced_to_standalone_works_without_probing_the_server(
     server: RedisServer, key_prefix: str, log: CommandLog
 ) -> None:
     with ts.GenericTaskStore.from_url(server.url, cluster=False, prefix=key_prefix) as store:
-        task = store.create("alice", "tools/call")
-        assert store.get(task.task.task_id, "alice").version == 1
+        task = store.create("tools/call", owner_id="alice")
+        assert store.get(task.task.task_id, owner_id="alice").version == 1
         assert isinstance(store.backend, ts.RedisBackend)
         assert isinstance(store.backend.client, redis.Redis)
     assert "INFO" not in log.commands
@@ -581,7 +585,7 @@ def test_two_hundred_owners_spread_their_tasks_over_every_cluster_primary(
     try:
         with ts.GenericTaskStore.from_url(cluster_url, prefix=SPREAD_PREFIX) as store:
             for n in range(200):
-                store.create(f"owner-{n}", "tools/call")
+                store.create("tools/call", owner_id=f"owner-{n}")
         counts = task_keys_per_primary(cluster_url, SPREAD_PREFIX)
         assert len(counts) == 3
         assert sum(counts.values()) == 200
@@ -602,9 +606,9 @@ def closed_port() -> int:
 
 
 UNREACHABLE_CALLS: dict[str, Callable[[ts.GenericTaskStore], object]] = {
-    "get": lambda store: store.get("some-task", "alice"),
-    "create": lambda store: store.create("alice", "tools/call"),
-    "list": lambda store: store.list("alice"),
+    "get": lambda store: store.get("some-task", owner_id="alice"),
+    "create": lambda store: store.create("tools/call", owner_id="alice"),
+    "list": lambda store: store.list(owner_id="alice"),
 }
 
 
@@ -628,8 +632,8 @@ def test_from_url_takes_a_unix_socket_url(tmp_path: Path) -> None:
         redis_server(("--unixsocket", str(socket_path), "--unixsocketperm", "700")) as _,
         ts.GenericTaskStore.from_url(f"unix://{socket_path}", prefix="unix") as store,
     ):
-        task_id = store.create("alice", "tools/call").task.task_id
-        assert store.get(task_id, "alice").task.task_id == task_id
+        task_id = store.create("tools/call", owner_id="alice").task.task_id
+        assert store.get(task_id, owner_id="alice").task.task_id == task_id
         assert isinstance(store.backend, ts.RedisBackend)
         assert isinstance(store.backend.client, redis.Redis)
 
@@ -638,17 +642,17 @@ def test_from_url_takes_a_unix_socket_url(tmp_path: Path) -> None:
 def test_wait_replicas_on_a_cluster_is_refused_and_writes_nothing(cluster_url: str) -> None:
     with ts.GenericTaskStore.from_url(cluster_url, prefix="waitcluster", wait_replicas=1) as store:
         with pytest.raises(ts.InvalidArgument, match="not on Redis Cluster"):
-            store.create("alice", "tools/call")
-        assert store.list("alice").tasks == []
+            store.create("tools/call", owner_id="alice")
+        assert store.list(owner_id="alice").tasks == []
 
 
 @pytest.mark.redis
 def test_a_closed_store_refuses_calls_instead_of_reconnecting(redis_url: str) -> None:
     store = ts.GenericTaskStore.from_url(redis_url, prefix="closed")
-    task_id = store.create("alice", "tools/call").task.task_id
+    task_id = store.create("tools/call", owner_id="alice").task.task_id
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
-        store.get(task_id, "alice")
+        store.get(task_id, owner_id="alice")
 
 
 # --- work queues ----------------------------------------------------------------------------
@@ -686,7 +690,7 @@ def test_a_claim_after_a_submit_notice_runs_one_claim_script(
 ) -> None:
     worker, client = make_store(shards=4), make_store(shards=4)
     assert worker.claim("busy", timeout=0) is None
-    client.submit("alice", "tools/call", 1, queue="busy")
+    client.submit("tools/call", 1, owner_id="alice", queue="busy")
     log.reset()
     lease = worker.claim("busy", timeout=5)
     assert lease is not None and lease.params == 1

@@ -146,39 +146,39 @@ def test_a_store_follows_the_state_machine_of_the_issue(
     steps: list[tuple[str, str | None]],
 ) -> None:
     with taskstore_redis.GenericTaskStore(taskstore_redis.InMemoryBackend()) as store:
-        task_id = store.create(OWNER, "tools/call").task.task_id
+        task_id = store.create("tools/call", owner_id=OWNER).task.task_id
         model = Model()
         for action, status in steps:
             result = f"result {model.version}"
-            before = store.get(task_id, OWNER)
+            before = store.get(task_id, owner_id=OWNER)
             expected = expected_outcome(model, action, status)
             try:
                 if action == "update_status":
                     assert status is not None
-                    store.update_status(task_id, OWNER, status)
+                    store.update_status(task_id, status, owner_id=OWNER)
                 elif action == "cancel":
-                    store.cancel(task_id, OWNER)
+                    store.cancel(task_id, owner_id=OWNER)
                 elif action == "complete_with_result":
                     assert status is not None
-                    store.complete_with_result(task_id, OWNER, status, None, result)
+                    store.complete_with_result(task_id, status, None, result, owner_id=OWNER)
                 else:
-                    store.set_result(task_id, OWNER, result)
+                    store.set_result(task_id, result, owner_id=OWNER)
             except (InvalidTransition, InvalidArgument) as error:
                 assert type(error) is expected, f"{action}({status}) raised {error!r}"
-                assert store.get(task_id, OWNER) == before  # nothing written
+                assert store.get(task_id, owner_id=OWNER) == before  # nothing written
                 if isinstance(error, InvalidTransition):
                     assert error.from_status == before.task.status.value
             else:
                 assert expected is None, f"{action}({status}) should raise {expected}"
-            record = store.get(task_id, OWNER)
+            record = store.get(task_id, owner_id=OWNER)
             assert record.task.status.value == model.status
             assert record.result == model.result
             assert record.version == model.version
             if model.is_terminal() and model.result is not None:
-                assert store.get_result(task_id, OWNER) == model.result
+                assert store.get_result(task_id, owner_id=OWNER) == model.result
             elif model.is_terminal():
                 with pytest.raises(NoResult):
-                    store.get_result(task_id, OWNER)
+                    store.get_result(task_id, owner_id=OWNER)
             else:
                 with pytest.raises(NotReady):
-                    store.get_result(task_id, OWNER)
+                    store.get_result(task_id, owner_id=OWNER)

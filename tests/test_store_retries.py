@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 import taskstore_redis
-import taskstore_redis._async._store
+import taskstore_redis._async._engine
 import taskstore_redis.asyncio
 from taskstore_redis import (
     ConcurrentModification,
@@ -120,27 +120,27 @@ class SyncMeddlingBackend(taskstore_redis.InMemoryBackend):
 async def test_a_conflicting_write_is_retried_until_it_applies() -> None:
     backend = AsyncMeddlingBackend(meddles=3)
     creator = taskstore_redis.asyncio.GenericTaskStore(backend)
-    task_id = (await creator.create(OWNER, METHOD)).task.task_id
+    task_id = (await creator.create(METHOD, owner_id=OWNER)).task.task_id
     store = taskstore_redis.asyncio.GenericTaskStore(backend, StoreConfig(cas_retries=3))
-    updated = await store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED, "mine")
+    updated = await store.update_status(task_id, TaskStatus.INPUT_REQUIRED, "mine", owner_id=OWNER)
     assert updated.task.status_message == "mine"
     assert backend.cas_calls == 4  # three conflicts, then the write
     assert updated.version == 1 + 3 + 1  # three meddling writes, then ours
-    assert await store.get(task_id, OWNER) == updated
+    assert await store.get(task_id, owner_id=OWNER) == updated
 
 
 @pytest.mark.anyio
 async def test_without_retries_one_conflict_raises_concurrent_modification() -> None:
     backend = AsyncMeddlingBackend(meddles=1)
     creator = taskstore_redis.asyncio.GenericTaskStore(backend)
-    task_id = (await creator.create(OWNER, METHOD)).task.task_id
+    task_id = (await creator.create(METHOD, owner_id=OWNER)).task.task_id
     store = taskstore_redis.asyncio.GenericTaskStore(backend, StoreConfig(cas_retries=0))
     with pytest.raises(ConcurrentModification) as raised:
-        await store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+        await store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert raised.value.attempts == 1
     assert raised.value.task_id == task_id
     assert raised.value.code == -32603
-    stored = await store.get(task_id, OWNER)
+    stored = await store.get(task_id, owner_id=OWNER)
     assert stored.task.status is TaskStatus.WORKING  # our change was not written
     assert stored.version == 2  # only the meddler's
 
@@ -149,11 +149,11 @@ async def test_without_retries_one_conflict_raises_concurrent_modification() -> 
 async def test_the_time_bound_ends_retries_before_the_count_does() -> None:
     backend = AsyncMeddlingBackend(meddles=ALWAYS)
     creator = taskstore_redis.asyncio.GenericTaskStore(backend)
-    task_id = (await creator.create(OWNER, METHOD)).task.task_id
+    task_id = (await creator.create(METHOD, owner_id=OWNER)).task.task_id
     config = StoreConfig(cas_retries=10**6, cas_timeout_ms=0)
     store = taskstore_redis.asyncio.GenericTaskStore(backend, config)
     with pytest.raises(ConcurrentModification) as raised:
-        await store.cancel(task_id, OWNER)
+        await store.cancel(task_id, owner_id=OWNER)
     assert raised.value.attempts == 1
     assert backend.cas_calls == 1
 
@@ -168,12 +168,12 @@ async def test_the_first_retry_goes_at_once_and_later_ones_back_off(
         pauses.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(taskstore_redis._async._store, "backoff_seconds", record_pause)
+    monkeypatch.setattr(taskstore_redis._async._engine, "backoff_seconds", record_pause)
     backend = AsyncMeddlingBackend(meddles=3)
     creator = taskstore_redis.asyncio.GenericTaskStore(backend)
-    task_id = (await creator.create(OWNER, METHOD)).task.task_id
+    task_id = (await creator.create(METHOD, owner_id=OWNER)).task.task_id
     store = taskstore_redis.asyncio.GenericTaskStore(backend)
-    await store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+    await store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert backend.cas_calls == 4
     assert pauses == [0, 1]  # none after the first conflict, one after each later one
 
@@ -185,11 +185,11 @@ async def test_a_merge_in_between_does_not_make_a_status_change_conflict() -> No
     rival = taskstore_redis.asyncio.GenericTaskStore(backend)
 
     async def rival_merges(key: TaskKey) -> None:
-        await rival.set_variables(key.task_id, key.owner_id, {"theirs": 1})
+        await rival.set_variables(key.task_id, {"theirs": 1}, owner_id=key.owner_id)
 
     backend.meddle = rival_merges
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    updated = await store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    updated = await store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert backend.cas_calls == 1  # applied at once
     assert updated.variables == {"theirs": 1}
     assert updated.version == 3
@@ -199,24 +199,24 @@ async def test_a_merge_in_between_does_not_make_a_status_change_conflict() -> No
 async def test_a_merge_never_runs_a_compare_and_set() -> None:
     backend = AsyncMeddlingBackend(meddles=ALWAYS)
     store = taskstore_redis.asyncio.GenericTaskStore(backend, StoreConfig(cas_retries=0))
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     for n in range(5):
-        await store.set_variables(task_id, OWNER, {f"k{n}": n})
+        await store.set_variables(task_id, {f"k{n}": n}, owner_id=OWNER)
     assert backend.cas_calls == 0
-    assert (await store.get(task_id, OWNER)).variables == {f"k{n}": n for n in range(5)}
+    assert (await store.get(task_id, owner_id=OWNER)).variables == {f"k{n}": n for n in range(5)}
 
 
 @pytest.mark.anyio
 async def test_concurrent_modification_comes_only_when_every_retry_conflicted() -> None:
     backend = AsyncMeddlingBackend(meddles=ALWAYS)
     creator = taskstore_redis.asyncio.GenericTaskStore(backend)
-    task_id = (await creator.create(OWNER, METHOD)).task.task_id
+    task_id = (await creator.create(METHOD, owner_id=OWNER)).task.task_id
     store = taskstore_redis.asyncio.GenericTaskStore(backend, StoreConfig(cas_retries=2))
     with pytest.raises(ConcurrentModification) as raised:
-        await store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+        await store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert raised.value.attempts == 3
     assert backend.cas_calls == 3
-    assert (await store.get(task_id, OWNER)).task.status is TaskStatus.WORKING
+    assert (await store.get(task_id, owner_id=OWNER)).task.status is TaskStatus.WORKING
 
 
 @pytest.mark.anyio
@@ -226,14 +226,16 @@ async def test_a_retry_judges_the_rules_again_against_the_fresh_record() -> None
     rival = taskstore_redis.asyncio.GenericTaskStore(backend)
 
     async def rival_completes(key: TaskKey) -> None:
-        await rival.complete_with_result(key.task_id, key.owner_id, "completed", "rival", "theirs")
+        await rival.complete_with_result(
+            key.task_id, "completed", "rival", "theirs", owner_id=key.owner_id
+        )
 
     backend.meddle = rival_completes
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidTransition) as raised:
-        await store.cancel(task_id, OWNER)
+        await store.cancel(task_id, owner_id=OWNER)
     assert (raised.value.from_status, raised.value.to_status) == ("completed", "cancelled")
-    assert await store.get_result(task_id, OWNER) == "theirs"
+    assert await store.get_result(task_id, owner_id=OWNER) == "theirs"
 
 
 @pytest.mark.anyio
@@ -246,9 +248,9 @@ async def test_a_task_purged_during_a_mutation_is_task_not_found() -> None:
         assert await backend.purge_expired(time.time_ns() // 1_000_000 + 2_000) == 1
 
     backend.meddle = purge
-    task_id = (await store.create(OWNER, METHOD, ttl_ms=1_000)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER, ttl_ms=1_000)).task.task_id
     with pytest.raises(TaskNotFound):
-        await store.update_status(task_id, OWNER, TaskStatus.COMPLETED)
+        await store.update_status(task_id, TaskStatus.COMPLETED, owner_id=OWNER)
 
 
 # --- sync store ----------------------------------------------------------------------------
@@ -257,24 +259,24 @@ async def test_a_task_purged_during_a_mutation_is_task_not_found() -> None:
 def test_sync_a_conflicting_write_is_retried_until_it_applies() -> None:
     backend = SyncMeddlingBackend(meddles=3)
     creator = taskstore_redis.GenericTaskStore(backend)
-    task_id = creator.create(OWNER, METHOD).task.task_id
+    task_id = creator.create(METHOD, owner_id=OWNER).task.task_id
     store = taskstore_redis.GenericTaskStore(backend, StoreConfig(cas_retries=3))
-    updated = store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED, "mine")
+    updated = store.update_status(task_id, TaskStatus.INPUT_REQUIRED, "mine", owner_id=OWNER)
     assert updated.task.status_message == "mine"
     assert backend.cas_calls == 4
-    assert store.get(task_id, OWNER) == updated
+    assert store.get(task_id, owner_id=OWNER) == updated
 
 
 def test_sync_concurrent_modification_comes_only_when_every_retry_conflicted() -> None:
     backend = SyncMeddlingBackend(meddles=ALWAYS)
     creator = taskstore_redis.GenericTaskStore(backend)
-    task_id = creator.create(OWNER, METHOD).task.task_id
+    task_id = creator.create(METHOD, owner_id=OWNER).task.task_id
     store = taskstore_redis.GenericTaskStore(backend, StoreConfig(cas_retries=2))
     with pytest.raises(ConcurrentModification) as raised:
-        store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+        store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert raised.value.attempts == 3
     assert backend.cas_calls == 3
-    assert store.get(task_id, OWNER).task.status is TaskStatus.WORKING
+    assert store.get(task_id, owner_id=OWNER).task.status is TaskStatus.WORKING
 
 
 def test_sync_a_retry_judges_the_rules_again_against_the_fresh_record() -> None:
@@ -283,11 +285,11 @@ def test_sync_a_retry_judges_the_rules_again_against_the_fresh_record() -> None:
     rival = taskstore_redis.GenericTaskStore(backend)
 
     def rival_cancels(key: TaskKey) -> None:
-        rival.cancel(key.task_id, key.owner_id)
+        rival.cancel(key.task_id, owner_id=key.owner_id)
 
     backend.meddle = rival_cancels
-    task_id = store.create(OWNER, METHOD).task.task_id
+    task_id = store.create(METHOD, owner_id=OWNER).task.task_id
     with pytest.raises(InvalidTransition) as raised:
-        store.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, "mine")
+        store.complete_with_result(task_id, TaskStatus.COMPLETED, None, "mine", owner_id=OWNER)
     assert (raised.value.from_status, raised.value.to_status) == ("cancelled", "completed")
-    assert store.get(task_id, OWNER).result is None
+    assert store.get(task_id, owner_id=OWNER).result is None

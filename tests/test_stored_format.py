@@ -55,22 +55,22 @@ def as_newer_minor(client: redis.Redis, key: str) -> None:
 def test_a_newer_minor_record_with_unknown_fields_reads_back(
     store: ts.GenericTaskStore, client: redis.Redis
 ) -> None:
-    created = store.create(OWNER, METHOD)
+    created = store.create(METHOD, owner_id=OWNER)
     task_id = created.task.task_id
-    store.set_variables(task_id, OWNER, {"a": 1})
-    before = store.get(task_id, OWNER)
+    store.set_variables(task_id, {"a": 1}, owner_id=OWNER)
+    before = store.get(task_id, owner_id=OWNER)
     as_newer_minor(client, task_key(store, task_id))
-    assert store.get(task_id, OWNER) == before
-    assert store.list(OWNER).tasks == [before]
+    assert store.get(task_id, owner_id=OWNER) == before
+    assert store.list(owner_id=OWNER).tasks == [before]
 
 
 def test_a_merge_into_a_newer_minor_record_keeps_what_it_does_not_know(
     store: ts.GenericTaskStore, client: redis.Redis
 ) -> None:
-    task_id = store.create(OWNER, METHOD).task.task_id
+    task_id = store.create(METHOD, owner_id=OWNER).task.task_id
     key = task_key(store, task_id)
     as_newer_minor(client, key)
-    merged = store.set_variables(task_id, OWNER, {"b": [2]})
+    merged = store.set_variables(task_id, {"b": [2]}, owner_id=OWNER)
     assert merged.variables == {"b": [2]}
     assert client.hget(key, "zz") == b"a new hash field"
     assert client.hget(key, "f") == b"2.7"
@@ -80,14 +80,14 @@ def test_a_merge_into_a_newer_minor_record_keeps_what_it_does_not_know(
 def test_a_status_change_of_a_newer_minor_record_is_refused_and_writes_nothing(
     store: ts.GenericTaskStore, client: redis.Redis
 ) -> None:
-    task_id = store.create(OWNER, METHOD).task.task_id
+    task_id = store.create(METHOD, owner_id=OWNER).task.task_id
     key = task_key(store, task_id)
     as_newer_minor(client, key)
     before = client.hgetall(key)
     changes: list[Callable[[], object]] = [
-        lambda: store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED),
-        lambda: store.complete_with_result(task_id, OWNER, "completed", None, 1),
-        lambda: store.cancel(task_id, OWNER),
+        lambda: store.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER),
+        lambda: store.complete_with_result(task_id, "completed", None, 1, owner_id=OWNER),
+        lambda: store.cancel(task_id, owner_id=OWNER),
     ]
     for change in changes:
         with pytest.raises(UnsupportedFormat) as raised:
@@ -103,7 +103,7 @@ def test_a_status_change_of_a_newer_minor_record_is_refused_and_writes_nothing(
 def test_a_record_of_another_major_format_is_refused_everywhere(
     store: ts.GenericTaskStore, client: redis.Redis, stored: str | None
 ) -> None:
-    task_id = store.create(OWNER, METHOD).task.task_id
+    task_id = store.create(METHOD, owner_id=OWNER).task.task_id
     key = task_key(store, task_id)
     if stored is None:
         client.hdel(key, "f")  # as format 1 stored tasks: without a version
@@ -111,9 +111,9 @@ def test_a_record_of_another_major_format_is_refused_everywhere(
         client.hset(key, "f", stored)
     before = client.hgetall(key)
     with pytest.raises(UnsupportedFormat):
-        store.get(task_id, OWNER)
+        store.get(task_id, owner_id=OWNER)
     with pytest.raises(UnsupportedFormat):
-        store.set_variables(task_id, OWNER, {"a": 1})
+        store.set_variables(task_id, {"a": 1}, owner_id=OWNER)
     with pytest.raises(UnsupportedFormat):
-        store.cancel(task_id, OWNER)
+        store.cancel(task_id, owner_id=OWNER)
     assert client.hgetall(key) == before

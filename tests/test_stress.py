@@ -102,7 +102,7 @@ def merge_variables(worker: int, task_ids: list[str], merges: int, threads: int)
             task_id = task_ids[merge % len(task_ids)]
             key = f"w{worker}t{number}m{merge}"
             try:
-                store.set_variables(task_id, OWNER, {key: [worker, number, merge]})
+                store.set_variables(task_id, {key: [worker, number, merge]}, owner_id=OWNER)
             except ConcurrentModification as exc:
                 outcomes.append((task_id, key, "failed", str(exc)))
             except Exception as exc:
@@ -125,7 +125,9 @@ def complete_each(worker: int, task_ids: list[str], threads: int) -> list[Outcom
         for task_id in task_ids:
             try:
                 barrier.wait(timeout=TIMEOUT)
-                store.complete_with_result(task_id, OWNER, status, f"by {who}", {"winner": who})
+                store.complete_with_result(
+                    task_id, status, f"by {who}", {"winner": who}, owner_id=OWNER
+                )
             except InvalidTransition as exc:
                 if exc.to_status == status:
                     outcomes.append((task_id, who, "lost", exc.from_status))
@@ -153,7 +155,7 @@ def create_many(worker: int, attempts: int, threads: int) -> list[Outcome]:
             return [("", who, "error", repr(exc))]
         for _ in range(attempts):
             try:
-                created = store.create(OWNER, METHOD)
+                created = store.create(METHOD, owner_id=OWNER)
             except ResourceExhausted as exc:
                 outcomes.append(("", who, "exhausted", str(exc.owner_limit)))
             except Exception as exc:
@@ -224,7 +226,7 @@ def test_concurrent_merges_from_processes_and_threads_lose_no_successful_merge(
     reader: ts.GenericTaskStore,
 ) -> None:
     merges = 15
-    task_ids = [reader.create(OWNER, METHOD).task.task_id for _ in range(2)]
+    task_ids = [reader.create(METHOD, owner_id=OWNER).task.task_id for _ in range(2)]
     with worker_pool(method, server_url, key_prefix, threads=THREADS) as pool:
         outcomes = run_on_every_worker(pool, merge_variables, task_ids, merges, THREADS)
 
@@ -234,7 +236,7 @@ def test_concurrent_merges_from_processes_and_threads_lose_no_successful_merge(
     failed = [outcome for outcome in outcomes if outcome[2] == "failed"]
     print(f"{len(outcomes)} merges, {len(failed)} gave up (ConcurrentModification)")
     for task_id in task_ids:
-        stored = reader.get(task_id, OWNER)
+        stored = reader.get(task_id, owner_id=OWNER)
         succeeded = {key for tid, key, outcome, _ in outcomes if tid == task_id and outcome == "ok"}
         gave_up = {
             key for tid, key, outcome, _ in outcomes if tid == task_id and outcome == "failed"
@@ -254,7 +256,7 @@ def test_processes_and_threads_racing_to_complete_a_task_have_exactly_one_winner
     method: str, server_url: str, key_prefix: str, reader: ts.GenericTaskStore
 ) -> None:
     rounds = 4
-    task_ids = [reader.create(OWNER, METHOD).task.task_id for _ in range(rounds)]
+    task_ids = [reader.create(METHOD, owner_id=OWNER).task.task_id for _ in range(rounds)]
     with worker_pool(method, server_url, key_prefix, threads=THREADS) as pool:
         outcomes = run_on_every_worker(pool, complete_each, task_ids, THREADS)
 
@@ -267,7 +269,7 @@ def test_processes_and_threads_racing_to_complete_a_task_have_exactly_one_winner
         (winner, status), losers = winners[0], [a for a in attempts if a[2] == "lost"]
         assert len(losers) == PROCESSES * THREADS - 1
         assert {from_status for _, _, _, from_status in losers} == {status}
-        stored = reader.get(task_id, OWNER)
+        stored = reader.get(task_id, owner_id=OWNER)
         assert stored.task.status == status
         assert stored.result == {"winner": winner}
         assert stored.task.status_message == f"by {winner}"
@@ -289,7 +291,7 @@ def test_concurrent_creates_from_processes_and_threads_never_exceed_the_owner_qu
     assert len(created) == limit
     assert len(set(created)) == limit
     assert exhausted == [str(limit)] * (PROCESSES * threads * attempts - limit)
-    page = reader.list(OWNER, limit=100)
+    page = reader.list(owner_id=OWNER, limit=100)
     assert page.next_cursor is None
     assert sorted(record.task.task_id for record in page.tasks) == sorted(created)
 
@@ -306,14 +308,14 @@ async def test_twenty_coroutines_merging_on_one_async_store_lose_no_successful_m
     merges = 10
     outcomes: list[Outcome] = []
     async with tsa.GenericTaskStore.from_url(server_url, prefix=key_prefix) as store:
-        task_ids = [(await store.create(OWNER, METHOD)).task.task_id for _ in range(2)]
+        task_ids = [(await store.create(METHOD, owner_id=OWNER)).task.task_id for _ in range(2)]
 
         async def merge_all(coroutine: int) -> None:
             for merge in range(merges):
                 task_id = task_ids[merge % len(task_ids)]
                 key = f"c{coroutine}m{merge}"
                 try:
-                    await store.set_variables(task_id, OWNER, {key: [coroutine, merge]})
+                    await store.set_variables(task_id, {key: [coroutine, merge]}, owner_id=OWNER)
                 except ConcurrentModification as exc:
                     outcomes.append((task_id, key, "failed", str(exc)))
                 else:
@@ -328,7 +330,7 @@ async def test_twenty_coroutines_merging_on_one_async_store_lose_no_successful_m
         failed = [outcome for outcome in outcomes if outcome[2] == "failed"]
         print(f"{len(outcomes)} merges, {len(failed)} gave up (ConcurrentModification)")
         for task_id in task_ids:
-            stored = await store.get(task_id, OWNER)
+            stored = await store.get(task_id, owner_id=OWNER)
             succeeded = {k for tid, k, outcome, _ in outcomes if tid == task_id and outcome == "ok"}
             gave_up = {k for tid, k, outcome, _ in outcomes if tid == task_id and outcome != "ok"}
             assert succeeded <= stored.variables.keys(), "a successful merge was lost"
@@ -355,7 +357,7 @@ async def race_to_complete(
         status = "completed" if coroutine % 2 == 0 else "failed"
         try:
             await store.complete_with_result(
-                task_id, OWNER, status, f"by {coroutine}", {"winner": coroutine}
+                task_id, status, f"by {coroutine}", {"winner": coroutine}, owner_id=OWNER
             )
         except InvalidTransition as exc:
             assert exc.to_status == status
@@ -376,13 +378,13 @@ async def test_twenty_coroutines_racing_to_complete_on_one_async_store_have_one_
 ) -> None:
     async with tsa.GenericTaskStore.from_url(server_url, prefix=key_prefix) as store:
         for _ in range(4):
-            task_id = (await store.create(OWNER, METHOD)).task.task_id
+            task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
             won, lost = await race_to_complete(store, task_id)
             assert len(won) == 1, won
             winner, status = won[0]
             assert len(lost) == COROUTINES - 1
             assert {from_status for _, from_status in lost} == {status}
-            stored = await store.get(task_id, OWNER)
+            stored = await store.get(task_id, owner_id=OWNER)
             assert (stored.task.status, stored.result) == (status, {"winner": winner})
             assert stored.task.status_message == f"by {winner}"
             assert stored.version == 2

@@ -138,7 +138,7 @@ def no_args(_: Subjects) -> Call:
 
 
 def task(s: Subjects) -> Call:
-    return (s.task_id, OWNER), {}
+    return (s.task_id,), {"owner_id": OWNER}
 
 
 def core_write(s: Subjects) -> CoreWrite:
@@ -173,7 +173,7 @@ def merge(s: Subjects) -> VariableMerge:
 
 
 def lease_ref(s: Subjects) -> LeaseRef:
-    return LeaseRef(s.key, QUEUE, 1)
+    return LeaseRef(key=s.key, queue=QUEUE, token=1)
 
 
 RAISES = True
@@ -195,33 +195,36 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
     "cleanup_expired": (RAISES, [no_args]),
     "complete_with_result": (
         RAISES,
-        [lambda s: ((s.task_id, OWNER, "completed", None, {"a": 1}), {})],
+        [lambda s: ((s.task_id, "completed", None, {"a": 1}), {"owner_id": OWNER})],
     ),
-    "create": (RAISES, [lambda s: ((OWNER, "tools/call"), {})]),
+    "create": (RAISES, [lambda s: (("tools/call",), {"owner_id": OWNER})]),
     "delete": (RAISES, [task]),
     "from_url": (MAY_RETURN, [lambda s: ((s.url,), {})]),
     "get": (RAISES, [task]),
     "get_result": (RAISES, [task]),
-    "list": (RAISES, [lambda s: ((OWNER,), {})]),
+    "list": (RAISES, [lambda s: ((), {"owner_id": OWNER})]),
     "queue_leases": (RAISES, [lambda s: ((QUEUE,), {})]),
     "queue_stats": (RAISES, [lambda s: ((QUEUE,), {})]),
     "queues": (RAISES, [no_args]),
     "recover_leases": (RAISES, [no_args, lambda s: ((QUEUE,), {})]),
     "renew_leases": (RAISES, [lambda s: (([s.lease],), {})]),
-    "set_result": (RAISES, [lambda s: ((s.task_id, OWNER, {"a": 1}), {})]),
-    "set_status_message": (RAISES, [lambda s: ((s.task_id, OWNER, "note"), {})]),
-    "set_variables": (RAISES, [lambda s: ((s.task_id, OWNER, {"k": 1}), {})]),
-    "submit": (RAISES, [lambda s: ((OWNER, "tools/call", {"n": 1}), {"queue": QUEUE})]),
-    "update_status": (RAISES, [lambda s: ((s.task_id, OWNER, "input_required"), {})]),
+    "set_result": (RAISES, [lambda s: ((s.task_id, {"a": 1}), {"owner_id": OWNER})]),
+    "set_status_message": (RAISES, [lambda s: ((s.task_id, "note"), {"owner_id": OWNER})]),
+    "set_variables": (RAISES, [lambda s: ((s.task_id, {"k": 1}), {"owner_id": OWNER})]),
+    "submit": (
+        RAISES,
+        [lambda s: (("tools/call", {"n": 1}), {"owner_id": OWNER, "queue": QUEUE})],
+    ),
+    "update_status": (RAISES, [lambda s: ((s.task_id, "input_required"), {"owner_id": OWNER})]),
     "wait": (
         RAISES,
         [
-            lambda s: ((s.task_id, OWNER), {"timeout": SHORT}),
-            lambda s: ((s.task_id, OWNER), {"until_terminal": True, "timeout": SHORT}),
-            lambda s: ((s.task_id, OWNER), {"after_version": 5, "timeout": None}),
+            lambda s: ((s.task_id,), {"owner_id": OWNER, "timeout": SHORT}),
+            lambda s: ((s.task_id,), {"owner_id": OWNER, "until_terminal": True, "timeout": SHORT}),
+            lambda s: ((s.task_id,), {"owner_id": OWNER, "after_version": 5, "timeout": None}),
         ],
     ),
-    "wait_for_result": (RAISES, [lambda s: ((s.task_id, OWNER), {"timeout": SHORT})]),
+    "wait_for_result": (RAISES, [lambda s: ((s.task_id,), {"owner_id": OWNER, "timeout": SHORT})]),
 }
 
 BACKEND: dict[str, tuple[bool, list[Sample]]] = {
@@ -319,14 +322,14 @@ def sync_subjects(outage_: Outage) -> Subjects:
         outage_.url, cluster=outage_.cluster, prefix=f"t{uuid.uuid4().hex[:8]}", **fast(True)
     )
     if outage_.live:
-        task_id = store.create(OWNER, "tools/call").task.task_id
-        store.submit(OWNER, "tools/call", queue=QUEUE)
+        task_id = store.create("tools/call", owner_id=OWNER).task.task_id
+        store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         lease = store.claim(QUEUE, timeout=5)
         assert lease is not None
         outage_.down()
     else:
         memory = ts.GenericTaskStore(ts.InMemoryBackend())
-        record = memory.submit(OWNER, "tools/call", queue=QUEUE)
+        record = memory.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         memory.close()
         task_id = record.task.task_id
         lease = ts.Lease(
@@ -379,14 +382,14 @@ async def async_subjects(outage_: Outage) -> Subjects:
         outage_.url, cluster=outage_.cluster, prefix=f"t{uuid.uuid4().hex[:8]}", **fast(False)
     )
     if outage_.live:
-        task_id = (await store.create(OWNER, "tools/call")).task.task_id
-        await store.submit(OWNER, "tools/call", queue=QUEUE)
+        task_id = (await store.create("tools/call", owner_id=OWNER)).task.task_id
+        await store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         lease = await store.claim(QUEUE, timeout=5)
         assert lease is not None
         await anyio.to_thread.run_sync(outage_.down)
     else:
         memory = ats.GenericTaskStore(ats.InMemoryBackend())
-        record = await memory.submit(OWNER, "tools/call", queue=QUEUE)
+        record = await memory.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         await memory.aclose()
         task_id = record.task.task_id
         lease = ats.Lease(
@@ -451,7 +454,7 @@ def test_sync_a_claim_waiting_through_an_outage_takes_a_task_submitted_after_it(
         time.sleep(0.5)
         assert claimer.is_alive(), f"the claim returned while Redis was down: {got}"
         server.restart()
-        store.submit(OWNER, "tools/call", queue=QUEUE)
+        store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         claimer.join(20)
         assert not claimer.is_alive()
         assert isinstance(got[0], ts.Lease)
@@ -477,7 +480,7 @@ async def test_async_a_claim_waiting_through_an_outage_takes_a_task_submitted_af
                 await anyio.sleep(0.5)
                 assert got == [], "the claim returned while Redis was down"
                 await anyio.to_thread.run_sync(server.restart)
-                await store.submit(OWNER, "tools/call", queue=QUEUE)
+                await store.submit("tools/call", owner_id=OWNER, queue=QUEUE)
         assert isinstance(got[0], ats.Lease)
         await store.aclose()
     finally:
@@ -528,7 +531,7 @@ def test_sync_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_timeout() 
             claimer.start()
             time.sleep(0.5)
             server.restart()
-            store.submit(OWNER, "tools/call", queue="third")
+            store.submit("tools/call", owner_id=OWNER, queue="third")
             claimer.join(20)
             assert isinstance(got[0], ts.Lease)
     finally:
@@ -557,7 +560,7 @@ async def test_async_a_claim_on_a_new_queue_while_redis_is_down_keeps_to_its_tim
                     group.start_soon(claim)
                     await anyio.sleep(0.5)
                     await anyio.to_thread.run_sync(server.restart)
-                    await store.submit(OWNER, "tools/call", queue="third")
+                    await store.submit("tools/call", owner_id=OWNER, queue="third")
             assert isinstance(got[0], ats.Lease)
     finally:
         server.stop()

@@ -83,7 +83,7 @@ def wait_in_thread(
     store: ts.GenericTaskStore, task_id: str, **arguments: Any
 ) -> tuple[ThreadPoolExecutor, Future[Any]]:
     pool = ThreadPoolExecutor(max_workers=1)
-    return pool, pool.submit(store.wait, task_id, OWNER, timeout=GUARD, **arguments)
+    return pool, pool.submit(store.wait, task_id, owner_id=OWNER, timeout=GUARD, **arguments)
 
 
 @pytest.mark.redis
@@ -91,12 +91,14 @@ def test_a_write_from_another_process_wakes_the_waiter(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         child = (
             "import taskstore_redis as ts, sys\n"
             "url, prefix, task_id = sys.argv[1:]\n"
             "with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:\n"
-            "    store.complete_with_result(task_id, 'alice', 'completed', None, {'by': 'child'})\n"
+            "    store.complete_with_result(\n"
+            "        task_id, 'completed', None, {'by': 'child'}, owner_id='alice'\n"
+            "    )\n"
         )
         writer: list[subprocess.CompletedProcess[bytes]] = []
 
@@ -106,7 +108,7 @@ def test_a_write_from_another_process_wakes_the_waiter(
             thread.start()
 
         on_subscribed(monkeypatch, store, write_from_a_child)
-        assert store.wait_for_result(task_id, OWNER, timeout=GUARD) == {"by": "child"}
+        assert store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD) == {"by": "child"}
         assert writer == [] or writer[0].returncode == 0
 
 
@@ -119,22 +121,22 @@ def test_a_killed_subscription_connection_does_not_leave_the_waiter_hanging(
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as writer,
         admin(port_of(redis_url)) as control,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
 
         def kill_then_write() -> None:
             assert control.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
             # published while the subscription is down: only the re-read after it is back
             # can see this write
-            writer.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+            writer.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
 
         on_subscribed(monkeypatch, store, kill_then_write)
-        record = store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+        record = store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
         assert record.task.status is TaskStatus.INPUT_REQUIRED
         monkeypatch.undo()
         # and the next wait still works, on the new connection
         pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
         with pool:
-            retry(lambda: writer.cancel(task_id, OWNER))
+            retry(lambda: writer.cancel(task_id, owner_id=OWNER))
             assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
 
 
@@ -147,7 +149,7 @@ def test_a_subscription_connection_killed_while_waiting_is_replaced_and_the_wait
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as writer,
         admin(port_of(redis_url)) as control,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         others = subscribers(port_of(redis_url))
         pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
         with pool:
@@ -157,7 +159,7 @@ def test_a_subscription_connection_killed_while_waiting_is_replaced_and_the_wait
                 time.sleep(0.01)
             for _ in range(3):
                 control.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-            writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, 1)
+            writer.complete_with_result(task_id, TaskStatus.COMPLETED, None, 1, owner_id=OWNER)
             assert waiting.result(GUARD).task.status is TaskStatus.COMPLETED
         assert registrations(store) == 0
 
@@ -170,7 +172,7 @@ def test_the_socket_timeout_does_not_cut_a_long_wait(
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix, socket_timeout=0.2) as store,
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as writer,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         subscribed = threading.Event()
         on_subscribed(monkeypatch, store, subscribed.set)
         others = subscribers(port_of(redis_url))
@@ -180,7 +182,7 @@ def test_the_socket_timeout_does_not_cut_a_long_wait(
             before = subscription_clients(port_of(redis_url), key_prefix, others)
             time.sleep(1.0)  # five socket timeouts of silence on the subscription
             after = subscription_clients(port_of(redis_url), key_prefix, others)
-            writer.set_variables(task_id, OWNER, {"late": True})
+            writer.set_variables(task_id, {"late": True}, owner_id=OWNER)
             assert waiting.result(GUARD).variables == {"late": True}
         # the same connection all along: never cut by the timeout, never replaced
         assert len(before) == 1
@@ -197,11 +199,11 @@ def test_a_blocking_store_has_one_listener_thread_and_stops_it_on_close(
 ) -> None:
     before = listener_threads()
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_ids = [store.create(OWNER, METHOD).task.task_id for _ in range(3)]
+        task_ids = [store.create(METHOD, owner_id=OWNER).task.task_id for _ in range(3)]
 
         def wait(n: int) -> str:
             try:
-                store.wait(task_ids[n % 3], OWNER, timeout=0.05)
+                store.wait(task_ids[n % 3], owner_id=OWNER, timeout=0.05)
             except ts.WaitTimeout:
                 return "timeout"
             return "returned"
@@ -223,13 +225,13 @@ def test_two_thousand_waiters_share_one_connection(redis_url: str, key_prefix: s
             redis_url, prefix=key_prefix, security=UNLIMITED
         ) as store:
             task_ids = [
-                (owners[n % 20], (await store.create(owners[n % 20], METHOD)).task.task_id)
+                (owners[n % 20], (await store.create(METHOD, owner_id=owners[n % 20])).task.task_id)
                 for n in range(waiters)
             ]
             others = subscribers(port_of(redis_url))
             async with anyio.create_task_group() as group:
                 for owner, task_id in task_ids:
-                    group.start_soon(store.wait, task_id, owner)
+                    group.start_soon(functools.partial(store.wait, task_id, owner_id=owner))
                 backend: Any = store.backend
                 deadline = time.monotonic() + GUARD
                 while True:  # until every subscription has reached the server
@@ -260,7 +262,7 @@ def test_on_a_cluster_waiters_hold_one_connection_per_primary_at_most(
             cluster_url, prefix=key_prefix, security=UNLIMITED
         ) as store:
             task_ids = [
-                (owners[n % 30], (await store.create(owners[n % 30], METHOD)).task.task_id)
+                (owners[n % 30], (await store.create(METHOD, owner_id=owners[n % 30])).task.task_id)
                 for n in range(waiters)
             ]
             backend: Any = store.backend
@@ -268,7 +270,7 @@ def test_on_a_cluster_waiters_hold_one_connection_per_primary_at_most(
             others = [subscribers(port) for port in nodes]
             async with anyio.create_task_group() as group:
                 for owner, task_id in task_ids:
-                    group.start_soon(store.wait, task_id, owner)
+                    group.start_soon(functools.partial(store.wait, task_id, owner_id=owner))
                 deadline = time.monotonic() + GUARD
                 while True:  # until every subscription has reached its node
                     per_node = [
@@ -285,7 +287,7 @@ def test_on_a_cluster_waiters_hold_one_connection_per_primary_at_most(
                 assert all(len(clients) <= 1 for clients in per_node)
                 assert sum(len(clients) for clients in per_node) >= 2  # spread over nodes
                 for owner, task_id in task_ids:
-                    await store.cancel(task_id, owner)
+                    await store.cancel(task_id, owner_id=owner)
             assert backend.watch_registrations() == 0
 
     anyio.run(main)
@@ -309,14 +311,16 @@ def test_a_server_restart_while_waiting_does_not_leave_the_waiter_hanging(
         ts.GenericTaskStore.from_url(url, prefix="restart") as store,
         ts.GenericTaskStore.from_url(url, prefix="restart") as writer,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         subscribed = threading.Event()
         on_subscribed(monkeypatch, store, subscribed.set)
         pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
         with pool:
             assert subscribed.wait(GUARD)
             durable_server.restart()
-            retry(lambda: writer.complete_with_result(task_id, OWNER, "completed", None, 5))
+            retry(
+                lambda: writer.complete_with_result(task_id, "completed", None, 5, owner_id=OWNER)
+            )
             record = waiting.result(GUARD)
         assert record.task.status is TaskStatus.COMPLETED
         assert record.result == 5
@@ -361,7 +365,7 @@ def test_a_cluster_failover_while_waiting_does_not_leave_the_waiter_hanging(
         ts.GenericTaskStore.from_url(url, prefix="failover", socket_timeout=1) as store,
         ts.GenericTaskStore.from_url(url, prefix="failover", socket_timeout=1) as writer,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         backend: Any = store.backend
         channel = backend.keys.channel(TaskKey(OWNER, task_id))
         assert redis.crc.key_slot(channel.encode()) == redis.crc.key_slot(
@@ -382,15 +386,17 @@ def test_a_cluster_failover_while_waiting_does_not_leave_the_waiter_hanging(
             while role(replica) != "master":
                 assert time.monotonic() < deadline, "no failover"
                 time.sleep(0.05)
-            retry(lambda: writer.complete_with_result(task_id, OWNER, "completed", None, 9))
+            retry(
+                lambda: writer.complete_with_result(task_id, "completed", None, 9, owner_id=OWNER)
+            )
             record = waiting.result(GUARD)
         assert record.result == 9
         # a new wait subscribes on the new primary and is woken from there
-        other = store.create(OWNER, METHOD).task.task_id
+        other = store.create(METHOD, owner_id=OWNER).task.task_id
         monkeypatch.undo()
         pool, waiting = wait_in_thread(store, other, until_terminal=True)
         with pool:
-            retry(lambda: writer.cancel(other, OWNER))
+            retry(lambda: writer.cancel(other, owner_id=OWNER))
             assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
 
 
@@ -430,7 +436,7 @@ def test_a_slot_moved_while_waiting_takes_the_subscription_to_its_new_node(
         ts.GenericTaskStore.from_url(url, prefix="moving") as store,
         ts.GenericTaskStore.from_url(url, prefix="moving") as writer,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         backend: Any = store.backend
         channel = backend.keys.channel(TaskKey(OWNER, task_id))
         slot = redis.crc.key_slot(channel.encode())
@@ -456,7 +462,9 @@ def test_a_slot_moved_while_waiting_takes_the_subscription_to_its_new_node(
             while not subscription_clients(target, "moving"):  # the waiter follows the slot
                 assert time.monotonic() < deadline, "the subscription did not follow the slot"
                 time.sleep(0.02)
-            retry(lambda: writer.complete_with_result(task_id, OWNER, "completed", None, 3))
+            retry(
+                lambda: writer.complete_with_result(task_id, "completed", None, 3, owner_id=OWNER)
+            )
             assert waiting.result(GUARD).result == 3
         # the old owner of the slot unsubscribed the channel; the listener followed
         assert dropped == [channel]
@@ -476,7 +484,7 @@ def test_a_silent_subscription_connection_is_found_by_its_ping_and_replaced(
         ts.GenericTaskStore.from_url(server.url, prefix="silent") as writer,
         admin(server.port) as control,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         subscribed = threading.Event()
         on_subscribed(monkeypatch, store, subscribed.set)
         pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
@@ -493,7 +501,7 @@ def test_a_silent_subscription_connection_is_found_by_its_ping_and_replaced(
                 assert time.monotonic() < deadline, "the silent connection was never replaced"
                 time.sleep(0.02)
             assert not waiting.done()
-            writer.cancel(task_id, OWNER)
+            writer.cancel(task_id, owner_id=OWNER)
             assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
         assert len(first) == 1
 
@@ -517,9 +525,9 @@ def test_a_subscription_link_outlives_a_failure_of_the_client_while_connecting(
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store,
         ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as writer,
     ):
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         pool, waiting = wait_in_thread(store, task_id, until_terminal=True)
         with pool:
-            retry(lambda: writer.cancel(task_id, OWNER))
+            retry(lambda: writer.cancel(task_id, owner_id=OWNER))
             assert waiting.result(GUARD).task.status is TaskStatus.CANCELLED
     assert failures == [1]

@@ -7,6 +7,7 @@ whose helpers these tests use.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import anyio
@@ -37,7 +38,7 @@ async def test_cancelled_waiters_leave_nothing_registered(
     on_subscribed(monkeypatch, store, counter)
     async with anyio.create_task_group() as group:
         for n in range(waiters):
-            group.start_soon(store.wait, task_ids[n % 10], OWNER)
+            group.start_soon(functools.partial(store.wait, task_ids[n % 10], owner_id=OWNER))
         await counter.all_in()
         assert registrations(store) == waiters
         group.cancel_scope.cancel()
@@ -45,8 +46,10 @@ async def test_cancelled_waiters_leave_nothing_registered(
     assert await subscribed_channels(store) == 0
     # the store still waits and wakes after the cancellations
     monkeypatch.undo()
-    await store.cancel(task_ids[0], OWNER)
-    assert (await store.wait(task_ids[0], OWNER, after_version=1, timeout=GUARD)).version == 2
+    await store.cancel(task_ids[0], owner_id=OWNER)
+    assert (
+        await store.wait(task_ids[0], owner_id=OWNER, after_version=1, timeout=GUARD)
+    ).version == 2
 
 
 WAIT_CALLS = {"memory": 100_000, "redis": 100_000, "cluster": 10_000}
@@ -66,7 +69,7 @@ async def test_a_hundred_thousand_waits_leave_nothing_registered(
     async def wait(n: int) -> None:
         nonlocal timeouts
         try:
-            await store.wait(task_ids[n % 20], OWNER, until_terminal=True, timeout=0)
+            await store.wait(task_ids[n % 20], owner_id=OWNER, until_terminal=True, timeout=0)
         except ts.WaitTimeout:
             timeouts += 1
 

@@ -21,11 +21,11 @@ def test_waits_that_time_out_in_many_threads_leave_nothing_registered(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_ids = [store.create(OWNER, METHOD).task.task_id for _ in range(5)]
+    task_ids = [store.create(METHOD, owner_id=OWNER).task.task_id for _ in range(5)]
 
     def wait(n: int) -> str:
         try:
-            store.wait(task_ids[n % 5], OWNER, timeout=0.001)
+            store.wait(task_ids[n % 5], owner_id=OWNER, timeout=0.001)
         except WaitTimeout:
             return "timeout"
         return "returned"

@@ -7,17 +7,22 @@ second, so the test fails (``DID NOT RAISE``) instead of hanging.
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import math
 import threading
 import time
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 import taskstore_redis as ts
 import taskstore_redis.asyncio as tsa
 from taskstore_redis import InvalidArgument, StoreConfig
+from taskstore_redis._cli._worker import _options, add_arguments
+from taskstore_redis._core.worker_rules import DEFAULT_SETTINGS, WorkerSettings
 
 OWNER = "alice"
 
@@ -74,12 +79,12 @@ def test_the_blocking_run_worker_refuses_a_bad_argument_before_anything_starts(
     bad: dict[str, Any],
 ) -> None:
     store = sync_store()
-    task_id = store.submit(OWNER, "tools/call", {"n": 1}).task.task_id
+    task_id = store.submit("tools/call", {"n": 1}, owner_id=OWNER).task.task_id
     threads = threading.active_count()
     with pytest.raises(InvalidArgument):
         ts.run_worker(store, handler, **options(bad))
     assert threading.active_count() == threads
-    job = store.get(task_id, OWNER).job
+    job = store.get(task_id, owner_id=OWNER).job
     assert job is not None and job.state == "ready"
 
 
@@ -89,10 +94,10 @@ def test_the_async_run_worker_refuses_a_bad_argument_before_anything_starts(
 ) -> None:
     async def main() -> None:
         store = async_store()
-        record = await store.submit(OWNER, "tools/call", {"n": 1})
+        record = await store.submit("tools/call", {"n": 1}, owner_id=OWNER)
         with pytest.raises(InvalidArgument):
             await tsa.run_worker(store, handler, **options(bad))
-        job = (await store.get(record.task.task_id, OWNER)).job
+        job = (await store.get(record.task.task_id, owner_id=OWNER)).job
         assert job is not None and job.state == "ready"
 
     anyio.run(main)
@@ -117,3 +122,23 @@ def test_a_store_of_the_other_flavour_or_a_handler_that_is_no_function_is_refuse
             await tsa.run_worker(sync_store(), handler, **options({}))  # type: ignore[arg-type]
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("run_worker", [ts.run_worker, tsa.run_worker], ids=["sync", "async"])
+def test_the_settings_of_run_worker_are_those_of_worker_settings_with_their_defaults(
+    run_worker: Any,
+) -> None:
+    parameters = inspect.signature(run_worker).parameters
+    settings = {name: parameters[name].default for name in WorkerSettings.__struct_fields__}
+    assert settings == msgspec.structs.asdict(WorkerSettings())
+    assert set(parameters) - set(settings) == {"store", "handler", "stop", "handle_signals"}
+
+
+def test_the_worker_command_takes_its_defaults_from_the_worker_settings() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["jobs:handle"])
+    assert _options(args) == {
+        name: getattr(DEFAULT_SETTINGS, name)
+        for name in ("queue", "concurrency", "lease_ms", "max_attempts", "grace_s")
+    }

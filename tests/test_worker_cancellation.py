@@ -47,11 +47,11 @@ async def test_a_task_cancelled_while_leased_stops_its_handler_and_is_abandoned_
     async def body(_: Flag) -> None:
         with anyio.fail_after(BOUND_S):
             await started.wait()
-            await store.cancel(task_id, OWNER)
+            await store.cancel(task_id, owner_id=OWNER)
             await stopped.wait()  # the next renewal found the lease lost ("cancelled")
 
     stats = await with_worker(store, endless, body, lease_ms=300)
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.CANCELLED
     assert (stats.lost, stats.completed, stats.failed, stats.released) == (1, 0, 0, 0)
 
@@ -73,7 +73,7 @@ async def test_after_the_grace_period_the_rest_is_released_for_a_later_attempt(
 
     stats = await with_worker(store, stuck, body, grace_s=0.2)
     assert stats.released == 1
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.WORKING
     assert record.job is not None and record.job.state == "ready"
     lease = await store.claim(timeout=BOUND_S)
@@ -96,7 +96,7 @@ async def test_cancelling_run_worker_also_drains_and_leaves_no_task_leased(
             group.start_soon(lambda: run_worker(store, stuck, concurrency=3, grace_s=0.1, **FAST))
             await started.wait()
             group.cancel_scope.cancel()
-    states = [(await store.get(task_id, OWNER)).job for task_id in ids]
+    states = [(await store.get(task_id, owner_id=OWNER)).job for task_id in ids]
     assert [job.state if job else None for job in states] == ["ready"] * 3
     stats = await store.queue_stats("default")
     assert stats.leased == 0

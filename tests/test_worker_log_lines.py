@@ -45,7 +45,7 @@ def test_a_handlers_exception_text_is_logged_escaped_and_stored_as_written(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = ts.GenericTaskStore(ts.InMemoryBackend())
-    task_id = store.submit(OWNER, "tools/call", {}, max_attempts=2).task.task_id
+    task_id = store.submit("tools/call", {}, owner_id=OWNER, max_attempts=2).task.task_id
     stop = Flag()
 
     def handler(lease: ts.Lease) -> None:
@@ -58,7 +58,7 @@ def test_a_handlers_exception_text_is_logged_escaped_and_stored_as_written(
             store, handler, stop=stop, handle_signals=False, retry_base_ms=10, retry_max_ms=20
         )
 
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.FAILED
     assert record.task.status_message == HOSTILE  # the stored text is kept as is
     lines = worker_lines(caplog)
@@ -73,7 +73,7 @@ def test_a_store_error_met_by_a_lease_write_is_logged_escaped(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = ts.GenericTaskStore(ts.InMemoryBackend())
-    task_id = store.submit(OWNER, "tools/call", {}, max_attempts=1).task.task_id
+    task_id = store.submit("tools/call", {}, owner_id=OWNER, max_attempts=1).task.task_id
     backend: Any = store._backend
     real = backend.merge_variables
     calls: list[int] = []
@@ -95,7 +95,7 @@ def test_a_store_error_met_by_a_lease_write_is_logged_escaped(
     with caplog.at_level(logging.INFO, logger="taskstore_redis.worker"):
         ts.run_worker(store, handler, stop=stop, handle_signals=False)
 
-    assert store.get(task_id, OWNER).task.status is TaskStatus.COMPLETED
+    assert store.get(task_id, owner_id=OWNER).task.status is TaskStatus.COMPLETED
     about = [line for line in worker_lines(caplog) if "RED" in line]
     assert about, worker_lines(caplog)
     for line in about:

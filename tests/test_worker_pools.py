@@ -103,19 +103,19 @@ def run_lifecycle(owner: str, index: int) -> tuple[int, int, StoreConfig, TaskRe
     store got, and the completed record.
     """
     store = worker_store()
-    task_id = store.create(owner, METHOD).task.task_id
-    store.update_status(task_id, owner, "input_required", f"question {index}")
-    store.set_variables(task_id, owner, {"index": index, "pid": os.getpid()})
-    store.update_status(task_id, owner, "working")
+    task_id = store.create(METHOD, owner_id=owner).task.task_id
+    store.update_status(task_id, "input_required", f"question {index}", owner_id=owner)
+    store.set_variables(task_id, {"index": index, "pid": os.getpid()}, owner_id=owner)
+    store.update_status(task_id, "working", owner_id=owner)
     record = store.complete_with_result(
-        task_id, owner, "completed", f"done {index}", {"square": index * index}
+        task_id, "completed", f"done {index}", {"square": index * index}, owner_id=owner
     )
     return os.getpid(), _INITIALIZED, store.config, record
 
 
 def complete_again(owner: str, task_id: str) -> None:
     """Complete a task that is already completed: raises InvalidTransition in the worker."""
-    worker_store().complete_with_result(task_id, owner, "failed", None, {"late": True})
+    worker_store().complete_with_result(task_id, "failed", None, {"late": True}, owner_id=owner)
 
 
 def check_lifecycles(
@@ -127,15 +127,15 @@ def check_lifecycles(
         assert pid != os.getpid()
         assert initialized == 1, "the initializer must run exactly once per process"
         assert config == CONFIG
-        stored = reader.get(record.task.task_id, OWNER)
+        stored = reader.get(record.task.task_id, owner_id=OWNER)
         assert stored == record, "the record returned by the worker is the stored one"
         assert stored.task.status == "completed"
         assert stored.task.status_message == f"done {index}"
         assert stored.result == {"square": index * index}
         assert stored.variables == {"index": index, "pid": pid}
         assert stored.version == 5
-        assert reader.get_result(record.task.task_id, OWNER) == {"square": index * index}
-    page = reader.list(OWNER, limit=100)
+        assert reader.get_result(record.task.task_id, owner_id=OWNER) == {"square": index * index}
+    page = reader.list(owner_id=OWNER, limit=100)
     assert page.next_cursor is None
     assert sorted(t.task.task_id for t in page.tasks) == sorted(
         r.task.task_id for *_, r in returned
@@ -232,8 +232,8 @@ def test_an_error_raised_in_a_pool_worker_reaches_the_parent_with_its_type_and_f
     redis_url: str, key_prefix: str
 ) -> None:
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
-        store.complete_with_result(task_id, OWNER, "completed", None, {"first": True})
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
+        store.complete_with_result(task_id, "completed", None, {"first": True}, owner_id=OWNER)
     with ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("fork"),
@@ -259,7 +259,7 @@ def test_eight_threads_sharing_one_store_lose_no_merge_on_one_task(
     threads, merges = 8, 10
     barrier = threading.Barrier(threads)
     with ts.GenericTaskStore.from_url(server_url, prefix=key_prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
 
         def merge_all(thread: int) -> list[tuple[str, bool]]:
             barrier.wait(timeout=TIMEOUT)
@@ -267,7 +267,7 @@ def test_eight_threads_sharing_one_store_lose_no_merge_on_one_task(
             for merge in range(merges):
                 key = f"t{thread}m{merge}"
                 try:
-                    store.set_variables(task_id, OWNER, {key: [thread, merge]})
+                    store.set_variables(task_id, {key: [thread, merge]}, owner_id=OWNER)
                 except ConcurrentModification:
                     outcomes.append((key, False))
                 else:
@@ -277,7 +277,7 @@ def test_eight_threads_sharing_one_store_lose_no_merge_on_one_task(
         with ThreadPoolExecutor(max_workers=threads) as pool:
             futures = [pool.submit(merge_all, thread) for thread in range(threads)]
             outcomes = [pair for future in futures for pair in future.result(timeout=TIMEOUT)]
-        stored = store.get(task_id, OWNER)
+        stored = store.get(task_id, owner_id=OWNER)
 
     assert len(outcomes) == threads * merges
     succeeded = {key for key, ok in outcomes if ok}
@@ -306,13 +306,13 @@ def use_inherited_store(store: ts.GenericTaskStore, operations: int, report: Rep
     try:
         backend = redis_backend(store)
         inherited = backend.client
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         for step in range(operations - 2):
             if step % 2:
-                store.get(task_id, OWNER)
+                store.get(task_id, owner_id=OWNER)
             else:
-                store.set_variables(task_id, OWNER, {f"k{step}": step})
-        variables = store.get(task_id, OWNER).variables
+                store.set_variables(task_id, {f"k{step}": step}, owner_id=OWNER)
+        variables = store.get(task_id, owner_id=OWNER).variables
         client = backend.client
         assert client is not None
         client_ids = sorted(int(entry["id"]) for entry in client.client_list())
@@ -333,9 +333,9 @@ def use_wrapped_store_after_fork(store: ts.GenericTaskStore, task_id: str, repor
     """In a forked child: try two writes and a read on a store wrapping the parent's client."""
     outcomes = []
     calls: dict[str, Callable[[], object]] = {
-        "create": lambda: store.create(OWNER, METHOD),
-        "get": lambda: store.get(task_id, OWNER),
-        "set_variables": lambda: store.set_variables(task_id, OWNER, {"child": True}),
+        "create": lambda: store.create(METHOD, owner_id=OWNER),
+        "get": lambda: store.get(task_id, owner_id=OWNER),
+        "set_variables": lambda: store.set_variables(task_id, {"child": True}, owner_id=OWNER),
     }
     for name, call in calls.items():
         try:
@@ -376,8 +376,8 @@ def run_forked_child(target: Any, *args: Any, timeout: float = TIMEOUT) -> Any:
 def read_and_create_in_child(store: ts.GenericTaskStore, task_id: str, report: Report) -> None:
     """In a forked child: read the parent's task and create one; report the new task's id."""
     try:
-        store.get(task_id, OWNER)
-        report.put({"task_id": store.create(OWNER, METHOD).task.task_id})
+        store.get(task_id, owner_id=OWNER)
+        report.put({"task_id": store.create(METHOD, owner_id=OWNER).task.task_id})
     except BaseException as exc:
         report.put({"error": repr(exc)})
 
@@ -388,8 +388,8 @@ def test_a_used_store_from_a_url_inherited_by_a_forked_child_reconnects_there(
 ) -> None:
     operations = 50
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        own_task = store.create(OWNER, METHOD).task.task_id
-        store.get(own_task, OWNER)
+        own_task = store.create(METHOD, owner_id=OWNER).task.task_id
+        store.get(own_task, owner_id=OWNER)
         backend = redis_backend(store)
         client = backend.client
         assert client is not None, "the parent's store is connected"
@@ -403,16 +403,16 @@ def test_a_used_store_from_a_url_inherited_by_a_forked_child_reconnects_there(
         assert {parent_id, reported["client_id"]} <= set(reported["client_ids"])
         expected = {f"k{step}": step for step in range(0, operations - 2, 2)}
         assert reported["variables"] == expected
-        assert store.get(reported["task_id"], OWNER).variables == expected
+        assert store.get(reported["task_id"], owner_id=OWNER).variables == expected
 
         for step in range(operations):
             if step % 2:
-                assert store.get(own_task, OWNER).variables[f"p{step - 1}"] == step - 1
+                assert store.get(own_task, owner_id=OWNER).variables[f"p{step - 1}"] == step - 1
             else:
-                store.set_variables(own_task, OWNER, {f"p{step}": step})
+                store.set_variables(own_task, {f"p{step}": step}, owner_id=OWNER)
         assert backend.client is client, "the parent kept its client"
         assert int(client.client_id()) == parent_id, "the parent kept its connection"
-        assert store.get(own_task, OWNER).version == 1 + operations // 2
+        assert store.get(own_task, owner_id=OWNER).version == 1 + operations // 2
 
 
 @pytest.mark.redis
@@ -421,7 +421,7 @@ def test_a_store_wrapping_a_users_client_refuses_to_work_in_a_forked_child(
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     with ts.GenericTaskStore(ts.RedisBackend(client, prefix=key_prefix)) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         parent_id = int(client.client_id())
 
         outcomes = run_forked_child(use_wrapped_store_after_fork, store, task_id)
@@ -432,8 +432,8 @@ def test_a_store_wrapping_a_users_client_refuses_to_work_in_a_forked_child(
             assert "after a fork" in message
             assert "GenericTaskStore.from_url" in message, "the message says what to do"
             assert outcome_unknown is False, "nothing was sent, so nothing is unknown"
-        store.set_variables(task_id, OWNER, {"parent": True})
-        stored = store.get(task_id, OWNER)
+        store.set_variables(task_id, {"parent": True}, owner_id=OWNER)
+        stored = store.get(task_id, owner_id=OWNER)
         assert stored.variables == {"parent": True}
         assert stored.version == 2
         assert int(client.client_id()) == parent_id
@@ -445,14 +445,14 @@ def test_a_store_inherited_by_a_child_forked_while_parent_threads_use_it_works_i
 ) -> None:
     busy_threads, forks = 4, 5
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix) as store:
-        task_id = store.create(OWNER, METHOD).task.task_id
+        task_id = store.create(METHOD, owner_id=OWNER).task.task_id
         stop = threading.Event()
         deadline = time.monotonic() + TIMEOUT
 
         def read_until_stopped() -> int:
             reads = 0
             while not stop.is_set() and time.monotonic() < deadline:
-                store.get(task_id, OWNER)
+                store.get(task_id, owner_id=OWNER)
                 reads += 1
             return reads
 
@@ -470,5 +470,5 @@ def test_a_store_inherited_by_a_child_forked_while_parent_threads_use_it_works_i
         assert all(count > 0 for count in reads), "the parent's threads were busy"
         for reported in reports:
             assert "error" not in reported, reported
-            assert store.get(reported["task_id"], OWNER).task.status == "working"
-        assert len(store.list(OWNER).tasks) == 1 + forks
+            assert store.get(reported["task_id"], owner_id=OWNER).task.status == "working"
+        assert len(store.list(owner_id=OWNER).tasks) == 1 + forks

@@ -141,7 +141,7 @@ def submit_all(url: str, prefix: str) -> list[tuple[str, str, int]]:
         tasks = []
         for n in range(TASKS):
             owner = OWNERS[n % len(OWNERS)]
-            record = store.submit(owner, "tools/call", {"n": n}, max_attempts=1)
+            record = store.submit("tools/call", {"n": n}, owner_id=owner, max_attempts=1)
             tasks.append((owner, record.task.task_id, n))
         return tasks
 
@@ -156,7 +156,7 @@ def final_records(
         for owner, task_id, n in tasks:
             while True:
                 try:
-                    record = store.get(task_id, owner)
+                    record = store.get(task_id, owner_id=owner)
                 except (ts.StoreUnavailable, redis.RedisError):  # a cluster still settling
                     record = None
                 if record is not None and record.task.status.is_terminal:

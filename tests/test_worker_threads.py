@@ -42,9 +42,9 @@ def worker_thread(
 
 
 def final(store: taskstore_redis.GenericTaskStore, task_id: str) -> taskstore_redis.TaskRecord:
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     while not record.task.status.is_terminal:
-        record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+        record = store.wait(task_id, owner_id=OWNER, after_version=record.version, timeout=BOUND_S)
     return record
 
 
@@ -58,7 +58,7 @@ def test_a_sync_handler_writes_through_its_blocking_lease_and_its_result_complet
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    ids = [store.submit(OWNER, "m", {"n": n}).task.task_id for n in range(5)]
+    ids = [store.submit("m", {"n": n}, owner_id=OWNER).task.task_id for n in range(5)]
     threads: set[str] = set()
 
     def handler(lease: taskstore_redis.Lease) -> int:
@@ -78,7 +78,7 @@ def test_an_async_handler_also_runs_under_the_blocking_worker(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = store.submit(OWNER, "m", {"x": "y"}).task.task_id
+    task_id = store.submit("m", {"x": "y"}, owner_id=OWNER).task.task_id
 
     async def handler(lease: taskstore_redis.Lease) -> Any:
         return lease.params
@@ -91,7 +91,7 @@ def test_on_stop_the_blocking_worker_releases_what_its_handlers_did_not_finish(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = store.submit(OWNER, "m", None).task.task_id
+    task_id = store.submit("m", None, owner_id=OWNER).task.task_id
     started = threading.Event()
     leases: list[taskstore_redis.Lease] = []
 
@@ -104,9 +104,9 @@ def test_on_stop_the_blocking_worker_releases_what_its_handlers_did_not_finish(
     with worker_thread(store, handler, grace_s=0.1) as done:
         assert started.wait(BOUND_S)
     assert done.result().released == 1
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.job is not None and record.job.state == "ready"
     threading.Event().wait(1.2)  # the abandoned handler returns; its result is not written
-    assert store.get(task_id, OWNER).task.status is TaskStatus.WORKING
+    assert store.get(task_id, owner_id=OWNER).task.status is TaskStatus.WORKING
     with pytest.raises(LeaseLost):
         leases[0].complete(TaskStatus.COMPLETED, None, "late")

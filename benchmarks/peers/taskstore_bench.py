@@ -303,7 +303,7 @@ async def _recovery(url: str, prefix: str, lease_ms: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     claimed = ctx.Queue()
     async with _store(url, prefix) as store:
-        await store.submit(owner(0), METHOD, queue="recovery")
+        await store.submit(METHOD, owner_id=owner(0), queue="recovery")
         victim = ctx.Process(target=_victim_main, args=(url, prefix, lease_ms, claimed))
         victim.start()
         deadline = await anyio.to_thread.run_sync(claimed.get, True, 60)
@@ -363,7 +363,7 @@ async def _add(args: argparse.Namespace) -> float:
     async with _store(args.redis_url, args.prefix) as store:
 
         async def submit(n: int) -> None:
-            await store.submit(owner(n), METHOD, queue=QUEUE)
+            await store.submit(METHOD, owner_id=owner(n), queue=QUEUE)
 
         await store.queue_stats(QUEUE)
         start = time.perf_counter()

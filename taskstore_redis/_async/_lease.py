@@ -1,33 +1,72 @@
-"""Leases of claimed tasks, and what a store knows of the shards of the queues it claims from."""
+"""Leases of claimed tasks: fenced writes, renewed, sent again while the store is unreachable."""
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import msgspec
 
 from .._core.errors import InvalidTransition, LeaseLost, StoreUnavailable, TaskStoreError
-from .._core.fanout import Pokeable
 from .._core.model import JSONValue, TaskRecord, datetime_from_ms
 from .._core.shown import printable
 from .._core.status import TaskStatus
 from .._core.validation import check_status
-from ._protocols import QueueWatch
-
-if TYPE_CHECKING:
-    from ._store import GenericTaskStore
 
 logger = logging.getLogger("taskstore_redis.worker")
 
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 1.0
+
+
+class LeaseStore(Protocol):
+    """What a lease needs of its store: a ``GenericTaskStore`` (named so to import none)."""
+
+    async def get(self, task_id: str, *, owner_id: str) -> TaskRecord:
+        """The task as stored."""
+        ...
+
+    async def renew_leases(
+        self, leases: list[Lease], lease_ms: int | None = None
+    ) -> list[TaskStoreError | None]:
+        """Renew ``leases``; one outcome per lease."""
+        ...
+
+    async def _update_status(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None,
+        lease: Lease | None,
+    ) -> TaskRecord: ...
+
+    async def _set_status_message(
+        self, task_id: str, owner_id: str, status_message: str | None, lease: Lease | None
+    ) -> TaskRecord: ...
+
+    async def _set_variables(
+        self, task_id: str, owner_id: str, variables: dict[str, Any], lease: Lease | None
+    ) -> TaskRecord: ...
+
+    async def _complete_with_result(
+        self,
+        task_id: str,
+        owner_id: str,
+        status: TaskStatus | str,
+        status_message: str | None,
+        result: JSONValue,
+        lease: Lease | None,
+    ) -> TaskRecord: ...
+
+    async def _release(
+        self, lease: Lease, delay_ms: int, *, count_attempt: bool = True
+    ) -> None: ...
 
 
 class Lease:
@@ -51,7 +90,7 @@ class Lease:
 
     def __init__(
         self,
-        store: GenericTaskStore,
+        store: LeaseStore,
         task: TaskRecord,
         *,
         queue: str,
@@ -267,7 +306,7 @@ class Lease:
                     if not failures or landed is None:
                         raise
                     try:
-                        record = await self._store.get(self.task_id, self.owner_id)
+                        record = await self._store.get(self.task_id, owner_id=self.owner_id)
                     except StoreUnavailable:
                         raise  # read again with the write, once the store answers
                     except TaskStoreError:
@@ -317,82 +356,3 @@ def _same_json(stored: JSONValue, sent: JSONValue) -> bool:
         return msgspec.json.encode(stored) == msgspec.json.encode(sent)
     except (TypeError, msgspec.EncodeError):
         return False
-
-
-class QueueHints:
-    """What a store knows of each shard of a queue it claims from, and who waits on it.
-
-    A shard is "maybe" (worth a visit) from the start, after a notice and after
-    the subscription was renewed; an empty claim makes it "empty until" the time
-    the backend said it next needs a visit. A notice counter per shard makes a
-    notice that lands during a claim survive that claim's empty answer.
-    """
-
-    def __init__(self, shards: int) -> None:
-        """Every shard worth a visit."""
-        self.shards = shards
-        self.watch: QueueWatch | None = None
-        self.opened = False
-        self._lock = threading.Lock()
-        self._maybe = set(range(shards))
-        self._due: dict[int, float] = {}
-        self._notices = [0] * shards
-        self._waiters: set[Pokeable] = set()
-        self._next = 0
-
-    def notice(self, shard: int) -> None:
-        """A shard may have work (called from any thread): wake every waiting claim."""
-        with self._lock:
-            self._maybe.add(shard)
-            self._notices[shard] += 1
-            waiters = list(self._waiters)
-        for waiter in waiters:
-            waiter.poke()
-
-    def live(self) -> bool:
-        """Whether the subscription is confirmed now, so the hints can be trusted."""
-        watch = self.watch
-        return self.opened and watch is not None and watch.live()
-
-    def to_visit(self) -> list[tuple[int, int]]:
-        """(shard, notice count) of the shards worth a visit now, round-robin from the last."""
-        now = monotonic()
-        trusted = self.live()
-        with self._lock:
-            start = self._next
-            self._next = (start + 1) % self.shards
-            order = [(start + step) % self.shards for step in range(self.shards)]
-            return [
-                (shard, self._notices[shard])
-                for shard in order
-                if not trusted
-                or shard in self._maybe
-                or (shard in self._due and self._due[shard] <= now)
-            ]
-
-    def settle(self, shard: int, notices: int, next_due_in_ms: float | None, drained: bool) -> None:
-        """Record a claim's answer: with nothing more to take, the shard is empty until due."""
-        with self._lock:
-            if next_due_in_ms is None:
-                self._due.pop(shard, None)
-            else:
-                self._due[shard] = monotonic() + next_due_in_ms / 1000
-            if drained and self._notices[shard] == notices:
-                self._maybe.discard(shard)
-
-    def pause(self) -> float | None:
-        """Seconds until a shard is due again; None when none is."""
-        with self._lock:
-            if not self._due:
-                return None
-            return max(0.0, min(self._due.values()) - monotonic())
-
-    def add_waiter(self, waiter: Pokeable) -> None:
-        """Wake ``waiter`` at every notice."""
-        with self._lock:
-            self._waiters.add(waiter)
-
-    def remove_waiter(self, waiter: Pokeable) -> None:
-        """Stop waking ``waiter``."""
-        with self._lock:
-            self._waiters.discard(waiter)

@@ -23,8 +23,8 @@ from .._core.backend_types import (
     VariableMerge,
     VersionedRecord,
 )
-from .._core.fanout import Fanout
 from .._core.memory_queues import MemoryQueueStorage
+from .._runtime.fanout import Fanout
 from ._watch import FanoutWatch, QueueFanoutWatch
 
 

@@ -1,4 +1,4 @@
-"""Measure the store's operations when OpenTelemetry is installed (see ``_core/metrics.py``).
+"""Measure the store's operations when OpenTelemetry is installed (see ``_runtime/metrics.py``).
 
 Besides timing the operations, ``submit`` and ``claim_many`` (which ``claim`` calls) count
 the queue's ``submitted`` and ``claimed`` tasks.
@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core import metrics
+from .._runtime import metrics
 from ._protocols import TaskStore
 
 _outer = contextvars.ContextVar("taskstore_redis_measured", default=False)
@@ -37,7 +37,7 @@ def measure_operations(cls: type) -> None:
         if method is not None:
             setattr(cls, name, _measured(name, method))
     for name, (counter, queues_of) in _QUEUE_COUNTS.items():
-        method = vars(cls).get(name)
+        method = getattr(cls, name, None)  # submit and claim_many: inherited (_queues.py)
         if method is not None:
             setattr(cls, name, _counted(counter, queues_of, method))
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Protocol
 
-from .._core.fanout import Fanout
-from .._core.wake import AsyncWaker, async_waker
 from .._redis.pubsub import AsyncHub
+from .._runtime.fanout import Fanout
+from .._runtime.wake import AsyncWaker, async_waker
 
 
 class HubOwner(Protocol):

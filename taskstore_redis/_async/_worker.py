@@ -6,7 +6,7 @@ from typing import Any
 
 from .._core.config import StoreConfig
 from .._core.errors import InvalidArgument
-from .._core.worker_rules import WorkerSettings
+from .._core.worker_rules import DEFAULT_SETTINGS, WorkerSettings
 from .._worker_loop import Handler, StopFlag, WorkerStats, async_run_worker
 from ._store import GenericTaskStore
 
@@ -15,16 +15,16 @@ async def run_worker(
     store: GenericTaskStore,
     handler: Handler,
     *,
-    queue: str = "default",
-    concurrency: int = 8,
-    lease_ms: int | None = None,
-    max_attempts: int | None = None,
-    retry_base_ms: int = 1_000,
-    retry_max_ms: int = 60_000,
-    grace_s: float = 30.0,
-    sweep_every_s: float = 10.0,
-    idle_wait_s: float = 1.0,
-    worker_id: str | None = None,
+    queue: str = DEFAULT_SETTINGS.queue,
+    concurrency: int = DEFAULT_SETTINGS.concurrency,
+    lease_ms: int | None = DEFAULT_SETTINGS.lease_ms,
+    max_attempts: int | None = DEFAULT_SETTINGS.max_attempts,
+    retry_base_ms: int = DEFAULT_SETTINGS.retry_base_ms,
+    retry_max_ms: int = DEFAULT_SETTINGS.retry_max_ms,
+    grace_s: float = DEFAULT_SETTINGS.grace_s,
+    sweep_every_s: float = DEFAULT_SETTINGS.sweep_every_s,
+    idle_wait_s: float = DEFAULT_SETTINGS.idle_wait_s,
+    worker_id: str | None = DEFAULT_SETTINGS.worker_id,
     stop: StopFlag | None = None,
     handle_signals: bool = True,
 ) -> WorkerStats:

@@ -84,7 +84,7 @@ def wire(record: TaskRecord) -> dict[str, JSONValue]:
 def get(args: argparse.Namespace, url: str | None, console: Console) -> int:
     """``taskstore-redis get``: one task, as a table or as JSON."""
     with _store(url, args) as store:
-        record = store.get(args.task_id, args.owner)
+        record = store.get(args.task_id, owner_id=args.owner)
     if args.json:
         _print_json(wire(record))
         return EXIT_OK
@@ -115,7 +115,7 @@ def get(args: argparse.Namespace, url: str | None, console: Console) -> int:
 def list_tasks(args: argparse.Namespace, url: str | None, console: Console) -> int:
     """``taskstore-redis list``: one page of an owner's tasks, as a table or as JSON."""
     with _store(url, args) as store:
-        page = store.list(args.owner, cursor=args.cursor, limit=args.limit)
+        page = store.list(owner_id=args.owner, cursor=args.cursor, limit=args.limit)
     if args.json:
         tasks = [{**wire(record), "expired": record.is_expired()} for record in page.tasks]
         _print_json({"tasks": tasks, "nextCursor": page.next_cursor})

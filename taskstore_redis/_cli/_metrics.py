@@ -16,7 +16,7 @@ import os
 from importlib.metadata import entry_points
 from typing import Any
 
-from .._core import metrics
+from .._runtime import metrics
 from ._exit import EXIT_USAGE, CliError
 
 EXPORTER_ENV = "OTEL_METRICS_EXPORTER"

@@ -193,7 +193,7 @@ class Watcher:
         for owner_id, task_id in gone:
             was = self.held[(owner_id, task_id)]
             try:
-                record = self.store.get(task_id, owner_id)
+                record = self.store.get(task_id, owner_id=owner_id)
             except TaskNotFound:
                 continue  # deleted or purged meanwhile
             if record.task.status is not TaskStatus.FAILED:

@@ -54,7 +54,7 @@ from .._core.validation import (
     resolve_lease_ms,
     resolve_max_attempts,
 )
-from .._core.worker_rules import WorkerSettings
+from .._core.worker_rules import DEFAULT_SETTINGS, WorkerSettings
 from .._worker_loop import WorkerStats
 from . import _metrics
 from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
@@ -74,16 +74,24 @@ MAX_TARGET_LENGTH = 1_000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the worker command's options to its parser."""
     parser.add_argument("target", metavar="MODULE:FUNCTION", help="the handler, e.g. jobs:handle")
-    parser.add_argument("--queue", default="default", help="the queue to claim from (default)")
     parser.add_argument(
-        "--concurrency", type=_positive, default=8, help="handlers at once per process (8)"
+        "--queue",
+        default=DEFAULT_SETTINGS.queue,
+        help=f"the queue to claim from ({DEFAULT_SETTINGS.queue})",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=DEFAULT_SETTINGS.concurrency,
+        help=f"handlers at once per process ({DEFAULT_SETTINGS.concurrency})",
     )
     parser.add_argument("--processes", type=_positive, default=1, help="worker processes (1)")
     parser.add_argument(
         "--lease-ms",
         type=_positive,
         default=None,
-        help="lease of a claimed task, renewed while its handler runs (store default: 30000)",
+        help="lease of a claimed task, renewed while its handler runs "
+        f"(store default: {StoreConfig().default_lease_ms})",
     )
     parser.add_argument(
         "--max-attempts",
@@ -94,9 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
         type=float,
-        default=30.0,
+        default=DEFAULT_SETTINGS.grace_s,
         metavar="SECONDS",
-        help="on stop, how long running handlers may finish before being released (30)",
+        help="on stop, how long running handlers may finish before being released "
+        f"({DEFAULT_SETTINGS.grace_s:g})",
     )
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]

@@ -34,7 +34,12 @@ def _owner_fingerprint(owner_id: str) -> str:
 def encode_cursor(owner_id: str, position: ListPosition) -> str:
     """Wrap a list position of ``owner_id`` into an opaque cursor string."""
     raw = _encoder.encode(
-        _Cursor(_VERSION, _owner_fingerprint(owner_id), position.created_at_ms, position.task_id)
+        _Cursor(
+            version=_VERSION,
+            owner=_owner_fingerprint(owner_id),
+            created_at_ms=position.created_at_ms,
+            task_id=position.task_id,
+        )
     )
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 

@@ -106,13 +106,13 @@ class MemoryStorage:
             ):
                 return CreateOutcome.QUOTA_EXCEEDED
             self._entries[key] = _Entry(
-                1,
-                1,
-                bytes(task.data),
-                task.format,
-                task.created_at_ms,
-                task.expires_at_ms,
-                task.purge_at_ms,
+                version=1,
+                core_version=1,
+                data=bytes(task.data),
+                format=task.format,
+                created_at_ms=task.created_at_ms,
+                expires_at_ms=task.expires_at_ms,
+                purge_at_ms=task.purge_at_ms,
             )
             bisect.insort(
                 self._index.setdefault(key.owner_id, []), (task.created_at_ms, key.task_id)
@@ -125,11 +125,11 @@ class MemoryStorage:
         with self._lock:
             entry = self._live_entry(write.key, now_ms())
             if entry is None:
-                return CasResult(False, None)
+                return CasResult(applied=False, current=None)
             if entry.core_version != write.expected_core_version or (
                 entry.format != write.format and not format_not_newer(entry.format, write.format)
             ):
-                return CasResult(False, entry.stored())
+                return CasResult(applied=False, current=entry.stored())
             entry.version += 1
             entry.core_version += 1
             entry.data = bytes(write.data)
@@ -137,18 +137,18 @@ class MemoryStorage:
             entry.terminal = entry.terminal or write.terminal
             entry.snapshot = None
             self.on_change(write.key)
-            return CasResult(True, entry.stored())
+            return CasResult(applied=True, current=entry.stored())
 
     def merge_variables(self, merge: VariableMerge) -> MergeResult:
         """Write only the variables named; refuse, writing nothing, as ``VariableMerge`` says."""
         with self._lock:
             entry = self._live_entry(merge.key, now_ms())
             if entry is None:
-                return MergeResult(MergeOutcome.NOT_FOUND)
+                return MergeResult(outcome=MergeOutcome.NOT_FOUND)
             if format_major_of(entry.format) != str(merge.format_major):
-                return MergeResult(MergeOutcome.OTHER_FORMAT, format=entry.format)
+                return MergeResult(outcome=MergeOutcome.OTHER_FORMAT, format=entry.format)
             if entry.expires_at_ms is not None and entry.expires_at_ms <= merge.now_ms:
-                return MergeResult(MergeOutcome.EXPIRED)
+                return MergeResult(outcome=MergeOutcome.EXPIRED)
             variables = entry.variables
             members = len(variables)
             total = entry.variables_total
@@ -166,7 +166,7 @@ class MemoryStorage:
                 total += len(name) + 1 + len(value)
             size = variables_size(members, total)
             if size > merge.max_bytes:
-                return MergeResult(MergeOutcome.TOO_LARGE, size=size)
+                return MergeResult(outcome=MergeOutcome.TOO_LARGE, size=size)
             for name in merge.deletes:
                 variables.pop(name, None)
             for name, value in merge.sets:
@@ -176,7 +176,7 @@ class MemoryStorage:
             entry.updated_at_ms = merge.now_ms
             entry.snapshot = None
             self.on_change(merge.key)
-            return MergeResult(MergeOutcome.APPLIED, entry.stored())
+            return MergeResult(outcome=MergeOutcome.APPLIED, current=entry.stored())
 
     def list_page(self, owner_id: str, after: ListPosition | None, limit: int) -> BackendPage:
         """Return up to ``limit`` records older than ``after``, newest first."""

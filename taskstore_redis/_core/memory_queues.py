@@ -140,7 +140,7 @@ class MemoryQueueStorage(MemoryStorage):
             if entry is not None and fence is not None:
                 refused = _refusal(entry.job, fence, now)
                 if refused:
-                    return CasResult(False, entry.stored(), lease_lost=refused)
+                    return CasResult(applied=False, current=entry.stored(), lease_lost=refused)
             result = super().compare_and_set(write)
             job = None if entry is None else entry.job
             if (
@@ -151,7 +151,7 @@ class MemoryQueueStorage(MemoryStorage):
                 and job.state != "d"
             ):
                 self._finish(write.key, entry, job, write.status, fence)
-                result = CasResult(True, entry.stored())
+                result = CasResult(applied=True, current=entry.stored())
             return result
 
     def merge_variables(self, merge: VariableMerge) -> MergeResult:
@@ -162,7 +162,7 @@ class MemoryQueueStorage(MemoryStorage):
             if entry is not None and merge.fence is not None:
                 refused = _refusal(entry.job, merge.fence, now)
                 if refused:
-                    return MergeResult(MergeOutcome.LEASE_LOST, lease_lost=refused)
+                    return MergeResult(outcome=MergeOutcome.LEASE_LOST, lease_lost=refused)
             return super().merge_variables(merge)
 
     def _remove(self, key: TaskKey) -> None:

@@ -298,7 +298,7 @@ def format_major_of(stored: str) -> str:
     return stored.partition(".")[0]
 
 
-class Decoded(msgspec.Struct, frozen=True):
+class Decoded(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded record with what a rewrite needs, and the stored bytes it came from.
 
     The stored bytes let the next decoding of the same task reuse what did not
@@ -365,15 +365,15 @@ def _reused(
         version=stored.version,
     )
     return Decoded(
-        record,
-        stored.core_version,
-        known.created_at_ms,
-        stored.format,
-        rewritable,
-        stored.data,
-        stored.variables,
-        updated,
-        stored,
+        record=record,
+        core_version=stored.core_version,
+        created_at_ms=known.created_at_ms,
+        format=stored.format,
+        rewritable=rewritable,
+        data=stored.data,
+        variables_data=stored.variables,
+        updated_at_ms=updated,
+        source=stored,
     )
 
 
@@ -519,15 +519,15 @@ def _assemble(
         )
         append(
             Decoded(
-                record,
-                stored.core_version,
-                created,
-                stored.format,
-                may_rewrite,
-                stored.data,
-                stored.variables,
-                updated,
-                stored,
+                record=record,
+                core_version=stored.core_version,
+                created_at_ms=created,
+                format=stored.format,
+                rewritable=may_rewrite,
+                data=stored.data,
+                variables_data=stored.variables,
+                updated_at_ms=updated,
+                source=stored,
             )
         )
     return out

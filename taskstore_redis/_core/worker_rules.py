@@ -22,7 +22,11 @@ FAILED_RESULT_KEY = "error"
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``run_worker`` was asked to do, checked (see ``run_worker`` for each field)."""
+    """What ``run_worker`` was asked to do, checked (see ``run_worker`` for each field).
+
+    The one place of the settings' defaults: ``run_worker`` and the ``worker`` command
+    take theirs from ``DEFAULT_SETTINGS``.
+    """
 
     queue: str = "default"
     concurrency: int = 8
@@ -103,6 +107,10 @@ def delay_limit_ms(config: StoreConfig) -> int:
 def _whole(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidArgument(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+DEFAULT_SETTINGS = WorkerSettings()
+"""The worker's settings when none is given."""
 
 
 def retry_delay_ms(attempt: int, base_ms: int, max_ms: int) -> int:

@@ -41,8 +41,8 @@ import redis.crc
 import redis.exceptions
 
 from .._core.errors import StoreUnavailable
-from .._core.fanout import Fanout, Pokeable
 from .._core.log import PUBSUB
+from .._runtime.fanout import Fanout, Pokeable
 
 _T = TypeVar("_T")
 _Address = tuple[str, int] | None
@@ -78,12 +78,17 @@ def node_source(client: Any) -> NodeSource:
         nodes = [*manager.startup_nodes.values(), *client.get_nodes()]
         seeds = list(dict.fromkeys((node.host, int(node.port)) for node in nodes))
         given = kwargs.pop("connection_class", None)
-        return NodeSource(True, _async_class(given), _accepted(given, kwargs), seeds)
+        return NodeSource(
+            cluster=True,
+            connection_class=_async_class(given),
+            kwargs=_accepted(given, kwargs),
+            seeds=seeds,
+        )
     pool = client.connection_pool
     return NodeSource(
-        False,
-        _async_class(pool.connection_class),
-        _accepted(pool.connection_class, dict(pool.connection_kwargs)),
+        cluster=False,
+        connection_class=_async_class(pool.connection_class),
+        kwargs=_accepted(pool.connection_class, dict(pool.connection_kwargs)),
     )
 
 

@@ -42,57 +42,63 @@ class TaskStore(Protocol):
 
     def create(
         self,
-        owner_id: str,
         request_method: str,
         ttl_ms: int | None = None,
         *,
+        owner_id: str,
         task_id: str | None = None,
     ) -> TaskRecord:
         """Create a task in status ``working`` for ``owner_id`` (with ``task_id`` if given)."""
         ...
 
-    def get(self, task_id: str, owner_id: str) -> TaskRecord:
+    def get(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Return a task of ``owner_id``."""
         ...
 
     def update_status(
         self,
         task_id: str,
-        owner_id: str,
         status: TaskStatus | str,
         status_message: str | None = None,
+        *,
+        owner_id: str,
     ) -> TaskRecord:
         """Move a task to another status, as the state machine allows."""
         ...
 
-    def set_variables(self, task_id: str, owner_id: str, variables: dict[str, Any]) -> TaskRecord:
+    def set_variables(
+        self, task_id: str, variables: dict[str, Any], *, owner_id: str
+    ) -> TaskRecord:
         """Merge variables into a task's; a None value deletes the key."""
         ...
 
-    def set_result(self, task_id: str, owner_id: str, result: JSONValue) -> None:
+    def set_result(self, task_id: str, result: JSONValue, *, owner_id: str) -> None:
         """Attach a result to a task."""
         ...
 
-    def get_result(self, task_id: str, owner_id: str) -> JSONValue:
+    def get_result(self, task_id: str, *, owner_id: str) -> JSONValue:
         """Return the result of a terminal task."""
         ...
 
     def complete_with_result(
         self,
         task_id: str,
-        owner_id: str,
         status: TaskStatus | str,
         status_message: str | None,
         result: JSONValue,
+        *,
+        owner_id: str,
     ) -> TaskRecord:
         """Move a task to a terminal status and attach its result in one write."""
         ...
 
-    def list(self, owner_id: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
+    def list(
+        self, *, owner_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> TaskPage:
         """Return one page of the owner's tasks, newest first."""
         ...
 
-    def cancel(self, task_id: str, owner_id: str) -> TaskRecord:
+    def cancel(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Move a task to ``cancelled``."""
         ...
 
@@ -103,8 +109,8 @@ class TaskStore(Protocol):
     def wait(
         self,
         task_id: str,
-        owner_id: str,
         *,
+        owner_id: str,
         after_version: int | None = None,
         until_terminal: bool = False,
         timeout: float | None = None,
@@ -113,17 +119,17 @@ class TaskStore(Protocol):
         ...
 
     def wait_for_result(
-        self, task_id: str, owner_id: str, *, timeout: float | None = None
+        self, task_id: str, *, owner_id: str, timeout: float | None = None
     ) -> JSONValue:
         """Wait until the task is terminal, then return its result."""
         ...
 
-    def delete(self, task_id: str, owner_id: str) -> bool:
+    def delete(self, task_id: str, *, owner_id: str) -> bool:
         """Remove a task of ``owner_id`` and its index entries; False if there was none."""
         ...
 
     def set_status_message(
-        self, task_id: str, owner_id: str, status_message: str | None
+        self, task_id: str, status_message: str | None, *, owner_id: str
     ) -> TaskRecord:
         """Replace a task's status message, keeping its status."""
         ...

@@ -7,9 +7,9 @@ from collections.abc import Callable, Hashable
 from types import TracebackType
 from typing import Protocol
 
-from .._core.fanout import Fanout
-from .._core.wake import SyncWaker, sync_waker
 from .._redis.pubsub import SyncHub
+from .._runtime.fanout import Fanout
+from .._runtime.wake import SyncWaker, sync_waker
 
 
 class HubOwner(Protocol):

@@ -91,7 +91,11 @@ def _entries(record: TaskRecord) -> list[_Entry]:
         elif isinstance(value, dict):
             messages[message_id] = value
     return [
-        _Entry(message_id, messages[message_id], tuple(claims.get(message_id, ())))
+        _Entry(
+            message_id=message_id,
+            value=messages[message_id],
+            claims=tuple(claims.get(message_id, ())),
+        )
         for message_id in sorted(messages, key=_sort_key)
     ]
 
@@ -255,7 +259,9 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
             token = uuid.uuid4().hex
             mine = _claim_name(entry.message_id, token)
             try:
-                claimed = await self._tasks.store.set_variables(task_id, owner, {mine: True})
+                claimed = await self._tasks.store.set_variables(
+                    task_id, {mine: True}, owner_id=owner
+                )
             except (TaskNotFound, TaskExpired):
                 return None
             now = next((e for e in _entries(claimed) if e.message_id == entry.message_id), None)
@@ -264,11 +270,11 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
                 # the message is ours now; left behind (the store out of reach), it stays
                 # claimed, so no one else takes it, until clear() or the task goes
                 with contextlib.suppress(TaskNotFound, TaskExpired, StoreUnavailable):
-                    await self._tasks.store.set_variables(task_id, owner, gone)
+                    await self._tasks.store.set_variables(task_id, gone, owner_id=owner)
                 return self._decode(owner, task_id, entry)
             # another dequeue came first (or its reply was lost): withdraw and look again
             with contextlib.suppress(TaskNotFound, TaskExpired):
-                await self._tasks.store.set_variables(task_id, owner, {mine: None})
+                await self._tasks.store.set_variables(task_id, {mine: None}, owner_id=owner)
 
     async def peek(self, task_id: str) -> QueuedMessage | None:
         """The task's oldest message, left in the queue; None if none."""
@@ -296,7 +302,7 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
             for token in entry.claims:
                 gone[_claim_name(entry.message_id, token)] = None
         with contextlib.suppress(TaskNotFound, TaskExpired):
-            await self._tasks.store.set_variables(task_id, owner, gone)
+            await self._tasks.store.set_variables(task_id, gone, owner_id=owner)
         return [self._decode(owner, task_id, entry) for entry in entries]
 
     async def wait_for_message(self, task_id: str) -> None:
@@ -313,7 +319,9 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         notified = record.variables.get(NOTIFIED)
         while not any(not entry.claims for entry in _entries(record)):
             try:
-                record = await self._tasks.store.wait(task_id, owner, after_version=record.version)
+                record = await self._tasks.store.wait(
+                    task_id, owner_id=owner, after_version=record.version
+                )
             except (TaskNotFound, TaskExpired):
                 raise ValueError(f"Task with ID {task_id} not found") from None
             if record.variables.get(NOTIFIED) != notified:
@@ -323,7 +331,7 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         """Wake the task's ``wait_for_message`` callers in every process."""
         with contextlib.suppress(TaskNotFound, TaskExpired, InvalidArgument):
             await self._tasks.store.set_variables(
-                task_id, self._tasks.owner_id(), {NOTIFIED: uuid.uuid4().hex}
+                task_id, {NOTIFIED: uuid.uuid4().hex}, owner_id=self._tasks.owner_id()
             )
 
     # --- answers --------------------------------------------------------------------------
@@ -386,9 +394,11 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         while True:
             try:
                 if version is None:
-                    record = await self._tasks.store.get(task_id, owner)
+                    record = await self._tasks.store.get(task_id, owner_id=owner)
                 else:
-                    record = await self._tasks.store.wait(task_id, owner, after_version=version)
+                    record = await self._tasks.store.wait(
+                        task_id, owner_id=owner, after_version=version
+                    )
             except StoreUnavailable as exc:
                 if exc.__cause__ is None:  # the store was closed: no answer can come
                     self._local.pop(key, None)
@@ -405,7 +415,7 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
             answer = record.variables.get(name)
             if isinstance(answer, dict):
                 with contextlib.suppress(TaskNotFound, TaskExpired, StoreUnavailable):
-                    await self._tasks.store.set_variables(task_id, owner, {name: None})
+                    await self._tasks.store.set_variables(task_id, {name: None}, owner_id=owner)
                 self._local.pop(key, None)
                 if not waiter.done():
                     error = answer.get("error")
@@ -438,11 +448,11 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
         for attempt in range(_FORWARD_ATTEMPTS):
             try:
                 try:
-                    await self._tasks.store.set_variables(task_id, owner, {name: answer})
+                    await self._tasks.store.set_variables(task_id, {name: answer}, owner_id=owner)
                 except InvalidArgument as exc:  # not JSON the store takes: the worker hears why
                     error = ErrorData(code=INTERNAL_ERROR, message=f"answer not stored: {exc}")
                     refused = {"error": error.model_dump(mode="json", exclude_none=True)}
-                    await self._tasks.store.set_variables(task_id, owner, {name: refused})
+                    await self._tasks.store.set_variables(task_id, {name: refused}, owner_id=owner)
                 return
             except (TaskNotFound, TaskExpired):
                 return  # nobody waits for it any more
@@ -462,14 +472,14 @@ class RedisTaskMessageQueue(SdkTaskMessageQueue):
 
     async def _record(self, task_id: str, owner: str) -> TaskRecord | None:
         try:
-            record = await self._tasks.store.get(task_id, owner)
+            record = await self._tasks.store.get(task_id, owner_id=owner)
         except (TaskNotFound, InvalidArgument):
             return None
         return None if record.is_expired() else record
 
     async def _write(self, task_id: str, owner: str, variables: dict[str, Any]) -> None:
         try:
-            await self._tasks.store.set_variables(task_id, owner, variables)
+            await self._tasks.store.set_variables(task_id, variables, owner_id=owner)
         except (TaskNotFound, TaskExpired):
             raise ValueError(f"Task with ID {task_id} not found") from None
         except InvalidArgument as exc:

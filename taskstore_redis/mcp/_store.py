@@ -127,7 +127,9 @@ class RedisTaskStore(SdkTaskStore):
         """Create a ``working`` task; raise ValueError if ``task_id`` is taken."""
         ttl = self._ttl(metadata)
         try:
-            record = await self._store.create(self.owner_id(), self._method, ttl, task_id=task_id)
+            record = await self._store.create(
+                self._method, ttl, owner_id=self.owner_id(), task_id=task_id
+            )
         except TaskAlreadyExists:
             raise ValueError(f"Task with ID {task_id} already exists") from None
         except InvalidArgument as exc:
@@ -163,9 +165,9 @@ class RedisTaskStore(SdkTaskStore):
         """
         try:
             record = await self._store.submit(
-                self.owner_id(),
                 self._method,
                 params,
+                owner_id=self.owner_id(),
                 queue=queue,
                 ttl_ms=self._ttl(metadata),
                 max_attempts=max_attempts,
@@ -197,12 +199,14 @@ class RedisTaskStore(SdkTaskStore):
             if status is None or status == current:
                 if status_message is None:
                     return self._remembered(record)
-                updated = await self._store.set_status_message(task_id, owner, status_message)
+                updated = await self._store.set_status_message(
+                    task_id, status_message, owner_id=owner
+                )
             elif current.is_terminal:
                 raise ValueError(f"Cannot transition from terminal status '{current.value}'")
             else:
                 message = record.task.status_message if status_message is None else status_message
-                updated = await self._store.update_status(task_id, owner, status, message)
+                updated = await self._store.update_status(task_id, status, message, owner_id=owner)
         except (TaskNotFound, TaskExpired):
             raise ValueError(f"Task with ID {task_id} not found") from None
         except InvalidTransition as exc:
@@ -220,7 +224,7 @@ class RedisTaskStore(SdkTaskStore):
         value = self._codec.encode(result)
         record = await self._live(task_id)
         try:
-            await self._store.set_result(task_id, record.owner_id, value)
+            await self._store.set_result(task_id, value, owner_id=record.owner_id)
         except (TaskNotFound, TaskExpired):
             raise ValueError(f"Task with ID {task_id} not found") from None
         except InvalidArgument as exc:
@@ -236,7 +240,9 @@ class RedisTaskStore(SdkTaskStore):
     async def list_tasks(self, cursor: str | None = None) -> tuple[list[Task], str | None]:
         """One page of the owner's tasks, newest first, and the cursor of the next."""
         try:
-            page = await self._store.list(self.owner_id(), cursor, self._page_size)
+            page = await self._store.list(
+                owner_id=self.owner_id(), cursor=cursor, limit=self._page_size
+            )
         except InvalidArgument:
             raise ValueError(f"Invalid cursor: {cursor}") from None
         tasks = [task_of(record) for record in page.tasks if not record.is_expired()]
@@ -244,7 +250,7 @@ class RedisTaskStore(SdkTaskStore):
 
     async def delete_task(self, task_id: str) -> bool:
         """Remove the task; False if there was none."""
-        return await self._store.delete(task_id, self.owner_id())
+        return await self._store.delete(task_id, owner_id=self.owner_id())
 
     async def wait_for_update(self, task_id: str) -> None:
         """Return once the task changed after this store last showed it (at once if it has).
@@ -265,7 +271,7 @@ class RedisTaskStore(SdkTaskStore):
         try:
             if baseline is None:
                 baseline = (await self._live(task_id)).version
-            record = await self._store.wait(task_id, owner, after_version=baseline)
+            record = await self._store.wait(task_id, owner_id=owner, after_version=baseline)
         except (TaskNotFound, TaskExpired):
             raise ValueError(f"Task with ID {task_id} not found") from None
         self._remember(record)
@@ -273,7 +279,7 @@ class RedisTaskStore(SdkTaskStore):
     async def notify_update(self, task_id: str) -> None:
         """Wake the task's waiters in every process (the task's version goes up by one)."""
         try:
-            await self._store.set_variables(task_id, self.owner_id(), {})
+            await self._store.set_variables(task_id, {}, owner_id=self.owner_id())
         except (TaskNotFound, TaskExpired):
             return  # nobody can be waiting for it
 
@@ -281,7 +287,7 @@ class RedisTaskStore(SdkTaskStore):
 
     async def _live_or_none(self, task_id: str) -> TaskRecord | None:
         try:
-            record = await self._store.get(task_id, self.owner_id())
+            record = await self._store.get(task_id, owner_id=self.owner_id())
         except TaskNotFound:
             return None
         except InvalidArgument:

@@ -161,10 +161,10 @@ class TasksExtension:
         set on the backend, once replicas acknowledged it too).
         """
         owner = self.owner_id()
-        record = await self._store.create(owner, request_method, ttl_ms, task_id=task_id)
+        record = await self._store.create(request_method, ttl_ms, owner_id=owner, task_id=task_id)
         if status_message is not None:
             record = await self._store.set_status_message(
-                record.task.task_id, owner, status_message
+                record.task.task_id, status_message, owner_id=owner
             )
         return record, create_task_result(record)
 
@@ -187,9 +187,9 @@ class TasksExtension:
         any process, like :meth:`create`.
         """
         record = await self._store.submit(
-            self.owner_id(),
             request_method,
             params,
+            owner_id=self.owner_id(),
             queue=queue,
             ttl_ms=ttl_ms,
             max_attempts=max_attempts,
@@ -237,7 +237,7 @@ class TasksExtension:
             if key in outstanding and value is not None
         }
         if answers:
-            await self._store.set_variables(task_id, record.owner_id, answers)
+            await self._store.set_variables(task_id, answers, owner_id=record.owner_id)
         return {"resultType": "complete"}
 
     async def cancel(self, params: Mapping[str, Any] | None) -> JSONObject:
@@ -250,7 +250,7 @@ class TasksExtension:
         record = await self._live(task_id)
         if not record.task.status.is_terminal:
             with contextlib.suppress(InvalidTransition):  # it ended meanwhile
-                await self._store.cancel(task_id, record.owner_id)
+                await self._store.cancel(task_id, owner_id=record.owner_id)
         return {"resultType": "complete"}
 
     # --- the worker's side ------------------------------------------------------------------
@@ -286,15 +286,15 @@ class TasksExtension:
             raise InvalidArgument(f"input request keys already used for this task: {used}")
         await self._store.set_variables(
             task_id,
-            owner,
             {REQUEST_PREFIX + key: _object(value, "a request") for key, value in requests.items()},
+            owner_id=owner,
         )
         if record.task.status is TaskStatus.INPUT_REQUIRED:
             if status_message is None:
-                return await self._store.get(task_id, owner)
-            return await self._store.set_status_message(task_id, owner, status_message)
+                return await self._store.get(task_id, owner_id=owner)
+            return await self._store.set_status_message(task_id, status_message, owner_id=owner)
         return await self._store.update_status(
-            task_id, owner, TaskStatus.INPUT_REQUIRED, status_message
+            task_id, TaskStatus.INPUT_REQUIRED, status_message, owner_id=owner
         )
 
     async def wait_for_input(
@@ -331,7 +331,7 @@ class TasksExtension:
                 if record.task.status is TaskStatus.INPUT_REQUIRED and not outstanding_requests(
                     record
                 ):
-                    await self._store.update_status(task_id, owner, TaskStatus.WORKING)
+                    await self._store.update_status(task_id, TaskStatus.WORKING, owner_id=owner)
                 return answers
             if record.task.status.is_terminal:
                 status = record.task.status.value
@@ -340,7 +340,7 @@ class TasksExtension:
             if left is not None and left <= 0:
                 raise WaitTimeout(task_id, timeout or 0.0)
             record = await self._store.wait(
-                task_id, owner, after_version=record.version, timeout=left
+                task_id, owner_id=owner, after_version=record.version, timeout=left
             )
 
     async def complete(
@@ -349,10 +349,10 @@ class TasksExtension:
         """End the task as ``completed`` with ``result`` (the tool's result object)."""
         return await self._store.complete_with_result(
             task_id,
-            self.owner_id(),
             TaskStatus.COMPLETED,
             status_message,
             _object(result, "result"),
+            owner_id=self.owner_id(),
         )
 
     async def fail(
@@ -363,11 +363,11 @@ class TasksExtension:
         if not isinstance(checked.get("code"), int) or not isinstance(checked.get("message"), str):
             raise InvalidArgument("error must be a JSON-RPC error object (int code, str message)")
         return await self._store.complete_with_result(
-            task_id, self.owner_id(), TaskStatus.FAILED, status_message, checked
+            task_id, TaskStatus.FAILED, status_message, checked, owner_id=self.owner_id()
         )
 
     async def _live(self, task_id: str) -> TaskRecord:
-        record = await self._store.get(task_id, self.owner_id())
+        record = await self._store.get(task_id, owner_id=self.owner_id())
         if record.is_expired():
             raise TaskExpired(task_id)
         return record

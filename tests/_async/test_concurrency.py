@@ -36,7 +36,7 @@ async def race_to_complete(stores: list[ts.GenericTaskStore], task_id: str) -> l
     async def complete(worker: int) -> str:
         try:
             await stores[worker].complete_with_result(
-                task_id, OWNER, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}
+                task_id, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}, owner_id=OWNER
             )
         except InvalidTransition as error:
             assert (error.from_status, error.to_status) == ("completed", "completed")
@@ -52,12 +52,12 @@ async def test_workers_racing_to_complete_a_task_have_exactly_one_winner(
 ) -> None:
     stores = [async_make_store() for _ in range(WORKERS)]
     for _ in range(5):
-        task_id = (await stores[0].create(OWNER, METHOD)).task.task_id
+        task_id = (await stores[0].create(METHOD, owner_id=OWNER)).task.task_id
         outcomes = await race_to_complete(stores, task_id)
         winners = [worker for worker, outcome in enumerate(outcomes) if outcome == "won"]
         assert len(winners) == 1
         assert outcomes.count("lost") == WORKERS - 1
-        final = await stores[0].get(task_id, OWNER)
+        final = await stores[0].get(task_id, owner_id=OWNER)
         assert final.result == {"worker": winners[0]}
         assert final.task.status_message == f"by {winners[0]}"
         assert final.version == 2
@@ -69,7 +69,7 @@ async def test_racers_through_one_store_also_have_exactly_one_winner(
 ) -> None:
     store = async_make_store()
     for _ in range(20):
-        task_id = (await store.create(OWNER, METHOD)).task.task_id
+        task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
         outcomes = await race_to_complete([store] * WORKERS, task_id)
         assert outcomes.count("won") == 1
 
@@ -79,25 +79,27 @@ async def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
     async_make_store: StoreFactory,
 ) -> None:
     canceller, completer = async_make_store(), async_make_store()
-    task_id = (await canceller.create(OWNER, METHOD)).task.task_id
+    task_id = (await canceller.create(METHOD, owner_id=OWNER)).task.task_id
 
     async def cancel() -> str:
         try:
-            await canceller.cancel(task_id, OWNER)
+            await canceller.cancel(task_id, owner_id=OWNER)
         except InvalidTransition:
             return "lost"
         return "won"
 
     async def complete() -> str:
         try:
-            await completer.complete_with_result(task_id, OWNER, TaskStatus.FAILED, None, "oops")
+            await completer.complete_with_result(
+                task_id, TaskStatus.FAILED, None, "oops", owner_id=OWNER
+            )
         except InvalidTransition:
             return "lost"
         return "won"
 
     cancel_outcome, complete_outcome = await async_together([cancel, complete])
     assert sorted([cancel_outcome, complete_outcome]) == ["lost", "won"]
-    final = await canceller.get(task_id, OWNER)
+    final = await canceller.get(task_id, owner_id=OWNER)
     if cancel_outcome == "won":
         assert (final.task.status, final.result) == (TaskStatus.CANCELLED, None)
     else:
@@ -107,15 +109,15 @@ async def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
 @pytest.mark.anyio
 async def test_concurrent_set_variables_lose_no_update(async_make_store: StoreFactory) -> None:
     stores = [async_make_store() for _ in range(WORKERS)]
-    task_id = (await stores[0].create(OWNER, METHOD)).task.task_id
+    task_id = (await stores[0].create(METHOD, owner_id=OWNER)).task.task_id
 
     async def write(worker: int) -> str:
-        await stores[worker].set_variables(task_id, OWNER, {f"worker-{worker}": worker})
+        await stores[worker].set_variables(task_id, {f"worker-{worker}": worker}, owner_id=OWNER)
         return "written"
 
     writes = [partial(write, worker) for worker in range(WORKERS)]
     assert await async_together(writes) == ["written"] * WORKERS
-    final = await stores[0].get(task_id, OWNER)
+    final = await stores[0].get(task_id, owner_id=OWNER)
     assert final.variables == {f"worker-{worker}": worker for worker in range(WORKERS)}
     assert final.version == 1 + WORKERS
 
@@ -129,7 +131,7 @@ async def test_concurrent_creates_never_exceed_the_owner_quota(
 
     async def create(worker: int) -> str:
         try:
-            return (await stores[worker].create(OWNER, METHOD)).task.task_id
+            return (await stores[worker].create(METHOD, owner_id=OWNER)).task.task_id
         except ResourceExhausted:
             return "refused"
 
@@ -137,7 +139,7 @@ async def test_concurrent_creates_never_exceed_the_owner_quota(
     created = [outcome for outcome in outcomes if outcome != "refused"]
     assert len(created) == 3
     assert outcomes.count("refused") == WORKERS - 3
-    listed = (await stores[0].list(OWNER)).tasks
+    listed = (await stores[0].list(owner_id=OWNER)).tasks
     assert sorted(record.task.task_id for record in listed) == sorted(created)
 
 
@@ -159,13 +161,13 @@ async def test_a_burst_of_first_calls_on_a_server_without_the_scripts_all_succee
     ) as store:
 
         async def one(n: int) -> ts.TaskRecord:
-            return await store.create(f"owner-{n % 64}", "tools/call")
+            return await store.create("tools/call", owner_id=f"owner-{n % 64}")
 
         created = await async_together([partial(one, n) for n in range(256)])
         listed = [
             record
             for owner in range(64)
-            for record in (await store.list(f"owner-{owner}", limit=100)).tasks
+            for record in (await store.list(owner_id=f"owner-{owner}", limit=100)).tasks
         ]
     assert len(created) == 256
     assert {r.task.task_id for r in listed} == {r.task.task_id for r in created}

@@ -44,7 +44,7 @@ async def listed_ids(store: ts.GenericTaskStore, owner_id: str = OWNER) -> list[
     found: list[str] = []
     cursor = None
     while True:
-        page = await store.list(owner_id, cursor=cursor, limit=2)
+        page = await store.list(owner_id=owner_id, cursor=cursor, limit=2)
         found.extend(record.task.task_id for record in page.tasks)
         cursor = page.next_cursor
         if cursor is None:
@@ -54,7 +54,7 @@ async def listed_ids(store: ts.GenericTaskStore, owner_id: str = OWNER) -> list[
 async def reach(store: ts.GenericTaskStore, task_id: str, status: TaskStatus) -> None:
     """Move a fresh ``working`` task to ``status`` by one allowed move (or none)."""
     if status is not WORKING:
-        await store.update_status(task_id, OWNER, status)
+        await store.update_status(task_id, status, owner_id=OWNER)
 
 
 # --- create with a chosen id ------------------------------------------------------------
@@ -70,11 +70,11 @@ async def test_create_with_a_chosen_id_makes_a_working_task_with_that_id(
     async_make_store: StoreFactory, task_id: str
 ) -> None:
     store = async_make_store()
-    record = await store.create(OWNER, METHOD, 60_000, task_id=task_id)
+    record = await store.create(METHOD, 60_000, owner_id=OWNER, task_id=task_id)
     assert record.task.task_id == task_id
     assert record.task.status is WORKING
     assert record.version == 1
-    assert await store.get(task_id, OWNER) == record
+    assert await store.get(task_id, owner_id=OWNER) == record
     assert await listed_ids(store) == [task_id]
 
 
@@ -83,14 +83,14 @@ async def test_a_chosen_id_the_owner_already_has_is_task_already_exists_and_writ
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    first = await store.create(OWNER, METHOD, 60_000, task_id=CHOSEN)
-    await store.set_variables(CHOSEN, OWNER, {"step": 1})
-    before = await store.get(CHOSEN, OWNER)
+    first = await store.create(METHOD, 60_000, owner_id=OWNER, task_id=CHOSEN)
+    await store.set_variables(CHOSEN, {"step": 1}, owner_id=OWNER)
+    before = await store.get(CHOSEN, owner_id=OWNER)
     with pytest.raises(TaskAlreadyExists) as raised:
-        await store.create(OWNER, "other/method", 5_000, task_id=CHOSEN)
+        await store.create("other/method", 5_000, owner_id=OWNER, task_id=CHOSEN)
     assert raised.value.task_id == CHOSEN
     assert raised.value.code == -32602
-    assert await store.get(CHOSEN, OWNER) == before
+    assert await store.get(CHOSEN, owner_id=OWNER) == before
     assert before.task.created_at == first.task.created_at
     assert await listed_ids(store) == [CHOSEN]
 
@@ -100,13 +100,13 @@ async def test_a_chosen_id_stays_taken_by_an_expired_task_until_it_is_purged(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    await store.create(OWNER, METHOD, 50, task_id=CHOSEN)
+    await store.create(METHOD, 50, owner_id=OWNER, task_id=CHOSEN)
     await anyio.sleep(0.1)
     with pytest.raises(TaskAlreadyExists):
-        await store.create(OWNER, METHOD, task_id=CHOSEN)
+        await store.create(METHOD, owner_id=OWNER, task_id=CHOSEN)
     assert await store.cleanup_expired() == 1
-    again = await store.create(OWNER, METHOD, 60_000, task_id=CHOSEN)
-    assert (await store.get(CHOSEN, OWNER)).task.created_at == again.task.created_at
+    again = await store.create(METHOD, 60_000, owner_id=OWNER, task_id=CHOSEN)
+    assert (await store.get(CHOSEN, owner_id=OWNER)).task.created_at == again.task.created_at
     assert await listed_ids(store) == [CHOSEN]
 
 
@@ -115,9 +115,9 @@ async def test_a_chosen_id_is_free_again_once_its_task_vanished_by_itself(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store(config=StoreConfig(expired_retention_ms=50))
-    await store.create(OWNER, METHOD, 50, task_id=CHOSEN)
+    await store.create(METHOD, 50, owner_id=OWNER, task_id=CHOSEN)
     await anyio.sleep(0.3)  # past expiry and retention: gone without a purge
-    again = await store.create(OWNER, METHOD, 60_000, task_id=CHOSEN)
+    again = await store.create(METHOD, 60_000, owner_id=OWNER, task_id=CHOSEN)
     assert again.version == 1
     assert await listed_ids(store) == [CHOSEN]
 
@@ -127,11 +127,11 @@ async def test_another_owner_may_use_the_same_chosen_id_for_a_task_of_its_own(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    mine = await store.create(OWNER, METHOD, task_id=CHOSEN)
-    theirs = await store.create(OTHER_OWNER, METHOD, task_id=CHOSEN)
-    await store.update_status(CHOSEN, OTHER_OWNER, COMPLETED)
-    assert (await store.get(CHOSEN, OWNER)) == mine
-    assert (await store.get(CHOSEN, OTHER_OWNER)).task.status is COMPLETED
+    mine = await store.create(METHOD, owner_id=OWNER, task_id=CHOSEN)
+    theirs = await store.create(METHOD, owner_id=OTHER_OWNER, task_id=CHOSEN)
+    await store.update_status(CHOSEN, COMPLETED, owner_id=OTHER_OWNER)
+    assert (await store.get(CHOSEN, owner_id=OWNER)) == mine
+    assert (await store.get(CHOSEN, owner_id=OTHER_OWNER)).task.status is COMPLETED
     assert theirs.owner_id == OTHER_OWNER
 
 
@@ -145,7 +145,7 @@ async def test_create_rejects_a_bad_chosen_id_and_creates_nothing(
 ) -> None:
     store = async_make_store()
     with pytest.raises(InvalidArgument):
-        await store.create(OWNER, METHOD, task_id=task_id)  # type: ignore[arg-type]
+        await store.create(METHOD, owner_id=OWNER, task_id=task_id)  # type: ignore[arg-type]
     assert await listed_ids(store) == []
 
 
@@ -154,11 +154,11 @@ async def test_a_create_with_a_chosen_id_still_keeps_the_owner_quota(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store(security=SecurityConfig(max_tasks_per_owner=1))
-    await store.create(OWNER, METHOD, task_id="first")
+    await store.create(METHOD, owner_id=OWNER, task_id="first")
     with pytest.raises(ResourceExhausted):
-        await store.create(OWNER, METHOD, task_id="second")
+        await store.create(METHOD, owner_id=OWNER, task_id="second")
     with pytest.raises(TaskNotFound):
-        await store.get("second", OWNER)
+        await store.get("second", owner_id=OWNER)
 
 
 # --- delete -------------------------------------------------------------------------------
@@ -170,12 +170,12 @@ async def test_delete_removes_a_task_of_any_status_and_says_true(
     async_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     await reach(store, task_id, status)
-    kept = (await store.create(OWNER, METHOD)).task.task_id
-    assert await store.delete(task_id, OWNER) is True
+    kept = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    assert await store.delete(task_id, owner_id=OWNER) is True
     with pytest.raises(TaskNotFound):
-        await store.get(task_id, OWNER)
+        await store.get(task_id, owner_id=OWNER)
     assert await listed_ids(store) == [kept]
 
 
@@ -184,10 +184,10 @@ async def test_delete_of_a_missing_or_already_deleted_task_says_false(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    assert await store.delete("no-such-task", OWNER) is False
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    assert await store.delete(task_id, OWNER) is True
-    assert await store.delete(task_id, OWNER) is False
+    assert await store.delete("no-such-task", owner_id=OWNER) is False
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    assert await store.delete(task_id, owner_id=OWNER) is True
+    assert await store.delete(task_id, owner_id=OWNER) is False
 
 
 @pytest.mark.anyio
@@ -195,9 +195,9 @@ async def test_delete_of_another_owners_task_says_false_and_touches_nothing(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    record = await store.create(OTHER_OWNER, METHOD, task_id=CHOSEN)
-    assert await store.delete(CHOSEN, OWNER) is False
-    assert await store.get(CHOSEN, OTHER_OWNER) == record
+    record = await store.create(METHOD, owner_id=OTHER_OWNER, task_id=CHOSEN)
+    assert await store.delete(CHOSEN, owner_id=OWNER) is False
+    assert await store.get(CHOSEN, owner_id=OTHER_OWNER) == record
     assert await listed_ids(store, OTHER_OWNER) == [CHOSEN]
 
 
@@ -206,22 +206,22 @@ async def test_delete_sees_the_latest_state_of_a_task_another_store_changed(
     async_make_store: StoreFactory,
 ) -> None:
     reader, writer = async_make_store(), async_make_store()
-    task_id = (await reader.create(OWNER, METHOD)).task.task_id
-    await reader.get(task_id, OWNER)  # remembered by the reader at version 1
-    await writer.update_status(task_id, OWNER, INPUT_REQUIRED, "which file?")
-    assert await reader.delete(task_id, OWNER) is True
+    task_id = (await reader.create(METHOD, owner_id=OWNER)).task.task_id
+    await reader.get(task_id, owner_id=OWNER)  # remembered by the reader at version 1
+    await writer.update_status(task_id, INPUT_REQUIRED, "which file?", owner_id=OWNER)
+    assert await reader.delete(task_id, owner_id=OWNER) is True
     with pytest.raises(TaskNotFound):
-        await writer.get(task_id, OWNER)
+        await writer.get(task_id, owner_id=OWNER)
 
 
 @pytest.mark.anyio
 async def test_delete_frees_the_owner_quota(async_make_store: StoreFactory) -> None:
     store = async_make_store(security=SecurityConfig(max_tasks_per_owner=1))
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(ResourceExhausted):
-        await store.create(OWNER, METHOD)
-    assert await store.delete(task_id, OWNER)
-    await store.create(OWNER, METHOD)
+        await store.create(METHOD, owner_id=OWNER)
+    assert await store.delete(task_id, owner_id=OWNER)
+    await store.create(METHOD, owner_id=OWNER)
 
 
 @pytest.mark.anyio
@@ -229,9 +229,9 @@ async def test_a_deleted_chosen_id_can_be_created_again_and_is_listed_once(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    await store.create(OWNER, METHOD, task_id=CHOSEN)
-    assert await store.delete(CHOSEN, OWNER)
-    again = await store.create(OWNER, "other/method", task_id=CHOSEN)
+    await store.create(METHOD, owner_id=OWNER, task_id=CHOSEN)
+    assert await store.delete(CHOSEN, owner_id=OWNER)
+    again = await store.create("other/method", owner_id=OWNER, task_id=CHOSEN)
     assert again.request_method == "other/method"
     assert await listed_ids(store) == [CHOSEN]
 
@@ -241,9 +241,9 @@ async def test_delete_removes_an_expired_task_which_cleanup_then_does_not_count(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD, 50)).task.task_id
+    task_id = (await store.create(METHOD, 50, owner_id=OWNER)).task.task_id
     await anyio.sleep(0.1)
-    assert await store.delete(task_id, OWNER) is True
+    assert await store.delete(task_id, owner_id=OWNER) is True
     assert await store.cleanup_expired() == 0
     assert await listed_ids(store) == []
 
@@ -251,9 +251,9 @@ async def test_delete_removes_an_expired_task_which_cleanup_then_does_not_count(
 @pytest.mark.anyio
 async def test_delete_rejects_a_bad_id_and_deletes_nothing(async_make_store: StoreFactory) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidArgument):
-        await store.delete(42, OWNER)  # type: ignore[arg-type]
+        await store.delete(42, owner_id=OWNER)  # type: ignore[arg-type]
     assert await listed_ids(store) == [task_id]
 
 
@@ -266,26 +266,26 @@ async def test_set_status_message_changes_only_the_message_of_an_open_task(
     async_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = async_make_store()
-    created = await store.create(OWNER, METHOD)
+    created = await store.create(METHOD, owner_id=OWNER)
     task_id = created.task.task_id
     await reach(store, task_id, status)
-    before = await store.get(task_id, OWNER)
+    before = await store.get(task_id, owner_id=OWNER)
     await anyio.sleep(0.002)  # a later millisecond for last_updated_at
-    updated = await store.set_status_message(task_id, OWNER, "3 of 10 files done")
+    updated = await store.set_status_message(task_id, "3 of 10 files done", owner_id=OWNER)
     assert updated.task.status is status
     assert updated.task.status_message == "3 of 10 files done"
     assert updated.version == before.version + 1
     assert updated.task.last_updated_at > before.task.last_updated_at
     assert updated.task.created_at == created.task.created_at
-    assert await store.get(task_id, OWNER) == updated
+    assert await store.get(task_id, owner_id=OWNER) == updated
 
 
 @pytest.mark.anyio
 async def test_set_status_message_to_none_clears_it(async_make_store: StoreFactory) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.set_status_message(task_id, OWNER, "starting")
-    cleared = await store.set_status_message(task_id, OWNER, None)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.set_status_message(task_id, "starting", owner_id=OWNER)
+    cleared = await store.set_status_message(task_id, None, owner_id=OWNER)
     assert cleared.task.status_message is None
     assert "statusMessage" not in cleared.to_wire_task()
 
@@ -296,14 +296,14 @@ async def test_set_status_message_keeps_a_terminal_task_terminal_and_its_result(
     async_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.complete_with_result(task_id, OWNER, status, "ended", {"n": 1})
-    updated = await store.set_status_message(task_id, OWNER, "ended: see the log")
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.complete_with_result(task_id, status, "ended", {"n": 1}, owner_id=OWNER)
+    updated = await store.set_status_message(task_id, "ended: see the log", owner_id=OWNER)
     assert updated.task.status is status
     assert updated.task.status_message == "ended: see the log"
-    assert await store.get_result(task_id, OWNER) == {"n": 1}
+    assert await store.get_result(task_id, owner_id=OWNER) == {"n": 1}
     with pytest.raises(InvalidTransition):
-        await store.update_status(task_id, OWNER, WORKING)
+        await store.update_status(task_id, WORKING, owner_id=OWNER)
 
 
 @pytest.mark.anyio
@@ -311,12 +311,12 @@ async def test_set_status_message_of_an_expired_task_is_task_expired_and_changes
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD, 50)).task.task_id
+    task_id = (await store.create(METHOD, 50, owner_id=OWNER)).task.task_id
     await anyio.sleep(0.1)
-    before = await store.get(task_id, OWNER)
+    before = await store.get(task_id, owner_id=OWNER)
     with pytest.raises(TaskExpired):
-        await store.set_status_message(task_id, OWNER, "late")
-    assert await store.get(task_id, OWNER) == before
+        await store.set_status_message(task_id, "late", owner_id=OWNER)
+    assert await store.get(task_id, owner_id=OWNER) == before
 
 
 @pytest.mark.anyio
@@ -324,14 +324,14 @@ async def test_set_status_message_rejects_a_bad_message_and_changes_nothing(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    before = await store.get(task_id, OWNER)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    before = await store.get(task_id, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        await store.set_status_message(task_id, OWNER, 42)  # type: ignore[arg-type]
+        await store.set_status_message(task_id, 42, owner_id=OWNER)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         too_long = "x" * (store.config.max_string_length + 1)
-        await store.set_status_message(task_id, OWNER, too_long)
-    assert await store.get(task_id, OWNER) == before
+        await store.set_status_message(task_id, too_long, owner_id=OWNER)
+    assert await store.get(task_id, owner_id=OWNER) == before
 
 
 @pytest.mark.anyio
@@ -339,12 +339,12 @@ async def test_set_status_message_of_a_missing_or_foreign_task_is_task_not_found
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    await store.create(OTHER_OWNER, METHOD, task_id=CHOSEN)
+    await store.create(METHOD, owner_id=OTHER_OWNER, task_id=CHOSEN)
     with pytest.raises(TaskNotFound):
-        await store.set_status_message(CHOSEN, OWNER, "mine?")
+        await store.set_status_message(CHOSEN, "mine?", owner_id=OWNER)
     with pytest.raises(TaskNotFound):
-        await store.set_status_message("no-such-task", OWNER, "hello")
-    assert (await store.get(CHOSEN, OTHER_OWNER)).task.status_message is None
+        await store.set_status_message("no-such-task", "hello", owner_id=OWNER)
+    assert (await store.get(CHOSEN, owner_id=OTHER_OWNER)).task.status_message is None
 
 
 @pytest.mark.anyio
@@ -352,7 +352,7 @@ async def test_a_waiter_sees_a_message_only_update_as_a_change(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.set_status_message(task_id, OWNER, "halfway")
-    record = await store.wait(task_id, OWNER, after_version=1, timeout=30)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.set_status_message(task_id, "halfway", owner_id=OWNER)
+    record = await store.wait(task_id, owner_id=OWNER, after_version=1, timeout=30)
     assert record.task.status_message == "halfway"

@@ -42,7 +42,7 @@ async def test_a_waiting_claim_wakes_on_a_submit_from_another_store(
     async with async_background() as spawn:
         spawn(wait_for_work)
         await anyio.sleep(0.2)
-        record = await client.submit(OWNER, METHOD, "hello", queue="wake")
+        record = await client.submit(METHOD, "hello", owner_id=OWNER, queue="wake")
     assert got[0] is not None and got[0].task_id == record.task.task_id
 
 
@@ -51,7 +51,7 @@ async def test_exhausted_attempts_fail_the_task_once_among_concurrent_claimers(
     async_make_store: StoreFactory,
 ) -> None:
     stores = [async_make_store() for _ in range(3)]
-    record = await stores[0].submit(OWNER, METHOD, max_attempts=2)
+    record = await stores[0].submit(METHOD, owner_id=OWNER, max_attempts=2)
     for attempt in (1, 2):
         lease = await stores[0].claim(timeout=5, lease_ms=SHORT_LEASE_MS)
         assert lease is not None and lease.attempt == attempt
@@ -61,7 +61,7 @@ async def test_exhausted_attempts_fail_the_task_once_among_concurrent_claimers(
         return await store.claim(timeout=0)
 
     assert await async_together([partial(claim, store) for store in stores]) == [None] * 3
-    read = await stores[0].get(record.task.task_id, OWNER)
+    read = await stores[0].get(record.task.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.FAILED
     assert read.task.status_message is not None and "worker lost" in read.task.status_message
     stats = await stores[0].queue_stats()

@@ -47,9 +47,11 @@ async def test_wait_returns_at_once_when_the_version_is_already_above(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.set_variables(task_id, OWNER, {"step": 1})  # a change before the wait starts
-    record = await store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.set_variables(
+        task_id, {"step": 1}, owner_id=OWNER
+    )  # a change before the wait starts
+    record = await store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
     assert record.version == 2
     assert record.variables == {"step": 1}
     assert registrations(store) == 0
@@ -61,9 +63,9 @@ async def test_wait_until_terminal_returns_at_once_for_a_terminal_task(
     async_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.update_status(task_id, OWNER, status)
-    record = await store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.update_status(task_id, status, owner_id=OWNER)
+    record = await store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
     assert record.task.status is status
 
 
@@ -72,10 +74,10 @@ async def test_wait_with_a_zero_timeout_returns_a_change_that_already_happened(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.cancel(task_id, OWNER)
-    assert (await store.wait(task_id, OWNER, after_version=1, timeout=0)).version == 2
-    assert (await store.wait(task_id, OWNER, until_terminal=True, timeout=0)).version == 2
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.cancel(task_id, owner_id=OWNER)
+    assert (await store.wait(task_id, owner_id=OWNER, after_version=1, timeout=0)).version == 2
+    assert (await store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=0)).version == 2
 
 
 @pytest.mark.anyio
@@ -91,9 +93,9 @@ async def test_wait_raises_wait_timeout_when_nothing_happens_and_leaves_nothing_
     async_make_store: StoreFactory, arguments: dict[str, Any]
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(WaitTimeout) as raised:
-        await store.wait(task_id, OWNER, timeout=0.05, **arguments)
+        await store.wait(task_id, owner_id=OWNER, timeout=0.05, **arguments)
     assert isinstance(raised.value, TimeoutError)
     assert isinstance(raised.value, TaskStoreError)
     assert raised.value.task_id == task_id
@@ -106,9 +108,11 @@ async def test_wait_for_result_returns_the_result_of_a_completed_task(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"answer": 42})
-    assert await store.wait_for_result(task_id, OWNER, timeout=GUARD) == {"answer": 42}
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.complete_with_result(
+        task_id, TaskStatus.COMPLETED, None, {"answer": 42}, owner_id=OWNER
+    )
+    assert await store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD) == {"answer": 42}
 
 
 @pytest.mark.anyio
@@ -117,25 +121,25 @@ async def test_wait_for_result_of_a_task_that_ended_without_a_result_raises_no_r
     async_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.update_status(task_id, OWNER, status)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.update_status(task_id, status, owner_id=OWNER)
     with pytest.raises(NoResult) as raised:
-        await store.wait_for_result(task_id, OWNER, timeout=GUARD)
+        await store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD)
     assert raised.value.status == status.value
     assert not isinstance(raised.value, NotReady)
     with pytest.raises(NoResult):
-        await store.get_result(task_id, OWNER)
+        await store.get_result(task_id, owner_id=OWNER)
 
 
 @pytest.mark.anyio
 async def test_wait_for_result_of_a_working_task_times_out(async_make_store: StoreFactory) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.set_result(task_id, OWNER, {"partial": True})
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.set_result(task_id, {"partial": True}, owner_id=OWNER)
     with pytest.raises(WaitTimeout):
-        await store.wait_for_result(task_id, OWNER, timeout=0.05)
+        await store.wait_for_result(task_id, owner_id=OWNER, timeout=0.05)
     with pytest.raises(NotReady):
-        await store.get_result(task_id, OWNER)
+        await store.get_result(task_id, owner_id=OWNER)
 
 
 @pytest.mark.anyio
@@ -144,9 +148,9 @@ async def test_wait_on_an_unknown_task_raises_task_not_found(
 ) -> None:
     store = async_make_store()
     with pytest.raises(TaskNotFound):
-        await store.wait("no-such-task", OWNER, timeout=GUARD)
+        await store.wait("no-such-task", owner_id=OWNER, timeout=GUARD)
     with pytest.raises(TaskNotFound):
-        await store.wait_for_result("no-such-task", OWNER, timeout=GUARD)
+        await store.wait_for_result("no-such-task", owner_id=OWNER, timeout=GUARD)
     assert registrations(store) == 0
 
 
@@ -155,12 +159,12 @@ async def test_wait_on_another_owners_task_raises_task_not_found(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
-    await store.cancel(task_id, OWNER)
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
+    await store.cancel(task_id, owner_id=OWNER)
     with pytest.raises(TaskNotFound):
-        await store.wait(task_id, OTHER_OWNER, until_terminal=True, timeout=GUARD)
+        await store.wait(task_id, owner_id=OTHER_OWNER, until_terminal=True, timeout=GUARD)
     with pytest.raises(TaskNotFound):
-        await store.wait_for_result(task_id, OTHER_OWNER, timeout=GUARD)
+        await store.wait_for_result(task_id, owner_id=OTHER_OWNER, timeout=GUARD)
 
 
 @pytest.mark.anyio
@@ -168,9 +172,9 @@ async def test_wait_on_an_expired_task_that_cannot_change_any_more_raises_task_e
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD, ttl_ms=50)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER, ttl_ms=50)).task.task_id
     with pytest.raises(TaskExpired):
-        await store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+        await store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
 
 
 @pytest.mark.anyio
@@ -178,11 +182,11 @@ async def test_wait_on_a_purged_task_raises_task_not_found(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD, ttl_ms=50)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER, ttl_ms=50)).task.task_id
     await anyio.sleep(0.1)
     assert await store.cleanup_expired() == 1
     with pytest.raises(TaskNotFound):
-        await store.wait(task_id, OWNER, timeout=GUARD)
+        await store.wait(task_id, owner_id=OWNER, timeout=GUARD)
 
 
 @pytest.mark.anyio
@@ -204,9 +208,9 @@ async def test_wait_with_bad_arguments_raises_invalid_argument(
     async_make_store: StoreFactory, arguments: dict[str, Any]
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidArgument):
-        await store.wait(task_id, OWNER, **arguments)
+        await store.wait(task_id, owner_id=OWNER, **arguments)
     assert registrations(store) == 0
 
 
@@ -215,9 +219,9 @@ async def test_wait_for_result_with_a_bad_timeout_raises_invalid_argument(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_id = (await store.create(OWNER, METHOD)).task.task_id
+    task_id = (await store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidArgument):
-        await store.wait_for_result(task_id, OWNER, timeout=-1)
+        await store.wait_for_result(task_id, owner_id=OWNER, timeout=-1)
 
 
 @pytest.mark.anyio
@@ -225,10 +229,10 @@ async def test_many_waits_that_time_out_leave_nothing_registered(
     async_make_store: StoreFactory,
 ) -> None:
     store = async_make_store()
-    task_ids = [(await store.create(OWNER, METHOD)).task.task_id for _ in range(3)]
+    task_ids = [(await store.create(METHOD, owner_id=OWNER)).task.task_id for _ in range(3)]
     for n in range(60):
         with pytest.raises(WaitTimeout):
-            await store.wait(task_ids[n % 3], OWNER, timeout=0)
+            await store.wait(task_ids[n % 3], owner_id=OWNER, timeout=0)
     assert registrations(store) == 0
 
 

@@ -92,7 +92,7 @@ async def subscribed_channels(store: ts.GenericTaskStore) -> int:
 
 
 async def new_task(store: ts.GenericTaskStore, ttl_ms: int | None = None) -> str:
-    return (await store.create(OWNER, METHOD, ttl_ms=ttl_ms)).task.task_id
+    return (await store.create(METHOD, owner_id=OWNER, ttl_ms=ttl_ms)).task.task_id
 
 
 @pytest.mark.anyio
@@ -106,12 +106,12 @@ async def test_a_write_after_the_subscription_wakes_the_waiter(
     got: list[TaskRecord] = []
 
     async def wait() -> None:
-        got.append(await waiter_store.wait(task_id, OWNER, timeout=GUARD))
+        got.append(await waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD))
 
     async with async_background() as spawn:
         spawn(wait)
         await counter.all_in()
-        await writer.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+        await writer.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert [record.task.status for record in got] == [TaskStatus.INPUT_REQUIRED]
     assert got[0].version == 2
     assert registrations(waiter_store) == 0
@@ -133,10 +133,12 @@ async def test_a_write_between_the_subscription_and_the_first_read_is_seen(
     task_id = await new_task(writer)
 
     async def write() -> None:
-        await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 1})
+        await writer.complete_with_result(
+            task_id, TaskStatus.COMPLETED, None, {"r": 1}, owner_id=OWNER
+        )
 
     on_subscribed(monkeypatch, waiter_store, write)
-    record = await waiter_store.wait(task_id, OWNER, timeout=GUARD, **arguments)
+    record = await waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD, **arguments)
     assert record.version == 2
     assert record.result == {"r": 1}
 
@@ -149,10 +151,12 @@ async def test_a_completion_between_the_subscription_and_the_first_read_gives_it
     task_id = await new_task(writer)
 
     async def write() -> None:
-        await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 1})
+        await writer.complete_with_result(
+            task_id, TaskStatus.COMPLETED, None, {"r": 1}, owner_id=OWNER
+        )
 
     on_subscribed(monkeypatch, waiter_store, write)
-    assert await waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD) == {"r": 1}
+    assert await waiter_store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD) == {"r": 1}
 
 
 @pytest.mark.anyio
@@ -171,11 +175,11 @@ async def test_a_notice_that_comes_between_a_read_and_the_wait_is_not_lost(
         stored = await original_get(key)
         reads += 1
         if reads == 1:  # the waiter holds version 1; the change lands before it waits
-            await writer.set_variables(task_id, OWNER, {"late": True})
+            await writer.set_variables(task_id, {"late": True}, owner_id=OWNER)
         return stored
 
     monkeypatch.setattr(backend, "get", get_then_write)
-    record = await waiter_store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+    record = await waiter_store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
     assert record.variables == {"late": True}
     assert reads >= 2
 
@@ -192,13 +196,13 @@ async def test_many_waiters_on_one_task_all_return(
     versions: list[int] = []
 
     async def wait() -> None:
-        versions.append((await waiter_store.wait(task_id, OWNER, timeout=GUARD)).version)
+        versions.append((await waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD)).version)
 
     async with async_background() as spawn:
         for _ in range(waiters):
             spawn(wait)
         await counter.all_in()
-        await writer.cancel(task_id, OWNER)
+        await writer.cancel(task_id, owner_id=OWNER)
     assert versions == [2] * waiters
     assert registrations(waiter_store) == 0
     assert await subscribed_channels(waiter_store) == 0
@@ -216,14 +220,18 @@ async def test_waiters_on_many_tasks_each_return_their_own_task(
     results: dict[str, Any] = {}
 
     async def wait(task_id: str) -> None:
-        results[task_id] = await waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD)
+        results[task_id] = await waiter_store.wait_for_result(
+            task_id, owner_id=OWNER, timeout=GUARD
+        )
 
     async with async_background() as spawn:
         for task_id in task_ids:
             spawn(wait, task_id)
         await counter.all_in()
         for n, task_id in enumerate(task_ids):
-            await writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, n)
+            await writer.complete_with_result(
+                task_id, TaskStatus.COMPLETED, None, n, owner_id=OWNER
+            )
     assert results == {task_id: n for n, task_id in enumerate(task_ids)}
     assert registrations(waiter_store) == 0
 
@@ -243,7 +251,7 @@ async def test_a_task_purged_while_waited_on_raises_task_not_found(
 
     async def wait() -> None:
         try:
-            await waiter_store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+            await waiter_store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
         except TaskNotFound as exc:
             outcome.append(exc)
 

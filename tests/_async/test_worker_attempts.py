@@ -86,9 +86,9 @@ async def stop_while_running(store: ts.GenericTaskStore) -> ts.WorkerStats:
 async def test_a_task_on_its_last_attempt_released_at_a_stop_is_completed_by_the_next_worker(
     store: ts.GenericTaskStore,
 ) -> None:
-    task_id = (await store.submit(OWNER, METHOD, {"n": 1}, max_attempts=1)).task.task_id
+    task_id = (await store.submit(METHOD, {"n": 1}, owner_id=OWNER, max_attempts=1)).task.task_id
     await stop_while_running(store)
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 0)
 
     stop = Flag()
@@ -102,7 +102,7 @@ async def test_a_task_on_its_last_attempt_released_at_a_stop_is_completed_by_the
     stats = await run_worker(store, handler, stop=stop, **FAST)
 
     assert attempts == [1]
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
     assert record.job is not None and record.job.attempt == 1
     assert (stats.completed, stats.failed, stats.lost, stats.retried) == (1, 0, 0, 0)
@@ -113,7 +113,7 @@ async def test_a_task_on_its_last_attempt_released_at_a_stop_is_completed_by_the
 async def test_a_handler_exception_still_spends_its_attempt_after_a_stop_handed_one_back(
     store: ts.GenericTaskStore,
 ) -> None:
-    task_id = (await store.submit(OWNER, METHOD, {"n": 1}, max_attempts=2)).task.task_id
+    task_id = (await store.submit(METHOD, {"n": 1}, owner_id=OWNER, max_attempts=2)).task.task_id
     await stop_while_running(store)
 
     stop = Flag()
@@ -129,7 +129,7 @@ async def test_a_handler_exception_still_spends_its_attempt_after_a_stop_handed_
 
     # both attempts of the task are the handler's: the stop spent none, each exception one
     assert attempts == [1, 2]
-    record = await store.get(task_id, OWNER)
+    record = await store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.FAILED
     assert record.job is not None and record.job.attempt == 2
     assert (stats.retried, stats.failed, stats.completed, stats.lost) == (1, 1, 0, 0)

@@ -37,7 +37,7 @@ def race_to_complete(stores: list[ts.GenericTaskStore], task_id: str) -> list[st
     def complete(worker: int) -> str:
         try:
             stores[worker].complete_with_result(
-                task_id, OWNER, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}
+                task_id, TaskStatus.COMPLETED, f"by {worker}", {"worker": worker}, owner_id=OWNER
             )
         except InvalidTransition as error:
             assert (error.from_status, error.to_status) == ("completed", "completed")
@@ -52,12 +52,12 @@ def test_workers_racing_to_complete_a_task_have_exactly_one_winner(
 ) -> None:
     stores = [sync_make_store() for _ in range(WORKERS)]
     for _ in range(5):
-        task_id = (stores[0].create(OWNER, METHOD)).task.task_id
+        task_id = (stores[0].create(METHOD, owner_id=OWNER)).task.task_id
         outcomes = race_to_complete(stores, task_id)
         winners = [worker for worker, outcome in enumerate(outcomes) if outcome == "won"]
         assert len(winners) == 1
         assert outcomes.count("lost") == WORKERS - 1
-        final = stores[0].get(task_id, OWNER)
+        final = stores[0].get(task_id, owner_id=OWNER)
         assert final.result == {"worker": winners[0]}
         assert final.task.status_message == f"by {winners[0]}"
         assert final.version == 2
@@ -68,7 +68,7 @@ def test_racers_through_one_store_also_have_exactly_one_winner(
 ) -> None:
     store = sync_make_store()
     for _ in range(20):
-        task_id = (store.create(OWNER, METHOD)).task.task_id
+        task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
         outcomes = race_to_complete([store] * WORKERS, task_id)
         assert outcomes.count("won") == 1
 
@@ -77,25 +77,25 @@ def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
     sync_make_store: StoreFactory,
 ) -> None:
     canceller, completer = sync_make_store(), sync_make_store()
-    task_id = (canceller.create(OWNER, METHOD)).task.task_id
+    task_id = (canceller.create(METHOD, owner_id=OWNER)).task.task_id
 
     def cancel() -> str:
         try:
-            canceller.cancel(task_id, OWNER)
+            canceller.cancel(task_id, owner_id=OWNER)
         except InvalidTransition:
             return "lost"
         return "won"
 
     def complete() -> str:
         try:
-            completer.complete_with_result(task_id, OWNER, TaskStatus.FAILED, None, "oops")
+            completer.complete_with_result(task_id, TaskStatus.FAILED, None, "oops", owner_id=OWNER)
         except InvalidTransition:
             return "lost"
         return "won"
 
     cancel_outcome, complete_outcome = sync_together([cancel, complete])
     assert sorted([cancel_outcome, complete_outcome]) == ["lost", "won"]
-    final = canceller.get(task_id, OWNER)
+    final = canceller.get(task_id, owner_id=OWNER)
     if cancel_outcome == "won":
         assert (final.task.status, final.result) == (TaskStatus.CANCELLED, None)
     else:
@@ -104,15 +104,15 @@ def test_a_cancel_racing_a_completion_leaves_exactly_one_of_them_applied(
 
 def test_concurrent_set_variables_lose_no_update(sync_make_store: StoreFactory) -> None:
     stores = [sync_make_store() for _ in range(WORKERS)]
-    task_id = (stores[0].create(OWNER, METHOD)).task.task_id
+    task_id = (stores[0].create(METHOD, owner_id=OWNER)).task.task_id
 
     def write(worker: int) -> str:
-        stores[worker].set_variables(task_id, OWNER, {f"worker-{worker}": worker})
+        stores[worker].set_variables(task_id, {f"worker-{worker}": worker}, owner_id=OWNER)
         return "written"
 
     writes = [partial(write, worker) for worker in range(WORKERS)]
     assert sync_together(writes) == ["written"] * WORKERS
-    final = stores[0].get(task_id, OWNER)
+    final = stores[0].get(task_id, owner_id=OWNER)
     assert final.variables == {f"worker-{worker}": worker for worker in range(WORKERS)}
     assert final.version == 1 + WORKERS
 
@@ -125,7 +125,7 @@ def test_concurrent_creates_never_exceed_the_owner_quota(
 
     def create(worker: int) -> str:
         try:
-            return (stores[worker].create(OWNER, METHOD)).task.task_id
+            return (stores[worker].create(METHOD, owner_id=OWNER)).task.task_id
         except ResourceExhausted:
             return "refused"
 
@@ -133,7 +133,7 @@ def test_concurrent_creates_never_exceed_the_owner_quota(
     created = [outcome for outcome in outcomes if outcome != "refused"]
     assert len(created) == 3
     assert outcomes.count("refused") == WORKERS - 3
-    listed = (stores[0].list(OWNER)).tasks
+    listed = (stores[0].list(owner_id=OWNER)).tasks
     assert sorted(record.task.task_id for record in listed) == sorted(created)
 
 
@@ -152,13 +152,13 @@ def test_a_burst_of_first_calls_on_a_server_without_the_scripts_all_succeed(
     with ts.GenericTaskStore.from_url(redis_url, prefix=key_prefix, security=unlimited) as store:
 
         def one(n: int) -> ts.TaskRecord:
-            return store.create(f"owner-{n % 64}", "tools/call")
+            return store.create("tools/call", owner_id=f"owner-{n % 64}")
 
         created = sync_together([partial(one, n) for n in range(256)])
         listed = [
             record
             for owner in range(64)
-            for record in (store.list(f"owner-{owner}", limit=100)).tasks
+            for record in (store.list(owner_id=f"owner-{owner}", limit=100)).tasks
         ]
     assert len(created) == 256
     assert {r.task.task_id for r in listed} == {r.task.task_id for r in created}

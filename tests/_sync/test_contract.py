@@ -127,12 +127,12 @@ def wire_size(value: Any) -> int:
 def reach(store: ts.GenericTaskStore, task_id: str, status: TaskStatus) -> None:
     """Move a fresh ``working`` task to ``status`` by one allowed move (or none)."""
     if status is not WORKING:
-        store.update_status(task_id, OWNER, status)
+        store.update_status(task_id, status, owner_id=OWNER)
 
 
 def expired_task(store: ts.GenericTaskStore, owner_id: str = OWNER) -> ts.TaskRecord:
     """Create a task with a short TTL and wait until it has run out."""
-    record = store.create(owner_id, METHOD, ttl_ms=SHORT_TTL_MS)
+    record = store.create(METHOD, owner_id=owner_id, ttl_ms=SHORT_TTL_MS)
     time.sleep(AFTER_SHORT_TTL)
     return record
 
@@ -140,15 +140,15 @@ def expired_task(store: ts.GenericTaskStore, owner_id: str = OWNER) -> ts.TaskRe
 def mutate(store: ts.GenericTaskStore, operation: str, task_id: str, owner_id: str) -> None:
     """Apply the named mutation with arguments that are valid for a working task."""
     if operation == "update_status":
-        store.update_status(task_id, owner_id, INPUT_REQUIRED, "need input")
+        store.update_status(task_id, INPUT_REQUIRED, "need input", owner_id=owner_id)
     elif operation == "set_variables":
-        store.set_variables(task_id, owner_id, {"k": "v"})
+        store.set_variables(task_id, {"k": "v"}, owner_id=owner_id)
     elif operation == "set_result":
-        store.set_result(task_id, owner_id, {"answer": 42})
+        store.set_result(task_id, {"answer": 42}, owner_id=owner_id)
     elif operation == "complete_with_result":
-        store.complete_with_result(task_id, owner_id, COMPLETED, "done", {"answer": 42})
+        store.complete_with_result(task_id, COMPLETED, "done", {"answer": 42}, owner_id=owner_id)
     elif operation == "cancel":
-        store.cancel(task_id, owner_id)
+        store.cancel(task_id, owner_id=owner_id)
     else:  # pragma: no cover - a typo in a parametrization
         raise AssertionError(operation)
 
@@ -161,7 +161,7 @@ def pages(
 ) -> Generator[ts.TaskPage, None]:
     """Yield the pages of a listing from ``cursor`` on, following next_cursor to the end."""
     while True:
-        page = store.list(owner_id, cursor=cursor, limit=limit)
+        page = store.list(owner_id=owner_id, cursor=cursor, limit=limit)
         yield page
         cursor = page.next_cursor
         if cursor is None:
@@ -185,7 +185,7 @@ def all_task_ids(store: ts.GenericTaskStore, owner_id: str = OWNER) -> list[str]
 
 def test_create_returns_a_working_task_of_the_owner(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert record.task.status is WORKING
     assert record.task.status_message is None
     assert record.owner_id == OWNER
@@ -197,7 +197,7 @@ def test_create_returns_a_working_task_of_the_owner(sync_make_store: StoreFactor
 
 def test_create_gives_each_task_a_distinct_uuid4_id(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    ids = [(store.create(OWNER, METHOD)).task.task_id for _ in range(5)]
+    ids = [(store.create(METHOD, owner_id=OWNER)).task.task_id for _ in range(5)]
     assert len(set(ids)) == 5
     for task_id in ids:
         parsed = uuid.UUID(task_id)
@@ -209,22 +209,22 @@ def test_create_applies_the_default_ttl_when_none_is_given(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(default_ttl_ms=120_000))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert record.task.ttl == 120_000
 
 
 def test_create_keeps_an_explicit_ttl(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, ttl_ms=5_000)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=5_000)
     assert record.task.ttl == 5_000
-    assert (store.get(record.task.task_id, OWNER)).task.ttl == 5_000
+    assert (store.get(record.task.task_id, owner_id=OWNER)).task.ttl == 5_000
 
 
 def test_a_task_expires_ttl_milliseconds_after_its_creation(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, ttl_ms=5_000)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=5_000)
     created = parse_timestamp(record.task.created_at)
     assert record.expires_at == created + timedelta(milliseconds=5_000)
     assert not record.is_expired()
@@ -234,7 +234,7 @@ def test_create_without_a_default_ttl_makes_a_task_that_never_expires(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(default_ttl_ms=None))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert record.task.ttl is None
     assert record.expires_at is None
     assert not record.is_expired(datetime(9999, 1, 1, tzinfo=UTC))
@@ -249,13 +249,13 @@ def test_create_rejects_a_negative_or_too_large_ttl_and_creates_nothing(
 ) -> None:
     store = sync_make_store(config=StoreConfig(default_ttl_ms=1_000, max_ttl_ms=10_000))
     with pytest.raises(InvalidArgument):
-        store.create(OWNER, METHOD, ttl_ms=ttl_ms)
-    assert (store.list(OWNER)).tasks == []
+        store.create(METHOD, owner_id=OWNER, ttl_ms=ttl_ms)
+    assert (store.list(owner_id=OWNER)).tasks == []
 
 
 def test_create_accepts_a_ttl_equal_to_the_maximum(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(config=StoreConfig(default_ttl_ms=1_000, max_ttl_ms=10_000))
-    record = store.create(OWNER, METHOD, ttl_ms=10_000)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=10_000)
     assert record.task.ttl == 10_000
 
 
@@ -265,15 +265,15 @@ def test_create_rejects_a_ttl_that_is_not_an_int(
 ) -> None:
     store = sync_make_store()
     with pytest.raises(InvalidArgument):
-        store.create(OWNER, METHOD, ttl_ms=ttl_ms)
-    assert (store.list(OWNER)).tasks == []
+        store.create(METHOD, owner_id=OWNER, ttl_ms=ttl_ms)
+    assert (store.list(owner_id=OWNER)).tasks == []
 
 
 def test_create_suggests_the_configured_poll_interval(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(poll_interval_ms=1234))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert record.task.poll_interval == 1234
 
 
@@ -281,18 +281,18 @@ def test_create_beyond_the_owner_quota_is_resource_exhausted_and_creates_nothing
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=2))
-    store.create(OWNER, METHOD)
-    store.create(OWNER, METHOD)
+    store.create(METHOD, owner_id=OWNER)
+    store.create(METHOD, owner_id=OWNER)
     with pytest.raises(ResourceExhausted) as raised:
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert raised.value.code == -32603
-    assert len((store.list(OWNER)).tasks) == 2
+    assert len((store.list(owner_id=OWNER)).tasks) == 2
 
 
 def test_the_quota_counts_each_owner_separately(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=1))
-    store.create(OWNER, METHOD)
-    record = store.create(OTHER_OWNER, METHOD)
+    store.create(METHOD, owner_id=OWNER)
+    record = store.create(METHOD, owner_id=OTHER_OWNER)
     assert record.owner_id == OTHER_OWNER
 
 
@@ -300,25 +300,25 @@ def test_expired_tasks_do_not_count_against_the_quota(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=2))
-    store.create(OWNER, METHOD)
+    store.create(METHOD, owner_id=OWNER)
     expired_task(store)
-    store.create(OWNER, METHOD)  # the expired task left room for this one
+    store.create(METHOD, owner_id=OWNER)  # the expired task left room for this one
     with pytest.raises(ResourceExhausted):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
 
 
 def test_terminal_tasks_do_not_count_against_the_quota(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=2))
-    first = store.create(OWNER, METHOD)
-    second = store.create(OWNER, METHOD)
-    store.complete_with_result(first.task.task_id, OWNER, COMPLETED, None, {"ok": 1})
-    store.create(OWNER, METHOD)  # the completed task left room for this one
+    first = store.create(METHOD, owner_id=OWNER)
+    second = store.create(METHOD, owner_id=OWNER)
+    store.complete_with_result(first.task.task_id, COMPLETED, None, {"ok": 1}, owner_id=OWNER)
+    store.create(METHOD, owner_id=OWNER)  # the completed task left room for this one
     with pytest.raises(ResourceExhausted):
-        store.create(OWNER, METHOD)
-    store.cancel(second.task.task_id, OWNER)
-    store.create(OWNER, METHOD)  # and so does a cancelled one
+        store.create(METHOD, owner_id=OWNER)
+    store.cancel(second.task.task_id, owner_id=OWNER)
+    store.create(METHOD, owner_id=OWNER)  # and so does a cancelled one
     assert len(all_task_ids(store)) == 4
 
 
@@ -326,17 +326,17 @@ def test_tasks_waiting_for_input_count_against_the_quota(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=1))
-    record = store.create(OWNER, METHOD)
-    store.update_status(record.task.task_id, OWNER, INPUT_REQUIRED, "which one?")
+    record = store.create(METHOD, owner_id=OWNER)
+    store.update_status(record.task.task_id, INPUT_REQUIRED, "which one?", owner_id=OWNER)
     with pytest.raises(ResourceExhausted):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
 
 
 def test_a_quota_of_none_means_no_limit(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=None))
     count = SecurityConfig().max_tasks_per_owner or 0
     for _ in range(count + 1):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert len(all_task_ids(store)) == count + 1
 
 
@@ -346,10 +346,10 @@ def test_anonymous_owners_are_denied_unless_allowed(
 ) -> None:
     store = sync_make_store()
     with pytest.raises(AnonymousAccessDenied) as raised:
-        store.create(owner_id, METHOD)
+        store.create(METHOD, owner_id=owner_id)
     assert raised.value.code == -32602
     with pytest.raises(AnonymousAccessDenied):
-        store.list(owner_id)
+        store.list(owner_id=owner_id)
 
 
 @pytest.mark.parametrize("owner_id", ["", "local"])
@@ -357,9 +357,9 @@ def test_anonymous_owners_may_use_the_store_when_allowed(
     sync_make_store: StoreFactory, owner_id: str
 ) -> None:
     store = sync_make_store(security=SecurityConfig(allow_anonymous=True))
-    record = store.create(owner_id, METHOD)
+    record = store.create(METHOD, owner_id=owner_id)
     assert record.owner_id == owner_id
-    assert store.get(record.task.task_id, owner_id) == record
+    assert store.get(record.task.task_id, owner_id=owner_id) == record
 
 
 # --- wire format ----------------------------------------------------------------------
@@ -367,7 +367,7 @@ def test_anonymous_owners_may_use_the_store_when_allowed(
 
 def test_the_wire_task_has_the_mcp_camel_case_keys(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, ttl_ms=60_000)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=60_000)
     wire = record.to_wire_task()
     assert wire == {
         "taskId": record.task.task_id,
@@ -384,9 +384,9 @@ def test_the_wire_task_has_a_status_message_only_when_there_is_one(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert "statusMessage" not in record.to_wire_task()
-    waiting = store.update_status(record.task.task_id, OWNER, INPUT_REQUIRED, "your turn")
+    waiting = store.update_status(record.task.task_id, INPUT_REQUIRED, "your turn", owner_id=OWNER)
     assert waiting.to_wire_task()["statusMessage"] == "your turn"
 
 
@@ -394,7 +394,7 @@ def test_the_wire_task_always_has_a_ttl_key_even_when_null(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(default_ttl_ms=None))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     wire = record.to_wire_task()
     assert "ttl" in wire
     assert wire["ttl"] is None
@@ -405,7 +405,7 @@ def test_wire_timestamps_are_utc_with_milliseconds_and_z(
 ) -> None:
     store = sync_make_store()
     before = datetime.now(UTC) - timedelta(milliseconds=1)
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     after = datetime.now(UTC) + timedelta(milliseconds=1)
     wire = record.to_wire_task()
     for key in ("createdAt", "lastUpdatedAt"):
@@ -417,8 +417,8 @@ def test_the_wire_task_with_variables_carries_them_in_meta(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
-    updated = store.set_variables(record.task.task_id, OWNER, {"step": 3})
+    record = store.create(METHOD, owner_id=OWNER)
+    updated = store.set_variables(record.task.task_id, {"step": 3}, owner_id=OWNER)
     wire = updated.to_wire_task_with_variables()
     assert wire["_meta"] == {"step": 3}
     assert wire["taskId"] == record.task.task_id
@@ -429,15 +429,15 @@ def test_the_wire_task_with_variables_carries_them_in_meta(
 
 def test_get_returns_the_task_as_created(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
-    assert store.get(record.task.task_id, OWNER) == record
+    record = store.create(METHOD, owner_id=OWNER)
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_get_of_a_missing_task_is_task_not_found(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
     missing = str(uuid.uuid4())
     with pytest.raises(TaskNotFound) as raised:
-        store.get(missing, OWNER)
+        store.get(missing, owner_id=OWNER)
     assert raised.value.code == -32602
     assert raised.value.task_id == missing
 
@@ -446,14 +446,14 @@ def test_a_task_of_another_owner_looks_exactly_like_a_missing_one(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, ttl_ms=SHORT_TTL_MS)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=SHORT_TTL_MS)
     task_id = record.task.task_id
     with pytest.raises(TaskStoreError) as foreign:
-        store.get(task_id, OTHER_OWNER)
+        store.get(task_id, owner_id=OTHER_OWNER)
     time.sleep(AFTER_SHORT_TTL)
     store.cleanup_expired()
     with pytest.raises(TaskStoreError) as missing:  # the very same id, now really gone
-        store.get(task_id, OWNER)
+        store.get(task_id, owner_id=OWNER)
     assert type(foreign.value) is type(missing.value) is TaskNotFound
     assert str(foreign.value) == str(missing.value)
 
@@ -463,14 +463,14 @@ def test_no_operation_reaches_a_task_of_another_owner(
     sync_make_store: StoreFactory, operation: str
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     task_id = record.task.task_id
     with pytest.raises(TaskNotFound):
         if operation == "get_result":
-            store.get_result(task_id, OTHER_OWNER)
+            store.get_result(task_id, owner_id=OTHER_OWNER)
         else:
             mutate(store, operation, task_id, OTHER_OWNER)
-    assert store.get(task_id, OWNER) == record
+    assert store.get(task_id, owner_id=OWNER) == record
 
 
 # --- stores sharing one storage ---------------------------------------------------------
@@ -480,9 +480,9 @@ def test_stores_on_the_same_storage_see_each_others_changes(
     sync_make_store: StoreFactory,
 ) -> None:
     writer, reader = sync_make_store(), sync_make_store()
-    record = writer.create(OWNER, METHOD)
-    updated = writer.set_variables(record.task.task_id, OWNER, {"seen": True})
-    assert reader.get(record.task.task_id, OWNER) == updated
+    record = writer.create(METHOD, owner_id=OWNER)
+    updated = writer.set_variables(record.task.task_id, {"seen": True}, owner_id=OWNER)
+    assert reader.get(record.task.task_id, owner_id=OWNER) == updated
 
 
 def test_a_store_without_retries_can_change_a_task_after_another_store_changed_it(
@@ -491,9 +491,9 @@ def test_a_store_without_retries_can_change_a_task_after_another_store_changed_i
     # nothing runs concurrently here, so there is no conflict to give up on
     config = StoreConfig(cas_retries=0)
     first, second = sync_make_store(config=config), sync_make_store(config=config)
-    task_id = (first.create(OWNER, METHOD)).task.task_id
-    second.set_variables(task_id, OWNER, {"by": "second"})
-    updated = first.set_variables(task_id, OWNER, {"also": "first"})
+    task_id = (first.create(METHOD, owner_id=OWNER)).task.task_id
+    second.set_variables(task_id, {"by": "second"}, owner_id=OWNER)
+    updated = first.set_variables(task_id, {"also": "first"}, owner_id=OWNER)
     assert updated.variables == {"by": "second", "also": "first"}
     assert updated.version == 3
 
@@ -506,12 +506,12 @@ def test_an_allowed_transition_moves_the_task(
     sync_make_store: StoreFactory, src: TaskStatus, dst: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, src)
-    moved = store.update_status(task_id, OWNER, dst, f"now {dst}")
+    moved = store.update_status(task_id, dst, f"now {dst}", owner_id=OWNER)
     assert moved.task.status is dst
     assert moved.task.status_message == f"now {dst}"
-    assert store.get(task_id, OWNER) == moved
+    assert store.get(task_id, owner_id=OWNER) == moved
 
 
 @pytest.mark.parametrize(("src", "dst"), FORBIDDEN_MOVES)
@@ -519,32 +519,32 @@ def test_a_forbidden_transition_is_invalid_and_changes_nothing(
     sync_make_store: StoreFactory, src: TaskStatus, dst: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, src)
-    before = store.get(task_id, OWNER)
+    before = store.get(task_id, owner_id=OWNER)
     with pytest.raises(InvalidTransition) as raised:
-        store.update_status(task_id, OWNER, dst)
+        store.update_status(task_id, dst, owner_id=OWNER)
     assert (raised.value.from_status, raised.value.to_status) == (src.value, dst.value)
-    assert store.get(task_id, OWNER) == before
+    assert store.get(task_id, owner_id=OWNER) == before
 
 
 @pytest.mark.parametrize("status", list(TaskStatus))
 def test_no_status_may_move_to_itself(sync_make_store: StoreFactory, status: TaskStatus) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, status)
     with pytest.raises(InvalidTransition):
-        store.update_status(task_id, OWNER, status)
+        store.update_status(task_id, status, owner_id=OWNER)
 
 
 def test_invalid_transition_names_the_task_and_both_statuses(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.update_status(task_id, OWNER, COMPLETED)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.update_status(task_id, COMPLETED, owner_id=OWNER)
     with pytest.raises(InvalidTransition) as raised:
-        store.update_status(task_id, OWNER, WORKING)
+        store.update_status(task_id, WORKING, owner_id=OWNER)
     error = raised.value
     assert (error.task_id, error.from_status, error.to_status) == (task_id, "completed", "working")
     assert error.code == -32602
@@ -554,8 +554,8 @@ def test_update_status_accepts_the_wire_string_of_a_status(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    moved = store.update_status(task_id, OWNER, "input_required")
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    moved = store.update_status(task_id, "input_required", owner_id=OWNER)
     assert moved.task.status is INPUT_REQUIRED
 
 
@@ -563,19 +563,19 @@ def test_update_status_rejects_an_unknown_status_and_changes_nothing(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.update_status(record.task.task_id, OWNER, "paused")
-    assert store.get(record.task.task_id, OWNER) == record
+        store.update_status(record.task.task_id, "paused", owner_id=OWNER)
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_update_status_without_a_message_clears_the_previous_one(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.update_status(task_id, OWNER, INPUT_REQUIRED, "which file?")
-    moved = store.update_status(task_id, OWNER, WORKING)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.update_status(task_id, INPUT_REQUIRED, "which file?", owner_id=OWNER)
+    moved = store.update_status(task_id, WORKING, owner_id=OWNER)
     assert moved.task.status_message is None
 
 
@@ -583,9 +583,9 @@ def test_a_mutation_touches_last_updated_at_but_never_created_at(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     time.sleep(0.005)
-    moved = store.update_status(record.task.task_id, OWNER, INPUT_REQUIRED)
+    moved = store.update_status(record.task.task_id, INPUT_REQUIRED, owner_id=OWNER)
     assert moved.task.created_at == record.task.created_at
     assert parse_timestamp(moved.task.last_updated_at) > parse_timestamp(
         record.task.last_updated_at
@@ -597,18 +597,18 @@ def test_a_mutation_touches_last_updated_at_but_never_created_at(
 
 def test_set_variables_merges_into_the_existing_ones(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_variables(task_id, OWNER, {"a": 1, "b": {"x": [1, 2]}})
-    merged = store.set_variables(task_id, OWNER, {"b": "replaced", "c": None, "d": True})
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_variables(task_id, {"a": 1, "b": {"x": [1, 2]}}, owner_id=OWNER)
+    merged = store.set_variables(task_id, {"b": "replaced", "c": None, "d": True}, owner_id=OWNER)
     assert merged.variables == {"a": 1, "b": "replaced", "d": True}
-    assert (store.get(task_id, OWNER)).variables == merged.variables
+    assert (store.get(task_id, owner_id=OWNER)).variables == merged.variables
 
 
 def test_a_none_value_deletes_that_variable(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_variables(task_id, OWNER, {"keep": 1, "drop": 2})
-    updated = store.set_variables(task_id, OWNER, {"drop": None, "absent": None})
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_variables(task_id, {"keep": 1, "drop": 2}, owner_id=OWNER)
+    updated = store.set_variables(task_id, {"drop": None, "absent": None}, owner_id=OWNER)
     assert updated.variables == {"keep": 1}
 
 
@@ -616,16 +616,16 @@ def test_variables_may_hold_any_plain_json_within_the_limits(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     value = {
         "nested": {"list": [1, 2.5, "three", None, False, {"deep": []}]},
         "longest": "y" * StoreConfig().max_string_length,
         "int64": [-(2**63), 2**63 - 1],
         "unicode": "h\u00e9llo \u2603",
     }
-    updated = store.set_variables(task_id, OWNER, value)
+    updated = store.set_variables(task_id, value, owner_id=OWNER)
     assert updated.variables == value
-    assert (store.get(task_id, OWNER)).variables == value
+    assert (store.get(task_id, owner_id=OWNER)).variables == value
 
 
 @pytest.mark.parametrize("value", BAD_JSON_VALUES)
@@ -633,11 +633,11 @@ def test_an_invalid_variable_value_is_rejected_and_nothing_is_written(
     sync_make_store: StoreFactory, value: Any
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    before = store.set_variables(task_id, OWNER, {"existing": 1})
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    before = store.set_variables(task_id, {"existing": 1}, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.set_variables(task_id, OWNER, {"ok": 1, "bad": value})
-    assert store.get(task_id, OWNER) == before
+        store.set_variables(task_id, {"ok": 1, "bad": value}, owner_id=OWNER)
+    assert store.get(task_id, owner_id=OWNER) == before
 
 
 @pytest.mark.parametrize(
@@ -653,55 +653,55 @@ def test_variables_must_be_a_mapping_with_str_keys(
     sync_make_store: StoreFactory, variables: Any
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.set_variables(record.task.task_id, OWNER, variables)
-    assert store.get(record.task.task_id, OWNER) == record
+        store.set_variables(record.task.task_id, variables, owner_id=OWNER)
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_a_depth_bomb_is_rejected_as_invalid_argument(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.set_variables(record.task.task_id, OWNER, {"bomb": nested_lists(200_000)})
-    assert store.get(record.task.task_id, OWNER) == record
+        store.set_variables(record.task.task_id, {"bomb": nested_lists(200_000)}, owner_id=OWNER)
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_variables_above_the_size_limit_raise_variable_size_exceeded_with_both_sizes(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(max_variable_size_bytes=64))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     variables = {"a": "x" * 100}
     with pytest.raises(VariableSizeExceeded) as raised:
-        store.set_variables(record.task.task_id, OWNER, variables)
+        store.set_variables(record.task.task_id, variables, owner_id=OWNER)
     assert raised.value.limit_bytes == 64
     assert raised.value.actual_bytes == wire_size(variables)
     assert raised.value.code == -32602
-    assert store.get(record.task.task_id, OWNER) == record
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_the_size_limit_applies_to_the_merged_variables(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(max_variable_size_bytes=64))
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    before = store.set_variables(task_id, OWNER, {"a": "x" * 30})
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    before = store.set_variables(task_id, {"a": "x" * 30}, owner_id=OWNER)
     with pytest.raises(VariableSizeExceeded) as raised:
-        store.set_variables(task_id, OWNER, {"b": "y" * 30})
+        store.set_variables(task_id, {"b": "y" * 30}, owner_id=OWNER)
     assert raised.value.actual_bytes == wire_size({"a": "x" * 30, "b": "y" * 30})
-    assert store.get(task_id, OWNER) == before
+    assert store.get(task_id, owner_id=OWNER) == before
 
 
 def test_deleted_variables_do_not_count_towards_the_size_limit(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(max_variable_size_bytes=64))
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_variables(task_id, OWNER, {"a": "x" * 30})
-    updated = store.set_variables(task_id, OWNER, {"a": None, "b": "y" * 30})
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_variables(task_id, {"a": "x" * 30}, owner_id=OWNER)
+    updated = store.set_variables(task_id, {"a": None, "b": "y" * 30}, owner_id=OWNER)
     assert updated.variables == {"b": "y" * 30}
 
 
@@ -713,11 +713,11 @@ def test_get_result_of_a_task_that_is_not_terminal_is_not_ready(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, status)
-    store.set_result(task_id, OWNER, {"partial": True})
+    store.set_result(task_id, {"partial": True}, owner_id=OWNER)
     with pytest.raises(NotReady) as raised:
-        store.get_result(task_id, OWNER)
+        store.get_result(task_id, owner_id=OWNER)
     assert raised.value.status == status.value
     assert raised.value.code == -32602
 
@@ -727,10 +727,10 @@ def test_get_result_of_a_terminal_task_without_a_result_is_no_result(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, status)
     with pytest.raises(NoResult) as raised:
-        store.get_result(task_id, OWNER)
+        store.get_result(task_id, owner_id=OWNER)
     assert not isinstance(raised.value, NotReady)
     assert raised.value.status == status.value
     assert raised.value.code == -32602
@@ -740,19 +740,19 @@ def test_a_result_set_before_completion_is_returned_once_the_task_is_terminal(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_result(task_id, OWNER, {"rows": [1, 2, 3]})
-    store.update_status(task_id, OWNER, COMPLETED)
-    assert store.get_result(task_id, OWNER) == {"rows": [1, 2, 3]}
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_result(task_id, {"rows": [1, 2, 3]}, owner_id=OWNER)
+    store.update_status(task_id, COMPLETED, owner_id=OWNER)
+    assert store.get_result(task_id, owner_id=OWNER) == {"rows": [1, 2, 3]}
 
 
 def test_set_result_goes_up_one_version_and_keeps_the_status(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
-    store.set_result(record.task.task_id, OWNER, "draft")
-    stored = store.get(record.task.task_id, OWNER)
+    record = store.create(METHOD, owner_id=OWNER)
+    store.set_result(record.task.task_id, "draft", owner_id=OWNER)
+    stored = store.get(record.task.task_id, owner_id=OWNER)
     assert stored.result == "draft"
     assert stored.task.status is WORKING
     assert stored.version == record.version + 1
@@ -760,12 +760,12 @@ def test_set_result_goes_up_one_version_and_keeps_the_status(
 
 def test_the_result_of_a_terminal_task_is_final(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    done = store.complete_with_result(task_id, OWNER, COMPLETED, None, "first")
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    done = store.complete_with_result(task_id, COMPLETED, None, "first", owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.set_result(task_id, OWNER, "second")
-    assert store.get_result(task_id, OWNER) == "first"
-    assert store.get(task_id, OWNER) == done
+        store.set_result(task_id, "second", owner_id=OWNER)
+    assert store.get_result(task_id, owner_id=OWNER) == "first"
+    assert store.get(task_id, owner_id=OWNER) == done
 
 
 @pytest.mark.parametrize("value", [*BAD_JSON_VALUES, pytest.param(None, id="none")])
@@ -773,22 +773,22 @@ def test_an_invalid_result_is_rejected_and_nothing_is_written(
     sync_make_store: StoreFactory, value: Any
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.set_result(record.task.task_id, OWNER, value)
-    assert store.get(record.task.task_id, OWNER) == record
+        store.set_result(record.task.task_id, value, owner_id=OWNER)
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_a_result_above_the_size_limit_raises_variable_size_exceeded(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(max_result_size_bytes=64))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     with pytest.raises(VariableSizeExceeded) as raised:
-        store.set_result(record.task.task_id, OWNER, "x" * 100)
+        store.set_result(record.task.task_id, "x" * 100, owner_id=OWNER)
     assert raised.value.limit_bytes == 64
     assert raised.value.actual_bytes == wire_size("x" * 100)
-    assert store.get(record.task.task_id, OWNER) == record
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 # --- complete_with_result --------------------------------------------------------------
@@ -799,15 +799,15 @@ def test_complete_with_result_sets_status_and_result_in_one_change(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     task_id = record.task.task_id
-    done = store.complete_with_result(task_id, OWNER, status, "finished", {"ok": 1})
+    done = store.complete_with_result(task_id, status, "finished", {"ok": 1}, owner_id=OWNER)
     assert done.task.status is status
     assert done.task.status_message == "finished"
     assert done.result == {"ok": 1}
     assert done.version == record.version + 1
-    assert store.get(task_id, OWNER) == done
-    assert store.get_result(task_id, OWNER) == {"ok": 1}
+    assert store.get(task_id, owner_id=OWNER) == done
+    assert store.get_result(task_id, owner_id=OWNER) == {"ok": 1}
 
 
 @pytest.mark.parametrize("status", OPEN_STATUSES)
@@ -815,10 +815,10 @@ def test_complete_with_result_needs_a_terminal_status(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.complete_with_result(record.task.task_id, OWNER, status, None, "r")
-    assert store.get(record.task.task_id, OWNER) == record
+        store.complete_with_result(record.task.task_id, status, None, "r", owner_id=OWNER)
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 @pytest.mark.parametrize("status", TERMINAL)
@@ -826,24 +826,24 @@ def test_complete_with_result_of_a_terminal_task_is_invalid_and_keeps_the_result
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    done = store.complete_with_result(task_id, OWNER, status, None, "first")
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    done = store.complete_with_result(task_id, status, None, "first", owner_id=OWNER)
     with pytest.raises(InvalidTransition):
-        store.complete_with_result(task_id, OWNER, COMPLETED, "again", "second")
-    assert store.get(task_id, OWNER) == done
+        store.complete_with_result(task_id, COMPLETED, "again", "second", owner_id=OWNER)
+    assert store.get(task_id, owner_id=OWNER) == done
 
 
 def test_complete_with_an_invalid_result_changes_neither_status_nor_result(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(max_result_size_bytes=64))
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     task_id = record.task.task_id
     with pytest.raises(VariableSizeExceeded):
-        store.complete_with_result(task_id, OWNER, COMPLETED, None, "x" * 100)
+        store.complete_with_result(task_id, COMPLETED, None, "x" * 100, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.complete_with_result(task_id, OWNER, COMPLETED, None, float("nan"))
-    assert store.get(task_id, OWNER) == record
+        store.complete_with_result(task_id, COMPLETED, None, float("nan"), owner_id=OWNER)
+    assert store.get(task_id, owner_id=OWNER) == record
 
 
 # --- list --------------------------------------------------------------------------------
@@ -853,25 +853,25 @@ def test_list_returns_the_owners_tasks_newest_first(sync_make_store: StoreFactor
     store = sync_make_store()
     ids: list[str] = []
     for _ in range(4):
-        ids.append((store.create(OWNER, METHOD)).task.task_id)
+        ids.append((store.create(METHOD, owner_id=OWNER)).task.task_id)
         time.sleep(0.003)
-    page = store.list(OWNER)
+    page = store.list(owner_id=OWNER)
     assert [record.task.task_id for record in page.tasks] == ids[::-1]
     assert page.next_cursor is None
 
 
 def test_list_returns_records_equal_to_get(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
-    updated = store.set_variables(record.task.task_id, OWNER, {"k": [1]})
-    assert (store.list(OWNER)).tasks == [updated]
+    record = store.create(METHOD, owner_id=OWNER)
+    updated = store.set_variables(record.task.task_id, {"k": [1]}, owner_id=OWNER)
+    assert (store.list(owner_id=OWNER)).tasks == [updated]
 
 
 def test_list_returns_at_most_limit_tasks(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
     for _ in range(5):
-        store.create(OWNER, METHOD)
-    page = store.list(OWNER, limit=2)
+        store.create(METHOD, owner_id=OWNER)
+    page = store.list(owner_id=OWNER, limit=2)
     assert len(page.tasks) == 2
     assert page.next_cursor is not None
 
@@ -879,8 +879,8 @@ def test_list_returns_at_most_limit_tasks(sync_make_store: StoreFactory) -> None
 def test_list_without_a_limit_uses_the_default_limit(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(config=StoreConfig(list_default_limit=3))
     for _ in range(5):
-        store.create(OWNER, METHOD)
-    assert len((store.list(OWNER)).tasks) == 3
+        store.create(METHOD, owner_id=OWNER)
+    assert len((store.list(owner_id=OWNER)).tasks) == 3
 
 
 @pytest.mark.parametrize(
@@ -892,16 +892,16 @@ def test_list_rejects_a_limit_that_is_not_an_int_in_range(
     sync_make_store: StoreFactory, limit: Any
 ) -> None:
     store = sync_make_store()
-    store.create(OWNER, METHOD)
+    store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.list(OWNER, limit=limit)
+        store.list(owner_id=OWNER, limit=limit)
 
 
 def test_list_of_an_owner_without_tasks_is_one_empty_page(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    page = store.list(OWNER)
+    page = store.list(owner_id=OWNER)
     assert page.tasks == []
     assert page.next_cursor is None
 
@@ -911,15 +911,15 @@ def test_the_page_with_the_last_task_has_no_next_cursor(
 ) -> None:
     store = sync_make_store()
     for _ in range(3):
-        store.create(OWNER, METHOD)
-    page = store.list(OWNER, limit=3)
+        store.create(METHOD, owner_id=OWNER)
+    page = store.list(owner_id=OWNER, limit=3)
     assert len(page.tasks) == 3
     assert page.next_cursor is None
 
 
 def test_paging_visits_every_task_exactly_once(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    created = {(store.create(OWNER, METHOD)).task.task_id for _ in range(7)}
+    created = {(store.create(METHOD, owner_id=OWNER)).task.task_id for _ in range(7)}
     seen: list[str] = []
     sizes: list[int] = []
     for page in pages(store, limit=3):
@@ -938,16 +938,16 @@ def test_paging_visits_every_lasting_task_exactly_once_while_others_come_and_go(
         # every third task expires soon and is deleted during the listing,
         # among them the last task of the first page, where the cursor points
         short_lived = number % 3 == 0
-        record = store.create(OWNER, METHOD, ttl_ms=SHORT_TTL_MS if short_lived else None)
+        record = store.create(METHOD, owner_id=OWNER, ttl_ms=SHORT_TTL_MS if short_lived else None)
         if not short_lived:
             lasting.add(record.task.task_id)
         time.sleep(0.002)
-    first = store.list(OWNER, limit=3)
+    first = store.list(owner_id=OWNER, limit=3)
     seen = [record.task.task_id for record in first.tasks]
     time.sleep(AFTER_SHORT_TTL)
     assert store.cleanup_expired() == 4
     for _ in range(3):
-        store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
     assert first.next_cursor is not None
     for page in pages(store, limit=3, cursor=first.next_cursor):
         seen.extend(record.task.task_id for record in page.tasks)
@@ -962,19 +962,19 @@ def test_paging_visits_every_lasting_task_exactly_once_while_others_come_and_go(
 )
 def test_a_malformed_cursor_is_invalid_argument(sync_make_store: StoreFactory, cursor: str) -> None:
     store = sync_make_store()
-    store.create(OWNER, METHOD)
+    store.create(METHOD, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.list(OWNER, cursor=cursor)
+        store.list(owner_id=OWNER, cursor=cursor)
 
 
 def test_a_truncated_cursor_is_invalid_argument(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
     for _ in range(3):
-        store.create(OWNER, METHOD)
-    cursor = (store.list(OWNER, limit=1)).next_cursor
+        store.create(METHOD, owner_id=OWNER)
+    cursor = (store.list(owner_id=OWNER, limit=1)).next_cursor
     assert cursor is not None
     with pytest.raises(InvalidArgument):
-        store.list(OWNER, cursor=cursor[: len(cursor) // 2])
+        store.list(owner_id=OWNER, cursor=cursor[: len(cursor) // 2])
 
 
 def test_the_cursor_of_another_owner_is_invalid_argument(
@@ -983,17 +983,17 @@ def test_the_cursor_of_another_owner_is_invalid_argument(
     store = sync_make_store()
     for owner_id in (OWNER, OTHER_OWNER):
         for _ in range(3):
-            store.create(owner_id, METHOD)
-    cursor = (store.list(OWNER, limit=1)).next_cursor
+            store.create(METHOD, owner_id=owner_id)
+    cursor = (store.list(owner_id=OWNER, limit=1)).next_cursor
     assert cursor is not None
     with pytest.raises(InvalidArgument):
-        store.list(OTHER_OWNER, cursor=cursor)
+        store.list(owner_id=OTHER_OWNER, cursor=cursor)
 
 
 def test_owners_never_see_each_others_tasks(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    mine = {(store.create(OWNER, METHOD)).task.task_id for _ in range(3)}
-    theirs = {(store.create(OTHER_OWNER, METHOD)).task.task_id for _ in range(2)}
+    mine = {(store.create(METHOD, owner_id=OWNER)).task.task_id for _ in range(3)}
+    theirs = {(store.create(METHOD, owner_id=OTHER_OWNER)).task.task_id for _ in range(2)}
     assert set(all_task_ids(store, OWNER)) == mine
     assert set(all_task_ids(store, OTHER_OWNER)) == theirs
 
@@ -1006,11 +1006,11 @@ def test_cancel_moves_an_open_task_to_cancelled(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, status)
-    cancelled = store.cancel(task_id, OWNER)
+    cancelled = store.cancel(task_id, owner_id=OWNER)
     assert cancelled.task.status is CANCELLED
-    assert store.get(task_id, OWNER) == cancelled
+    assert store.get(task_id, owner_id=OWNER) == cancelled
 
 
 @pytest.mark.parametrize("status", TERMINAL)
@@ -1018,13 +1018,13 @@ def test_cancel_of_a_terminal_task_is_an_invalid_transition(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, status)
-    before = store.get(task_id, OWNER)
+    before = store.get(task_id, owner_id=OWNER)
     with pytest.raises(InvalidTransition) as raised:
-        store.cancel(task_id, OWNER)
+        store.cancel(task_id, owner_id=OWNER)
     assert (raised.value.from_status, raised.value.to_status) == (status.value, "cancelled")
-    assert store.get(task_id, OWNER) == before
+    assert store.get(task_id, owner_id=OWNER) == before
 
 
 # --- versions ------------------------------------------------------------------------------
@@ -1032,26 +1032,26 @@ def test_cancel_of_a_terminal_task_is_an_invalid_transition(
 
 def test_the_version_goes_up_by_one_per_mutation(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     task_id = record.task.task_id
     assert record.version == 1
-    assert (store.update_status(task_id, OWNER, INPUT_REQUIRED)).version == 2
-    assert (store.set_variables(task_id, OWNER, {"a": 1})).version == 3
-    store.set_result(task_id, OWNER, "partial")
-    assert (store.get(task_id, OWNER)).version == 4
-    assert (store.update_status(task_id, OWNER, WORKING)).version == 5
-    assert (store.cancel(task_id, OWNER)).version == 6
-    assert (store.get(task_id, OWNER)).version == 6
+    assert (store.update_status(task_id, INPUT_REQUIRED, owner_id=OWNER)).version == 2
+    assert (store.set_variables(task_id, {"a": 1}, owner_id=OWNER)).version == 3
+    store.set_result(task_id, "partial", owner_id=OWNER)
+    assert (store.get(task_id, owner_id=OWNER)).version == 4
+    assert (store.update_status(task_id, WORKING, owner_id=OWNER)).version == 5
+    assert (store.cancel(task_id, owner_id=OWNER)).version == 6
+    assert (store.get(task_id, owner_id=OWNER)).version == 6
 
 
 def test_reads_do_not_change_the_version(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
-    store.get(record.task.task_id, OWNER)
-    store.list(OWNER)
+    record = store.create(METHOD, owner_id=OWNER)
+    store.get(record.task.task_id, owner_id=OWNER)
+    store.list(owner_id=OWNER)
     with pytest.raises(NotReady):
-        store.get_result(record.task.task_id, OWNER)
-    assert (store.get(record.task.task_id, OWNER)).version == 1
+        store.get_result(record.task.task_id, owner_id=OWNER)
+    assert (store.get(record.task.task_id, owner_id=OWNER)).version == 1
 
 
 # --- expiry, cleanup and retention ------------------------------------------------------
@@ -1062,29 +1062,29 @@ def test_an_expired_task_stays_readable_until_cleanup(
 ) -> None:
     store = sync_make_store()
     record = expired_task(store)
-    stored = store.get(record.task.task_id, OWNER)
+    stored = store.get(record.task.task_id, owner_id=OWNER)
     assert stored.is_expired()
     assert stored == record
-    listed = (store.list(OWNER)).tasks
+    listed = (store.list(owner_id=OWNER)).tasks
     assert [task.task.task_id for task in listed] == [record.task.task_id]
     assert listed[0].is_expired()
     assert store.cleanup_expired() == 1
     with pytest.raises(TaskNotFound):
-        store.get(record.task.task_id, OWNER)
+        store.get(record.task.task_id, owner_id=OWNER)
 
 
 def test_cleanup_expired_purges_the_expired_tasks_and_counts_them(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    live = store.create(OWNER, METHOD)
-    gone = [store.create(owner, METHOD, ttl_ms=SHORT_TTL_MS) for owner in (OWNER, "carol")]
+    live = store.create(METHOD, owner_id=OWNER)
+    gone = [store.create(METHOD, owner_id=owner, ttl_ms=SHORT_TTL_MS) for owner in (OWNER, "carol")]
     time.sleep(AFTER_SHORT_TTL)
     assert store.cleanup_expired() == 2
     for record in gone:
         with pytest.raises(TaskNotFound):
-            store.get(record.task.task_id, record.owner_id)
-    assert store.get(live.task.task_id, OWNER) == live
+            store.get(record.task.task_id, owner_id=record.owner_id)
+    assert store.get(live.task.task_id, owner_id=OWNER) == live
     assert all_task_ids(store) == [live.task.task_id]
 
 
@@ -1092,9 +1092,9 @@ def test_cleanup_expired_with_nothing_expired_purges_nothing(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert store.cleanup_expired() == 0
-    assert store.get(record.task.task_id, OWNER) == record
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_cleanup_expired_counts_each_task_once(sync_make_store: StoreFactory) -> None:
@@ -1114,55 +1114,55 @@ def test_a_mutation_of_an_expired_task_raises_task_expired_and_changes_nothing(
         mutate(store, operation, record.task.task_id, OWNER)
     assert raised.value.code == -32602
     assert raised.value.task_id == record.task.task_id
-    assert store.get(record.task.task_id, OWNER) == record
+    assert store.get(record.task.task_id, owner_id=OWNER) == record
 
 
 def test_get_result_of_an_expired_task_raises_task_expired(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, ttl_ms=500)
-    store.complete_with_result(record.task.task_id, OWNER, COMPLETED, None, "late")
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=500)
+    store.complete_with_result(record.task.task_id, COMPLETED, None, "late", owner_id=OWNER)
     time.sleep(seconds_until(record.expires_at, extra_ms=20))
     with pytest.raises(TaskExpired):
-        store.get_result(record.task.task_id, OWNER)
+        store.get_result(record.task.task_id, owner_id=OWNER)
 
 
 def test_the_ttl_counts_from_creation_and_never_restarts(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, ttl_ms=600)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=600)
     task_id = record.task.task_id
     time.sleep(0.1)
-    updated = store.set_variables(task_id, OWNER, {"progress": 50})
+    updated = store.set_variables(task_id, {"progress": 50}, owner_id=OWNER)
     assert updated.expires_at == record.expires_at
     assert updated.task.ttl == 600
     # wait until 600 ms after the creation: less than 600 ms after the update
     time.sleep(seconds_until(record.expires_at, extra_ms=20))
-    assert (store.get(task_id, OWNER)).is_expired()
+    assert (store.get(task_id, owner_id=OWNER)).is_expired()
     with pytest.raises(TaskExpired):
-        store.update_status(task_id, OWNER, COMPLETED)
+        store.update_status(task_id, COMPLETED, owner_id=OWNER)
 
 
 def test_an_expired_task_disappears_by_itself_after_the_retention(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(expired_retention_ms=400))
-    record = store.create(OWNER, METHOD, ttl_ms=100)
+    record = store.create(METHOD, owner_id=OWNER, ttl_ms=100)
     time.sleep(seconds_until(record.expires_at, extra_ms=20))  # within the retention
-    assert (store.get(record.task.task_id, OWNER)).is_expired()
+    assert (store.get(record.task.task_id, owner_id=OWNER)).is_expired()
     time.sleep(seconds_until(record.expires_at, extra_ms=400 + 100))  # past it
     with pytest.raises(TaskNotFound):
-        store.get(record.task.task_id, OWNER)
-    assert (store.list(OWNER)).tasks == []
+        store.get(record.task.task_id, owner_id=OWNER)
+    assert (store.list(owner_id=OWNER)).tasks == []
 
 
 def test_a_task_gone_after_its_retention_is_not_counted_by_cleanup(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(expired_retention_ms=50))
-    store.create(OWNER, METHOD, ttl_ms=50)
+    store.create(METHOD, owner_id=OWNER, ttl_ms=50)
     time.sleep(0.25)  # gone by now, nobody has looked at it
     assert store.cleanup_expired() == 0
 
@@ -1174,9 +1174,9 @@ def test_a_task_gone_after_its_retention_frees_its_quota(
         config=StoreConfig(expired_retention_ms=50),
         security=SecurityConfig(max_tasks_per_owner=1),
     )
-    store.create(OWNER, METHOD, ttl_ms=50)
+    store.create(METHOD, owner_id=OWNER, ttl_ms=50)
     time.sleep(0.25)
-    record = store.create(OWNER, METHOD)
+    record = store.create(METHOD, owner_id=OWNER)
     assert all_task_ids(store) == [record.task.task_id]
 
 
@@ -1239,5 +1239,5 @@ def test_the_context_manager_closes_the_store_when_an_error_escapes(
 
     monkeypatch.setattr(store, "close", record_close)
     with pytest.raises(TaskNotFound), store:
-        store.get("missing", OWNER)
+        store.get("missing", owner_id=OWNER)
     assert closed == ["closed"]

@@ -45,7 +45,7 @@ def listed_ids(store: ts.GenericTaskStore, owner_id: str = OWNER) -> list[str]:
     found: list[str] = []
     cursor = None
     while True:
-        page = store.list(owner_id, cursor=cursor, limit=2)
+        page = store.list(owner_id=owner_id, cursor=cursor, limit=2)
         found.extend(record.task.task_id for record in page.tasks)
         cursor = page.next_cursor
         if cursor is None:
@@ -55,7 +55,7 @@ def listed_ids(store: ts.GenericTaskStore, owner_id: str = OWNER) -> list[str]:
 def reach(store: ts.GenericTaskStore, task_id: str, status: TaskStatus) -> None:
     """Move a fresh ``working`` task to ``status`` by one allowed move (or none)."""
     if status is not WORKING:
-        store.update_status(task_id, OWNER, status)
+        store.update_status(task_id, status, owner_id=OWNER)
 
 
 # --- create with a chosen id ------------------------------------------------------------
@@ -70,11 +70,11 @@ def test_create_with_a_chosen_id_makes_a_working_task_with_that_id(
     sync_make_store: StoreFactory, task_id: str
 ) -> None:
     store = sync_make_store()
-    record = store.create(OWNER, METHOD, 60_000, task_id=task_id)
+    record = store.create(METHOD, 60_000, owner_id=OWNER, task_id=task_id)
     assert record.task.task_id == task_id
     assert record.task.status is WORKING
     assert record.version == 1
-    assert store.get(task_id, OWNER) == record
+    assert store.get(task_id, owner_id=OWNER) == record
     assert listed_ids(store) == [task_id]
 
 
@@ -82,14 +82,14 @@ def test_a_chosen_id_the_owner_already_has_is_task_already_exists_and_writes_not
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    first = store.create(OWNER, METHOD, 60_000, task_id=CHOSEN)
-    store.set_variables(CHOSEN, OWNER, {"step": 1})
-    before = store.get(CHOSEN, OWNER)
+    first = store.create(METHOD, 60_000, owner_id=OWNER, task_id=CHOSEN)
+    store.set_variables(CHOSEN, {"step": 1}, owner_id=OWNER)
+    before = store.get(CHOSEN, owner_id=OWNER)
     with pytest.raises(TaskAlreadyExists) as raised:
-        store.create(OWNER, "other/method", 5_000, task_id=CHOSEN)
+        store.create("other/method", 5_000, owner_id=OWNER, task_id=CHOSEN)
     assert raised.value.task_id == CHOSEN
     assert raised.value.code == -32602
-    assert store.get(CHOSEN, OWNER) == before
+    assert store.get(CHOSEN, owner_id=OWNER) == before
     assert before.task.created_at == first.task.created_at
     assert listed_ids(store) == [CHOSEN]
 
@@ -98,13 +98,13 @@ def test_a_chosen_id_stays_taken_by_an_expired_task_until_it_is_purged(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    store.create(OWNER, METHOD, 50, task_id=CHOSEN)
+    store.create(METHOD, 50, owner_id=OWNER, task_id=CHOSEN)
     time.sleep(0.1)
     with pytest.raises(TaskAlreadyExists):
-        store.create(OWNER, METHOD, task_id=CHOSEN)
+        store.create(METHOD, owner_id=OWNER, task_id=CHOSEN)
     assert store.cleanup_expired() == 1
-    again = store.create(OWNER, METHOD, 60_000, task_id=CHOSEN)
-    assert (store.get(CHOSEN, OWNER)).task.created_at == again.task.created_at
+    again = store.create(METHOD, 60_000, owner_id=OWNER, task_id=CHOSEN)
+    assert (store.get(CHOSEN, owner_id=OWNER)).task.created_at == again.task.created_at
     assert listed_ids(store) == [CHOSEN]
 
 
@@ -112,9 +112,9 @@ def test_a_chosen_id_is_free_again_once_its_task_vanished_by_itself(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(config=StoreConfig(expired_retention_ms=50))
-    store.create(OWNER, METHOD, 50, task_id=CHOSEN)
+    store.create(METHOD, 50, owner_id=OWNER, task_id=CHOSEN)
     time.sleep(0.3)  # past expiry and retention: gone without a purge
-    again = store.create(OWNER, METHOD, 60_000, task_id=CHOSEN)
+    again = store.create(METHOD, 60_000, owner_id=OWNER, task_id=CHOSEN)
     assert again.version == 1
     assert listed_ids(store) == [CHOSEN]
 
@@ -123,11 +123,11 @@ def test_another_owner_may_use_the_same_chosen_id_for_a_task_of_its_own(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    mine = store.create(OWNER, METHOD, task_id=CHOSEN)
-    theirs = store.create(OTHER_OWNER, METHOD, task_id=CHOSEN)
-    store.update_status(CHOSEN, OTHER_OWNER, COMPLETED)
-    assert (store.get(CHOSEN, OWNER)) == mine
-    assert (store.get(CHOSEN, OTHER_OWNER)).task.status is COMPLETED
+    mine = store.create(METHOD, owner_id=OWNER, task_id=CHOSEN)
+    theirs = store.create(METHOD, owner_id=OTHER_OWNER, task_id=CHOSEN)
+    store.update_status(CHOSEN, COMPLETED, owner_id=OTHER_OWNER)
+    assert (store.get(CHOSEN, owner_id=OWNER)) == mine
+    assert (store.get(CHOSEN, owner_id=OTHER_OWNER)).task.status is COMPLETED
     assert theirs.owner_id == OTHER_OWNER
 
 
@@ -140,7 +140,7 @@ def test_create_rejects_a_bad_chosen_id_and_creates_nothing(
 ) -> None:
     store = sync_make_store()
     with pytest.raises(InvalidArgument):
-        store.create(OWNER, METHOD, task_id=task_id)  # type: ignore[arg-type]
+        store.create(METHOD, owner_id=OWNER, task_id=task_id)  # type: ignore[arg-type]
     assert listed_ids(store) == []
 
 
@@ -148,11 +148,11 @@ def test_a_create_with_a_chosen_id_still_keeps_the_owner_quota(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=1))
-    store.create(OWNER, METHOD, task_id="first")
+    store.create(METHOD, owner_id=OWNER, task_id="first")
     with pytest.raises(ResourceExhausted):
-        store.create(OWNER, METHOD, task_id="second")
+        store.create(METHOD, owner_id=OWNER, task_id="second")
     with pytest.raises(TaskNotFound):
-        store.get("second", OWNER)
+        store.get("second", owner_id=OWNER)
 
 
 # --- delete -------------------------------------------------------------------------------
@@ -163,12 +163,12 @@ def test_delete_removes_a_task_of_any_status_and_says_true(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     reach(store, task_id, status)
-    kept = (store.create(OWNER, METHOD)).task.task_id
-    assert store.delete(task_id, OWNER) is True
+    kept = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    assert store.delete(task_id, owner_id=OWNER) is True
     with pytest.raises(TaskNotFound):
-        store.get(task_id, OWNER)
+        store.get(task_id, owner_id=OWNER)
     assert listed_ids(store) == [kept]
 
 
@@ -176,19 +176,19 @@ def test_delete_of_a_missing_or_already_deleted_task_says_false(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    assert store.delete("no-such-task", OWNER) is False
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    assert store.delete(task_id, OWNER) is True
-    assert store.delete(task_id, OWNER) is False
+    assert store.delete("no-such-task", owner_id=OWNER) is False
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    assert store.delete(task_id, owner_id=OWNER) is True
+    assert store.delete(task_id, owner_id=OWNER) is False
 
 
 def test_delete_of_another_owners_task_says_false_and_touches_nothing(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    record = store.create(OTHER_OWNER, METHOD, task_id=CHOSEN)
-    assert store.delete(CHOSEN, OWNER) is False
-    assert store.get(CHOSEN, OTHER_OWNER) == record
+    record = store.create(METHOD, owner_id=OTHER_OWNER, task_id=CHOSEN)
+    assert store.delete(CHOSEN, owner_id=OWNER) is False
+    assert store.get(CHOSEN, owner_id=OTHER_OWNER) == record
     assert listed_ids(store, OTHER_OWNER) == [CHOSEN]
 
 
@@ -196,30 +196,30 @@ def test_delete_sees_the_latest_state_of_a_task_another_store_changed(
     sync_make_store: StoreFactory,
 ) -> None:
     reader, writer = sync_make_store(), sync_make_store()
-    task_id = (reader.create(OWNER, METHOD)).task.task_id
-    reader.get(task_id, OWNER)  # remembered by the reader at version 1
-    writer.update_status(task_id, OWNER, INPUT_REQUIRED, "which file?")
-    assert reader.delete(task_id, OWNER) is True
+    task_id = (reader.create(METHOD, owner_id=OWNER)).task.task_id
+    reader.get(task_id, owner_id=OWNER)  # remembered by the reader at version 1
+    writer.update_status(task_id, INPUT_REQUIRED, "which file?", owner_id=OWNER)
+    assert reader.delete(task_id, owner_id=OWNER) is True
     with pytest.raises(TaskNotFound):
-        writer.get(task_id, OWNER)
+        writer.get(task_id, owner_id=OWNER)
 
 
 def test_delete_frees_the_owner_quota(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=1))
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(ResourceExhausted):
-        store.create(OWNER, METHOD)
-    assert store.delete(task_id, OWNER)
-    store.create(OWNER, METHOD)
+        store.create(METHOD, owner_id=OWNER)
+    assert store.delete(task_id, owner_id=OWNER)
+    store.create(METHOD, owner_id=OWNER)
 
 
 def test_a_deleted_chosen_id_can_be_created_again_and_is_listed_once(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    store.create(OWNER, METHOD, task_id=CHOSEN)
-    assert store.delete(CHOSEN, OWNER)
-    again = store.create(OWNER, "other/method", task_id=CHOSEN)
+    store.create(METHOD, owner_id=OWNER, task_id=CHOSEN)
+    assert store.delete(CHOSEN, owner_id=OWNER)
+    again = store.create("other/method", owner_id=OWNER, task_id=CHOSEN)
     assert again.request_method == "other/method"
     assert listed_ids(store) == [CHOSEN]
 
@@ -228,18 +228,18 @@ def test_delete_removes_an_expired_task_which_cleanup_then_does_not_count(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD, 50)).task.task_id
+    task_id = (store.create(METHOD, 50, owner_id=OWNER)).task.task_id
     time.sleep(0.1)
-    assert store.delete(task_id, OWNER) is True
+    assert store.delete(task_id, owner_id=OWNER) is True
     assert store.cleanup_expired() == 0
     assert listed_ids(store) == []
 
 
 def test_delete_rejects_a_bad_id_and_deletes_nothing(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidArgument):
-        store.delete(42, OWNER)  # type: ignore[arg-type]
+        store.delete(42, owner_id=OWNER)  # type: ignore[arg-type]
     assert listed_ids(store) == [task_id]
 
 
@@ -251,25 +251,25 @@ def test_set_status_message_changes_only_the_message_of_an_open_task(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    created = store.create(OWNER, METHOD)
+    created = store.create(METHOD, owner_id=OWNER)
     task_id = created.task.task_id
     reach(store, task_id, status)
-    before = store.get(task_id, OWNER)
+    before = store.get(task_id, owner_id=OWNER)
     time.sleep(0.002)  # a later millisecond for last_updated_at
-    updated = store.set_status_message(task_id, OWNER, "3 of 10 files done")
+    updated = store.set_status_message(task_id, "3 of 10 files done", owner_id=OWNER)
     assert updated.task.status is status
     assert updated.task.status_message == "3 of 10 files done"
     assert updated.version == before.version + 1
     assert updated.task.last_updated_at > before.task.last_updated_at
     assert updated.task.created_at == created.task.created_at
-    assert store.get(task_id, OWNER) == updated
+    assert store.get(task_id, owner_id=OWNER) == updated
 
 
 def test_set_status_message_to_none_clears_it(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_status_message(task_id, OWNER, "starting")
-    cleared = store.set_status_message(task_id, OWNER, None)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_status_message(task_id, "starting", owner_id=OWNER)
+    cleared = store.set_status_message(task_id, None, owner_id=OWNER)
     assert cleared.task.status_message is None
     assert "statusMessage" not in cleared.to_wire_task()
 
@@ -279,59 +279,59 @@ def test_set_status_message_keeps_a_terminal_task_terminal_and_its_result(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.complete_with_result(task_id, OWNER, status, "ended", {"n": 1})
-    updated = store.set_status_message(task_id, OWNER, "ended: see the log")
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.complete_with_result(task_id, status, "ended", {"n": 1}, owner_id=OWNER)
+    updated = store.set_status_message(task_id, "ended: see the log", owner_id=OWNER)
     assert updated.task.status is status
     assert updated.task.status_message == "ended: see the log"
-    assert store.get_result(task_id, OWNER) == {"n": 1}
+    assert store.get_result(task_id, owner_id=OWNER) == {"n": 1}
     with pytest.raises(InvalidTransition):
-        store.update_status(task_id, OWNER, WORKING)
+        store.update_status(task_id, WORKING, owner_id=OWNER)
 
 
 def test_set_status_message_of_an_expired_task_is_task_expired_and_changes_nothing(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD, 50)).task.task_id
+    task_id = (store.create(METHOD, 50, owner_id=OWNER)).task.task_id
     time.sleep(0.1)
-    before = store.get(task_id, OWNER)
+    before = store.get(task_id, owner_id=OWNER)
     with pytest.raises(TaskExpired):
-        store.set_status_message(task_id, OWNER, "late")
-    assert store.get(task_id, OWNER) == before
+        store.set_status_message(task_id, "late", owner_id=OWNER)
+    assert store.get(task_id, owner_id=OWNER) == before
 
 
 def test_set_status_message_rejects_a_bad_message_and_changes_nothing(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    before = store.get(task_id, OWNER)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    before = store.get(task_id, owner_id=OWNER)
     with pytest.raises(InvalidArgument):
-        store.set_status_message(task_id, OWNER, 42)  # type: ignore[arg-type]
+        store.set_status_message(task_id, 42, owner_id=OWNER)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         too_long = "x" * (store.config.max_string_length + 1)
-        store.set_status_message(task_id, OWNER, too_long)
-    assert store.get(task_id, OWNER) == before
+        store.set_status_message(task_id, too_long, owner_id=OWNER)
+    assert store.get(task_id, owner_id=OWNER) == before
 
 
 def test_set_status_message_of_a_missing_or_foreign_task_is_task_not_found(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    store.create(OTHER_OWNER, METHOD, task_id=CHOSEN)
+    store.create(METHOD, owner_id=OTHER_OWNER, task_id=CHOSEN)
     with pytest.raises(TaskNotFound):
-        store.set_status_message(CHOSEN, OWNER, "mine?")
+        store.set_status_message(CHOSEN, "mine?", owner_id=OWNER)
     with pytest.raises(TaskNotFound):
-        store.set_status_message("no-such-task", OWNER, "hello")
-    assert (store.get(CHOSEN, OTHER_OWNER)).task.status_message is None
+        store.set_status_message("no-such-task", "hello", owner_id=OWNER)
+    assert (store.get(CHOSEN, owner_id=OTHER_OWNER)).task.status_message is None
 
 
 def test_a_waiter_sees_a_message_only_update_as_a_change(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_status_message(task_id, OWNER, "halfway")
-    record = store.wait(task_id, OWNER, after_version=1, timeout=30)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_status_message(task_id, "halfway", owner_id=OWNER)
+    record = store.wait(task_id, owner_id=OWNER, after_version=1, timeout=30)
     assert record.task.status_message == "halfway"

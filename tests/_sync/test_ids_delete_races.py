@@ -31,7 +31,7 @@ def test_of_concurrent_creates_with_one_chosen_id_exactly_one_succeeds(
 
     def create(store: ts.GenericTaskStore, method: str) -> ts.TaskRecord | None:
         try:
-            return store.create(OWNER, method, task_id="the-one")
+            return store.create(method, owner_id=OWNER, task_id="the-one")
         except TaskAlreadyExists:
             return None
 
@@ -41,7 +41,7 @@ def test_of_concurrent_creates_with_one_chosen_id_exactly_one_succeeds(
     created = [record for record in outcomes if record is not None]
     assert len(created) == 1
     assert outcomes.count(None) == 11
-    stored = stores[0].get("the-one", OWNER)
+    stored = stores[0].get("the-one", owner_id=OWNER)
     assert stored.request_method == created[0].request_method
     assert stored.version == 1
 
@@ -50,21 +50,21 @@ def test_a_delete_wakes_a_waiter_which_then_finds_the_task_gone(
     sync_make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waiter_store, deleter = sync_make_store(), sync_make_store()
-    task_id = (deleter.create(OWNER, METHOD)).task.task_id
+    task_id = (deleter.create(METHOD, owner_id=OWNER)).task.task_id
     counter = sync_counter(1)
     on_subscribed(monkeypatch, waiter_store, counter)
     raised: list[BaseException] = []
 
     def wait() -> None:
         try:
-            waiter_store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+            waiter_store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
         except TaskNotFound as exc:
             raised.append(exc)
 
     with sync_background() as spawn:
         spawn(wait)
         counter.all_in()
-        assert deleter.delete(task_id, OWNER) is True
+        assert deleter.delete(task_id, owner_id=OWNER) is True
     assert [type(exc) for exc in raised] == [TaskNotFound]
     assert registrations(waiter_store) == 0
 
@@ -73,14 +73,16 @@ def test_a_delete_racing_with_status_changes_removes_the_task_all_the_same(
     sync_make_store: StoreFactory,
 ) -> None:
     deleter, writer = sync_make_store(), sync_make_store()
-    task_id = (writer.create(OWNER, METHOD)).task.task_id
+    task_id = (writer.create(METHOD, owner_id=OWNER)).task.task_id
 
     def flip() -> bool:
         try:
             for n in range(20):
-                writer.set_status_message(task_id, OWNER, f"step {n}")
+                writer.set_status_message(task_id, f"step {n}", owner_id=OWNER)
                 writer.update_status(
-                    task_id, OWNER, TaskStatus.WORKING if n % 2 else TaskStatus.INPUT_REQUIRED
+                    task_id,
+                    TaskStatus.WORKING if n % 2 else TaskStatus.INPUT_REQUIRED,
+                    owner_id=OWNER,
                 )
         except TaskNotFound:
             pass  # the delete won: nothing left to change
@@ -88,8 +90,8 @@ def test_a_delete_racing_with_status_changes_removes_the_task_all_the_same(
 
     def remove() -> bool:
         time.sleep(0.005)
-        return deleter.delete(task_id, OWNER)
+        return deleter.delete(task_id, owner_id=OWNER)
 
     assert sync_together([flip, remove]) == [True, True]
     with pytest.raises(TaskNotFound):
-        writer.get(task_id, OWNER)
+        writer.get(task_id, owner_id=OWNER)

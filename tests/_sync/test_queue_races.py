@@ -40,7 +40,7 @@ def test_a_waiting_claim_wakes_on_a_submit_from_another_store(
     with sync_background() as spawn:
         spawn(wait_for_work)
         time.sleep(0.2)
-        record = client.submit(OWNER, METHOD, "hello", queue="wake")
+        record = client.submit(METHOD, "hello", owner_id=OWNER, queue="wake")
     assert got[0] is not None and got[0].task_id == record.task.task_id
 
 
@@ -48,7 +48,7 @@ def test_exhausted_attempts_fail_the_task_once_among_concurrent_claimers(
     sync_make_store: StoreFactory,
 ) -> None:
     stores = [sync_make_store() for _ in range(3)]
-    record = stores[0].submit(OWNER, METHOD, max_attempts=2)
+    record = stores[0].submit(METHOD, owner_id=OWNER, max_attempts=2)
     for attempt in (1, 2):
         lease = stores[0].claim(timeout=5, lease_ms=SHORT_LEASE_MS)
         assert lease is not None and lease.attempt == attempt
@@ -58,7 +58,7 @@ def test_exhausted_attempts_fail_the_task_once_among_concurrent_claimers(
         return store.claim(timeout=0)
 
     assert sync_together([partial(claim, store) for store in stores]) == [None] * 3
-    read = stores[0].get(record.task.task_id, OWNER)
+    read = stores[0].get(record.task.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.FAILED
     assert read.task.status_message is not None and "worker lost" in read.task.status_message
     stats = stores[0].queue_stats()

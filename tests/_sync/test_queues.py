@@ -58,11 +58,11 @@ def store(sync_make_store: StoreFactory) -> ts.GenericTaskStore:
 def test_submit_creates_a_working_task_with_its_params_and_queues_it(
     store: ts.GenericTaskStore,
 ) -> None:
-    record = store.submit(OWNER, METHOD, {"n": 1}, queue="jobs")
+    record = store.submit(METHOD, {"n": 1}, owner_id=OWNER, queue="jobs")
     assert record.task.status is TaskStatus.WORKING
     assert record.params == {"n": 1}
     assert record.job is not None and record.job.queue == "jobs"
-    read = store.get(record.task.task_id, OWNER)
+    read = store.get(record.task.task_id, owner_id=OWNER)
     assert read.params == {"n": 1}
     assert read.job is not None
     assert (read.job.state, read.job.attempt, read.job.max_attempts) == ("ready", 0, 3)
@@ -71,8 +71,8 @@ def test_submit_creates_a_working_task_with_its_params_and_queues_it(
 
 
 def test_a_created_task_has_no_job(store: ts.GenericTaskStore) -> None:
-    record = store.create(OWNER, METHOD)
-    read = store.get(record.task.task_id, OWNER)
+    record = store.create(METHOD, owner_id=OWNER)
+    read = store.get(record.task.task_id, owner_id=OWNER)
     assert read.job is None and read.params is None
 
 
@@ -80,10 +80,10 @@ def test_submit_counts_against_the_quota_and_enqueues_nothing_beyond_it(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store(security=SecurityConfig(max_tasks_per_owner=2))
-    store.submit(OWNER, METHOD, 1)
-    store.create(OWNER, METHOD)
+    store.submit(METHOD, 1, owner_id=OWNER)
+    store.create(METHOD, owner_id=OWNER)
     with pytest.raises(ResourceExhausted):
-        store.submit(OWNER, METHOD, 2)
+        store.submit(METHOD, 2, owner_id=OWNER)
     stats = store.queue_stats()
     assert (stats.submitted, stats.ready) == (1, 1)
     first = claim_one(store)
@@ -111,16 +111,16 @@ def test_bad_submit_input_raises_invalid_argument_and_writes_nothing(
     given = dict(kwargs)  # the parameter is shared by every backend's run
     params = given.pop("params", None)
     with pytest.raises(InvalidArgument):
-        store.submit(OWNER, METHOD, params, **given)
-    assert (store.list(OWNER)).tasks == []
+        store.submit(METHOD, params, owner_id=OWNER, **given)
+    assert (store.list(owner_id=OWNER)).tasks == []
     assert store.queues() == []
 
 
 def test_params_above_the_size_limit_are_refused(sync_make_store: StoreFactory) -> None:
     store = sync_make_store(StoreConfig(max_params_bytes=20))
     with pytest.raises(VariableSizeExceeded):
-        store.submit(OWNER, METHOD, "x" * 30)
-    assert (store.list(OWNER)).tasks == []
+        store.submit(METHOD, "x" * 30, owner_id=OWNER)
+    assert (store.list(owner_id=OWNER)).tasks == []
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_params_above_the_size_limit_are_refused(sync_make_store: StoreFactory) 
 def test_bad_claim_input_raises_invalid_argument_and_claims_nothing(
     store: ts.GenericTaskStore, kwargs: dict[str, Any]
 ) -> None:
-    store.submit(OWNER, METHOD)
+    store.submit(METHOD, owner_id=OWNER)
     args = {"queue": "default", "count": 1, **kwargs}
     with pytest.raises(InvalidArgument):
         store.claim_many(args.pop("queue"), args.pop("count"), **args)
@@ -157,7 +157,7 @@ def test_claim_on_an_empty_queue_with_timeout_zero_returns_none(
 def test_claims_take_the_oldest_task_of_an_owner_first(store: ts.GenericTaskStore) -> None:
     ids = []
     for n in range(4):
-        ids.append((store.submit(OWNER, METHOD, n)).task.task_id)
+        ids.append((store.submit(METHOD, n, owner_id=OWNER)).task.task_id)
         time.sleep(0.003)  # distinct submission times
     claimed = [(claim_one(store)).task_id for _ in ids]
     assert claimed == ids
@@ -165,8 +165,8 @@ def test_claims_take_the_oldest_task_of_an_owner_first(store: ts.GenericTaskStor
 
 def test_any_queue_name_works_and_queues_stay_apart(store: ts.GenericTaskStore) -> None:
     hostile = "}{:* q/r%41"
-    record = store.submit("}{owner", METHOD, "h", queue=hostile)
-    store.submit(OWNER, METHOD, "other", queue="other")
+    record = store.submit(METHOD, "h", owner_id="}{owner", queue=hostile)
+    store.submit(METHOD, "other", owner_id=OWNER, queue="other")
     lease = claim_one(store, hostile)
     assert (lease.task_id, lease.owner_id, lease.params) == (record.task.task_id, "}{owner", "h")
     assert store.claim(hostile, timeout=0) is None
@@ -175,7 +175,7 @@ def test_any_queue_name_works_and_queues_stay_apart(store: ts.GenericTaskStore) 
 
 def test_claim_many_takes_up_to_count(store: ts.GenericTaskStore) -> None:
     for n in range(5):
-        store.submit(f"owner-{n}", METHOD, n)
+        store.submit(METHOD, n, owner_id=f"owner-{n}")
     leases = store.claim_many("default", 3, timeout=5)
     assert 1 <= len(leases) <= 3
     while len(leases) < 5:
@@ -187,7 +187,7 @@ def test_claim_many_takes_up_to_count(store: ts.GenericTaskStore) -> None:
 
 
 def test_a_lease_carries_the_task_and_its_terms(store: ts.GenericTaskStore) -> None:
-    record = store.submit(OWNER, METHOD, {"a": [1]}, queue="q")
+    record = store.submit(METHOD, {"a": [1]}, owner_id=OWNER, queue="q")
     lease = claim_one(store, "q", lease_ms=SHORT_LEASE_MS, worker_id="w1")
     assert (lease.task_id, lease.owner_id, lease.queue) == (record.task.task_id, OWNER, "q")
     assert (lease.params, lease.attempt, lease.worker_id) == ({"a": [1]}, 1, "w1")
@@ -199,8 +199,8 @@ def test_a_lease_carries_the_task_and_its_terms(store: ts.GenericTaskStore) -> N
 def test_a_delayed_task_is_claimable_only_after_its_delay(
     store: ts.GenericTaskStore,
 ) -> None:
-    record = store.submit(OWNER, METHOD, delay_ms=400)
-    job = (store.get(record.task.task_id, OWNER)).job
+    record = store.submit(METHOD, owner_id=OWNER, delay_ms=400)
+    job = (store.get(record.task.task_id, owner_id=OWNER)).job
     assert job is not None and job.state == "delayed"
     assert store.claim(timeout=0) is None
     assert (store.queue_stats()).delayed == 1
@@ -209,7 +209,7 @@ def test_a_delayed_task_is_claimable_only_after_its_delay(
 
 
 def test_tokens_increase_with_every_claim_of_a_task(store: ts.GenericTaskStore) -> None:
-    store.submit(OWNER, METHOD)
+    store.submit(METHOD, owner_id=OWNER)
     first = claim_one(store)
     first.release()
     second = claim_one(store)
@@ -222,7 +222,7 @@ def test_tokens_increase_with_every_claim_of_a_task(store: ts.GenericTaskStore) 
 
 
 def test_renew_extends_the_lease(store: ts.GenericTaskStore) -> None:
-    store.submit(OWNER, METHOD)
+    store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store, lease_ms=1000)  # held until the renewal, even on a busy machine
     before = lease.expires_at
     lease.renew(lease_ms=5000)
@@ -236,7 +236,7 @@ def test_renew_extends_the_lease(store: ts.GenericTaskStore) -> None:
 def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     store: ts.GenericTaskStore,
 ) -> None:
-    store.submit(OWNER, METHOD, "p")
+    store.submit(METHOD, "p", owner_id=OWNER)
     old = claim_one(store, lease_ms=SHORT_LEASE_MS)
     sleep_past(old.expires_at)
     with pytest.raises(LeaseLost) as expired:
@@ -245,7 +245,7 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
     new = claim_one(store, lease_ms=5000)
     assert (new.task_id, new.attempt, new.params) == (old.task_id, 2, "p")
     assert new.token > old.token
-    before = store.get(old.task_id, OWNER)
+    before = store.get(old.task_id, owner_id=OWNER)
     writes: list[Callable[[], Any]] = [
         lambda: old.renew(),
         lambda: old.complete(TaskStatus.COMPLETED, None, "stale"),
@@ -258,7 +258,7 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
         with pytest.raises(LeaseLost) as lost:
             write()
         assert lost.value.reason == "reclaimed"
-    after = store.get(old.task_id, OWNER)
+    after = store.get(old.task_id, owner_id=OWNER)
     assert after.version == before.version
     assert after.variables == {} and after.task.status is TaskStatus.WORKING
     assert after.job is not None and after.job.token == new.token
@@ -267,11 +267,11 @@ def test_an_expired_lease_is_reclaimed_and_the_old_holder_writes_nothing(
 def test_a_holder_reports_progress_in_the_status_message_keeping_the_status(
     store: ts.GenericTaskStore,
 ) -> None:
-    record = store.submit(OWNER, METHOD)
+    record = store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store, lease_ms=5000)
     noted = lease.set_status_message("3 of 10 done")
     assert (noted.task.status, noted.task.status_message) == (TaskStatus.WORKING, "3 of 10 done")
-    read = store.get(record.task.task_id, OWNER)
+    read = store.get(record.task.task_id, owner_id=OWNER)
     assert read.task.status_message == "3 of 10 done"
     assert read.job is not None and read.job.state == "leased"
 
@@ -280,7 +280,7 @@ def test_a_waiting_claim_takes_a_task_whose_lease_runs_out_meanwhile(
     sync_make_store: StoreFactory,
 ) -> None:
     first, second = sync_make_store(), sync_make_store()
-    first.submit(OWNER, METHOD, "again")
+    first.submit(METHOD, "again", owner_id=OWNER)
     lost = claim_one(first, lease_ms=SHORT_LEASE_MS)
     retried = second.claim(timeout=10)  # no notice comes: it wakes at the deadline
     assert retried is not None
@@ -290,11 +290,11 @@ def test_a_waiting_claim_takes_a_task_whose_lease_runs_out_meanwhile(
 def test_a_task_released_after_its_last_attempt_fails_at_the_next_claim(
     store: ts.GenericTaskStore,
 ) -> None:
-    record = store.submit(OWNER, METHOD, max_attempts=1)
+    record = store.submit(METHOD, owner_id=OWNER, max_attempts=1)
     lease = claim_one(store)
     lease.release()
     assert store.claim(timeout=0) is None
-    read = store.get(record.task.task_id, OWNER)
+    read = store.get(record.task.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.FAILED
     assert read.task.status_message is not None and "released" in read.task.status_message
     assert (store.queue_stats()).given_up == 1
@@ -303,10 +303,10 @@ def test_a_task_released_after_its_last_attempt_fails_at_the_next_claim(
 def test_a_release_handing_the_attempt_back_lets_the_last_attempt_be_claimed_again(
     store: ts.GenericTaskStore,
 ) -> None:
-    record = store.submit(OWNER, METHOD, "p", max_attempts=1)
+    record = store.submit(METHOD, "p", owner_id=OWNER, max_attempts=1)
     lease = claim_one(store)
     lease.release(count_attempt=False)
-    job = (store.get(record.task.task_id, OWNER)).job
+    job = (store.get(record.task.task_id, owner_id=OWNER)).job
     assert job is not None and (job.state, job.attempt) == ("ready", 0)
     again = claim_one(store)
     assert (again.task_id, again.attempt, again.params) == (lease.task_id, 1, "p")
@@ -317,15 +317,15 @@ def test_a_release_handing_the_attempt_back_lets_the_last_attempt_be_claimed_aga
 
 
 def test_a_cancel_by_a_client_ends_the_lease(store: ts.GenericTaskStore) -> None:
-    record = store.submit(OWNER, METHOD)
+    record = store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store)
-    store.cancel(record.task.task_id, OWNER)
+    store.cancel(record.task.task_id, owner_id=OWNER)
     with pytest.raises(LeaseLost) as lost:
         lease.renew()
     assert lost.value.reason == "cancelled"
     with pytest.raises(LeaseLost):
         lease.complete(TaskStatus.COMPLETED, None, 1)
-    read = store.get(record.task.task_id, OWNER)
+    read = store.get(record.task.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.CANCELLED
     assert read.job is not None and read.job.state == "done"
     stats = store.queue_stats()
@@ -333,13 +333,13 @@ def test_a_cancel_by_a_client_ends_the_lease(store: ts.GenericTaskStore) -> None
 
 
 def test_a_cancelled_queued_task_is_never_claimed(store: ts.GenericTaskStore) -> None:
-    record = store.submit(OWNER, METHOD)
-    store.cancel(record.task.task_id, OWNER)
+    record = store.submit(METHOD, owner_id=OWNER)
+    store.cancel(record.task.task_id, owner_id=OWNER)
     assert store.claim(timeout=0) is None
 
 
 def test_the_holder_completes_once_and_its_lease_ends(store: ts.GenericTaskStore) -> None:
-    store.submit(OWNER, METHOD)
+    store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store)
     done = lease.complete(TaskStatus.COMPLETED, "done", {"r": 1})
     assert done.result == {"r": 1}
@@ -352,15 +352,15 @@ def test_the_holder_completes_once_and_its_lease_ends(store: ts.GenericTaskStore
 
 
 def test_recover_leases_sweeps_without_any_claim(store: ts.GenericTaskStore) -> None:
-    store.submit(OWNER, METHOD, queue="a")
-    lost = store.submit(OWNER, METHOD, queue="b", max_attempts=1)
+    store.submit(METHOD, owner_id=OWNER, queue="a")
+    lost = store.submit(METHOD, owner_id=OWNER, queue="b", max_attempts=1)
     first = claim_one(store, "a", lease_ms=SHORT_LEASE_MS)
     second = claim_one(store, "b", lease_ms=SHORT_LEASE_MS)
     sleep_past(max(first.expires_at, second.expires_at))
     assert store.recover_leases() == 2
-    job = (store.get(first.task_id, OWNER)).job
+    job = (store.get(first.task_id, owner_id=OWNER)).job
     assert job is not None and job.state == "ready"
-    failed = store.get(lost.task.task_id, OWNER)
+    failed = store.get(lost.task.task_id, owner_id=OWNER)
     assert failed.task.status is TaskStatus.FAILED
     assert (store.queue_stats("a")).recovered == 1
     assert store.recover_leases("a") == 0
@@ -372,10 +372,10 @@ def test_recover_leases_sweeps_without_any_claim(store: ts.GenericTaskStore) -> 
 def test_a_released_task_comes_back_after_its_delay_with_the_same_params(
     store: ts.GenericTaskStore,
 ) -> None:
-    store.submit(OWNER, METHOD, {"p": 1})
+    store.submit(METHOD, {"p": 1}, owner_id=OWNER)
     lease = claim_one(store)
     lease.release(delay_ms=300)
-    job = (store.get(lease.task_id, OWNER)).job
+    job = (store.get(lease.task_id, owner_id=OWNER)).job
     assert job is not None and (job.state, job.attempt) == ("delayed", 1)
     assert store.claim(timeout=0) is None
     again = claim_one(store)
@@ -384,7 +384,7 @@ def test_a_released_task_comes_back_after_its_delay_with_the_same_params(
 
 
 def test_a_forged_token_is_refused_with_a_typed_error(store: ts.GenericTaskStore) -> None:
-    store.submit(OWNER, METHOD)
+    store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store)
     forged = ts.Lease(
         store,
@@ -410,27 +410,27 @@ def test_a_forged_token_is_refused_with_a_typed_error(store: ts.GenericTaskStore
     )
     with pytest.raises(InvalidLeaseToken):
         not_int.set_variables({"x": 1})
-    read = store.get(lease.task_id, OWNER)
+    read = store.get(lease.task_id, owner_id=OWNER)
     assert read.task.status is TaskStatus.WORKING and read.variables == {}
 
 
 def test_a_non_holder_may_answer_with_variables_while_the_task_is_leased(
     store: ts.GenericTaskStore,
 ) -> None:
-    record = store.submit(OWNER, METHOD)
+    record = store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store)
     lease.update_status(TaskStatus.INPUT_REQUIRED, "which file?")
-    store.set_variables(record.task.task_id, OWNER, {"answer": "a.txt"})
-    store.update_status(record.task.task_id, OWNER, TaskStatus.WORKING)
+    store.set_variables(record.task.task_id, {"answer": "a.txt"}, owner_id=OWNER)
+    store.update_status(record.task.task_id, TaskStatus.WORKING, owner_id=OWNER)
     lease.renew()
     done = lease.set_variables({"progress": 1})
     assert done.variables == {"answer": "a.txt", "progress": 1}
 
 
 def test_get_shows_the_job_state_worker_and_attempt(store: ts.GenericTaskStore) -> None:
-    record = store.submit(OWNER, METHOD)
+    record = store.submit(METHOD, owner_id=OWNER)
     lease = claim_one(store, worker_id="worker-7", lease_ms=5000)
-    job = (store.get(record.task.task_id, OWNER)).job
+    job = (store.get(record.task.task_id, owner_id=OWNER)).job
     assert job is not None
     assert (job.state, job.worker_id, job.attempt, job.token) == (
         "leased",
@@ -442,15 +442,15 @@ def test_get_shows_the_job_state_worker_and_attempt(store: ts.GenericTaskStore) 
 
 
 def test_a_list_page_shows_the_job_part_as_get_does(store: ts.GenericTaskStore) -> None:
-    queued = store.submit(OWNER, METHOD, {"n": 1})
-    leased = store.submit(OWNER, METHOD, {"n": 2})
-    plain = store.create(OWNER, METHOD)
+    queued = store.submit(METHOD, {"n": 1}, owner_id=OWNER)
+    leased = store.submit(METHOD, {"n": 2}, owner_id=OWNER)
+    plain = store.create(METHOD, owner_id=OWNER)
     lease = claim_one(store, worker_id="worker-3", lease_ms=5000)
     assert lease.task_id == queued.task.task_id  # oldest first
-    page = store.list(OWNER)
+    page = store.list(owner_id=OWNER)
     listed = {record.task.task_id: record for record in page.tasks}
     for task_id in (queued.task.task_id, leased.task.task_id, plain.task.task_id):
-        read = store.get(task_id, OWNER)
+        read = store.get(task_id, owner_id=OWNER)
         assert (listed[task_id].job, listed[task_id].params) == (read.job, read.params)
     job = listed[queued.task.task_id].job
     assert job is not None and (job.state, job.worker_id) == ("leased", "worker-3")
@@ -460,9 +460,9 @@ def test_a_list_page_shows_the_job_part_as_get_does(store: ts.GenericTaskStore) 
 
 def test_renew_leases_reports_per_lease(store: ts.GenericTaskStore) -> None:
     for n in range(3):
-        store.submit(f"owner-{n}", METHOD, n)
+        store.submit(METHOD, n, owner_id=f"owner-{n}")
     leases = [claim_one(store, lease_ms=5000) for _ in range(3)]
-    store.cancel(leases[1].task_id, leases[1].owner_id)
+    store.cancel(leases[1].task_id, owner_id=leases[1].owner_id)
     outcomes = store.renew_leases(leases, lease_ms=10_000)
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], LeaseLost) and outcomes[1].reason == "cancelled"
@@ -470,8 +470,8 @@ def test_renew_leases_reports_per_lease(store: ts.GenericTaskStore) -> None:
 
 def test_queue_stats_count_what_happened(store: ts.GenericTaskStore) -> None:
     for n in range(3):
-        store.submit(OWNER, METHOD, n, queue="s")
-    store.submit(OWNER, METHOD, queue="s", delay_ms=60_000)
+        store.submit(METHOD, n, owner_id=OWNER, queue="s")
+    store.submit(METHOD, owner_id=OWNER, queue="s", delay_ms=60_000)
     lease = claim_one(store, "s")
     lease.complete(TaskStatus.FAILED, "no", {"error": "no"})
     stats = store.queue_stats("s")
@@ -486,7 +486,7 @@ def test_queue_leases_lists_held_tasks_with_their_workers_soonest_deadline_first
     store: ts.GenericTaskStore,
 ) -> None:
     for n in range(4):
-        store.submit(f"owner-{n}", METHOD, n, queue="held")
+        store.submit(METHOD, n, owner_id=f"owner-{n}", queue="held")
     late = claim_one(store, "held", lease_ms=60_000, worker_id="w-late")
     soon = claim_one(store, "held", lease_ms=20_000, worker_id="w-soon")
     anonymous = claim_one(store, "held", lease_ms=40_000)

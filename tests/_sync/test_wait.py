@@ -47,9 +47,9 @@ def test_wait_returns_at_once_when_the_version_is_already_above(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_variables(task_id, OWNER, {"step": 1})  # a change before the wait starts
-    record = store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_variables(task_id, {"step": 1}, owner_id=OWNER)  # a change before the wait starts
+    record = store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
     assert record.version == 2
     assert record.variables == {"step": 1}
     assert registrations(store) == 0
@@ -60,9 +60,9 @@ def test_wait_until_terminal_returns_at_once_for_a_terminal_task(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.update_status(task_id, OWNER, status)
-    record = store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.update_status(task_id, status, owner_id=OWNER)
+    record = store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
     assert record.task.status is status
 
 
@@ -70,10 +70,10 @@ def test_wait_with_a_zero_timeout_returns_a_change_that_already_happened(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.cancel(task_id, OWNER)
-    assert (store.wait(task_id, OWNER, after_version=1, timeout=0)).version == 2
-    assert (store.wait(task_id, OWNER, until_terminal=True, timeout=0)).version == 2
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.cancel(task_id, owner_id=OWNER)
+    assert (store.wait(task_id, owner_id=OWNER, after_version=1, timeout=0)).version == 2
+    assert (store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=0)).version == 2
 
 
 @pytest.mark.parametrize(
@@ -88,9 +88,9 @@ def test_wait_raises_wait_timeout_when_nothing_happens_and_leaves_nothing_regist
     sync_make_store: StoreFactory, arguments: dict[str, Any]
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(WaitTimeout) as raised:
-        store.wait(task_id, OWNER, timeout=0.05, **arguments)
+        store.wait(task_id, owner_id=OWNER, timeout=0.05, **arguments)
     assert isinstance(raised.value, TimeoutError)
     assert isinstance(raised.value, TaskStoreError)
     assert raised.value.task_id == task_id
@@ -102,9 +102,9 @@ def test_wait_for_result_returns_the_result_of_a_completed_task(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"answer": 42})
-    assert store.wait_for_result(task_id, OWNER, timeout=GUARD) == {"answer": 42}
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.complete_with_result(task_id, TaskStatus.COMPLETED, None, {"answer": 42}, owner_id=OWNER)
+    assert store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD) == {"answer": 42}
 
 
 @pytest.mark.parametrize("status", [TaskStatus.CANCELLED, TaskStatus.FAILED, TaskStatus.COMPLETED])
@@ -112,24 +112,24 @@ def test_wait_for_result_of_a_task_that_ended_without_a_result_raises_no_result(
     sync_make_store: StoreFactory, status: TaskStatus
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.update_status(task_id, OWNER, status)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.update_status(task_id, status, owner_id=OWNER)
     with pytest.raises(NoResult) as raised:
-        store.wait_for_result(task_id, OWNER, timeout=GUARD)
+        store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD)
     assert raised.value.status == status.value
     assert not isinstance(raised.value, NotReady)
     with pytest.raises(NoResult):
-        store.get_result(task_id, OWNER)
+        store.get_result(task_id, owner_id=OWNER)
 
 
 def test_wait_for_result_of_a_working_task_times_out(sync_make_store: StoreFactory) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.set_result(task_id, OWNER, {"partial": True})
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.set_result(task_id, {"partial": True}, owner_id=OWNER)
     with pytest.raises(WaitTimeout):
-        store.wait_for_result(task_id, OWNER, timeout=0.05)
+        store.wait_for_result(task_id, owner_id=OWNER, timeout=0.05)
     with pytest.raises(NotReady):
-        store.get_result(task_id, OWNER)
+        store.get_result(task_id, owner_id=OWNER)
 
 
 def test_wait_on_an_unknown_task_raises_task_not_found(
@@ -137,9 +137,9 @@ def test_wait_on_an_unknown_task_raises_task_not_found(
 ) -> None:
     store = sync_make_store()
     with pytest.raises(TaskNotFound):
-        store.wait("no-such-task", OWNER, timeout=GUARD)
+        store.wait("no-such-task", owner_id=OWNER, timeout=GUARD)
     with pytest.raises(TaskNotFound):
-        store.wait_for_result("no-such-task", OWNER, timeout=GUARD)
+        store.wait_for_result("no-such-task", owner_id=OWNER, timeout=GUARD)
     assert registrations(store) == 0
 
 
@@ -147,32 +147,32 @@ def test_wait_on_another_owners_task_raises_task_not_found(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
-    store.cancel(task_id, OWNER)
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
+    store.cancel(task_id, owner_id=OWNER)
     with pytest.raises(TaskNotFound):
-        store.wait(task_id, OTHER_OWNER, until_terminal=True, timeout=GUARD)
+        store.wait(task_id, owner_id=OTHER_OWNER, until_terminal=True, timeout=GUARD)
     with pytest.raises(TaskNotFound):
-        store.wait_for_result(task_id, OTHER_OWNER, timeout=GUARD)
+        store.wait_for_result(task_id, owner_id=OTHER_OWNER, timeout=GUARD)
 
 
 def test_wait_on_an_expired_task_that_cannot_change_any_more_raises_task_expired(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD, ttl_ms=50)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER, ttl_ms=50)).task.task_id
     with pytest.raises(TaskExpired):
-        store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+        store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
 
 
 def test_wait_on_a_purged_task_raises_task_not_found(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD, ttl_ms=50)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER, ttl_ms=50)).task.task_id
     time.sleep(0.1)
     assert store.cleanup_expired() == 1
     with pytest.raises(TaskNotFound):
-        store.wait(task_id, OWNER, timeout=GUARD)
+        store.wait(task_id, owner_id=OWNER, timeout=GUARD)
 
 
 @pytest.mark.parametrize(
@@ -193,9 +193,9 @@ def test_wait_with_bad_arguments_raises_invalid_argument(
     sync_make_store: StoreFactory, arguments: dict[str, Any]
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidArgument):
-        store.wait(task_id, OWNER, **arguments)
+        store.wait(task_id, owner_id=OWNER, **arguments)
     assert registrations(store) == 0
 
 
@@ -203,19 +203,19 @@ def test_wait_for_result_with_a_bad_timeout_raises_invalid_argument(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_id = (store.create(OWNER, METHOD)).task.task_id
+    task_id = (store.create(METHOD, owner_id=OWNER)).task.task_id
     with pytest.raises(InvalidArgument):
-        store.wait_for_result(task_id, OWNER, timeout=-1)
+        store.wait_for_result(task_id, owner_id=OWNER, timeout=-1)
 
 
 def test_many_waits_that_time_out_leave_nothing_registered(
     sync_make_store: StoreFactory,
 ) -> None:
     store = sync_make_store()
-    task_ids = [(store.create(OWNER, METHOD)).task.task_id for _ in range(3)]
+    task_ids = [(store.create(METHOD, owner_id=OWNER)).task.task_id for _ in range(3)]
     for n in range(60):
         with pytest.raises(WaitTimeout):
-            store.wait(task_ids[n % 3], OWNER, timeout=0)
+            store.wait(task_ids[n % 3], owner_id=OWNER, timeout=0)
     assert registrations(store) == 0
 
 

@@ -92,7 +92,7 @@ def subscribed_channels(store: ts.GenericTaskStore) -> int:
 
 
 def new_task(store: ts.GenericTaskStore, ttl_ms: int | None = None) -> str:
-    return (store.create(OWNER, METHOD, ttl_ms=ttl_ms)).task.task_id
+    return (store.create(METHOD, owner_id=OWNER, ttl_ms=ttl_ms)).task.task_id
 
 
 def test_a_write_after_the_subscription_wakes_the_waiter(
@@ -105,12 +105,12 @@ def test_a_write_after_the_subscription_wakes_the_waiter(
     got: list[TaskRecord] = []
 
     def wait() -> None:
-        got.append(waiter_store.wait(task_id, OWNER, timeout=GUARD))
+        got.append(waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD))
 
     with sync_background() as spawn:
         spawn(wait)
         counter.all_in()
-        writer.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED)
+        writer.update_status(task_id, TaskStatus.INPUT_REQUIRED, owner_id=OWNER)
     assert [record.task.status for record in got] == [TaskStatus.INPUT_REQUIRED]
     assert got[0].version == 2
     assert registrations(waiter_store) == 0
@@ -131,10 +131,10 @@ def test_a_write_between_the_subscription_and_the_first_read_is_seen(
     task_id = new_task(writer)
 
     def write() -> None:
-        writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 1})
+        writer.complete_with_result(task_id, TaskStatus.COMPLETED, None, {"r": 1}, owner_id=OWNER)
 
     on_subscribed(monkeypatch, waiter_store, write)
-    record = waiter_store.wait(task_id, OWNER, timeout=GUARD, **arguments)
+    record = waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD, **arguments)
     assert record.version == 2
     assert record.result == {"r": 1}
 
@@ -146,10 +146,10 @@ def test_a_completion_between_the_subscription_and_the_first_read_gives_its_resu
     task_id = new_task(writer)
 
     def write() -> None:
-        writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, {"r": 1})
+        writer.complete_with_result(task_id, TaskStatus.COMPLETED, None, {"r": 1}, owner_id=OWNER)
 
     on_subscribed(monkeypatch, waiter_store, write)
-    assert waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD) == {"r": 1}
+    assert waiter_store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD) == {"r": 1}
 
 
 def test_a_notice_that_comes_between_a_read_and_the_wait_is_not_lost(
@@ -167,11 +167,11 @@ def test_a_notice_that_comes_between_a_read_and_the_wait_is_not_lost(
         stored = original_get(key)
         reads += 1
         if reads == 1:  # the waiter holds version 1; the change lands before it waits
-            writer.set_variables(task_id, OWNER, {"late": True})
+            writer.set_variables(task_id, {"late": True}, owner_id=OWNER)
         return stored
 
     monkeypatch.setattr(backend, "get", get_then_write)
-    record = waiter_store.wait(task_id, OWNER, after_version=1, timeout=GUARD)
+    record = waiter_store.wait(task_id, owner_id=OWNER, after_version=1, timeout=GUARD)
     assert record.variables == {"late": True}
     assert reads >= 2
 
@@ -187,13 +187,13 @@ def test_many_waiters_on_one_task_all_return(
     versions: list[int] = []
 
     def wait() -> None:
-        versions.append((waiter_store.wait(task_id, OWNER, timeout=GUARD)).version)
+        versions.append((waiter_store.wait(task_id, owner_id=OWNER, timeout=GUARD)).version)
 
     with sync_background() as spawn:
         for _ in range(waiters):
             spawn(wait)
         counter.all_in()
-        writer.cancel(task_id, OWNER)
+        writer.cancel(task_id, owner_id=OWNER)
     assert versions == [2] * waiters
     assert registrations(waiter_store) == 0
     assert subscribed_channels(waiter_store) == 0
@@ -210,14 +210,14 @@ def test_waiters_on_many_tasks_each_return_their_own_task(
     results: dict[str, Any] = {}
 
     def wait(task_id: str) -> None:
-        results[task_id] = waiter_store.wait_for_result(task_id, OWNER, timeout=GUARD)
+        results[task_id] = waiter_store.wait_for_result(task_id, owner_id=OWNER, timeout=GUARD)
 
     with sync_background() as spawn:
         for task_id in task_ids:
             spawn(wait, task_id)
         counter.all_in()
         for n, task_id in enumerate(task_ids):
-            writer.complete_with_result(task_id, OWNER, TaskStatus.COMPLETED, None, n)
+            writer.complete_with_result(task_id, TaskStatus.COMPLETED, None, n, owner_id=OWNER)
     assert results == {task_id: n for n, task_id in enumerate(task_ids)}
     assert registrations(waiter_store) == 0
 
@@ -236,7 +236,7 @@ def test_a_task_purged_while_waited_on_raises_task_not_found(
 
     def wait() -> None:
         try:
-            waiter_store.wait(task_id, OWNER, until_terminal=True, timeout=GUARD)
+            waiter_store.wait(task_id, owner_id=OWNER, until_terminal=True, timeout=GUARD)
         except TaskNotFound as exc:
             outcome.append(exc)
 

@@ -85,9 +85,9 @@ def stop_while_running(store: ts.GenericTaskStore) -> ts.WorkerStats:
 def test_a_task_on_its_last_attempt_released_at_a_stop_is_completed_by_the_next_worker(
     store: ts.GenericTaskStore,
 ) -> None:
-    task_id = (store.submit(OWNER, METHOD, {"n": 1}, max_attempts=1)).task.task_id
+    task_id = (store.submit(METHOD, {"n": 1}, owner_id=OWNER, max_attempts=1)).task.task_id
     stop_while_running(store)
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 0)
 
     stop = Flag()
@@ -101,7 +101,7 @@ def test_a_task_on_its_last_attempt_released_at_a_stop_is_completed_by_the_next_
     stats = run_worker(store, handler, stop=stop, **FAST)
 
     assert attempts == [1]
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
     assert record.job is not None and record.job.attempt == 1
     assert (stats.completed, stats.failed, stats.lost, stats.retried) == (1, 0, 0, 0)
@@ -111,7 +111,7 @@ def test_a_task_on_its_last_attempt_released_at_a_stop_is_completed_by_the_next_
 def test_a_handler_exception_still_spends_its_attempt_after_a_stop_handed_one_back(
     store: ts.GenericTaskStore,
 ) -> None:
-    task_id = (store.submit(OWNER, METHOD, {"n": 1}, max_attempts=2)).task.task_id
+    task_id = (store.submit(METHOD, {"n": 1}, owner_id=OWNER, max_attempts=2)).task.task_id
     stop_while_running(store)
 
     stop = Flag()
@@ -127,7 +127,7 @@ def test_a_handler_exception_still_spends_its_attempt_after_a_stop_handed_one_ba
 
     # both attempts of the task are the handler's: the stop spent none, each exception one
     assert attempts == [1, 2]
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.FAILED
     assert record.job is not None and record.job.attempt == 2
     assert (stats.retried, stats.failed, stats.completed, stats.lost) == (1, 1, 0, 0)

@@ -64,7 +64,7 @@ def submit_many(
 ) -> list[str]:
     ids = []
     for number in range(count):
-        record = store.submit(OWNER, METHOD, {"n": number}, queue=queue, **options)
+        record = store.submit(METHOD, {"n": number}, owner_id=OWNER, queue=queue, **options)
         ids.append(record.task.task_id)
     return ids
 
@@ -73,9 +73,11 @@ def until_terminal(store: ts.GenericTaskStore, ids: list[str]) -> list[ts.TaskRe
     """Wait (no polling) until every task is terminal; return the final records."""
     records = []
     for task_id in ids:
-        record = store.get(task_id, OWNER)
+        record = store.get(task_id, owner_id=OWNER)
         while not record.task.status.is_terminal:
-            record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+            record = store.wait(
+                task_id, owner_id=OWNER, after_version=record.version, timeout=BOUND_S
+            )
         records.append(record)
     return records
 
@@ -204,9 +206,11 @@ def test_between_attempts_the_task_waits_delayed_in_its_queue(
 
     def body(_: Flag) -> None:
         first_failed.all_in()
-        record = store.get(task_id, OWNER)
+        record = store.get(task_id, owner_id=OWNER)
         while record.job is not None and record.job.state == "leased":
-            record = store.wait(task_id, OWNER, after_version=record.version, timeout=BOUND_S)
+            record = store.wait(
+                task_id, owner_id=OWNER, after_version=record.version, timeout=BOUND_S
+            )
         # released with a pause of at least retry_base_ms / 2: delayed, not ready at once
         assert record.job is not None and record.job.state in ("delayed", "leased", "done")
         [record] = until_terminal(store, [task_id])
@@ -281,7 +285,7 @@ class RenewalAnsweredAfterTheCompletion:
     def renew_leases(self, leases: list[ts.Lease], lease_ms: int | None = None) -> Any:
         self.renewing()
         for lease in leases:
-            self.store.wait(lease.task_id, lease.owner_id, until_terminal=True)
+            self.store.wait(lease.task_id, owner_id=lease.owner_id, until_terminal=True)
         return self.store.renew_leases(leases, lease_ms=lease_ms)
 
 
@@ -313,7 +317,7 @@ def test_a_handler_whose_fenced_write_raises_lease_lost_gives_the_task_up(
     [task_id] = submit_many(store, 1)
 
     def cancelled_midway(lease: ts.Lease) -> str:
-        store.cancel(task_id, OWNER)
+        store.cancel(task_id, owner_id=OWNER)
         lease.set_variables({"progress": 50})  # LeaseLost("cancelled")
         return "never written"
 
@@ -321,7 +325,7 @@ def test_a_handler_whose_fenced_write_raises_lease_lost_gives_the_task_up(
         until_terminal(store, [task_id])
 
     stats = with_worker(store, cancelled_midway, body)
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.task.status is TaskStatus.CANCELLED
     assert "progress" not in record.variables
     assert stats.lost == 1 and stats.completed == 0
@@ -343,7 +347,7 @@ def test_on_stop_running_handlers_finish_within_the_grace_period(
         both.all_in()
 
     stats = with_worker(store, slowish, body, concurrency=2, grace_s=10.0)
-    records = [store.get(task_id, OWNER) for task_id in ids]
+    records = [store.get(task_id, owner_id=OWNER) for task_id in ids]
     assert [r.result for r in records] == ["finished", "finished"]
     assert stats.released == 0
 
@@ -366,7 +370,7 @@ def test_an_expired_lease_of_a_lost_worker_is_taken_over(
     with_worker(store, handler, body)
     with pytest.raises(LeaseLost):
         lost.complete(TaskStatus.COMPLETED, None, "late")
-    assert (store.get(task_id, OWNER)).result == 2
+    assert (store.get(task_id, owner_id=OWNER)).result == 2
 
 
 def test_a_result_the_store_refuses_fails_the_task_like_a_raising_handler(
@@ -412,5 +416,5 @@ def test_a_bad_setting_is_refused_before_anything_is_claimed(
 
     with pytest.raises(InvalidArgument):
         run_worker(store, never, **option)
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.job is not None and record.job.state == "ready"

@@ -101,7 +101,7 @@ def status_write(status: TaskStatus) -> Callable[[Any], bool]:
 
 
 def submit(store: ts.GenericTaskStore, max_attempts: int = 1) -> str:
-    record = store.submit(OWNER, METHOD, {"n": 1}, max_attempts=max_attempts)
+    record = store.submit(METHOD, {"n": 1}, owner_id=OWNER, max_attempts=max_attempts)
     return record.task.task_id
 
 
@@ -125,7 +125,7 @@ def test_a_completion_applied_but_unanswered_completes_the_task_once(
     stats = run_worker(store, handler, stop=stop, **FAST)
 
     assert faults.raised["compare_and_set"] == 1
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, {"n": 2})
     assert record.job is not None and record.job.attempt == 1
     assert (stats.completed, stats.failed, stats.lost, stats.retried) == (1, 0, 0, 0)
@@ -146,7 +146,7 @@ def test_a_completion_the_store_does_not_answer_is_sent_again_until_it_does(
     stats = run_worker(store, handler, stop=stop, **FAST)
 
     assert faults.raised["compare_and_set"] == 3
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
     assert (stats.completed, stats.failed, stats.lost) == (1, 0, 0)
 
@@ -176,7 +176,7 @@ def test_a_handlers_lease_writes_ride_out_the_store_and_cost_no_attempt(
 
     assert faults.raised == {"merge_variables": 3, "compare_and_set": 1}
     assert seen == ["input_required"]
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
     assert record.variables == {"step": 1}
     assert record.job is not None and record.job.attempt == 1
@@ -203,7 +203,7 @@ def test_a_lease_write_is_sent_again_past_the_first_lease_while_renewals_keep_it
     stats = run_worker(store, handler, stop=stop, lease_ms=1_500, **FAST)
 
     assert faults.raised["merge_variables"] >= 2
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
     assert record.variables == {"step": 1}
     assert record.job is not None and record.job.attempt == 1
@@ -227,7 +227,7 @@ def test_a_release_applied_but_unanswered_is_not_taken_for_a_lost_lease(
     stats = run_worker(store, handler, stop=stop, **FAST)
 
     assert faults.raised["release"] == 1
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "second")
     assert (stats.retried, stats.completed, stats.failed, stats.lost) == (1, 1, 0, 0)
 
@@ -248,7 +248,7 @@ def test_a_release_handing_the_attempt_back_resent_after_a_lost_reply_hands_it_b
     second.release(count_attempt=False)
 
     assert faults.raised["release"] == 1
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert record.job is not None and (record.job.state, record.job.attempt) == ("ready", 1)
     # handed back once: attempt 2 again (not 3: kept; not 1: handed back twice)
     third = store.claim(timeout=5)
@@ -288,7 +288,7 @@ def test_a_store_away_longer_than_the_lease_loses_it_and_the_handler_never_sees_
 
     assert raised and StoreUnavailable not in raised
     assert faults.raised["merge_variables"] >= 1
-    record = store.get(task_id, OWNER)
+    record = store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "second")
     assert record.job is not None and record.job.attempt == 2
     assert (stats.lost, stats.failed, stats.retried, stats.completed) == (1, 0, 0, 1)

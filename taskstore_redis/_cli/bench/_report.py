@@ -66,10 +66,14 @@ def _ratio_check(run: RunResult) -> Check:
     name, goal = "store/raw throughput", f">= {RATIO_TARGET} in every scenario"
     ratios = [(s, s.ratio) for s in run.scenarios if s.ratio is not None]
     if not ratios:
-        return Check(name, goal, None, None, "no raw baseline on this backend")
+        return Check(
+            name=name, goal=goal, value=None, passed=None, detail="no raw baseline on this backend"
+        )
     misses = [f"{s.operation} {s.layout.label} {r:.2f}" for s, r in ratios if r < RATIO_TARGET]
     detail = f"lowest of {len(ratios)}" + (f"; below: {', '.join(misses)}" if misses else "")
-    return Check(name, goal, min(r for _, r in ratios), not misses, detail)
+    return Check(
+        name=name, goal=goal, value=min(r for _, r in ratios), passed=not misses, detail=detail
+    )
 
 
 def scaling_factors(run: RunResult) -> dict[str, float]:
@@ -88,32 +92,48 @@ def _scaling_check(run: RunResult) -> Check:
     name, goal = "1x32 vs 1x1 (store)", f">= {SCALING_TARGET:g}x for every operation"
     factors = scaling_factors(run)
     if not factors:
-        return Check(name, goal, None, None, "1x1 or 1x32 not run")
+        return Check(name=name, goal=goal, value=None, passed=None, detail="1x1 or 1x32 not run")
     misses = [f"{op} {f:.1f}x" for op, f in factors.items() if f < SCALING_TARGET]
     detail = "lowest operation" + (f"; below: {', '.join(misses)}" if misses else "")
     judged = run.mode == "standalone"
     if not judged:
         detail += "; judged on standalone Redis only"
-    return Check(name, goal, min(factors.values()), not misses if judged else None, detail)
+    return Check(
+        name=name,
+        goal=goal,
+        value=min(factors.values()),
+        passed=not misses if judged else None,
+        detail=detail,
+    )
 
 
 def _list_check(scale: ListScale | None) -> Check:
     name = "list page, large vs small owner"
     if scale is None:
-        return Check(name, f"<= {LIST_TARGET:g}x", None, None, "not run")
+        return Check(
+            name=name, goal=f"<= {LIST_TARGET:g}x", value=None, passed=None, detail="not run"
+        )
     small, large = scale.sizes
     goal = f"p50 at {large:,} tasks <= {LIST_TARGET:g}x p50 at {small:,}"
-    return Check(name, goal, scale.ratio, scale.ratio <= LIST_TARGET, "store, sequential")
+    return Check(
+        name=name,
+        goal=goal,
+        value=scale.ratio,
+        passed=scale.ratio <= LIST_TARGET,
+        detail="store, sequential",
+    )
 
 
 def _memory_check(run: RunResult) -> Check:
     name, goal = "memory per minimal task", f"used_memory delta <= {MEMORY_TARGET} B"
     if not run.memory:
-        return Check(name, goal, None, None, "no Redis memory on this backend")
+        return Check(
+            name=name, goal=goal, value=None, passed=None, detail="no Redis memory on this backend"
+        )
     worst = max(run.memory, key=lambda m: m.used_memory_delta_per_task)
     value = worst.used_memory_delta_per_task
     detail = f"worst layout ({worst.tasks_per_owner:,} tasks per owner), hash + key + index"
-    return Check(name, goal, value, value <= MEMORY_TARGET, detail)
+    return Check(name=name, goal=goal, value=value, passed=value <= MEMORY_TARGET, detail=detail)
 
 
 # --- the terminal ----------------------------------------------------------------------------

@@ -169,7 +169,9 @@ async def drive(side: Side, lanes: int, ops_per_lane: int, duration_s: float) ->
     async with anyio.create_task_group() as group:
         for lane in range(lanes):
             group.start_soon(caller, lane)
-    return Timings(len(latencies), started, time.monotonic(), latencies)
+    return Timings(
+        ops=len(latencies), started=started, finished=time.monotonic(), latencies_ns=latencies
+    )
 
 
 def run_in_process(spec: JobSpec) -> Timings:

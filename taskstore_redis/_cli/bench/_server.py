@@ -48,10 +48,10 @@ def describe(url: str) -> Server:
         version = str(client.info("server").get("redis_version", "?"))
         cluster = bool(client.info("cluster").get("cluster_enabled"))
     if not cluster:
-        return Server(url, False, version, ())
+        return Server(url=url, cluster=False, version=version, primaries=())
     with redis.RedisCluster.from_url(url, **_TIMEOUTS) as cluster_client:
         nodes = tuple((node.host, node.port) for node in cluster_client.get_primaries())
-    return Server(url, True, version, nodes)
+    return Server(url=url, cluster=True, version=version, primaries=nodes)
 
 
 @contextmanager

@@ -150,7 +150,9 @@ class Suite:
 
     def _scenario(self, pool: WorkerPool, operation: str, layout: Layout) -> ScenarioResult:
         figures = {side: self._measure(pool, operation, layout, side) for side in self._sides}
-        scenario = ScenarioResult(operation, layout, figures["store"], figures.get("raw"))
+        scenario = ScenarioResult(
+            operation=operation, layout=layout, store=figures["store"], raw=figures.get("raw")
+        )
         ratio = "" if scenario.ratio is None else f", store/raw {scenario.ratio:.2f}"
         self._progress(f"{operation} {layout.label}: {scenario.store.throughput:,.0f} ops/s{ratio}")
         return scenario

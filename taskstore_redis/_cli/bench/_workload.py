@@ -185,25 +185,27 @@ class StoreSide:
         """Create each lane's tasks, and remember them if asked."""
         for owner in owners:
             if self._setup_client is None or self._keys is None:
-                created = [await self.store.create(owner, METHOD) for _ in range(tasks_each)]
+                created = [
+                    await self.store.create(METHOD, owner_id=owner) for _ in range(tasks_each)
+                ]
                 task_ids = [record.task.task_id for record in created]
             else:
                 task_ids = await bulk_create(self._setup_client, self._keys, owner, tasks_each)
                 if self._remember and task_ids:
                     await self._read_all(owner, tasks_each)
-            self.lanes.append(Lane(owner, task_ids))
+            self.lanes.append(Lane(owner=owner, task_ids=task_ids))
 
     async def _read_all(self, owner: str, count: int) -> None:
         cursor = None
         for _ in range(count // WARM_PAGE + 1):
-            page = await self.store.list(owner, cursor=cursor, limit=WARM_PAGE)
+            page = await self.store.list(owner_id=owner, cursor=cursor, limit=WARM_PAGE)
             cursor = page.next_cursor
             if cursor is None:
                 return
 
     async def warm(self) -> None:
         """List an owner that has no task."""
-        await self.store.list(WARM_OWNER, limit=1)
+        await self.store.list(owner_id=WARM_OWNER, limit=1)
 
     async def op(self, lane: int, n: int) -> None:
         """Run operation ``n`` of ``lane``."""
@@ -218,10 +220,10 @@ class StoreSide:
                 await self._setup_client.aclose()
 
     async def _create(self, lane: Lane, n: int) -> None:
-        await self.store.create(lane.owner, METHOD)
+        await self.store.create(METHOD, owner_id=lane.owner)
 
     async def _get(self, lane: Lane, n: int) -> None:
-        await self.store.get(lane.task_ids[n % len(lane.task_ids)], lane.owner)
+        await self.store.get(lane.task_ids[n % len(lane.task_ids)], owner_id=lane.owner)
 
     async def _update_status(self, lane: Lane, n: int) -> None:
         pool = len(lane.task_ids)
@@ -229,22 +231,24 @@ class StoreSide:
             status, message = TaskStatus.INPUT_REQUIRED, WAITING
         else:
             status, message = TaskStatus.WORKING, None
-        await self.store.update_status(lane.task_ids[n % pool], lane.owner, status, message)
+        await self.store.update_status(
+            lane.task_ids[n % pool], status, message, owner_id=lane.owner
+        )
 
     async def _set_variables(self, lane: Lane, n: int) -> None:
         task_id = lane.task_ids[n % len(lane.task_ids)]
-        await self.store.set_variables(task_id, lane.owner, {"progress": n})
+        await self.store.set_variables(task_id, {"progress": n}, owner_id=lane.owner)
 
     async def _complete_with_result(self, lane: Lane, n: int) -> None:
         await self.store.complete_with_result(
-            lane.task_ids[n], lane.owner, TaskStatus.COMPLETED, DONE, RESULT
+            lane.task_ids[n], TaskStatus.COMPLETED, DONE, RESULT, owner_id=lane.owner
         )
 
     async def _list(self, lane: Lane, n: int) -> None:
-        await self.store.list(lane.owner, limit=self._page_size)
+        await self.store.list(owner_id=lane.owner, limit=self._page_size)
 
     async def _cancel(self, lane: Lane, n: int) -> None:
-        await self.store.cancel(lane.task_ids[n], lane.owner)
+        await self.store.cancel(lane.task_ids[n], owner_id=lane.owner)
 
 
 def representative_payloads() -> dict[str, bytes]:
@@ -315,7 +319,15 @@ class RawSide:
             members: list[str] = []
             task_ids = await bulk_create(self._client, self._keys, owner, tasks_each, members)
             keys = [self._keys.task_key(TaskKey(owner, task_id)) for task_id in task_ids]
-            self.lanes.append(Lane(owner, task_ids, keys, [1] * len(keys), members))
+            self.lanes.append(
+                Lane(
+                    owner=owner,
+                    task_ids=task_ids,
+                    task_keys=keys,
+                    versions=[1] * len(keys),
+                    members=members,
+                )
+            )
             self._shapes.append(_OwnerKeys.of(self._keys, owner))
 
     async def warm(self) -> None:

@@ -134,9 +134,9 @@ class Client:
                     failure = "the deadline passed while creating the tasks"
                     return
                 record = await store.submit(
-                    self.owner(index),
                     REQUEST_METHOD,
                     {"index": index},
+                    owner_id=self.owner(index),
                     queue=QUEUE,
                     ttl_ms=TTL_MS,
                 )
@@ -175,7 +175,7 @@ class Client:
                 for attempt in range(FOLLOW_ATTEMPTS):
                     try:
                         if attempt:  # react again to the task as it is now
-                            record = await store.get(task.task_id, task.owner)
+                            record = await store.get(task.task_id, owner_id=task.owner)
                             self.tally.client_op("get")
                             await self.react(store, task, record, bars)
                         await self.follow(store, task, bars, deadline)
@@ -236,7 +236,7 @@ class Client:
                 return
             try:
                 record = await store.wait(
-                    task.task_id, task.owner, after_version=task.version, timeout=left
+                    task.task_id, owner_id=task.owner, after_version=task.version, timeout=left
                 )
             except WaitTimeout:
                 return
@@ -251,10 +251,10 @@ class Client:
         task.version = record.version
         status = record.task.status
         if status is TaskStatus.INPUT_REQUIRED and not task.approved:
-            await store.set_variables(task.task_id, task.owner, {"approval": "yes"})
+            await store.set_variables(task.task_id, {"approval": "yes"}, owner_id=task.owner)
             self.tally.client_op("set_variables")
             record = await store.update_status(
-                task.task_id, task.owner, TaskStatus.WORKING, APPROVED_MESSAGE
+                task.task_id, TaskStatus.WORKING, APPROVED_MESSAGE, owner_id=task.owner
             )
             self.tally.client_op("update_status")
             task.version = record.version
@@ -267,7 +267,7 @@ class Client:
             if delay > 0:
                 await anyio.sleep(delay)
             try:
-                record = await store.cancel(task.task_id, task.owner)
+                record = await store.cancel(task.task_id, owner_id=task.owner)
                 task.cancel = "cancelled"
             except InvalidTransition:
                 task.cancel = "too-late"  # the worker's completion wakes the next wait
@@ -278,7 +278,7 @@ class Client:
             status = record.task.status  # cancelled: no change will follow, take it now
         if status.is_terminal:
             try:
-                task.result = await store.get_result(task.task_id, task.owner)
+                task.result = await store.get_result(task.task_id, owner_id=task.owner)
             except NoResult:
                 task.no_result = True
             self.tally.client_op("get_result")

@@ -139,7 +139,7 @@ class Demo:
             return
         async with self.store() as store:
             for number in range(self.owners):
-                if (await store.list(owner_id(number), limit=1)).tasks:
+                if (await store.list(owner_id=owner_id(number), limit=1)).tasks:
                     raise CliError(
                         f"key prefix {self.prefix!r} already holds demo tasks: give another "
                         "--prefix, or none for a new one",

@@ -119,7 +119,7 @@ class Verification:
             owner = owner_id(number)
             cursor: str | None = None
             for _ in range(max_pages):
-                page = await store.list(owner, cursor=cursor, limit=LIST_LIMIT)
+                page = await store.list(owner_id=owner, cursor=cursor, limit=LIST_LIMIT)
                 records.extend(page.tasks)
                 cursor = page.next_cursor
                 if cursor is None:
@@ -204,7 +204,7 @@ class Verification:
         """
         if self.killed is None:
             return None
-        record = await store.get(task.task_id, task.owner)
+        record = await store.get(task.task_id, owner_id=task.owner)
         if record.job is not None and record.job.worker_id == worker_name(self.killed):
             self.unreported_tasks.add(task.index)
             return UNREPORTED

@@ -132,7 +132,7 @@ async def _await_approval(
         if left > 0:
             with contextlib.suppress(WaitTimeout):
                 changed = await store.wait(
-                    task_id, owner, after_version=record.version, timeout=left
+                    task_id, owner_id=owner, after_version=record.version, timeout=left
                 )
         if changed is None:
             status = record.task.status.value
@@ -414,7 +414,12 @@ class WorkerProcesses:
         self.results = context.SimpleQueue()
         self.stop_event = context.Event()
         setup = ProcessSetup(
-            self.url, self.prefix, self.concurrency, self.seed, deadline, self.lease_ms
+            url=self.url,
+            prefix=self.prefix,
+            concurrency=self.concurrency,
+            seed=self.seed,
+            deadline=deadline,
+            lease_ms=self.lease_ms,
         )
         for wid in range(count):
             self.reports[wid] = WorkerReport(wid)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import TaskStoreError
+from .._core.errors import TaskStoreError
 
 _otel: Any
 try:

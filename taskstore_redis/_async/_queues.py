@@ -1,0 +1,518 @@
+"""Work queues: submitting, claiming, renewing and releasing leases, sweeping lost ones.
+
+``QueueOperations`` is the part of the store (``GenericTaskStore``) that works on
+queues; ``QueueHints`` is what a store knows of the shards of the queues it claims from.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from time import monotonic
+
+from .._core.backend_types import ClaimedJob, Fence, LeaseRef, LostJob, NewJob, TaskKey
+from .._core.config import SecurityConfig, StoreConfig
+from .._core.errors import (
+    InvalidArgument,
+    InvalidLeaseToken,
+    LeaseLost,
+    StoreUnavailable,
+    TaskStoreError,
+    VariableSizeExceeded,
+)
+from .._core.model import (
+    JSONValue,
+    LeaseInfo,
+    QueueStats,
+    TaskRecord,
+    datetime_from_ms,
+    encode_json,
+)
+from .._core.rules import change_status
+from .._core.status import TaskStatus
+from .._core.validation import (
+    check_count,
+    check_delay,
+    check_id,
+    check_owner,
+    check_queue,
+    check_timeout,
+    check_token,
+    check_worker_id,
+    clean_json_value,
+    resolve_lease_ms,
+    resolve_max_attempts,
+    resolve_ttl,
+)
+from .._runtime.fanout import Pokeable
+from .._runtime.wake import async_waker
+from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, TaskEngine, lost_lease
+from ._lease import Lease
+from ._protocols import QueueBackend, QueueWatch, StorageBackend
+
+_UNSUBSCRIBED_PAUSE = 0.05
+_COUNTERS = (
+    "submitted",
+    "claimed",
+    "completed",
+    "failed",
+    "cancelled",
+    "released",
+    "recovered",
+    "given_up",
+)
+
+
+class QueueOperations(TaskEngine):
+    """The store's work-queue operations (see ``GenericTaskStore``)."""
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        config: StoreConfig | None = None,
+        security: SecurityConfig | None = None,
+    ) -> None:
+        """Wrap ``backend`` with the given limits (defaults when None)."""
+        super().__init__(backend, config, security)
+        self._hints: dict[str, QueueHints] = {}
+        self._queued = backend if isinstance(backend, QueueBackend) else None
+
+    async def _close_queue_watches(self) -> None:
+        hints, self._hints = list(self._hints.values()), {}
+        for hint in hints:
+            watch, hint.watch = hint.watch, None
+            if watch is not None and hint.opened:
+                await watch.__aexit__(None, None, None)
+
+    async def submit(
+        self,
+        request_method: str,
+        params: JSONValue = None,
+        *,
+        owner_id: str,
+        queue: str = "default",
+        ttl_ms: int | None = None,
+        delay_ms: int = 0,
+        max_attempts: int | None = None,
+    ) -> TaskRecord:
+        """Create a task (status ``working``) and enqueue it, in one atomic step.
+
+        ``params`` is the job's input (plain JSON, up to ``max_params_bytes``),
+        handed to the worker that claims it. The task is claimable ``delay_ms``
+        after submission, by up to ``max_attempts`` claims
+        (``config.default_max_attempts`` when None). The owner's quota counts it
+        like any created task.
+
+        Raises:
+            InvalidArgument: a bad queue name, delay, attempt count, TTL or id, or params
+                that are not plain JSON (``VariableSizeExceeded`` when too large).
+            AnonymousAccessDenied: an anonymous owner while anonymous access is off.
+            ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
+
+        """
+        owner = check_owner(owner_id, self._security)
+        method = check_id(request_method, "request_method")
+        ttl = resolve_ttl(ttl_ms, self._config)
+        name = check_queue(queue)
+        delay = check_delay(delay_ms, self._config)
+        attempts = resolve_max_attempts(max_attempts, self._config)
+        encoded = encode_json(clean_json_value(params, self._config, "params"))
+        if len(encoded) > self._config.max_params_bytes:
+            raise VariableSizeExceeded(self._config.max_params_bytes, len(encoded), "params")
+        self._queue_backend()
+        job = NewJob(queue=name, params=encoded, max_attempts=attempts, delay_ms=delay)
+        return await self._create(owner, method, ttl, job)
+
+    async def claim(
+        self,
+        queue: str = "default",
+        *,
+        lease_ms: int | None = None,
+        timeout: float | None = None,
+        worker_id: str | None = None,
+    ) -> Lease | None:
+        """Lease the oldest claimable task of ``queue``; None if there was none in time.
+
+        ``timeout``: 0 returns at once, None waits until there is work, a number
+        waits that many seconds at most. Waiting is on change notices, never by
+        polling. While the server cannot be reached (a restart, a failover, or not
+        up yet when the claim starts) a waiting claim waits on and tries again; one
+        with ``timeout=0``, or whose time is up, raises. Any timeout up to ``inf``
+        is taken as "that long at most". The lease lasts ``lease_ms``
+        (``config.default_lease_ms``) unless renewed; see :class:`Lease`.
+
+        Raises:
+            InvalidArgument: a bad queue name, lease, timeout (negative, NaN) or worker id.
+            StoreUnavailable: the backend could not be reached before the timeout ran
+                out (at once with ``timeout=0``), or it was closed.
+
+        """
+        leases = await self.claim_many(
+            queue, 1, lease_ms=lease_ms, timeout=timeout, worker_id=worker_id
+        )
+        return leases[0] if leases else None
+
+    async def claim_many(
+        self,
+        queue: str,
+        count: int,
+        *,
+        lease_ms: int | None = None,
+        timeout: float | None = None,
+        worker_id: str | None = None,
+    ) -> builtins.list[Lease]:
+        """Lease up to ``count`` claimable tasks of ``queue`` (at least one unless none in time).
+
+        Takes as many as one visit of each shard with work yields, one round trip
+        per shard visited; returns as soon as it has any. ``timeout`` as in ``claim``.
+        On its way it recovers expired leases and fails tasks whose last attempt
+        was lost.
+
+        Raises:
+            InvalidArgument: a bad queue, count (1..``max_claim_count``), lease or timeout.
+            StoreUnavailable: as for ``claim``.
+
+        """
+        name = check_queue(queue)
+        wanted = check_count(count, self._config)
+        lease = resolve_lease_ms(lease_ms, self._config)
+        wait = check_timeout(timeout)
+        worker = check_worker_id(worker_id)
+        backend = self._queue_backend()
+        hints = self._hints.get(name)
+        if hints is None:
+            hints = self._hints.setdefault(name, QueueHints(backend.queue_shards()))
+        deadline = None if wait is None else monotonic() + wait
+        waker = async_waker()
+        hints.add_waiter(waker)
+        failures = 0
+        try:
+            while True:
+                try:
+                    if hints.watch is None:
+                        await self._queue_hints(backend, name)
+                    got = await self._claim_round(backend, hints, name, wanted, lease, worker)
+                except StoreUnavailable as exc:
+                    # a server restarting or failing over: a waiting claim waits on and
+                    # tries again (a claim whose reply was lost leased tasks nobody
+                    # holds: their leases run out); a closed backend ends it
+                    left = None if deadline is None else deadline - monotonic()
+                    if exc.__cause__ is None or (left is not None and left <= 0):
+                        raise
+                    failures += 1
+                    pause = min(READ_PAUSE_MAX, READ_PAUSE_FIRST * 2**failures)
+                    await waker.wait(pause if left is None else min(pause, left))
+                    continue
+                failures = 0
+                if got:
+                    return got
+                left = None if deadline is None else deadline - monotonic()
+                if left is not None and left <= 0:
+                    return []
+                pause = hints.pause()
+                if not hints.live():
+                    # notices may be missed until the subscription is back: look again soon
+                    pause = _UNSUBSCRIBED_PAUSE if pause is None else min(pause, 1.0)
+                if left is not None:
+                    pause = left if pause is None else min(pause, left)
+                await waker.wait(None if pause is None else pause + 0.001)
+        finally:
+            hints.remove_waiter(waker)
+
+    async def renew_leases(
+        self, leases: builtins.list[Lease], lease_ms: int | None = None
+    ) -> builtins.list[TaskStoreError | None]:
+        """Renew many leases in one round trip per node; one outcome per lease, in order.
+
+        None: renewed (the lease's ``expires_at`` moved on); else the error the
+        lease's own ``renew`` would raise (``LeaseLost``, ``InvalidLeaseToken``),
+        returned, not raised.
+
+        Raises:
+            InvalidArgument: a bad ``lease_ms``.
+
+        """
+        duration = resolve_lease_ms(lease_ms, self._config)
+        backend = self._queue_backend()
+        refs = [
+            LeaseRef(
+                key=TaskKey(lease.owner_id, lease.task_id),
+                queue=lease.queue,
+                token=check_token(lease.token, lease.task_id),
+            )
+            for lease in leases
+        ]
+        outcomes = await backend.renew(refs, duration) if refs else []
+        reported: builtins.list[TaskStoreError | None] = []
+        for lease, ref, outcome in zip(leases, refs, outcomes, strict=True):
+            if outcome.deadline_ms is not None:
+                lease._renewed(outcome.deadline_ms)
+                reported.append(None)
+            elif outcome.lease_lost == "forged":
+                reported.append(InvalidLeaseToken(lease.task_id, ref.token))
+            else:
+                reported.append(LeaseLost(lease.task_id, outcome.lease_lost or "missing"))
+        return reported
+
+    async def queue_stats(self, queue: str = "default") -> QueueStats:
+        """The queue's numbers now, summed over its shards (one round trip per shard).
+
+        Raises:
+            InvalidArgument: a bad queue name.
+
+        """
+        name = check_queue(queue)
+        counts = await self._queue_backend().queue_counts(name)
+        counters = counts.counters
+        return QueueStats(
+            queue=name,
+            ready=counts.ready,
+            delayed=counts.delayed,
+            leased=counts.leased,
+            oldest_ready_age_ms=counts.oldest_ready_age_ms,
+            **{field: counters.get(field, 0) for field in _COUNTERS},
+        )
+
+    async def queue_leases(
+        self, queue: str = "default", *, limit: int = 100
+    ) -> builtins.list[LeaseInfo]:
+        """The tasks workers hold on ``queue``, soonest lease deadline first, ``limit`` at most.
+
+        One bounded read per shard (``limit`` leases each; one round trip per node):
+        what ``taskstore-redis top`` shows per worker.
+
+        Raises:
+            InvalidArgument: a bad queue name, or ``limit`` not in 1..10000.
+
+        """
+        name = check_queue(queue)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidArgument(f"limit must be a whole number from 1 to 10000, got {limit!r}")
+        leases = await self._queue_backend().queue_leases(name, limit)
+        return [
+            LeaseInfo(
+                task_id=lease.key.task_id,
+                owner_id=lease.key.owner_id,
+                worker_id=lease.worker_id or None,
+                attempt=lease.attempt,
+                expires_at=datetime_from_ms(lease.deadline_ms),
+                lost=lease.lost,
+            )
+            for lease in sorted(leases, key=lambda lease: lease.deadline_ms)[:limit]
+        ]
+
+    async def queues(self) -> builtins.list[str]:
+        """The names of every queue a task was ever submitted to, sorted."""
+        return sorted(await self._queue_backend().queue_names())
+
+    async def recover_leases(self, queue: str | None = None) -> int:
+        """Sweep expired leases now; return how many tasks it requeued or failed.
+
+        A task whose lease expired goes back to its queue for another attempt,
+        or fails (``worker lost``) when it has none left. ``None`` sweeps every
+        queue known. Each step is bounded (``recovery_batch`` leases per shard);
+        the sweep repeats steps until no expired lease is left. Claims do the same
+        on their way, so recovery never depends on this being called, nor on claims.
+        """
+        backend = self._queue_backend()
+        names = [check_queue(queue)] if queue is not None else await backend.queue_names()
+        batch = self._config.recovery_batch
+        done = 0
+        for name in names:
+            for shard in range(backend.queue_shards()):
+                while True:
+                    reply = await backend.recover(name, shard, batch)
+                    failed = await self._finalize_lost(name, reply.lost)
+                    done += reply.recovered + failed
+                    if reply.recovered + len(reply.lost) < batch:
+                        break
+        return done
+
+    async def _release(self, lease: Lease, delay_ms: int, *, count_attempt: bool = True) -> None:
+        delay = check_delay(delay_ms, self._config)
+        key = TaskKey(lease.owner_id, lease.task_id)
+        fence = Fence(queue=lease.queue, token=check_token(lease.token, lease.task_id))
+        refused, stored = await self._queue_backend().release(
+            LeaseRef(key=key, queue=fence.queue, token=fence.token),
+            delay,
+            count_attempt=count_attempt,
+        )
+        if refused:
+            lost_lease(key, fence, refused)
+        if stored is not None:
+            lease._updated(self._owned(key, stored).record)
+
+    async def _claim_round(
+        self,
+        backend: QueueBackend,
+        hints: QueueHints,
+        name: str,
+        wanted: int,
+        lease_ms: int,
+        worker: str,
+    ) -> builtins.list[Lease]:
+        """Visit the shards worth a visit, round-robin, until ``wanted`` tasks are leased."""
+        got: builtins.list[Lease] = []
+        batch = self._config.recovery_batch
+        visits = hints.to_visit()
+        if len(visits) > 1:
+            # one round trip (per node) tells which shards have work now; claim only there
+            dues = await backend.queue_due(name, [shard for shard, _ in visits])
+            busy = []
+            for (shard, notices), due in zip(visits, dues, strict=True):
+                if due == 0:
+                    busy.append((shard, notices))
+                else:
+                    hints.settle(shard, notices, due, True)
+            visits = busy
+        for shard, notices in visits:
+            asked = wanted - len(got)
+            reply = await backend.claim(name, shard, asked, lease_ms, worker, batch)
+            hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < asked)
+            for claimed in reply.claimed:
+                record = self._owned(claimed.key, claimed.record).record
+                got.append(self._new_lease(record, claimed, name, worker or None))
+            await self._finalize_lost(name, reply.lost)
+            if len(got) >= wanted:
+                break
+        return got
+
+    async def _finalize_lost(self, name: str, lost: builtins.list[LostJob]) -> int:
+        """Fail the tasks whose attempts are used up; return how many this call failed.
+
+        Each write is fenced on the lost state and token, so however many
+        claimers and sweeps are handed the same task, it fails once; one that
+        cannot be written now is handed out again later.
+        """
+        failed = 0
+        for job in lost:
+            message = _lost_message(job)
+            try:
+                await self._mutate(
+                    job.key.task_id,
+                    job.key.owner_id,
+                    lambda record, now, message=message: change_status(  # type: ignore[misc]
+                        record, TaskStatus.FAILED, message, now
+                    ),
+                    Fence(queue=name, token=job.token, finalize=True),
+                )
+            except TaskStoreError:
+                continue  # failed by another, ended meanwhile, or not now: not this call's
+            failed += 1
+        return failed
+
+    def _queue_backend(self) -> QueueBackend:
+        backend = self._queued
+        if backend is None:
+            raise InvalidArgument(f"{type(self._backend).__name__} has no work queues")
+        return backend
+
+    async def _queue_hints(self, backend: QueueBackend, name: str) -> QueueHints:
+        """The store's hints of ``name``, subscribed (once per store) before any read."""
+        hints = self._hints.get(name)
+        if hints is None:
+            hints = self._hints.setdefault(name, QueueHints(backend.queue_shards()))
+        if hints.watch is None:
+            watch = backend.queue_watch(name, hints.notice)
+            hints.watch = watch
+            try:
+                await watch.__aenter__()
+            except BaseException:
+                hints.watch = None
+                raise
+            hints.opened = True
+        return hints
+
+    def _new_lease(
+        self, record: TaskRecord, claimed: ClaimedJob, queue: str, worker_id: str | None
+    ) -> Lease:
+        """The lease of a task just claimed from ``queue``, its writes going through the store."""
+        raise NotImplementedError  # GenericTaskStore makes them
+
+
+def _lost_message(lost: LostJob) -> str:
+    if lost.expired:
+        return (
+            f"worker lost: the lease of attempt {lost.attempt} of {lost.max_attempts} "
+            "expired and no attempt is left"
+        )
+    return f"gave up: released after attempt {lost.attempt} of {lost.max_attempts}"
+
+
+class QueueHints:
+    """What a store knows of each shard of a queue it claims from, and who waits on it.
+
+    A shard is "maybe" (worth a visit) from the start, after a notice and after
+    the subscription was renewed; an empty claim makes it "empty until" the time
+    the backend said it next needs a visit. A notice counter per shard makes a
+    notice that lands during a claim survive that claim's empty answer.
+    """
+
+    def __init__(self, shards: int) -> None:
+        """Every shard worth a visit."""
+        self.shards = shards
+        self.watch: QueueWatch | None = None
+        self.opened = False
+        self._lock = threading.Lock()
+        self._maybe = set(range(shards))
+        self._due: dict[int, float] = {}
+        self._notices = [0] * shards
+        self._waiters: set[Pokeable] = set()
+        self._next = 0
+
+    def notice(self, shard: int) -> None:
+        """A shard may have work (called from any thread): wake every waiting claim."""
+        with self._lock:
+            self._maybe.add(shard)
+            self._notices[shard] += 1
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.poke()
+
+    def live(self) -> bool:
+        """Whether the subscription is confirmed now, so the hints can be trusted."""
+        watch = self.watch
+        return self.opened and watch is not None and watch.live()
+
+    def to_visit(self) -> list[tuple[int, int]]:
+        """(shard, notice count) of the shards worth a visit now, round-robin from the last."""
+        now = monotonic()
+        trusted = self.live()
+        with self._lock:
+            start = self._next
+            self._next = (start + 1) % self.shards
+            order = [(start + step) % self.shards for step in range(self.shards)]
+            return [
+                (shard, self._notices[shard])
+                for shard in order
+                if not trusted
+                or shard in self._maybe
+                or (shard in self._due and self._due[shard] <= now)
+            ]
+
+    def settle(self, shard: int, notices: int, next_due_in_ms: float | None, drained: bool) -> None:
+        """Record a claim's answer: with nothing more to take, the shard is empty until due."""
+        with self._lock:
+            if next_due_in_ms is None:
+                self._due.pop(shard, None)
+            else:
+                self._due[shard] = monotonic() + next_due_in_ms / 1000
+            if drained and self._notices[shard] == notices:
+                self._maybe.discard(shard)
+
+    def pause(self) -> float | None:
+        """Seconds until a shard is due again; None when none is."""
+        with self._lock:
+            if not self._due:
+                return None
+            return max(0.0, min(self._due.values()) - monotonic())
+
+    def add_waiter(self, waiter: Pokeable) -> None:
+        """Wake ``waiter`` at every notice."""
+        with self._lock:
+            self._waiters.add(waiter)
+
+    def remove_waiter(self, waiter: Pokeable) -> None:
+        """Stop waking ``waiter``."""
+        with self._lock:
+            self._waiters.discard(waiter)

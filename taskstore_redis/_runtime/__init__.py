@@ -1,0 +1,1 @@
+"""The I/O-aware floor under the store: wakers, change fan-out, OpenTelemetry instruments."""
