@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -35,7 +36,7 @@ from taskstore_redis._core.backend_types import (
 )
 from taskstore_redis._core.errors import StoreUnavailable
 from taskstore_redis._redis.contract import BUILDERS, Call, Code
-from taskstore_redis._redis.errors import map_redis_errors
+from taskstore_redis._redis.errors import map_redis_errors, script_sha
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import (
     ALL_SCRIPTS,
@@ -335,10 +336,18 @@ FAILING = {
 }
 
 
-def refusal(client: redis.Redis, source: str, where: str) -> str:
-    """The message of the StoreUnavailable a failing script call becomes."""
-    with pytest.raises(StoreUnavailable) as caught, map_redis_errors("fail", write=True):
-        client.eval(source, 0, where)
+def refusal(client: redis.Redis, script: Script, where: str) -> str:
+    """The message of the StoreUnavailable a failing script call becomes.
+
+    The call goes as the backend sends it: EVALSHA, its mapping told the script's SHA
+    (the server's message may name it, as Redis 7 does, or not, as Valkey does).
+    """
+    client.script_load(script.source)
+    command = ("EVALSHA", script.sha, 0, where)
+    mapping = map_redis_errors("fail", write=True, sha=script_sha(command))
+    untyped: Any = client  # execute_command is untyped in redis-py
+    with pytest.raises(StoreUnavailable) as caught, mapping:
+        untyped.execute_command(*command)
     assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
     return str(caught.value)
 
@@ -346,7 +355,7 @@ def refusal(client: redis.Redis, source: str, where: str) -> str:
 @pytest.mark.redis
 def test_an_error_in_a_script_names_its_file_and_line(tmp_path: Path, client: redis.Redis) -> None:
     script = load_script("fails", write(tmp_path, FAILING))
-    message = refusal(client, script.source, "body")
+    message = refusal(client, script, "body")
     assert "lua/fails.lua:7" in message, message
     assert "user_script" not in message
 
@@ -356,7 +365,7 @@ def test_an_error_in_an_included_helper_names_the_helper_file_and_line(
     tmp_path: Path, client: redis.Redis
 ) -> None:
     script = load_script("fails", write(tmp_path, FAILING))
-    message = refusal(client, script.source, "helper")
+    message = refusal(client, script, "helper")
     assert "lua/includes/second.lua:3" in message, message
 
 

@@ -53,7 +53,7 @@ from .._redis.contract import (
     release_call,
     renew_call,
 )
-from .._redis.errors import map_redis_errors, may_pass
+from .._redis.errors import map_redis_errors, may_pass, script_sha
 from .._redis.events import ConnectionEvents
 from .._redis.keys import KeySchema
 from .._redis.options import ClientOptions, check_parsed, check_url, socket_seconds
@@ -432,7 +432,8 @@ class RedisBackend:
         """Send commands in one pipeline (one round trip per node); scripts reloaded if lost."""
         if not commands:
             return []
-        with map_redis_errors(operation, write=write):
+        mapped = map_redis_errors(operation, write=write)
+        with mapped:
             client = await self._connected()
             untyped: Any = client  # redis-py leaves pipelines partly untyped
             for _ in range(_NOSCRIPT_ATTEMPTS):
@@ -443,8 +444,9 @@ class RedisBackend:
                 if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
                     break
                 await self._load_scripts(client)
-            for reply in replies:
+            for command, reply in zip(commands, replies, strict=True):
                 if isinstance(reply, Exception):
+                    mapped.sha = script_sha(command)
                     raise reply
             return replies
 
@@ -605,7 +607,7 @@ class RedisBackend:
         while True:
             attempt += 1
             try:
-                with map_redis_errors(operation, write=write):
+                with map_redis_errors(operation, write=write, sha=script_sha(command)):
                     client = await self._connected()
                     for _ in range(_NOSCRIPT_ATTEMPTS):
                         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from types import TracebackType
+from typing import Any
 
 import redis.exceptions
 
@@ -64,6 +65,11 @@ def never_sent(exc: BaseException) -> bool:
     )
 
 
+def script_sha(command: tuple[Any, ...]) -> str | None:
+    """The SHA of the script a command runs (``EVALSHA sha ...``), else None."""
+    return command[1] if len(command) > 1 and command[0] == "EVALSHA" else None
+
+
 class map_redis_errors:
     """Re-raise any redis-py or OS error as StoreUnavailable, with the cause chained.
 
@@ -72,12 +78,17 @@ class map_redis_errors:
     call's path.
     """
 
-    __slots__ = ("operation", "write")
+    __slots__ = ("operation", "sha", "write")
 
-    def __init__(self, operation: str, *, write: bool) -> None:
-        """Name the operation for the message; ``write`` marks unknown outcomes."""
+    def __init__(self, operation: str, *, write: bool, sha: str | None = None) -> None:
+        """Name the operation for the message; ``write`` marks unknown outcomes.
+
+        ``sha``: the script the call runs, whose file and line a script error names
+        (set it before raising when one context covers several scripts).
+        """
         self.operation = operation
         self.write = write
+        self.sha = sha
 
     def __enter__(self) -> None:
         """Nothing to set up."""
@@ -103,5 +114,5 @@ class map_redis_errors:
             ) from exc
         if isinstance(exc, redis.exceptions.RedisError):
             # a script's error names the file and line it came from (see lua/includes/)
-            refused = locate_lines(str(exc))
+            refused = locate_lines(str(exc), self.sha)
             raise StoreUnavailable(f"Redis refused {self.operation}: {refused}") from exc

@@ -163,14 +163,16 @@ _SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 _USER_SCRIPT_LINE = re.compile(r"user_script:(\d+)")
 
 
-def locate_lines(message: str) -> str:
+def locate_lines(message: str, sha: str | None = None) -> str:
     """A script error's text with ``user_script:<n>`` as the file and line it came from.
 
-    Redis names the script by SHA in its error messages and counts lines in the
-    source sent, helpers included; a script loaded here is known by its SHA.
+    The server counts lines in the source sent, helpers included. The script is the
+    one of ``sha`` (what the caller sent), else the one whose SHA the message names
+    (Redis 7 names it; Valkey does not); a script loaded here is known by its SHA.
     """
-    found = _SHA.search(message)
-    script = None if found is None else _BY_SHA.get(found.group(0))
+    script = None if sha is None else _BY_SHA.get(sha)
+    if script is None and (found := _SHA.search(message)) is not None:
+        script = _BY_SHA.get(found.group(0))
     if script is None:
         return message
 
