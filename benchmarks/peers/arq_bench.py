@@ -1,0 +1,163 @@
+"""arq side of the work-queue peer benchmark.
+
+python arq_bench.py --redis-url redis://127.0.0.1:6379/0 --jobs 20000 --processes 4 \
+    --concurrency 10 --prefix bench-ab12 [--batch 1000] [--timeout 300]
+
+Runs in a scratch virtualenv that has arq (the runner, run.py, makes it); it is not part
+of the project's dependencies. The queue is named after the prefix and every job id starts
+with it, so every key arq writes holds it (``<prefix>``, ``arq:job:<prefix>-...``,
+``arq:result:<prefix>-...``, ``<prefix>:health-check``).
+
+1. enqueues N no-op jobs (arq has no bulk enqueue: batches of ``--batch`` concurrent
+   ``ArqRedis.enqueue_job`` calls; the add rate);
+2. starts P worker processes (spawn), one arq ``Worker(max_jobs=C)`` each, waits until
+   every one is connected, then lets them all start at once;
+3. the processing rate is N / (last completion - first claim), over all processes: the
+   claim is arq's ``on_job_start`` hook, the completion its ``after_job_end`` hook (called
+   once the result is recorded);
+4. stops the workers, deletes the queue's keys, prints ONE JSON line on stdout (the
+   contract at the top of run.py) and exits; 0 when the run completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import sys
+from typing import Any
+
+import arq
+import redis
+import redis.asyncio
+from _program import (
+    Tally,
+    WorkerPool,
+    contract_parser,
+    delete_keys,
+    new_record,
+    positive,
+    redis_cpu_seconds,
+    run_contract,
+)
+from arq import Worker, create_pool
+from arq.connections import RedisSettings
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    """The job: does nothing."""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = contract_parser(__doc__.splitlines()[0])
+    p.add_argument("--batch", type=positive, default=1000)
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------ worker process
+def _worker_main(
+    index: int, slots: Any, ready: Any, stop: Any, url: str, name: str, c: int
+) -> None:
+    asyncio.run(_worker(Tally(slots, index), ready, stop, url, name, c))
+
+
+async def _worker(tally: Tally, ready: Any, stop: Any, url: str, name: str, c: int) -> None:
+    async def claimed(ctx: dict[str, Any]) -> None:
+        tally.claimed()
+
+    async def finished(ctx: dict[str, Any]) -> None:
+        tally.finished()
+
+    pool = await create_pool(RedisSettings.from_dsn(url))
+    worker = Worker(
+        functions=[noop],
+        queue_name=name,
+        redis_pool=pool,
+        max_jobs=c,
+        on_job_start=claimed,
+        after_job_end=finished,
+    )
+    await pool.ping()  # connected before the start signal
+    await asyncio.to_thread(ready.wait, 600)
+    tally.started()
+    task = asyncio.create_task(worker.async_run())
+    await asyncio.to_thread(stop.wait)
+    tally.stopped()
+    for _ in range(worker.jobs_failed):  # counted as finished too: the run is not ok
+        tally.failed()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await worker.close()
+
+
+# ------------------------------------------------------------------ parent process
+async def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    admin = redis.asyncio.Redis.from_url(args.redis_url)
+    info = await admin.info("server")
+    record = new_record(
+        "arq",
+        args,
+        {
+            "arq": arq.__version__,
+            "redis-py": redis.__version__,
+            "python": platform.python_version(),
+            "redis": info.get("redis_version"),
+        },
+        {
+            "add": f"ArqRedis.enqueue_job, batches of {args.batch} concurrent calls",
+            "worker": "Worker(max_jobs=C), arq's defaults (poll_delay 0.5 s, "
+            "queue_read_limit max(5 C, 100))",
+            "job_options": "arq's defaults (keep_result 3600 s: results kept an hour, "
+            "max_tries 5, job_timeout 300 s)",
+            "handler": "async def noop(ctx): pass",
+        },
+    )
+    pool: WorkerPool | None = None
+
+    async def add() -> None:
+        client = await create_pool(RedisSettings.from_dsn(args.redis_url))
+        try:
+            for start in range(0, args.jobs, args.batch):
+                n = min(args.batch, args.jobs - start)
+                added = await asyncio.gather(
+                    *(
+                        client.enqueue_job(
+                            "noop", _job_id=f"{args.prefix}-{start + i}", _queue_name=args.prefix
+                        )
+                        for i in range(n)
+                    )
+                )
+                if any(job is None for job in added):
+                    raise RuntimeError("arq refused to enqueue a job")
+        finally:
+            await client.aclose()
+
+    async def process(deadline: float) -> None:
+        nonlocal pool
+
+        async def drained() -> bool:
+            assert pool is not None
+            return pool.finished() >= args.jobs and not await admin.zcard(args.prefix)
+
+        async def server_cpu() -> float:
+            return redis_cpu_seconds(await admin.info("cpu"))
+
+        pool = WorkerPool(
+            args.processes, _worker_main, (args.redis_url, args.prefix, args.concurrency)
+        )
+        await pool.run(drained, server_cpu, record, args.jobs, deadline)
+
+    async def cleanup() -> int:
+        if pool is not None:
+            pool.kill()
+        return await delete_keys(admin, f"*{args.prefix}*")
+
+    try:
+        return await run_contract(args, record, add, process, cleanup)
+    finally:
+        await admin.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
