@@ -31,9 +31,14 @@ def _prefix(text: str) -> str:
     return text
 
 
-def contract_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with the options the runner passes to every peer (see run.py)."""
+def contract_parser(description: str, *, batch: bool = False) -> argparse.ArgumentParser:
+    """A parser with the options the runner passes to every peer (see run.py).
+
+    ``batch``: also ``--batch`` (jobs per add call or pipeline, default 1,000).
+    """
     p = argparse.ArgumentParser(description=description)
+    if batch:
+        p.add_argument("--batch", type=positive, default=1000)
     p.add_argument("--redis-url", required=True)
     p.add_argument("--jobs", type=positive, default=20_000)
     p.add_argument("--processes", type=positive, default=1)
@@ -83,15 +88,55 @@ class Tally:
         self.raw[self.base + 3] += 1
 
 
+Work = Callable[..., Awaitable[None]]
+"""What a worker process runs: ``work(tally, ready, stop, *args)``."""
+
+
+TALLY: Tally | None = None
+"""The slot of this worker process (None in a parent), for ``noop``."""
+
+
+def _spawned(work: Work, index: int, slots: Any, ready: Any, stop: Any, *args: Any) -> None:
+    global TALLY
+    TALLY = Tally(slots, index)
+    asyncio.run(work(TALLY, ready, stop, *args))
+
+
+async def noop() -> None:
+    """The task of a peer whose worker has no hooks: does nothing but note its run.
+
+    It counts as the claim and the finish; such a peer's window ends when the parent sees
+    the queue drained (``WorkerPool.run(..., ends_when_seen=True)``).
+    """
+    if TALLY is not None:
+        TALLY.claimed()
+        TALLY.finished()
+
+
+async def serve(tally: Tally, ready: Any, stop: Any, run: Callable[[], Awaitable[Any]]) -> None:
+    """Wait for the start signal, run ``run()`` until the stop, then cancel it.
+
+    For a worker whose library runs until cancelled; its CPU time is counted in between.
+    """
+    await asyncio.to_thread(ready.wait, 600)
+    tally.started()
+    task = asyncio.ensure_future(run())
+    await asyncio.to_thread(stop.wait)
+    tally.stopped()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class WorkerPool:
     """P spawned worker processes released together and stopped together.
 
-    ``target(index, slots, ready, stop, *args)`` runs in each: it connects, waits at
-    ``ready`` (the barrier), calls ``Tally.started``, works until ``stop`` is set, calls
-    ``Tally.stopped`` and shuts down.
+    ``work(tally, ready, stop, *args)`` (a coroutine function of the program's module) runs
+    in each: it connects, waits at ``ready`` (the barrier), calls ``Tally.started``, works
+    until ``stop`` is set, calls ``Tally.stopped`` and shuts down (``serve`` does the
+    middle part for a worker that runs until cancelled).
     """
 
-    def __init__(self, processes: int, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    def __init__(self, processes: int, work: Work, args: tuple[Any, ...]) -> None:
         ctx = mp.get_context("spawn")
         self.processes = processes
         self.slots = ctx.Array("d", FIELDS * processes)
@@ -99,8 +144,8 @@ class WorkerPool:
         self.stop = ctx.Event()
         self.procs = [
             ctx.Process(
-                target=target,
-                args=(i, self.slots, self.ready, self.stop, *args),
+                target=_spawned,
+                args=(work, i, self.slots, self.ready, self.stop, *args),
                 daemon=True,
             )
             for i in range(processes)
@@ -119,7 +164,7 @@ class WorkerPool:
     async def run(
         self,
         drained: Callable[[], Awaitable[bool]],
-        server_cpu: Callable[[], Awaitable[float]],
+        admin: Any,
         record: dict[str, Any],
         jobs: int,
         deadline: float,
@@ -127,6 +172,9 @@ class WorkerPool:
         ends_when_seen: bool = False,
     ) -> None:
         """Release the workers, wait until ``drained()``, stop them; fill ``record``.
+
+        ``admin`` (a redis-py asyncio client) reads the server's CPU time at the release
+        and when ``drained()`` is first seen true.
 
         ``ends_when_seen``: the processing window ends when ``drained()`` is first seen
         true (polled every 20 ms), for a peer whose workers cannot tell when a job's
@@ -137,7 +185,7 @@ class WorkerPool:
         seen = 0.0
         try:
             await asyncio.to_thread(self.ready.wait, max(0.1, deadline - time.monotonic()))
-            cpu_before = await server_cpu()
+            cpu_before = redis_cpu_seconds(await admin.info("cpu"))
             while not await drained():
                 if time.monotonic() > deadline:
                     raise TimeoutError
@@ -145,7 +193,7 @@ class WorkerPool:
                     raise RuntimeError("a worker process exited early")
                 await asyncio.sleep(0.02)
             seen = time.time()
-            cpu_after = await server_cpu()
+            cpu_after = redis_cpu_seconds(await admin.info("cpu"))
         finally:
             self.stop.set()
             self.ready.abort()  # frees a worker still waiting for the start signal

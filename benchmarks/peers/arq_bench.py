@@ -21,7 +21,6 @@ with it, so every key arq writes holds it (``<prefix>``, ``arq:job:<prefix>-...`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import platform
 import sys
@@ -36,9 +35,8 @@ from _program import (
     contract_parser,
     delete_keys,
     new_record,
-    positive,
-    redis_cpu_seconds,
     run_contract,
+    serve,
 )
 from arq import Worker, create_pool
 from arq.connections import RedisSettings
@@ -48,19 +46,7 @@ async def noop(ctx: dict[str, Any]) -> None:
     """The job: does nothing."""
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = contract_parser(__doc__.splitlines()[0])
-    p.add_argument("--batch", type=positive, default=1000)
-    return p.parse_args(argv)
-
-
 # ------------------------------------------------------------------ worker process
-def _worker_main(
-    index: int, slots: Any, ready: Any, stop: Any, url: str, name: str, c: int
-) -> None:
-    asyncio.run(_worker(Tally(slots, index), ready, stop, url, name, c))
-
-
 async def _worker(tally: Tally, ready: Any, stop: Any, url: str, name: str, c: int) -> None:
     async def claimed(ctx: dict[str, Any]) -> None:
         tally.claimed()
@@ -78,21 +64,15 @@ async def _worker(tally: Tally, ready: Any, stop: Any, url: str, name: str, c: i
         after_job_end=finished,
     )
     await pool.ping()  # connected before the start signal
-    await asyncio.to_thread(ready.wait, 600)
-    tally.started()
-    task = asyncio.create_task(worker.async_run())
-    await asyncio.to_thread(stop.wait)
-    tally.stopped()
+    await serve(tally, ready, stop, worker.async_run)
     for _ in range(worker.jobs_failed):  # counted as finished too: the run is not ok
         tally.failed()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
     await worker.close()
 
 
 # ------------------------------------------------------------------ parent process
 async def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    args = contract_parser(__doc__.splitlines()[0], batch=True).parse_args(argv)
     admin = redis.asyncio.Redis.from_url(args.redis_url)
     info = await admin.info("server")
     record = new_record(
@@ -113,7 +93,6 @@ async def main(argv: list[str]) -> int:
             "handler": "async def noop(ctx): pass",
         },
     )
-    pool: WorkerPool | None = None
 
     async def add() -> None:
         client = await create_pool(RedisSettings.from_dsn(args.redis_url))
@@ -134,23 +113,14 @@ async def main(argv: list[str]) -> int:
             await client.aclose()
 
     async def process(deadline: float) -> None:
-        nonlocal pool
+        pool = WorkerPool(args.processes, _worker, (args.redis_url, args.prefix, args.concurrency))
 
         async def drained() -> bool:
-            assert pool is not None
             return pool.finished() >= args.jobs and not await admin.zcard(args.prefix)
 
-        async def server_cpu() -> float:
-            return redis_cpu_seconds(await admin.info("cpu"))
-
-        pool = WorkerPool(
-            args.processes, _worker_main, (args.redis_url, args.prefix, args.concurrency)
-        )
-        await pool.run(drained, server_cpu, record, args.jobs, deadline)
+        await pool.run(drained, admin, record, args.jobs, deadline)
 
     async def cleanup() -> int:
-        if pool is not None:
-            pool.kill()
         return await delete_keys(admin, f"*{args.prefix}*")
 
     try:

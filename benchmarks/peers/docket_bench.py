@@ -22,7 +22,6 @@ it writes starts with it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import platform
@@ -37,57 +36,27 @@ from _program import (
     contract_parser,
     delete_keys,
     new_record,
-    positive,
-    redis_cpu_seconds,
+    noop,
     run_contract,
+    serve,
 )
 from docket import Docket, Worker
 from docket import __version__ as docket_version
 from docket.execution import Disposition
 
-TALLY: Tally | None = None
-"""The worker process's slot (None in the parent, which only adds)."""
-
-
-async def noop() -> None:
-    """The task: does nothing (it notes its start for the processing window)."""
-    if TALLY is not None:
-        TALLY.claimed()
-        TALLY.finished()
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = contract_parser(__doc__.splitlines()[0])
-    p.add_argument("--batch", type=positive, default=1000)
-    return p.parse_args(argv)
-
 
 # ------------------------------------------------------------------ worker process
-def _worker_main(
-    index: int, slots: Any, ready: Any, stop: Any, url: str, name: str, c: int
-) -> None:
-    asyncio.run(_worker(Tally(slots, index), ready, stop, url, name, c))
-
-
 async def _worker(tally: Tally, ready: Any, stop: Any, url: str, name: str, c: int) -> None:
-    global TALLY
-    TALLY = tally
     logging.getLogger("docket").setLevel(logging.WARNING)  # a log line per task otherwise
     async with Docket(name=name, url=url) as docket:
         docket.register(noop)
         async with Worker(docket, concurrency=c) as worker:
-            await asyncio.to_thread(ready.wait, 600)
-            tally.started()
-            task = asyncio.create_task(worker.run_forever())
-            await asyncio.to_thread(stop.wait)
-            tally.stopped()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await serve(tally, ready, stop, worker.run_forever)
 
 
 # ------------------------------------------------------------------ parent process
 async def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    args = contract_parser(__doc__.splitlines()[0], batch=True).parse_args(argv)
     admin = redis.asyncio.Redis.from_url(args.redis_url)
     info = await admin.info("server")
     record = new_record(
@@ -109,7 +78,6 @@ async def main(argv: list[str]) -> int:
             "window_end": "seen by the parent (polled every 20 ms)",
         },
     )
-    pool: WorkerPool | None = None
 
     async def add() -> None:
         async with Docket(name=args.prefix, url=args.redis_url) as docket:
@@ -121,12 +89,11 @@ async def main(argv: list[str]) -> int:
                     raise RuntimeError("Docket did not schedule a task")
 
     async def process(deadline: float) -> None:
-        nonlocal pool
         async with Docket(name=args.prefix, url=args.redis_url) as docket:
             stream, queue, group = docket.stream_key, docket.queue_key, docket.worker_group_name
+        pool = WorkerPool(args.processes, _worker, (args.redis_url, args.prefix, args.concurrency))
 
         async def drained() -> bool:
-            assert pool is not None
             if pool.finished() < args.jobs:
                 return False
             async with admin.pipeline(transaction=False) as pipe:
@@ -135,17 +102,9 @@ async def main(argv: list[str]) -> int:
                 pending, queued = await pipe.execute()
             return not pending["pending"] and not queued
 
-        async def server_cpu() -> float:
-            return redis_cpu_seconds(await admin.info("cpu"))
-
-        pool = WorkerPool(
-            args.processes, _worker_main, (args.redis_url, args.prefix, args.concurrency)
-        )
-        await pool.run(drained, server_cpu, record, args.jobs, deadline, ends_when_seen=True)
+        await pool.run(drained, admin, record, args.jobs, deadline, ends_when_seen=True)
 
     async def cleanup() -> int:
-        if pool is not None:
-            pool.kill()
         return await delete_keys(admin, f"*{args.prefix}*")
 
     try:

@@ -20,7 +20,6 @@ a line with "ok": false.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import platform
@@ -36,9 +35,8 @@ from _program import (
     contract_parser,
     delete_keys,
     new_record,
-    positive,
-    redis_cpu_seconds,
     run_contract,
+    serve,
 )
 from saq import Queue, Worker
 from saq.job import Status
@@ -46,12 +44,6 @@ from saq.job import Status
 
 async def noop(ctx: dict[str, Any]) -> None:
     """The job: does nothing."""
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = contract_parser(__doc__.splitlines()[0])
-    p.add_argument("--batch", type=positive, default=1000)
-    return p.parse_args(argv)
 
 
 # ------------------------------------------------------------------ worker process
@@ -84,14 +76,8 @@ async def _worker(tally: Tally, ready: Any, stop: Any, url: str, name: str, c: i
         before_process=claimed,
         after_process=finished,
     )
-    await asyncio.to_thread(ready.wait, 600)
-    tally.started()
-    task = asyncio.create_task(worker.start())
-    await asyncio.to_thread(stop.wait)
-    tally.stopped()
+    await serve(tally, ready, stop, worker.start)
     await worker.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
     await queue.disconnect()
 
 
@@ -105,7 +91,7 @@ async def _enqueue(queue: Queue, jobs: int, batch: int) -> None:
 
 
 async def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    args = contract_parser(__doc__.splitlines()[0], batch=True).parse_args(argv)
     admin = redis.asyncio.Redis.from_url(args.redis_url)
     info = await admin.info("server")
     record = new_record(
@@ -125,7 +111,6 @@ async def main(argv: list[str]) -> int:
             "handler": "async def noop(ctx): pass",
         },
     )
-    pool: WorkerPool | None = None
     queue = Queue.from_url(args.redis_url, name=args.prefix)
 
     async def add() -> None:
@@ -133,7 +118,7 @@ async def main(argv: list[str]) -> int:
         await _enqueue(queue, args.jobs, args.batch)
 
     async def process(deadline: float) -> None:
-        nonlocal pool
+        pool = WorkerPool(args.processes, _worker, (args.redis_url, args.prefix, args.concurrency))
 
         async def drained() -> bool:
             """True once every job has finished and none is waiting, active or due for a retry.
@@ -142,7 +127,6 @@ async def main(argv: list[str]) -> int:
             starts) can re-queue a job that another worker has just dequeued, so a job may
             complete twice.
             """
-            assert pool is not None
             if pool.finished() < args.jobs:
                 return False
             async with admin.pipeline(transaction=False) as pipe:
@@ -151,17 +135,9 @@ async def main(argv: list[str]) -> int:
                 pipe.llen(f"saq:{args.prefix}:active")
                 return not any(await pipe.execute())
 
-        async def server_cpu() -> float:
-            return redis_cpu_seconds(await admin.info("cpu"))
-
-        pool = WorkerPool(
-            args.processes, _worker_main, (args.redis_url, args.prefix, args.concurrency)
-        )
-        await pool.run(drained, server_cpu, record, args.jobs, deadline)
+        await pool.run(drained, admin, record, args.jobs, deadline)
 
     async def cleanup() -> int:
-        if pool is not None:
-            pool.kill()
         await queue.disconnect()
         return await delete_keys(admin, f"saq:{args.prefix}:*", f"saq:job:{args.prefix}:*")
 

@@ -9,8 +9,9 @@ writes holds it (``streaq:<prefix>:...``).
 
 1. adds N no-op tasks with ``Worker.enqueue_many`` (streaq's batch API: one pipeline per
    ``--batch`` tasks built with ``task.enqueue()``; the add rate);
-2. starts P worker processes (spawn), one streaq ``Worker(concurrency=C)`` each running
-   ``run_async``, waits until every one is connected, then lets them all start at once;
+2. starts P worker processes (spawn), one streaq ``Worker(concurrency=C)`` each, waits
+   until every one has reached the server (and loaded streaq's scripts), then lets them
+   all start at once: each then runs ``run_async``, which opens its own connection;
 3. a task does not see its own completion (streaq writes it after the task returns), so
    the processing window runs from the first claim (a task's start) to the moment this
    process sees every task finished: N tasks ran, the queue's stream is empty (streaq
@@ -21,10 +22,10 @@ writes holds it (``streaq:<prefix>:...``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import platform
 import sys
+from importlib.metadata import version
 from typing import Any
 
 import redis
@@ -36,21 +37,11 @@ from _program import (
     contract_parser,
     delete_keys,
     new_record,
-    positive,
-    redis_cpu_seconds,
+    noop,
     run_contract,
+    serve,
 )
 from streaq import Worker
-
-TALLY: Tally | None = None
-"""The worker process's slot (None in the parent, which only adds)."""
-
-
-async def noop() -> None:
-    """The task: does nothing (it notes its start for the processing window)."""
-    if TALLY is not None:
-        TALLY.claimed()
-        TALLY.finished()
 
 
 def make_worker(url: str, name: str, concurrency: int) -> tuple[Worker[Any], Any]:
@@ -59,36 +50,17 @@ def make_worker(url: str, name: str, concurrency: int) -> tuple[Worker[Any], Any
     return worker, worker.task(noop)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = contract_parser(__doc__.splitlines()[0])
-    p.add_argument("--batch", type=positive, default=1000)
-    return p.parse_args(argv)
-
-
 # ------------------------------------------------------------------ worker process
-def _worker_main(
-    index: int, slots: Any, ready: Any, stop: Any, url: str, name: str, c: int
-) -> None:
-    asyncio.run(_worker(Tally(slots, index), ready, stop, url, name, c))
-
-
 async def _worker(tally: Tally, ready: Any, stop: Any, url: str, name: str, c: int) -> None:
-    global TALLY
-    TALLY = tally
     worker, _ = make_worker(url, name, c)
-    async with worker:  # connected, scripts loaded
-        await asyncio.to_thread(ready.wait, 600)
-    tally.started()
-    task = asyncio.create_task(worker.run_async())
-    await asyncio.to_thread(stop.wait)
-    tally.stopped()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with worker:  # the server answers and takes the scripts before the start signal
+        pass  # (run_async opens its own connection, inside the measured window)
+    await serve(tally, ready, stop, worker.run_async)
 
 
 # ------------------------------------------------------------------ parent process
 async def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    args = contract_parser(__doc__.splitlines()[0], batch=True).parse_args(argv)
     admin = redis.asyncio.Redis.from_url(args.redis_url)
     info = await admin.info("server")
     record = new_record(
@@ -96,6 +68,7 @@ async def main(argv: list[str]) -> int:
         args,
         {
             "streaq": streaq.__version__,
+            "coredis": version("coredis"),
             "python": platform.python_version(),
             "redis": info.get("redis_version"),
         },
@@ -109,7 +82,6 @@ async def main(argv: list[str]) -> int:
             "window_end": "seen by the parent (polled every 20 ms)",
         },
     )
-    pool: WorkerPool | None = None
 
     async def add() -> None:
         worker, task = make_worker(args.redis_url, args.prefix, args.concurrency)
@@ -119,12 +91,11 @@ async def main(argv: list[str]) -> int:
                 await worker.enqueue_many([task.enqueue() for _ in range(n)])
 
     async def process(deadline: float) -> None:
-        nonlocal pool
+        pool = WorkerPool(args.processes, _worker, (args.redis_url, args.prefix, args.concurrency))
         worker, _ = make_worker(args.redis_url, args.prefix, args.concurrency)
         streams = [worker.stream_key + priority for priority in worker.priorities]
 
         async def drained() -> bool:
-            assert pool is not None
             if pool.finished() < args.jobs:
                 return False
             async with admin.pipeline(transaction=False) as pipe:
@@ -133,17 +104,9 @@ async def main(argv: list[str]) -> int:
                 pipe.scard(worker._running_set)
                 return not any(await pipe.execute())
 
-        async def server_cpu() -> float:
-            return redis_cpu_seconds(await admin.info("cpu"))
-
-        pool = WorkerPool(
-            args.processes, _worker_main, (args.redis_url, args.prefix, args.concurrency)
-        )
-        await pool.run(drained, server_cpu, record, args.jobs, deadline, ends_when_seen=True)
+        await pool.run(drained, admin, record, args.jobs, deadline, ends_when_seen=True)
 
     async def cleanup() -> int:
-        if pool is not None:
-            pool.kill()
         return await delete_keys(admin, f"*{args.prefix}*")
 
     try:

@@ -58,7 +58,6 @@ from _program import (
     contract_parser,
     delete_keys,
     new_record,
-    redis_cpu_seconds,
     run_contract,
 )
 
@@ -205,11 +204,6 @@ class Raw:
 
 
 # ------------------------------------------------------------------ worker process
-def _worker_main(index: int, slots: Any, ready: Any, stop: Any, *args: Any) -> None:
-    """Entry point of a worker process: ``_worker``'s arguments."""
-    anyio.run(_worker, Tally(slots, index), ready, stop, *args)
-
-
 async def _worker(
     tally: Tally, ready: Any, stop: Any, url: str, prefix: str, concurrency: int, variant: str
 ) -> None:
@@ -372,9 +366,11 @@ async def _add(args: argparse.Namespace) -> None:
 
 
 async def _process(
-    args: argparse.Namespace, record: dict[str, Any], pool: list[WorkerPool], deadline: float
+    args: argparse.Namespace, record: dict[str, Any], admin: Any, deadline: float
 ) -> None:
-    admin = redis.asyncio.Redis.from_url(args.redis_url)
+    workers = WorkerPool(
+        args.processes, _worker, (args.redis_url, args.prefix, args.concurrency, args.variant)
+    )
     async with _store(args.redis_url, args.prefix) as store:
 
         async def drained() -> bool:
@@ -385,26 +381,10 @@ async def _process(
             stats = await store.queue_stats(QUEUE)
             return not (stats.ready or stats.delayed or stats.leased)
 
-        async def server_cpu() -> float:
-            return redis_cpu_seconds(await admin.info("cpu"))
-
-        workers = WorkerPool(
-            args.processes,
-            _worker_main,
-            (args.redis_url, args.prefix, args.concurrency, args.variant),
+        ends_when_seen = args.variant == "worker"
+        await workers.run(
+            drained, admin, record, args.jobs, deadline, ends_when_seen=ends_when_seen
         )
-        pool.append(workers)
-        try:
-            await workers.run(
-                drained,
-                server_cpu,
-                record,
-                args.jobs,
-                deadline,
-                ends_when_seen=args.variant == "worker",
-            )
-        finally:
-            await admin.aclose()
 
 
 PEER_NAMES = {"store": "taskstore", "raw": "taskstore-raw", "worker": "taskstore-worker"}
@@ -446,10 +426,9 @@ async def main(argv: list[str]) -> int:
     )
     if args.variant == "worker":
         record["settings"]["window_end"] = "seen by the parent (polled every 20 ms)"
-    pool: list[WorkerPool] = []
 
     async def process(deadline: float) -> None:
-        await _process(args, record, pool, deadline)
+        await _process(args, record, admin, deadline)
         if args.variant == "store" and args.recovery_lease_ms:
             record["recovery"] = [
                 await _recovery(args.redis_url, args.prefix, lease_ms)
@@ -457,8 +436,6 @@ async def main(argv: list[str]) -> int:
             ]
 
     async def cleanup() -> int:
-        for workers in pool:
-            workers.kill()
         return await delete_keys(admin, f"*{args.prefix}*")
 
     try:
