@@ -1,9 +1,13 @@
-"""The work-queue peer benchmark runner (benchmarks/peers/run.py) and the project's entry.
+"""The work-queue peer benchmark runner (benchmarks/peers/run.py) and its programs.
 
 The pure parts need no Redis, Node.js or network: argument parsing, the check of a peer's
-JSON line against the contract, the grouping of records, the table, the ratios and the
-recovery lines. The ``taskstore`` and ``taskstore-raw`` programs run once each, small,
-against a real Redis, to check that they keep the contract (never their speed).
+JSON line against the contract, the grouping of records, the CPU figure, the table, the
+ratios and the recovery lines. The project's programs (``taskstore``, ``taskstore-worker``,
+``taskstore-raw``) run once each, small, against a real Redis, to check that they keep the
+contract (never their speed). So do the Python peers' programs (saq, Docket, streaq, arq),
+through the runner's install step: each needs its own virtualenv from the package registry,
+and a peer that cannot be installed here (no network) is skipped with the reason. The
+peers are optional benchmark tools, not features of the project.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def record(**overrides: Any) -> dict[str, Any]:
         "process_rate": 1000.0,
         "completed": 1000,
         "failed": 0,
+        "worker_cpu_seconds": 0.4,
+        "redis_cpu_seconds": 0.1,
         "versions": {"bullmq": "6.7.0", "redis": "7.0.15"},
         "settings": {},
         "error": None,
@@ -89,6 +95,8 @@ def test_parse_result_accepts_null_rates_of_a_failed_run() -> None:
         (json.dumps(record(completed=True)), "'completed'"),  # a bool is not a count
         (json.dumps(record(ok=1)), "'ok'"),  # nor a count a flag
         (json.dumps(record(versions=[])), "'versions'"),
+        (json.dumps(record(worker_cpu_seconds="0.4")), "'worker_cpu_seconds'"),
+        (json.dumps({k: v for k, v in record().items() if k != "redis_cpu_seconds"}), "redis_cpu"),
     ],
 )
 def test_parse_result_rejects_output_outside_the_contract(stdout: str, message: str) -> None:
@@ -120,6 +128,26 @@ def test_summarize_groups_by_peer_and_processes_with_medians_of_ok_runs() -> Non
     assert (bullmq4.ok_runs, bullmq4.process_rate, bullmq4.note) == (0, None, "timed out")
 
 
+def test_cpu_per_10k_is_workers_and_redis_per_10000_completed_jobs() -> None:
+    assert run.cpu_per_10k(record(worker_cpu_seconds=1.5, redis_cpu_seconds=0.5)) == 20.0
+    assert run.cpu_per_10k(record(redis_cpu_seconds=None)) is None
+    assert run.cpu_per_10k(record(worker_cpu_seconds=None)) is None
+    assert run.cpu_per_10k(record(ok=False, completed=0)) is None
+
+
+def test_summarize_takes_the_median_cpu_of_the_ok_runs() -> None:
+    rows = run.summarize(
+        [
+            record(worker_cpu_seconds=1.0, redis_cpu_seconds=0.0),
+            record(worker_cpu_seconds=3.0, redis_cpu_seconds=1.0),
+            record(worker_cpu_seconds=50.0, ok=False, error="timed out"),
+            record(worker_cpu_seconds=None),
+        ]
+    )
+    # 10 and 40 s per 10,000 jobs: the failed run and the unmeasured one are left out
+    assert rows[0].cpu_per_10k == 25.0
+
+
 def test_summarize_ignores_the_rates_of_failed_runs() -> None:
     rows = run.summarize([record(process_rate=10.0, ok=False, error="x"), record()])
     assert rows[0].process_rate == 1000.0
@@ -136,13 +164,23 @@ def test_render_table_shows_rates_dashes_and_skipped_peers() -> None:
     table = run.render_table(rows, {"taskstore": "not built"})
     lines = table.splitlines()
     assert lines[0].startswith("| peer | processes |")
-    assert lines[2] == "| bullmq | 1 | 10 | 1,000 | 1/1 | 50,000 | 12,346 |  |"
-    assert lines[3] == "| saq | 1 | 10 | 1,000 | 0/1 | - | - | a/b |"
+    assert lines[0].endswith("| process /s | CPU s /10k jobs | note |")
+    assert lines[2] == "| bullmq | 1 | 10 | 1,000 | 1/1 | 50,000 | 12,346 | 5.00 |  |"
+    assert lines[3] == "| saq | 1 | 10 | 1,000 | 0/1 | - | - | - | a/b |"
     assert lines[4] == "skipped taskstore: not built"
 
 
 def test_peers_registry_names_match_their_entries() -> None:
-    assert set(run.PEERS) >= {"bullmq", "saq", "taskstore", "taskstore-raw"}
+    assert set(run.PEERS) >= {
+        "bullmq",
+        "saq",
+        "docket",
+        "streaq",
+        "arq",
+        "taskstore",
+        "taskstore-worker",
+        "taskstore-raw",
+    }
     assert all(peer.name == name for name, peer in run.PEERS.items())
 
 
@@ -185,6 +223,36 @@ def test_comparisons_give_the_ratios_the_targets_name_at_each_process_count() ->
     ]
 
 
+def test_comparisons_set_run_worker_against_the_peers_not_against_the_raw_scripts() -> None:
+    rows = run.summarize(
+        [
+            record(peer="docket", process_rate=100.0),
+            record(peer="taskstore-raw", process_rate=4000.0),
+            record(peer="taskstore", process_rate=2000.0),
+            record(peer="taskstore-worker", process_rate=1000.0),
+            record(peer="arq", process_rate=250.0),
+        ]
+    )
+    assert run.comparisons(rows) == [
+        "taskstore / docket, 1 process(es): 20.00",
+        "taskstore / taskstore-raw, 1 process(es): 0.50",
+        "taskstore / arq, 1 process(es): 8.00",
+        "taskstore-worker / docket, 1 process(es): 10.00",
+        "taskstore-worker / arq, 1 process(es): 4.00",
+    ]
+
+
+def test_a_python_peer_is_skipped_with_a_reason_when_its_install_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def refuse(argv: Any, cwd: Path, what: str) -> None:
+        raise run.PeerUnavailable(f"{what} failed (1): no network")
+
+    monkeypatch.setattr(run, "_run_install", refuse)
+    with pytest.raises(run.PeerUnavailable, match=r"python -m venv \(arq\) failed"):
+        run.prepare_arq(tmp_path / "arq")
+
+
 def test_comparisons_skip_a_peer_without_a_rate() -> None:
     rows = run.summarize(
         [
@@ -213,30 +281,47 @@ def test_recovery_lines_name_the_lease_and_the_time_to_the_next_claim() -> None:
     ]
 
 
+def _run_program(argv: list[str], redis_url: str, prefix: str) -> tuple[int, str, str]:
+    options = ["--jobs", "300", "--processes", "2", "--concurrency", "5", "--timeout", "90"]
+    done = subprocess.run(
+        [*argv, "--redis-url", redis_url, "--prefix", prefix, *options],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def _check_contract(peer: str, result: dict[str, Any], redis_url: str, prefix: str) -> None:
+    """A completed small run: 300 jobs over 2 processes, measured, and no key left."""
+    assert result["peer"] == peer
+    assert result["ok"] is True and result["error"] is None
+    assert result["completed"] == 300 and result["failed"] == 0
+    assert sum(result["per_process"]) == 300 + result["redelivered"]
+    assert result["process_rate"] > 0 and result["add_rate"] > 0
+    assert result["worker_cpu_seconds"] > 0 and result["redis_cpu_seconds"] > 0
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=f"*{prefix}*")) == []
+    finally:
+        client.close()
+
+
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.parametrize("peer", ["taskstore", "taskstore-raw"])
+@pytest.mark.parametrize("peer", ["taskstore", "taskstore-worker", "taskstore-raw"])
 def test_the_project_entries_keep_the_contract_and_leave_no_key(
     peer: str, redis_url: str, key_prefix: str, tmp_path: Path
 ) -> None:
     argv = run.PEERS[peer].prepare(tmp_path)
     if peer == "taskstore":  # a short probe keeps the test short
         argv[argv.index("--recovery-lease-ms") + 1] = "200"
-    options = ["--jobs", "300", "--processes", "2", "--concurrency", "5", "--timeout", "60"]
-    done = subprocess.run(
-        [*argv, "--redis-url", redis_url, "--prefix", key_prefix, *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    result = run.parse_result(done.stdout)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert result["peer"] == peer
-    assert result["ok"] is True and result["error"] is None
-    assert result["completed"] == 300 and result["redelivered"] == 0
-    assert sum(result["per_process"]) == 300
-    assert result["process_rate"] > 0 and result["add_rate"] > 0
+    returncode, stdout, stderr = _run_program(argv, redis_url, key_prefix)
+    result = run.parse_result(stdout)
+    assert returncode == 0, stderr[-2000:]
+    _check_contract(peer, result, redis_url, key_prefix)
+    assert result["redelivered"] == 0
     if peer == "taskstore":
         (probe,) = result["recovery"]
         assert probe["lease_ms"] == 200
@@ -244,8 +329,20 @@ def test_the_project_entries_keep_the_contract_and_leave_no_key(
         assert probe["kill_to_next_claim_ms"] > 0
     else:
         assert "recovery" not in result
-    client = redis.Redis.from_url(redis_url)
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.parametrize("peer", ["saq", "docket", "streaq", "arq"])
+def test_the_python_peers_keep_the_contract_and_leave_no_key(
+    peer: str, redis_url: str, key_prefix: str
+) -> None:
+    # the runner's own scratch folder: an install made by an earlier run is reused
     try:
-        assert list(client.scan_iter(match=f"*{key_prefix}*")) == []
-    finally:
-        client.close()
+        argv = run.PEERS[peer].prepare(run.DEFAULT_WORK / peer)
+    except run.PeerUnavailable as exc:
+        pytest.skip(f"{peer} cannot be installed here: {exc}")
+    returncode, stdout, stderr = _run_program(argv, redis_url, key_prefix)
+    result = run.parse_result(stdout)
+    assert returncode == 0, stderr[-2000:]
+    _check_contract(peer, result, redis_url, key_prefix)

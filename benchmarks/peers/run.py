@@ -1,13 +1,14 @@
-"""Work-queue peer benchmark: BullMQ, saq and the project's own queue on one Redis.
+"""Work-queue peer benchmark: BullMQ, saq, Docket, streaq, arq and the project's own queue.
 
     python benchmarks/peers/run.py [--jobs 20000] [--processes 1,4] [--concurrency 10]
-        [--peers bullmq,saq,taskstore,taskstore-raw] [--repeat 1] [--redis-url URL]
-        [--json PATH] [--timeout 300]
+        [--peers bullmq,saq,docket,streaq,arq,taskstore,taskstore-worker,taskstore-raw]
+        [--repeat 1] [--redis-url URL] [--json PATH] [--timeout 300]
 
 Without ``--redis-url`` a throwaway ``redis-server`` (``taskstore_redis.testing.redis_server``)
 runs for the whole run. Each peer is installed into a scratch folder (``--work``, default
 ``benchmarks/peers/.work/``, git-ignored): BullMQ with ``npm ci`` from the pinned
-``bullmq/package-lock.json``, saq with pip into a virtualenv from ``saq-requirements.txt``.
+``bullmq/package-lock.json``; saq, Docket (pydocket), streaq and arq each with pip into a
+virtualenv of its own from ``<peer>-requirements.txt``.
 A peer that cannot be installed (no Node.js or npm, no registry) is skipped with a one-line
 reason. See benchmarks/README.md, section "Peers", for the method and the fairness rules.
 
@@ -30,7 +31,11 @@ and the program must
    ``concurrency`` (the settings it ran with), ``add_seconds`` / ``add_rate`` (first add
    call to last add acknowledged; jobs/s), ``process_seconds`` / ``process_rate`` (first
    claim by any worker to last completion by any worker; N / seconds), ``completed``,
-   ``failed``, ``versions`` (object: its library, runtime, ``redis`` server version),
+   ``failed``, ``worker_cpu_seconds`` (user + system CPU time of the P worker processes
+   from the start signal to the stop, summed), ``redis_cpu_seconds`` (the server's
+   ``used_cpu_user`` + ``used_cpu_sys`` of ``INFO cpu``, from the start signal to the last
+   completion; both null when not measured), ``versions`` (object: its library, runtime,
+   ``redis`` server version),
    ``settings`` (object: anything else that shapes the figures, e.g. job retention) and
    ``error`` (null or a one-line reason). Extra fields are kept;
 3. write only keys whose name contains PREFIX and delete them before it exits (the runner
@@ -39,10 +44,16 @@ and the program must
 
 The project's own queue is added the same way: the ``taskstore`` entry runs
 ``taskstore_bench.py`` (``submit``, ``claim_many``, ``Lease.complete``, then a recovery probe:
-a worker SIGKILLed while it holds a lease, kill -> next claim against ``lease_ms``), and
-``taskstore-raw`` the same scripts through plain redis-py, so that the ratio shows the store's
-own cost. After the table the runner prints the ratios the targets name and the recovery
+a worker SIGKILLed while it holds a lease, kill -> next claim against ``lease_ms``),
+``taskstore-worker`` the API users call (``run_worker`` with ``concurrency=C`` per process),
+and ``taskstore-raw`` the same scripts through plain redis-py, so that the ratio shows the
+store's own cost. The table adds CPU seconds per 10,000 jobs (workers + Redis, over the
+processing phase); after it the runner prints the ratios the targets name and the recovery
 figures.
+
+The Python programs share ``_program.py`` (stdlib only, as each runs in its own
+virtualenv): the options, the worker processes released together (``WorkerPool``, with
+``Tally`` on the workers' side) and the record.
 """
 
 from __future__ import annotations
@@ -82,6 +93,8 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "process_rate": (int, float, type(None)),
     "completed": int,
     "failed": int,
+    "worker_cpu_seconds": (int, float, type(None)),
+    "redis_cpu_seconds": (int, float, type(None)),
     "versions": dict,
     "settings": dict,
     "error": (str, type(None)),
@@ -155,9 +168,13 @@ def prepare_bullmq(work: Path) -> list[str]:
     return [node, str(work / "bench.mjs")]
 
 
-def prepare_saq(work: Path) -> list[str]:
-    """Make a virtualenv in ``work`` with the pinned saq; the argv of saq_bench.py."""
-    requirements = HERE / "saq-requirements.txt"
+def _prepare_venv(name: str, work: Path) -> list[str]:
+    """Make a virtualenv in ``work`` from ``<name>-requirements.txt``; the argv of its program.
+
+    The program is ``<name>_bench.py`` in this folder, run by the virtualenv's Python.
+    Reinstalled only when the requirements file changes.
+    """
+    requirements = HERE / f"{name}-requirements.txt"
     venv = work / "venv"
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     marker = work / ".installed"
@@ -165,14 +182,34 @@ def prepare_saq(work: Path) -> list[str]:
     if not (marker.exists() and marker.read_text() == stamp and python.exists()):
         shutil.rmtree(venv, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
-        _run_install([sys.executable, "-m", "venv", str(venv)], work, "python -m venv (saq)")
+        _run_install([sys.executable, "-m", "venv", str(venv)], work, f"python -m venv ({name})")
         _run_install(
             [str(python), "-m", "pip", "install", "-q", "-r", str(requirements)],
             work,
-            "pip install (saq)",
+            f"pip install ({name})",
         )
         marker.write_text(stamp)
-    return [str(python), str(HERE / "saq_bench.py")]
+    return [str(python), str(HERE / f"{name}_bench.py")]
+
+
+def prepare_saq(work: Path) -> list[str]:
+    """A virtualenv with the pinned saq; the argv of saq_bench.py."""
+    return _prepare_venv("saq", work)
+
+
+def prepare_docket(work: Path) -> list[str]:
+    """A virtualenv with the pinned pydocket; the argv of docket_bench.py."""
+    return _prepare_venv("docket", work)
+
+
+def prepare_streaq(work: Path) -> list[str]:
+    """A virtualenv with the pinned streaq; the argv of streaq_bench.py."""
+    return _prepare_venv("streaq", work)
+
+
+def prepare_arq(work: Path) -> list[str]:
+    """A virtualenv with the pinned arq; the argv of arq_bench.py."""
+    return _prepare_venv("arq", work)
 
 
 TASKSTORE_BENCH = HERE / "taskstore_bench.py"
@@ -200,6 +237,12 @@ def prepare_taskstore(work: Path) -> list[str]:
     return [sys.executable, str(TASKSTORE_BENCH), "--recovery-lease-ms", leases]
 
 
+def prepare_taskstore_worker(work: Path) -> list[str]:
+    """This tree's ``run_worker`` (``concurrency=C`` per process) over the same store."""
+    _check_taskstore()
+    return [sys.executable, str(TASKSTORE_BENCH), "--variant", "worker"]
+
+
 def prepare_taskstore_raw(work: Path) -> list[str]:
     """The same scripts sent by a plain redis-py client: the baseline of the store's own cost."""
     _check_taskstore()
@@ -209,7 +252,11 @@ def prepare_taskstore_raw(work: Path) -> list[str]:
 PEERS: dict[str, Peer] = {
     "bullmq": Peer("bullmq", prepare_bullmq),
     "saq": Peer("saq", prepare_saq),
+    "docket": Peer("docket", prepare_docket),
+    "streaq": Peer("streaq", prepare_streaq),
+    "arq": Peer("arq", prepare_arq),
     "taskstore": Peer("taskstore", prepare_taskstore),
+    "taskstore-worker": Peer("taskstore-worker", prepare_taskstore_worker),
     "taskstore-raw": Peer("taskstore-raw", prepare_taskstore_raw),
 }
 
@@ -266,6 +313,8 @@ def failed_record(
         "process_rate": None,
         "completed": 0,
         "failed": 0,
+        "worker_cpu_seconds": None,
+        "redis_cpu_seconds": None,
         "versions": {},
         "settings": {},
         "error": error,
@@ -284,6 +333,7 @@ class Row:
     ok_runs: int
     add_rate: float | None  # median over the runs that completed
     process_rate: float | None
+    cpu_per_10k: float | None  # CPU seconds per 10,000 jobs: worker processes + Redis
     note: str
 
 
@@ -309,10 +359,23 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[Row]:
                 ok_runs=len(ok),
                 add_rate=_median([r["add_rate"] for r in ok]),
                 process_rate=_median([r["process_rate"] for r in ok]),
+                cpu_per_10k=_median([cpu_per_10k(r) for r in ok]),
                 note="; ".join(notes),
             )
         )
     return rows
+
+
+def cpu_per_10k(record: dict[str, Any]) -> float | None:
+    """CPU seconds per 10,000 jobs processed: the worker processes' and Redis's together.
+
+    Both are measured over the processing phase (start signal to stop); None when the
+    record lacks either or completed nothing.
+    """
+    worker, server = record.get("worker_cpu_seconds"), record.get("redis_cpu_seconds")
+    if worker is None or server is None or not record["completed"]:
+        return None
+    return float((worker + server) * 10_000 / record["completed"])
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -325,8 +388,19 @@ def _rate(value: float | None) -> str:
 
 
 def render_table(rows: Sequence[Row], skipped: dict[str, str]) -> str:
-    """A Markdown table of the rows (rates in jobs/s), then one line per skipped peer."""
-    header = ["peer", "processes", "concurrency", "jobs", "ok runs", "add /s", "process /s", "note"]
+    """A Markdown table of the rows (rates in jobs/s, CPU seconds per 10,000 jobs), then one
+    line per skipped peer."""
+    header = [
+        "peer",
+        "processes",
+        "concurrency",
+        "jobs",
+        "ok runs",
+        "add /s",
+        "process /s",
+        "CPU s /10k jobs",
+        "note",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [
@@ -337,6 +411,7 @@ def render_table(rows: Sequence[Row], skipped: dict[str, str]) -> str:
             f"{row.ok_runs}/{row.runs}",
             _rate(row.add_rate),
             _rate(row.process_rate),
+            "-" if row.cpu_per_10k is None else f"{row.cpu_per_10k:.2f}",
             row.note.replace("|", "/"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -344,22 +419,28 @@ def render_table(rows: Sequence[Row], skipped: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def comparisons(rows: Sequence[Row]) -> list[str]:
-    """The ratios the targets name, per process count: taskstore against each other entry.
+OURS = ("taskstore", "taskstore-worker")
+"""The project's entries that the ratios compare with every other peer."""
 
-    ``taskstore / bullmq`` (target >= 0.7 with 4 processes), ``taskstore / saq``
-    (target > 1) and ``taskstore / taskstore-raw`` (the store's own cost).
+
+def comparisons(rows: Sequence[Row]) -> list[str]:
+    """Processing-rate ratios per process count: each of ``OURS`` against each other entry.
+
+    ``taskstore / bullmq`` (target >= 0.7 with 4 processes), ``taskstore / saq`` (target
+    > 1), the other peers likewise, and ``taskstore / taskstore-raw`` (the store's own cost);
+    ``taskstore-worker`` (``run_worker``) against the peers.
     """
     rates = {(row.peer, row.processes): row.process_rate for row in rows}
+    peers = list(dict.fromkeys(row.peer for row in rows))
     lines = []
     for (peer, processes), ours in rates.items():
-        if peer != "taskstore":
+        if peer not in OURS or ours is None:
             continue
-        for other in ("bullmq", "saq", "taskstore-raw"):
+        for other in peers:
             theirs = rates.get((other, processes))
-            if ours is None or not theirs:
+            if other in OURS or (other == "taskstore-raw" and peer != "taskstore") or not theirs:
                 continue
-            lines.append(f"taskstore / {other}, {processes} process(es): {ours / theirs:.2f}")
+            lines.append(f"{peer} / {other}, {processes} process(es): {ours / theirs:.2f}")
     return lines
 
 

@@ -1,7 +1,7 @@
 """taskstore side of the work-queue peer benchmark: submit -> claim -> complete.
 
 python taskstore_bench.py --redis-url redis://127.0.0.1:6379/0 --jobs 20000 --processes 4 \
-    --concurrency 10 --prefix bench-ab12 [--variant store|raw] [--timeout 300]
+    --concurrency 10 --prefix bench-ab12 [--variant store|raw|worker] [--timeout 300]
     [--recovery-lease-ms 500,2000]
 
 Runs with this tree's ``taskstore_redis`` (the folder two levels up comes first on the path).
@@ -18,18 +18,24 @@ Runs with this tree's ``taskstore_redis`` (the folder two levels up comes first 
    per shard, ``compare_and_set.lua`` with the fence), through the same auto-pipelining:
    no domain checks, no record decoding, no leases, no change notices (an idle raw
    worker sleeps 5 ms between rounds of empty claims);
-5. with ``--recovery-lease-ms`` (store variant), then measures recovery: a spawned process
+5. ``--variant worker`` runs the API users call instead of the loop of 2.: each worker
+   process runs ``run_worker(store, handler, concurrency=C)``, the handler returning the
+   result; ``run_worker`` writes the completion after the handler returns, so the window
+   ends when this process sees the queue empty (nothing ready, delayed or leased) after
+   N handlers ran, polled every 20 ms;
+6. each worker process reports its CPU time from the start signal to the stop, and this
+   process reads the server's (``INFO cpu``) over the same phase;
+7. with ``--recovery-lease-ms`` (store variant), then measures recovery: a spawned process
    claims one task with that lease and is SIGKILLed at once; a claim already waiting in
    this process gets the task when the lease has run out. Reported per lease: kill ->
    next claim, and how long after the lease's deadline (the server's clock) that was;
-6. deletes every key of its prefix and prints ONE JSON line (the contract at the top of
+8. deletes every key of its prefix and prints ONE JSON line (the contract at the top of
    run.py); exit 0 when the run completed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -38,8 +44,6 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from multiprocessing.sharedctypes import SynchronizedArray
-from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import anyio
 import redis
 import redis.asyncio
-from _program import contract_parser
+from _program import (
+    Tally,
+    WorkerPool,
+    contract_parser,
+    delete_keys,
+    new_record,
+    run_contract,
+)
 
 import taskstore_redis
 from taskstore_redis._async._pipeline import AutoPipeline
@@ -64,7 +75,7 @@ from taskstore_redis._redis.contract import (
 )
 from taskstore_redis._redis.keys import KeySchema
 from taskstore_redis._redis.scripts import CLAIM, COMPARE_AND_SET, CREATE
-from taskstore_redis.asyncio import GenericTaskStore, TaskStatus
+from taskstore_redis.asyncio import GenericTaskStore, TaskStatus, run_worker
 from taskstore_redis.backend import CoreWrite, Fence, NewJob, NewTask, TaskKey
 
 QUEUE = "bench"
@@ -73,8 +84,6 @@ OWNERS = 64
 ADD_LANES = 256
 METHOD = "tools/call"
 RECOVERY_BATCH = StoreConfig().recovery_batch
-# one slot per worker process: completed, first claim, last completion (time.time())
-_FIELDS = 3
 
 
 def _leases(text: str) -> list[int]:
@@ -83,7 +92,7 @@ def _leases(text: str) -> list[int]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = contract_parser(__doc__.splitlines()[0])
-    p.add_argument("--variant", choices=("store", "raw"), default="store")
+    p.add_argument("--variant", choices=("store", "raw", "worker"), default="store")
     p.add_argument("--recovery-lease-ms", type=_leases, default=[])
     return p.parse_args(argv)
 
@@ -202,57 +211,71 @@ class Raw:
 
 
 # ------------------------------------------------------------------ worker process
-def _worker_main(*args: Any) -> None:
-    """Entry point of a worker process: ``_worker``'s arguments."""
-    anyio.run(_worker, *args)
-
-
 async def _worker(
-    index: int,
-    url: str,
-    prefix: str,
-    concurrency: int,
-    variant: str,
-    slots: SynchronizedArray[float],
-    ready: Barrier,
-    stop: Event,
-    timeout: float,
+    tally: Tally, ready: Any, stop: Any, url: str, prefix: str, concurrency: int, variant: str
 ) -> None:
-    base = index * _FIELDS
-    raw = slots.get_obj()  # one writer per slot: no lock needed
-    name = f"bench-worker-{index}"
+    name = f"bench-worker-{tally.index}"
 
     def done(count: int) -> None:
-        now = time.time()
-        if raw[base + 1] == 0.0:
-            raw[base + 1] = now
-        raw[base] += count
-        raw[base + 2] = now
+        for _ in range(count):
+            tally.finished()
 
     if variant == "raw":
         side = Raw(url, prefix)
         await side.load()
-        side.shard = index
-        await anyio.to_thread.run_sync(ready.wait, timeout)
-        await _keep_busy(concurrency, stop, lambda free: side.claim(free, name), side.finish, done)
+        side.shard = tally.index  # workers start on different shards
+        await anyio.to_thread.run_sync(ready.wait, 600)
+        tally.started()
+
+        async def raw_claim(free: int) -> list[Any]:
+            jobs = await side.claim(free, name)
+            if jobs:
+                tally.claimed()
+            return jobs
+
+        await _keep_busy(concurrency, stop, raw_claim, side.finish, done)
+        tally.stopped()
         await side.client.aclose()
         return
     async with _store(url, prefix) as store:
         await store.queue_stats(QUEUE)  # connected before the start signal
-        await anyio.to_thread.run_sync(ready.wait, timeout)
+        await anyio.to_thread.run_sync(ready.wait, 600)
+        tally.started()
+        if variant == "worker":
+
+            async def handler(lease: Any) -> Any:
+                tally.claimed()
+                tally.finished()  # the completion is written after: the parent sees it
+                return RESULT
+
+            await run_worker(
+                store,
+                handler,
+                queue=QUEUE,
+                concurrency=concurrency,
+                stop=stop,
+                handle_signals=False,
+                worker_id=name,
+            )
+            tally.stopped()
+            return
 
         async def take(free: int) -> list[Any]:
-            return await store.claim_many(QUEUE, free, timeout=0.2, worker_id=name)
+            leases = await store.claim_many(QUEUE, free, timeout=0.2, worker_id=name)
+            if leases:
+                tally.claimed()
+            return leases
 
         async def finish(lease: Any) -> None:
             await lease.complete(TaskStatus.COMPLETED, DONE, RESULT)
 
         await _keep_busy(concurrency, stop, take, finish, done)
+        tally.stopped()
 
 
 async def _keep_busy(
     concurrency: int,
-    stop: Event,
+    stop: Any,
     take: Callable[[int], Awaitable[list[Any]]],
     finish: Callable[[Any], Awaitable[None]],
     done: Callable[[int], None],
@@ -334,170 +357,98 @@ async def _recovery(url: str, prefix: str, lease_ms: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ parent process
-async def _delete_keys(url: str, prefix: str) -> int:
-    client = redis.asyncio.Redis.from_url(url)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=f"*{prefix}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += await client.unlink(*batch)
-    finally:
-        await client.aclose()
-    return deleted
-
-
-async def _add(args: argparse.Namespace) -> float:
-    start = time.perf_counter()
+async def _add(args: argparse.Namespace) -> None:
     if args.variant == "raw":
         side = Raw(args.redis_url, args.prefix)
         await side.load()
-        start = time.perf_counter()
         await _lanes(args.jobs, ADD_LANES, side.submit)
         await side.client.aclose()
-        return time.perf_counter() - start
+        return
     async with _store(args.redis_url, args.prefix) as store:
 
         async def submit(n: int) -> None:
             await store.submit(METHOD, owner_id=owner(n), queue=QUEUE)
 
-        await store.queue_stats(QUEUE)
-        start = time.perf_counter()
         await _lanes(args.jobs, ADD_LANES, submit)
-        return time.perf_counter() - start
 
 
 async def _process(
-    args: argparse.Namespace, record: dict[str, Any], procs: list[Any], deadline: float
+    args: argparse.Namespace, record: dict[str, Any], admin: Any, deadline: float
 ) -> None:
-    ctx = mp.get_context("spawn")
-    slots = ctx.Array("d", _FIELDS * args.processes)
-    ready = ctx.Barrier(args.processes + 1)
-    stop = ctx.Event()
-    for i in range(args.processes):
-        proc = ctx.Process(
-            target=_worker_main,
-            args=(
-                i,
-                args.redis_url,
-                args.prefix,
-                args.concurrency,
-                args.variant,
-                slots,
-                ready,
-                stop,
-                600.0,
-            ),
-            daemon=True,
+    workers = WorkerPool(
+        args.processes, _worker, (args.redis_url, args.prefix, args.concurrency, args.variant)
+    )
+    async with _store(args.redis_url, args.prefix) as store:
+
+        async def drained() -> bool:
+            if workers.finished() < args.jobs:
+                return False
+            if args.variant != "worker":
+                return True
+            stats = await store.queue_stats(QUEUE)
+            return not (stats.ready or stats.delayed or stats.leased)
+
+        ends_when_seen = args.variant == "worker"
+        await workers.run(
+            drained, admin, record, args.jobs, deadline, ends_when_seen=ends_when_seen
         )
-        proc.start()
-        procs.append(proc)
-    raw = slots.get_obj()
-    try:
-        await anyio.to_thread.run_sync(ready.wait, max(0.1, deadline - time.monotonic()))
-        while sum(raw[i * _FIELDS] for i in range(args.processes)) < args.jobs:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {args.timeout} s")
-            if any(not p.is_alive() for p in procs):
-                raise RuntimeError("a worker process exited early")
-            await anyio.sleep(0.02)
-    finally:
-        stop.set()
-        ready.abort()
-        stopping = time.monotonic() + 10
-        for proc in procs:
-            await anyio.to_thread.run_sync(proc.join, max(0.0, stopping - time.monotonic()))
-    done = [int(raw[i * _FIELDS]) for i in range(args.processes)]
-    firsts = [raw[i * _FIELDS + 1] for i in range(args.processes) if raw[i * _FIELDS + 1]]
-    lasts = [raw[i * _FIELDS + 2] for i in range(args.processes) if raw[i * _FIELDS + 2]]
-    record["completed"] = min(sum(done), args.jobs)
-    record["redelivered"] = max(0, sum(done) - args.jobs)
-    record["per_process"] = done
-    if firsts and lasts:
-        record["process_seconds"] = max(lasts) - min(firsts)
-        record["process_rate"] = sum(done) / record["process_seconds"]
+
+
+PEER_NAMES = {"store": "taskstore", "raw": "taskstore-raw", "worker": "taskstore-worker"}
+WORKER_SETTINGS = {
+    "store": "claim_many(free slots) while earlier jobs complete (Lease.complete, fenced, "
+    "one result); C in flight; lease 30 s, no renewals",
+    "raw": "EVALSHA claim.lua (free slots) shard by shard while earlier jobs complete "
+    "(compare_and_set.lua, fenced); 5 ms pause after a round of empty shards",
+    "worker": "run_worker(store, handler, concurrency=C), its defaults otherwise (lease "
+    "30 s renewed each third, idle_wait_s 1, sweep every 10 s); the handler returns the "
+    "result",
+}
 
 
 async def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    deadline = time.monotonic() + args.timeout
-    admin = redis.Redis.from_url(args.redis_url)
-    try:
-        server = admin.info("server").get("redis_version")
-    finally:
-        admin.close()
-    name = "taskstore" if args.variant == "store" else "taskstore-raw"
-    record: dict[str, Any] = {
-        "peer": name,
-        "ok": False,
-        "jobs": args.jobs,
-        "processes": args.processes,
-        "concurrency": args.concurrency,
-        "add_seconds": None,
-        "add_rate": None,
-        "process_seconds": None,
-        "process_rate": None,
-        "completed": 0,
-        "failed": 0,
-        "versions": {
+    admin = redis.asyncio.Redis.from_url(args.redis_url)
+    server = (await admin.info("server")).get("redis_version")
+    record = new_record(
+        PEER_NAMES[args.variant],
+        args,
+        {
             "taskstore_redis": taskstore_redis.__version__,
             "redis-py": redis.__version__,
             "python": platform.python_version(),
             "redis": server,
         },
-        "settings": {
-            "prefix": args.prefix,
+        {
             "add": (
-                f"store.submit from {ADD_LANES} coroutines (auto-pipelined), {OWNERS} owners"
-                if args.variant == "store"
-                else f"EVALSHA create.lua (queue part) from {ADD_LANES} coroutines, "
+                f"EVALSHA create.lua (queue part) from {ADD_LANES} coroutines, "
                 f"auto-pipelined, {OWNERS} owners"
+                if args.variant == "raw"
+                else f"store.submit from {ADD_LANES} coroutines (auto-pipelined), {OWNERS} owners"
             ),
-            "worker": (
-                "claim_many(free slots) while earlier jobs complete (Lease.complete, "
-                "fenced, one result); C in flight; lease 30 s, no renewals"
-                if args.variant == "store"
-                else "EVALSHA claim.lua (free slots) shard by shard while earlier jobs "
-                "complete (compare_and_set.lua, fenced); 5 ms pause after a round of empty shards"
-            ),
+            "worker": WORKER_SETTINGS[args.variant],
             "job_options": "max_attempts 3, no delay; finished tasks kept (TTL: store default)",
             "handler": "none (claim, then complete with the store benchmark's small result)",
         },
-        "error": None,
-    }
-    procs: list[Any] = []
-    try:
-        with anyio.fail_after(max(0.1, deadline - time.monotonic())):
-            seconds = await _add(args)
-        record["add_seconds"] = seconds
-        record["add_rate"] = args.jobs / seconds
-        await _process(args, record, procs, deadline)
-        record["ok"] = record["completed"] == args.jobs
-        if not record["ok"]:
-            record["error"] = f"completed {record['completed']} of {args.jobs}"
+    )
+    if args.variant == "worker":
+        record["settings"]["window_end"] = "seen by the parent (polled every 20 ms)"
+
+    async def process(deadline: float) -> None:
+        await _process(args, record, admin, deadline)
         if args.variant == "store" and args.recovery_lease_ms:
             record["recovery"] = [
                 await _recovery(args.redis_url, args.prefix, lease_ms)
                 for lease_ms in args.recovery_lease_ms
             ]
-    except TimeoutError:
-        record["error"] = f"timed out after {args.timeout} s"
-    except Exception as exc:
-        record["error"] = f"{type(exc).__name__}: {exc}"
+
+    async def cleanup() -> int:
+        return await delete_keys(admin, f"*{args.prefix}*")
+
+    try:
+        return await run_contract(args, record, lambda: _add(args), process, cleanup)
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-        try:
-            record["settings"]["keys_deleted"] = await _delete_keys(args.redis_url, args.prefix)
-        except Exception as exc:
-            record["error"] = f"{record['error'] or ''}; cleanup failed: {exc}"
-    sys.stdout.write(json.dumps(record) + "\n")
-    return 0 if record["ok"] else 1
+        await admin.aclose()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 // 1. adds N no-op jobs with Queue.addBulk in batches (the add rate);
 // 2. forks P worker processes, one BullMQ Worker each with the given concurrency, waits until
 //    every one is connected, then lets them all start at once;
-// 3. the processing rate is N / (last completion - first claim), over all processes;
+// 3. the processing rate is N / (last completion - first claim), over all processes; each
+//    worker process reports its CPU time from the start signal to the stop, and the parent
+//    reads the server's (INFO cpu) from the start signal to the last completion seen;
 // 4. closes everything, deletes every key under the prefix, prints ONE JSON line on stdout
 //    (the contract described at the top of ../run.py) and exits; 0 when the run completed.
 //
@@ -93,6 +95,8 @@ async function child(opts) {
   let last = null;
   let done = 0;
   let failed = 0;
+  let cpuAtStart = null; // process.cpuUsage() at the start signal
+  let cpu = null; // CPU seconds from the start signal to the stop
   const worker = new Worker(
     QUEUE,
     async () => {
@@ -127,11 +131,16 @@ async function child(opts) {
   process.on('disconnect', () => process.exit(3)); // the parent went away
   process.on('message', async (msg) => {
     if (msg.type === 'go') {
+      cpuAtStart = process.cpuUsage();
       worker.run().catch((err) => tell({ type: 'error', message: String(err) }));
     } else if (msg.type === 'stop') {
       clearInterval(ticker);
+      if (cpuAtStart !== null) {
+        const used = process.cpuUsage(cpuAtStart);
+        cpu = (used.user + used.system) / 1e6;
+      }
       await worker.close();
-      tell({ type: 'result', first, last, done, failed }, () => process.exit(0));
+      tell({ type: 'result', first, last, done, failed, cpu }, () => process.exit(0));
     }
   });
   await worker.waitUntilReady();
@@ -148,6 +157,12 @@ async function deleteKeys(client, prefix) {
     if (keys.length) deleted += await client.unlink(...keys);
   } while (cursor !== '0');
   return deleted;
+}
+
+// the server's CPU time so far (user + system), from the reply of INFO cpu
+function serverCpu(info) {
+  const field = (name) => Number(new RegExp(`${name}:(\\S+)`).exec(info)[1]);
+  return field('used_cpu_user') + field('used_cpu_sys');
 }
 
 function versions(info) {
@@ -179,6 +194,8 @@ async function parent(opts) {
     process_rate: null,
     completed: 0,
     failed: 0,
+    worker_cpu_seconds: null,
+    redis_cpu_seconds: null,
     versions: versions(await admin.info('server')),
     settings: {
       prefix: opts.prefix,
@@ -278,11 +295,15 @@ async function run(opts, record, children, state) {
   const ended = () => closed.some((gone, i) => gone && results[i] === null);
   while (readyCount < opts.processes && !ended()) await changed();
   if (ended()) throw new Error(record.error);
+  const admin = new IORedis(opts.redisUrl, { maxRetriesPerRequest: 1 });
+  const cpuBefore = serverCpu(await admin.info('cpu'));
   for (const c of children) c.send({ type: 'go' });
 
   // 3. wait until N jobs are finished (completed or failed), then stop the workers and collect their clocks
   const sum = () => progress.reduce((a, b) => a + b, 0);
   while (sum() < opts.jobs && !ended()) await changed();
+  record.redis_cpu_seconds = serverCpu(await admin.info('cpu')) - cpuBefore;
+  admin.disconnect();
   children.forEach((c, i) => closed[i] || c.send({ type: 'stop' }));
   while (results.some((r) => r === null) && !ended()) await changed();
   if (ended()) throw new Error(record.error);
@@ -292,6 +313,9 @@ async function run(opts, record, children, state) {
   record.completed = results.reduce((a, r) => a + r.done, 0);
   record.failed = results.reduce((a, r) => a + r.failed, 0);
   record.per_process = results.map((r) => r.done);
+  if (results.every((r) => r.cpu !== null)) {
+    record.worker_cpu_seconds = results.reduce((a, r) => a + r.cpu, 0);
+  }
   if (firsts.length && lasts.length) {
     record.process_seconds = (Math.max(...lasts) - Math.min(...firsts)) / 1000;
     record.process_rate = record.completed / record.process_seconds;
