@@ -68,6 +68,7 @@ def decode_id(value: str) -> str:
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _BASE32HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 _LITERAL = "~"
+_SHIFTS = range(125, -1, -5)
 
 
 def encode_task_id(task_id: str) -> str:
@@ -79,7 +80,7 @@ def encode_task_id(task_id: str) -> str:
     """
     if len(task_id) == 36 and _UUID_RE.fullmatch(task_id):
         number = int(task_id.replace("-", ""), 16)
-        return "".join(_BASE32HEX[(number >> shift) & 31] for shift in range(125, -1, -5))
+        return "".join([_BASE32HEX[(number >> shift) & 31] for shift in _SHIFTS])
     return _LITERAL + encode_id(task_id)
 
 
