@@ -126,6 +126,7 @@ class KeySchema:
         self.prefix = prefix
         self.shards = shards
         self._owners: dict[str, tuple[str, str]] = {}
+        self._queues: dict[tuple[str, int], tuple[str, str, str]] = {}
 
     def shard_of(self, owner_id: str) -> int:
         """The owner's shard: CRC-32 of its UTF-8 bytes modulo the shard count."""
@@ -223,9 +224,18 @@ class KeySchema:
         """A key of one shard of a queue: ``r`` ready set, ``l`` leased set, ``s`` counters."""
         return f"{self.tag(shard)}:q:{encode_id(queue)}:{kind}"
 
-    def queue_keys(self, queue: str, shard: int) -> list[str]:
-        """The ready set, leased set and counters of one shard of a queue, in that order."""
-        return [self.queue_key(queue, shard, kind) for kind in ("r", "l", "s")]
+    def queue_keys(self, queue: str, shard: int) -> tuple[str, str, str]:
+        """The ready set, leased set and counters of one shard of a queue, in that order.
+
+        Remembered for recent queues.
+        """
+        keys = self._queues.get((queue, shard))
+        if keys is None:
+            if len(self._queues) >= _REMEMBERED_OWNERS:
+                self._queues.clear()
+            ready, leased, counters = (self.queue_key(queue, shard, kind) for kind in "rls")
+            keys = self._queues[queue, shard] = (ready, leased, counters)
+        return keys
 
     def queue_channel(self, queue: str, shard: int) -> str:
         """The shard channel that says a shard of a queue may have work (its ready set's name)."""
