@@ -94,6 +94,7 @@ def decode_task_id(part: str) -> str:
 
 _CREATED_BASE36_DIGITS = 9
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_BASE36_POWERS = tuple(36**n for n in reversed(range(_CREATED_BASE36_DIGITS)))
 
 
 def _base36(value: int) -> str:
@@ -105,11 +106,7 @@ def _base36(value: int) -> str:
     if value < 0:
         return "-"
     value = min(value, 36**_CREATED_BASE36_DIGITS - 1)
-    digits = []
-    for _ in range(_CREATED_BASE36_DIGITS):
-        value, digit = divmod(value, 36)
-        digits.append(_BASE36[digit])
-    return "".join(reversed(digits))
+    return "".join([_BASE36[value // power % 36] for power in _BASE36_POWERS])
 
 
 class KeySchema:
