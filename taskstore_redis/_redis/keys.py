@@ -53,6 +53,7 @@ from .._core.errors import InvalidArgument
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_OWNER_KEY_PART = 128
 _REMEMBERED_OWNERS = 4096
+_REMEMBERED_TASKS = 16384
 
 
 def encode_id(value: str) -> str:
@@ -71,13 +72,26 @@ _LITERAL = "~"
 _SHIFTS = range(125, -1, -5)
 
 
+_encoded_task_ids: dict[str, str] = {}
+
+
 def encode_task_id(task_id: str) -> str:
     """A task id as keys and index members spell it.
 
     A canonical lowercase UUID (every id the store makes) becomes the 26 base32hex
     digits of its 128 bits, which sort as the UUIDs do; any other id becomes ``~``
     and its :func:`encode_id` (no base32hex digit is ``~``, so the two never meet).
+    Remembered for recent ids: a task's keys, members and channel each spell it.
     """
+    encoded = _encoded_task_ids.get(task_id)
+    if encoded is None:
+        if len(_encoded_task_ids) >= _REMEMBERED_TASKS:
+            _encoded_task_ids.clear()
+        encoded = _encoded_task_ids[task_id] = _encode_task_id(task_id)
+    return encoded
+
+
+def _encode_task_id(task_id: str) -> str:
     if len(task_id) == 36 and _UUID_RE.fullmatch(task_id):
         number = int(task_id.replace("-", ""), 16)
         return "".join([_BASE32HEX[(number >> shift) & 31] for shift in _SHIFTS])
