@@ -148,19 +148,25 @@ class TaskEngine:
         return TaskKey(owner, check_id(task_id, "task_id"))
 
     def _owned(
-        self, key: TaskKey, stored: VersionedRecord | None, like: Decoded | None = None
+        self,
+        key: TaskKey,
+        stored: VersionedRecord | None,
+        like: Decoded | None = None,
+        *,
+        whole: bool = True,
     ) -> Decoded:
         """Decode what the backend holds at ``key`` and remember it; TaskNotFound if none.
 
         ``like`` is what the task is expected to hold (the record a write just
         made): the parts stored as it says are taken from it, not decoded again.
-        Without it, the remembered record serves the same way.
+        Without it, the remembered record serves the same way. ``whole`` False: ``like``
+        holds the core and variables only, not the queue part, which is decoded.
         """
         if stored is None:
             self._cache.forget(key)
             raise TaskNotFound(key.task_id)
         known = self._cache.get(key) if like is None else like
-        if known is not None and same_record(known, stored):
+        if whole and known is not None and same_record(known, stored):
             # what this process decoded, or wrote, at this very version: no decoding again
             if like is not None:
                 self._cache.put(key, like, len(stored.data) + len(stored.variables))
@@ -237,9 +243,6 @@ class TaskEngine:
                 if result.current is not None:
                     self._owned(key, result.current)
                 lost_lease(key, fence, result.lease_lost)
-            if result.applied and job is not None:
-                # a queued task's write may also move its job part: decode what it holds
-                return self._owned(key, result.current).record
             if result.applied:
                 # the task now holds the core just written: unless others wrote meanwhile
                 # (then its version is further on, and only what they changed decodes),
@@ -254,7 +257,9 @@ class TaskEngine:
                     variables_data=seen.variables_data,
                     updated_at_ms=now,
                 )
-                return self._owned(key, result.current, written).record
+                # a queued task's write may also move its job part: that part is decoded
+                # from what the task holds, the core taken from what was written
+                return self._owned(key, result.current, written, whole=job is None).record
             stale_memory = not current
             if result.current is None and fence is not None:
                 self._cache.forget(key)

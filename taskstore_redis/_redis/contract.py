@@ -79,9 +79,28 @@ class Call:
         return list(self.keys.values()), args
 
     def command(self) -> tuple[Any, ...]:
-        """The EVALSHA command of this call."""
+        """The EVALSHA command of this call, its arguments in the bytes redis-py would send.
+
+        Encoded here, at once, rather than one by one in redis-py's encoder: keys (ASCII
+        by the key schema), ints, and ASCII text (the same bytes in every encoding a
+        client may be set to); anything else (non-ASCII text, floats, bytes) is left to
+        the client as it was.
+        """
         keys, args = self.keys_and_args()
-        return ("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        return (
+            "EVALSHA",
+            self.script.sha.encode(),
+            b"%d" % len(keys),
+            *[key.encode() for key in keys],
+            *[
+                b"%d" % value
+                if value.__class__ is int
+                else value.encode()
+                if value.__class__ is str and value.isascii()
+                else value
+                for value in args
+            ],
+        )
 
 
 def _queue_shard_keys(keys: KeySchema, queue: str, shard: int) -> dict[str, str]:

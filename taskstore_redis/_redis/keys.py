@@ -53,6 +53,7 @@ from .._core.errors import InvalidArgument
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_OWNER_KEY_PART = 128
 _REMEMBERED_OWNERS = 4096
+_REMEMBERED_TASKS = 16384
 
 
 def encode_id(value: str) -> str:
@@ -68,6 +69,10 @@ def decode_id(value: str) -> str:
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _BASE32HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 _LITERAL = "~"
+_SHIFTS = range(125, -1, -5)
+
+
+_encoded_task_ids: dict[str, str] = {}
 
 
 def encode_task_id(task_id: str) -> str:
@@ -76,10 +81,20 @@ def encode_task_id(task_id: str) -> str:
     A canonical lowercase UUID (every id the store makes) becomes the 26 base32hex
     digits of its 128 bits, which sort as the UUIDs do; any other id becomes ``~``
     and its :func:`encode_id` (no base32hex digit is ``~``, so the two never meet).
+    Remembered for recent ids: a task's keys, members and channel each spell it.
     """
+    encoded = _encoded_task_ids.get(task_id)
+    if encoded is None:
+        if len(_encoded_task_ids) >= _REMEMBERED_TASKS:
+            _encoded_task_ids.clear()
+        encoded = _encoded_task_ids[task_id] = _encode_task_id(task_id)
+    return encoded
+
+
+def _encode_task_id(task_id: str) -> str:
     if len(task_id) == 36 and _UUID_RE.fullmatch(task_id):
         number = int(task_id.replace("-", ""), 16)
-        return "".join(_BASE32HEX[(number >> shift) & 31] for shift in range(125, -1, -5))
+        return "".join([_BASE32HEX[(number >> shift) & 31] for shift in _SHIFTS])
     return _LITERAL + encode_id(task_id)
 
 
@@ -93,6 +108,7 @@ def decode_task_id(part: str) -> str:
 
 _CREATED_BASE36_DIGITS = 9
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_BASE36_POWERS = tuple(36**n for n in reversed(range(_CREATED_BASE36_DIGITS)))
 
 
 def _base36(value: int) -> str:
@@ -104,11 +120,7 @@ def _base36(value: int) -> str:
     if value < 0:
         return "-"
     value = min(value, 36**_CREATED_BASE36_DIGITS - 1)
-    digits = []
-    for _ in range(_CREATED_BASE36_DIGITS):
-        value, digit = divmod(value, 36)
-        digits.append(_BASE36[digit])
-    return "".join(reversed(digits))
+    return "".join([_BASE36[value // power % 36] for power in _BASE36_POWERS])
 
 
 class KeySchema:
@@ -125,6 +137,7 @@ class KeySchema:
         self.prefix = prefix
         self.shards = shards
         self._owners: dict[str, tuple[str, str]] = {}
+        self._queues: dict[tuple[str, int], tuple[str, str, str]] = {}
 
     def shard_of(self, owner_id: str) -> int:
         """The owner's shard: CRC-32 of its UTF-8 bytes modulo the shard count."""
@@ -222,9 +235,18 @@ class KeySchema:
         """A key of one shard of a queue: ``r`` ready set, ``l`` leased set, ``s`` counters."""
         return f"{self.tag(shard)}:q:{encode_id(queue)}:{kind}"
 
-    def queue_keys(self, queue: str, shard: int) -> list[str]:
-        """The ready set, leased set and counters of one shard of a queue, in that order."""
-        return [self.queue_key(queue, shard, kind) for kind in ("r", "l", "s")]
+    def queue_keys(self, queue: str, shard: int) -> tuple[str, str, str]:
+        """The ready set, leased set and counters of one shard of a queue, in that order.
+
+        Remembered for recent queues.
+        """
+        keys = self._queues.get((queue, shard))
+        if keys is None:
+            if len(self._queues) >= _REMEMBERED_OWNERS:
+                self._queues.clear()
+            ready, leased, counters = (self.queue_key(queue, shard, kind) for kind in "rls")
+            keys = self._queues[queue, shard] = (ready, leased, counters)
+        return keys
 
     def queue_channel(self, queue: str, shard: int) -> str:
         """The shard channel that says a shard of a queue may have work (its ready set's name)."""

@@ -249,16 +249,19 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
     deadline = fields.get(b"qx")
     ready_at = fields.get(b"qr")
     worker = fields.get(b"qw")
+    state = fields.get(b"qs", b"r")
+    ended = fields.get(b"z", b"")
+    # as_str, written out: this runs for every claimed and every written queued task
     job = StoredJob(
-        queue=as_str(queue),
-        state=as_str(fields.get(b"qs", b"r")),
+        queue=str(queue, "utf-8", "surrogatepass") if isinstance(queue, bytes) else queue,
+        state=str(state, "utf-8", "surrogatepass") if isinstance(state, bytes) else state,
         attempt=int(fields.get(b"qa", b"0")),
         max_attempts=int(fields.get(b"qm", b"1")),
         token=int(fields.get(b"qt", b"0")),
-        worker_id=None if worker is None else as_str(worker),
+        worker_id=(str(worker, "utf-8", "surrogatepass") if isinstance(worker, bytes) else worker),
         lease_deadline_ms=None if deadline is None else float(deadline),
         ready_at_ms=None if ready_at is None else float(ready_at),
-        ended=as_str(fields.get(b"z", b"")),
+        ended=str(ended, "utf-8", "surrogatepass") if isinstance(ended, bytes) else ended,
     )
     return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
 
