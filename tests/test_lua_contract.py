@@ -343,7 +343,7 @@ def refusal(client: redis.Redis, script: Script, where: str) -> str:
     (the server's message may name it, as Redis 7 does, or not, as Valkey does).
     """
     client.script_load(script.source)
-    command = ("EVALSHA", script.sha, 0, where)
+    command = Call(script, {}, {"where": where}).command()
     mapping = map_redis_errors("fail", write=True, sha=script_sha(command))
     untyped: Any = client  # execute_command is untyped in redis-py
     with pytest.raises(StoreUnavailable) as caught, mapping:

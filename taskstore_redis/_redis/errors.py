@@ -66,8 +66,11 @@ def never_sent(exc: BaseException) -> bool:
 
 
 def script_sha(command: tuple[Any, ...]) -> str | None:
-    """The SHA of the script a command runs (``EVALSHA sha ...``), else None."""
-    return command[1] if len(command) > 1 and command[0] == "EVALSHA" else None
+    """The SHA of the script a command runs (``EVALSHA sha ...``, str or bytes), else None."""
+    if len(command) < 2 or command[0] != "EVALSHA":
+        return None
+    sha = command[1]
+    return sha.decode() if isinstance(sha, bytes) else str(sha)
 
 
 class map_redis_errors:
