@@ -55,7 +55,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import taskstore_redis.asyncio as ts
-from taskstore_redis.mcp.tasks_extension import EXTENSION_ID, TasksExtension, error_object
+from taskstore_redis.mcp.protocol import EXTENSION_ID, TasksProtocol, error_object
 
 logger = logging.getLogger("mcp_extension_server")
 
@@ -121,14 +121,14 @@ class ExtensionServer:
         if method == "tools/list":
             return {"tools": TOOLS}
         if method == "tools/call":
-            return await self.call_tool(TasksExtension(self.store, owner), params, request)
+            return await self.call_tool(TasksProtocol(self.store, owner), params, request)
         if method in TASK_METHODS:
             # The owner is checked on every task request: another owner's task is "not found".
-            return await TasksExtension(self.store, owner).handle(method, params)
+            return await TasksProtocol(self.store, owner).handle(method, params)
         raise RpcError(METHOD_NOT_FOUND, "method not found")
 
     async def call_tool(
-        self, tasks: TasksExtension, params: dict[str, Any], request: Request
+        self, tasks: TasksProtocol, params: dict[str, Any], request: Request
     ) -> dict[str, Any]:
         """Queue the call; the task (extension declared) or, once done, the result."""
         tool = params.get("name")

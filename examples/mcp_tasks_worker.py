@@ -46,7 +46,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 import taskstore_redis.asyncio as ts
-from taskstore_redis.mcp.tasks_extension import TasksExtension
+from taskstore_redis.mcp.protocol import TasksProtocol
 
 QUEUE = "mcp-tools"
 """The work queue the servers submit tool calls to."""
@@ -166,7 +166,7 @@ async def _slow_echo(
 
 
 async def _greet(lease: ts.Lease, store: ts.GenericTaskStore) -> dict[str, Any]:
-    tasks = TasksExtension(store, lease.owner_id)
+    tasks = TasksProtocol(store, lease.owner_id)
     if "mcp.inputRequests.name" not in lease.task.variables:  # else asked by an earlier attempt
         await tasks.request_input(lease.task_id, {"name": ASK_NAME}, status_message="asking")
     answers = await tasks.wait_for_input(lease.task_id, ["name"])

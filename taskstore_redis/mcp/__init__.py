@@ -7,7 +7,7 @@
   ``TaskMessageQueue`` kept with the tasks, so a worker in one process can ask the
   client for input (elicitation, sampling) through whichever process serves
   ``tasks/result``, and gets the answer.
-- :mod:`taskstore_redis.mcp.tasks_extension`: framework-neutral handlers for the
+- :mod:`taskstore_redis.mcp.protocol`: framework-neutral handlers for the
   MCP tasks extension (SEP-2663); it needs no MCP SDK.
 """
 

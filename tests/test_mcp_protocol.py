@@ -20,9 +20,9 @@ from taskstore_redis.asyncio import (
     TaskNotFound,
     TaskStatus,
 )
-from taskstore_redis.mcp.tasks_extension import (
+from taskstore_redis.mcp.protocol import (
     EXTENSION_ID,
-    TasksExtension,
+    TasksProtocol,
     detailed_task,
     error_object,
 )
@@ -49,11 +49,11 @@ ACK = {"resultType": "complete"}
 
 
 @pytest.fixture
-def make(async_make_store: StoreFactory) -> Callable[..., TasksExtension]:
+def make(async_make_store: StoreFactory) -> Callable[..., TasksProtocol]:
     """Extensions on one shared storage of the parametrized backend (as separate processes)."""
 
-    def build(owner: str = OWNER) -> TasksExtension:
-        return TasksExtension(async_make_store(), owner)
+    def build(owner: str = OWNER) -> TasksProtocol:
+        return TasksProtocol(async_make_store(), owner)
 
     return build
 
@@ -78,7 +78,7 @@ def test_the_extension_identifier() -> None:
 
 @pytest.mark.anyio
 async def test_the_create_result_is_flat_with_result_type_task_and_no_payload(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     record, created = await extension.create("tools/call", 60_000)
@@ -95,7 +95,7 @@ async def test_the_create_result_is_flat_with_result_type_task_and_no_payload(
 
 @pytest.mark.anyio
 async def test_the_create_result_carries_a_status_message_when_given(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     _, created = await make().create(status_message="The operation is now in progress.")
     assert created["statusMessage"] == "The operation is now in progress."
@@ -104,7 +104,7 @@ async def test_the_create_result_carries_a_status_message_when_given(
 
 @pytest.mark.anyio
 async def test_a_submitted_tool_call_is_a_task_a_queue_worker_runs_and_tasks_get_shows(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     server, other = make(), make()
     job = {"tool": "weather", "arguments": {"city": "Oslo"}}
@@ -126,7 +126,7 @@ async def test_a_submitted_tool_call_is_a_task_a_queue_worker_runs_and_tasks_get
 
 @pytest.mark.anyio
 async def test_submit_refuses_params_that_are_not_plain_json_and_writes_nothing(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     with pytest.raises(InvalidArgument):
@@ -137,7 +137,7 @@ async def test_submit_refuses_params_that_are_not_plain_json_and_writes_nothing(
 
 @pytest.mark.anyio
 async def test_once_the_create_result_exists_tasks_get_succeeds_from_any_process(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     creator, others = make(), [make() for _ in range(3)]
     for _ in range(5):
@@ -150,7 +150,7 @@ async def test_once_the_create_result_exists_tasks_get_succeeds_from_any_process
 
 @pytest.mark.anyio
 async def test_a_task_without_ttl_says_ttl_ms_null(async_make_store: StoreFactory) -> None:
-    extension = TasksExtension(async_make_store(config=ts.StoreConfig(default_ttl_ms=None)), OWNER)
+    extension = TasksProtocol(async_make_store(config=ts.StoreConfig(default_ttl_ms=None)), OWNER)
     _, created = await extension.create()
     assert created["ttlMs"] is None
     assert (await extension.get({"taskId": created["taskId"]}))["ttlMs"] is None
@@ -161,7 +161,7 @@ async def test_a_task_without_ttl_says_ttl_ms_null(async_make_store: StoreFactor
 
 @pytest.mark.anyio
 async def test_tasks_get_of_a_working_task_is_the_task_and_result_type_complete(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     _, created = await extension.create(ttl_ms=60_000)
@@ -172,7 +172,7 @@ async def test_tasks_get_of_a_working_task_is_the_task_and_result_type_complete(
 
 @pytest.mark.anyio
 async def test_tasks_get_of_a_completed_task_inlines_its_result(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     server, worker = make(), make()
     _, created = await server.create()
@@ -187,7 +187,7 @@ async def test_tasks_get_of_a_completed_task_inlines_its_result(
 
 @pytest.mark.anyio
 async def test_tasks_get_of_a_failed_task_inlines_its_json_rpc_error(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     _, created = await extension.create()
@@ -200,7 +200,7 @@ async def test_tasks_get_of_a_failed_task_inlines_its_json_rpc_error(
 
 
 @pytest.mark.anyio
-async def test_fail_needs_a_json_rpc_error_object(make: Callable[..., TasksExtension]) -> None:
+async def test_fail_needs_a_json_rpc_error_object(make: Callable[..., TasksProtocol]) -> None:
     extension = make()
     _, created = await extension.create()
     with pytest.raises(InvalidArgument):
@@ -210,7 +210,7 @@ async def test_fail_needs_a_json_rpc_error_object(make: Callable[..., TasksExten
 
 @pytest.mark.anyio
 async def test_tasks_get_of_a_cancelled_task_has_no_payload(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     _, created = await extension.create()
@@ -225,7 +225,7 @@ async def test_tasks_get_of_a_cancelled_task_has_no_payload(
 
 @pytest.mark.anyio
 async def test_tasks_get_of_a_task_waiting_for_input_lists_its_input_requests(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     server, worker = make(), make()
     _, created = await server.create()
@@ -241,7 +241,7 @@ async def test_tasks_get_of_a_task_waiting_for_input_lists_its_input_requests(
 
 @pytest.mark.anyio
 async def test_tasks_update_keeps_answers_and_a_partial_set_leaves_the_rest_outstanding(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     server, worker = make(), make()
     _, created = await server.create()
@@ -268,7 +268,7 @@ async def test_tasks_update_keeps_answers_and_a_partial_set_leaves_the_rest_outs
 
 @pytest.mark.anyio
 async def test_tasks_update_ignores_answers_to_keys_not_outstanding(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     _, created = await extension.create()
@@ -288,7 +288,7 @@ async def test_tasks_update_ignores_answers_to_keys_not_outstanding(
 
 @pytest.mark.anyio
 async def test_a_worker_waiting_for_input_wakes_when_another_process_gets_the_answer(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     server, worker = make(), make()
     _, created = await server.create()
@@ -310,7 +310,7 @@ async def test_a_worker_waiting_for_input_wakes_when_another_process_gets_the_an
 
 @pytest.mark.anyio
 async def test_an_input_request_key_is_used_once_in_a_tasks_life(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     _, created = await extension.create()
@@ -324,7 +324,7 @@ async def test_an_input_request_key_is_used_once_in_a_tasks_life(
 
 @pytest.mark.anyio
 async def test_waiting_for_input_on_a_task_cancelled_meanwhile_raises(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     server, worker = make(), make()
     _, created = await server.create()
@@ -340,7 +340,7 @@ async def test_waiting_for_input_on_a_task_cancelled_meanwhile_raises(
 
 @pytest.mark.anyio
 async def test_tasks_cancel_of_a_finished_task_is_acknowledged_and_changes_nothing(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     _, created = await extension.create()
@@ -356,7 +356,7 @@ async def test_tasks_cancel_of_a_finished_task_is_acknowledged_and_changes_nothi
 @pytest.mark.anyio
 @pytest.mark.parametrize("method", ["tasks/get", "tasks/update", "tasks/cancel"])
 async def test_an_unknown_task_is_an_invalid_params_error(
-    make: Callable[..., TasksExtension], method: str
+    make: Callable[..., TasksProtocol], method: str
 ) -> None:
     params = {"taskId": "786512e2-9e0d-44bd-8f29-789f320fe840", "inputResponses": {}}
     with pytest.raises(TaskNotFound) as raised:
@@ -370,7 +370,7 @@ async def test_an_unknown_task_is_an_invalid_params_error(
 @pytest.mark.anyio
 @pytest.mark.parametrize("method", ["tasks/get", "tasks/update", "tasks/cancel"])
 async def test_a_task_of_another_owner_is_unknown(
-    make: Callable[..., TasksExtension], method: str
+    make: Callable[..., TasksProtocol], method: str
 ) -> None:
     _, created = await make("bob").create()
     with pytest.raises(TaskNotFound) as raised:
@@ -381,7 +381,7 @@ async def test_a_task_of_another_owner_is_unknown(
 @pytest.mark.anyio
 @pytest.mark.parametrize("method", ["tasks/get", "tasks/update", "tasks/cancel"])
 async def test_an_expired_task_is_an_invalid_params_error(
-    make: Callable[..., TasksExtension], method: str
+    make: Callable[..., TasksProtocol], method: str
 ) -> None:
     extension = make()
     record, created = await extension.create(ttl_ms=200)
@@ -406,7 +406,7 @@ async def test_an_expired_task_is_an_invalid_params_error(
     ids=["no-params", "no-task-id", "int-task-id", "no-responses", "list-responses", "list"],
 )
 async def test_malformed_requests_are_invalid_params_errors(
-    make: Callable[..., TasksExtension], method: str, params: dict[str, Any] | None
+    make: Callable[..., TasksProtocol], method: str, params: dict[str, Any] | None
 ) -> None:
     with pytest.raises(InvalidArgument) as raised:
         await make().handle(method, params)
@@ -419,7 +419,7 @@ def test_an_error_from_elsewhere_is_an_internal_error() -> None:
 
 @pytest.mark.anyio
 async def test_a_completed_task_without_a_result_still_carries_a_result_object(
-    make: Callable[..., TasksExtension],
+    make: Callable[..., TasksProtocol],
 ) -> None:
     extension = make()
     record, _ = await extension.create()

@@ -1,14 +1,14 @@
 """The MCP tasks extension (``io.modelcontextprotocol/tasks``, SEP-2663) on the task store.
 
-Framework-neutral: :class:`TasksExtension` answers ``tasks/get``, ``tasks/update`` and
+Framework-neutral: :class:`TasksProtocol` answers ``tasks/get``, ``tasks/update`` and
 ``tasks/cancel`` from their JSON-RPC ``params`` with the JSON-ready ``result``, and
 builds the flat ``CreateTaskResult`` (``resultType: "task"``) a ``tools/call``
 returns instead of its result. Wire it into any server: the MCP SDK's low-level
 request handlers, a Starlette route, a JSON-RPC dispatcher. It needs no MCP SDK.
 
 The worker side, in any process sharing the store, asks the client for input
-(:meth:`TasksExtension.request_input`, :meth:`TasksExtension.wait_for_input`) and
-ends the task (:meth:`TasksExtension.complete`, :meth:`TasksExtension.fail`).
+(:meth:`TasksProtocol.request_input`, :meth:`TasksProtocol.wait_for_input`) and
+ends the task (:meth:`TasksProtocol.complete`, :meth:`TasksProtocol.fail`).
 
 Unknown tasks, tasks of another owner and tasks whose TTL ran out raise
 ``TaskNotFound`` or ``TaskExpired``, whose ``code`` is ``-32602`` (invalid params);
@@ -123,7 +123,7 @@ def _object(value: Any, what: str) -> JSONObject:
     return value
 
 
-class TasksExtension:
+class TasksProtocol:
     """The tasks extension's handlers and worker operations for the tasks of one owner.
 
     ``owner`` is an owner id, or a function returning the owner of the request
@@ -379,7 +379,7 @@ __all__ = [
     "RESPONSE_PREFIX",
     "JSONObject",
     "OwnerSource",
-    "TasksExtension",
+    "TasksProtocol",
     "create_task_result",
     "detailed_task",
     "error_object",
