@@ -123,7 +123,11 @@ def build_server(tasks: TasksExtension, port: int, tokens: TokenFile | None) -> 
         extensions=[tasks],
         middleware=[tasks.listen],
         token_verifier=tokens,
-        auth=AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(f"{url}/mcp")),
+        auth=AuthSettings(
+            issuer_url=AnyHttpUrl(url),
+            resource_server_url=AnyHttpUrl(f"{url}/mcp"),
+            validate_token_resource=False,  # the tokens are this server's own
+        ),
     )
 
 
@@ -136,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", help="JSON file: bearer token -> owner id")
     parser.add_argument("--prefix", default="taskstore", help="the store's key prefix")
     parser.add_argument("--worker-only", action="store_true", help="run the workers, serve no HTTP")
+    parser.add_argument("--lease-ms", type=int, help="a worker's lease on a call (store default)")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
@@ -156,7 +161,9 @@ async def serve(args: argparse.Namespace) -> None:
         )
         async with anyio.create_task_group() as group:
             if args.workers:
-                group.start_soon(lambda: tasks.run_workers(concurrency=args.workers))
+                group.start_soon(
+                    lambda: tasks.run_workers(concurrency=args.workers, lease_ms=args.lease_ms)
+                )
             if not args.worker_only:
                 app = build_server(tasks, args.port, tokens).streamable_http_app()
                 config = uvicorn.Config(
