@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GUARD = 30.0
 """Seconds any awaited condition may take before the test fails (never reached when it works)."""
 URI = "file:///docs/readme.md"
-LOGGER = "taskstore_redis.mcp._bus"
+LOGGER = "taskstore_redis.mcp"
 
 ALL_EVENTS: list[ServerEvent] = [
     ToolsListChanged(),
@@ -244,6 +244,29 @@ async def test_a_listen_stream_on_one_replica_gets_what_a_tool_on_another_publis
 
 
 @pytest.mark.anyio
+async def test_a_bus_started_and_closed_in_the_server_lifespan(url: str, key_prefix: str) -> None:
+    async with stores(url, key_prefix, 2) as (store_a, store_b), admin(url) as run:
+        bus_a, bus_b = RedisSubscriptionBus(store_a), RedisSubscriptionBus(store_b)
+
+        @asynccontextmanager
+        async def lifespan(_: MCPServer) -> AsyncIterator[None]:
+            async with bus_b:
+                await bus_b.start()
+                yield
+
+        replica = MCPServer("b", subscriptions=bus_b, lifespan=lifespan)
+        async with bus_a:
+            async with Client(replica) as client, listen(client) as stream:
+                await bus_a.publish(ResourceUpdated(uri=URI))
+                assert await next_events(stream, 1) == [ResourceUpdated(uri=URI)]
+
+            async def released() -> bool:
+                return await subscribers(run, bus_b.channel) == 0
+
+            await until(released, "the subscription dropped at shutdown")
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("shared", [False, True], ids=["own-connections", "one-store"])
 async def test_each_bus_delivers_each_event_once(url: str, key_prefix: str, shared: bool) -> None:
     async with stores(url, key_prefix, 1 if shared else 2) as made:
@@ -367,6 +390,7 @@ async def test_messages_that_are_no_events_are_logged_and_ignored(
     assert all(len(m) < 400 for m in ignored)  # a long message is shown cut
 
 
+@pytest.mark.redis
 @pytest.mark.anyio
 async def test_publishing_while_redis_is_down_drops_the_event_and_later_ones_arrive(
     key_prefix: str, caplog: pytest.LogCaptureFixture
@@ -398,6 +422,7 @@ async def test_publishing_while_redis_is_down_drops_the_event_and_later_ones_arr
             assert seen.events == [ResourceUpdated(uri=URI)]
 
 
+@pytest.mark.redis
 @pytest.mark.anyio
 async def test_a_bus_made_while_redis_is_down_subscribes_once_it_is_up(
     key_prefix: str, caplog: pytest.LogCaptureFixture

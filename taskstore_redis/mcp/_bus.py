@@ -33,7 +33,7 @@ from .._redis.pubsub import CONFIRM_TIMEOUT, AsyncHub
 
 __all__ = ["RedisSubscriptionBus"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("taskstore_redis.mcp")
 
 Listener = Callable[[ServerEvent], None]
 
@@ -131,7 +131,7 @@ class RedisSubscriptionBus:
       event.
     - ``publish`` never raises for Redis being unreachable, nor after
       :meth:`aclose`: the event is dropped and logged (warning, logger
-      ``taskstore_redis.mcp._bus``). A tool that calls ``ctx.notify_*`` does not
+      ``taskstore_redis.mcp``). A tool that calls ``ctx.notify_*`` does not
       fail because a change notice could not be sent; clients re-listen and refetch.
     - ``subscribe`` registers the listener at once and starts the Redis
       subscription in the background (on the running event loop) if it is not
