@@ -474,6 +474,16 @@ class RedisBackend:
                 self._hub = async_hub(node_source(client))
             return self._hub
 
+    async def spublish(self, channel: str, message: str) -> int:
+        """Publish ``message`` on the shard channel ``channel`` (``SPUBLISH``); sent once.
+
+        Returns how many subscribers of the channel's node got it. Never resent after
+        a lost reply (a message published twice would be delivered twice); errors
+        become StoreUnavailable.
+        """
+        reply = await self._run("spublish", ("SPUBLISH", channel, message))
+        return int(reply)
+
     def watch_registrations(self) -> int:
         """How many waiters are registered now (for tests and diagnostics)."""
         return 0 if self._hub is None else self._hub.subscriber.registrations()

@@ -27,6 +27,11 @@ in the slot of the task, where the write scripts may publish on a cluster. A
 write script publishes the new version there (an empty message when a purge
 deleted the task); waiters take a message only as a sign to read again.
 
+The MCP server events of a store (``subscriptions/listen``, see
+:mod:`taskstore_redis.mcp`) go on one shard channel, ``{P:mcp}:events``, a small
+JSON message each. Its hash tag is no shard's (shards are numbers), so it names
+no key, and one node of a cluster serves it.
+
 ``P`` is the key prefix, ``S`` the owner's shard (a stable hash of the owner id
 modulo the shard count). An index member is ``<created_at_ms, 9 base-36 digits>:<task id>``:
 lexical order is creation order, ties broken by task id; scripts reach the task
@@ -184,6 +189,13 @@ class KeySchema:
     def channel(self, key: TaskKey) -> str:
         """The shard channel the write scripts publish a task's changes on (its hash's name)."""
         return self.task_key(key)
+
+    def mcp_events_channel(self) -> str:
+        """The shard channel MCP server events go on: ``{prefix:mcp}:events``.
+
+        One channel for the whole store, in the slot of its own hash tag.
+        """
+        return f"{{{self.prefix}:mcp}}:events"
 
     def index_key(self, owner_id: str) -> str:
         """The owner's index, in creation order."""

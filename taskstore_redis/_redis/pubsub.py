@@ -3,8 +3,9 @@
 The write scripts ``SPUBLISH`` on a channel per task, in the task's slot (see
 :mod:`taskstore_redis._redis.keys`). A :class:`Subscriber` keeps one connection
 per node it needs (one on standalone Redis, at most one per primary on a
-cluster) and fans each message out to the wakers waiting on that channel. The
-message's content is never used: a message only says "read the task again".
+cluster) and fans each message out to the wakers waiting on that channel. A
+waker never sees the message's content: a message only says "read the task
+again". A :class:`Receiver` (the MCP event bus's) gets the content too.
 
 Guarantees:
 
@@ -32,7 +33,7 @@ import os
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
@@ -123,6 +124,18 @@ def _accepted(given: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if init is not None:
             names.update(inspect.signature(init).parameters)
     return {k: v for k, v in kwargs.items() if k in names and k not in _NOT_PASSED}
+
+
+class Receiver(Protocol):
+    """A waiter that also takes the content of each message (see ``subscribe_receiver``)."""
+
+    def poke(self) -> None:
+        """A message came, or the channel was confirmed again after a loss."""
+        ...
+
+    def receive(self, message: bytes | str) -> None:
+        """A message came on the channel (after :meth:`poke`); must not raise."""
+        ...
 
 
 class _Channel:
@@ -259,7 +272,7 @@ class _Link:
             pinged = False
             kind = _text(reply[0]).lower()
             if kind == "smessage":
-                subscriber.fanout.notify(_text(reply[1]))
+                subscriber.message(_text(reply[1]), reply[2])
             elif kind == "ssubscribe":
                 subscriber.confirmed(self, _text(reply[1]))
             elif kind == "sunsubscribe":
@@ -305,6 +318,8 @@ class Subscriber:
         """The last connection or server error, for the message of a failed subscription."""
         self._attempt = asyncio.Event()
         """Set (and replaced) each time a link fails to connect."""
+        self._receivers: dict[str, set[Receiver]] = {}
+        """The receivers of each channel that has any: they get the messages' content."""
 
     def registrations(self) -> int:
         """How many (channel, waker) registrations there are now."""
@@ -313,6 +328,17 @@ class Subscriber:
     def channels(self) -> int:
         """How many channels are subscribed or wanted now."""
         return len(self._channels)
+
+    def message(self, channel: str, content: bytes | str) -> None:
+        """A message came on ``channel``: poke its waiters, then hand its receivers the content."""
+        self.fanout.notify(channel)
+        receivers = self._receivers.get(channel)
+        if receivers:
+            for receiver in list(receivers):
+                try:
+                    receiver.receive(content)
+                except Exception:  # a receiver's fault must not cost the connection
+                    PUBSUB.exception("a receiver of %s raised; the others still get it", channel)
 
     def attempted(self) -> None:
         """A link failed to connect: wake the subscribers that wait for an attempt."""
@@ -363,6 +389,45 @@ class Subscriber:
         except BaseException:
             self.unsubscribe(channel, waker)
             raise
+
+    async def subscribe_receiver(
+        self, channel: str, receiver: Receiver, *, confirm: bool = True
+    ) -> None:
+        """:meth:`subscribe` ``receiver``, which also gets the content of each message.
+
+        Until :meth:`unsubscribe_receiver` it gets every message of ``channel`` that
+        arrives while the subscription is confirmed, on this subscriber's loop; it is
+        poked like a waker too (before each message, and once the channel is confirmed
+        again after a loss: messages may have been missed meanwhile).
+        """
+        self._receivers.setdefault(channel, set()).add(receiver)
+        try:
+            await self.subscribe(channel, receiver, confirm=confirm)
+        except BaseException:
+            self._drop_receiver(channel, receiver)
+            raise
+
+    def unsubscribe_receiver(self, channel: str, receiver: Receiver) -> None:
+        """Undo :meth:`subscribe_receiver`; never blocks."""
+        self._drop_receiver(channel, receiver)
+        self.unsubscribe(channel, receiver)
+
+    def _drop_receiver(self, channel: str, receiver: Receiver) -> None:
+        receivers = self._receivers.get(channel)
+        if receivers is not None:
+            receivers.discard(receiver)
+            if not receivers:
+                del self._receivers[channel]
+
+    async def wait_confirmed(self, channel: str) -> None:
+        """Return once ``channel``'s subscription is confirmed (at once if it is now).
+
+        Raises StoreUnavailable if nothing subscribes ``channel``.
+        """
+        state = self._channels.get(channel)
+        if state is None:
+            raise StoreUnavailable(f"no subscription to {channel!r}")
+        await state.confirmed.wait()
 
     async def _confirmed_or_unreachable(self, state: _Channel) -> bool:
         """Wait until ``state`` is confirmed (False) or its node cannot be reached (True)."""
@@ -544,6 +609,7 @@ class Subscriber:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._links.clear()
+        self._receivers.clear()
         self.fanout.notify_all()
 
 
@@ -577,6 +643,16 @@ class AsyncHub:
     def confirmed_now(self, channel: str) -> bool:
         """See :meth:`Subscriber.confirmed_now`."""
         return self.subscriber.confirmed_now(channel)
+
+    async def subscribe_receiver(
+        self, channel: str, receiver: Receiver, *, confirm: bool = True
+    ) -> None:
+        """See :meth:`Subscriber.subscribe_receiver`."""
+        await self.subscriber.subscribe_receiver(channel, receiver, confirm=confirm)
+
+    def unsubscribe_receiver(self, channel: str, receiver: Receiver) -> None:
+        """See :meth:`Subscriber.unsubscribe_receiver`."""
+        self.subscriber.unsubscribe_receiver(channel, receiver)
 
     async def aclose(self) -> None:
         """Close the subscriber's connections."""
