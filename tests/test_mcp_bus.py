@@ -37,7 +37,8 @@ from mcp.shared.subscriptions import (
 import taskstore_redis
 import taskstore_redis.asyncio as tsa
 from taskstore_redis import InvalidArgument, StoreUnavailable
-from taskstore_redis.mcp._bus import RedisSubscriptionBus, decode_event, encode_event
+from taskstore_redis.mcp import RedisSubscriptionBus
+from taskstore_redis.mcp._bus import decode_event, encode_event
 from taskstore_redis.testing import redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -493,7 +494,7 @@ PUBLISHER = textwrap.dedent(
     """
     import asyncio, sys
     from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
-    from taskstore_redis.mcp._bus import RedisSubscriptionBus
+    from taskstore_redis.mcp import RedisSubscriptionBus
 
     async def main(url: str, prefix: str, uri: str) -> None:
         async with RedisSubscriptionBus.from_url(url, prefix=prefix) as bus:

@@ -6,6 +6,7 @@
   ``tasks/cancel`` are served from any process; :meth:`TasksExtension.listen` sends
   ``notifications/tasks`` on ``subscriptions/listen``.
 - :class:`TaskContext`: what a task tool sees while it runs (progress, input, cancel).
+- :class:`RedisSubscriptionBus`: the SDK's subscription bus across replicas, on Redis.
 - :mod:`taskstore_redis.mcp.protocol`: the framework-neutral handlers underneath; it
   needs no MCP SDK.
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._owner import OwnerSource
 
 if TYPE_CHECKING:
+    from ._bus import RedisSubscriptionBus
     from ._context import InputUnavailable, TaskContext
     from ._seal import Sealer
     from ._server import TasksExtension, TaskSupport, TaskTools, declared_tasks, principal_owner
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InputUnavailable",
     "OwnerSource",
+    "RedisSubscriptionBus",
     "Sealer",
     "TaskContext",
     "TaskSupport",
@@ -39,6 +42,7 @@ __all__ = [
 _NEEDS_SDK = {
     "InputUnavailable": "_context",
     "TaskContext": "_context",
+    "RedisSubscriptionBus": "_bus",
     "Sealer": "_seal",
     "TaskSupport": "_server",
     "TasksExtension": "_server",

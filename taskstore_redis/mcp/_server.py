@@ -27,7 +27,7 @@ from mcp.server.extension import Extension, MethodBinding, ToolBinding
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolRequestParams, CallToolResult, RequestParams
+from mcp_types import CallToolRequestParams, CallToolResult, RequestParams, TextContent
 from pydantic import Field, ValidationError
 
 from .._async._lease import Lease
@@ -401,7 +401,8 @@ class TasksExtension(Extension):
             tool.tool.fn_metadata.validate_arguments(dict(arguments))
         except ValidationError as error:
             fields = sorted({".".join(str(part) for part in e["loc"]) for e in error.errors()})
-            return error_result(f"invalid arguments for {tool.name}: {', '.join(fields)}")
+            text = f"invalid arguments for {tool.name}: {', '.join(fields)}"
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
         protocol = self._protocol(ctx)
         job: JSONObject = {
             "tool": tool.name,
