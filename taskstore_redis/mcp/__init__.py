@@ -1,43 +1,67 @@
-"""taskstore_redis for MCP servers: the MCP Python SDK 1.x store and the tasks extension.
+"""taskstore_redis for MCP servers and clients on the MCP Python SDK 2.x (the ``mcp`` extra).
 
-- :class:`RedisTaskStore` (needs the ``mcp`` extra): the SDK's ``TaskStore``
-  (``mcp.shared.experimental.tasks``) over the async task store, so every server
-  process sharing one Redis sees the same tasks.
-- :class:`RedisTaskMessageQueue` (needs the ``mcp`` extra): the SDK's
-  ``TaskMessageQueue`` kept with the tasks, so a worker in one process can ask the
-  client for input (elicitation, sampling) through whichever process serves
-  ``tasks/result``, and gets the answer.
-- :mod:`taskstore_redis.mcp.protocol`: framework-neutral handlers for the
-  MCP tasks extension (SEP-2663); it needs no MCP SDK.
+- :class:`TasksExtension`: the tasks extension (SEP-2663) as an SDK 2.x ``Extension``:
+  ``MCPServer(extensions=[TasksExtension(store)])``. Task tools run on queue workers
+  in any process sharing the store; ``tasks/get``, ``tasks/update`` and
+  ``tasks/cancel`` are served from any process; :meth:`TasksExtension.listen` sends
+  ``notifications/tasks`` on ``subscriptions/listen``.
+- :class:`TaskContext`: what a task tool sees while it runs (progress, input, cancel).
+- :mod:`taskstore_redis.mcp.protocol`: the framework-neutral handlers underneath; it
+  needs no MCP SDK.
+
+The SDK 1.x adapter is :mod:`taskstore_redis.mcp1` (the ``mcp1`` extra).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._owner import OwnerSource
 
 if TYPE_CHECKING:
-    from ._queue import AnswerForwarder, RedisTaskMessageQueue
-    from ._results import ResultCodec
-    from ._store import RedisTaskStore, task_of
+    from ._context import InputUnavailable, TaskContext
+    from ._seal import Sealer
+    from ._server import TasksExtension, TaskSupport, TaskTools, declared_tasks, principal_owner
 
 __all__ = [
-    "AnswerForwarder",
+    "InputUnavailable",
     "OwnerSource",
-    "RedisTaskMessageQueue",
-    "RedisTaskStore",
-    "ResultCodec",
-    "task_of",
+    "Sealer",
+    "TaskContext",
+    "TaskSupport",
+    "TaskTools",
+    "TasksExtension",
+    "declared_tasks",
+    "principal_owner",
 ]
 
 _NEEDS_SDK = {
-    "RedisTaskStore": "_store",
-    "task_of": "_store",
-    "ResultCodec": "_results",
-    "RedisTaskMessageQueue": "_queue",
-    "AnswerForwarder": "_queue",
+    "InputUnavailable": "_context",
+    "TaskContext": "_context",
+    "Sealer": "_seal",
+    "TaskSupport": "_server",
+    "TasksExtension": "_server",
+    "TaskTools": "_server",
+    "declared_tasks": "_server",
+    "principal_owner": "_server",
 }
+
+
+def _check_sdk() -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("mcp")
+    except PackageNotFoundError:
+        installed = None
+    if installed is None or int(installed.split(".")[0]) < 2:
+        found = "not installed" if installed is None else f"installed: mcp {installed}"
+        raise ImportError(
+            "taskstore_redis.mcp needs the MCP SDK 2.x: "
+            f"pip install 'taskstore-redis[mcp]' ({found}; the SDK 1.x adapter is "
+            "taskstore_redis.mcp1)"
+        )
 
 
 def __getattr__(name: str) -> Any:
@@ -45,6 +69,5 @@ def __getattr__(name: str) -> Any:
     module = _NEEDS_SDK.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
+    _check_sdk()
     return getattr(import_module(f"{__name__}.{module}"), name)
