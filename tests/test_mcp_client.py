@@ -5,6 +5,10 @@ HTTP on a loopback port), which offers no ``notifications/tasks``: a plain ``cal
 resolves its task by polling, answers the task's elicitation, and the explicit handle
 gives status, wait, result and cancel.
 
+Against examples/mcp_tasks_server.py (this library's ``TasksExtension`` on an SDK 2.x
+``MCPServer``, in a subprocess on a loopback port), which offers ``notifications/tasks``:
+the task is followed through them, with the one ``tasks/get`` right after subscribing.
+
 Against SDK 2.x ``MCPServer`` servers whose tasks extension is scripted here: what a
 client does with a task that fails, is cancelled, is forgotten by the server, asks for
 input it cannot give, or never ends; and how it follows a task through
@@ -16,10 +20,13 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from time import monotonic
 from typing import Any, Literal, cast
 
@@ -61,7 +68,10 @@ ElicitParams = mcp_types.ElicitRequestParams
 
 
 class Elicitations:
-    """An elicitation callback that answers ``value`` and records what it was asked."""
+    """An elicitation callback that answers ``value`` and records what it was asked.
+
+    The answer goes in the first property of the requested schema.
+    """
 
     def __init__(self, value: str = "Ada") -> None:
         self.value = value
@@ -72,7 +82,8 @@ class Elicitations:
     ) -> mcp_types.ElicitResult | mcp_types.ErrorData:
         assert isinstance(params, mcp_types.ElicitRequestFormParams)
         self.asked.append(params.message)
-        return mcp_types.ElicitResult(action="accept", content={"value": self.value})
+        [field, *_] = params.requested_schema["properties"]
+        return mcp_types.ElicitResult(action="accept", content={field: self.value})
 
 
 # ---------------------------------------------------------------------------
@@ -720,3 +731,82 @@ async def test_silent_stream_is_checked_with_tasks_get() -> None:
     )
     assert text_of(result) == "checked"
     assert tasks.seen.count("tasks/get") == 3
+
+
+# -- this library's server: examples/mcp_tasks_server.py ------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mcp_tasks_server.py"
+
+
+@pytest.fixture
+async def example_url(redis_url: str, key_prefix: str) -> AsyncIterator[str]:
+    """examples/mcp_tasks_server.py on a loopback port, with two workers, on the suite's Redis."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, str(EXAMPLE), "--redis-url", redis_url, "--port", str(port)]
+    command += ["--workers", "2", "--prefix", key_prefix]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with anyio.fail_after(GUARD):
+            while True:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                except OSError:
+                    await anyio.sleep(0.05)
+                else:
+                    await stream.aclose()
+                    break
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.kill()  # nothing to flush: the tasks are in Redis
+        process.wait(GUARD)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@pytest.mark.redis
+async def test_example_server_task_resolves_through_notifications(
+    example_url: str, wire: Wire
+) -> None:
+    tasks = TasksClientExtension(timeout=GUARD, notification_check_interval=None)
+    async with Client(wire.client(example_url), extensions=[tasks]) as client:
+        result = await client.call_tool("slow_square", {"n": 7})
+    assert text_of(result) == "49"
+    calls = [m for m in wire.seen[wire.seen.index("tools/call") :] if m != "tools/list"]
+    assert calls == ["tools/call", "subscriptions/listen", "tasks/get"]
+
+
+@pytest.mark.redis
+async def test_example_server_input_and_result_come_through_notifications(
+    example_url: str, wire: Wire
+) -> None:
+    # ask_name waits for its answer, so the task ends after the tasks/update: with a
+    # single tasks/get, before it, the client can only have learnt the end from a frame.
+    elicit = Elicitations("Ada")
+    tasks = TasksClientExtension(timeout=GUARD, notification_check_interval=None)
+    async with Client(
+        wire.client(example_url), extensions=[tasks], elicitation_callback=elicit
+    ) as client:
+        result = await client.call_tool("ask_name", {})
+    assert text_of(result) == "hello Ada"
+    assert elicit.asked == ["What is your name?"]
+    calls = [m for m in wire.seen[wire.seen.index("tools/call") :] if m != "tools/list"]
+    assert calls == ["tools/call", "subscriptions/listen", "tasks/get", "tasks/update"]
+
+
+@pytest.mark.redis
+async def test_example_server_handle_waits_through_notifications(
+    example_url: str, wire: Wire
+) -> None:
+    elicit = Elicitations("Grace")
+    tasks = TasksClientExtension(notification_check_interval=None)
+    async with Client(
+        wire.client(example_url), extensions=[tasks], elicitation_callback=elicit
+    ) as client:
+        handle = await tasks.call_tool_task(client, "ask_name", {})
+        state = await handle.wait(timeout=GUARD)
+        assert state.status == "completed"
+        assert text_of(await handle.result()) == "hello Grace"
+    assert wire.seen.count("tasks/get") == 1
