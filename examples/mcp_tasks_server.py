@@ -162,7 +162,11 @@ async def serve(args: argparse.Namespace) -> None:
         async with anyio.create_task_group() as group:
             if args.workers:
                 group.start_soon(
-                    lambda: tasks.run_workers(concurrency=args.workers, lease_ms=args.lease_ms)
+                    lambda: tasks.run_workers(
+                        concurrency=args.workers,
+                        lease_ms=args.lease_ms,
+                        handle_signals=args.worker_only,  # else uvicorn takes SIGTERM, SIGINT
+                    )
                 )
             if not args.worker_only:
                 app = build_server(tasks, args.port, tokens).streamable_http_app()

@@ -6,6 +6,8 @@
   ``tasks/cancel`` are served from any process; :meth:`TasksExtension.listen` sends
   ``notifications/tasks`` on ``subscriptions/listen``.
 - :class:`TaskContext`: what a task tool sees while it runs (progress, input, cancel).
+- :class:`TasksClientExtension`: the client half, for the SDK 2.x ``Client``: a tasked
+  ``tools/call`` resolves to its result (``notifications/tasks``, else polling).
 - :class:`RedisSubscriptionBus`: the SDK's subscription bus across replicas, on Redis.
 - :mod:`taskstore_redis.mcp.protocol`: the framework-neutral handlers underneath; it
   needs no MCP SDK.
@@ -22,24 +24,59 @@ from ._owner import OwnerSource
 
 if TYPE_CHECKING:
     from ._bus import RedisSubscriptionBus
+    from ._client import (
+        CreateTaskResult,
+        TaskCallError,
+        TaskCancelled,
+        TaskFailed,
+        TaskHandle,
+        TaskInputError,
+        TaskLost,
+        TaskNotCreated,
+        TasksClientExtension,
+        TaskState,
+        TaskTimeout,
+    )
     from ._context import InputUnavailable, TaskContext
     from ._seal import Sealer
     from ._server import TasksExtension, TaskSupport, TaskTools, declared_tasks, principal_owner
 
 __all__ = [
+    "CreateTaskResult",
     "InputUnavailable",
     "OwnerSource",
     "RedisSubscriptionBus",
     "Sealer",
+    "TaskCallError",
+    "TaskCancelled",
     "TaskContext",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskInputError",
+    "TaskLost",
+    "TaskNotCreated",
+    "TaskState",
     "TaskSupport",
+    "TaskTimeout",
     "TaskTools",
+    "TasksClientExtension",
     "TasksExtension",
     "declared_tasks",
     "principal_owner",
 ]
 
 _NEEDS_SDK = {
+    "TasksClientExtension": "_client",
+    "TaskHandle": "_client",
+    "TaskState": "_client",
+    "CreateTaskResult": "_client",
+    "TaskCallError": "_client",
+    "TaskFailed": "_client",
+    "TaskCancelled": "_client",
+    "TaskLost": "_client",
+    "TaskInputError": "_client",
+    "TaskTimeout": "_client",
+    "TaskNotCreated": "_client",
     "InputUnavailable": "_context",
     "TaskContext": "_context",
     "RedisSubscriptionBus": "_bus",
