@@ -82,7 +82,7 @@ from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
 import taskstore_redis.asyncio as ts
-from taskstore_redis.mcp import RedisTaskMessageQueue, RedisTaskStore
+from taskstore_redis.mcp1 import RedisTaskMessageQueue, RedisTaskStore
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body taken (HTTP 413 above it)."""

@@ -42,7 +42,7 @@ from mcp.types import (
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import StoreConfig
-from taskstore_redis.mcp import AnswerForwarder, RedisTaskMessageQueue, RedisTaskStore
+from taskstore_redis.mcp1 import AnswerForwarder, RedisTaskMessageQueue, RedisTaskStore
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 GUARD = 30.0

@@ -34,7 +34,7 @@ from mcp.types import (
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import StoreConfig
-from taskstore_redis.mcp import RedisTaskStore
+from taskstore_redis.mcp1 import RedisTaskStore
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 GUARD = 30.0

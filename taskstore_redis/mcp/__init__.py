@@ -1,50 +1,31 @@
-"""taskstore_redis for MCP servers: the MCP Python SDK 1.x store and the tasks extension.
+"""taskstore_redis for MCP servers: the tasks extension (SEP-2663).
 
-- :class:`RedisTaskStore` (needs the ``mcp`` extra): the SDK's ``TaskStore``
-  (``mcp.shared.experimental.tasks``) over the async task store, so every server
-  process sharing one Redis sees the same tasks.
-- :class:`RedisTaskMessageQueue` (needs the ``mcp`` extra): the SDK's
-  ``TaskMessageQueue`` kept with the tasks, so a worker in one process can ask the
-  client for input (elicitation, sampling) through whichever process serves
-  ``tasks/result``, and gets the answer.
 - :mod:`taskstore_redis.mcp.protocol`: framework-neutral handlers for the
   MCP tasks extension (SEP-2663); it needs no MCP SDK.
+
+The MCP Python SDK 1.x store and message queue (``RedisTaskStore``,
+``RedisTaskMessageQueue``) are :mod:`taskstore_redis.mcp1`, the ``mcp1`` extra.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._owner import OwnerSource
 
-if TYPE_CHECKING:
-    from ._queue import AnswerForwarder, RedisTaskMessageQueue
-    from ._results import ResultCodec
-    from ._store import RedisTaskStore, task_of
+__all__ = ["OwnerSource"]
 
-__all__ = [
-    "AnswerForwarder",
-    "OwnerSource",
-    "RedisTaskMessageQueue",
-    "RedisTaskStore",
-    "ResultCodec",
-    "task_of",
-]
-
-_NEEDS_SDK = {
-    "RedisTaskStore": "_store",
-    "task_of": "_store",
-    "ResultCodec": "_results",
-    "RedisTaskMessageQueue": "_queue",
-    "AnswerForwarder": "_queue",
-}
+_MOVED_TO_MCP1 = frozenset(
+    {"AnswerForwarder", "RedisTaskMessageQueue", "RedisTaskStore", "ResultCodec", "task_of"}
+)
+"""The MCP SDK 1.x names that were here, now in taskstore_redis.mcp1."""
 
 
 def __getattr__(name: str) -> Any:
-    """Import what needs the MCP SDK only when it is asked for."""
-    module = _NEEDS_SDK.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f"{__name__}.{module}"), name)
+    """Say where the MCP SDK 1.x names went."""
+    if name in _MOVED_TO_MCP1:
+        raise AttributeError(
+            f"{__name__}.{name} moved to taskstore_redis.mcp1 (the `mcp1` extra, MCP SDK 1.x)",
+            name=name,
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}", name=name)
