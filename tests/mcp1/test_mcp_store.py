@@ -14,9 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-
-pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra")
-
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.context import TaskContext
 from mcp.shared.experimental.tasks.helpers import cancel_task, task_execution

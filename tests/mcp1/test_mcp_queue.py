@@ -19,9 +19,6 @@ from unittest.mock import AsyncMock, Mock
 
 import anyio
 import pytest
-
-pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra")
-
 from mcp.server.experimental.task_result_handler import TaskResultHandler
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage
