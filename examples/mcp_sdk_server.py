@@ -1,7 +1,8 @@
 """An MCP server (MCP Python SDK 1.x, streamable HTTP) whose tasks live in Redis.
 
-Run two of them on one Redis and a client can start a task on one and follow it,
-and fetch its result, on the other:
+It needs the ``mcp1`` extra (``pip install 'taskstore-redis[mcp1]'``: the SDK 1.x and
+``taskstore_redis.mcp1``). Run two of them on one Redis and a client can start a task on
+one and follow it, and fetch its result, on the other:
 
     export MCP_EXAMPLE_TOKENS_FILE=tokens.json  # {"<token>": "<owner id>", ...}
     python examples/mcp_sdk_server.py --port 8001 --redis-url redis://localhost:6379
@@ -82,7 +83,7 @@ from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
 import taskstore_redis.asyncio as ts
-from taskstore_redis.mcp import RedisTaskMessageQueue, RedisTaskStore
+from taskstore_redis.mcp1 import RedisTaskMessageQueue, RedisTaskStore
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body taken (HTTP 413 above it)."""

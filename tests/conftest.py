@@ -9,8 +9,10 @@ Each test gets its own key prefix, so tests never see each other's data.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -21,6 +23,35 @@ import taskstore_redis.asyncio.backend
 import taskstore_redis.backend
 from taskstore_redis import SecurityConfig, StoreConfig
 from taskstore_redis.testing import cluster_url_for_tests, redis_url_for_tests
+
+
+def _mcp_sdk() -> str:
+    """The MCP SDK installed here, as ``mcp 1.26.0`` or ``no mcp``."""
+    try:
+        return f"mcp {metadata.version('mcp')}"
+    except metadata.PackageNotFoundError:
+        return "no mcp"
+
+
+MCP_SDK = _mcp_sdk()
+MCP1_TESTS_RUN = re.fullmatch(r"mcp 1\..*", MCP_SDK) is not None
+"""Whether tests/mcp1 is collected: the MCP SDK 1.x adapter's tests need the SDK 1.x, which
+cannot be installed beside the SDK 2.x of the ``test`` extra. They run in a virtualenv of
+their own: ``pip install -e '.[test-mcp1]'`` then ``pytest tests/mcp1``."""
+
+collect_ignore = [] if MCP1_TESTS_RUN else ["mcp1"]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say whether the MCP SDK 1.x tests (tests/mcp1) are collected, and why."""
+    if MCP1_TESTS_RUN:
+        return f"tests/mcp1 (the MCP SDK 1.x adapter, taskstore_redis.mcp1): collected, {MCP_SDK}"
+    return (
+        f"tests/mcp1 (the MCP SDK 1.x adapter, taskstore_redis.mcp1): not collected, it needs "
+        f"the MCP SDK 1.x ({MCP_SDK} here); run it in a virtualenv with "
+        "pip install -e '.[test-mcp1]': pytest tests/mcp1"
+    )
+
 
 BACKENDS = [
     pytest.param("memory", id="memory"),

@@ -34,6 +34,7 @@ def test_the_async_page_shows_every_name_that_is_not_the_sync_one() -> None:
 
 def test_the_mcp_and_testing_pages_show_their_whole_modules() -> None:
     assert {"taskstore_redis.mcp", "taskstore_redis.mcp.protocol"} <= _shown("mcp.md")
+    assert "taskstore_redis.mcp1" in _shown("mcp1.md")
     assert "taskstore_redis.testing" in _shown("testing.md")
 
 

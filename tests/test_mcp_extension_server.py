@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import secrets
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,11 +36,22 @@ pytest.importorskip("starlette", reason="the example server needs the `mcp` extr
 pytest.importorskip("uvicorn", reason="the example server needs the `mcp` extra")
 
 import httpx
-import redis
 
 import taskstore_redis as ts
-from tests.test_mcp_end_to_end import GUARD, ROOT, SERVERS, free_port, running, worker
-from tests.test_mcp_end_to_end import SERVER as SDK_SERVER
+from tests.example_servers import (
+    ALICE,
+    BOB,
+    GUARD,
+    ROOT,
+    SERVERS,
+    UNUSABLE_TOKEN_MAPS,
+    assert_refuses_token_map,
+    free_port,
+    running,
+    subscribed_channels,
+    tokens_env,
+    worker,
+)
 
 pytestmark = pytest.mark.slow  # example servers in subprocesses, workers killed
 
@@ -54,8 +61,6 @@ OPT_IN: dict[str, Any] = {
     "io.modelcontextprotocol/clientCapabilities": {"extensions": {EXTENSION: {}}}
 }
 TASK_KEYS = {"taskId", "status", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"}
-ALICE, BOB = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-TOKENS = {ALICE: "alice", BOB: "bob"}
 MAX_BODY = 64 * 1024
 
 Task = dict[str, Any]
@@ -126,16 +131,12 @@ def server(redis_url: str, prefix: str, *options: str) -> Iterator[Client]:
     """An extension server process knowing TOKENS (from its env); alice's client of it."""
     port = free_port()
     command = [str(SERVER), "--port", str(port), "--redis-url", redis_url, "--prefix", prefix]
-    with tempfile.TemporaryDirectory() as folder:
-        tokens = Path(folder) / "tokens.json"
-        tokens.write_text(json.dumps(TOKENS), encoding="utf-8")
-        env = {"MCP_EXAMPLE_TOKENS_FILE": str(tokens)}
-        with running([*command, *options], port, env):
-            client = Client(f"http://127.0.0.1:{port}/mcp")
-            try:
-                yield client
-            finally:
-                client.http.close()
+    with tokens_env() as env, running([*command, *options], port, env):
+        client = Client(f"http://127.0.0.1:{port}/mcp")
+        try:
+            yield client
+        finally:
+            client.http.close()
 
 
 @pytest.fixture(params=SERVERS)
@@ -244,13 +245,6 @@ def test_a_worker_killed_mid_task_leaves_it_to_another_worker_through_the_work_q
 
 
 # --- safe to copy: authentication, owners, limits ---------------------------------------------
-
-
-def _channels(redis_url: str, prefix: str) -> list[bytes]:
-    """The shard channels of ``prefix`` some client subscribes to, as Redis says."""
-    with redis.Redis.from_url(redis_url) as client:
-        channels: list[bytes] = client.execute_command("PUBSUB", "SHARDCHANNELS", f"{{{prefix}:*")
-    return channels
 
 
 def _tasks_of(redis_url: str, prefix: str, owner: str) -> list[ts.TaskRecord]:
@@ -436,7 +430,7 @@ def test_a_blocking_tool_call_times_out_cancels_its_task_and_releases_its_subscr
         assert "did not end within 1 s" in reply["error"]["message"]
         [task] = _tasks_of(redis_url, key_prefix, "alice")
         assert task.task.status.value == "cancelled"
-        _eventually(lambda: _channels(redis_url, key_prefix) == [], "still subscribed")
+        _eventually(lambda: subscribed_channels(redis_url, key_prefix) == [], "still subscribed")
 
 
 @pytest.mark.redis
@@ -459,10 +453,14 @@ def test_an_abandoned_tool_call_cancels_its_task_and_releases_its_subscription(
         )
         with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as connection:
             connection.sendall(head.encode() + body)
-            _eventually(lambda: len(_channels(redis_url, key_prefix)) == 1, "never waited")
+            _eventually(
+                lambda: len(subscribed_channels(redis_url, key_prefix)) == 1, "never waited"
+            )
         # the client is gone, long before the wait would time out
 
-        _eventually(lambda: _channels(redis_url, key_prefix) == [], "still subscribed", 20)
+        _eventually(
+            lambda: subscribed_channels(redis_url, key_prefix) == [], "still subscribed", 20
+        )
         _eventually(
             lambda: _tasks_of(redis_url, key_prefix, "alice")[0].task.status.value == "cancelled",
             "the abandoned task was not cancelled",
@@ -470,22 +468,8 @@ def test_an_abandoned_tool_call_cancels_its_task_and_releases_its_subscription(
         )
 
 
-@pytest.mark.parametrize("script", [SERVER, SDK_SERVER], ids=["extension", "sdk"])
-@pytest.mark.parametrize(
-    "tokens",
-    [None, {}, {"short": "alice"}, {ALICE: ""}, ["not", "a", "map"]],
-    ids=["none", "empty", "short-token", "empty-owner", "not-a-map"],
-)
+@pytest.mark.parametrize("tokens", UNUSABLE_TOKEN_MAPS)
 def test_a_server_without_a_usable_token_map_says_so_in_one_line_and_exits_2(
-    script: Path, tokens: Any, tmp_path: Path
+    tokens: Any, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MCP_EXAMPLE_TOKENS_FILE"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    command = [sys.executable, str(script), "--port", str(free_port())]
-    if tokens is not None:
-        (tmp_path / "tokens.json").write_text(json.dumps(tokens), encoding="utf-8")
-        command += ["--tokens", str(tmp_path / "tokens.json")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=GUARD)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
-    assert ALICE not in done.stderr
+    assert_refuses_token_map(SERVER, tokens, tmp_path)

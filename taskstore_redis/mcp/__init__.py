@@ -105,10 +105,21 @@ def _check_sdk() -> None:
         )
 
 
+_MOVED_TO_MCP1 = frozenset(
+    {"AnswerForwarder", "RedisTaskMessageQueue", "RedisTaskStore", "ResultCodec", "task_of"}
+)
+"""The MCP SDK 1.x names that were here, now in taskstore_redis.mcp1."""
+
+
 def __getattr__(name: str) -> Any:
-    """Import what needs the MCP SDK only when it is asked for."""
+    """Import what needs the MCP SDK only when it is asked for; say where 1.x names went."""
+    if name in _MOVED_TO_MCP1:
+        raise AttributeError(
+            f"{__name__}.{name} moved to taskstore_redis.mcp1 (the `mcp1` extra, MCP SDK 1.x)",
+            name=name,
+        )
     module = _NEEDS_SDK.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}", name=name)
     _check_sdk()
     return getattr(import_module(f"{__name__}.{module}"), name)

@@ -14,9 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-
-pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra")
-
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.context import TaskContext
 from mcp.shared.experimental.tasks.helpers import cancel_task, task_execution
@@ -34,7 +31,7 @@ from mcp.types import (
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import StoreConfig
-from taskstore_redis.mcp import RedisTaskStore
+from taskstore_redis.mcp1 import RedisTaskStore
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 GUARD = 30.0

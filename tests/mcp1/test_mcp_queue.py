@@ -19,9 +19,6 @@ from unittest.mock import AsyncMock, Mock
 
 import anyio
 import pytest
-
-pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra")
-
 from mcp.server.experimental.task_result_handler import TaskResultHandler
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.message_queue import QueuedMessage
@@ -42,7 +39,7 @@ from mcp.types import (
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import StoreConfig
-from taskstore_redis.mcp import AnswerForwarder, RedisTaskMessageQueue, RedisTaskStore
+from taskstore_redis.mcp1 import AnswerForwarder, RedisTaskMessageQueue, RedisTaskStore
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 GUARD = 30.0

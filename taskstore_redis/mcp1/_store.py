@@ -21,7 +21,7 @@ from .._core.errors import (
 )
 from .._core.model import JSONValue, TaskRecord
 from .._core.status import TaskStatus
-from ._owner import OwnerSource, resolve_owner
+from ..mcp._owner import OwnerSource, resolve_owner
 from ._results import ResultCodec
 
 _SeenKey = tuple[int, str, str]

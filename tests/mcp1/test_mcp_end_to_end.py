@@ -10,27 +10,19 @@ through the second too.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import pytest
-
-pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra")
-
 import mcp.client.streamable_http as transport
+import pytest
 from mcp import ClientSession
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.context import RequestContext
@@ -48,13 +40,22 @@ from mcp.types import (
     TextContent,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.example_servers import (
+    ALICE,
+    BOB,
+    GUARD,
+    ROOT,
+    SERVERS,
+    UNUSABLE_TOKEN_MAPS,
+    assert_refuses_token_map,
+    free_port,
+    running,
+    subscribed_channels,
+    tokens_env,
+    worker,
+)
+
 SERVER = ROOT / "examples" / "mcp_sdk_server.py"
-WORKER = ROOT / "examples" / "mcp_tasks_worker.py"
-SHORT_LEASE_MS = 1_000
-GUARD = 60.0
-ALICE, BOB = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-TOKENS = {ALICE: "alice", BOB: "bob"}
 
 # The newest 1.x SDKs mark their experimental tasks API as deprecated (it is what they have).
 pytestmark = [
@@ -64,62 +65,6 @@ pytestmark = [
     ),
 ]
 
-SERVERS = [
-    pytest.param("redis_url", id="redis", marks=pytest.mark.redis),
-    pytest.param("cluster_url", id="cluster", marks=pytest.mark.cluster),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running(
-    command: list[str], port: int | None = None, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` (a Python script of this tree) in a process of its own.
-
-    With ``port``, returns once the process listens on it. Stopped with SIGTERM
-    at the end (SIGKILL if it does not stop). ``env`` is added to the environment.
-    """
-    env = {
-        **os.environ,
-        **(env or {}),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    process = subprocess.Popen([sys.executable, *command], env=env)
-    try:
-        deadline = time.monotonic() + GUARD
-        while port is not None:
-            assert process.poll() is None, f"{command[0]} exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"{command[0]} did not start"
-                time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def tokens_env() -> Iterator[dict[str, str]]:
-    """The environment telling an example server the token map TOKENS."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tokens.json"
-        path.write_text(json.dumps(TOKENS), encoding="utf-8")
-        yield {"MCP_EXAMPLE_TOKENS_FILE": str(path)}
-
 
 @contextmanager
 def mcp_server(redis_url: str, prefix: str, *options: str) -> Iterator[str]:
@@ -128,12 +73,6 @@ def mcp_server(redis_url: str, prefix: str, *options: str) -> Iterator[str]:
     command = [str(SERVER), "--port", str(port), "--redis-url", redis_url, "--prefix", prefix]
     with tokens_env() as env, running([*command, *options], port, env):
         yield f"http://127.0.0.1:{port}/mcp"
-
-
-def worker(redis_url: str, prefix: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    """A queue worker process of the examples (a short lease, frequent sweeps)."""
-    command = [str(WORKER), "--redis-url", redis_url, "--prefix", prefix]
-    return running([*command, "--lease-ms", str(SHORT_LEASE_MS), "--sweep-s", "0.5"])
 
 
 class Answers:
@@ -334,17 +273,6 @@ async def test_a_queued_task_whose_worker_is_killed_is_finished_by_another_worke
 # --- safe to copy: authentication, owners, limits ---------------------------------------------
 
 
-def _channels(redis_url: str, prefix: str) -> list[bytes]:
-    """The shard channels of ``prefix`` some client subscribes to, as Redis says."""
-    import redis
-
-    with redis.Redis.from_url(redis_url) as connection:
-        channels: list[bytes] = connection.execute_command(
-            "PUBSUB", "SHARDCHANNELS", f"{{{prefix}:*"
-        )
-    return channels
-
-
 INITIALIZE: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -470,7 +398,7 @@ async def test_tasks_result_on_the_sdk_server_times_out_and_releases_its_subscri
                     await alice.experimental.get_task_result(created.task.taskId, CallToolResult)
                 assert "did not end within 1 s" in refused.value.error.message
                 assert time.monotonic() - started < GUARD / 2
-                while _channels(redis_url, key_prefix):
+                while subscribed_channels(redis_url, key_prefix):
                     await anyio.sleep(0.05)  # released (fail_after bounds it)
                 await alice.experimental.cancel_task(created.task.taskId)
 
@@ -511,3 +439,10 @@ def test_the_sdk_server_answers_malformed_and_deep_json_with_json_rpc_errors_nev
             data = text.split("data: ", 1)[1] if text.startswith("event:") else text
             reply = json.loads(data)
             assert reply["error"]["code"] in (-32700, -32602), (case, reply)
+
+
+@pytest.mark.parametrize("tokens", UNUSABLE_TOKEN_MAPS)
+def test_the_sdk_server_without_a_usable_token_map_says_so_in_one_line_and_exits_2(
+    tokens: Any, tmp_path: Path
+) -> None:
+    assert_refuses_token_map(SERVER, tokens, tmp_path)
