@@ -19,17 +19,13 @@ extension, which it registers on every client) and a raw JSON-RPC client (httpx)
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +37,21 @@ pytest.importorskip("fastmcp", reason="the interop tests need the `test` extra")
 import fastmcp_tasks  # registers its client extension on every FastMCP Client
 from fastmcp import Client as FastMCPClient
 
+from tests.example_servers import ALICE, BOB, ROOT, SERVERS, free_port, running
+
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "examples" / "mcp_tasks_server.py"
 EXTENSION = "io.modelcontextprotocol/tasks"
 VERSION = "2026-07-28"
 GUARD = 30.0
 LEASE_MS = 1000
-ALICE, BOB = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("cluster", marks=pytest.mark.cluster),
-    ]
-)
+@pytest.fixture(params=SERVERS)
 def url(request: pytest.FixtureRequest) -> str:
     """The Redis (standalone or cluster) the processes share."""
-    found: str = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
+    found: str = request.getfixturevalue(request.param)
     return found
 
 
@@ -69,42 +60,12 @@ def prefix() -> str:
     return f"e{uuid.uuid4().hex[:10]}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def process(url: str, prefix: str, *options: str, port: int | None = None) -> Iterator[Any]:
+def process(
+    url: str, prefix: str, *options: str, port: int | None = None
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """The example in a process of its own; with ``port``, once it listens there."""
-    command = [sys.executable, str(SERVER), "--redis-url", url, "--prefix", prefix, *options]
-    if port is not None:
-        command += ["--port", str(port)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    child = subprocess.Popen(command, env=env)
-    try:
-        deadline = time.monotonic() + GUARD
-        while port is not None:
-            assert child.poll() is None, "the example server exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the example server did not start"
-                time.sleep(0.05)
-        yield child
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    command = [str(SERVER), "--redis-url", url, "--prefix", prefix, *options]
+    return running([*command, "--port", str(port)] if port is not None else command, port)
 
 
 @contextmanager

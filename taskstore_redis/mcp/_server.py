@@ -34,7 +34,7 @@ from .._async._lease import Lease
 from .._async._store import GenericTaskStore
 from .._async._worker import run_worker
 from .._core.errors import LeaseLost, StoreUnavailable, TaskStoreError
-from .._core.model import JSONValue
+from .._core.model import JSONValue, TaskRecord
 from .._worker_loop import WorkerStats
 from ._context import TaskContext
 from ._seal import Sealer
@@ -513,23 +513,22 @@ class TasksExtension(Extension):
             )
         if not declared_tasks(ctx):
             raise missing_capability()
-        protocol = self._protocol(ctx)
-        followed: list[str] = []
+        owner_id = self._owner(ctx)
+        followed: dict[str, TaskRecord] = {}
         for task_id in dict.fromkeys(requested):
             with contextlib.suppress(TaskStoreError):
-                await protocol.get({"taskId": task_id})
-                followed.append(task_id)
+                record = await self._store.get(task_id, owner_id=owner_id)
+                if not record.is_expired():
+                    followed[task_id] = record
         others = {name: value for name, value in notifications.items() if name != "taskIds"}
         rest = replace(ctx, params={**(ctx.params or {}), "notifications": others})
         subscription_id = ctx.request_id
         acknowledged = anyio.Event()
-        session = _AcknowledgeTasks(ctx.session, followed, acknowledged)
+        session = _AcknowledgeTasks(ctx.session, list(followed), acknowledged)
         result: HandlerResult = None
         async with anyio.create_task_group() as group:
-            for task_id in followed:
-                group.start_soon(
-                    self._follow, ctx.session, protocol, task_id, subscription_id, acknowledged
-                )
+            for record in followed.values():
+                group.start_soon(self._follow, ctx.session, record, subscription_id, acknowledged)
             result = await call_next(replace(rest, session=session))  # type: ignore[arg-type]
             group.cancel_scope.cancel()
         return result
@@ -537,28 +536,14 @@ class TasksExtension(Extension):
     async def _follow(
         self,
         session: Any,
-        protocol: TasksProtocol,
-        task_id: str,
+        record: TaskRecord,
         subscription_id: Any,
         acknowledged: anyio.Event,
     ) -> None:
+        """Send ``record``, then each later version of its task, until it ends."""
         await acknowledged.wait()
-        owner_id = protocol.owner_id()
-        version: int | None = None
+        task_id, owner_id = record.task.task_id, record.owner_id
         while True:
-            try:
-                if version is None:
-                    record = await self._store.get(task_id, owner_id=owner_id)
-                else:
-                    record = await self._store.wait(
-                        task_id, owner_id=owner_id, after_version=version
-                    )
-            except StoreUnavailable:
-                await anyio.sleep(0.5)  # the wait reads again once the server is back
-                continue
-            except TaskStoreError:
-                return  # purged or expired: nothing more to say
-            version = record.version
             params = self._open_result(detailed_task(record))
             params.pop("resultType", None)
             params["_meta"] = {"io.modelcontextprotocol/subscriptionId": subscription_id}
@@ -568,6 +553,17 @@ class TasksExtension(Extension):
             )
             if record.task.status.is_terminal:
                 return
+            changed = None
+            while changed is None:
+                try:
+                    changed = await self._store.wait(
+                        task_id, owner_id=owner_id, after_version=record.version
+                    )
+                except StoreUnavailable:
+                    await anyio.sleep(0.5)  # set up again once the server is back
+                except TaskStoreError:
+                    return  # purged or expired: nothing more to say
+            record = changed
 
     # --- the workers ------------------------------------------------------------------------
 
