@@ -34,6 +34,8 @@ def record(side: str, setup: str = "A", **overrides: Any) -> dict[str, Any]:
         "throughput": 100.0,
         "latency_ms": {"p50": 50.0, "p95": 80.0, "p99": 90.0, "mean": 55.0, "max": 99.0},
         "cpu_ms_per_call": {"servers": 5.0, "workers": None, "redis": 1.0, "total": 6.0},
+        "completed": 2000,
+        "redis_commands": 40_000,
     }
     base.update(overrides)
     return base
@@ -79,6 +81,7 @@ def test_summary_and_targets_take_medians_of_the_ok_runs() -> None:
     ]
     theirs, ours, _ = rows
     assert theirs["throughput"] == {"median": 200.0, "min": 100.0, "max": 300.0}
+    assert theirs["redis_commands_per_call"] == {"median": 20.0, "min": 20.0, "max": 20.0}
     assert (ours["runs"], ours["ok_runs"], ours["errors"]) == (2, 1, ["server exited"])
     targets = run.judge(rows)
     assert [(t["setup"], t["name"], t["passed"]) for t in targets] == [
@@ -115,6 +118,7 @@ RUN_FIELDS = {
     "latency_ms",
     "cpu_seconds",
     "cpu_ms_per_call",
+    "redis_commands",
     "notes",
 }
 
@@ -163,6 +167,7 @@ def test_the_harness_runs_end_to_end_against_fastmcp_tasks(tmp_path: Path) -> No
         assert set(result["latency_ms"]) == {"p50", "p95", "p99", "mean", "max"}
         assert result["throughput"] > 0
         assert set(result["cpu_seconds"]) == {"servers", "workers", "redis", "drivers"}
+        assert result["redis_commands"] > 0
     a, b = runs
     assert [p["role"] for p in a["processes"]] == ["server"]
     assert len(a["urls"]) == 1 and a["worker_tasks_per_process"] == 4

@@ -30,7 +30,9 @@ Figures of a run: calls/s over the window from the first driver's start to the l
 driver's end (``time.monotonic``, system-wide on Linux); latency of a call from just before
 ``call_tool`` to the result in hand (``time.perf_counter``), nearest-rank percentiles over
 all calls; CPU seconds over the timed window of the servers and workers
-(``/proc/<pid>/stat``), Redis (``INFO cpu``) and the drivers (``time.process_time``).
+(``/proc/<pid>/stat``), Redis (``INFO cpu``) and the drivers (``time.process_time``), and
+the commands Redis processed (``INFO stats`` ``total_commands_processed``, which counts
+the commands scripts run as well).
 Runs are interleaved (setup after setup, side after side, run after run) so that drifting
 load hits both sides alike; the summary gives the median and the range over the runs.
 See benchmarks/README.md, section "MCP task calls".
@@ -215,6 +217,9 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "p50_ms": spread([r["latency_ms"]["p50"] for r in ok]),
                 "p99_ms": spread([r["latency_ms"]["p99"] for r in ok]),
                 "cpu_ms_per_call": spread(cpu),
+                "redis_commands_per_call": spread(
+                    [r["redis_commands"] / r["completed"] for r in ok if r["redis_commands"]]
+                ),
                 "errors": sorted({r["error"] for r in group if r["error"]}),
             }
         )
@@ -266,14 +271,16 @@ def _fmt(figures: dict[str, float] | None, digits: int) -> str:
 def render_table(rows: Sequence[dict[str, Any]], skipped: dict[str, str]) -> str:
     """A Markdown table of the summary: median (min-max) over the ok runs."""
     lines = [
-        "| setup | side | ok runs | calls/s | p50 ms | p99 ms | CPU ms/call | note |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| setup | side | ok runs | calls/s | p50 ms | p99 ms | CPU ms/call | Redis commands/call "
+        "| note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['setup']} | {row['side']} | {row['ok_runs']}/{row['runs']} "
             f"| {_fmt(row['throughput'], 0)} | {_fmt(row['p50_ms'], 1)} "
             f"| {_fmt(row['p99_ms'], 1)} | {_fmt(row['cpu_ms_per_call'], 2)} "
+            f"| {_fmt(row.get('redis_commands_per_call'), 1)} "
             f"| {'; '.join(row['errors']).replace('|', '/')} |"
         )
     lines += [f"skipped {name}: {reason}" for name, reason in skipped.items()]
@@ -498,6 +505,7 @@ def run_one(
         "latency_ms": None,
         "cpu_seconds": {"servers": None, "workers": None, "redis": None, "drivers": None},
         "cpu_ms_per_call": {"servers": None, "workers": None, "redis": None, "total": None},
+        "redis_commands": None,
     }
     server = start_redis_server(["--save", "", "--appendonly", "no"])
     procs: list[Proc] = []
@@ -556,6 +564,7 @@ def run_one(
         # the timed window: CPU counters now, go, results, CPU counters again
         cpu_start = {p.popen.pid: process_cpu_seconds(p.popen.pid) for p in procs}
         redis_start = redis_cpu_seconds(server.url)
+        commands_start = redis_info(server.url, "stats")["total_commands_processed"]
         for popen in drivers:
             assert popen.stdin is not None
             popen.stdin.write(b"go\n")
@@ -566,6 +575,7 @@ def run_one(
             assert popen.stdout is not None
             results.append(json.loads(_read_line(popen.stdout, deadline, popen)))
         redis_end = redis_cpu_seconds(server.url)
+        commands_end = redis_info(server.url, "stats")["total_commands_processed"]
         cpu_end = {p.popen.pid: process_cpu_seconds(p.popen.pid) for p in procs}
 
         latencies = [ms for result in results for ms in result["latencies_ms"]]
@@ -591,6 +601,7 @@ def run_one(
             shares = [p["cpu_seconds"] for p in record["processes"] if p["role"] == role]
             cpu[f"{role}s"] = None if None in shares or not shares else sum(shares)
         cpu["redis"] = redis_end - redis_start
+        record["redis_commands"] = commands_end - commands_start
         cpu["drivers"] = sum(r["cpu_seconds"] for r in results)
         if record["completed"]:
             per_call = record["cpu_ms_per_call"]
