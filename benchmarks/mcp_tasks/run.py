@@ -637,6 +637,20 @@ def run_one(
 
 
 # ------------------------------------------------------------------ the driver process
+def returned(result: Any) -> Any:
+    """The integer a ``slow_square`` call returned, as FastMCP's ``CallToolResult`` holds it.
+
+    FastMCP's client unwraps ``{"result": value}`` into ``.data`` only when the output schema
+    carries FastMCP's own wrap marker (``x-fastmcp-wrap-result``); for another server's
+    wrapped scalar ``.data`` is an object with a ``result`` attribute. The structured content,
+    ``{"result": value}`` on the wire, is the same on both sides.
+    """
+    structured = result.structured_content
+    if isinstance(structured, dict) and "result" in structured:
+        return structured["result"]
+    return result.data
+
+
 async def _pump(
     clients: Sequence[Any],
     first_lane: int,
@@ -664,12 +678,14 @@ async def _pump(
                     out["error_samples"].append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
             latencies.append((time.perf_counter() - t0) * 1000)
-            if result.data == n * n:
+            if returned(result) == n * n:
                 out["completed"] += 1
             else:
                 out["wrong"] += 1
                 if len(out["error_samples"]) < 5:
-                    out["error_samples"].append(f"slow_square({n}) returned {result.data!r}"[:300])
+                    out["error_samples"].append(
+                        f"slow_square({n}) returned {returned(result)!r}"[:300]
+                    )
 
     await asyncio.gather(*(lane(first_lane + i) for i in range(lanes)))
     return latencies
