@@ -180,3 +180,18 @@ def test_the_harness_runs_end_to_end_against_fastmcp_tasks(tmp_path: Path) -> No
         ("B", "fastmcp-tasks", 1),
     ]
     assert all(t["passed"] is None for t in document["targets"])  # one side: nothing judged
+
+
+@pytest.mark.slow
+def test_a_server_that_exits_at_start_fails_its_run_with_the_reason(tmp_path: Path) -> None:
+    failing = run.Side(
+        name="exits",
+        server=("{python}", "-c", "import sys; print('no such option'); sys.exit(3)"),
+        worker=("{python}", "-c", "import sys; sys.exit(3)"),
+        script=RUN_PY,
+    )
+    args = run.parser().parse_args(["--calls", "5", "--warmup", "0", "--concurrency", "2"])
+    result = run.run_one(failing, run.SETUPS["A"], args, tmp_path)
+    assert result["ok"] is False
+    assert result["error"] == "server exited with 3 at start: no such option"
+    assert (result["completed"], result["throughput"], result["latency_ms"]) == (0, None, None)

@@ -544,16 +544,17 @@ def run_one(
                 "--seconds", str(args.seconds), "--timeout", str(args.timeout),
             ]  # fmt: skip
             first_lane += lanes[d]
-            drivers.append(
-                subprocess.Popen(
-                    argv,
-                    cwd=REPO,
-                    env=_child_env(),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=(work / f"driver-{d}.log").open("wb"),
+            with (work / f"driver-{d}.log").open("wb") as log:
+                drivers.append(
+                    subprocess.Popen(
+                        argv,
+                        cwd=REPO,
+                        env=_child_env(),
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                    )
                 )
-            )
         deadline = time.monotonic() + READY_TIMEOUT + args.timeout
         for popen in drivers:
             assert popen.stdout is not None
@@ -620,6 +621,8 @@ def run_one(
             record["ok"] = True
     except RunFailed as exc:
         record["error"] = str(exc)
+    except Exception as exc:  # a run's own failure must not end the other runs
+        record["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         stop_processes(drivers)
         for popen in drivers:
