@@ -12,30 +12,20 @@ peers are optional benchmark tools, not features of the project.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import redis
 
+from tests.scripts import load_script
+
 RUN_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "peers" / "run.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("peers_run", RUN_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _load()
+run = load_script(RUN_PY, "peers_run")
 
 
 def record(**overrides: Any) -> dict[str, Any]:
