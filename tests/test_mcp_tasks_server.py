@@ -19,8 +19,10 @@ extension, which it registers on every client) and a raw JSON-RPC client (httpx)
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -250,3 +252,20 @@ def test_owners_see_only_their_own_tasks_and_a_required_tool_needs_the_capabilit
     assert refused["error"]["data"] == {"requiredCapabilities": {"extensions": {EXTENSION: {}}}}
     assert inline["result"]["structuredContent"] == {"result": 64}
     assert "resultType" not in inline["result"] or inline["result"]["resultType"] == "complete"
+
+
+def test_the_worker_command_runs_the_task_tools_of_a_task_tools_object(
+    url: str, prefix: str
+) -> None:
+    command = [sys.executable, "-m", "taskstore_redis", "worker", "mcp_tasks_server:tools"]
+    where = ["--queue", "mcp-example", "--redis-url", url, "--prefix", prefix]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with server(url, prefix, "--workers", "0") as endpoint:
+        task_id = Raw(endpoint).task(9)
+        worker = subprocess.Popen([*command, *where], cwd=SERVER.parent, env=env)
+        try:
+            done = Raw(endpoint).until(task_id, lambda task: task["status"] == "completed")
+        finally:
+            worker.terminate()
+            assert worker.wait(timeout=GUARD) == 0
+    assert done["result"]["structuredContent"] == {"result": 81}

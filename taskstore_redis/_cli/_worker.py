@@ -216,10 +216,25 @@ def load_handler(target: str, search_path: str) -> Callable[..., Any]:
         if not hasattr(value, name):
             raise CliError(f"module {module_name!r} has no {attribute!r}", EXIT_USAGE)
         value = getattr(value, name)
-    if not callable(value):
+    if not callable(value) and not callable(getattr(value, "worker_handler", None)):
         raise CliError(f"{target!r} is not a function (it is a {type(value).__name__})", EXIT_USAGE)
     handler: Callable[..., Any] = value
     return handler
+
+
+def bound_handler(handler: Any, store: GenericTaskStore) -> Callable[..., Any]:
+    """The handler to run: ``handler`` itself, or what its ``worker_handler(store)`` makes.
+
+    An object with a ``worker_handler(store)`` method (``taskstore_redis.mcp.TaskTools``,
+    say) is a handler that needs the worker's store; it is asked for its handler once
+    the store is open.
+    """
+    factory = getattr(handler, "worker_handler", None)
+    if callable(factory):
+        made: Callable[..., Any] = factory(store)
+        return made
+    plain: Callable[..., Any] = handler
+    return plain
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -301,7 +316,12 @@ async def _serve(
         me = worker_id()
         check_settings(options, store.config, me)  # the parent checked; this store decides
         return await run_worker(
-            store, handler, worker_id=me, stop=stop, handle_signals=False, **options
+            store,
+            bound_handler(handler, store),
+            worker_id=me,
+            stop=stop,
+            handle_signals=False,
+            **options,
         )
 
 

@@ -278,6 +278,15 @@ class TaskTools:
 
         return register if fn is None else register(fn)
 
+    def worker_handler(self, store: GenericTaskStore) -> Callable[[Lease], Awaitable[JSONValue]]:
+        """The ``run_worker`` handler running these tools' calls from ``store``.
+
+        What ``taskstore-redis worker MODULE:TOOLS --queue QUEUE`` runs: the command
+        opens the store, then asks for this handler. The encryption key, if any,
+        comes from ``TASKSTORE_REDIS_MCP_KEY``.
+        """
+        return TasksExtension(store, tools=self).handler()
+
 
 class TasksExtension(Extension):
     """The MCP tasks extension (SEP-2663) for SDK 2.x servers, on the task store.
