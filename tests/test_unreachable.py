@@ -253,6 +253,7 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     "release": (RAISES, [lambda s: ((lease_ref(s), 0), {})]),
     "renew": (RAISES, [lambda s: (([lease_ref(s)], 1000), {})]),
     "require_noeviction": (MAY_RETURN, [no_args]),
+    "spublish": (RAISES, [lambda s: (("{t:mcp}:events", "{}"), {})]),
     "watch": (RAISES, [lambda s: ((s.key,), {})]),
     # the hub built before the server went down is returned as it is
     "watch_hub": (MAY_RETURN, [no_args]),
