@@ -18,16 +18,9 @@ stream ends.
 
 from __future__ import annotations
 
-import gc
 import math
-import socket
-import subprocess
-import sys
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from time import monotonic
 from typing import Any, Literal, cast
@@ -62,6 +55,7 @@ from taskstore_redis.mcp._client import (
     TaskState,
     TaskTimeout,
 )
+from tests.example_servers import free_port, running
 
 GUARD = 60.0
 """Bound of every test's drive: a hang fails the test instead of stalling the suite."""
@@ -95,82 +89,8 @@ class Elicitations:
 fastmcp = pytest.importorskip("fastmcp", reason="FastMCP 4 is in the test extra")
 fastmcp_tasks = pytest.importorskip("fastmcp_tasks", reason="fastmcp-tasks is in the test extra")
 
-import uvicorn  # noqa: E402  (FastMCP brings it)
-from fastmcp import Context, FastMCP  # noqa: E402
-from fastmcp.utilities.tasks import TaskConfig  # noqa: E402
 
-FAST_POLL = TaskConfig(mode="optional", poll_interval=timedelta(milliseconds=50))
-
-
-def fastmcp_server(redis_url: str) -> FastMCP:
-    """A FastMCP 4 server with fastmcp-tasks on its own Docket queue in the suite's Redis."""
-    server = FastMCP("taskstore-redis-client-tests")
-    server.add_extension(
-        fastmcp_tasks.TasksExtension(url=redis_url, name=f"client-tests-{uuid.uuid4().hex[:8]}")
-    )
-
-    @server.tool(task=FAST_POLL)
-    async def slow_square(n: int) -> int:
-        await anyio.sleep(0.2)
-        return n * n
-
-    @server.tool(task=FAST_POLL)
-    async def greet(ctx: Context) -> Any:
-        answers = ctx.input_responses or {}
-        answer = answers.get("name")
-        if not isinstance(answer, mcp_types.ElicitResult) or answer.content is None:
-            return mcp_types.InputRequiredResult(
-                input_requests={
-                    "name": mcp_types.ElicitRequest(
-                        params=mcp_types.ElicitRequestFormParams(
-                            message="Your name?",
-                            requested_schema={
-                                "type": "object",
-                                "properties": {"value": {"type": "string"}},
-                                "required": ["value"],
-                            },
-                        )
-                    )
-                }
-            )
-        return f"hello {answer.content['value']}"
-
-    @server.tool(task=FAST_POLL)
-    async def forever() -> str:
-        await anyio.sleep(3600)
-        return "never"
-
-    @server.tool
-    def plain(n: int) -> int:
-        return n + 1
-
-    return server
-
-
-@asynccontextmanager
-async def serve_http(server: FastMCP) -> AsyncIterator[str]:
-    """Serve ``server`` over streamable HTTP on a loopback port; yield its MCP URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    uvi = uvicorn.Server(
-        uvicorn.Config(server.http_app(), log_level="warning", lifespan="on", ws="none")
-    )
-    async with anyio.create_task_group() as group:
-        group.start_soon(lambda: uvi.serve(sockets=[sock]))
-        with anyio.fail_after(GUARD):
-            while not uvi.started:
-                await anyio.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            uvi.should_exit = True
-    sock.close()
-    # The fastmcp-tasks server (Docket) leaves Redis connections to the garbage collector;
-    # collect them here, while this test's loop runs, rather than warn in a later test.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+FASTMCP_APP = Path(__file__).resolve().parent / "fastmcp_tasks_app.py"
 
 
 class Wire:
@@ -205,9 +125,11 @@ async def wire() -> AsyncIterator[Wire]:
 
 
 @pytest.fixture
-async def fastmcp_url(redis_url: str) -> AsyncIterator[str]:
-    async with serve_http(fastmcp_server(redis_url)) as url:
-        yield url
+def fastmcp_url(redis_url: str) -> Iterator[str]:
+    """A real fastmcp-tasks server (tests/fastmcp_tasks_app.py) in a process of its own."""
+    port = free_port()
+    with running([str(FASTMCP_APP), "--redis-url", redis_url, "--port", str(port)], port):
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 def text_of(result: mcp_types.CallToolResult) -> str:
@@ -746,31 +668,12 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mcp_tasks_serve
 
 
 @pytest.fixture
-async def example_url(redis_url: str, key_prefix: str) -> AsyncIterator[str]:
+def example_url(redis_url: str, key_prefix: str) -> Iterator[str]:
     """examples/mcp_tasks_server.py on a loopback port, with two workers, on the suite's Redis."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, str(EXAMPLE), "--redis-url", redis_url, "--port", str(port)]
-    command += ["--workers", "2", "--prefix", key_prefix]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        with anyio.fail_after(GUARD):
-            while True:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                try:
-                    stream = await anyio.connect_tcp("127.0.0.1", port)
-                except OSError:
-                    await anyio.sleep(0.05)
-                else:
-                    await stream.aclose()
-                    break
+    port = free_port()
+    command = [str(EXAMPLE), "--redis-url", redis_url, "--port", str(port)]
+    with running([*command, "--workers", "2", "--prefix", key_prefix], port):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.kill()  # nothing to flush: the tasks are in Redis
-        process.wait(GUARD)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 @pytest.mark.redis
