@@ -12,6 +12,7 @@ import anyio
 import msgspec
 
 from .._core.backend_types import (
+    CasResult,
     CoreWrite,
     CreateOutcome,
     Fence,
@@ -223,43 +224,14 @@ class TaskEngine:
                     seen, current = await self._read(key), True
                     continue
                 raise UnsupportedFormat(key.task_id, seen.format, FORMAT)
-            data = encode_core(updated, seen.created_at_ms)
-            job = seen.record.job
-            result = await self._backend.compare_and_set(
-                CoreWrite(
-                    key=key,
-                    expected_core_version=seen.core_version,
-                    format=FORMAT,
-                    data=data,
-                    created_at_ms=seen.created_at_ms,
-                    terminal=updated.task.status.is_terminal,
-                    now_ms=now,
-                    fence=fence,
-                    queue=None if job is None else job.queue,
-                    status=updated.task.status.value,
-                )
-            )
+            write = core_write(key, seen, updated, now, fence)
+            result = await self._backend.compare_and_set(write)
             if result.lease_lost and fence is not None:
                 if result.current is not None:
                     self._owned(key, result.current)
                 lost_lease(key, fence, result.lease_lost)
             if result.applied:
-                # the task now holds the core just written: unless others wrote meanwhile
-                # (then its version is further on, and only what they changed decodes),
-                # it is the record written, one version on
-                written = Decoded(
-                    record=msgspec.structs.replace(updated, version=seen.record.version + 1),
-                    core_version=seen.core_version + 1,
-                    created_at_ms=seen.created_at_ms,
-                    format=FORMAT,
-                    rewritable=True,
-                    data=data,
-                    variables_data=seen.variables_data,
-                    updated_at_ms=now,
-                )
-                # a queued task's write may also move its job part: that part is decoded
-                # from what the task holds, the core taken from what was written
-                return self._owned(key, result.current, written, whole=job is None).record
+                return self._applied(seen, updated, write, result)
             stale_memory = not current
             if result.current is None and fence is not None:
                 self._cache.forget(key)
@@ -279,6 +251,47 @@ class TaskEngine:
                 if newer is not None and newer.record.version > seen.record.version:
                     seen = newer
         raise ConcurrentModification(key.task_id, conflicts)
+
+    def _applied(
+        self, seen: Decoded, updated: TaskRecord, write: CoreWrite, result: CasResult
+    ) -> TaskRecord:
+        """The task after ``write`` (made from ``seen``, changed to ``updated``) was applied."""
+        # the task now holds the core just written: unless others wrote meanwhile (then its
+        # version is further on, and only what they changed decodes), it is the record
+        # written, one version on
+        written = Decoded(
+            record=msgspec.structs.replace(updated, version=seen.record.version + 1),
+            core_version=seen.core_version + 1,
+            created_at_ms=seen.created_at_ms,
+            format=FORMAT,
+            rewritable=True,
+            data=write.data,
+            variables_data=seen.variables_data,
+            updated_at_ms=write.now_ms,
+        )
+        # a queued task's write may also move its job part: that part is decoded from what
+        # the task holds, the core taken from what was written
+        job = seen.record.job
+        return self._owned(write.key, result.current, written, whole=job is None).record
+
+
+def core_write(
+    key: TaskKey, seen: Decoded, updated: TaskRecord, now: int, fence: Fence | None
+) -> CoreWrite:
+    """The compare-and-set that turns the task ``seen`` into ``updated``."""
+    job = seen.record.job
+    return CoreWrite(
+        key=key,
+        expected_core_version=seen.core_version,
+        format=FORMAT,
+        data=encode_core(updated, seen.created_at_ms),
+        created_at_ms=seen.created_at_ms,
+        terminal=updated.task.status.is_terminal,
+        now_ms=now,
+        fence=fence,
+        queue=None if job is None else job.queue,
+        status=updated.task.status.value,
+    )
 
 
 def lost_lease(key: TaskKey, fence: Fence, reason: str) -> None:
