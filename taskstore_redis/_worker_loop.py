@@ -10,7 +10,12 @@ What the loop does:
 
 - claims up to as many tasks as it has free slots, in one ``claim_many`` call;
 - runs ``handler(lease)`` for each; its return value completes the task as
-  ``completed`` with that result;
+  ``completed`` with that result. Completions travel in batches: one call per shard
+  of the queue (``_complete_and_claim``) completes every job that finished there since
+  the last call, each under its own lease, and claims as many tasks of that shard to
+  take their places, in one round trip. A completion that call could not judge is
+  sent alone; one whose call went unanswered is sent again alone (never applied
+  twice: each write carries its own token);
 - renews every lease it holds in one ``renew_leases`` call per interval (a third
   of the lease); a lease found lost (expired and reclaimed, cancelled, ended by
   someone else) stops its handler and is abandoned quietly (logged);
@@ -125,9 +130,22 @@ class _Ops(Protocol):
 
     async def recover(self) -> int: ...
 
+    batches: bool
+    """Whether the store completes and claims in one call (``complete_and_claim``)."""
+
     async def complete(
-        self, lease: Any, status: TaskStatus, message: str | None, result: Any
+        self,
+        lease: Any,
+        status: TaskStatus,
+        message: str | None,
+        result: Any,
+        *,
+        sent_before: bool = False,
     ) -> None: ...
+
+    async def complete_and_claim(
+        self, shard: int, finished: list[tuple[Any, Any]], count: int
+    ) -> tuple[list[Any], list[Any]]: ...
 
     async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None: ...
 
@@ -163,6 +181,11 @@ def _message_limit(store: Any) -> int:
     return min(MAX_MESSAGE_LENGTH, int(store.config.max_string_length))
 
 
+def _batches(store: Any) -> bool:
+    """Whether ``store`` completes and claims in one call (a store wrapper may not)."""
+    return callable(getattr(store, "_complete_and_claim", None))
+
+
 def _max_attempts(lease: Any) -> int:
     job = getattr(lease.task, "job", None)
     return int(job.max_attempts) if job is not None else 1
@@ -178,6 +201,7 @@ class _AsyncOps:
         self.message_limit = _message_limit(store)
         self.delay_limit_ms = delay_limit_ms(store.config)
         self.limiter = limiter
+        self.batches = _batches(store)
 
     async def claim(self, count: int, timeout: float) -> list[Any]:
         s = self.settings
@@ -194,9 +218,27 @@ class _AsyncOps:
         return int(await self.store.recover_leases(self.settings.queue))
 
     async def complete(
-        self, lease: Any, status: TaskStatus, message: str | None, result: Any
+        self,
+        lease: Any,
+        status: TaskStatus,
+        message: str | None,
+        result: Any,
+        *,
+        sent_before: bool = False,
     ) -> None:
-        await lease.complete(status, message, result)
+        if sent_before:
+            await lease._complete(status, message, result, sent_before=True)
+        else:
+            await lease.complete(status, message, result)
+
+    async def complete_and_claim(
+        self, shard: int, finished: list[tuple[Any, Any]], count: int
+    ) -> tuple[list[Any], list[Any]]:
+        s = self.settings
+        outcomes, leases = await self.store._complete_and_claim(
+            s.queue, shard, finished, count, self.lease_ms, s.worker_id
+        )
+        return list(outcomes), list(leases)
 
     async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None:
         await lease.release(delay_ms=delay_ms, count_attempt=count_attempt)
@@ -236,6 +278,7 @@ class _SyncOps:
         self.message_limit = _message_limit(store)
         self.delay_limit_ms = delay_limit_ms(store.config)
         self.limiter = limiter
+        self.batches = _batches(store)
 
     async def _run(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(
@@ -262,9 +305,33 @@ class _SyncOps:
         return int(await self._run(self.store.recover_leases, self.settings.queue))
 
     async def complete(
-        self, lease: Any, status: TaskStatus, message: str | None, result: Any
+        self,
+        lease: Any,
+        status: TaskStatus,
+        message: str | None,
+        result: Any,
+        *,
+        sent_before: bool = False,
     ) -> None:
-        await self._run(lease.complete, status, message, result)
+        if sent_before:
+            await self._run(lease._complete, status, message, result, sent_before=True)
+        else:
+            await self._run(lease.complete, status, message, result)
+
+    async def complete_and_claim(
+        self, shard: int, finished: list[tuple[Any, Any]], count: int
+    ) -> tuple[list[Any], list[Any]]:
+        s = self.settings
+        outcomes, leases = await self._run(
+            self.store._complete_and_claim,
+            s.queue,
+            shard,
+            finished,
+            count,
+            self.lease_ms,
+            s.worker_id,
+        )
+        return list(outcomes), list(leases)
 
     async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None:
         await self._run(lease.release, delay_ms=delay_ms, count_attempt=count_attempt)
@@ -293,6 +360,22 @@ class _Job:
     """How long the handler ran (None: it was not called)."""
     outcome: str = "stopped"
     """How the attempt ended, for the handler-duration histogram."""
+
+
+_UNANSWERED = object()
+"""A batched completion's outcome when its call was not answered: unknown."""
+
+
+@dataclass(eq=False)
+class _Finish:
+    """A job whose handler returned: its completion waits for the next batch of its shard."""
+
+    job: _Job
+    value: Any
+    done: anyio.Event = field(default_factory=anyio.Event)
+    outcome: Any = None
+    """The task as written, the error of a lease found lost, None (not judged: sent
+    alone), or ``_UNANSWERED``."""
 
 
 def _in_main_thread() -> bool:
@@ -335,6 +418,10 @@ class _Worker:
         self.stats = WorkerStats()
         self.meter = metrics.queue_instruments()
         self._changed = anyio.Event()
+        self.finishing: dict[int, list[_Finish]] = {}
+        """Per shard, the completions waiting for the next batch."""
+        self._finished = anyio.Event()
+        self.handlers: anyio.abc.TaskGroup | None = None
 
     # -- wake-ups ---------------------------------------------------------------------------
 
@@ -365,8 +452,11 @@ class _Worker:
 
     async def _serve(self) -> WorkerStats:
         renewer = anyio.CancelScope(shield=True)
+        flusher = anyio.CancelScope(shield=True)
         async with anyio.create_task_group() as handlers:
+            self.handlers = handlers
             handlers.start_soon(self._in_scope, renewer, self._renew_loop)
+            handlers.start_soon(self._in_scope, flusher, self._flush_loop)
             try:
                 async with anyio.create_task_group() as side:
                     side.start_soon(self._sweep_loop)
@@ -379,6 +469,7 @@ class _Worker:
                 with anyio.CancelScope(shield=True):
                     await self._drain()
                     renewer.cancel()
+                    flusher.cancel()
         return self.stats
 
     @staticmethod
@@ -407,13 +498,47 @@ class _Worker:
                 pause = min(pause * 2, _PAUSE_MAX_S)
                 continue
             pause = _PAUSE_FIRST_S
-            held_until = time.monotonic() + self.ops.lease_ms / 1000
-            for lease in leases:
-                _hold(lease, held_until)
-                job = _Job(lease)
-                self.held[_key(lease)] = job
-                self.stats.claimed += 1
-                handlers.start_soon(self._run, job)
+            self._start(leases, handlers)
+
+    def _start(self, leases: list[Any], handlers: anyio.abc.TaskGroup) -> None:
+        """Hold the leases just claimed and run the handler on each."""
+        held_until = time.monotonic() + self.ops.lease_ms / 1000
+        for lease in leases:
+            _hold(lease, held_until)
+            job = _Job(lease)
+            self.held[_key(lease)] = job
+            self.stats.claimed += 1
+            handlers.start_soon(self._run, job)
+
+    async def _flush_loop(self) -> None:
+        """Send the completions waiting, one call per shard, as soon as the last call is back."""
+        while True:
+            if not self.finishing:
+                await self._finished.wait()
+                self._finished = anyio.Event()
+                continue
+            rounds, self.finishing = self.finishing, {}
+            async with anyio.create_task_group() as calls:
+                for shard, finishes in rounds.items():
+                    calls.start_soon(self._flush, shard, finishes)
+
+    async def _flush(self, shard: int, finishes: list[_Finish]) -> None:
+        """Complete ``finishes`` and claim as many tasks of ``shard``, in one call."""
+        finishes = [finish for finish in finishes if not finish.job.abandoned]
+        if not finishes:
+            return
+        count = 0 if self.stopping else len(finishes)
+        finished = [(finish.job.lease, finish.value) for finish in finishes]
+        try:
+            outcomes, leases = await self.ops.complete_and_claim(shard, finished, count)
+        except Exception as exc:  # unanswered: each completion is sent again on its own
+            self.stats.error("complete_and_claim", exc)
+            outcomes, leases = [_UNANSWERED] * len(finishes), []
+        for finish, outcome in zip(finishes, outcomes, strict=True):
+            finish.outcome = outcome
+            finish.done.set()
+        if leases and self.handlers is not None:
+            self._start(leases, self.handlers)
 
     async def _watch_stop(self) -> None:
         if self.stop_flag is None:
@@ -506,7 +631,6 @@ class _Worker:
                 self.meter.handled(self.settings.queue, job.outcome, job.handler_s)
 
     async def _attempt(self, job: _Job) -> None:
-        lease = job.lease
         try:
             value = await self._call(job)
         except LeaseLost as exc:
@@ -519,9 +643,7 @@ class _Worker:
         if job.lost:
             return
         try:
-            written = await self._write(
-                job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value
-            )
+            written = await self._complete(job, value)
         except StoreUnavailable:
             raise  # never the handler's failure (and never raised by a held lease)
         except TaskStoreError as exc:  # a result the store refuses (not JSON, too large)
@@ -532,6 +654,33 @@ class _Worker:
         self.stats.completed += 1
         self._count("completed")
         job.outcome = "completed"
+
+    async def _complete(self, job: _Job, value: Any) -> bool:
+        """Complete the job with the handler's ``value``: in its shard's next batch if it can.
+
+        Returns whether it was written, as ``_write``.
+        """
+        lease = job.lease
+        shard = getattr(lease, "_shard", None)
+        if not self.ops.batches or shard is None:
+            return await self._write(
+                job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value
+            )
+        job.ending = True
+        finish = _Finish(job, value)
+        self.finishing.setdefault(shard, []).append(finish)
+        self._finished.set()
+        await finish.done.wait()
+        outcome = finish.outcome
+        if outcome is None or outcome is _UNANSWERED:
+            complete = functools.partial(self.ops.complete, sent_before=outcome is _UNANSWERED)
+            return await self._write(job, complete, lease, TaskStatus.COMPLETED, None, value)
+        if isinstance(outcome, LeaseLost):
+            self._lose(job, outcome.reason)
+            return False
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return True
 
     async def _call(self, job: _Job) -> Any:
         """Run the handler on the job's lease, timing it."""

@@ -127,6 +127,21 @@ SAMPLES: dict[str, list[Call]] = {
     ],
     "purge_expired": [BUILDERS["purge_expired"](KEYS, 0, 1, 500)],
     "claim": [BUILDERS["claim"](KEYS, "mail", 0, count=2, lease_ms=1000, worker_id="w", batch=8)],
+    "complete_and_claim": [
+        BUILDERS["complete_and_claim"](
+            KEYS,
+            "mail",
+            KEYS.shard_of(TASK.owner_id),
+            [(core_write("mail", Fence(queue="mail", token=7)), "aa01")] * 2,
+            count=2,
+            lease_ms=1000,
+            worker_id="w",
+            batch=8,
+        ),
+        BUILDERS["complete_and_claim"](
+            KEYS, "mail", 0, [], count=0, lease_ms=1000, worker_id="w", batch=8
+        ),
+    ],
     "recover": [BUILDERS["recover"](KEYS, "mail", 0, 8)],
     "renew": [BUILDERS["renew"](KEYS, "mail", 0, [LEASE, LeaseRef(TASK, "mail", 8)], 1000)],
     "release": [

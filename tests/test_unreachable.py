@@ -232,6 +232,7 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     "close": (MAY_RETURN, [no_args]),
     "claim": (RAISES, [lambda s: ((QUEUE, 0, 1, 1000, "w", 10), {})]),
     "compare_and_set": (RAISES, [lambda s: ((core_write(s),), {})]),
+    "complete_and_claim": (RAISES, [lambda s: ((QUEUE, 0, [], 1, 1000, "w", 10), {})]),
     "create": (RAISES, [lambda s: ((new_task(s),), {})]),
     "delete": (
         RAISES,

@@ -90,6 +90,19 @@ class InMemoryBackend:
         """Recover expired leases (bounded), then lease up to ``count`` ready tasks."""
         return self._storage.claim(queue, count, lease_ms, worker_id, batch)
 
+    async def complete_and_claim(
+        self,
+        queue: str,
+        shard: int,
+        writes: list[CoreWrite],
+        count: int,
+        lease_ms: int,
+        worker_id: str,
+        batch: int,
+    ) -> tuple[list[CasResult], ClaimReply]:
+        """Apply lease holders' terminal writes, then claim up to ``count``: one step."""
+        return self._storage.complete_and_claim(queue, writes, count, lease_ms, worker_id, batch)
+
     async def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
         """Recover up to ``batch`` expired leases, claiming nothing."""
         return self._storage.recover(queue, batch)

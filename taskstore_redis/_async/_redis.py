@@ -41,6 +41,7 @@ from .._redis.contract import (
     Call,
     claim_call,
     compare_and_set_call,
+    complete_and_claim_call,
     create_call,
     delete_call,
     list_page_call,
@@ -62,6 +63,7 @@ from .._redis.replies import (
     as_str,
     cas_result,
     claim_reply,
+    complete_and_claim_reply,
     create_outcome,
     created,
     delete_outcome,
@@ -329,6 +331,34 @@ class RedisBackend:
             batch=batch,
         )
         return claim_reply(await self._run("claim", call.command(), write=True))
+
+    async def complete_and_claim(
+        self,
+        queue: str,
+        shard: int,
+        writes: list[CoreWrite],
+        count: int,
+        lease_ms: int,
+        worker_id: str,
+        batch: int,
+    ) -> tuple[list[CasResult], ClaimReply]:
+        """Complete leases of one shard and claim replacements: one script.
+
+        Never resent, as a claim: a lost reply is ``StoreUnavailable`` with the outcome
+        unknown; each write carries its own token, so the holder may send it again alone.
+        """
+        call = complete_and_claim_call(
+            self.keys,
+            queue,
+            shard,
+            [(write, secrets.token_hex(6)) for write in writes],
+            count=count,
+            lease_ms=lease_ms,
+            worker_id=worker_id,
+            batch=batch,
+        )
+        reply = await self._run("complete_and_claim", call.command(), write=True)
+        return complete_and_claim_reply(reply)
 
     async def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
         """Recover up to ``batch`` expired leases of one shard: one script."""

@@ -65,7 +65,7 @@ from .._core.validation import (
     resolve_limit,
     resolve_ttl,
 )
-from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, lost_lease, same_record
+from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, Change, lost_lease, same_record
 from ._lease import Lease
 from ._metrics import measure_operations
 from ._protocols import StorageBackend
@@ -306,6 +306,12 @@ class GenericTaskStore(QueueOperations):
         result: JSONValue,
         lease: Lease | None,
     ) -> TaskRecord:
+        change = self._completion(status, status_message, result)
+        return await self._mutate(task_id, owner_id, change, _fence_of(lease))
+
+    def _completion(
+        self, status: TaskStatus | str, status_message: str | None, result: JSONValue
+    ) -> Change:
         target = check_status(status)
         if not target.is_terminal:
             raise InvalidArgument(
@@ -313,12 +319,7 @@ class GenericTaskStore(QueueOperations):
             )
         message = check_status_message(status_message, self._config)
         value = self._clean_result(result)
-        return await self._mutate(
-            task_id,
-            owner_id,
-            lambda record, now: complete(record, target, message, value, now),
-            _fence_of(lease),
-        )
+        return lambda record, now: complete(record, target, message, value, now)
 
     async def list(
         self, *, owner_id: str, cursor: str | None = None, limit: int | None = None
@@ -545,9 +546,14 @@ class GenericTaskStore(QueueOperations):
         return value
 
     def _new_lease(
-        self, record: TaskRecord, claimed: ClaimedJob, queue: str, worker_id: str | None
+        self,
+        record: TaskRecord,
+        claimed: ClaimedJob,
+        queue: str,
+        worker_id: str | None,
+        shard: int,
     ) -> Lease:
-        return Lease(
+        lease = Lease(
             self,
             record,
             queue=queue,
@@ -556,6 +562,8 @@ class GenericTaskStore(QueueOperations):
             expires_at_ms=claimed.deadline_ms,
             worker_id=worker_id,
         )
+        lease._shard = shard
+        return lease
 
 
 def _fence_of(lease: Lease | None) -> Fence | None:

@@ -227,6 +227,24 @@ class MemoryQueueStorage(MemoryStorage):
                 recovered=recovered,
             )
 
+    def complete_and_claim(
+        self,
+        queue_name: str,
+        writes: list[CoreWrite],
+        count: int,
+        lease_ms: int,
+        worker_id: str,
+        batch: int,
+    ) -> tuple[list[CasResult], ClaimReply]:
+        """Apply lease holders' terminal writes, then claim up to ``count`` (0: none)."""
+        with self._lock:
+            outcomes = [self.compare_and_set(write) for write in writes]
+            if count > 0:
+                return outcomes, self.claim(queue_name, count, lease_ms, worker_id, batch)
+            queue = self._queue(queue_name)
+            due = _next_due(queue, float(now_ms()))
+            return outcomes, ClaimReply(claimed=[], lost=[], next_due_in_ms=due, recovered=0)
+
     def recover(self, queue_name: str, batch: int) -> ClaimReply:
         """One bounded recovery step of ``queue_name`` without claiming anything."""
         with self._lock:

@@ -258,6 +258,59 @@ def claim_call(
     )
 
 
+def complete_and_claim_call(
+    keys: KeySchema,
+    queue: str,
+    shard: int,
+    writes: list[tuple[CoreWrite, str]],
+    *,
+    count: int,
+    lease_ms: int,
+    worker_id: str,
+    batch: int,
+) -> Call:
+    """``complete_and_claim.lua`` on one shard of a queue: fenced terminal writes, then a claim.
+
+    ``writes`` are holders' writes (each fenced on ``queue``, of a task of ``shard``), each
+    with its write token.
+    """
+    rest: list[Any] = []
+    for write, token in writes:
+        key = write.key
+        fence = write.fence
+        if fence is None or fence.finalize or fence.queue != queue or not write.terminal:
+            raise ValueError("complete_and_claim takes a lease holder's terminal writes only")
+        if keys.shard_of(key.owner_id) != shard:
+            raise ValueError(f"task {key.task_id!r} is not of shard {shard}")
+        major, _, minor = write.format.partition(".")
+        rest += [
+            keys.queue_member(key),
+            keys.expiry_key(key.owner_id),
+            write.expected_core_version,
+            write.data,
+            token,
+            write.now_ms,
+            keys.index_member(key, write.created_at_ms),
+            major,
+            minor,
+            fence.token,
+            write.status,
+        ]
+    return Call(
+        scripts.COMPLETE_AND_CLAIM,
+        {**_queue_shard_keys(keys, queue, shard), "base": keys.task_base(shard)},
+        {
+            "count": count,
+            "lease_ms": lease_ms,
+            "worker": worker_id,
+            "batch": batch,
+            "retry_ms": LOST_RETRY_MS,
+            "queue": queue,
+        },
+        ("writes", rest),
+    )
+
+
 def recover_call(keys: KeySchema, queue: str, shard: int, batch: int) -> Call:
     """``recover.lua`` on one shard of a queue."""
     return Call(
@@ -328,6 +381,7 @@ BUILDERS: dict[str, Callable[..., Call]] = {
     scripts.LIST_PAGE.name: list_page_call,
     scripts.PURGE_EXPIRED.name: purge_expired_call,
     scripts.CLAIM.name: claim_call,
+    scripts.COMPLETE_AND_CLAIM.name: complete_and_claim_call,
     scripts.RECOVER.name: recover_call,
     scripts.RENEW.name: renew_call,
     scripts.RELEASE.name: release_call,

@@ -301,3 +301,8 @@ def claim_reply(reply: Any) -> ClaimReply:
         next_due_in_ms=float(due_text) if due_text else None,
         recovered=int(recovered),
     )
+
+
+def complete_and_claim_reply(reply: Any) -> tuple[list[CasResult], ClaimReply]:
+    """A ``complete_and_claim.lua`` reply: one outcome per completion, and the claim's."""
+    return [cas_result(part) for part in reply[0]], claim_reply(reply[1:])

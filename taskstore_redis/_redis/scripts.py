@@ -189,6 +189,7 @@ MERGE_VARIABLES = load_script("merge_variables")
 LIST_PAGE = load_script("list_page")
 PURGE_EXPIRED = load_script("purge_expired")
 CLAIM = load_script("claim")
+COMPLETE_AND_CLAIM = load_script("complete_and_claim")
 RECOVER = load_script("recover")
 RENEW = load_script("renew")
 RELEASE = load_script("release")
@@ -203,6 +204,7 @@ ALL_SCRIPTS = (
     LIST_PAGE,
     PURGE_EXPIRED,
     CLAIM,
+    COMPLETE_AND_CLAIM,
     RECOVER,
     RENEW,
     RELEASE,

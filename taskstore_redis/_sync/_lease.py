@@ -108,6 +108,8 @@ class Lease:
         self._worker_id = worker_id
         self._held_until: float | None = None
         self._gone = ""
+        self._shard: int | None = None
+        """The shard of its queue it was claimed from (None: built by hand)."""
 
     def __repr__(self) -> str:
         """The task, queue, attempt and token."""
@@ -225,6 +227,21 @@ class Lease:
         self, status: TaskStatus | str, status_message: str | None, result: JSONValue
     ) -> TaskRecord:
         """Fenced ``complete_with_result``: the task ends, its lease with it."""
+        return self._complete(status, status_message, result, sent_before=False)
+
+    def _complete(
+        self,
+        status: TaskStatus | str,
+        status_message: str | None,
+        result: JSONValue,
+        *,
+        sent_before: bool,
+    ) -> TaskRecord:
+        """``complete``, or, with ``sent_before``, ``complete`` sent again.
+
+        ``sent_before``: it was sent once already and its outcome is unknown (a worker's
+        batch that was not answered), so a refusal is checked against the task.
+        """
 
         def write() -> TaskRecord:
             return self._store._complete_with_result(
@@ -239,7 +256,7 @@ class Lease:
                 and _same_json(record.result, result)
             )
 
-        self._task = self._retrying("complete", write, landed)
+        self._task = self._retrying("complete", write, landed, sent_before)
         return self._task
 
     def release(self, delay_ms: int = 0, *, count_attempt: bool = True) -> None:
@@ -284,16 +301,18 @@ class Lease:
         what: str,
         write: Callable[[], Any],
         landed: Callable[[TaskRecord], bool] | None,
+        sent_before: bool = False,
     ) -> TaskRecord:
         """Run ``write``; while the lease is held (``_hold``), again after ``StoreUnavailable``.
 
         After a failure the write may have been applied (its reply lost): if a resend is
         then refused (``LeaseLost``, ``InvalidTransition``), the task is read and, when
         ``landed`` says it already holds what the write asked for, that record is the
-        answer. The lease given up (``_give_up``) or run out: ``LeaseLost``.
+        answer (also at once when ``sent_before``: sent already, its outcome unknown). The
+        lease given up (``_give_up``) or run out: ``LeaseLost``.
         """
         pause = _RETRY_FIRST_S
-        failures = 0
+        failures = 1 if sent_before else 0
         while True:
             if self._gone:
                 raise LeaseLost(self.task_id, self._gone)

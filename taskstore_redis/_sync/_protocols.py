@@ -276,6 +276,26 @@ class QueueBackend(StorageBackend, Protocol):
         """Recover up to ``batch`` expired leases, then lease up to ``count`` ready tasks."""
         ...
 
+    def complete_and_claim(
+        self,
+        queue: str,
+        shard: int,
+        writes: list[CoreWrite],
+        count: int,
+        lease_ms: int,
+        worker_id: str,
+        batch: int,
+    ) -> tuple[list[CasResult], ClaimReply]:
+        """Apply lease holders' terminal writes on one shard, then claim as ``claim`` does.
+
+        One atomic step, a worker's round trip: each write (fenced on ``queue``, of a
+        task of ``shard``) is judged on its own, as ``compare_and_set`` would, and has
+        its outcome, in order; then up to ``count`` tasks are leased (0: none, and no
+        recovery). Never sent again by the backend: a reply that is lost leaves its
+        outcome unknown (``StoreUnavailable``).
+        """
+        ...
+
     def recover(self, queue: str, shard: int, batch: int) -> ClaimReply:
         """Recover up to ``batch`` expired leases of one shard, claiming nothing."""
         ...

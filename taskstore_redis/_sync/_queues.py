@@ -11,7 +11,8 @@ import builtins
 import threading
 from time import monotonic
 
-from .._core.backend_types import ClaimedJob, Fence, LeaseRef, LostJob, NewJob, TaskKey
+from .._core.backend_types import ClaimedJob, CoreWrite, Fence, LeaseRef, LostJob, NewJob, TaskKey
+from .._core.clock import now_ms
 from .._core.config import SecurityConfig, StoreConfig
 from .._core.errors import (
     InvalidArgument,
@@ -22,6 +23,7 @@ from .._core.errors import (
     VariableSizeExceeded,
 )
 from .._core.model import (
+    Decoded,
     JSONValue,
     LeaseInfo,
     QueueStats,
@@ -47,7 +49,7 @@ from .._core.validation import (
 )
 from .._runtime.fanout import Pokeable
 from .._runtime.wake import sync_waker
-from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, TaskEngine, lost_lease
+from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, Change, TaskEngine, core_write, lost_lease
 from ._lease import Lease
 from ._protocols import QueueBackend, QueueWatch, StorageBackend
 
@@ -368,11 +370,81 @@ class QueueOperations(TaskEngine):
             hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < asked)
             for claimed in reply.claimed:
                 record = self._owned(claimed.key, claimed.record).record
-                got.append(self._new_lease(record, claimed, name, worker or None))
+                got.append(self._new_lease(record, claimed, name, worker or None, shard))
             self._finalize_lost(name, reply.lost)
             if len(got) >= wanted:
                 break
         return got
+
+    def _complete_and_claim(
+        self,
+        queue: str,
+        shard: int,
+        finished: builtins.list[tuple[Lease, JSONValue]],
+        count: int,
+        lease_ms: int,
+        worker_id: str | None,
+    ) -> tuple[builtins.list[TaskRecord | TaskStoreError | None], builtins.list[Lease]]:
+        """A worker's round on one shard of ``queue``: complete, then claim, one round trip.
+
+        Each of ``finished`` (leases of tasks of ``shard``, with their results) is
+        completed ``completed`` under its lease, as ``Lease.complete`` would; then up to
+        ``count`` tasks of the shard are leased (for ``lease_ms``). Returns, per finished
+        lease, the task as written, the error its ``complete`` would raise for a lease
+        found lost (``LeaseLost``, ``InvalidLeaseToken``), or None when this round did
+        not judge it (the task not remembered, a conflict, a result the rules refuse):
+        its holder sends that one alone (``Lease.complete``). And the new leases.
+
+        Raises:
+            StoreUnavailable: the store did not answer: the completions' outcome is
+                unknown (each may be sent again alone, safely: a write is never applied
+                twice), and tasks the claim may have leased are recovered once their
+                leases run out.
+
+        """
+        backend = self._queue_backend()
+        worker = check_worker_id(worker_id)
+        outcomes: builtins.list[TaskRecord | TaskStoreError | None] = [None] * len(finished)
+        sent: builtins.list[tuple[int, Decoded, TaskRecord]] = []
+        writes: builtins.list[CoreWrite] = []
+        now = now_ms()
+        for at, (lease, result) in enumerate(finished):
+            key = TaskKey(lease.owner_id, lease.task_id)
+            seen = self._cache.get(key)
+            if seen is None or not seen.rewritable:
+                continue
+            try:
+                updated = self._completion(TaskStatus.COMPLETED, None, result)(seen.record, now)
+            except TaskStoreError:
+                continue  # judged again, and said, by the lease's own write
+            fence = Fence(queue=queue, token=check_token(lease.token, lease.task_id))
+            sent.append((at, seen, updated))
+            writes.append(core_write(key, seen, updated, now, fence))
+        hints = self._hints.get(queue)
+        notices = None if hints is None else hints.notices_of(shard)
+        results, reply = backend.complete_and_claim(
+            queue, shard, writes, count, lease_ms, worker, self._config.recovery_batch
+        )
+        for (at, seen, updated), write, result in zip(sent, writes, results, strict=True):
+            if result.applied:
+                outcomes[at] = self._applied(seen, updated, write, result)
+            elif result.current is None:
+                self._cache.forget(write.key)
+            else:
+                self._owned(write.key, result.current)
+            if result.lease_lost and write.fence is not None:
+                try:
+                    lost_lease(write.key, write.fence, result.lease_lost)
+                except TaskStoreError as refused:
+                    outcomes[at] = refused
+        if hints is not None and notices is not None and count > 0:
+            hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < count)
+        leases = []
+        for claimed in reply.claimed:
+            record = self._owned(claimed.key, claimed.record).record
+            leases.append(self._new_lease(record, claimed, queue, worker or None, shard))
+        self._finalize_lost(queue, reply.lost)
+        return outcomes, leases
 
     def _finalize_lost(self, name: str, lost: builtins.list[LostJob]) -> int:
         """Fail the tasks whose attempts are used up; return how many this call failed.
@@ -421,10 +493,24 @@ class QueueOperations(TaskEngine):
         return hints
 
     def _new_lease(
-        self, record: TaskRecord, claimed: ClaimedJob, queue: str, worker_id: str | None
+        self,
+        record: TaskRecord,
+        claimed: ClaimedJob,
+        queue: str,
+        worker_id: str | None,
+        shard: int,
     ) -> Lease:
-        """The lease of a task just claimed from ``queue``, its writes going through the store."""
+        """The lease of a task just claimed from ``shard`` of ``queue``, writing via the store."""
         raise NotImplementedError  # GenericTaskStore makes them
+
+    def _completion(
+        self, status: TaskStatus | str, message: str | None, result: JSONValue
+    ) -> Change:
+        """The rule that ends a task with ``status``, ``message`` and ``result``, all checked.
+
+        Raises InvalidArgument (or another ``TaskStoreError``) for a value the store refuses.
+        """
+        raise NotImplementedError  # GenericTaskStore has the rules
 
 
 def _lost_message(lost: LostJob) -> str:
@@ -486,6 +572,11 @@ class QueueHints:
                 or shard in self._maybe
                 or (shard in self._due and self._due[shard] <= now)
             ]
+
+    def notices_of(self, shard: int) -> int:
+        """How many notices the shard has had: what ``settle`` compares with."""
+        with self._lock:
+            return self._notices[shard]
 
     def settle(self, shard: int, notices: int, next_due_in_ms: float | None, drained: bool) -> None:
         """Record a claim's answer: with nothing more to take, the shard is empty until due."""

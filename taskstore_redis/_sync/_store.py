@@ -66,7 +66,7 @@ from .._core.validation import (
     resolve_limit,
     resolve_ttl,
 )
-from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, lost_lease, same_record
+from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, Change, lost_lease, same_record
 from ._lease import Lease
 from ._metrics import measure_operations
 from ._protocols import StorageBackend
@@ -305,6 +305,12 @@ class GenericTaskStore(QueueOperations):
         result: JSONValue,
         lease: Lease | None,
     ) -> TaskRecord:
+        change = self._completion(status, status_message, result)
+        return self._mutate(task_id, owner_id, change, _fence_of(lease))
+
+    def _completion(
+        self, status: TaskStatus | str, status_message: str | None, result: JSONValue
+    ) -> Change:
         target = check_status(status)
         if not target.is_terminal:
             raise InvalidArgument(
@@ -312,12 +318,7 @@ class GenericTaskStore(QueueOperations):
             )
         message = check_status_message(status_message, self._config)
         value = self._clean_result(result)
-        return self._mutate(
-            task_id,
-            owner_id,
-            lambda record, now: complete(record, target, message, value, now),
-            _fence_of(lease),
-        )
+        return lambda record, now: complete(record, target, message, value, now)
 
     def list(
         self, *, owner_id: str, cursor: str | None = None, limit: int | None = None
@@ -544,9 +545,14 @@ class GenericTaskStore(QueueOperations):
         return value
 
     def _new_lease(
-        self, record: TaskRecord, claimed: ClaimedJob, queue: str, worker_id: str | None
+        self,
+        record: TaskRecord,
+        claimed: ClaimedJob,
+        queue: str,
+        worker_id: str | None,
+        shard: int,
     ) -> Lease:
-        return Lease(
+        lease = Lease(
             self,
             record,
             queue=queue,
@@ -555,6 +561,8 @@ class GenericTaskStore(QueueOperations):
             expires_at_ms=claimed.deadline_ms,
             worker_id=worker_id,
         )
+        lease._shard = shard
+        return lease
 
 
 def _fence_of(lease: Lease | None) -> Fence | None:

@@ -168,6 +168,55 @@ async def test_free_slots_are_filled_with_one_batch_claim_and_handlers_run_concu
     assert asked[0] == 6  # the first claim asked for every free slot at once
 
 
+class BackendCalls:
+    """What the worker sent the store's backend: its batched rounds, its lone completions."""
+
+    def __init__(self, store: ts.GenericTaskStore) -> None:
+        backend = store._backend
+        self.rounds: list[tuple[int, int, int]] = []
+        """Per complete_and_claim call: (completions sent, tasks asked, tasks claimed)."""
+        self.lone_completions = 0
+        """Terminal compare-and-sets: completions sent alone."""
+        batched, alone = backend.complete_and_claim, backend.compare_and_set  # type: ignore[attr-defined]
+
+        async def complete_and_claim(
+            queue: str, shard: int, writes: list[Any], count: int, *rest: Any
+        ) -> Any:
+            outcomes, reply = await batched(queue, shard, writes, count, *rest)
+            self.rounds.append((len(writes), count, len(reply.claimed)))
+            return outcomes, reply
+
+        async def compare_and_set(write: Any) -> Any:
+            self.lone_completions += bool(write.terminal)
+            return await alone(write)
+
+        backend.complete_and_claim = complete_and_claim  # type: ignore[attr-defined]
+        backend.compare_and_set = compare_and_set  # type: ignore[method-assign]
+
+
+async def test_finished_jobs_are_completed_and_their_successors_claimed_in_one_call(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    ids = await submit_many(store, 30)  # one owner: one shard of the queue
+    calls = BackendCalls(store)
+
+    async def double(lease: ts.Lease) -> int:
+        return 2 * int(lease.params["n"])
+
+    async def body(_: Flag) -> None:
+        records = await until_terminal(store, ids)
+        assert [r.result for r in records] == [2 * n for n in range(30)]
+
+    stats = await with_worker(store, double, body, concurrency=6)
+    assert (stats.claimed, stats.completed) == (30, 30)
+    assert calls.lone_completions == 0
+    assert sum(sent for sent, _, _ in calls.rounds) == 30  # every completion rode a round
+    assert sum(claimed for _, _, claimed in calls.rounds) > 0  # and successors rode back
+    # a round claims no more than the slots its completions free: never past the concurrency
+    assert all(asked <= sent for sent, asked, _ in calls.rounds)
+
+
 async def test_a_raising_handler_is_retried_with_backoff_then_fails_with_its_message(
     async_make_store: StoreFactory,
 ) -> None:

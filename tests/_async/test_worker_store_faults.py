@@ -91,8 +91,9 @@ class Faults:
         self.monkeypatch.setattr(self.backend, method, flaky)
 
 
-def terminal_write(write: Any) -> bool:
-    return bool(write.terminal)
+def completion(first: Any) -> bool:
+    """A completion's call: a terminal compare_and_set, or any complete_and_claim (its queue)."""
+    return isinstance(first, str) or bool(first.terminal)
 
 
 def status_write(status: TaskStatus) -> Callable[[Any], bool]:
@@ -109,13 +110,26 @@ def store(async_make_store: StoreFactory) -> ts.GenericTaskStore:
     return async_make_store()
 
 
+COMPLETION_LOST: dict[str, list[tuple[str, int, bool]]] = {
+    # a worker completes in its shard's next batch (complete_and_claim), and sends alone,
+    # with compare_and_set, a completion whose batch went unanswered
+    "the batch lands, its reply is lost": [("complete_and_claim", 1, True)],
+    "the batch is lost, its resend lands and its reply is lost": [
+        ("complete_and_claim", 1, False),
+        ("compare_and_set", 1, True),
+    ],
+}
+
+
 @pytest.mark.anyio
+@pytest.mark.parametrize("plan", COMPLETION_LOST)
 async def test_a_completion_applied_but_unanswered_completes_the_task_once(
-    store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch
+    store: ts.GenericTaskStore, monkeypatch: pytest.MonkeyPatch, plan: str
 ) -> None:
     task_id = await submit(store)
     faults = Faults(store, monkeypatch)
-    faults.on("compare_and_set", times=1, landed=True, when=terminal_write)
+    for method, times, landed in COMPLETION_LOST[plan]:
+        faults.on(method, times=times, landed=landed, when=completion)
     stop = Flag()
 
     async def handler(lease: ts.Lease) -> dict[str, int]:
@@ -124,7 +138,7 @@ async def test_a_completion_applied_but_unanswered_completes_the_task_once(
 
     stats = await run_worker(store, handler, stop=stop, **FAST)
 
-    assert faults.raised["compare_and_set"] == 1
+    assert faults.raised == {method: times for method, times, _ in COMPLETION_LOST[plan]}
     record = await store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, {"n": 2})
     assert record.job is not None and record.job.attempt == 1
@@ -137,7 +151,8 @@ async def test_a_completion_the_store_does_not_answer_is_sent_again_until_it_doe
 ) -> None:
     task_id = await submit(store)
     faults = Faults(store, monkeypatch)
-    faults.on("compare_and_set", times=3, when=terminal_write)
+    faults.on("complete_and_claim", times=1, when=completion)
+    faults.on("compare_and_set", times=3, when=completion)
     stop = Flag()
 
     async def handler(lease: ts.Lease) -> str:
@@ -146,7 +161,7 @@ async def test_a_completion_the_store_does_not_answer_is_sent_again_until_it_doe
 
     stats = await run_worker(store, handler, stop=stop, **FAST)
 
-    assert faults.raised["compare_and_set"] == 3
+    assert faults.raised == {"complete_and_claim": 1, "compare_and_set": 3}
     record = await store.get(task_id, owner_id=OWNER)
     assert (record.task.status, record.result) == (TaskStatus.COMPLETED, "done")
     assert (stats.completed, stats.failed, stats.lost) == (1, 0, 0)
