@@ -1,7 +1,7 @@
 """Python function calls per job in ``run_worker``: claim -> no-op handler -> complete.
 
 ``python benchmarks/worker_calls.py [--jobs 2000] [--concurrency 10] [--backend redis|memory]
-[--sync-handler] [--top 25] [--no-profile]``
+[--sync-handler] [--top 25] [--no-profile] [--stats-out FILE]``
 
 1. starts a throwaway ``redis-server`` (``taskstore_redis.testing.redis_server()``; the
    binary named by ``TASKSTORE_REDIS_SERVER``, else ``redis-server`` on the path), or
@@ -54,6 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sync-handler", action="store_true")
     p.add_argument("--top", type=int, default=25, help="call sites to print (0: none)")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--stats-out", metavar="FILE", help="save the profile (pstats) to FILE")
     return p.parse_args(argv)
 
 
@@ -123,6 +124,8 @@ async def _bench(store: GenericTaskStore, args: argparse.Namespace) -> None:
         return
     total: int = stats.total_calls  # type: ignore[attr-defined]
     print(f"Python calls per job: {total / completed:,.0f}")
+    if args.stats_out:
+        stats.dump_stats(args.stats_out)
     print(f"jobs/s (profiled): {rate:,.0f}")
     if args.top:
         out = io.StringIO()

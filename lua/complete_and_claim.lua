@@ -12,23 +12,27 @@
 -- @arg batch     most expired leases to recover first
 -- @arg retry_ms  how long a lost task waits before it is handed out again
 -- @arg queue     the queue's name
--- @arg writes... per completion 11 values: the task's queue member, its owner's expiry index
---                (a key of the shard), then compare_and_set.lua's expected, data, token, now,
---                member, major, minor, fence and status
+-- @arg now       now in ms (the writer's clock: each task's update time)
+-- @arg major     the writer's format major
+-- @arg minor     the writer's format minor
+-- @arg writes... per completion 8 values: the task's queue member, its owner's expiry index
+--                (a key of the shard), then as compare_and_set.lua: expected, data, token,
+--                member, fence and status
 -- Each completion is judged on its own: one refused (its lease lost, a conflict) writes
 -- nothing and does not stop the others, nor the claim.
 -- Returns {completions, claimed, lost, next due in ms or '', recovered}: completions holds
--- one compare_and_set.lua reply per completion, in order; the rest is claim.lua's reply.
+-- one reply per completion, in order: {OK} applied, else compare_and_set.lua's reply; the
+-- rest is claim.lua's reply.
 -- @include core_write
 -- @include claim_ready
 local ready, leased, counters, base = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local queue = ARGV[6]
+local queue, now, major, minor = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local completions = {}
-for i = 7, #ARGV, 11 do
+for i = 10, #ARGV, 8 do
   local job = ARGV[i]
   completions[#completions + 1] = core_write(base .. job, ARGV[i + 1], ready, leased, counters,
-    ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8],
-    ARGV[i + 9], 'h', job, queue, ARGV[i + 10])
+    ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], now, ARGV[i + 5], major, minor, ARGV[i + 6], 'h',
+    job, queue, ARGV[i + 7], true)
 end
 local claimed = {}
 if tonumber(ARGV[1]) > 0 then

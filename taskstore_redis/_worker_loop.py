@@ -372,10 +372,11 @@ class _Finish:
 
     job: _Job
     value: Any
-    done: anyio.Event = field(default_factory=anyio.Event)
-    outcome: Any = None
-    """The task as written, the error of a lease found lost, None (not judged: sent
-    alone), or ``_UNANSWERED``."""
+    done: anyio.Event
+    """Set once the batch it went in is back (one event for all the batch's jobs)."""
+    outcome: Any = False
+    """True (completed), the error of a lease found lost, False (not judged: sent alone),
+    or ``_UNANSWERED``."""
 
 
 def _in_main_thread() -> bool:
@@ -421,13 +422,17 @@ class _Worker:
         self.finishing: dict[int, list[_Finish]] = {}
         """Per shard, the completions waiting for the next batch."""
         self._finished = anyio.Event()
+        self._batch_back = anyio.Event()
+        """Set when the batches taking the completions waiting now are back."""
         self.handlers: anyio.abc.TaskGroup | None = None
 
     # -- wake-ups ---------------------------------------------------------------------------
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        """Wake the waits on the worker's state (a free slot, a stop, the drain)."""
+        if self.stopping or len(self.held) < self.settings.concurrency:
+            self._changed.set()
+            self._changed = anyio.Event()
 
     def stop(self) -> None:
         if not self.stopping:
@@ -518,9 +523,13 @@ class _Worker:
                 self._finished = anyio.Event()
                 continue
             rounds, self.finishing = self.finishing, {}
-            async with anyio.create_task_group() as calls:
-                for shard, finishes in rounds.items():
-                    calls.start_soon(self._flush, shard, finishes)
+            back, self._batch_back = self._batch_back, anyio.Event()
+            try:
+                async with anyio.create_task_group() as calls:
+                    for shard, finishes in rounds.items():
+                        calls.start_soon(self._flush, shard, finishes)
+            finally:
+                back.set()
 
     async def _flush(self, shard: int, finishes: list[_Finish]) -> None:
         """Complete ``finishes`` and claim as many tasks of ``shard``, in one call."""
@@ -536,7 +545,6 @@ class _Worker:
             outcomes, leases = [_UNANSWERED] * len(finishes), []
         for finish, outcome in zip(finishes, outcomes, strict=True):
             finish.outcome = outcome
-            finish.done.set()
         if leases and self.handlers is not None:
             self._start(leases, self.handlers)
 
@@ -667,20 +675,20 @@ class _Worker:
                 job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value
             )
         job.ending = True
-        finish = _Finish(job, value)
+        finish = _Finish(job, value, self._batch_back)
         self.finishing.setdefault(shard, []).append(finish)
         self._finished.set()
         await finish.done.wait()
         outcome = finish.outcome
-        if outcome is None or outcome is _UNANSWERED:
-            complete = functools.partial(self.ops.complete, sent_before=outcome is _UNANSWERED)
-            return await self._write(job, complete, lease, TaskStatus.COMPLETED, None, value)
+        if outcome is True:
+            return True
         if isinstance(outcome, LeaseLost):
             self._lose(job, outcome.reason)
             return False
         if isinstance(outcome, BaseException):
             raise outcome
-        return True
+        complete = functools.partial(self.ops.complete, sent_before=outcome is _UNANSWERED)
+        return await self._write(job, complete, lease, TaskStatus.COMPLETED, None, value)
 
     async def _call(self, job: _Job) -> Any:
         """Run the handler on the job's lease, timing it."""

@@ -9,9 +9,9 @@
 
 -- Replace the core record at key if its core version is expected; the reply of
 -- compare_and_set.lua. The queue keys and arguments (ready .. counters, fence .. status) are
--- nil for a task written without its queue.
+-- nil for a task written without its queue. brief: an applied write replies {OK} alone.
 local function core_write(key, expiry, ready, leased, counters, expected, data, token, now,
-    member, major, minor, fence, writer, job, queue, status)
+    member, major, minor, fence, writer, job, queue, status, brief)
   local state = redis.call('HMGET', key, 'k', 'w', 'f')
   local current = state[1]
   if not current then
@@ -19,6 +19,9 @@ local function core_write(key, expiry, ready, leased, counters, expected, data, 
   end
   local history = state[2] or ''
   if resent(key, history, token) then
+    if brief then
+      return {Code.OK}
+    end
     return {Code.OK, record(key)}
   end
   if fence and fence ~= '' then
@@ -48,6 +51,9 @@ local function core_write(key, expiry, ready, leased, counters, expected, data, 
     if ready and redis.call('HGET', key, 'q') == queue then
       job_done(key, job, ready, leased, counters, status, writer == 'f')
     end
+  end
+  if brief then
+    return {Code.OK}
   end
   return {Code.OK, record(key)}
 end

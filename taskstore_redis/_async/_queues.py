@@ -22,7 +22,6 @@ from .._core.errors import (
     VariableSizeExceeded,
 )
 from .._core.model import (
-    Decoded,
     JSONValue,
     LeaseInfo,
     QueueStats,
@@ -387,14 +386,14 @@ class QueueOperations(TaskEngine):
         count: int,
         lease_ms: int,
         worker_id: str | None,
-    ) -> tuple[builtins.list[TaskRecord | TaskStoreError | None], builtins.list[Lease]]:
+    ) -> tuple[builtins.list[TaskStoreError | bool], builtins.list[Lease]]:
         """A worker's round on one shard of ``queue``: complete, then claim, one round trip.
 
         Each of ``finished`` (leases of tasks of ``shard``, with their results) is
         completed ``completed`` under its lease, as ``Lease.complete`` would; then up to
         ``count`` tasks of the shard are leased (for ``lease_ms``). Returns, per finished
-        lease, the task as written, the error its ``complete`` would raise for a lease
-        found lost (``LeaseLost``, ``InvalidLeaseToken``), or None when this round did
+        lease, True (completed), the error its ``complete`` would raise for a lease
+        found lost (``LeaseLost``, ``InvalidLeaseToken``), or False when this round did
         not judge it (the task not remembered, a conflict, a result the rules refuse):
         its holder sends that one alone (``Lease.complete``). And the new leases.
 
@@ -407,8 +406,8 @@ class QueueOperations(TaskEngine):
         """
         backend = self._queue_backend()
         worker = check_worker_id(worker_id)
-        outcomes: builtins.list[TaskRecord | TaskStoreError | None] = [None] * len(finished)
-        sent: builtins.list[tuple[int, Decoded, TaskRecord]] = []
+        outcomes: builtins.list[TaskStoreError | bool] = [False] * len(finished)
+        sent: builtins.list[int] = []
         writes: builtins.list[CoreWrite] = []
         now = now_ms()
         for at, (lease, result) in enumerate(finished):
@@ -421,21 +420,21 @@ class QueueOperations(TaskEngine):
             except TaskStoreError:
                 continue  # judged again, and said, by the lease's own write
             fence = Fence(queue=queue, token=check_token(lease.token, lease.task_id))
-            sent.append((at, seen, updated))
+            sent.append(at)
             writes.append(core_write(key, seen, updated, now, fence))
         hints = self._hints.get(queue)
         notices = None if hints is None else hints.notices_of(shard)
         results, reply = await backend.complete_and_claim(
             queue, shard, writes, count, lease_ms, worker, self._config.recovery_batch
         )
-        for (at, seen, updated), write, result in zip(sent, writes, results, strict=True):
-            if result.applied:
-                outcomes[at] = self._applied(seen, updated, write, result)
-            elif result.current is None:
-                self._cache.forget(write.key)
+        for at, write, result in zip(sent, writes, results, strict=True):
+            if result.applied or result.current is None:
+                self._cache.forget(write.key)  # ended (its worker reads it no more), or gone
             else:
                 self._owned(write.key, result.current)
-            if result.lease_lost and write.fence is not None:
+            if result.applied:
+                outcomes[at] = True
+            elif result.lease_lost and write.fence is not None:
                 try:
                     lost_lease(write.key, write.fence, result.lease_lost)
                 except TaskStoreError as refused:

@@ -271,10 +271,11 @@ def complete_and_claim_call(
 ) -> Call:
     """``complete_and_claim.lua`` on one shard of a queue: fenced terminal writes, then a claim.
 
-    ``writes`` are holders' writes (each fenced on ``queue``, of a task of ``shard``), each
-    with its write token.
+    ``writes`` are holders' terminal writes (each fenced on ``queue``, of a task of
+    ``shard``, all in one format and made at one time), each with its write token.
     """
     rest: list[Any] = []
+    now, major, minor = 0, "", ""
     for write, token in writes:
         key = write.key
         fence = write.fence
@@ -282,17 +283,18 @@ def complete_and_claim_call(
             raise ValueError("complete_and_claim takes a lease holder's terminal writes only")
         if keys.shard_of(key.owner_id) != shard:
             raise ValueError(f"task {key.task_id!r} is not of shard {shard}")
-        major, _, minor = write.format.partition(".")
+        if not rest:
+            now = write.now_ms
+            major, _, minor = write.format.partition(".")
+        elif (write.now_ms, write.format) != (now, f"{major}.{minor}"):
+            raise ValueError("complete_and_claim takes writes of one format made at one time")
         rest += [
             keys.queue_member(key),
             keys.expiry_key(key.owner_id),
             write.expected_core_version,
             write.data,
             token,
-            write.now_ms,
             keys.index_member(key, write.created_at_ms),
-            major,
-            minor,
             fence.token,
             write.status,
         ]
@@ -306,6 +308,9 @@ def complete_and_claim_call(
             "batch": batch,
             "retry_ms": LOST_RETRY_MS,
             "queue": queue,
+            "now": now,
+            "major": major,
+            "minor": minor,
         },
         ("writes", rest),
     )

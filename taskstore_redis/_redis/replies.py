@@ -304,5 +304,13 @@ def claim_reply(reply: Any) -> ClaimReply:
 
 
 def complete_and_claim_reply(reply: Any) -> tuple[list[CasResult], ClaimReply]:
-    """A ``complete_and_claim.lua`` reply: one outcome per completion, and the claim's."""
-    return [cas_result(part) for part in reply[0]], claim_reply(reply[1:])
+    """A ``complete_and_claim.lua`` reply: one outcome per completion, and the claim's.
+
+    An applied completion's outcome carries no record (``current`` None).
+    """
+    applied = CasResult(True)
+    outcomes = [
+        applied if len(part) == 1 and int(part[0]) == Code.OK else cas_result(part)
+        for part in reply[0]
+    ]
+    return outcomes, claim_reply(reply[1:])

@@ -289,8 +289,9 @@ class QueueBackend(StorageBackend, Protocol):
         """Apply lease holders' terminal writes on one shard, then claim as ``claim`` does.
 
         One atomic step, a worker's round trip: each write (fenced on ``queue``, of a
-        task of ``shard``) is judged on its own, as ``compare_and_set`` would, and has
-        its outcome, in order; then up to ``count`` tasks are leased (0: none, and no
+        task of ``shard``, all made at one time in one format) is judged on its own, as
+        ``compare_and_set`` would, and has its outcome, in order (an applied one may
+        leave ``current`` None); then up to ``count`` tasks are leased (0: none, and no
         recovery). Never sent again by the backend: a reply that is lost leaves its
         outcome unknown (``StoreUnavailable``).
         """
