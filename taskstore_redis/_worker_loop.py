@@ -149,7 +149,9 @@ class _Ops(Protocol):
 
     async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None: ...
 
-    async def call(self, handler: Handler, lease: Any) -> Any: ...
+    async def call(self, handler: Handler, lease: Any, is_async: bool) -> Any:
+        """Run ``handler(lease)``: awaited if ``is_async``, else in a worker thread."""
+        ...
 
     def stats_reader(self) -> metrics.QueueReader:
         """Reads the queue's stats from any thread (for the gauges); made on the loop."""
@@ -243,8 +245,8 @@ class _AsyncOps:
     async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None:
         await lease.release(delay_ms=delay_ms, count_attempt=count_attempt)
 
-    async def call(self, handler: Handler, lease: Any) -> Any:
-        if inspect.iscoroutinefunction(handler):
+    async def call(self, handler: Handler, lease: Any, is_async: bool) -> Any:
+        if is_async:
             return await handler(lease)
         value = await anyio.to_thread.run_sync(
             handler, lease, abandon_on_cancel=True, limiter=self.limiter
@@ -336,8 +338,8 @@ class _SyncOps:
     async def release(self, lease: Any, delay_ms: int, *, count_attempt: bool = True) -> None:
         await self._run(lease.release, delay_ms=delay_ms, count_attempt=count_attempt)
 
-    async def call(self, handler: Handler, lease: Any) -> Any:
-        if inspect.iscoroutinefunction(handler):
+    async def call(self, handler: Handler, lease: Any, is_async: bool) -> Any:
+        if is_async:
             return await handler(lease)
         return await anyio.to_thread.run_sync(
             handler, lease, abandon_on_cancel=True, limiter=self.limiter
@@ -411,6 +413,7 @@ class _Worker:
     ) -> None:
         self.ops = ops
         self.handler = handler
+        self.handler_is_async = inspect.iscoroutinefunction(handler)
         self.settings = settings
         self.stop_flag = stop
         self.handle_signals = handle_signals
@@ -422,8 +425,6 @@ class _Worker:
         self.finishing: dict[int, list[_Finish]] = {}
         """Per shard, the completions waiting for the next batch."""
         self._finished = anyio.Event()
-        self._batch_back = anyio.Event()
-        """Set when the batches taking the completions waiting now are back."""
         self.handlers: anyio.abc.TaskGroup | None = None
 
     # -- wake-ups ---------------------------------------------------------------------------
@@ -516,27 +517,36 @@ class _Worker:
             handlers.start_soon(self._run, job)
 
     async def _flush_loop(self) -> None:
-        """Send the completions waiting, one call per shard, as soon as the last call is back."""
+        """Send the waiting completions in rounds: one call per shard, all at once.
+
+        A round goes as soon as the last one is back (and the handlers it started had
+        their turn), so the jobs that finish meanwhile travel together. Only the round's
+        busiest shard claims, for every job the round completes: a worker's jobs stay on
+        few shards, not spread thinner at each shard it empties.
+        """
         while True:
             if not self.finishing:
                 await self._finished.wait()
                 self._finished = anyio.Event()
                 continue
+            await anyio.lowlevel.checkpoint()  # the handlers the last round started go first
             rounds, self.finishing = self.finishing, {}
-            back, self._batch_back = self._batch_back, anyio.Event()
+            claimer = max(rounds, key=lambda shard: len(rounds[shard]))
+            wanted = 0 if self.stopping else sum(len(finishes) for finishes in rounds.values())
             try:
                 async with anyio.create_task_group() as calls:
                     for shard, finishes in rounds.items():
-                        calls.start_soon(self._flush, shard, finishes)
+                        count = wanted if shard == claimer else 0
+                        calls.start_soon(self._flush, shard, finishes, count)
             finally:
-                back.set()
+                for finishes in rounds.values():
+                    finishes[0].done.set()  # the batch's one event: each of its jobs goes on
 
-    async def _flush(self, shard: int, finishes: list[_Finish]) -> None:
-        """Complete ``finishes`` and claim as many tasks of ``shard``, in one call."""
+    async def _flush(self, shard: int, finishes: list[_Finish], count: int) -> None:
+        """Complete ``finishes`` and claim up to ``count`` tasks of ``shard``, in one call."""
         finishes = [finish for finish in finishes if not finish.job.abandoned]
         if not finishes:
             return
-        count = 0 if self.stopping else len(finishes)
         finished = [(finish.job.lease, finish.value) for finish in finishes]
         try:
             outcomes, leases = await self.ops.complete_and_claim(shard, finished, count)
@@ -675,8 +685,14 @@ class _Worker:
                 job, self.ops.complete, lease, TaskStatus.COMPLETED, None, value
             )
         job.ending = True
-        finish = _Finish(job, value, self._batch_back)
-        self.finishing.setdefault(shard, []).append(finish)
+        waiting = self.finishing.get(shard)
+        if waiting is None:
+            waiting = self.finishing[shard] = []
+            done = anyio.Event()  # one for the batch: its first job's
+        else:
+            done = waiting[0].done
+        finish = _Finish(job, value, done)
+        waiting.append(finish)
         self._finished.set()
         await finish.done.wait()
         outcome = finish.outcome
@@ -694,7 +710,7 @@ class _Worker:
         """Run the handler on the job's lease, timing it."""
         started = time.perf_counter()
         try:
-            return await self.ops.call(self.handler, job.lease)
+            return await self.ops.call(self.handler, job.lease, self.handler_is_async)
         finally:
             job.handler_s = time.perf_counter() - started
 
