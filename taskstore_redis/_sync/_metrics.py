@@ -2,7 +2,8 @@
 """Measure the store's operations when OpenTelemetry is installed (see ``_runtime/metrics.py``).
 
 Besides timing the operations, ``submit`` and ``claim_many`` (which ``claim`` calls) count
-the queue's ``submitted`` and ``claimed`` tasks.
+the queue's ``submitted`` and ``claimed`` tasks; so does the worker's round
+(``_complete_and_claim``) for the tasks it claims.
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ def _claimed(leases: Any) -> Iterable[tuple[str, int]]:
     return Counter(lease.queue for lease in leases).items()
 
 
+def _claimed_in_round(outcomes_and_leases: Any) -> Iterable[tuple[str, int]]:
+    return _claimed(outcomes_and_leases[1])
+
+
 _QUEUE_COUNTS: dict[str, tuple[str, Callable[[Any], Iterable[tuple[str, int]]]]] = {
     "submit": ("submitted", _submitted),
     "claim_many": ("claimed", _claimed),
+    "_complete_and_claim": ("claimed", _claimed_in_round),  # run_worker's rounds
 }
 """Store methods that count queue tasks: the counter, and the queues' counts in the result."""
 
