@@ -76,6 +76,7 @@ from .._redis.replies import (
 )
 from .._redis.routing import pipeline_route
 from .._redis.scripts import ALL_SCRIPTS
+from .._runtime.shield import async_shielded
 from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch, QueueChannelWatch
@@ -564,7 +565,8 @@ class RedisBackend:
         if self._client is None:
             self._client = client
         else:  # another caller connected first
-            await client.aclose()
+            with async_shielded():
+                await client.aclose()
             disconnect_cluster_nodes(client)
         return self._client
 
@@ -589,7 +591,8 @@ class RedisBackend:
             try:
                 info = await probe.info("cluster")
             finally:
-                await probe.aclose()
+                with async_shielded():  # closed even when the caller is being cancelled
+                    await probe.aclose()
             cluster = bool(info.get("cluster_enabled"))
             # from_url checked the options against both kinds of client: now the one it is
             query = parse_qsl(urlsplit(url).query, keep_blank_values=True)

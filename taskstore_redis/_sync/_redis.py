@@ -77,6 +77,7 @@ from .._redis.replies import (
 )
 from .._redis.routing import pipeline_route
 from .._redis.scripts import ALL_SCRIPTS
+from .._runtime.shield import sync_shielded
 from ._guard import check_server
 from ._pipeline import AutoPipeline
 from ._watch import ChannelWatch, QueueChannelWatch
@@ -565,7 +566,8 @@ class RedisBackend:
         if self._client is None:
             self._client = client
         else:  # another caller connected first
-            client.close()
+            with sync_shielded():
+                client.close()
             disconnect_cluster_nodes(client)
         return self._client
 
@@ -590,7 +592,8 @@ class RedisBackend:
             try:
                 info = probe.info("cluster")
             finally:
-                probe.close()
+                with sync_shielded():  # closed even when the caller is being cancelled
+                    probe.close()
             cluster = bool(info.get("cluster_enabled"))
             # from_url checked the options against both kinds of client: now the one it is
             query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
