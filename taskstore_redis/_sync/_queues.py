@@ -11,7 +11,16 @@ import builtins
 import threading
 from time import monotonic
 
-from .._core.backend_types import ClaimedJob, CoreWrite, Fence, LeaseRef, LostJob, NewJob, TaskKey
+from .._core.backend_types import (
+    ClaimedJob,
+    ClaimReply,
+    CoreWrite,
+    Fence,
+    LeaseRef,
+    LostJob,
+    NewJob,
+    TaskKey,
+)
 from .._core.clock import now_ms
 from .._core.config import SecurityConfig, StoreConfig
 from .._core.errors import (
@@ -367,10 +376,7 @@ class QueueOperations(TaskEngine):
             asked = wanted - len(got)
             reply = backend.claim(name, shard, asked, lease_ms, worker, batch)
             hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < asked)
-            for claimed in reply.claimed:
-                record = self._owned(claimed.key, claimed.record).record
-                got.append(self._new_lease(record, claimed, name, worker or None, shard))
-            self._finalize_lost(name, reply.lost)
+            got += self._taken(name, shard, reply, worker)
             if len(got) >= wanted:
                 break
         return got
@@ -438,12 +444,16 @@ class QueueOperations(TaskEngine):
                     outcomes[at] = refused
         if hints is not None and notices is not None and count > 0:
             hints.settle(shard, notices, reply.next_due_in_ms, len(reply.claimed) < count)
+        return outcomes, self._taken(queue, shard, reply, worker)
+
+    def _taken(self, name: str, shard: int, reply: ClaimReply, worker: str) -> builtins.list[Lease]:
+        """The leases a claim on ``shard`` of ``name`` took; the tasks it found lost failed."""
         leases = []
         for claimed in reply.claimed:
             record = self._owned(claimed.key, claimed.record).record
-            leases.append(self._new_lease(record, claimed, queue, worker or None, shard))
-        self._finalize_lost(queue, reply.lost)
-        return outcomes, leases
+            leases.append(self._new_lease(record, claimed, name, worker or None, shard))
+        self._finalize_lost(name, reply.lost)
+        return leases
 
     def _finalize_lost(self, name: str, lost: builtins.list[LostJob]) -> int:
         """Fail the tasks whose attempts are used up; return how many this call failed.
