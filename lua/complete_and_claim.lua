@@ -39,6 +39,6 @@ if tonumber(ARGV[1]) > 0 then
   claimed = claim_ready(ready, leased, counters, base, ARGV[1], ARGV[2], ARGV[3], ARGV[4],
     ARGV[5])
 else
-  claimed = {{}, {}, next_due(ready, leased, server_ms()), 0}
+  claimed = {{}, {}, next_due(ready, leased, counters, server_ms()), 0}
 end
 return {completions, claimed[1], claimed[2], claimed[3], claimed[4]}

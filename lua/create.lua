@@ -25,6 +25,8 @@
 -- @arg [max_attempts]  most attempts
 -- @arg [delay_ms]      how long until it is ready
 -- @arg [owner]         the owner id
+-- @arg [priority]      0 to 9 (higher is claimed first)
+-- @arg [from]          the id of the task it was resubmitted from, or ""
 -- With a queue part the task is enqueued in the same step (ready at the server's clock plus
 -- the delay).
 -- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua). Writes
@@ -37,6 +39,7 @@
 -- @include history
 -- @include notify
 -- @include clock
+-- @include queue
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local history = redis.call('HGET', KEYS[1], 'w') or ''
   if resent(KEYS[1], history, ARGV[10]) then
@@ -79,10 +82,16 @@ else
   redis.call('ZADD', KEYS[4], 'LT', expires, ARGV[8])
 end
 if #KEYS > 5 then
-  local ready_at = ms(server_ms() + tonumber(ARGV[15]))
+  local ready_at = server_ms() + tonumber(ARGV[15])
   redis.call('HSET', KEYS[1], 'q', ARGV[11], 'qo', ARGV[16], 'qs', 'r', 'qa', 0, 'qm', ARGV[14],
-    'qt', 0, 'qr', ready_at, 'p', ARGV[13])
-  redis.call('ZADD', KEYS[6], ready_at, ARGV[12])
+    'qt', 0, 'qr', ms(ready_at), 'p', ARGV[13])
+  if ARGV[17] ~= '0' then
+    redis.call('HSET', KEYS[1], 'qp', ARGV[17])
+  end
+  if ARGV[18] ~= '' then
+    redis.call('HSET', KEYS[1], 'qf', ARGV[18])
+  end
+  redis.call('ZADD', KEYS[6], ready_score(ready_at, ARGV[17]), ARGV[12])
   redis.call('HINCRBY', KEYS[7], 'submitted', 1)
   redis.call('SADD', KEYS[8], ARGV[11])
   redis.call('SPUBLISH', KEYS[6], '')

@@ -4,14 +4,14 @@
 -- @key leased    the shard's leased set
 -- @key counters  the shard's counters hash
 -- Returns {ready now, queued in all, leased, age of the oldest ready ms or '', counters as a
--- flat name, value list}.
+-- flat name, value list}; the counters hash also holds 'paused' while the shard is paused.
 -- @include clock
+-- @include queue
 local now = server_ms()
-local ready = redis.call('ZCOUNT', KEYS[1], '-inf', ms(now))
+local ready, _, earliest_due = ready_times(KEYS[1], now)
 local oldest = ''
-if ready > 0 then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  oldest = ms(math.max(0, now - tonumber(first[2])))
+if earliest_due then
+  oldest = ms(math.max(0, now - earliest_due))
 end
 return {ready, redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), oldest,
   redis.call('HGETALL', KEYS[3])}

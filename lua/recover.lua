@@ -13,4 +13,4 @@
 local now = server_ms()
 local lost, recovered = recover_leases(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now,
   tonumber(ARGV[1]), tonumber(ARGV[2]))
-return {{}, lost, next_due(KEYS[1], KEYS[2], now), recovered}
+return {{}, lost, next_due(KEYS[1], KEYS[2], KEYS[3], now), recovered}

@@ -20,6 +20,7 @@
 -- @include history
 -- @include clock
 -- @include lease
+-- @include queue
 local key = KEYS[4]
 local history = redis.call('HGET', key, 'w') or ''
 if resent(key, history, ARGV[5]) then
@@ -40,7 +41,8 @@ if ARGV[6] == '1' then
   end
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[1], ready_at, ARGV[2])
+redis.call('ZADD', KEYS[1], ready_score(now + tonumber(ARGV[4]), redis.call('HGET', key, 'qp')),
+  ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'released', 1)
 commit_write(key, history, ARGV[5])
 redis.call('SPUBLISH', KEYS[1], '')

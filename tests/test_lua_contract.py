@@ -151,6 +151,7 @@ SAMPLES: dict[str, list[Call]] = {
     "queue_stats": [BUILDERS["queue_stats"](KEYS, "mail", 0)],
     "queue_due": [BUILDERS["queue_due"](KEYS, "mail", 0)],
     "queue_leases": [BUILDERS["queue_leases"](KEYS, "mail", 0, 10)],
+    "pause": [BUILDERS["pause"](KEYS, "mail", 0, True), BUILDERS["pause"](KEYS, "mail", 0, False)],
 }
 """Calls of every script from its builder, one for each shape its arguments take."""
 

@@ -5,17 +5,19 @@
 
 -- Claim up to count ready tasks of the shard (ready, leased, stats, base), after a bounded
 -- recovery of up to batch expired leases; the parameters are claim.lua's KEYS and ARGV, in
--- order. The reply of claim.lua.
+-- order. The reply of claim.lua. A paused shard (is_paused) recovers but leases nothing.
 local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, batch, retry_ms)
   local now = server_ms()
   count = tonumber(count)
+  if is_paused(stats) then
+    count = 0
+  end
   local retry = tonumber(retry_ms)
   local lost, recovered = recover_leases(ready, leased, stats, base, now, tonumber(batch), retry)
   local claimed = {}
   local budget = count + tonumber(batch)
   while #claimed < count and budget > 0 do
-    local members = redis.call('ZRANGEBYSCORE', ready, '-inf', ms(now), 'LIMIT', 0,
-      math.min(count - #claimed, budget))
+    local members = due_ready(ready, now, math.min(count - #claimed, budget))
     if #members == 0 then
       break
     end
@@ -46,5 +48,5 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
   if #claimed > 0 then
     redis.call('HINCRBY', stats, 'claimed', #claimed)
   end
-  return {claimed, lost, next_due(ready, leased, now), recovered}
+  return {claimed, lost, next_due(ready, leased, stats, now), recovered}
 end

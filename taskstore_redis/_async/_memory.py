@@ -130,8 +130,12 @@ class InMemoryBackend:
         return self._storage.queue_leases(queue, limit)
 
     async def queue_names(self) -> list[str]:
-        """Every queue a task was submitted to."""
+        """Every queue a task was submitted to (or that was paused)."""
         return self._storage.queue_names()
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume the queue (a resume tells its watchers)."""
+        self._storage.set_paused(queue, paused)
 
     def queue_watch(self, queue: str, on_notice: Callable[[int], None]) -> QueueFanoutWatch:
         """Call ``on_notice(0)`` whenever the queue may have work."""

@@ -31,6 +31,10 @@ class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
     """When the task became (or becomes) claimable, by the backend's clock."""
     ended: str = ""
     """The terminal status the task ended in (kept apart from the core record)."""
+    priority: int = 0
+    """0 to 9: higher is claimed first."""
+    resubmitted_from: str | None = None
+    """The id of the task this one was resubmitted from (``resubmit``)."""
 
 
 LOST_RETRY_MS = 2000
@@ -119,6 +123,10 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     delay_ms: int
     """Claimable this long after the backend's clock at submission."""
+    priority: int = 0
+    """0 to 9: higher is claimed first, oldest first within a priority."""
+    resubmitted_from: str | None = None
+    """The id of the task this one is resubmitted from (``resubmit``), or None."""
 
 
 class Fence(msgspec.Struct, frozen=True, kw_only=True):

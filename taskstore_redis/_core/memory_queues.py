@@ -1,10 +1,11 @@
 """The in-memory engine's work queues: the same semantics as the Redis queue scripts.
 
-One shard per queue (the whole process is one place): a ready set ordered by
-ready-at time (delayed tasks included), a leased set ordered by lease deadline,
-and counters. A task's queue state lives next to its record (``_Entry.job``) and
-changes under the engine's one lock, together with the record, so a fenced write
-checks the lease and writes in one atomic step. Times are this process's clock.
+One shard per queue (the whole process is one place): a ready set per priority
+ordered by ready-at time (delayed tasks included), a leased set ordered by lease
+deadline, counters, and whether the queue is paused. A task's queue state lives
+next to its record (``_Entry.job``) and changes under the engine's one lock,
+together with the record, so a fenced write checks the lease and writes in one
+atomic step. Times are this process's clock.
 """
 
 from __future__ import annotations
@@ -83,11 +84,58 @@ class _ZSet:
         return iter(list(self._at))
 
 
+class _Ready:
+    """The ready set: one ``_ZSet`` by ready-at time per priority, highest claimed first."""
+
+    def __init__(self) -> None:
+        self._sets = [_ZSet() for _ in range(10)]
+        self._priority: dict[TaskKey, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._priority)
+
+    def add(self, key: TaskKey, ready_at: float, priority: int) -> None:
+        self.remove(key)
+        self._priority[key] = priority
+        self._sets[priority].add(key, ready_at)
+
+    def remove(self, key: TaskKey) -> None:
+        priority = self._priority.pop(key, None)
+        if priority is not None:
+            self._sets[priority].remove(key)
+
+    def due(self, now: float, limit: int) -> list[TaskKey]:
+        """Up to ``limit`` members ready at ``now``: highest priority, then oldest, first."""
+        found: list[TaskKey] = []
+        for ready in reversed(self._sets):
+            if len(found) >= limit:
+                break
+            if ready:
+                found += ready.due(now, limit - len(found))
+        return found
+
+    def first(self) -> float | None:
+        """The earliest ready-at time of any member."""
+        return min((at for ready in self._sets if (at := ready.first()) is not None), default=None)
+
+    def first_due(self, now: float) -> float | None:
+        """The earliest ready-at time of a member ready at ``now``."""
+        at = self.first()
+        return at if at is not None and at <= now else None
+
+    def count_until(self, now: float) -> int:
+        return sum(ready.count_until(now) for ready in self._sets if ready)
+
+    def __iter__(self) -> Iterator[TaskKey]:
+        return iter(list(self._priority))
+
+
 class _Queue:
     def __init__(self) -> None:
-        self.ready = _ZSet()
+        self.ready = _Ready()
         self.leased = _ZSet()
         self.counters: Counter[str] = Counter()
+        self.paused = False
 
 
 def _ignore(queue: str) -> None:
@@ -123,10 +171,12 @@ class MemoryQueueStorage(MemoryStorage):
                     max_attempts=job.max_attempts,
                     token=0,
                     ready_at_ms=ready_at,
+                    priority=job.priority,
+                    resubmitted_from=job.resubmitted_from,
                 )
                 entry.snapshot = None
                 queue = self._queue(job.queue)
-                queue.ready.add(task.key, ready_at)
+                queue.ready.add(task.key, ready_at, job.priority)
                 queue.counters["submitted"] += 1
                 self.on_queue(job.queue)
             return outcome
@@ -184,7 +234,7 @@ class MemoryQueueStorage(MemoryStorage):
             queue = self._queue(queue_name)
             lost, recovered = self._recover(queue_name, queue, now, batch)
             claimed: list[ClaimedJob] = []
-            for key in queue.ready.due(now, count + batch):
+            for key in queue.ready.due(now, 0 if queue.paused else count + batch):
                 if len(claimed) >= count:
                     break
                 queue.ready.remove(key)
@@ -309,7 +359,7 @@ class MemoryQueueStorage(MemoryStorage):
             )
             queue = self._queue(ref.queue)
             queue.leased.remove(ref.key)
-            queue.ready.add(ref.key, ready_at)
+            queue.ready.add(ref.key, ready_at, job.priority)
             queue.counters["released"] += 1
             self.on_queue(ref.queue)
             return "", entry.stored()
@@ -328,13 +378,16 @@ class MemoryQueueStorage(MemoryStorage):
             if queue is None:
                 return QueueCounts()
             ready = queue.ready.count_until(now)
-            first = queue.ready.first()
+            first = queue.ready.first_due(now)
+            counters = dict(queue.counters)
+            if queue.paused:
+                counters["paused"] = 1
             return QueueCounts(
                 ready=ready,
                 delayed=len(queue.ready) - ready,
                 leased=len(queue.leased),
-                oldest_ready_age_ms=None if not ready or first is None else now - first,
-                counters=dict(queue.counters),
+                oldest_ready_age_ms=None if first is None else now - first,
+                counters=counters,
             )
 
     def queue_leases(self, queue_name: str, limit: int) -> list[LeasedJob]:
@@ -359,9 +412,17 @@ class MemoryQueueStorage(MemoryStorage):
             return leases
 
     def queue_names(self) -> list[str]:
-        """Every queue a task was ever submitted to."""
+        """Every queue a task was ever submitted to (or that was paused)."""
         with self._lock:
             return sorted(self._queues)
+
+    def set_paused(self, queue_name: str, paused: bool) -> None:
+        """Pause the queue (it leases nothing) or resume it, telling its watchers."""
+        with self._lock:
+            queue = self._queue(queue_name)
+            if queue.paused and not paused:
+                self.on_queue(queue_name)
+            queue.paused = paused
 
     # --- helpers (under the lock) ---------------------------------------------------------
 
@@ -397,7 +458,7 @@ class MemoryQueueStorage(MemoryStorage):
                     ),
                 )
                 queue.leased.remove(key)
-                queue.ready.add(key, now)
+                queue.ready.add(key, now, job.priority)
                 recovered += 1
             else:  # its last attempt was lost (or released): hand it out to be failed
                 if job.state == "l":
@@ -434,7 +495,9 @@ def _lost(key: TaskKey, job: StoredJob, *, expired: bool) -> LostJob:
 
 
 def _next_due(queue: _Queue, now: float) -> float | None:
-    due = [score for score in (queue.ready.first(), queue.leased.first()) if score is not None]
+    """Ms until the queue needs a visit (None: never); a paused one's ready tasks wait."""
+    ready = None if queue.paused else queue.ready.first()
+    due = [score for score in (ready, queue.leased.first()) if score is not None]
     return None if not due else max(0.0, min(due) - now)
 
 

@@ -109,6 +109,11 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     """While leased: when the lease runs out unless renewed (the server's clock)."""
     ready_at: datetime | None
     """When the task became (or becomes) claimable (the server's clock)."""
+    priority: int = 0
+    """0 to 9: higher is claimed first, oldest first within a priority."""
+    resubmitted_from: str | None = None
+    """The id of the failed or cancelled task this one was resubmitted from
+    (``GenericTaskStore.resubmit``), or None."""
 
 
 class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +138,8 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     """Expired leases whose task went back to the queue for another attempt."""
     given_up: int = 0
     """Tasks failed because their last attempt's worker was lost (or released it)."""
+    paused: bool = False
+    """The queue is paused (``pause_queue``): workers lease none of its tasks."""
 
 
 class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +175,8 @@ def job_info(job: StoredJob, now_ms: float) -> JobInfo:
         worker_id=job.worker_id or None,
         lease_expires_at=None if deadline is None else datetime.fromtimestamp(deadline / 1000, UTC),
         ready_at=None if ready_at is None else datetime.fromtimestamp(ready_at / 1000, UTC),
+        priority=job.priority,
+        resubmitted_from=job.resubmitted_from,
     )
 
 

@@ -240,6 +240,18 @@ def check_delay(delay_ms: Any, config: StoreConfig) -> int:
     return value
 
 
+MAX_PRIORITY = 9
+"""The highest priority a submitted task can have (0 is the lowest and the default)."""
+
+
+def check_priority(priority: Any) -> int:
+    """Check a priority: an int from 0 to ``MAX_PRIORITY``."""
+    value = _whole(priority, "priority")
+    if not 0 <= value <= MAX_PRIORITY:
+        raise InvalidArgument(f"priority must be from 0 to {MAX_PRIORITY}, got {value}")
+    return value
+
+
 def resolve_max_attempts(max_attempts: Any, config: StoreConfig) -> int:
     """Apply the default attempt count and refuse one below 1 (or absurdly high)."""
     if max_attempts is None:

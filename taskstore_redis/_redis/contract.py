@@ -143,6 +143,8 @@ def create_call(keys: KeySchema, task: NewTask, token: str) -> Call:
             "max_attempts": job.max_attempts,
             "delay_ms": job.delay_ms,
             "owner": owner,
+            "priority": job.priority,
+            "from": job.resubmitted_from or "",
         }
     return Call(scripts.CREATE, names, args)
 
@@ -366,8 +368,17 @@ def queue_stats_call(keys: KeySchema, queue: str, shard: int) -> Call:
 
 def queue_due_call(keys: KeySchema, queue: str, shard: int) -> Call:
     """``queue_due.lua`` on one shard of a queue."""
-    ready, leased, _ = keys.queue_keys(queue, shard)
-    return Call(scripts.QUEUE_DUE, {"ready": ready, "leased": leased}, {})
+    return Call(scripts.QUEUE_DUE, _queue_shard_keys(keys, queue, shard), {})
+
+
+def pause_call(keys: KeySchema, queue: str, shard: int, paused: bool) -> Call:
+    """``pause.lua`` on one shard of a queue: pause it (``paused``) or resume it."""
+    ready, _, counters = keys.queue_keys(queue, shard)
+    return Call(
+        scripts.PAUSE,
+        {"ready": ready, "counters": counters, "queues": keys.queues_key(shard)},
+        {"queue": queue, "paused": 1 if paused else 0},
+    )
 
 
 def queue_leases_call(keys: KeySchema, queue: str, shard: int, limit: int) -> Call:
@@ -393,6 +404,7 @@ BUILDERS: dict[str, Callable[..., Call]] = {
     scripts.QUEUE_STATS.name: queue_stats_call,
     scripts.QUEUE_DUE.name: queue_due_call,
     scripts.QUEUE_LEASES.name: queue_leases_call,
+    scripts.PAUSE.name: pause_call,
     scripts.DELETE.name: delete_call,
 }
 """The builder of every script, by the script's name."""

@@ -251,6 +251,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
     worker = fields.get(b"qw")
     state = fields.get(b"qs", b"r")
     ended = fields.get(b"z", b"")
+    origin = fields.get(b"qf")
     # as_str, written out: this runs for every claimed and every written queued task
     job = StoredJob(
         queue=str(queue, "utf-8", "surrogatepass") if isinstance(queue, bytes) else queue,
@@ -262,6 +263,8 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
         lease_deadline_ms=None if deadline is None else float(deadline),
         ready_at_ms=None if ready_at is None else float(ready_at),
         ended=str(ended, "utf-8", "surrogatepass") if isinstance(ended, bytes) else ended,
+        priority=int(fields.get(b"qp", b"0")),
+        resubmitted_from=None if origin is None else as_str(origin),
     )
     return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
 

@@ -197,6 +197,7 @@ QUEUE_STATS = load_script("queue_stats")
 QUEUE_DUE = load_script("queue_due")
 QUEUE_LEASES = load_script("queue_leases")
 DELETE = load_script("delete")
+PAUSE = load_script("pause")
 ALL_SCRIPTS = (
     CREATE,
     COMPARE_AND_SET,
@@ -212,4 +213,5 @@ ALL_SCRIPTS = (
     QUEUE_DUE,
     QUEUE_LEASES,
     DELETE,
+    PAUSE,
 )

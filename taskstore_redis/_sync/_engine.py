@@ -337,6 +337,8 @@ def _submitted(record: TaskRecord, job: NewJob, now: int) -> TaskRecord:
             worker_id=None,
             lease_expires_at=None,
             ready_at=datetime_from_ms(ready_at),
+            priority=job.priority,
+            resubmitted_from=job.resubmitted_from,
         ),
     )
 

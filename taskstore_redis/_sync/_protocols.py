@@ -328,7 +328,15 @@ class QueueBackend(StorageBackend, Protocol):
         ...
 
     def queue_names(self) -> list[str]:
-        """Every queue a task was submitted to."""
+        """Every queue a task was submitted to (or that was paused)."""
+        ...
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause (``paused``) or resume the queue on every shard; the same again changes nothing.
+
+        A paused shard leases nothing; leases held go on. A resume tells the queue's
+        watchers. One round trip per node.
+        """
         ...
 
     def queue_watch(self, queue: str, on_notice: Callable[[int], None]) -> QueueWatch:

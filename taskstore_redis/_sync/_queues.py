@@ -46,6 +46,7 @@ from .._core.validation import (
     check_delay,
     check_id,
     check_owner,
+    check_priority,
     check_queue,
     check_timeout,
     check_token,
@@ -105,18 +106,21 @@ class QueueOperations(TaskEngine):
         ttl_ms: int | None = None,
         delay_ms: int = 0,
         max_attempts: int | None = None,
+        priority: int = 0,
     ) -> TaskRecord:
         """Create a task (status ``working``) and enqueue it, in one atomic step.
 
         ``params`` is the job's input (plain JSON, up to ``max_params_bytes``),
         handed to the worker that claims it. The task is claimable ``delay_ms``
         after submission, by up to ``max_attempts`` claims
-        (``config.default_max_attempts`` when None). The owner's quota counts it
-        like any created task.
+        (``config.default_max_attempts`` when None). Claims take the highest
+        ``priority`` (0 to 9) first, and the oldest first within a priority; a
+        delayed task joins its priority when it becomes due. The owner's quota
+        counts it like any created task.
 
         Raises:
-            InvalidArgument: a bad queue name, delay, attempt count, TTL or id, or params
-                that are not plain JSON (``VariableSizeExceeded`` when too large).
+            InvalidArgument: a bad queue name, delay, attempt count, priority, TTL or id, or
+                params that are not plain JSON (``VariableSizeExceeded`` when too large).
             AnonymousAccessDenied: an anonymous owner while anonymous access is off.
             ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
 
@@ -127,12 +131,80 @@ class QueueOperations(TaskEngine):
         name = check_queue(queue)
         delay = check_delay(delay_ms, self._config)
         attempts = resolve_max_attempts(max_attempts, self._config)
+        rank = check_priority(priority)
         encoded = encode_json(clean_json_value(params, self._config, "params"))
         if len(encoded) > self._config.max_params_bytes:
             raise VariableSizeExceeded(self._config.max_params_bytes, len(encoded), "params")
         self._queue_backend()
-        job = NewJob(queue=name, params=encoded, max_attempts=attempts, delay_ms=delay)
+        job = NewJob(
+            queue=name, params=encoded, max_attempts=attempts, delay_ms=delay, priority=rank
+        )
         return self._create(owner, method, ttl, job)
+
+    def resubmit(self, task_id: str, *, owner_id: str, delay_ms: int = 0) -> TaskRecord:
+        """Submit a ``failed`` or ``cancelled`` task again, as a new task; return the new one.
+
+        A terminal status stays final, so the task itself is left as it is: the new
+        task has a new id and the same request method, params, queue, priority,
+        attempt count and TTL, and is claimable ``delay_ms`` from now. Its
+        ``job.resubmitted_from`` names the task it came from. The owner's quota
+        counts it like any submitted task.
+
+        Raises:
+            TaskNotFound: no such task for this owner.
+            InvalidArgument: the task was not submitted to a queue, is not ``failed`` or
+                ``cancelled``, or a bad delay; nothing is written.
+            ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
+
+        """
+        key = self._key(task_id, owner_id)
+        delay = check_delay(delay_ms, self._config)
+        source = self._owned(key, self._backend.get(key)).record
+        job = source.job
+        status = source.task.status
+        if job is None:
+            raise InvalidArgument(f"task {task_id!r} was not submitted to a queue")
+        if status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            raise InvalidArgument(
+                f"task {task_id!r} is {status.value!r}: only a failed or cancelled task "
+                "can be resubmitted"
+            )
+        self._queue_backend()
+        again = NewJob(
+            queue=job.queue,
+            params=encode_json(source.params),
+            max_attempts=job.max_attempts,
+            delay_ms=delay,
+            priority=job.priority,
+            resubmitted_from=source.task.task_id,
+        )
+        ttl = resolve_ttl(source.task.ttl, self._config)
+        return self._create(key.owner_id, source.request_method, ttl, again)
+
+    def pause_queue(self, queue: str) -> None:
+        """Pause ``queue``: workers lease none of its tasks until ``resume_queue``.
+
+        Tasks already leased go on, and their completions, renewals and releases
+        land as usual; expired leases are still recovered. Submitting still
+        works. Pausing a paused queue changes nothing. ``queue_stats`` and
+        ``taskstore-redis queues`` show it paused.
+
+        Raises:
+            InvalidArgument: a bad queue name.
+
+        """
+        self._queue_backend().set_paused(check_queue(queue), True)
+
+    def resume_queue(self, queue: str) -> None:
+        """Resume a paused ``queue``: its workers are told at once, with no polling.
+
+        Resuming a queue that is not paused changes nothing.
+
+        Raises:
+            InvalidArgument: a bad queue name.
+
+        """
+        self._queue_backend().set_paused(check_queue(queue), False)
 
     def claim(
         self,
@@ -279,6 +351,7 @@ class QueueOperations(TaskEngine):
             delayed=counts.delayed,
             leased=counts.leased,
             oldest_ready_age_ms=counts.oldest_ready_age_ms,
+            paused=counters.get("paused", 0) > 0,
             **{field: counters.get(field, 0) for field in _COUNTERS},
         )
 
@@ -309,7 +382,7 @@ class QueueOperations(TaskEngine):
         ]
 
     def queues(self) -> builtins.list[str]:
-        """The names of every queue a task was ever submitted to, sorted."""
+        """The names of every queue a task was ever submitted to (or paused), sorted."""
         return sorted(self._queue_backend().queue_names())
 
     def recover_leases(self, queue: str | None = None) -> int:

@@ -47,6 +47,7 @@ from .._redis.contract import (
     delete_call,
     list_page_call,
     merge_variables_call,
+    pause_call,
     purge_expired_call,
     queue_due_call,
     queue_leases_call,
@@ -452,6 +453,17 @@ class RedisBackend:
         for members in self._run_many("queues", commands, write=False):
             names.update(as_str(member) for member in members)
         return sorted(names)
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume every shard of ``queue``: one script per shard, in one pipeline.
+
+        Sent again after a lost reply: pausing (or resuming) twice changes nothing.
+        """
+        commands = [
+            pause_call(self.keys, queue, shard, paused).command()
+            for shard in range(self.keys.shards)
+        ]
+        self._run_many("pause" if paused else "resume", commands, write=True)
 
     def queue_watch(self, queue: str, on_notice: Callable[[int], None]) -> QueueChannelWatch:
         """Watch every shard channel of ``queue`` through this process's hub."""
