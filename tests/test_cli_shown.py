@@ -97,6 +97,9 @@ COMMANDS = {
     "cleanup": ["cleanup"],
     "doctor": ["doctor"],
     "queues": ["queues"],
+    "pause": ["pause", "mail"],
+    "resume": ["resume", "mail"],
+    "resubmit": ["resubmit", "some-task", "--owner", OWNER],
     "top": ["top", "--once"],
     "worker": ["worker", "shownjobs:ok"],
     "demo": ["demo"],
@@ -270,6 +273,7 @@ def test_top_shows_every_value_of_a_frame_escaped() -> None:
         "queues": [
             {
                 "queue": "q\x1b[2J",
+                "paused": True,
                 "ready": 1,
                 "delayed": 0,
                 "leased": 2,
@@ -304,7 +308,8 @@ def test_top_shows_every_value_of_a_frame_escaped() -> None:
     text = out.getvalue()
     assert not RAW_CONTROLS.search(text), repr(text)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    for shown in ("q\\x1b[2J", "t\\x9b2J", f"w{MARKUP}\\x07", "w\\u202e", EVIL_SHOWN, MARKUP):
+    seen = ("q\\x1b[2J (paused)", "t\\x9b2J", f"w{MARKUP}\\x07", "w\\u202e", EVIL_SHOWN, MARKUP)
+    for shown in seen:
         assert shown in plain, plain
     assert "q\\x1b[2J: 1 of 2 leases listed" in plain
 

@@ -60,7 +60,7 @@ def fail(message: str) -> None:
 
 
 def _parser() -> _Parser:
-    from . import _doctor, _inspect, _queues, _top, _worker
+    from . import _control, _doctor, _inspect, _queues, _top, _worker
     from . import bench as _bench
     from . import demo as _demo
 
@@ -199,10 +199,43 @@ def _parser() -> _Parser:
         [inspecting],
         _queues.run,
         help="show the queues",
-        description="Every queue of the key prefix: ready, delayed, leased, oldest waiting, "
-        "recovered and given-up counts.",
+        description="Every queue of the key prefix: paused or not, ready, delayed, leased, "
+        "oldest waiting, recovered and given-up counts.",
     )
     queues.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    for name, run, what in (
+        (
+            "pause",
+            _control.pause,
+            "Pause a queue: workers lease none of its tasks until "
+            "`resume`; leases held go on, and submits still land.",
+        ),
+        ("resume", _control.resume, "Resume a paused queue: its workers are told at once."),
+    ):
+        paused = add(
+            name,
+            [inspecting],
+            run,
+            help=what.partition(":")[0].lower(),
+            description=what,
+            check=_control.check_queue_name,
+        )
+        paused.add_argument("queue", metavar="QUEUE")
+    resubmit = add(
+        "resubmit",
+        [inspecting],
+        _control.resubmit,
+        help="submit a failed or cancelled task again",
+        description="Submit a failed or cancelled task again, as a new task with the same "
+        "method, params, queue and priority; the old task stays as it is.",
+        check=_control.check_resubmit,
+    )
+    resubmit.add_argument("task_id", metavar="TASK_ID")
+    resubmit.add_argument("--owner", required=True, help="the owner id of the task")
+    resubmit.add_argument(
+        "--delay-ms", type=int, default=0, metavar="MS", help="claimable this long from now"
+    )
+    resubmit.add_argument("--json", action="store_true", help="print the new task as JSON")
     top = add(
         "top",
         [inspecting],

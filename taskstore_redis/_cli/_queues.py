@@ -14,6 +14,7 @@ from ._inspect import _print_json, _store, cell
 
 COLUMNS = (
     ("queue", "queue"),
+    ("state", "paused"),
     ("ready", "ready"),
     ("delayed", "delayed"),
     ("leased", "leased"),
@@ -63,4 +64,6 @@ def _cell(stats: QueueStats, field: str) -> str:
     value = getattr(stats, field)
     if field == "oldest_ready_age_ms":
         return age(value)
+    if field == "paused":
+        return "paused" if value else "running"
     return str(value)

@@ -148,6 +148,7 @@ class Watcher:
             rate = max(0, last[stats.queue] - first[stats.queue]) / span * 60
         return {
             "queue": stats.queue,
+            "paused": stats.paused,
             "ready": stats.ready,
             "delayed": stats.delayed,
             "leased": stats.leased,
@@ -290,7 +291,7 @@ def render(frame: dict[str, Any], prefix: str) -> Group:
     for one in frame["queues"]:
         rate = one["throughput_per_min"]
         queues.add_row(
-            cell(one["queue"]),
+            Text(shown.printable(one["queue"]) + (" (paused)" if one["paused"] else "")),
             str(one["ready"]),
             str(one["delayed"]),
             str(one["leased"]),
