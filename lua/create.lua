@@ -27,10 +27,16 @@
 -- @arg [owner]         the owner id
 -- @arg [priority]      0 to 9 (higher is claimed first)
 -- @arg [from]          the id of the task it was resubmitted from, or ""
+-- @arg [dedup]         the key of its dedup key (a string key of the owner's shard), or ""
+-- @arg [debounce_ms]   with a dedup key: how far a later submit pushes a waiting task, or ""
 -- With a queue part the task is enqueued in the same step (ready at the server's clock plus
 -- the delay).
--- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua). Writes
--- nothing unless it returns OK.
+-- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua), or
+-- {DUPLICATE, the encoded id of the live task holding the dedup key, 1 if it was debounced
+-- else 0}. Writes nothing unless it returns OK, or DUPLICATE debounced: then the waiting
+-- task holding the key takes the new params and is ready debounce_ms from now.
+-- A dedup key names the last task submitted with it; a task holds it while it is live (not
+-- ended, not expired). With debounce_ms, a task already leased no longer holds it.
 -- A call resent after a lost reply finds its own token (field w) and reports OK again.
 -- The expiry index scores an unfinished task by its expiry (+inf for none) and a terminal
 -- one by minus its expiry (-inf for none): the quota counts scores above now, and
@@ -55,6 +61,27 @@ for _, member in ipairs(stale) do
   if redis.call('EXISTS', KEYS[5] .. id) == 0 then
     redis.call('ZREM', KEYS[2], member)
     redis.call('ZREM', KEYS[3], member)
+  end
+end
+if #KEYS > 5 and ARGV[19] ~= '' then
+  local holder = redis.call('GET', ARGV[19])
+  if holder then
+    local held = KEYS[5] .. holder
+    local s = redis.call('HMGET', held, 'qs', 'z', 'e', 'qp', 'q')
+    local live = s[1] and s[1] ~= 'd' and not s[2] and not (s[3] and tonumber(s[3]) <= tonumber(now))
+      and s[5] == ARGV[11]
+    if live and ARGV[20] == '' then
+      return {Code.DUPLICATE, holder, 0}
+    end
+    if live and s[1] == 'r' then
+      local ready_at = server_ms() + tonumber(ARGV[20])
+      local member = string.sub(ARGV[12], 1, string.find(ARGV[12], ':', 1, true)) .. holder
+      redis.call('HSET', held, 'p', ARGV[13], 'qr', ms(ready_at))
+      redis.call('ZADD', KEYS[6], ready_score(ready_at, s[4]), member)
+      redis.call('HINCRBY', KEYS[7], 'debounced', 1)
+      job_changed(held)
+      return {Code.DUPLICATE, holder, 1}
+    end
   end
 end
 if ARGV[6] ~= '' then
@@ -92,6 +119,14 @@ if #KEYS > 5 then
     redis.call('HSET', KEYS[1], 'qf', ARGV[18])
   end
   redis.call('ZADD', KEYS[6], ready_score(ready_at, ARGV[17]), ARGV[12])
+  if ARGV[19] ~= '' then
+    local id = string.sub(ARGV[12], string.find(ARGV[12], ':', 1, true) + 1)
+    if ARGV[5] ~= '' then
+      redis.call('SET', ARGV[19], id, 'PXAT', ARGV[5])
+    else
+      redis.call('SET', ARGV[19], id)
+    end
+  end
   redis.call('HINCRBY', KEYS[7], 'submitted', 1)
   redis.call('SADD', KEYS[8], ARGV[11])
   redis.call('SPUBLISH', KEYS[6], '')

@@ -11,4 +11,5 @@ local Code = {
   EXPIRED = -5, -- the task has expired
   EXISTS = -6, -- a task with this key exists already
   OVER_QUOTA = -7, -- the owner has as many live tasks as the quota allows
+  DUPLICATE = -8, -- a live task holds the dedup key: nothing new was created
 }

@@ -11,6 +11,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -46,7 +47,7 @@ class InMemoryBackend:
         """Return the record at ``key``, or None."""
         return self._storage.get(key)
 
-    async def create(self, task: NewTask) -> CreateOutcome:
+    async def create(self, task: NewTask) -> CreateOutcome | Duplicate:
         """Write a new record with version 1, within the owner's quota."""
         return self._storage.create(task)
 

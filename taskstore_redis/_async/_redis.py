@@ -23,6 +23,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -273,7 +274,7 @@ class RedisBackend:
         )
         return record_of_hash(reply)
 
-    async def create(self, task: NewTask) -> CreateOutcome:
+    async def create(self, task: NewTask) -> CreateOutcome | Duplicate:
         """Write and index a new record in one script, within the owner's quota."""
         call = create_call(self.keys, task, secrets.token_hex(6))
         return create_outcome(await self._write("create", call, wrote=created))

@@ -95,6 +95,15 @@ class CreateOutcome(enum.Enum):
     """A record with that key exists; nothing was written."""
 
 
+class Duplicate(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``create`` did instead when a live task holds the job's dedup key."""
+
+    task_id: str
+    """The task holding the key, of the same owner: nothing new was created."""
+    debounced: bool
+    """It took the new params and was pushed ``debounce_ms`` from now."""
+
+
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
     """Everything ``StorageBackend.create`` writes: one value, the same for every backend."""
 
@@ -127,6 +136,11 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     """0 to 9: higher is claimed first, oldest first within a priority."""
     resubmitted_from: str | None = None
     """The id of the task this one is resubmitted from (``resubmit``), or None."""
+    dedup_key: str | None = None
+    """While a live task of the owner on this queue holds this key, create nothing."""
+    debounce_ms: int | None = None
+    """With ``dedup_key``: a holder not yet leased takes these params instead and is
+    ready this long from now (``Duplicate.debounced``)."""
 
 
 class Fence(msgspec.Struct, frozen=True, kw_only=True):
@@ -327,6 +341,7 @@ __all__ = [
     "CoreWrite",
     "CreateOutcome",
     "DeleteOutcome",
+    "Duplicate",
     "Fence",
     "LeaseRef",
     "LeasedJob",

@@ -20,6 +20,7 @@ from .backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     ListPosition,
     MergeOutcome,
     MergeResult,
@@ -95,7 +96,7 @@ class MemoryStorage:
             entry = self._live_entry(key, now_ms())
             return None if entry is None else entry.stored()
 
-    def create(self, task: NewTask) -> CreateOutcome:
+    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
         """Write version 1 of a new record, unless it exists or the owner is at quota."""
         key = task.key
         with self._lock:

@@ -24,12 +24,14 @@ from .backend_types import (
     ClaimReply,
     CoreWrite,
     CreateOutcome,
+    Duplicate,
     Fence,
     LeasedJob,
     LeaseRef,
     LostJob,
     MergeOutcome,
     MergeResult,
+    NewJob,
     NewTask,
     QueueCounts,
     RenewOutcome,
@@ -149,16 +151,29 @@ class MemoryQueueStorage(MemoryStorage):
         """Start empty."""
         super().__init__()
         self._queues: dict[str, _Queue] = {}
+        self._dedup: dict[tuple[str, str, str], TaskKey] = {}
+        """(owner, queue, dedup key) -> the last task submitted with it."""
         self.on_queue: Callable[[str], None] = _ignore
         """Called, under the lock, with the name of a queue that may have work to claim."""
 
     # --- the task writes, extended --------------------------------------------------------
 
-    def create(self, task: NewTask) -> CreateOutcome:
-        """Create the task and, for ``submit``, enqueue it in the same step."""
+    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+        """Create the task and, for ``submit``, enqueue it in the same step.
+
+        A dedup key held by a live task creates nothing (debouncing it when asked).
+        """
         with self._lock:
-            outcome = super().create(task)
             job = task.job
+            dedup = None
+            if job is not None and job.dedup_key is not None:
+                dedup = (task.key.owner_id, job.queue, job.dedup_key)
+                duplicate = self._duplicate(self._dedup.get(dedup), job, task.now_ms)
+                if duplicate is not None:
+                    return duplicate
+            outcome = super().create(task)
+            if outcome is CreateOutcome.CREATED and dedup is not None:
+                self._dedup[dedup] = task.key
             if outcome is CreateOutcome.CREATED and job is not None:
                 now = now_ms()
                 entry = self._entries[task.key]
@@ -180,6 +195,27 @@ class MemoryQueueStorage(MemoryStorage):
                 queue.counters["submitted"] += 1
                 self.on_queue(job.queue)
             return outcome
+
+    def _duplicate(self, holder: TaskKey | None, job: NewJob, now: int) -> Duplicate | None:
+        """What a submit with a dedup key held by ``holder`` does instead (None: create)."""
+        entry = None if holder is None else self._live_entry(holder, now)
+        held = None if entry is None else entry.job
+        if holder is None or entry is None or held is None:
+            return None
+        expired = entry.expires_at_ms is not None and entry.expires_at_ms <= now
+        if held.state == "d" or held.ended or expired or held.queue != job.queue:
+            return None
+        if job.debounce_ms is None:
+            return Duplicate(task_id=holder.task_id, debounced=False)
+        if held.state != "r":
+            return None
+        ready_at = float(now_ms() + job.debounce_ms)
+        entry.params = bytes(job.params)
+        self._set_job(holder, entry, msgspec.structs.replace(held, ready_at_ms=ready_at))
+        queue = self._queue(job.queue)
+        queue.ready.add(holder, ready_at, held.priority)
+        queue.counters["debounced"] += 1
+        return Duplicate(task_id=holder.task_id, debounced=True)
 
     def compare_and_set(self, write: CoreWrite) -> CasResult:
         """The core compare-and-set, fenced when asked; a terminal write ends the job."""

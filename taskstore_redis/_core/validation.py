@@ -231,12 +231,12 @@ def resolve_lease_ms(lease_ms: Any, config: StoreConfig) -> int:
     return value
 
 
-def check_delay(delay_ms: Any, config: StoreConfig) -> int:
+def check_delay(delay_ms: Any, config: StoreConfig, name: str = "delay_ms") -> int:
     """Check a delay: an int from 0 to ``max_ttl_ms`` (one day when there is no maximum)."""
-    value = _whole(delay_ms, "delay_ms")
+    value = _whole(delay_ms, name)
     limit = config.max_ttl_ms if config.max_ttl_ms is not None else 86_400_000
     if not 0 <= value <= limit:
-        raise InvalidArgument(f"delay_ms must be from 0 to {limit}, got {value}")
+        raise InvalidArgument(f"{name} must be from 0 to {limit}, got {value}")
     return value
 
 

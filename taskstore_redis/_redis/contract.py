@@ -52,6 +52,8 @@ class Code(IntEnum):
     """A task with this key exists already."""
     OVER_QUOTA = -7
     """The owner has as many live tasks as the quota allows."""
+    DUPLICATE = -8
+    """A live task holds the dedup key: nothing new was created; the reply names it."""
 
 
 PRUNE_BATCH = 8
@@ -145,6 +147,8 @@ def create_call(keys: KeySchema, task: NewTask, token: str) -> Call:
             "owner": owner,
             "priority": job.priority,
             "from": job.resubmitted_from or "",
+            "dedup": "" if job.dedup_key is None else keys.dedup_key(job.queue, key, job.dedup_key),
+            "debounce_ms": "" if job.debounce_ms is None else job.debounce_ms,
         }
     return Call(scripts.CREATE, names, args)
 

@@ -14,6 +14,8 @@ key                                type    holds
                                            ``<owner part>:<task part>``
 ``{P:S}:q:<queue>:l``              zset    the same queue's leased tasks, by lease deadline ms
 ``{P:S}:q:<queue>:s``              hash    the queue's counters on the shard
+``{P:S}:q:<queue>:d:<o>:<k>``      string  the encoded id of the last task owner ``<o>``
+                                           submitted to the queue with dedup key ``<k>``
 ``{P:S}:queues``                   set     the names of the shard's queues
 =================================  ======  ===================================================
 
@@ -259,6 +261,14 @@ class KeySchema:
             ready, leased, counters = (self.queue_key(queue, shard, kind) for kind in "rls")
             keys = self._queues[queue, shard] = (ready, leased, counters)
         return keys
+
+    def dedup_key(self, queue: str, key: TaskKey, dedup_key: str) -> str:
+        """The key naming the last task of an owner submitted to ``queue`` with ``dedup_key``.
+
+        A string key in the owner's shard, holding the encoded task id.
+        """
+        tag, part = self._owner_parts(key.owner_id)
+        return f"{tag}:q:{encode_id(queue)}:d:{part}:{encode_id(dedup_key)}"
 
     def queue_channel(self, queue: str, shard: int) -> str:
         """The shard channel that says a shard of a queue may have work (its ready set's name)."""

@@ -19,6 +19,7 @@ from .._core.backend_types import (
     ClaimReply,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     LostJob,
     MergeOutcome,
     MergeResult,
@@ -32,7 +33,9 @@ from .keys import KeySchema, decode_task_id
 
 
 def created(reply: Any) -> bool:
-    """Whether a create script's reply says it wrote."""
+    """Whether a create script's reply says it wrote (created, or debounced a duplicate)."""
+    if isinstance(reply, list):
+        return int(reply[2]) == 1
     return Code(int(reply)) is Code.OK
 
 
@@ -53,8 +56,10 @@ _DELETE_OUTCOMES = {
 }
 
 
-def create_outcome(reply: Any) -> CreateOutcome:
+def create_outcome(reply: Any) -> CreateOutcome | Duplicate:
     """A ``create.lua`` reply."""
+    if isinstance(reply, list):  # {DUPLICATE, encoded id, debounced}
+        return Duplicate(task_id=decode_task_id(as_str(reply[1])), debounced=int(reply[2]) == 1)
     return _CREATE_OUTCOMES[Code(int(reply))]
 
 

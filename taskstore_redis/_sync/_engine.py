@@ -16,6 +16,7 @@ from .._core.backend_types import (
     CasResult,
     CoreWrite,
     CreateOutcome,
+    Duplicate,
     Fence,
     NewJob,
     NewTask,
@@ -120,6 +121,11 @@ class TaskEngine:
                     job=job,
                 )
             )
+            if isinstance(outcome, Duplicate):
+                held = self._backend.get(TaskKey(owner, outcome.task_id))
+                if held is None:  # gone since: the key is free again
+                    continue
+                return self._owned(TaskKey(owner, outcome.task_id), held).record
             if outcome is CreateOutcome.CREATED and job is not None:
                 return _submitted(record, job, now)
             if outcome is CreateOutcome.CREATED:

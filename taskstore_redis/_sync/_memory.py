@@ -12,6 +12,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -47,7 +48,7 @@ class InMemoryBackend:
         """Return the record at ``key``, or None."""
         return self._storage.get(key)
 
-    def create(self, task: NewTask) -> CreateOutcome:
+    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
         """Write a new record with version 1, within the owner's quota."""
         return self._storage.create(task)
 

@@ -14,6 +14,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -175,12 +176,14 @@ class StorageBackend(Protocol):
         """Return the record at ``key``, or None if there is none (or it is past purge time)."""
         ...
 
-    def create(self, task: NewTask) -> CreateOutcome:
+    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
         """Write a new record with version 1 (core version 1) and index it under its owner.
 
         Refuse, writing nothing, when the key exists or when the owner already
         has ``task.max_live`` tasks that are neither terminal nor expired at
         ``task.now_ms``. The record disappears by itself at ``task.purge_at_ms``.
+        A job with a dedup key held by a live task of the owner on its queue creates
+        nothing: the reply names that task (``Duplicate``), debounced when asked.
         """
         ...
 

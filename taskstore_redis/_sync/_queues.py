@@ -107,6 +107,8 @@ class QueueOperations(TaskEngine):
         delay_ms: int = 0,
         max_attempts: int | None = None,
         priority: int = 0,
+        dedup_key: str | None = None,
+        debounce_ms: int | None = None,
     ) -> TaskRecord:
         """Create a task (status ``working``) and enqueue it, in one atomic step.
 
@@ -118,9 +120,20 @@ class QueueOperations(TaskEngine):
         delayed task joins its priority when it becomes due. The owner's quota
         counts it like any created task.
 
+        With ``dedup_key``, while a task of this owner on this queue that was
+        submitted with the same key is live (not ended, not expired), nothing is
+        created and that task's record is returned (same ``task_id``), in the same
+        atomic step, so concurrent submits make one task. With ``debounce_ms`` too,
+        the task is first ready ``debounce_ms`` from now (or after ``delay_ms`` if
+        later), and each later submit with the key, while the task is not yet
+        leased, gives it the new params and pushes its ready time to
+        ``debounce_ms`` from then: one run after a burst. Once it is leased, the
+        next submit creates a new task.
+
         Raises:
-            InvalidArgument: a bad queue name, delay, attempt count, priority, TTL or id, or
-                params that are not plain JSON (``VariableSizeExceeded`` when too large).
+            InvalidArgument: a bad queue name, delay, attempt count, priority, dedup key,
+                debounce (or one without a dedup key), TTL or id, or params that are not
+                plain JSON (``VariableSizeExceeded`` when too large).
             AnonymousAccessDenied: an anonymous owner while anonymous access is off.
             ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
 
@@ -132,12 +145,27 @@ class QueueOperations(TaskEngine):
         delay = check_delay(delay_ms, self._config)
         attempts = resolve_max_attempts(max_attempts, self._config)
         rank = check_priority(priority)
+        dedup = None if dedup_key is None else check_id(dedup_key, "dedup_key")
+        if dedup == "":
+            raise InvalidArgument("dedup_key must not be empty")
+        debounce = None
+        if debounce_ms is not None:
+            if dedup is None:
+                raise InvalidArgument("debounce_ms needs a dedup_key")
+            debounce = check_delay(debounce_ms, self._config, "debounce_ms")
+            delay = max(delay, debounce)
         encoded = encode_json(clean_json_value(params, self._config, "params"))
         if len(encoded) > self._config.max_params_bytes:
             raise VariableSizeExceeded(self._config.max_params_bytes, len(encoded), "params")
         self._queue_backend()
         job = NewJob(
-            queue=name, params=encoded, max_attempts=attempts, delay_ms=delay, priority=rank
+            queue=name,
+            params=encoded,
+            max_attempts=attempts,
+            delay_ms=delay,
+            priority=rank,
+            dedup_key=dedup,
+            debounce_ms=debounce,
         )
         return self._create(owner, method, ttl, job)
 

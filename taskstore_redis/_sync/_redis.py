@@ -24,6 +24,7 @@ from .._core.backend_types import (
     CoreWrite,
     CreateOutcome,
     DeleteOutcome,
+    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -274,7 +275,7 @@ class RedisBackend:
         )
         return record_of_hash(reply)
 
-    def create(self, task: NewTask) -> CreateOutcome:
+    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
         """Write and index a new record in one script, within the owner's quota."""
         call = create_call(self.keys, task, secrets.token_hex(6))
         return create_outcome(self._write("create", call, wrote=created))

@@ -8,6 +8,7 @@ is the queue's order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 import taskstore_redis.asyncio as ts
 from taskstore_redis.asyncio import InvalidArgument, TaskNotFound, TaskStatus
-from tests.concurrently import async_background
+from tests.concurrently import async_background, async_together
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 
@@ -278,3 +279,113 @@ async def test_only_a_failed_or_cancelled_queued_task_can_be_resubmitted(
         await store.resubmit(working.task.task_id, owner_id=OWNER, delay_ms=-1)
     assert (await store.queue_stats("jobs")).submitted == 1
     assert len((await store.list(owner_id=OWNER)).tasks) == 2
+
+
+# --- dedup keys and debounce -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_dedup_key_returns_the_live_task_instead_of_a_new_one(
+    store: ts.GenericTaskStore,
+) -> None:
+    first = await store.submit(METHOD, 1, owner_id=OWNER, queue="jobs", dedup_key="k")
+    again = await store.submit(METHOD, 2, owner_id=OWNER, queue="jobs", dedup_key="k")
+    assert again.task.task_id == first.task.task_id
+    assert again.params == 1  # without debounce the first task is kept as it is
+    assert (await store.queue_stats("jobs")).submitted == 1
+    lease = await store.claim("jobs", timeout=5)
+    assert lease is not None
+    leased = await store.submit(METHOD, 3, owner_id=OWNER, queue="jobs", dedup_key="k")
+    assert leased.task.task_id == first.task.task_id  # still live while leased
+    await lease.complete(TaskStatus.COMPLETED, None, "done")
+    after = await store.submit(METHOD, 4, owner_id=OWNER, queue="jobs", dedup_key="k")
+    assert after.task.task_id != first.task.task_id and after.params == 4
+
+
+@pytest.mark.anyio
+async def test_a_dedup_key_belongs_to_one_owner_and_one_queue(store: ts.GenericTaskStore) -> None:
+    ids = {
+        (await store.submit(METHOD, owner_id=owner, queue=queue, dedup_key="k")).task.task_id
+        for owner in (OWNER, "bob")
+        for queue in ("jobs", "other")
+    }
+    assert len(ids) == 4
+
+
+@pytest.mark.anyio
+async def test_an_ended_holder_frees_its_dedup_key(store: ts.GenericTaskStore) -> None:
+    first = await store.submit(METHOD, owner_id=OWNER, queue="jobs", dedup_key="k")
+    await store.cancel(first.task.task_id, owner_id=OWNER)
+    second = await store.submit(METHOD, owner_id=OWNER, queue="jobs", dedup_key="k")
+    assert second.task.task_id != first.task.task_id
+    assert second.task.status is TaskStatus.WORKING
+
+
+@pytest.mark.anyio
+async def test_concurrent_submits_with_one_dedup_key_make_one_task(
+    store: ts.GenericTaskStore,
+) -> None:
+    async def submit(n: int) -> str:
+        record = await store.submit(METHOD, n, owner_id=OWNER, queue="jobs", dedup_key="k")
+        return record.task.task_id
+
+    ids = await async_together([functools.partial(submit, n) for n in range(8)])
+    assert len(set(ids)) == 1
+    assert (await store.queue_stats("jobs")).submitted == 1
+
+
+@pytest.mark.anyio
+async def test_debounce_runs_once_after_the_burst_with_the_last_params(
+    store: ts.GenericTaskStore,
+) -> None:
+    ids = set()
+    for n in range(5):
+        record = await store.submit(
+            METHOD, n, owner_id=OWNER, queue="jobs", dedup_key="k", debounce_ms=300
+        )
+        ids.add(record.task.task_id)
+        assert record.job is not None and record.job.state == "delayed"
+    assert len(ids) == 1
+    assert await store.claim("jobs", timeout=0) is None  # the window is still open
+    lease = await store.claim("jobs", timeout=5)
+    assert lease is not None and lease.params == 4 and lease.task_id in ids
+    stats = await store.queue_stats("jobs")
+    assert (stats.submitted, stats.ready, stats.delayed) == (1, 0, 0)
+    later = await store.submit(
+        METHOD, 5, owner_id=OWNER, queue="jobs", dedup_key="k", debounce_ms=0
+    )
+    assert later.task.task_id not in ids  # the held task is leased: a new one is made
+
+
+@pytest.mark.anyio
+async def test_a_debounce_keeps_the_priority_and_wakes_no_one_early(
+    store: ts.GenericTaskStore,
+) -> None:
+    await store.submit(
+        METHOD, "a", owner_id=OWNER, queue="jobs", dedup_key="k", debounce_ms=200, priority=5
+    )
+    await store.submit(METHOD, "low", owner_id=OWNER, queue="jobs")
+    await store.submit(
+        METHOD, "b", owner_id=OWNER, queue="jobs", dedup_key="k", debounce_ms=200, priority=0
+    )
+    await anyio.sleep(0.3)
+    assert await claimed_params(store, 2) == ["b", "low"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"dedup_key": ""},
+        {"dedup_key": 5},
+        {"debounce_ms": 100},
+        {"dedup_key": "k", "debounce_ms": -1},
+        {"dedup_key": "k", "debounce_ms": 1.5},
+    ],
+)
+async def test_a_bad_dedup_key_or_debounce_is_refused_and_writes_nothing(
+    store: ts.GenericTaskStore, kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidArgument):
+        await store.submit(METHOD, owner_id=OWNER, queue="jobs", **kwargs)
+    assert (await store.queue_stats("jobs")).submitted == 0
