@@ -218,6 +218,10 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
         RAISES,
         [lambda s: (("tools/call", {"n": 1}), {"owner_id": OWNER, "queue": QUEUE})],
     ),
+    "submit_many": (
+        RAISES,
+        [lambda s: (("tools/call", [1, 2]), {"owner_id": OWNER, "queue": QUEUE})],
+    ),
     "update_status": (RAISES, [lambda s: ((s.task_id, "input_required"), {"owner_id": OWNER})]),
     "wait": (
         RAISES,
@@ -237,6 +241,7 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     "compare_and_set": (RAISES, [lambda s: ((core_write(s),), {})]),
     "complete_and_claim": (RAISES, [lambda s: ((QUEUE, 0, [], 1, 1000, "w", 10), {})]),
     "create": (RAISES, [lambda s: ((new_task(s),), {})]),
+    "create_many": (RAISES, [lambda s: (([new_task(s), new_task(s)],), {})]),
     "delete": (
         RAISES,
         [lambda s: ((TaskRemoval(key=s.key, created_at_ms=now_ms(), data=b"{}"),), {})],

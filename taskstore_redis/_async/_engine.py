@@ -99,34 +99,16 @@ class TaskEngine:
         """
         for _ in range(_ID_ATTEMPTS):
             now = now_ms()
-            record = new_record(owner, method, ttl, now, self._config, chosen)
-            expires_at_ms = None if ttl is None else now + ttl
-            created_key = TaskKey(owner, record.task.task_id)
-            data = encode_core(record, now)
-            outcome = await self._backend.create(
-                NewTask(
-                    key=created_key,
-                    format=FORMAT,
-                    data=data,
-                    created_at_ms=now,
-                    expires_at_ms=expires_at_ms,
-                    purge_at_ms=(
-                        None
-                        if expires_at_ms is None
-                        else expires_at_ms + self._config.expired_retention_ms
-                    ),
-                    max_live=self._security.max_tasks_per_owner,
-                    now_ms=now,
-                    job=job,
-                )
-            )
+            record, task = self._new_task(owner, method, ttl, job, now, chosen)
+            created_key, data = task.key, task.data
+            outcome = await self._backend.create(task)
             if isinstance(outcome, Duplicate):
                 held = await self._backend.get(TaskKey(owner, outcome.task_id))
                 if held is None:  # gone since: the key is free again
                     continue
                 return self._owned(TaskKey(owner, outcome.task_id), held).record
             if outcome is CreateOutcome.CREATED and job is not None:
-                return _submitted(record, job, now)
+                return submitted(record, job, now)
             if outcome is CreateOutcome.CREATED:
                 created = msgspec.structs.replace(record, version=1)
                 self._cache.put(
@@ -149,6 +131,33 @@ class TaskEngine:
             if chosen is not None:
                 raise TaskAlreadyExists(chosen)
         raise StorageCorrupted("could not allocate a unique task id")
+
+    def _new_task(
+        self,
+        owner: str,
+        method: str,
+        ttl: int | None,
+        job: NewJob | None,
+        now: int,
+        chosen: str | None = None,
+    ) -> tuple[TaskRecord, NewTask]:
+        """A checked task's record (id ``chosen``, else a fresh UUID4) and what creates it."""
+        record = new_record(owner, method, ttl, now, self._config, chosen)
+        expires_at_ms = None if ttl is None else now + ttl
+        task = NewTask(
+            key=TaskKey(owner, record.task.task_id),
+            format=FORMAT,
+            data=encode_core(record, now),
+            created_at_ms=now,
+            expires_at_ms=expires_at_ms,
+            purge_at_ms=(
+                None if expires_at_ms is None else expires_at_ms + self._config.expired_retention_ms
+            ),
+            max_live=self._security.max_tasks_per_owner,
+            now_ms=now,
+            job=job,
+        )
+        return record, task
 
     def _key(self, task_id: str, owner_id: str) -> TaskKey:
         owner = check_owner(owner_id, self._security)
@@ -326,7 +335,7 @@ def _judge_lease(key: TaskKey, record: TaskRecord, fence: Fence | None) -> None:
         lost_lease(key, fence, "expired")
 
 
-def _submitted(record: TaskRecord, job: NewJob, now: int) -> TaskRecord:
+def submitted(record: TaskRecord, job: NewJob, now: int) -> TaskRecord:
     """The record of a task ``submit`` just created (its ready time by this process's clock)."""
     ready_at = now + job.delay_ms
     return msgspec.structs.replace(

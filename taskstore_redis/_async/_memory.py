@@ -134,6 +134,10 @@ class InMemoryBackend:
         """Every queue a task was submitted to (or that was paused)."""
         return self._storage.queue_names()
 
+    async def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+        """Create each task as ``create`` does."""
+        return [self._storage.create(task) for task in tasks]
+
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume the queue (a resume tells its watchers)."""
         self._storage.set_paused(queue, paused)

@@ -454,6 +454,30 @@ class RedisBackend:
             names.update(as_str(member) for member in members)
         return sorted(names)
 
+    async def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+        """Create each task in one script of its own, all in one pipeline.
+
+        After a lost connection the same calls are sent again, once: each script
+        recognises its own write token, so a create that landed reports itself
+        again and none is applied twice. With ``wait_replicas`` one at a time.
+        """
+        if self._wait_replicas:
+            return [await self.create(task) for task in tasks]
+        commands = [create_call(self.keys, task, secrets.token_hex(6)).command() for task in tasks]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                replies = await self._run_many("submit_many", commands, write=True)
+            except StoreUnavailable as exc:
+                if attempt < _WRITE_ATTEMPTS and may_pass(exc.__cause__):
+                    continue
+                raise StoreUnavailable(
+                    f"submit_many: {len(tasks)} creates may or may not have been applied: {exc}",
+                    outcome_unknown=True,
+                ) from exc
+            return [create_outcome(reply) for reply in replies]
+
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume every shard of ``queue``: one script per shard, in one pipeline.
 

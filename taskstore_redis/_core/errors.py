@@ -263,3 +263,28 @@ class InvalidLeaseToken(InvalidArgument):
         super().__init__(f"task {task_id!r} never had a lease with token {token!r}")
         self.task_id = task_id
         self.token = token
+
+
+class PartialSubmit(TaskStoreError):
+    """Raised by ``submit_many`` when some of its tasks were not submitted.
+
+    The others were, each whole: ``results`` holds, in the order of the params
+    given, the ``TaskRecord`` of each task submitted and the error of each one
+    that was not (``ResourceExhausted`` at the owner's quota, ``StoreUnavailable``
+    for a chunk the store did not answer, with ``outcome_unknown`` when it may
+    have landed). ``submitted`` counts the records.
+    """
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, results: list[Any]) -> None:
+        failed = [
+            (at, result) for at, result in enumerate(results) if isinstance(result, Exception)
+        ]
+        first_at, first = failed[0] if failed else (0, None)
+        super().__init__(
+            f"{len(failed)} of {len(results)} tasks were not submitted "
+            f"(the first, params[{first_at}]: {first})"
+        )
+        self.results = results
+        self.submitted = len(results) - len(failed)

@@ -273,6 +273,14 @@ class QueueBackend(StorageBackend, Protocol):
         """How many shards every queue is spread over."""
         ...
 
+    def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+        """Create each task as ``create`` does, each on its own; one round trip per node.
+
+        An outcome per task, in order. Raises ``StoreUnavailable`` (``outcome_unknown``
+        when some may have landed) when the store does not answer.
+        """
+        ...
+
     def claim(
         self, queue: str, shard: int, count: int, lease_ms: int, worker_id: str, batch: int
     ) -> ClaimReply:

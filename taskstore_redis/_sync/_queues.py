@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections.abc import Sequence
 from time import monotonic
 
 from .._core.backend_types import (
     ClaimedJob,
     ClaimReply,
     CoreWrite,
+    CreateOutcome,
+    Duplicate,
     Fence,
     LeaseRef,
     LostJob,
     NewJob,
+    NewTask,
     TaskKey,
 )
 from .._core.clock import now_ms
@@ -27,6 +31,9 @@ from .._core.errors import (
     InvalidArgument,
     InvalidLeaseToken,
     LeaseLost,
+    PartialSubmit,
+    ResourceExhausted,
+    StorageCorrupted,
     StoreUnavailable,
     TaskStoreError,
     VariableSizeExceeded,
@@ -58,11 +65,23 @@ from .._core.validation import (
 )
 from .._runtime.fanout import Pokeable
 from .._runtime.wake import sync_waker
-from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, Change, TaskEngine, core_write, lost_lease
+from ._engine import (
+    READ_PAUSE_FIRST,
+    READ_PAUSE_MAX,
+    Change,
+    TaskEngine,
+    core_write,
+    lost_lease,
+    submitted,
+)
 from ._lease import Lease
 from ._protocols import QueueBackend, QueueWatch, StorageBackend
 
 _UNSUBSCRIBED_PAUSE = 0.05
+SUBMIT_CHUNK = 500
+"""The tasks ``submit_many`` sends in one pipeline."""
+MAX_SUBMIT_MANY = 100_000
+"""The most tasks one ``submit_many`` takes."""
 _COUNTERS = (
     "submitted",
     "claimed",
@@ -145,6 +164,7 @@ class QueueOperations(TaskEngine):
         delay = check_delay(delay_ms, self._config)
         attempts = resolve_max_attempts(max_attempts, self._config)
         rank = check_priority(priority)
+        encoded = self._params(params, "params")
         dedup = None if dedup_key is None else check_id(dedup_key, "dedup_key")
         if dedup == "":
             raise InvalidArgument("dedup_key must not be empty")
@@ -154,9 +174,6 @@ class QueueOperations(TaskEngine):
                 raise InvalidArgument("debounce_ms needs a dedup_key")
             debounce = check_delay(debounce_ms, self._config, "debounce_ms")
             delay = max(delay, debounce)
-        encoded = encode_json(clean_json_value(params, self._config, "params"))
-        if len(encoded) > self._config.max_params_bytes:
-            raise VariableSizeExceeded(self._config.max_params_bytes, len(encoded), "params")
         self._queue_backend()
         job = NewJob(
             queue=name,
@@ -168,6 +185,99 @@ class QueueOperations(TaskEngine):
             debounce_ms=debounce,
         )
         return self._create(owner, method, ttl, job)
+
+    def submit_many(
+        self,
+        request_method: str,
+        params_list: Sequence[JSONValue],
+        *,
+        owner_id: str,
+        queue: str = "default",
+        ttl_ms: int | None = None,
+        delay_ms: int = 0,
+        max_attempts: int | None = None,
+        priority: int = 0,
+    ) -> builtins.list[TaskRecord]:
+        """Submit one task per item of ``params_list``, as ``submit`` would; their records.
+
+        Every item is checked before anything is written: one bad item raises
+        ``InvalidArgument`` naming it (``params[i]``) and nothing is submitted. Then
+        the tasks go in chunks of ``SUBMIT_CHUNK``, each chunk one pipeline of
+        atomic creates (one round trip per node), each task checked against the
+        owner's quota on its own. When some tasks are not submitted (the quota
+        ran out, the store did not answer), ``PartialSubmit`` is raised with an
+        outcome per item, the records of those that were submitted included; a
+        chunk is never half-written per task, and no chunk is sent after one the
+        store did not answer.
+
+        Raises:
+            InvalidArgument: a bad argument or item (``VariableSizeExceeded`` when one is
+                too large), or more than ``MAX_SUBMIT_MANY`` items; nothing is written.
+            AnonymousAccessDenied: an anonymous owner while anonymous access is off.
+            PartialSubmit: some tasks were not submitted (see above).
+
+        """
+        owner = check_owner(owner_id, self._security)
+        method = check_id(request_method, "request_method")
+        ttl = resolve_ttl(ttl_ms, self._config)
+        name = check_queue(queue)
+        delay = check_delay(delay_ms, self._config)
+        attempts = resolve_max_attempts(max_attempts, self._config)
+        rank = check_priority(priority)
+        if isinstance(params_list, (str, bytes)) or not isinstance(params_list, Sequence):
+            raise InvalidArgument(f"params_list must be a list, got {type(params_list).__name__}")
+        if len(params_list) > MAX_SUBMIT_MANY:
+            raise InvalidArgument(
+                f"params_list holds {len(params_list)} items, above {MAX_SUBMIT_MANY}"
+            )
+        jobs = [
+            NewJob(
+                queue=name,
+                params=self._params(params, f"params[{at}]"),
+                max_attempts=attempts,
+                delay_ms=delay,
+                priority=rank,
+            )
+            for at, params in enumerate(params_list)
+        ]
+        backend = self._queue_backend()
+        results: builtins.list[TaskRecord | TaskStoreError] = []
+        failed: StoreUnavailable | None = None
+        for start in range(0, len(jobs), SUBMIT_CHUNK):
+            chunk = jobs[start : start + SUBMIT_CHUNK]
+            if failed is not None:
+                results += [StoreUnavailable(f"submit_many: not sent: {failed}")] * len(chunk)
+                continue
+            now = now_ms()
+            built = [self._new_task(owner, method, ttl, job, now) for job in chunk]
+            try:
+                outcomes = backend.create_many([task for _, task in built])
+            except StoreUnavailable as exc:
+                failed = exc
+                results += [exc] * len(chunk)
+                continue
+            for (record, task), outcome in zip(built, outcomes, strict=True):
+                results.append(self._submit_result(record, task, outcome, now))
+        if any(isinstance(result, TaskStoreError) for result in results):
+            raise PartialSubmit(results)
+        return [result for result in results if isinstance(result, TaskRecord)]
+
+    def _params(self, params: JSONValue, what: str) -> bytes:
+        """Checked params as stored (``what`` names them in an error)."""
+        encoded = encode_json(clean_json_value(params, self._config, what))
+        if len(encoded) > self._config.max_params_bytes:
+            raise VariableSizeExceeded(self._config.max_params_bytes, len(encoded), what)
+        return encoded
+
+    def _submit_result(
+        self, record: TaskRecord, task: NewTask, outcome: CreateOutcome | Duplicate, now: int
+    ) -> TaskRecord | TaskStoreError:
+        """One item of ``submit_many``: its record, or why it was not submitted."""
+        if outcome is CreateOutcome.CREATED and task.job is not None:
+            return submitted(record, task.job, now)
+        if outcome is CreateOutcome.QUOTA_EXCEEDED:
+            return ResourceExhausted(self._security.max_tasks_per_owner or 0)
+        return StorageCorrupted(f"task id {record.task.task_id!r} was taken; nothing written")
 
     def resubmit(self, task_id: str, *, owner_id: str, delay_ms: int = 0) -> TaskRecord:
         """Submit a ``failed`` or ``cancelled`` task again, as a new task; return the new one.

@@ -16,7 +16,13 @@ import anyio
 import pytest
 
 import taskstore_redis.asyncio as ts
-from taskstore_redis.asyncio import InvalidArgument, TaskNotFound, TaskStatus
+from taskstore_redis.asyncio import (
+    InvalidArgument,
+    PartialSubmit,
+    ResourceExhausted,
+    TaskNotFound,
+    TaskStatus,
+)
 from tests.concurrently import async_background, async_together
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
@@ -389,3 +395,73 @@ async def test_a_bad_dedup_key_or_debounce_is_refused_and_writes_nothing(
     with pytest.raises(InvalidArgument):
         await store.submit(METHOD, owner_id=OWNER, queue="jobs", **kwargs)
     assert (await store.queue_stats("jobs")).submitted == 0
+
+
+# --- submit_many -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_submit_many_submits_every_item_in_order(async_make_store: StoreFactory) -> None:
+    store = async_make_store(security=ts.SecurityConfig(max_tasks_per_owner=None))
+    records = await store.submit_many(
+        METHOD, list(range(1200)), owner_id=OWNER, queue="jobs", priority=2, max_attempts=5
+    )
+    assert [record.params for record in records] == list(range(1200))
+    assert len({record.task.task_id for record in records}) == 1200
+    assert all(
+        record.job is not None and (record.job.priority, record.job.max_attempts) == (2, 5)
+        for record in records
+    )
+    read = await store.get(records[700].task.task_id, owner_id=OWNER)
+    assert read.params == 700
+    stats = await store.queue_stats("jobs")
+    assert (stats.submitted, stats.ready) == (1200, 1200)
+    assert await claimed_params(store, 3) == [0, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_submit_many_of_ten_thousand_across_64_owners(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store(security=ts.SecurityConfig(max_tasks_per_owner=None))
+    owners = [f"tenant-{n}" for n in range(64)]
+    sizes = [10_000 // 64 + (1 if n < 10_000 % 64 else 0) for n in range(64)]
+    for owner, size in zip(owners, sizes, strict=True):
+        records = await store.submit_many(METHOD, [owner] * size, owner_id=owner, queue="bulk")
+        assert len(records) == size
+    stats = await store.queue_stats("bulk")
+    assert (stats.submitted, stats.ready) == (10_000, 10_000)
+    page = await store.list(owner_id=owners[-1], limit=1000)
+    assert len(page.tasks) == sizes[-1]
+
+
+@pytest.mark.anyio
+async def test_submit_many_with_a_bad_item_names_it_and_writes_nothing(
+    store: ts.GenericTaskStore,
+) -> None:
+    with pytest.raises(InvalidArgument, match=r"params\[2\]"):
+        await store.submit_many(METHOD, [1, 2, {"x": float("nan")}, 4], owner_id=OWNER)
+    with pytest.raises(InvalidArgument, match="params_list"):
+        await store.submit_many(METHOD, "abc", owner_id=OWNER)
+    assert (await store.queue_stats()).submitted == 0
+    assert await store.submit_many(METHOD, [], owner_id=OWNER) == []
+
+
+@pytest.mark.anyio
+async def test_submit_many_past_the_quota_reports_each_item(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store(security=ts.SecurityConfig(max_tasks_per_owner=5))
+    with pytest.raises(PartialSubmit) as raised:
+        await store.submit_many(METHOD, list(range(8)), owner_id=OWNER, queue="jobs")
+    results = raised.value.results
+    assert raised.value.submitted == 5
+    assert [result.params for result in results[:5] if isinstance(result, ts.TaskRecord)] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert all(isinstance(result, ResourceExhausted) for result in results[5:])
+    assert (await store.queue_stats("jobs")).submitted == 5
