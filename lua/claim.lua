@@ -1,9 +1,10 @@
 #!lua flags=
--- Claim up to count ready tasks of one shard of a queue, highest priority first and oldest
--- first within a priority, after a bounded recovery of its expired leases (recover_leases
--- in lua/includes/queue.lua). A paused shard only recovers.
--- @key ready     the shard's ready set (score: ready-at ms by the server clock less the
---                priority's band, see ready_score; delayed too)
+-- Claim up to count ready tasks of one shard of a queue, in claim order (priority first,
+-- then fair among task groups: see lua/includes/queue.lua), after a bounded recovery of its
+-- expired leases (recover_leases) and moving its waiting tasks that have come due to the
+-- ready set (promote). A paused shard only recovers.
+-- @key ready     the shard's ready set (score: fair tag less the priority's band; its
+--                waiting set and virtual times are named from it)
 -- @key leased    the shard's leased set (score: lease deadline)
 -- @key counters  the shard's counters hash
 -- @key base      the shard's task key base ("{P:S}:t:"; a task's key is it and its member

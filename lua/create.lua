@@ -29,6 +29,7 @@
 -- @arg [from]          the id of the task it was resubmitted from, or ""
 -- @arg [dedup]         the key of its dedup key (a string key of the owner's shard), or ""
 -- @arg [debounce_ms]   with a dedup key: how far a later submit pushes a waiting task, or ""
+-- @arg [group]         its flow-control group (encoded), or "" for its owner
 -- With a queue part the task is enqueued in the same step (ready at the server's clock plus
 -- the delay).
 -- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua), or
@@ -67,17 +68,20 @@ if #KEYS > 5 and ARGV[19] ~= '' then
   local holder = redis.call('GET', ARGV[19])
   if holder then
     local held = KEYS[5] .. holder
-    local s = redis.call('HMGET', held, 'qs', 'z', 'e', 'qp', 'q')
+    local s = redis.call('HMGET', held, 'qs', 'z', 'e', 'qp', 'q', 'qg')
     local live = s[1] and s[1] ~= 'd' and not s[2] and not (s[3] and tonumber(s[3]) <= tonumber(now))
       and s[5] == ARGV[11]
     if live and ARGV[20] == '' then
       return {Code.DUPLICATE, holder, 0}
     end
     if live and s[1] == 'r' then
-      local ready_at = server_ms() + tonumber(ARGV[20])
+      local at = server_ms()
+      local ready_at = at + tonumber(ARGV[20])
       local member = string.sub(ARGV[12], 1, string.find(ARGV[12], ':', 1, true)) .. holder
       redis.call('HSET', held, 'p', ARGV[13], 'qr', ms(ready_at))
-      redis.call('ZADD', KEYS[6], ready_score(ready_at, s[4]), member)
+      local group = group_of(member, s[6])
+      dequeue(KEYS[6], member, group)
+      enqueue(KEYS[6], member, group, s[4], ready_at, at)
       redis.call('HINCRBY', KEYS[7], 'debounced', 1)
       job_changed(held)
       return {Code.DUPLICATE, holder, 1}
@@ -109,7 +113,8 @@ else
   redis.call('ZADD', KEYS[4], 'LT', expires, ARGV[8])
 end
 if #KEYS > 5 then
-  local ready_at = server_ms() + tonumber(ARGV[15])
+  local at = server_ms()
+  local ready_at = at + tonumber(ARGV[15])
   redis.call('HSET', KEYS[1], 'q', ARGV[11], 'qo', ARGV[16], 'qs', 'r', 'qa', 0, 'qm', ARGV[14],
     'qt', 0, 'qr', ms(ready_at), 'p', ARGV[13])
   if ARGV[17] ~= '0' then
@@ -118,7 +123,10 @@ if #KEYS > 5 then
   if ARGV[18] ~= '' then
     redis.call('HSET', KEYS[1], 'qf', ARGV[18])
   end
-  redis.call('ZADD', KEYS[6], ready_score(ready_at, ARGV[17]), ARGV[12])
+  if ARGV[21] ~= '' then
+    redis.call('HSET', KEYS[1], 'qg', ARGV[21])
+  end
+  enqueue(KEYS[6], ARGV[12], group_of(ARGV[12], ARGV[21]), ARGV[17], ready_at, at)
   if ARGV[19] ~= '' then
     local id = string.sub(ARGV[12], string.find(ARGV[12], ':', 1, true) + 1)
     if ARGV[5] ~= '' then

@@ -41,8 +41,8 @@ if ARGV[6] == '1' then
   end
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[1], ready_score(now + tonumber(ARGV[4]), redis.call('HGET', key, 'qp')),
-  ARGV[2])
+local s = redis.call('HMGET', key, 'qp', 'qg')
+enqueue(KEYS[1], ARGV[2], group_of(ARGV[2], s[2]), s[1], now + tonumber(ARGV[4]), now)
 redis.call('HINCRBY', KEYS[3], 'released', 1)
 commit_write(key, history, ARGV[5])
 redis.call('SPUBLISH', KEYS[1], '')

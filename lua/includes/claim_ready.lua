@@ -16,16 +16,28 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
   local lost, recovered = recover_leases(ready, leased, stats, base, now, tonumber(batch), retry)
   local claimed = {}
   local budget = count + tonumber(batch)
+  if count > 0 then
+    promote(ready, base, now, budget)
+  end
+  local vtimes = vtimes_key(ready)
+  local top = 0
   while #claimed < count and budget > 0 do
-    local members = due_ready(ready, now, math.min(count - #claimed, budget))
+    local members = redis.call('ZRANGE', ready, 0, math.min(count - #claimed, budget) - 1,
+      'WITHSCORES')
     if #members == 0 then
       break
     end
-    budget = budget - #members
-    for _, member in ipairs(members) do
+    budget = budget - #members / 2
+    for i = 1, #members, 2 do
+      local member, tag = members[i], tag_of(members[i + 1])
       redis.call('ZREM', ready, member)
+      top = math.max(top, tag)
       local key = base .. member
-      local s = redis.call('HMGET', key, 'qs', 'qa', 'qm', 'e', 'z', 'qt', 'qo')
+      local s = redis.call('HMGET', key, 'qs', 'qa', 'qm', 'e', 'z', 'qt', 'qo', 'qg')
+      local field = 'g' .. group_of(member, s[8])
+      if tonumber(redis.call('HGET', vtimes, field)) == tag then
+        redis.call('HDEL', vtimes, field)  -- the group's last tag: it has nothing more ready
+      end
       if s[1] == 'r' and not s[5] and not (s[4] and tonumber(s[4]) <= now) then
         local attempt = tonumber(s[2])
         if attempt >= tonumber(s[3]) then
@@ -44,6 +56,9 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
         end
       end
     end
+  end
+  if top > 0 then
+    claimed_up_to(ready, top)
   end
   if #claimed > 0 then
     redis.call('HINCRBY', stats, 'claimed', #claimed)

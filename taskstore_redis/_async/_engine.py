@@ -353,6 +353,7 @@ def submitted(record: TaskRecord, job: NewJob, now: int) -> TaskRecord:
             ready_at=datetime_from_ms(ready_at),
             priority=job.priority,
             resubmitted_from=job.resubmitted_from,
+            group=job.group,
         ),
     )
 

@@ -35,6 +35,8 @@ class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
     """0 to 9: higher is claimed first."""
     resubmitted_from: str | None = None
     """The id of the task this one was resubmitted from (``resubmit``)."""
+    group: str | None = None
+    """The flow-control group its submit named; None: its owner."""
 
 
 LOST_RETRY_MS = 2000
@@ -141,6 +143,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     debounce_ms: int | None = None
     """With ``dedup_key``: a holder not yet leased takes these params instead and is
     ready this long from now (``Duplicate.debounced``)."""
+    group: str | None = None
+    """The flow-control group claims share fairly among (None: the owner)."""
 
 
 class Fence(msgspec.Struct, frozen=True, kw_only=True):

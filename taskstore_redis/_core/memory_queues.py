@@ -87,49 +87,94 @@ class _ZSet:
 
 
 class _Ready:
-    """The ready set: one ``_ZSet`` by ready-at time per priority, highest claimed first."""
+    """A queue's queued tasks: those claimable now in claim order, the others by ready time.
+
+    Claim order is the Redis scripts' (lua/includes/queue.lua): priority first, then
+    start-time fair queuing among task groups. A task entering the claimable ones is
+    tagged one past its group's last tag, or one past the last claimed tag if later;
+    claims take the lowest tag of the highest priority.
+    """
 
     def __init__(self) -> None:
         self._sets = [_ZSet() for _ in range(10)]
-        self._priority: dict[TaskKey, int] = {}
+        """Per priority, the claimable tasks by tag."""
+        self._tagged: dict[TaskKey, tuple[int, int, str]] = {}
+        """A claimable task's priority, tag and group."""
+        self.waiting = _ZSet()
+        """The tasks claimable later, by ready-at time."""
+        self._waiting: dict[TaskKey, tuple[int, str]] = {}
+        self._last: dict[str, int] = {}
+        """A group's last tag."""
+        self._claimed = 0
+        """The last claimed tag."""
 
     def __len__(self) -> int:
-        return len(self._priority)
+        return len(self._tagged) + len(self._waiting)
 
-    def add(self, key: TaskKey, ready_at: float, priority: int) -> None:
+    def add(self, key: TaskKey, ready_at: float, priority: int, group: str, now: float) -> None:
+        """Queue a task: claimable now (tagged) if ``ready_at`` is not after ``now``."""
         self.remove(key)
-        self._priority[key] = priority
-        self._sets[priority].add(key, ready_at)
+        if ready_at > now:
+            self.waiting.add(key, ready_at)
+            self._waiting[key] = (priority, group)
+            return
+        tag = max(self._last.get(group, 0), self._claimed) + 1
+        self._last[group] = tag
+        self._tagged[key] = (priority, tag, group)
+        self._sets[priority].add(key, tag)
 
     def remove(self, key: TaskKey) -> None:
-        priority = self._priority.pop(key, None)
-        if priority is not None:
+        """Take a task off (a group whose last tag it held forgets it)."""
+        tagged = self._tagged.pop(key, None)
+        if tagged is not None:
+            priority, tag, group = tagged
             self._sets[priority].remove(key)
+            if self._last.get(group) == tag:
+                del self._last[group]
+        elif self._waiting.pop(key, None) is not None:
+            self.waiting.remove(key)
+
+    def take(self, key: TaskKey) -> None:
+        """Take a task off for a claim: the last claimed tag moves on to its tag."""
+        tagged = self._tagged.get(key)
+        if tagged is not None:
+            self._claimed = max(self._claimed, tagged[1])
+        self.remove(key)
 
     def due(self, now: float, limit: int) -> list[TaskKey]:
-        """Up to ``limit`` members ready at ``now``: highest priority, then oldest, first."""
+        """Up to ``limit`` tasks claimable at ``now``, in claim order (waiting ones due move)."""
+        for key in self.waiting.due(now, limit):
+            priority, group = self._waiting[key]
+            self.add(key, now, priority, group, now)
         found: list[TaskKey] = []
         for ready in reversed(self._sets):
             if len(found) >= limit:
                 break
             if ready:
-                found += ready.due(now, limit - len(found))
+                found += ready.due(float("inf"), limit - len(found))
         return found
 
-    def first(self) -> float | None:
-        """The earliest ready-at time of any member."""
-        return min((at for ready in self._sets if (at := ready.first()) is not None), default=None)
-
     def first_due(self, now: float) -> float | None:
-        """The earliest ready-at time of a member ready at ``now``."""
-        at = self.first()
+        """When the first waiting task due at ``now`` became so, or None."""
+        at = self.waiting.first()
         return at if at is not None and at <= now else None
 
+    def head(self) -> TaskKey | None:
+        """The next task a claim takes of those tagged (without moving due waiting ones)."""
+        for ready in reversed(self._sets):
+            if ready:
+                return ready.due(float("inf"), 1)[0]
+        return None
+
+    def next_at(self) -> float | None:
+        """When the next claim is due: 0 while any is claimable now, else the first ready time."""
+        return 0.0 if self._tagged else self.waiting.first()
+
     def count_until(self, now: float) -> int:
-        return sum(ready.count_until(now) for ready in self._sets if ready)
+        return len(self._tagged) + self.waiting.count_until(now)
 
     def __iter__(self) -> Iterator[TaskKey]:
-        return iter(list(self._priority))
+        return iter([*self._tagged, *self._waiting])
 
 
 class _Queue:
@@ -188,10 +233,11 @@ class MemoryQueueStorage(MemoryStorage):
                     ready_at_ms=ready_at,
                     priority=job.priority,
                     resubmitted_from=job.resubmitted_from,
+                    group=job.group,
                 )
                 entry.snapshot = None
                 queue = self._queue(job.queue)
-                queue.ready.add(task.key, ready_at, job.priority)
+                queue.ready.add(task.key, ready_at, job.priority, _group(task.key, entry.job), now)
                 queue.counters["submitted"] += 1
                 self.on_queue(job.queue)
             return outcome
@@ -209,11 +255,12 @@ class MemoryQueueStorage(MemoryStorage):
             return Duplicate(task_id=holder.task_id, debounced=False)
         if held.state != "r":
             return None
-        ready_at = float(now_ms() + job.debounce_ms)
+        at = float(now_ms())
+        ready_at = at + job.debounce_ms
         entry.params = bytes(job.params)
         self._set_job(holder, entry, msgspec.structs.replace(held, ready_at_ms=ready_at))
         queue = self._queue(job.queue)
-        queue.ready.add(holder, ready_at, held.priority)
+        queue.ready.add(holder, ready_at, held.priority, _group(holder, held), at)
         queue.counters["debounced"] += 1
         return Duplicate(task_id=holder.task_id, debounced=True)
 
@@ -273,7 +320,7 @@ class MemoryQueueStorage(MemoryStorage):
             for key in queue.ready.due(now, 0 if queue.paused else count + batch):
                 if len(claimed) >= count:
                     break
-                queue.ready.remove(key)
+                queue.ready.take(key)
                 entry = self._live_entry(key, int(now))
                 job = None if entry is None else entry.job
                 if entry is None or job is None or job.state != "r" or job.ended:
@@ -395,7 +442,7 @@ class MemoryQueueStorage(MemoryStorage):
             )
             queue = self._queue(ref.queue)
             queue.leased.remove(ref.key)
-            queue.ready.add(ref.key, ready_at, job.priority)
+            queue.ready.add(ref.key, ready_at, job.priority, _group(ref.key, job), now)
             queue.counters["released"] += 1
             self.on_queue(ref.queue)
             return "", entry.stored()
@@ -415,6 +462,10 @@ class MemoryQueueStorage(MemoryStorage):
                 return QueueCounts()
             ready = queue.ready.count_until(now)
             first = queue.ready.first_due(now)
+            head = queue.ready.head()
+            entry = None if head is None else self._entries.get(head)
+            if entry is not None and entry.job is not None and entry.job.ready_at_ms is not None:
+                first = min(first or entry.job.ready_at_ms, entry.job.ready_at_ms)
             counters = dict(queue.counters)
             if queue.paused:
                 counters["paused"] = 1
@@ -494,7 +545,7 @@ class MemoryQueueStorage(MemoryStorage):
                     ),
                 )
                 queue.leased.remove(key)
-                queue.ready.add(key, now, job.priority)
+                queue.ready.add(key, now, job.priority, _group(key, job), now)
                 recovered += 1
             else:  # its last attempt was lost (or released): hand it out to be failed
                 if job.state == "l":
@@ -520,6 +571,13 @@ class MemoryQueueStorage(MemoryStorage):
             queue.counters["given_up"] += 1
 
 
+def _group(key: TaskKey, job: StoredJob | None) -> str:
+    """A queued task's flow-control group: the one its submit named, else its owner id."""
+    if job is not None and job.group is not None:
+        return job.group
+    return key.owner_id
+
+
 def _lost(key: TaskKey, job: StoredJob, *, expired: bool) -> LostJob:
     return LostJob(
         key=key,
@@ -532,7 +590,7 @@ def _lost(key: TaskKey, job: StoredJob, *, expired: bool) -> LostJob:
 
 def _next_due(queue: _Queue, now: float) -> float | None:
     """Ms until the queue needs a visit (None: never); a paused one's ready tasks wait."""
-    ready = None if queue.paused else queue.ready.first()
+    ready = None if queue.paused else queue.ready.next_at()
     due = [score for score in (ready, queue.leased.first()) if score is not None]
     return None if not due else max(0.0, min(due) - now)
 

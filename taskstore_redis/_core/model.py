@@ -114,6 +114,9 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     resubmitted_from: str | None = None
     """The id of the failed or cancelled task this one was resubmitted from
     (``GenericTaskStore.resubmit``), or None."""
+    group: str | None = None
+    """The flow-control group its submit named (claims share fairly among groups);
+    None: the owner's own."""
 
 
 class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,6 +180,7 @@ def job_info(job: StoredJob, now_ms: float) -> JobInfo:
         ready_at=None if ready_at is None else datetime.fromtimestamp(ready_at / 1000, UTC),
         priority=job.priority,
         resubmitted_from=job.resubmitted_from,
+        group=job.group,
     )
 
 

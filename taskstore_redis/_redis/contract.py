@@ -27,7 +27,7 @@ from .._core.backend_types import (
     VariableMerge,
 )
 from . import scripts
-from .keys import KeySchema
+from .keys import KeySchema, encode_id
 from .scripts import Script
 
 
@@ -149,6 +149,7 @@ def create_call(keys: KeySchema, task: NewTask, token: str) -> Call:
             "from": job.resubmitted_from or "",
             "dedup": "" if job.dedup_key is None else keys.dedup_key(job.queue, key, job.dedup_key),
             "debounce_ms": "" if job.debounce_ms is None else job.debounce_ms,
+            "group": "" if job.group is None else encode_id(job.group),
         }
     return Call(scripts.CREATE, names, args)
 
@@ -367,7 +368,8 @@ def release_call(
 
 def queue_stats_call(keys: KeySchema, queue: str, shard: int) -> Call:
     """``queue_stats.lua`` on one shard of a queue."""
-    return Call(scripts.QUEUE_STATS, _queue_shard_keys(keys, queue, shard), {})
+    names = _queue_shard_keys(keys, queue, shard) | {"base": keys.task_base(shard)}
+    return Call(scripts.QUEUE_STATS, names, {})
 
 
 def queue_due_call(keys: KeySchema, queue: str, shard: int) -> Call:

@@ -9,9 +9,12 @@ key                                type    holds
                                            for none), negated once the task is terminal
 ``{P:S}:due``                      zset    ``"<index key> <expiry key> <task prefix>"`` per
                                            owner with expiring tasks, by earliest expiry
-``{P:S}:q:<queue>:r``              zset    a work queue's ready tasks of the shard, by ready-at
-                                           ms (server clock; delayed ones too), members
+``{P:S}:q:<queue>:r``              zset    a work queue's tasks of the shard claimable now, in
+                                           claim order (priority, then fair tag), members
                                            ``<owner part>:<task part>``
+``{P:S}:q:<queue>:w``              zset    its tasks claimable later, by ready-at ms
+``{P:S}:q:<queue>:v``              hash    its fair-queuing tags: ``""`` the last claimed,
+                                           ``g<group>`` a group's last
 ``{P:S}:q:<queue>:l``              zset    the same queue's leased tasks, by lease deadline ms
 ``{P:S}:q:<queue>:s``              hash    the queue's counters on the shard
 ``{P:S}:q:<queue>:d:<o>:<k>``      string  the encoded id of the last task owner ``<o>``
@@ -20,8 +23,9 @@ key                                type    holds
 =================================  ======  ===================================================
 
 A queue's member joined to the shard's task key base ``{P:S}:t:`` is the task's
-key. Queue names are percent-encoded like owner ids. A queue's shard channel is
-named like its ready set: submits, releases and recoveries publish there.
+key. The scripts name a queue's ``w`` and ``v`` keys from its ready set's (the same
+name but the last letter). Queue names are percent-encoded like owner ids. A
+queue's shard channel is named like its ready set: submits, releases and recoveries publish there.
 
 Each task also has a shard channel (``SPUBLISH``) named exactly like its hash:
 channels and keys are separate namespaces, and the shared name puts the channel
@@ -246,7 +250,11 @@ class KeySchema:
     # --- work queues ------------------------------------------------------------------------
 
     def queue_key(self, queue: str, shard: int, kind: str) -> str:
-        """A key of one shard of a queue: ``r`` ready set, ``l`` leased set, ``s`` counters."""
+        """A key of one shard of a queue, by kind (``r``, ``l``, ``s``, ``w``, ``v``).
+
+        ``r`` ready set, ``l`` leased set, ``s`` counters, ``w`` waiting set, ``v``
+        fair-queuing tags.
+        """
         return f"{self.tag(shard)}:q:{encode_id(queue)}:{kind}"
 
     def queue_keys(self, queue: str, shard: int) -> tuple[str, str, str]:

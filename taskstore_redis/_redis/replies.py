@@ -29,7 +29,7 @@ from .._core.backend_types import (
     VersionedRecord,
 )
 from .contract import Code
-from .keys import KeySchema, decode_task_id
+from .keys import KeySchema, decode_id, decode_task_id
 
 
 def created(reply: Any) -> bool:
@@ -257,6 +257,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
     state = fields.get(b"qs", b"r")
     ended = fields.get(b"z", b"")
     origin = fields.get(b"qf")
+    group = fields.get(b"qg")
     # as_str, written out: this runs for every claimed and every written queued task
     job = StoredJob(
         queue=str(queue, "utf-8", "surrogatepass") if isinstance(queue, bytes) else queue,
@@ -270,6 +271,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
         ended=str(ended, "utf-8", "surrogatepass") if isinstance(ended, bytes) else ended,
         priority=int(fields.get(b"qp", b"0")),
         resubmitted_from=None if origin is None else as_str(origin),
+        group=None if group is None else decode_id(as_str(group)),
     )
     return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
 

@@ -126,6 +126,7 @@ class QueueOperations(TaskEngine):
         delay_ms: int = 0,
         max_attempts: int | None = None,
         priority: int = 0,
+        group: str | None = None,
         dedup_key: str | None = None,
         debounce_ms: int | None = None,
     ) -> TaskRecord:
@@ -135,9 +136,11 @@ class QueueOperations(TaskEngine):
         handed to the worker that claims it. The task is claimable ``delay_ms``
         after submission, by up to ``max_attempts`` claims
         (``config.default_max_attempts`` when None). Claims take the highest
-        ``priority`` (0 to 9) first, and the oldest first within a priority; a
-        delayed task joins its priority when it becomes due. The owner's quota
-        counts it like any created task.
+        ``priority`` (0 to 9) first; within a priority they share fairly among
+        flow-control groups (``group``, the owner id by default): a group with many
+        tasks queued cannot starve one with few that come after them, and each
+        group's tasks keep their order. A delayed task joins when it becomes due.
+        The owner's quota counts it like any created task.
 
         With ``dedup_key``, while a task of this owner on this queue that was
         submitted with the same key is live (not ended, not expired), nothing is
@@ -150,7 +153,7 @@ class QueueOperations(TaskEngine):
         next submit creates a new task.
 
         Raises:
-            InvalidArgument: a bad queue name, delay, attempt count, priority, dedup key,
+            InvalidArgument: a bad queue name, delay, attempt count, priority, group, dedup key,
                 debounce (or one without a dedup key), TTL or id, or params that are not
                 plain JSON (``VariableSizeExceeded`` when too large).
             AnonymousAccessDenied: an anonymous owner while anonymous access is off.
@@ -164,6 +167,7 @@ class QueueOperations(TaskEngine):
         delay = check_delay(delay_ms, self._config)
         attempts = resolve_max_attempts(max_attempts, self._config)
         rank = check_priority(priority)
+        flow = _flow_group(group, owner)
         encoded = self._params(params, "params")
         dedup = None if dedup_key is None else check_id(dedup_key, "dedup_key")
         if dedup == "":
@@ -181,6 +185,7 @@ class QueueOperations(TaskEngine):
             max_attempts=attempts,
             delay_ms=delay,
             priority=rank,
+            group=flow,
             dedup_key=dedup,
             debounce_ms=debounce,
         )
@@ -197,6 +202,7 @@ class QueueOperations(TaskEngine):
         delay_ms: int = 0,
         max_attempts: int | None = None,
         priority: int = 0,
+        group: str | None = None,
     ) -> builtins.list[TaskRecord]:
         """Submit one task per item of ``params_list``, as ``submit`` would; their records.
 
@@ -224,6 +230,7 @@ class QueueOperations(TaskEngine):
         delay = check_delay(delay_ms, self._config)
         attempts = resolve_max_attempts(max_attempts, self._config)
         rank = check_priority(priority)
+        flow = _flow_group(group, owner)
         if isinstance(params_list, (str, bytes)) or not isinstance(params_list, Sequence):
             raise InvalidArgument(f"params_list must be a list, got {type(params_list).__name__}")
         if len(params_list) > MAX_SUBMIT_MANY:
@@ -237,6 +244,7 @@ class QueueOperations(TaskEngine):
                 max_attempts=attempts,
                 delay_ms=delay,
                 priority=rank,
+                group=flow,
             )
             for at, params in enumerate(params_list)
         ]
@@ -283,7 +291,7 @@ class QueueOperations(TaskEngine):
         """Submit a ``failed`` or ``cancelled`` task again, as a new task; return the new one.
 
         A terminal status stays final, so the task itself is left as it is: the new
-        task has a new id and the same request method, params, queue, priority,
+        task has a new id and the same request method, params, queue, priority, group,
         attempt count and TTL, and is claimable ``delay_ms`` from now. Its
         ``job.resubmitted_from`` names the task it came from. The owner's quota
         counts it like any submitted task.
@@ -314,6 +322,7 @@ class QueueOperations(TaskEngine):
             max_attempts=job.max_attempts,
             delay_ms=delay,
             priority=job.priority,
+            group=job.group,
             resubmitted_from=source.task.task_id,
         )
         ttl = resolve_ttl(source.task.ttl, self._config)
@@ -731,6 +740,16 @@ class QueueOperations(TaskEngine):
         Raises InvalidArgument (or another ``TaskStoreError``) for a value the store refuses.
         """
         raise NotImplementedError  # GenericTaskStore has the rules
+
+
+def _flow_group(group: str | None, owner: str) -> str | None:
+    """A submit's checked flow-control group: None for the owner's own."""
+    if group is None:
+        return None
+    name = check_id(group, "group")
+    if name == "":
+        raise InvalidArgument("group must not be empty")
+    return None if name == owner else name
 
 
 def _lost_message(lost: LostJob) -> str:
