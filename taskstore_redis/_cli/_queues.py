@@ -14,7 +14,6 @@ from ._inspect import _print_json, _store, cell
 
 COLUMNS = (
     ("queue", "queue"),
-    ("state", "paused"),
     ("ready", "ready"),
     ("delayed", "delayed"),
     ("leased", "leased"),
@@ -23,6 +22,7 @@ COLUMNS = (
     ("failed", "failed"),
     ("recovered", "recovered"),
     ("given up", "given_up"),
+    ("state", "paused"),
 )
 """The table's columns: heading, QueueStats field."""
 
