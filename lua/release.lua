@@ -42,7 +42,9 @@ if ARGV[6] == '1' then
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 local s = redis.call('HMGET', key, 'qp', 'qg')
-enqueue(KEYS[1], ARGV[2], group_of(ARGV[2], s[2]), s[1], now + tonumber(ARGV[4]), now)
+local group = group_of(ARGV[2], s[2])
+enqueue(KEYS[1], ARGV[2], group, s[1], now + tonumber(ARGV[4]), now)
+lease_ended(KEYS[1], group)
 redis.call('HINCRBY', KEYS[3], 'released', 1)
 commit_write(key, history, ARGV[5])
 redis.call('SPUBLISH', KEYS[1], '')

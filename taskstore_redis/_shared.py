@@ -26,7 +26,17 @@ from ._core.errors import (
     VariableSizeExceeded,
     WaitTimeout,
 )
-from ._core.model import JobInfo, JSONValue, LeaseInfo, QueueStats, Task, TaskPage, TaskRecord
+from ._core.model import (
+    JobInfo,
+    JSONValue,
+    LeaseInfo,
+    Limits,
+    QueueLimits,
+    QueueStats,
+    Task,
+    TaskPage,
+    TaskRecord,
+)
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
 # every name the sync and the async faces share (errors, model, settings)
@@ -42,9 +52,11 @@ __all__ = [
     "JobInfo",
     "LeaseInfo",
     "LeaseLost",
+    "Limits",
     "NoResult",
     "NotReady",
     "PartialSubmit",
+    "QueueLimits",
     "QueueStats",
     "ResourceExhausted",
     "SecurityConfig",

@@ -96,9 +96,31 @@ def test_resubmitting_an_unknown_task_is_one_line(
     assert "no-such-task" in one_error_line(capsys)
 
 
+def test_limits_are_set_shown_and_listed_with_the_queues(
+    where: list[str], store: ts.GenericTaskStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.submit("tools/call", owner_id=OWNER, queue="mail")
+    assert main(["limits", "mail", "--max-concurrency", "3", *where]) == 0
+    assert "queue 'mail': at most 3 at once" in capsys.readouterr().out
+    argv = ["limits", "mail", "--group", "t1", "--per-second", "50", "--burst", "5", "--json"]
+    assert main([*argv, *where]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["limits"]["max_concurrency"] == 3
+    assert shown["groups"]["t1"] == {"max_concurrency": None, "per_second": 50.0, "burst": 5}
+    assert store.limits("mail").groups["t1"].per_second == 50.0
+    assert queues_json(where, capsys)["mail"]["limits"]["limits"]["max_concurrency"] == 3
+    assert main(["queues", *where]) == 0
+    assert "at most 3 at once (+1 group(s))" in capsys.readouterr().out
+    assert main(["limits", "mail", "--clear", *where]) == 0
+    assert "queue 'mail': no limit" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
+        (["limits", "q", "--burst", "3"], "--burst needs a --per-second"),
+        (["limits", "q", "--clear", "--max-concurrency", "1"], "--clear takes no limit"),
+        (["limits", ""], "queue"),
         (["pause", ""], "queue"),
         (["resume", "q" * 300], "queue"),
         (["resubmit", "t", "--owner", "a", "--delay-ms", "-1"], "delay_ms"),

@@ -98,6 +98,7 @@ COMMANDS = {
     "doctor": ["doctor"],
     "queues": ["queues"],
     "pause": ["pause", "mail"],
+    "limits": ["limits", "mail"],
     "resume": ["resume", "mail"],
     "resubmit": ["resubmit", "some-task", "--owner", OWNER],
     "top": ["top", "--once"],

@@ -152,6 +152,10 @@ SAMPLES: dict[str, list[Call]] = {
     "queue_due": [BUILDERS["queue_due"](KEYS, "mail", 0)],
     "queue_leases": [BUILDERS["queue_leases"](KEYS, "mail", 0, 10)],
     "pause": [BUILDERS["pause"](KEYS, "mail", 0, True), BUILDERS["pause"](KEYS, "mail", 0, False)],
+    "limits": [
+        BUILDERS["limits"](KEYS, "mail", 0, None, {"c": 3, "r": 2.5, "b": 1}),
+        BUILDERS["limits"](KEYS, "mail", 0, "tenant", {}),
+    ],
 }
 """Calls of every script from its builder, one for each shape its arguments take."""
 

@@ -203,6 +203,7 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
     "get": (RAISES, [task]),
     "get_result": (RAISES, [task]),
     "list": (RAISES, [lambda s: ((), {"owner_id": OWNER})]),
+    "limits": (RAISES, [lambda s: ((QUEUE,), {})]),
     "pause_queue": (RAISES, [lambda s: ((QUEUE,), {})]),
     "queue_leases": (RAISES, [lambda s: ((QUEUE,), {})]),
     "queue_stats": (RAISES, [lambda s: ((QUEUE,), {})]),
@@ -211,6 +212,7 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
     "renew_leases": (RAISES, [lambda s: (([s.lease],), {})]),
     "resubmit": (RAISES, [task]),
     "resume_queue": (RAISES, [lambda s: ((QUEUE,), {})]),
+    "set_limits": (RAISES, [lambda s: ((QUEUE,), {"max_concurrency": 2})]),
     "set_result": (RAISES, [lambda s: ((s.task_id, {"a": 1}), {"owner_id": OWNER})]),
     "set_status_message": (RAISES, [lambda s: ((s.task_id, "note"), {"owner_id": OWNER})]),
     "set_variables": (RAISES, [lambda s: ((s.task_id, {"k": 1}), {"owner_id": OWNER})]),
@@ -263,6 +265,11 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     "renew": (RAISES, [lambda s: (([lease_ref(s)], 1000), {})]),
     "require_noeviction": (MAY_RETURN, [no_args]),
     "set_paused": (RAISES, [lambda s: ((QUEUE, True), {}), lambda s: ((QUEUE, False), {})]),
+    "set_limits": (
+        RAISES,
+        [lambda s: ((QUEUE, None, {"c": 2}), {}), lambda s: ((QUEUE, "g", {}), {})],
+    ),
+    "queue_limits": (RAISES, [lambda s: ((QUEUE,), {})]),
     "spublish": (RAISES, [lambda s: (("{t:mcp}:events", "{}"), {})]),
     "watch": (RAISES, [lambda s: ((s.key,), {})]),
     # the hub built before the server went down is returned as it is

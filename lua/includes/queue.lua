@@ -24,6 +24,27 @@ local function vtimes_key(ready)
   return string.sub(ready, 1, -2) .. 'v'
 end
 
+-- The limits' keys (see set_limits below).
+local function limits_key(ready)
+  return string.sub(ready, 1, -2) .. 'm'
+end
+
+local function leases_key(ready)
+  return string.sub(ready, 1, -2) .. 'a'
+end
+
+local function buckets_key(ready)
+  return string.sub(ready, 1, -2) .. 'k'
+end
+
+local function held_key(ready)
+  return string.sub(ready, 1, -2) .. 'h'
+end
+
+local function held_set(ready, group)
+  return string.sub(ready, 1, -2) .. 'h:' .. group
+end
+
 -- A task's group: its qg field (a submit that named one), else its owner (its member's
 -- part before the ':').
 local function group_of(member, qg)
@@ -69,8 +90,8 @@ local function dequeue(ready, member, group)
     if tonumber(redis.call('HGET', vtimes, field)) == tag_of(score) then
       redis.call('HDEL', vtimes, field)
     end
-  else
-    redis.call('ZREM', waiting_key(ready), member)
+  elseif redis.call('ZREM', waiting_key(ready), member) == 0 then
+    redis.call('ZREM', held_set(ready, group), member)
   end
 end
 
@@ -111,8 +132,113 @@ local function queued_counts(ready, base, now)
       earliest = at
     end
   end
-  local claimable = in_ready + redis.call('ZCOUNT', waiting, '-inf', ms(now))
-  return claimable, in_ready + redis.call('ZCARD', waiting), earliest
+  local held = 0
+  for _, group in ipairs(redis.call('ZRANGE', held_key(ready), 0, -1)) do
+    held = held + redis.call('ZCARD', held_set(ready, group))
+  end
+  local claimable = in_ready + held + redis.call('ZCOUNT', waiting, '-inf', ms(now))
+  return claimable, in_ready + held + redis.call('ZCARD', waiting), earliest
+end
+
+-- Limits (set_limits) are kept per shard, in a hash named from the ready set ('m'):
+-- 'c', 'r', 'b' (max concurrency, per second, burst) for the whole queue, 'c:<group>',
+-- 'r:<group>', 'b:<group>' for a group. While it has any, the shard counts its leases held
+-- ('a': field '' all of them, 'g<group>' a group's; a lease counts from its claim until it
+-- ends, lost ones until they are failed) and keeps token buckets ('k': '' the queue's,
+-- 'g<group>' a group's, each "<tokens>:<ms>"). A claim that meets a task of a group at its
+-- limit moves it, with its score, to the group's held set ('h:<group>'), and names the
+-- group in the held groups ('h'), scored by when to look again: +inf until one of its
+-- leases ends, else when its bucket has a token. Held tasks go back to the ready set, in
+-- their turn, once their group is due.
+-- The shard's limits as a table (name -> number), or nil when it has none.
+local function limits_of(ready)
+  local flat = redis.call('HGETALL', limits_key(ready))
+  if #flat == 0 then
+    return nil
+  end
+  local limits = {}
+  for i = 1, #flat, 2 do
+    limits[flat[i]] = tonumber(flat[i + 1])
+  end
+  return limits
+end
+
+-- A token bucket's tokens at now: {tokens, field}; bucket(...) reads, spend(...) writes.
+local function bucket_tokens(ready, field, rate, burst, now)
+  local s = redis.call('HGET', buckets_key(ready), field)
+  if not s then
+    return burst
+  end
+  local at = string.find(s, ':', 1, true)
+  local tokens = tonumber(string.sub(s, 1, at - 1))
+  local since = now - tonumber(string.sub(s, at + 1))
+  return math.min(burst, tokens + math.max(0, since) * rate / 1000)
+end
+
+local function bucket_save(ready, field, tokens, now)
+  redis.call('HSET', buckets_key(ready), field, string.format('%.6f:%.3f', tokens, now))
+end
+
+-- When a bucket with these tokens next has one (ms).
+local function token_due(tokens, rate, now)
+  return now + math.max(0, 1 - tokens) * 1000 / rate
+end
+
+-- Move a ready task of a group at its limit to the group's held set, keeping its score;
+-- the group is looked at again at wake (ms, or '+inf': when one of its leases ends).
+local function hold(ready, group, member, score, wake)
+  redis.call('ZREM', ready, member)
+  redis.call('ZADD', held_set(ready, group), score, member)
+  redis.call('ZADD', held_key(ready), wake, group)
+end
+
+-- Put the held tasks of up to batch groups due at now back in the ready set (up to batch
+-- tasks each; a group with more stays due).
+local function unhold(ready, now, batch)
+  local held = held_key(ready)
+  for _, group in ipairs(redis.call('ZRANGEBYSCORE', held, '-inf', ms(now), 'LIMIT', 0, batch)) do
+    local set = held_set(ready, group)
+    local entries = redis.call('ZRANGE', set, 0, batch - 1, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      redis.call('ZADD', ready, entries[i + 1], entries[i])
+      redis.call('ZREM', set, entries[i])
+    end
+    if redis.call('EXISTS', set) == 0 then
+      redis.call('ZREM', held, group)
+    end
+  end
+end
+
+-- A lease of group ended (completed, failed, released, recovered): while the shard has
+-- limits, it stops counting, a group held until then is due, and waiting workers hear.
+local function lease_ended(ready, group)
+  if redis.call('EXISTS', limits_key(ready)) == 0 then
+    return
+  end
+  local leases = leases_key(ready)
+  for _, field in ipairs({'', 'g' .. group}) do
+    if redis.call('HINCRBY', leases, field, -1) < 0 then
+      redis.call('HSET', leases, field, 0)
+    end
+  end
+  local held = held_key(ready)
+  if redis.call('ZSCORE', held, group) == 'inf' then
+    redis.call('ZADD', held, 0, group)
+  end
+  redis.call('SPUBLISH', ready, '')
+end
+
+-- Count the shard's leases held from its leased set (limits set where there were none).
+local function count_leases(ready, leased, base)
+  local leases = leases_key(ready)
+  redis.call('DEL', leases)
+  for _, member in ipairs(redis.call('ZRANGE', leased, 0, -1)) do
+    local s = redis.call('HMGET', base .. member, 'qs', 'qg')
+    if s[1] == 'l' or s[1] == 'x' then
+      redis.call('HINCRBY', leases, '', 1)
+      redis.call('HINCRBY', leases, 'g' .. group_of(member, s[2]), 1)
+    end
+  end
 end
 
 -- Whether the queue is paused on this shard (pause_queue): it leases nothing.
@@ -122,12 +248,17 @@ end
 
 -- A terminal write landed on a queued task: the job is done, off its queue, counted.
 local function job_done(key, member, ready, leased, stats, status, given_up)
-  if redis.call('HGET', key, 'qs') == 'd' then
+  local s = redis.call('HMGET', key, 'qs', 'qg')
+  if s[1] == 'd' then
     return
   end
   redis.call('HSET', key, 'qs', 'd', 'z', status)
   redis.call('HDEL', key, 'qx')
-  dequeue(ready, member, group_of(member, redis.call('HGET', key, 'qg')))
+  local group = group_of(member, s[2])
+  dequeue(ready, member, group)
+  if s[1] == 'l' or s[1] == 'x' then
+    lease_ended(ready, group)
+  end
   redis.call('ZREM', leased, member)
   redis.call('HINCRBY', stats, status, 1)
   if given_up then
@@ -159,7 +290,9 @@ local function recover_leases(ready, leased, stats, base, now, batch, retry_ms)
       redis.call('HSET', key, 'qs', 'r', 'qr', ms(now))
       redis.call('HDEL', key, 'qx')
       redis.call('ZREM', leased, member)
-      enqueue(ready, member, group_of(member, s[8]), s[7], now, now)
+      local group = group_of(member, s[8])
+      enqueue(ready, member, group, s[7], now, now)
+      lease_ended(ready, group)
       job_changed(key)
       recovered = recovered + 1
     else
@@ -183,18 +316,43 @@ end
 -- paused shard needs one only for its leases.
 local function next_due(ready, leased, stats, now)
   local best = nil
-  if not is_paused(stats) then
-    if redis.call('ZCARD', ready) > 0 then
-      return '0'
+  local function sooner(at)
+    if at and (best == nil or at < best) then
+      best = at
     end
-    local first = redis.call('ZRANGE', waiting_key(ready), 0, 0, 'WITHSCORES')
-    if #first > 0 then
-      best = tonumber(first[2])
+  end
+  if not is_paused(stats) then
+    local limits = limits_of(ready)
+    local blocked = false
+    if limits then
+      local rate = limits['r']
+      if limits['c'] and (tonumber(redis.call('HGET', leases_key(ready), '')) or 0) >= limits['c'] then
+        blocked = true  -- a lease's end tells the workers
+      elseif rate then
+        local tokens = bucket_tokens(ready, '', rate, limits['b'] or 1, now)
+        if tokens < 1 then
+          blocked = true
+          sooner(token_due(tokens, rate, now))
+        end
+      end
+    end
+    local held = redis.call('ZRANGE', held_key(ready), 0, 0, 'WITHSCORES')
+    if not blocked and #held > 0 and held[2] ~= 'inf' then
+      sooner(tonumber(held[2]))
+    end
+    if not blocked then
+      if redis.call('ZCARD', ready) > 0 then
+        return '0'
+      end
+      local first = redis.call('ZRANGE', waiting_key(ready), 0, 0, 'WITHSCORES')
+      if #first > 0 then
+        sooner(tonumber(first[2]))
+      end
     end
   end
   local first = redis.call('ZRANGE', leased, 0, 0, 'WITHSCORES')
-  if #first > 0 and (best == nil or tonumber(first[2]) < best) then
-    best = tonumber(first[2])
+  if #first > 0 then
+    sooner(tonumber(first[2]))
   end
   if best == nil then
     return ''

@@ -341,6 +341,21 @@ class QueueBackend(StorageBackend, Protocol):
         """Every queue a task was submitted to (or that was paused)."""
         ...
 
+    async def set_limits(self, queue: str, group: str | None, limits: dict[str, float]) -> None:
+        """Set the limits of ``queue`` (or of ``group`` on it) on every shard.
+
+        ``limits`` by name: ``c`` most leases held at once, ``r`` claims per second,
+        ``b`` the bucket's size; a name left out is removed. One round trip per node.
+        """
+        ...
+
+    async def queue_limits(self, queue: str) -> dict[str, float]:
+        """The limits of ``queue`` as ``set_limits`` keeps them.
+
+        ``c``, ``r``, ``b`` for the queue, ``c:<group>``... for a group (as given).
+        """
+        ...
+
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause (``paused``) or resume the queue on every shard; the same again changes nothing.
 

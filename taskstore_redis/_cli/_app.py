@@ -221,6 +221,29 @@ def _parser() -> _Parser:
             check=_control.check_queue_name,
         )
         paused.add_argument("queue", metavar="QUEUE")
+    limits = add(
+        "limits",
+        [inspecting],
+        _control.limits,
+        help="show or set a queue's limits",
+        description="Show the limits of a queue and its groups; with a limit (or --clear), "
+        "set the limits of the queue, or of --group, first. The limits given replace the "
+        "target's: a limit not given is removed.",
+        check=_control.check_limits,
+    )
+    limits.add_argument("queue", metavar="QUEUE")
+    limits.add_argument("--group", default=None, help="a group of the queue (default: the queue)")
+    limits.add_argument(
+        "--max-concurrency", type=int, default=None, metavar="N", help="most leases held at once"
+    )
+    limits.add_argument(
+        "--per-second", type=float, default=None, metavar="R", help="most claims per second"
+    )
+    limits.add_argument(
+        "--burst", type=int, default=None, metavar="B", help="claims at once after a quiet spell"
+    )
+    limits.add_argument("--clear", action="store_true", help="remove the target's limits")
+    limits.add_argument("--json", action="store_true", help="print the limits as JSON")
     resubmit = add(
         "resubmit",
         [inspecting],

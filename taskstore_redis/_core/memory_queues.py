@@ -107,9 +107,47 @@ class _Ready:
         """A group's last tag."""
         self._claimed = 0
         """The last claimed tag."""
+        self._held: dict[str, dict[TaskKey, tuple[int, int]]] = {}
+        """A group at its limit: its tasks a claim met, with their priority and tag."""
+        self._held_in: dict[TaskKey, str] = {}
+        self.wake: dict[str, float] = {}
+        """A held group: when to look again (inf: when one of its leases ends)."""
 
     def __len__(self) -> int:
-        return len(self._tagged) + len(self._waiting)
+        return len(self._tagged) + len(self._waiting) + len(self._held_in)
+
+    def hold(self, key: TaskKey, wake: float) -> None:
+        """Set a claimable task of a group at its limit aside, in its turn, until ``wake``."""
+        priority, tag, group = self._tagged.pop(key)
+        self._sets[priority].remove(key)
+        self._held.setdefault(group, {})[key] = (priority, tag)
+        self._held_in[key] = group
+        self.wake[group] = wake
+
+    def unhold(self, now: float) -> None:
+        """Put the tasks of every held group due at ``now`` back, in their turns."""
+        for group, at in list(self.wake.items()):
+            if at <= now:
+                del self.wake[group]
+                for key, (priority, tag) in self._held.pop(group, {}).items():
+                    del self._held_in[key]
+                    self._tagged[key] = (priority, tag, group)
+                    self._sets[priority].add(key, tag)
+
+    def lease_ended(self, group: str) -> None:
+        """A lease of ``group`` ended: held until then, it is due."""
+        if self.wake.get(group) == float("inf"):
+            self.wake[group] = 0.0
+
+    def look_again(self) -> None:
+        """Every held group is due (its limits changed)."""
+        for group in self.wake:
+            self.wake[group] = 0.0
+
+    def group_of(self, key: TaskKey) -> str | None:
+        """The group of a claimable task."""
+        tagged = self._tagged.get(key)
+        return None if tagged is None else tagged[2]
 
     def add(self, key: TaskKey, ready_at: float, priority: int, group: str, now: float) -> None:
         """Queue a task: claimable now (tagged) if ``ready_at`` is not after ``now``."""
@@ -133,6 +171,13 @@ class _Ready:
                 del self._last[group]
         elif self._waiting.pop(key, None) is not None:
             self.waiting.remove(key)
+        elif key in self._held_in:
+            aside = self._held_in.pop(key)
+            held = self._held[aside]
+            del held[key]
+            if not held:
+                del self._held[aside]
+                self.wake.pop(aside, None)
 
     def take(self, key: TaskKey) -> None:
         """Take a task off for a claim: the last claimed tag moves on to its tag."""
@@ -166,15 +211,24 @@ class _Ready:
                 return ready.due(float("inf"), 1)[0]
         return None
 
-    def next_at(self) -> float | None:
-        """When the next claim is due: 0 while any is claimable now, else the first ready time."""
-        return 0.0 if self._tagged else self.waiting.first()
+    def next_at(self, blocked: bool = False) -> float | None:
+        """When the next claim is due.
+
+        0 while any is claimable now (unless ``blocked``), else the first ready time or
+        held group's wake.
+        """
+        if self._tagged and not blocked:
+            return 0.0
+        times = [at for at in self.wake.values() if at != float("inf")]
+        if not blocked and (first := self.waiting.first()) is not None:
+            times.append(first)
+        return min(times, default=None)
 
     def count_until(self, now: float) -> int:
-        return len(self._tagged) + self.waiting.count_until(now)
+        return len(self._tagged) + len(self._held_in) + self.waiting.count_until(now)
 
     def __iter__(self) -> Iterator[TaskKey]:
-        return iter([*self._tagged, *self._waiting])
+        return iter([*self._tagged, *self._waiting, *self._held_in])
 
 
 class _Queue:
@@ -183,6 +237,10 @@ class _Queue:
         self.leased = _ZSet()
         self.counters: Counter[str] = Counter()
         self.paused = False
+        self.limits: dict[str, float] = {}
+        """As the Redis scripts keep them: 'c', 'r', 'b' the queue's, 'c:<group>'... a group's."""
+        self.buckets: dict[str, tuple[float, float]] = {}
+        """A token bucket's tokens and when ('' the queue's, 'g<group>' a group's)."""
 
 
 def _ignore(queue: str) -> None:
@@ -317,12 +375,26 @@ class MemoryQueueStorage(MemoryStorage):
             queue = self._queue(queue_name)
             lost, recovered = self._recover(queue_name, queue, now, batch)
             claimed: list[ClaimedJob] = []
-            for key in queue.ready.due(now, 0 if queue.paused else count + batch):
+            queue.ready.unhold(now)
+            limits = queue.limits
+            tokens: dict[str, float] = {}
+            if limits and "c" in limits:
+                count = min(count, int(limits["c"]) - self._leases(queue))
+            if limits and "r" in limits:
+                tokens[""] = _tokens(queue, "", limits["r"], limits.get("b", 1), now)
+                count = min(count, int(tokens[""]))
+            for key in queue.ready.due(now, 0 if queue.paused or count <= 0 else count + batch):
                 if len(claimed) >= count:
                     break
-                queue.ready.take(key)
+                group = queue.ready.group_of(key)
                 entry = self._live_entry(key, int(now))
                 job = None if entry is None else entry.job
+                if limits and group is not None and job is not None and job.state == "r":
+                    wait = self._wait(queue, group, tokens, now)
+                    if wait is not None:
+                        queue.ready.hold(key, wait)
+                        continue
+                queue.ready.take(key)
                 if entry is None or job is None or job.state != "r" or job.ended:
                     continue
                 if entry.expires_at_ms is not None and entry.expires_at_ms <= now:
@@ -343,6 +415,9 @@ class MemoryQueueStorage(MemoryStorage):
                 )
                 self._set_job(key, entry, leased)
                 queue.leased.add(key, deadline)
+                for field in ("", "g" + _group(key, job)):
+                    if field in tokens:
+                        tokens[field] -= 1
                 claimed.append(
                     ClaimedJob(
                         key=key,
@@ -352,11 +427,13 @@ class MemoryQueueStorage(MemoryStorage):
                         deadline_ms=deadline,
                     )
                 )
+            for field, left in tokens.items():
+                queue.buckets[field] = (left, now)
             queue.counters["claimed"] += len(claimed)
             return ClaimReply(
                 claimed=claimed,
                 lost=lost,
-                next_due_in_ms=_next_due(queue, now),
+                next_due_in_ms=self._next_due(queue, now),
                 recovered=recovered,
             )
 
@@ -375,7 +452,7 @@ class MemoryQueueStorage(MemoryStorage):
             if count > 0:
                 return outcomes, self.claim(queue_name, count, lease_ms, worker_id, batch)
             queue = self._queue(queue_name)
-            due = _next_due(queue, float(now_ms()))
+            due = self._next_due(queue, float(now_ms()))
             return outcomes, ClaimReply(claimed=[], lost=[], next_due_in_ms=due, recovered=0)
 
     def recover(self, queue_name: str, batch: int) -> ClaimReply:
@@ -385,7 +462,10 @@ class MemoryQueueStorage(MemoryStorage):
             queue = self._queue(queue_name)
             lost, recovered = self._recover(queue_name, queue, now, batch)
             return ClaimReply(
-                claimed=[], lost=lost, next_due_in_ms=_next_due(queue, now), recovered=recovered
+                claimed=[],
+                lost=lost,
+                next_due_in_ms=self._next_due(queue, now),
+                recovered=recovered,
             )
 
     def renew(self, leases: list[LeaseRef], lease_ms: int) -> list[RenewOutcome]:
@@ -443,6 +523,7 @@ class MemoryQueueStorage(MemoryStorage):
             queue = self._queue(ref.queue)
             queue.leased.remove(ref.key)
             queue.ready.add(ref.key, ready_at, job.priority, _group(ref.key, job), now)
+            self._lease_ended(ref.queue, queue, ref.key, job)
             queue.counters["released"] += 1
             self.on_queue(ref.queue)
             return "", entry.stored()
@@ -451,7 +532,7 @@ class MemoryQueueStorage(MemoryStorage):
         """Ms until the queue needs a claim (0: now; None: it holds nothing)."""
         with self._lock:
             queue = self._queues.get(queue_name)
-            return None if queue is None else _next_due(queue, float(now_ms()))
+            return None if queue is None else self._next_due(queue, float(now_ms()))
 
     def queue_counts(self, queue_name: str) -> QueueCounts:
         """The queue's numbers now."""
@@ -519,6 +600,77 @@ class MemoryQueueStorage(MemoryStorage):
             queue = self._queues[name] = _Queue()
         return queue
 
+    def _leases(self, queue: _Queue, group: str | None = None) -> int:
+        """The leases held on ``queue`` (of ``group``): claimed, not yet ended; lost ones too."""
+        held = 0
+        for key in queue.leased:
+            entry = self._entries.get(key)
+            job = None if entry is None else entry.job
+            if job is not None and job.state in ("l", "x"):
+                held += group is None or _group(key, job) == group
+        return held
+
+    def _wait(
+        self, queue: _Queue, group: str, tokens: dict[str, float], now: float
+    ) -> float | None:
+        """When a group at its limit is looked at again (inf: a lease end), or None: it is not."""
+        limits = queue.limits
+        most, rate = limits.get("c:" + group), limits.get("r:" + group)
+        if most is not None and self._leases(queue, group) >= most:
+            return float("inf")
+        if rate is not None:
+            field = "g" + group
+            if field not in tokens:
+                tokens[field] = _tokens(queue, field, rate, limits.get("b:" + group, 1), now)
+            if tokens[field] < 1:
+                return _token_due(tokens[field], rate, now)
+        return None
+
+    def _next_due(self, queue: _Queue, now: float) -> float | None:
+        """Ms until the queue needs a visit (None: never), as the Redis scripts' next_due."""
+        ready = None
+        if not queue.paused:
+            limits = queue.limits
+            blocked = False
+            if "c" in limits and self._leases(queue) >= limits["c"]:
+                blocked = True  # a lease's end tells the workers
+            elif "r" in limits:
+                tokens = _tokens(queue, "", limits["r"], limits.get("b", 1), now)
+                if tokens < 1:
+                    blocked = True
+                    ready = _token_due(tokens, limits["r"], now)
+            at = queue.ready.next_at(blocked)
+            if at is not None and (ready is None or at < ready):
+                ready = at
+        due = [score for score in (ready, queue.leased.first()) if score is not None]
+        return None if not due else max(0.0, min(due) - now)
+
+    def _lease_ended(self, name: str, queue: _Queue, key: TaskKey, job: StoredJob) -> None:
+        """A lease ended: with limits, its group held until then is due, and workers hear."""
+        if queue.limits:
+            queue.ready.lease_ended(_group(key, job))
+            self.on_queue(name)
+
+    def set_limits(self, queue_name: str, group: str | None, limits: dict[str, float]) -> None:
+        """Set (or, for a name not given, remove) the limits of the queue or of ``group``."""
+        with self._lock:
+            queue = self._queue(queue_name)
+            suffix = "" if group is None else ":" + group
+            for name in ("c", "r", "b"):
+                queue.limits.pop(name + suffix, None)
+                if name in limits:
+                    queue.limits[name + suffix] = limits[name]
+            if not queue.limits:
+                queue.buckets.clear()
+            queue.ready.look_again()
+            self.on_queue(queue_name)
+
+    def queue_limits(self, queue_name: str) -> dict[str, float]:
+        """The queue's limits, as ``set_limits`` keeps them."""
+        with self._lock:
+            queue = self._queues.get(queue_name)
+            return {} if queue is None else dict(queue.limits)
+
     def _set_job(self, key: TaskKey, entry: _Entry, job: StoredJob) -> None:
         """Change a task's queue state: a write of the task (its version goes up)."""
         entry.job = job
@@ -546,6 +698,7 @@ class MemoryQueueStorage(MemoryStorage):
                 )
                 queue.leased.remove(key)
                 queue.ready.add(key, now, job.priority, _group(key, job), now)
+                self._lease_ended(name, queue, key, job)
                 recovered += 1
             else:  # its last attempt was lost (or released): hand it out to be failed
                 if job.state == "l":
@@ -566,6 +719,8 @@ class MemoryQueueStorage(MemoryStorage):
         queue = self._queue(job.queue)
         queue.ready.remove(key)
         queue.leased.remove(key)
+        if job.state in ("l", "x"):
+            self._lease_ended(job.queue, queue, key, job)
         queue.counters[status] += 1
         if fence is not None and fence.finalize:
             queue.counters["given_up"] += 1
@@ -588,11 +743,14 @@ def _lost(key: TaskKey, job: StoredJob, *, expired: bool) -> LostJob:
     )
 
 
-def _next_due(queue: _Queue, now: float) -> float | None:
-    """Ms until the queue needs a visit (None: never); a paused one's ready tasks wait."""
-    ready = None if queue.paused else queue.ready.next_at()
-    due = [score for score in (ready, queue.leased.first()) if score is not None]
-    return None if not due else max(0.0, min(due) - now)
+def _tokens(queue: _Queue, field: str, rate: float, burst: float, now: float) -> float:
+    """A token bucket's tokens at ``now`` (full when never used)."""
+    tokens, at = queue.buckets.get(field, (burst, now))
+    return min(burst, tokens + max(0.0, now - at) * rate / 1000)
+
+
+def _token_due(tokens: float, rate: float, now: float) -> float:
+    return now + max(0.0, 1 - tokens) * 1000 / rate
 
 
 def _refusal(job: StoredJob | None, fence: Fence, now: float) -> str:

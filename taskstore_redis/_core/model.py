@@ -145,6 +145,27 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     """The queue is paused (``pause_queue``): workers lease none of its tasks."""
 
 
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Flow-control limits of a queue or of one group on it (see ``set_limits``)."""
+
+    max_concurrency: int | None = None
+    """The most leases held at once (lost ones count until they are failed)."""
+    per_second: float | None = None
+    """The most claims per second: a token bucket on the server's clock."""
+    burst: int | None = None
+    """The bucket's size: claims that may go at once after a quiet spell (1 by default)."""
+
+
+class QueueLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue's limits (see ``GenericTaskStore.limits``)."""
+
+    queue: str
+    limits: Limits
+    """The whole queue's."""
+    groups: dict[str, Limits]
+    """Each group's that has any, by group."""
+
+
 class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A task a worker holds, as ``GenericTaskStore.queue_leases`` lists it."""
 

@@ -27,7 +27,7 @@ from .._core.backend_types import (
     VariableMerge,
 )
 from . import scripts
-from .keys import KeySchema, encode_id
+from .keys import KeySchema
 from .scripts import Script
 
 
@@ -149,7 +149,7 @@ def create_call(keys: KeySchema, task: NewTask, token: str) -> Call:
             "from": job.resubmitted_from or "",
             "dedup": "" if job.dedup_key is None else keys.dedup_key(job.queue, key, job.dedup_key),
             "debounce_ms": "" if job.debounce_ms is None else job.debounce_ms,
-            "group": "" if job.group is None else encode_id(job.group),
+            "group": "" if job.group is None else keys.owner_part(job.group),
         }
     return Call(scripts.CREATE, names, args)
 
@@ -396,6 +396,32 @@ def queue_leases_call(keys: KeySchema, queue: str, shard: int, limit: int) -> Ca
     )
 
 
+def limits_call(
+    keys: KeySchema, queue: str, shard: int, group: str | None, limits: dict[str, float]
+) -> Call:
+    """``limits.lua`` on one shard of a queue, for the whole queue or for ``group``.
+
+    ``limits`` by name (``c``, ``r``, ``b``); a name left out is removed.
+    """
+    ready, leased, _ = keys.queue_keys(queue, shard)
+    return Call(
+        scripts.LIMITS,
+        {"ready": ready, "leased": leased, "base": keys.task_base(shard)},
+        {
+            "group": "" if group is None else keys.owner_part(group),
+            "most": _limit(limits.get("c")),
+            "rate": _limit(limits.get("r")),
+            "burst": _limit(limits.get("b")),
+        },
+    )
+
+
+def _limit(value: float | None) -> Any:
+    if value is None:
+        return ""
+    return int(value) if float(value).is_integer() else repr(float(value))
+
+
 BUILDERS: dict[str, Callable[..., Call]] = {
     scripts.CREATE.name: create_call,
     scripts.COMPARE_AND_SET.name: compare_and_set_call,
@@ -411,6 +437,7 @@ BUILDERS: dict[str, Callable[..., Call]] = {
     scripts.QUEUE_DUE.name: queue_due_call,
     scripts.QUEUE_LEASES.name: queue_leases_call,
     scripts.PAUSE.name: pause_call,
+    scripts.LIMITS.name: limits_call,
     scripts.DELETE.name: delete_call,
 }
 """The builder of every script, by the script's name."""

@@ -278,6 +278,10 @@ class KeySchema:
         tag, part = self._owner_parts(key.owner_id)
         return f"{tag}:q:{encode_id(queue)}:d:{part}:{encode_id(dedup_key)}"
 
+    def limits_key(self, queue: str, shard: int) -> str:
+        """The limits hash of one shard of a queue (``set_limits``)."""
+        return self.queue_key(queue, shard, "m")
+
     def queue_channel(self, queue: str, shard: int) -> str:
         """The shard channel that says a shard of a queue may have work (its ready set's name)."""
         return self.queue_key(queue, shard, "r")

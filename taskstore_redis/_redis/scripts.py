@@ -198,6 +198,7 @@ QUEUE_DUE = load_script("queue_due")
 QUEUE_LEASES = load_script("queue_leases")
 DELETE = load_script("delete")
 PAUSE = load_script("pause")
+LIMITS = load_script("limits")
 ALL_SCRIPTS = (
     CREATE,
     COMPARE_AND_SET,
@@ -214,4 +215,5 @@ ALL_SCRIPTS = (
     QUEUE_LEASES,
     DELETE,
     PAUSE,
+    LIMITS,
 )

@@ -139,6 +139,14 @@ class InMemoryBackend:
         """Create each task as ``create`` does."""
         return [self._storage.create(task) for task in tasks]
 
+    def set_limits(self, queue: str, group: str | None, limits: dict[str, float]) -> None:
+        """Set the limits of the queue or of ``group`` (a name left out is removed)."""
+        self._storage.set_limits(queue, group, limits)
+
+    def queue_limits(self, queue: str) -> dict[str, float]:
+        """The queue's limits, as ``set_limits`` keeps them."""
+        return self._storage.queue_limits(queue)
+
     def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume the queue (a resume tells its watchers)."""
         self._storage.set_paused(queue, paused)

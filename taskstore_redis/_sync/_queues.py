@@ -41,6 +41,8 @@ from .._core.errors import (
 from .._core.model import (
     JSONValue,
     LeaseInfo,
+    Limits,
+    QueueLimits,
     QueueStats,
     TaskRecord,
     datetime_from_ms,
@@ -327,6 +329,77 @@ class QueueOperations(TaskEngine):
         )
         ttl = resolve_ttl(source.task.ttl, self._config)
         return self._create(key.owner_id, source.request_method, ttl, again)
+
+    def set_limits(
+        self,
+        queue: str,
+        *,
+        group: str | None = None,
+        max_concurrency: int | None = None,
+        per_second: float | None = None,
+        burst: int | None = None,
+    ) -> None:
+        """Set the limits of ``queue``, or of ``group`` on it; None removes a limit.
+
+        ``max_concurrency`` caps the leases held at once (a lost lease counts until its
+        task is failed); ``per_second`` caps claims per second with a token bucket of
+        ``burst`` tokens (1 by default) on the server's clock. A claim never goes past
+        a limit: it skips a group at its limit and serves the others, and the group
+        comes back, in its turn, when one of its leases ends or its bucket has a
+        token; a worker sleeps until then, with no polling. The call sets the limits
+        of the target whole: a value left None removes that limit.
+
+        Limits are kept per shard of the queue, like its tasks: a group whose tasks
+        all belong to one owner (a group is the owner by default) has its limit
+        exactly; a group named across owners of several shards, and the queue's own
+        limits, hold on each shard, so up to the limit times the shards that hold its
+        tasks (a store with ``shards=1`` keeps every limit exact).
+
+        Raises:
+            InvalidArgument: a bad queue, group or limit, or a burst without a rate.
+
+        """
+        name = check_queue(queue)
+        target = None if group is None else check_id(group, "group")
+        if target == "":
+            raise InvalidArgument("group must not be empty")
+        limits: dict[str, float] = {}
+        if max_concurrency is not None:
+            limits["c"] = _whole_limit(max_concurrency, "max_concurrency")
+        if per_second is not None:
+            if (
+                isinstance(per_second, bool)
+                or not isinstance(per_second, (int, float))
+                or not 0 < per_second <= 1_000_000
+            ):
+                raise InvalidArgument(
+                    f"per_second must be a number above 0, up to 1000000, got {per_second!r}"
+                )
+            limits["r"] = float(per_second)
+            limits["b"] = 1 if burst is None else _whole_limit(burst, "burst")
+        elif burst is not None:
+            raise InvalidArgument("burst needs a per_second")
+        self._queue_backend().set_limits(name, target, limits)
+
+    def limits(self, queue: str) -> QueueLimits:
+        """The limits ``set_limits`` gave ``queue`` and its groups.
+
+        Raises:
+            InvalidArgument: a bad queue name.
+
+        """
+        name = check_queue(queue)
+        stored = self._queue_backend().queue_limits(name)
+        by_target: dict[str, dict[str, float]] = {}
+        for field, value in stored.items():
+            kind, _, group = field.partition(":")
+            by_target.setdefault(":" + group if group else "", {})[kind] = value
+        made = {target: _limits_of(values) for target, values in by_target.items()}
+        return QueueLimits(
+            queue=name,
+            limits=made.pop("", Limits()),
+            groups={target[1:]: limits for target, limits in sorted(made.items())},
+        )
 
     def pause_queue(self, queue: str) -> None:
         """Pause ``queue``: workers lease none of its tasks until ``resume_queue``.
@@ -740,6 +813,21 @@ class QueueOperations(TaskEngine):
         Raises InvalidArgument (or another ``TaskStoreError``) for a value the store refuses.
         """
         raise NotImplementedError  # GenericTaskStore has the rules
+
+
+def _whole_limit(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise InvalidArgument(f"{name} must be a whole number from 1 to 1000000, got {value!r}")
+    return value
+
+
+def _limits_of(values: dict[str, float]) -> Limits:
+    most, rate, burst = values.get("c"), values.get("r"), values.get("b")
+    return Limits(
+        max_concurrency=None if most is None else int(most),
+        per_second=rate,
+        burst=None if burst is None or rate is None else int(burst),
+    )
 
 
 def _flow_group(group: str | None, owner: str) -> str | None:

@@ -46,6 +46,7 @@ from .._redis.contract import (
     complete_and_claim_call,
     create_call,
     delete_call,
+    limits_call,
     list_page_call,
     merge_variables_call,
     pause_call,
@@ -59,7 +60,7 @@ from .._redis.contract import (
 )
 from .._redis.errors import map_redis_errors, may_pass, script_sha
 from .._redis.events import ConnectionEvents
-from .._redis.keys import KeySchema
+from .._redis.keys import KeySchema, decode_id
 from .._redis.options import ClientOptions, check_parsed, check_url, socket_seconds
 from .._redis.pubsub import SyncHub, node_source, sync_hub
 from .._redis.replies import (
@@ -478,6 +479,34 @@ class RedisBackend:
                     outcome_unknown=True,
                 ) from exc
             return [create_outcome(reply) for reply in replies]
+
+    def set_limits(self, queue: str, group: str | None, limits: dict[str, float]) -> None:
+        """Set limits on every shard of ``queue``: one script per shard, in one pipeline.
+
+        Sent again after a lost reply: setting the same limits twice changes nothing.
+        """
+        commands = [
+            limits_call(self.keys, queue, shard, group, limits).command()
+            for shard in range(self.keys.shards)
+        ]
+        self._run_many("set_limits", commands, write=True)
+
+    def queue_limits(self, queue: str) -> dict[str, float]:
+        """The limits of ``queue``, read from its first shard (every shard holds the same)."""
+        reply = self._run(
+            "limits",
+            ("HGETALL", self.keys.limits_key(queue, 0)),
+            attempts=self._read_retries + 1,
+        )
+        flat = (
+            [part for pair in reply.items() for part in pair] if isinstance(reply, dict) else reply
+        )
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        limits: dict[str, float] = {}
+        for name, value in pairs:
+            kind, _, group = as_str(name).partition(":")
+            limits[kind + (":" + decode_id(group) if group else "")] = float(value)
+        return limits
 
     def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume every shard of ``queue``: one script per shard, in one pipeline.
