@@ -15,6 +15,11 @@ key                                type    holds
 ``{P:S}:q:<queue>:w``              zset    its tasks claimable later, by ready-at ms
 ``{P:S}:q:<queue>:v``              hash    its fair-queuing tags: ``""`` the last claimed,
                                            ``g<group>`` a group's last
+``{P:S}:q:<queue>:m``              hash    its limits (``set_limits``)
+``{P:S}:q:<queue>:a``              hash    its leases held, while it has limits
+``{P:S}:q:<queue>:k``              hash    its token buckets, while it has limits
+``{P:S}:q:<queue>:h``              zset    its groups at a limit, by when to look again
+``{P:S}:q:<queue>:h:<group>``      zset    the tasks a claim set aside of such a group
 ``{P:S}:q:<queue>:l``              zset    the same queue's leased tasks, by lease deadline ms
 ``{P:S}:q:<queue>:s``              hash    the queue's counters on the shard
 ``{P:S}:q:<queue>:d:<o>:<k>``      string  the encoded id of the last task owner ``<o>``
@@ -23,9 +28,10 @@ key                                type    holds
 =================================  ======  ===================================================
 
 A queue's member joined to the shard's task key base ``{P:S}:t:`` is the task's
-key. The scripts name a queue's ``w`` and ``v`` keys from its ready set's (the same
-name but the last letter). Queue names are percent-encoded like owner ids. A
-queue's shard channel is named like its ready set: submits, releases and recoveries publish there.
+key. The scripts name a queue's ``w``, ``v``, ``m``, ``a``, ``k`` and ``h`` keys from
+its ready set's (the same name but the last letter). Queue names are
+percent-encoded like owner ids. A queue's shard channel is named like its ready
+set: submits, releases and recoveries publish there.
 
 Each task also has a shard channel (``SPUBLISH``) named exactly like its hash:
 channels and keys are separate namespaces, and the shared name puts the channel

@@ -125,12 +125,12 @@ def test_a_waiting_claim_wakes_when_a_lease_of_a_full_group_ends(
 def test_a_groups_rate_lets_its_burst_through_then_one_token_at_a_time(
     store: ts.GenericTaskStore,
 ) -> None:
-    store.set_limits("jobs", group="g", per_second=5, burst=2)
+    store.set_limits("jobs", group="g", per_second=0.5, burst=2)
     submit(store, "g", 6)
     first = store.claim_many("jobs", 10, timeout=5)
     assert len(first) == 2  # the burst
     assert store.claim_many("jobs", 10, timeout=0) == []
-    later = store.claim_many("jobs", 10, timeout=5)  # the next token, 200 ms on
+    later = store.claim_many("jobs", 10, timeout=10)  # the next token, 2 s on
     assert len(later) == 1
 
 
