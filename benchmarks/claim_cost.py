@@ -1,15 +1,15 @@
 """What a claim costs the server, per claimed job: Redis CPU and claim calls.
 
-``python benchmarks/claim_cost.py [--jobs 20000] [--groups 64] [--count 10] [--limits]
-[--repo PATH]``
+``python benchmarks/claim_cost.py [--jobs 20000] [--groups 64] [--count 10]
+[--limits none|queue|all] [--repo PATH]``
 
 1. starts a throwaway ``redis-server`` (``taskstore_redis.testing.redis_server()``; the
    binary named by ``TASKSTORE_REDIS_SERVER``, else ``redis-server`` on the path);
 2. submits N jobs on one shard of a queue (one owner, so every claim reads one ready
    set), spread over G flow-control groups (``group=``, when the store has them; one
-   FIFO group otherwise) round robin; with ``--limits``, the queue and every group get
-   limits that never bind (1,000,000 leases at once and claims per second), so every
-   claim pays for the counting and the token buckets;
+   FIFO group otherwise) round robin; with ``--limits queue`` the queue, with ``all`` the
+   queue and every group, get limits that never bind (1,000,000 leases at once and
+   claims per second), so every claim pays for the counting and the token buckets;
 3. claims them ``--count`` at a time with ``claim_many`` until none is left, never
    completing them, and reads the server's CPU (``INFO cpu``: used_cpu_user +
    used_cpu_sys) before and after;
@@ -34,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--groups", type=int, default=64)
     p.add_argument("--count", type=int, default=10)
-    p.add_argument("--limits", action="store_true")
+    p.add_argument("--limits", choices=("none", "queue", "all"), default="none")
     p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
     return p.parse_args(argv)
 
@@ -53,9 +53,10 @@ def main(argv: list[str]) -> None:
         admin = redis.Redis.from_url(url)
         security = ts.SecurityConfig(max_tasks_per_owner=None)
         with ts.GenericTaskStore.from_url(url, security=security) as store:
-            if args.limits:
+            if args.limits != "none":
                 huge = 1_000_000
                 store.set_limits("bench", max_concurrency=huge, per_second=huge, burst=huge)
+            if args.limits == "all":
                 for n in range(args.groups):
                     store.set_limits(
                         "bench", group=f"g{n}", max_concurrency=huge, per_second=huge, burst=huge
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> None:
             server_s, wall_s = cpu() - before, time.perf_counter() - started
     print(
         f"repo={args.repo} groups={args.groups if grouped else 1} jobs={claimed} "
-        f"count={args.count} calls={calls} limits={'on' if args.limits else 'off'}"
+        f"count={args.count} calls={calls} limits={args.limits}"
     )
     print(f"server CPU per claimed job: {server_s / claimed * 1e6:.1f} us")
     print(f"client wall per claimed job: {wall_s / claimed * 1e6:.1f} us")

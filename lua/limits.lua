@@ -9,12 +9,11 @@
 -- @arg most      the most leases held at once, or '' for no limit
 -- @arg rate      the most claims per second (a token bucket on the server's clock), or ''
 -- @arg burst     the bucket's size (with a rate), or ''
--- A shard that had no limit counts its leases held from its leased set; one left without
--- any stops counting. Returns OK.
+-- The shard counts its leases held again from its leased set (a limit that was not may
+-- count now); one left without any limit stops counting. Returns OK.
 -- @include codes
 -- @include queue
 local limits = limits_key(KEYS[1])
-local had = redis.call('EXISTS', limits) == 1
 local suffix = ''
 if ARGV[1] ~= '' then
   suffix = ':' .. ARGV[1]
@@ -26,11 +25,22 @@ for name, value in pairs({c = ARGV[2], r = ARGV[3], b = ARGV[4]}) do
     redis.call('HSET', limits, name .. suffix, value)
   end
 end
+local groups = 0
+for _, name in ipairs(redis.call('HKEYS', limits)) do
+  if string.find(name, ':', 1, true) then
+    groups = groups + 1
+  end
+end
+if groups > 0 then
+  redis.call('HSET', limits, 'n', groups)  -- fields of group limits: none, no group lookups
+else
+  redis.call('HDEL', limits, 'n')
+end
 local has = redis.call('EXISTS', limits) == 1
-if has and not had then
+if has then
   count_leases(KEYS[1], KEYS[2], KEYS[3])
-elseif not has then
-  redis.call('DEL', leases_key(KEYS[1]), buckets_key(KEYS[1]))
+else
+  redis.call('DEL', leases_key(KEYS[1]))
 end
 local held = held_key(KEYS[1])
 for _, group in ipairs(redis.call('ZRANGE', held, 0, -1)) do

@@ -19,20 +19,21 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
   local claimed = {}
   local budget = count + tonumber(batch)
   local limits = nil
-  local tokens = {}
+  local flows = {}  -- the flow states read (flow_read), by field, with .now: tokens at now
   if count > 0 then
     promote(ready, base, now, budget)
     unhold(ready, now, budget)
     limits = limits_of(ready)
   end
-  local leases = leases_key(ready)
   if limits then
-    if limits['c'] then
-      count = math.min(count, limits['c'] - (tonumber(redis.call('HGET', leases, '')) or 0))
+    local queue = flow_read(ready, '')
+    flows[''] = queue
+    if limits.c then
+      count = math.min(count, limits.c - queue.leases)
     end
-    if limits['r'] then
-      tokens[''] = bucket_tokens(ready, '', limits['r'], limits['b'] or 1, now)
-      count = math.min(count, math.floor(tokens['']))
+    if limits.r then
+      queue.now = flow_tokens(queue, limits.r, limits.b or 1, now)
+      count = math.min(count, math.floor(queue.now))
     end
   end
   local vtimes = vtimes_key(ready)
@@ -51,17 +52,21 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
       local group = group_of(member, s[8])
       local wait = nil
       if limits and s[1] == 'r' then
-        local most, rate = limits['c:' .. group], limits['r:' .. group]
+        local set_for = group_limits(limits, group)
+        local most, rate = set_for[1], set_for[2]
         local field = 'g' .. group
-        if most and (tonumber(redis.call('HGET', leases, field)) or 0) >= most then
+        local flow = flows[field]
+        if flow == nil and (most or rate) then
+          flow = flow_read(ready, field)
+          if rate then
+            flow.now = flow_tokens(flow, rate, set_for[3] or 1, now)
+          end
+          flows[field] = flow
+        end
+        if most and flow.leases >= most then
           wait = '+inf'
-        elseif rate then
-          if tokens[field] == nil then
-            tokens[field] = bucket_tokens(ready, field, rate, limits['b:' .. group] or 1, now)
-          end
-          if tokens[field] < 1 then
-            wait = ms(token_due(tokens[field], rate, now))
-          end
+        elseif rate and flow.now < 1 then
+          wait = ms(token_due(flow.now, rate, now))
         end
       end
       if wait then
@@ -89,11 +94,20 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
             local core, vars = record(key)
             claimed[#claimed + 1] = {member, token, attempt + 1, deadline, core, vars, s[7]}
             if limits then
-              redis.call('HINCRBY', leases, '', 1)
-              redis.call('HINCRBY', leases, 'g' .. group, 1)
-              for _, field in ipairs({'', 'g' .. group}) do
-                if tokens[field] then
-                  tokens[field] = tokens[field] - 1
+              local fields = {''}
+              if limits.grouped then
+                fields[2] = 'g' .. group
+              end
+              for _, field in ipairs(fields) do
+                local flow = flows[field]
+                if flow == nil then  -- a task of a group met without checking (not queued)
+                  flow = flow_read(ready, field)
+                  flows[field] = flow
+                end
+                flow.leases = flow.leases + 1
+                flow.changed = true
+                if flow.now then
+                  flow.now = flow.now - 1
                 end
               end
             end
@@ -102,8 +116,13 @@ local function claim_ready(ready, leased, stats, base, count, lease_ms, worker, 
       end
     end
   end
-  for field, left in pairs(tokens) do
-    bucket_save(ready, field, left, now)
+  for field, flow in pairs(flows) do
+    if flow.changed then
+      if flow.now then
+        flow.tokens, flow.at = flow.now, now
+      end
+      flow_write(ready, field, flow)
+    end
   end
   if top > 0 then
     claimed_up_to(ready, top)

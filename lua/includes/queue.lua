@@ -33,10 +33,6 @@ local function leases_key(ready)
   return string.sub(ready, 1, -2) .. 'a'
 end
 
-local function buckets_key(ready)
-  return string.sub(ready, 1, -2) .. 'k'
-end
-
 local function held_key(ready)
   return string.sub(ready, 1, -2) .. 'h'
 end
@@ -142,41 +138,66 @@ end
 
 -- Limits (set_limits) are kept per shard, in a hash named from the ready set ('m'):
 -- 'c', 'r', 'b' (max concurrency, per second, burst) for the whole queue, 'c:<group>',
--- 'r:<group>', 'b:<group>' for a group. While it has any, the shard counts its leases held
--- ('a': field '' all of them, 'g<group>' a group's; a lease counts from its claim until it
--- ends, lost ones until they are failed) and keeps token buckets ('k': '' the queue's,
--- 'g<group>' a group's, each "<tokens>:<ms>"). A claim that meets a task of a group at its
+-- 'r:<group>', 'b:<group>' for a group, and 'n' the number of those group fields (absent:
+-- no group has a limit, and a claim looks none up). While it has any, the shard counts its leases held
+-- and its token buckets (flow_read: the 'a' hash, field '' the queue's, 'g<group>' a
+-- group's; a lease counts from its claim until it ends, lost ones until they are failed). A claim that meets a task of a group at its
 -- limit moves it, with its score, to the group's held set ('h:<group>'), and names the
 -- group in the held groups ('h'), scored by when to look again: +inf until one of its
 -- leases ends, else when its bucket has a token. Held tasks go back to the ready set, in
 -- their turn, once their group is due.
--- The shard's limits as a table (name -> number), or nil when it has none.
+-- The shard's limits, or nil when it has none: the queue's (c, r, b: numbers or nil) at
+-- once, a group's as group_limits asks for them (remembered for the call).
 local function limits_of(ready)
-  local flat = redis.call('HGETALL', limits_key(ready))
-  if #flat == 0 then
+  local key = limits_key(ready)
+  if redis.call('EXISTS', key) == 0 then
     return nil
   end
-  local limits = {}
-  for i = 1, #flat, 2 do
-    limits[flat[i]] = tonumber(flat[i + 1])
-  end
-  return limits
+  local queue = redis.call('HMGET', key, 'c', 'r', 'b', 'n')
+  return {key = key, c = tonumber(queue[1]), r = tonumber(queue[2]), b = tonumber(queue[3]),
+    grouped = queue[4] ~= false, groups = {}}
 end
 
--- A token bucket's tokens at now: {tokens, field}; bucket(...) reads, spend(...) writes.
-local function bucket_tokens(ready, field, rate, burst, now)
-  local s = redis.call('HGET', buckets_key(ready), field)
+-- A group's limits: {most, rate, burst}, each a number or nil.
+local function group_limits(limits, group)
+  if not limits.grouped then
+    return {}
+  end
+  local known = limits.groups[group]
+  if known == nil then
+    local s = redis.call('HMGET', limits.key, 'c:' .. group, 'r:' .. group, 'b:' .. group)
+    known = {tonumber(s[1]), tonumber(s[2]), tonumber(s[3])}
+    limits.groups[group] = known
+  end
+  return known
+end
+
+-- The flow state of the queue ('') or of a group ('g<group>') on a shard with limits: its
+-- leases held and its token bucket, one field of the 'a' hash, "<leases>,<tokens>,<ms>"
+-- (tokens and ms empty until it has a rate).
+local function flow_read(ready, field)
+  local s = redis.call('HGET', leases_key(ready), field)
   if not s then
+    return {leases = 0}
+  end
+  local leases, tokens, at = string.match(s, '^(-?%d+),([^,]*),(.*)$')
+  return {leases = tonumber(leases), tokens = tonumber(tokens), at = tonumber(at)}
+end
+
+local function flow_write(ready, field, state)
+  local bucket = ','
+  if state.tokens then
+    bucket = string.format('%.6f,%.3f', state.tokens, state.at)
+  end
+  redis.call('HSET', leases_key(ready), field, state.leases .. ',' .. bucket)
+end
+
+-- A state's tokens at now, for a rate and a burst (full when its bucket was never used).
+local function flow_tokens(state, rate, burst, now)
+  if not state.tokens then
     return burst
   end
-  local at = string.find(s, ':', 1, true)
-  local tokens = tonumber(string.sub(s, 1, at - 1))
-  local since = now - tonumber(string.sub(s, at + 1))
-  return math.min(burst, tokens + math.max(0, since) * rate / 1000)
-end
-
-local function bucket_save(ready, field, tokens, now)
-  redis.call('HSET', buckets_key(ready), field, string.format('%.6f:%.3f', tokens, now))
+  return math.min(burst, state.tokens + math.max(0, now - state.at) * rate / 1000)
 end
 
 -- When a bucket with these tokens next has one (ms).
@@ -212,14 +233,17 @@ end
 -- A lease of group ended (completed, failed, released, recovered): while the shard has
 -- limits, it stops counting, a group held until then is due, and waiting workers hear.
 local function lease_ended(ready, group)
-  if redis.call('EXISTS', limits_key(ready)) == 0 then
+  local grouped = redis.call('HMGET', limits_key(ready), 'n', 'c')
+  local fields = {''}
+  if grouped[1] then
+    fields[2] = 'g' .. group
+  elseif redis.call('EXISTS', limits_key(ready)) == 0 then
     return
   end
-  local leases = leases_key(ready)
-  for _, field in ipairs({'', 'g' .. group}) do
-    if redis.call('HINCRBY', leases, field, -1) < 0 then
-      redis.call('HSET', leases, field, 0)
-    end
+  for _, field in ipairs(fields) do
+    local state = flow_read(ready, field)
+    state.leases = math.max(0, state.leases - 1)
+    flow_write(ready, field, state)
   end
   local held = held_key(ready)
   if redis.call('ZSCORE', held, group) == 'inf' then
@@ -228,16 +252,27 @@ local function lease_ended(ready, group)
   redis.call('SPUBLISH', ready, '')
 end
 
--- Count the shard's leases held from its leased set (limits set where there were none).
+-- Count the shard's leases held, the queue's and each group's, from its leased set (its
+-- limits changed), keeping the token buckets.
 local function count_leases(ready, leased, base)
-  local leases = leases_key(ready)
-  redis.call('DEL', leases)
+  local counts = {[''] = 0}
   for _, member in ipairs(redis.call('ZRANGE', leased, 0, -1)) do
     local s = redis.call('HMGET', base .. member, 'qs', 'qg')
     if s[1] == 'l' or s[1] == 'x' then
-      redis.call('HINCRBY', leases, '', 1)
-      redis.call('HINCRBY', leases, 'g' .. group_of(member, s[2]), 1)
+      local field = 'g' .. group_of(member, s[2])
+      counts[''] = counts[''] + 1
+      counts[field] = (counts[field] or 0) + 1
     end
+  end
+  for _, field in ipairs(redis.call('HKEYS', leases_key(ready))) do
+    if counts[field] == nil then
+      counts[field] = 0
+    end
+  end
+  for field, held in pairs(counts) do
+    local state = flow_read(ready, field)
+    state.leases = held
+    flow_write(ready, field, state)
   end
 end
 
@@ -325,11 +360,12 @@ local function next_due(ready, leased, stats, now)
     local limits = limits_of(ready)
     local blocked = false
     if limits then
-      local rate = limits['r']
-      if limits['c'] and (tonumber(redis.call('HGET', leases_key(ready), '')) or 0) >= limits['c'] then
+      local rate = limits.r
+      local state = flow_read(ready, '')
+      if limits.c and state.leases >= limits.c then
         blocked = true  -- a lease's end tells the workers
       elseif rate then
-        local tokens = bucket_tokens(ready, '', rate, limits['b'] or 1, now)
+        local tokens = flow_tokens(state, rate, limits.b or 1, now)
         if tokens < 1 then
           blocked = true
           sooner(token_due(tokens, rate, now))

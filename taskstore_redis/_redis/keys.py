@@ -16,8 +16,8 @@ key                                type    holds
 ``{P:S}:q:<queue>:v``              hash    its fair-queuing tags: ``""`` the last claimed,
                                            ``g<group>`` a group's last
 ``{P:S}:q:<queue>:m``              hash    its limits (``set_limits``)
-``{P:S}:q:<queue>:a``              hash    its leases held, while it has limits
-``{P:S}:q:<queue>:k``              hash    its token buckets, while it has limits
+``{P:S}:q:<queue>:a``              hash    its leases held and token buckets, while it has
+                                           limits
 ``{P:S}:q:<queue>:h``              zset    its groups at a limit, by when to look again
 ``{P:S}:q:<queue>:h:<group>``      zset    the tasks a claim set aside of such a group
 ``{P:S}:q:<queue>:l``              zset    the same queue's leased tasks, by lease deadline ms
@@ -28,7 +28,7 @@ key                                type    holds
 =================================  ======  ===================================================
 
 A queue's member joined to the shard's task key base ``{P:S}:t:`` is the task's
-key. The scripts name a queue's ``w``, ``v``, ``m``, ``a``, ``k`` and ``h`` keys from
+key. The scripts name a queue's ``w``, ``v``, ``m``, ``a`` and ``h`` keys from
 its ready set's (the same name but the last letter). Queue names are
 percent-encoded like owner ids. A queue's shard channel is named like its ready
 set: submits, releases and recoveries publish there.
