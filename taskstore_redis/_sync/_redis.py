@@ -505,6 +505,8 @@ class RedisBackend:
         limits: dict[str, float] = {}
         for name, value in pairs:
             kind, _, group = as_str(name).partition(":")
+            if kind not in ("c", "r", "b"):
+                continue  # the scripts' own count of group fields
             limits[kind + (":" + decode_id(group) if group else "")] = float(value)
         return limits
 
