@@ -45,7 +45,7 @@ ACL_RULES = (
     "on ><password> resetkeys ~{<prefix>:* resetchannels &{<prefix>:* -@all "
     "+hgetall +evalsha +script|load +info +wait +ssubscribe +sunsubscribe +ping "
     "+exists +hget +hmget +hset +hdel +hincrby +hstrlen +pexpireat +zadd +zrange +zrangebyscore "
-    "+zrem +zcount +del +spublish +time +sadd +smembers +zcard +get +set +zscore"
+    "+zrem +zcount +del +spublish +time +sadd +smembers +zcard +get +set +zscore +hkeys"
 )
 """``ACL SETUSER <user>`` followed by these rules, with ``<password>`` and ``<prefix>``
 filled in: keys under the store's prefix only, and only the commands the store sends
