@@ -233,12 +233,13 @@ end
 -- A lease of group ended (completed, failed, released, recovered): while the shard has
 -- limits, it stops counting, a group held until then is due, and waiting workers hear.
 local function lease_ended(ready, group)
-  local grouped = redis.call('HMGET', limits_key(ready), 'n', 'c')
-  local fields = {''}
-  if grouped[1] then
-    fields[2] = 'g' .. group
-  elseif redis.call('EXISTS', limits_key(ready)) == 0 then
+  local limits = limits_key(ready)
+  if redis.call('EXISTS', limits) == 0 then
     return
+  end
+  local fields = {''}
+  if redis.call('HGET', limits, 'n') then
+    fields[2] = 'g' .. group
   end
   for _, field in ipairs(fields) do
     local state = flow_read(ready, field)
