@@ -69,8 +69,8 @@ if #KEYS > 5 and ARGV[19] ~= '' then
   if holder then
     local held = KEYS[5] .. holder
     local s = redis.call('HMGET', held, 'qs', 'z', 'e', 'qp', 'q', 'qg')
-    local live = s[1] and s[1] ~= 'd' and not s[2] and not (s[3] and tonumber(s[3]) <= tonumber(now))
-      and s[5] == ARGV[11]
+    local expired = s[3] and tonumber(s[3]) <= tonumber(now)
+    local live = s[1] and s[1] ~= 'd' and not s[2] and not expired and s[5] == ARGV[11]
     if live and ARGV[20] == '' then
       return {Code.DUPLICATE, holder, 0}
     end

@@ -139,13 +139,14 @@ end
 -- Limits (set_limits) are kept per shard, in a hash named from the ready set ('m'):
 -- 'c', 'r', 'b' (max concurrency, per second, burst) for the whole queue, 'c:<group>',
 -- 'r:<group>', 'b:<group>' for a group, and 'n' the number of those group fields (absent:
--- no group has a limit, and a claim looks none up). While it has any, the shard counts its leases held
--- and its token buckets (flow_read: the 'a' hash, field '' the queue's, 'g<group>' a
--- group's; a lease counts from its claim until it ends, lost ones until they are failed). A claim that meets a task of a group at its
--- limit moves it, with its score, to the group's held set ('h:<group>'), and names the
--- group in the held groups ('h'), scored by when to look again: +inf until one of its
--- leases ends, else when its bucket has a token. Held tasks go back to the ready set, in
--- their turn, once their group is due.
+-- no group has a limit, and a claim looks none up). While it has any, the shard keeps the
+-- flow state of the queue and of each group (flow_read): leases held, from claim to end
+-- (lost ones until they are failed), and a token bucket. A claim that meets a task of a
+-- group at its limit moves it, with its score, to the group's held set ('h:<group>'), and
+-- names the group in the held groups ('h'), scored by when to look again: +inf until one of
+-- its leases ends, else when its bucket has a token. Held tasks go back to the ready set,
+-- in their turn, once their group is due.
+
 -- The shard's limits, or nil when it has none: the queue's (c, r, b: numbers or nil) at
 -- once, a group's as group_limits asks for them (remembered for the call).
 local function limits_of(ready)
@@ -231,14 +232,16 @@ local function unhold(ready, now, batch)
 end
 
 -- A lease of group ended (completed, failed, released, recovered): while the shard has
--- limits, it stops counting, a group held until then is due, and waiting workers hear.
+-- limits, it stops counting; a group held until then is due, and when that or the queue's
+-- own concurrency may let a claim through, waiting workers hear.
 local function lease_ended(ready, group)
   local limits = limits_key(ready)
   if redis.call('EXISTS', limits) == 0 then
     return
   end
+  local set_for = redis.call('HMGET', limits, 'n', 'c')
   local fields = {''}
-  if redis.call('HGET', limits, 'n') then
+  if set_for[1] then
     fields[2] = 'g' .. group
   end
   for _, field in ipairs(fields) do
@@ -247,10 +250,14 @@ local function lease_ended(ready, group)
     flow_write(ready, field, state)
   end
   local held = held_key(ready)
+  local wake = set_for[2] ~= false
   if redis.call('ZSCORE', held, group) == 'inf' then
     redis.call('ZADD', held, 0, group)
+    wake = true
   end
-  redis.call('SPUBLISH', ready, '')
+  if wake then
+    redis.call('SPUBLISH', ready, '')
+  end
 end
 
 -- Count the shard's leases held, the queue's and each group's, from its leased set (its
