@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis.exceptions
 
 from taskstore_redis import StoreUnavailable
 from taskstore_redis._redis.errors import map_redis_errors, may_pass
@@ -41,3 +42,24 @@ def test_an_error_raised_in_our_own_code_is_not_taken_for_an_outage() -> None:
         send()
     except AttributeError as exc:
         assert not may_pass(exc)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing"),
+        redis.exceptions.BusyLoadingError("LOADING Redis is loading the dataset in memory"),
+    ],
+)
+def test_a_write_the_server_refused_unrun_during_a_failover_was_not_sent_and_may_pass(
+    refusal: Exception,
+) -> None:
+    with (
+        pytest.raises(StoreUnavailable) as raised,
+        map_redis_errors("create", write=True),
+    ):
+        raise refusal
+    assert raised.value.outcome_unknown is False
+    assert "nothing was written" in str(raised.value)
+    assert may_pass(raised.value.__cause__)

@@ -11,16 +11,29 @@ import redis.exceptions
 from .._core.errors import StoreUnavailable, TaskStoreError
 from .scripts import locate_lines
 
+_NOT_RUN = (
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.SlotNotCoveredError,
+)
+"""Errors that say the command was not run: a cluster in the middle of a failover
+(``CLUSTERDOWN``, ``TRYAGAIN``), a server still loading its data, or no node known
+for the slot (raised before anything is sent)."""
+
 TRANSIENT = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.RedisClusterException,
     OSError,
+    *_NOT_RUN,
 )
-"""Errors after which the connection is dropped; a write may or may not have landed.
+"""Errors that pass (the call may be sent again); after most, a write may or may not have landed.
 
 redis-py's cluster client raises ``RedisClusterException`` (not a ``RedisError``) when
-no node of the cluster answers, as on its first use while the cluster is down.
+no node of the cluster answers, as on its first use while the cluster is down. The
+clients are made without redis-py's own retries, so the error of a call is the error
+of its one attempt, and what it says of the write (sent or not) holds.
 """
 
 _OURS = (TaskStoreError, redis.exceptions.RedisError)
@@ -55,11 +68,13 @@ def may_pass(exc: BaseException | None) -> bool:
 
 
 def never_sent(exc: BaseException) -> bool:
-    """Whether ``exc`` came from connecting, so the command never left this process.
+    """Whether ``exc`` says the command never ran: it came from connecting, or was refused unrun.
 
     redis-py raises its ``ConnectionError`` for a failed connect from within the
     handler of the socket error (refused, no such unix socket, unknown host).
     """
+    if isinstance(exc, _NOT_RUN):
+        return True
     return isinstance(exc, redis.exceptions.ConnectionError) and isinstance(
         exc.__context__, _NOT_CONNECTED
     )

@@ -670,15 +670,18 @@ class RedisBackend:
             )
             client_options().check(options, cluster, _OWN_OPTIONS)
             self._cluster = cluster
+        # no retries inside redis-py: a retry there would hide that an earlier attempt was
+        # sent (its last error, a refused connect, says "not sent"); _run resends, knowing
+        no_retry = redis.retry.Retry(NoBackoff(), 0)
         if self._cluster:
-            return redis.RedisCluster.from_url(url, **options)
+            return redis.RedisCluster.from_url(url, **{"retry": no_retry, **options})
         # a blocking pool: a burst of calls that cannot share a pipeline (the first calls
         # on a server without the scripts, say) waits for a connection instead of failing
         pool = redis.BlockingConnectionPool.from_url(
             url,
             **{
                 "max_connections": _MAX_CONNECTIONS,
-                "retry": redis.retry.Retry(NoBackoff(), 0),
+                "retry": no_retry,
                 **options,
             },
         )
