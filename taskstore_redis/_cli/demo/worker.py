@@ -93,6 +93,10 @@ class WorkerReport:
         if self.emit is not None:
             self.emit("ended", self.wid, (index, outcome, self.merged.get(index, {})))
 
+    def holds_unfinished(self) -> bool:
+        """Whether a task this worker claimed has no outcome yet."""
+        return any(index not in self.outcomes for index in self.claims)
+
     def error(self, message: str) -> None:
         """Count an unexpected error; keep the first few messages."""
         self.error_count += 1
@@ -251,12 +255,16 @@ async def run_worker(
     lease_ms: int,
     stop: Callable[[], bool],
     report: WorkerReport | None = None,
+    doomed: Callable[[], bool] | None = None,
 ) -> WorkerReport:
     """Claim demo tasks from the queue, ``concurrency`` at a time, until ``stop()``; report.
 
     Free slots are filled with one ``claim_many``; every lease in hand is renewed
     in one ``renew_leases`` call each third of ``lease_ms``. Each wait for work or
     for a free slot lasts at most ``STOP_CHECK_S``, so a stop is seen that soon.
+    Once ``doomed()`` (``--chaos``), the process SIGKILLs itself at the first of
+    those turns where it holds a claimed task that has no outcome yet, so the
+    tasks it leaves behind are taken over once their leases run out.
     """
     report = report if report is not None else WorkerReport(wid)
     slots = _Slots()
@@ -286,6 +294,8 @@ async def run_worker(
         outer.start_soon(renew)
         async with anyio.create_task_group() as handlers:
             while not stop() and time.time() < deadline:
+                if doomed is not None and doomed() and report.holds_unfinished():
+                    os.kill(os.getpid(), signal.SIGKILL)
                 free = concurrency - len(slots.held)
                 if free <= 0:
                     with anyio.move_on_after(STOP_CHECK_S):
@@ -324,7 +334,11 @@ class ProcessSetup:
 
 
 async def _worker_on_redis(
-    wid: int, setup: ProcessSetup, stop: Event, results: SimpleQueue[tuple[str, int, Any]]
+    wid: int,
+    setup: ProcessSetup,
+    stop: Event,
+    doom: Event,
+    results: SimpleQueue[tuple[str, int, Any]],
 ) -> WorkerReport:
     report = WorkerReport(wid, emit=lambda kind, w, payload: results.put((kind, w, payload)))
     async with GenericTaskStore.from_url(
@@ -339,16 +353,21 @@ async def _worker_on_redis(
             setup.lease_ms,
             stop.is_set,
             report,
+            doom.is_set,
         )
 
 
 def _worker_process(
-    wid: int, setup: ProcessSetup, stop: Event, results: SimpleQueue[tuple[str, int, Any]]
+    wid: int,
+    setup: ProcessSetup,
+    stop: Event,
+    doom: Event,
+    results: SimpleQueue[tuple[str, int, Any]],
 ) -> None:
     """Entry point of a worker process: run until told to stop, then send the report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     try:
-        report = anyio.run(_worker_on_redis, wid, setup, stop, results)
+        report = anyio.run(_worker_on_redis, wid, setup, stop, doom, results)
     except BaseException:
         results.put(("crashed", wid, traceback.format_exc()))
         raise SystemExit(1) from None
@@ -404,6 +423,7 @@ class WorkerProcesses:
         self.procs: list[SpawnProcess] = []
         self.results: SimpleQueue[tuple[str, int, Any]] | None = None
         self.stop_event: Event | None = None
+        self.dooms: list[Event] = []
         self.exited_at: dict[int, float] = {}
         self.killed: int | None = None
         """The worker SIGKILLed on purpose (``--chaos``), if any."""
@@ -423,9 +443,10 @@ class WorkerProcesses:
         )
         for wid in range(count):
             self.reports[wid] = WorkerReport(wid)
+            self.dooms.append(context.Event())
             proc = context.Process(
                 target=_worker_process,
-                args=(wid, setup, self.stop_event, self.results),
+                args=(wid, setup, self.stop_event, self.dooms[wid], self.results),
                 name=f"taskstore-demo-worker-{wid}",
                 daemon=True,
             )
@@ -433,11 +454,17 @@ class WorkerProcesses:
             self.procs.append(proc)
 
     def kill(self, wid: int) -> int | None:
-        """SIGKILL worker ``wid`` (no clean-up, no report, leases left to run out); its pid."""
+        """Have worker ``wid`` SIGKILL itself while it holds a task; its pid.
+
+        No clean-up, no report, leases left to run out. The worker does it at its
+        next turn where it holds a claimed task with no outcome (within
+        ``STOP_CHECK_S`` while it holds one), so it never dies empty-handed, which
+        a kill from here could not promise: its last task may end as the signal flies.
+        """
         proc = self.procs[wid]
         if proc.pid is None or not proc.is_alive():
             return None
-        os.kill(proc.pid, signal.SIGKILL)
+        self.dooms[wid].set()
         self.killed = wid
         return proc.pid
 
@@ -489,8 +516,7 @@ class WorkerProcesses:
                     f"worker process {wid} (pid {proc.pid}) {how} without reporting: "
                     "the tasks it held wait for their leases to run out",
                 )
-        expected = len(self.procs) - (self.killed is not None)
-        return Health(len(self.done) == expected)
+        return Health(set(range(len(self.procs))) - {self.killed} <= self.done)
 
     async def collect(self, deadline: float) -> str | None:
         """Stop the workers, wait (bounded) for their reports, then for them to exit.
