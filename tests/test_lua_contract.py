@@ -211,12 +211,28 @@ def test_each_builder_lays_out_the_keys_and_arguments_its_script_declares(
 def test_a_script_reads_exactly_the_keys_and_arguments_its_header_declares(
     script: Script,
 ) -> None:
-    own = (LUA / f"{script.name}.lua").read_text(encoding="utf-8")
-    code = "\n".join(line.split("--", 1)[0] for line in own.splitlines())
+    code = code_of(LUA / f"{script.name}.lua")
+    names = {"KEYS": "KEYS", "ARGV": "ARGV"}
+    handed = re.search(r"\breturn (\w+)\(KEYS, ARGV\)", code)
+    if handed:  # the script hands its KEYS and ARGV whole to a helper: read the helper's use
+        helper = re.compile(rf"^local function {handed.group(1)}\((\w+), (\w+)\)", re.M)
+        for path in sorted((LUA / "includes").glob("*.lua")):
+            found = helper.search(code_of(path))
+            if found:
+                code, names = code_of(path), {"KEYS": found.group(1), "ARGV": found.group(2)}
+                break
+        else:
+            raise AssertionError(f"no helper {handed.group(1)} in lua/includes/")
     for kind, declared in (("KEYS", script.keys), ("ARGV", script.args)):
         fixed = [name for name in declared if not name.endswith("...")]
-        used = [int(n) for n in re.findall(rf"\b{kind}\[(\d+)\]", code)]
+        used = [int(n) for n in re.findall(rf"\b{names[kind]}\[(\d+)\]", code)]
         assert max(used, default=0) == len(fixed), (kind, sorted(set(used)), declared)
+
+
+def code_of(path: Path) -> str:
+    """A Lua file's text without its comments."""
+    own = path.read_text(encoding="utf-8")
+    return "\n".join(line.split("--", 1)[0] for line in own.splitlines())
 
 
 # --- reply codes ----------------------------------------------------------------------------
