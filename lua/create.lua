@@ -30,8 +30,18 @@
 -- @arg [dedup]         the key of its dedup key (a string key of the owner's shard), or ""
 -- @arg [debounce_ms]   with a dedup key: how far a later submit pushes a waiting task, or ""
 -- @arg [group]         its flow-control group (encoded), or "" for its owner
+-- @arg [parents]       the encoded ids of the tasks it waits for (space separated), or ""
+-- @arg [parent_ids]    their ids as JSON string contents, newline separated
+-- @arg [run_anyway]    "r" to run whatever the parents end as, else "" (cancelled unless all
+--                      complete)
+-- @arg [cancelled]     its core record as cancelled by a parent: the canonical JSON before
+--                      the parent's id, a newline, and after it
 -- With a queue part the task is enqueued in the same step (ready at the server's clock plus
 -- the delay).
+-- With parents, each must be a live queued task of the owner (else {NO_PARENT, its encoded
+-- id}, nothing written); the task waits off its queue until they are done (see
+-- lua/includes/deps.lua), or is cancelled at once when one has already ended without
+-- completing (PARENT_ENDED).
 -- Returns OK created, OVER_QUOTA or EXISTS (a code of lua/includes/codes.lua), or
 -- {DUPLICATE, the encoded id of the live task holding the dedup key, 1 if it was debounced
 -- else 0}. Writes nothing unless it returns OK, or DUPLICATE debounced: then the waiting

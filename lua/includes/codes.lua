@@ -12,4 +12,6 @@ local Code = {
   EXISTS = -6, -- a task with this key exists already
   OVER_QUOTA = -7, -- the owner has as many live tasks as the quota allows
   DUPLICATE = -8, -- a live task holds the dedup key: nothing new was created
+  NO_PARENT = -9, -- a parent named is no live queued task of the owner; the reply names it
+  PARENT_ENDED = -10, -- created, and cancelled at once: a parent had ended without completing
 }

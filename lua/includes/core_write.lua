@@ -6,6 +6,7 @@
 -- @include clock
 -- @include lease
 -- @include queue
+-- @include deps
 
 -- Replace the core record at key if its core version is expected; the reply of
 -- compare_and_set.lua. The queue keys and arguments (ready .. counters, fence .. status) are
@@ -49,7 +50,9 @@ local function core_write(key, expiry, ready, leased, counters, expected, data, 
     local expires = redis.call('HGET', key, 'e')
     redis.call('ZADD', expiry, 'XX', expires and ('-' .. expires) or '-inf', member)
     if ready and redis.call('HGET', key, 'q') == queue then
-      job_done(key, job, ready, leased, counters, status, writer == 'f')
+      if job_done(key, job, ready, leased, counters, status, writer == 'f') then
+        parent_ended(key, job, status, expiry, token, now)
+      end
     end
   end
   if brief then

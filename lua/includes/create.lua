@@ -5,12 +5,16 @@
 -- @include notify
 -- @include clock
 -- @include queue
+-- @include deps
 
 -- Create the task of create.lua's KEYS k and ARGV a; its reply (see lua/create.lua).
 local function create_task(k, a)
   if redis.call('EXISTS', k[1]) == 1 then
     local history = redis.call('HGET', k[1], 'w') or ''
     if resent(k[1], history, a[10]) then
+      if redis.call('HGET', k[1], 'qe') and redis.call('HGET', k[1], 'z') then
+        return Code.PARENT_ENDED -- (or ended since: either way the caller reads it again)
+      end
       return Code.OK
     end
     return Code.EXISTS
@@ -23,6 +27,22 @@ local function create_task(k, a)
     if redis.call('EXISTS', k[5] .. id) == 0 then
       redis.call('ZREM', k[2], member)
       redis.call('ZREM', k[3], member)
+    end
+  end
+  -- the parents (submit with after=): each a live queued task of the owner
+  local parents, waiting_for, ended = {}, 0, nil
+  if #k > 5 and a[22] ~= '' then
+    for parent in string.gmatch(a[22], '%S+') do
+      local s = redis.call('HMGET', k[5] .. parent, 'q', 'qs', 'z', 'e')
+      if not s[1] or (s[4] and tonumber(s[4]) <= tonumber(now)) then
+        return {Code.NO_PARENT, parent}
+      end
+      if s[2] ~= 'd' then
+        waiting_for = waiting_for + 1
+        parents[#parents + 1] = parent
+      elseif s[3] ~= 'completed' and a[24] ~= 'r' then
+        ended = ended or parent
+      end
     end
   end
   if #k > 5 and a[19] ~= '' then
@@ -87,7 +107,21 @@ local function create_task(k, a)
     if a[21] ~= '' then
       redis.call('HSET', k[1], 'qg', a[21])
     end
-    enqueue(k[6], a[12], group_of(a[12], a[21]), a[17], ready_at, at)
+    if waiting_for > 0 or ended then
+      redis.call('HSET', k[1], 'qs', 'b', 'qn', waiting_for, 'qe', a[22], 'qi', a[23], 'qb', k[6],
+        'qy', a[3], 'qj', a[25])
+      if a[24] == 'r' then
+        redis.call('HSET', k[1], 'qk', 'r')
+      end
+      redis.call('ZADD', blocked_key(k[6]), ms(at), a[12])
+      for _, parent in ipairs(parents) do
+        local parent_key = k[5] .. parent
+        local children = redis.call('HGET', parent_key, 'qc')
+        redis.call('HSET', parent_key, 'qc', children and (children .. ' ' .. a[12]) or a[12])
+      end
+    else
+      enqueue(k[6], a[12], group_of(a[12], a[21]), a[17], ready_at, at)
+    end
     if a[19] ~= '' then
       local id = string.sub(a[12], string.find(a[12], ':', 1, true) + 1)
       if a[5] ~= '' then
@@ -98,7 +132,13 @@ local function create_task(k, a)
     end
     redis.call('HINCRBY', k[7], 'submitted', 1)
     redis.call('SADD', k[8], a[11])
-    redis.call('SPUBLISH', k[6], '')
+    if ended then
+      cancel_child(k[1], a[12], ended, k[3], a[10], now)
+      return Code.PARENT_ENDED
+    end
+    if waiting_for == 0 then
+      redis.call('SPUBLISH', k[6], '')
+    end
   end
   return Code.OK
 end

@@ -37,6 +37,11 @@ local function held_key(ready)
   return string.sub(ready, 1, -2) .. 'h'
 end
 
+-- The queue's tasks waiting for parents (see lua/includes/deps.lua), by submit time.
+local function blocked_key(ready)
+  return string.sub(ready, 1, -2) .. 'b'
+end
+
 local function held_set(ready, group)
   return string.sub(ready, 1, -2) .. 'h:' .. group
 end
@@ -290,15 +295,20 @@ local function is_paused(stats)
 end
 
 -- A terminal write landed on a queued task: the job is done, off its queue, counted.
+-- Returns whether tasks wait for it (see lua/includes/deps.lua).
 local function job_done(key, member, ready, leased, stats, status, given_up)
-  local s = redis.call('HMGET', key, 'qs', 'qg')
+  local s = redis.call('HMGET', key, 'qs', 'qg', 'qc')
   if s[1] == 'd' then
-    return
+    return false
   end
   redis.call('HSET', key, 'qs', 'd', 'z', status)
   redis.call('HDEL', key, 'qx')
   local group = group_of(member, s[2])
-  dequeue(ready, member, group)
+  if s[1] == 'b' then
+    redis.call('ZREM', blocked_key(ready), member)
+  else
+    dequeue(ready, member, group)
+  end
   if s[1] == 'l' or s[1] == 'x' then
     lease_ended(ready, group)
   end
@@ -307,6 +317,7 @@ local function job_done(key, member, ready, leased, stats, status, given_up)
   if given_up then
     redis.call('HINCRBY', stats, 'given_up', 1)
   end
+  return s[3] ~= false
 end
 
 -- A queue state change is a write of the task: its version goes up and waiters hear of it.

@@ -68,6 +68,8 @@ class LeaseStore(Protocol):
         self, lease: Lease, delay_ms: int, *, count_attempt: bool = True
     ) -> None: ...
 
+    async def _parent_results(self, lease: Lease) -> dict[str, JSONValue]: ...
+
 
 class Lease:
     """A claimed task, leased to one worker until ``expires_at`` unless renewed.
@@ -291,6 +293,16 @@ class Lease:
             return job.token == self._token and job.state in ("ready", "delayed", "lost")
 
         await self._retrying("release", write, landed)
+
+    async def parent_results(self) -> dict[str, JSONValue]:
+        """The results of the tasks this one was submitted ``after``, by task id.
+
+        Read in one round trip, in the order ``submit`` named them; a parent with no
+        result (one cancelled, or run anyway after it failed without one) or one gone
+        since (deleted, or past its TTL) maps to None. Empty for a task submitted
+        without ``after``.
+        """
+        return await self._store._parent_results(self)
 
     def _is_current(self, record: TaskRecord) -> bool:
         """Whether ``record`` shows this lease's claim as the task's latest one."""

@@ -9,9 +9,8 @@ from .._core.backend_types import (
     CasResult,
     ClaimReply,
     CoreWrite,
-    CreateOutcome,
+    Created,
     DeleteOutcome,
-    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -47,7 +46,11 @@ class InMemoryBackend:
         """Return the record at ``key``, or None."""
         return self._storage.get(key)
 
-    async def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+    async def get_many(self, keys: list[TaskKey]) -> list[VersionedRecord | None]:
+        """Return the record at each key, or None."""
+        return [self._storage.get(key) for key in keys]
+
+    async def create(self, task: NewTask) -> Created:
         """Write a new record with version 1, within the owner's quota."""
         return self._storage.create(task)
 
@@ -134,7 +137,7 @@ class InMemoryBackend:
         """Every queue a task was submitted to (or that was paused)."""
         return self._storage.queue_names()
 
-    async def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+    async def create_many(self, tasks: list[NewTask]) -> list[Created]:
         """Create each task as ``create`` does."""
         return [self._storage.create(task) for task in tasks]
 

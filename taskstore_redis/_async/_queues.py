@@ -15,8 +15,8 @@ from .._core.backend_types import (
     ClaimedJob,
     ClaimReply,
     CoreWrite,
+    Created,
     CreateOutcome,
-    Duplicate,
     Fence,
     LeaseRef,
     LostJob,
@@ -46,6 +46,7 @@ from .._core.model import (
     TaskRecord,
     datetime_from_ms,
     encode_json,
+    json_contents,
 )
 from .._core.rules import change_status
 from .._core.status import TaskStatus
@@ -130,6 +131,8 @@ class QueueOperations(TaskEngine):
         group: str | None = None,
         dedup_key: str | None = None,
         debounce_ms: int | None = None,
+        after: Sequence[str] | None = None,
+        on_parent_failure: str = "cancel",
     ) -> TaskRecord:
         """Create a task (status ``working``) and enqueue it, in one atomic step.
 
@@ -153,10 +156,23 @@ class QueueOperations(TaskEngine):
         ``debounce_ms`` from then: one run after a burst. Once it is leased, the
         next submit creates a new task.
 
+        With ``after`` (ids of tasks this owner submitted to any queue, up to
+        ``MAX_PARENTS``), the task waits (``job.state`` ``"waiting"``) until every one of
+        them has completed, then joins its queue, ready at once: the write that
+        completes the last parent releases it, in the same atomic step. When a parent
+        fails or is cancelled the task is cancelled, with a status message naming that
+        parent, and so are the tasks waiting for it in turn; with
+        ``on_parent_failure="run"`` it runs however its parents end. A parent that has
+        already ended counts as it ended. Its worker reads the parents' results with
+        ``Lease.parent_results``. The parents must exist when the task is submitted, so
+        no cycle can form.
+
         Raises:
             InvalidArgument: a bad queue name, delay, attempt count, priority, group, dedup key,
                 debounce (or one without a dedup key), TTL or id, or params that are not
-                plain JSON (``VariableSizeExceeded`` when too large).
+                plain JSON (``VariableSizeExceeded`` when too large); a parent that is no
+                live task of this owner submitted to a queue, too many parents, a delay with
+                parents, or an ``on_parent_failure`` other than ``"cancel"`` or ``"run"``.
             AnonymousAccessDenied: an anonymous owner while anonymous access is off.
             ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
 
@@ -179,6 +195,7 @@ class QueueOperations(TaskEngine):
                 raise InvalidArgument("debounce_ms needs a dedup_key")
             debounce = check_delay(debounce_ms, self._config, "debounce_ms")
             delay = max(delay, debounce)
+        parents = _parents(after, on_parent_failure, delay)
         self._queue_backend()
         job = NewJob(
             queue=name,
@@ -189,6 +206,9 @@ class QueueOperations(TaskEngine):
             group=flow,
             dedup_key=dedup,
             debounce_ms=debounce,
+            after=parents,
+            after_texts=tuple(map(json_contents, parents)),
+            run_anyway=on_parent_failure == "run",
         )
         return await self._create(owner, method, ttl, job)
 
@@ -279,7 +299,11 @@ class QueueOperations(TaskEngine):
         return encoded
 
     def _submit_result(
-        self, record: TaskRecord, task: NewTask, outcome: CreateOutcome | Duplicate, now: int
+        self,
+        record: TaskRecord,
+        task: NewTask,
+        outcome: Created,
+        now: int,
     ) -> TaskRecord | TaskStoreError:
         """One item of ``submit_many``: its record, or why it was not submitted."""
         if outcome is CreateOutcome.CREATED and task.job is not None:
@@ -645,6 +669,16 @@ class QueueOperations(TaskEngine):
         if stored is not None:
             lease._updated(self._owned(key, stored).record)
 
+    async def _parent_results(self, lease: Lease) -> dict[str, JSONValue]:
+        job = lease.task.job
+        parents = () if job is None else job.parents
+        keys = [TaskKey(lease.owner_id, parent) for parent in parents]
+        stored = await self._backend.get_many(keys) if keys else []
+        return {
+            key.task_id: None if found is None else self._owned(key, found).record.result
+            for key, found in zip(keys, stored, strict=True)
+        }
+
     async def _claim_round(
         self,
         backend: QueueBackend,
@@ -818,6 +852,30 @@ class QueueOperations(TaskEngine):
         Raises InvalidArgument (or another ``TaskStoreError``) for a value the store refuses.
         """
         raise NotImplementedError  # GenericTaskStore has the rules
+
+
+MAX_PARENTS = 10_000
+"""The most tasks one ``submit`` may wait for (``after``)."""
+
+
+def _parents(after: Sequence[str] | None, on_parent_failure: str, delay_ms: int) -> tuple[str, ...]:
+    """A submit's checked parents, each once, in order."""
+    if on_parent_failure not in ("cancel", "run"):
+        raise InvalidArgument(
+            f'on_parent_failure must be "cancel" or "run", not {on_parent_failure!r}'
+        )
+    if after is None:
+        return ()
+    if isinstance(after, str | bytes) or not isinstance(after, Sequence):
+        raise InvalidArgument("after must be a list of task ids")
+    parents = tuple(dict.fromkeys(check_id(parent, "after") for parent in after))
+    if len(parents) > MAX_PARENTS:
+        raise InvalidArgument(f"after names {len(parents)} tasks; at most {MAX_PARENTS}")
+    if parents and delay_ms:
+        raise InvalidArgument(
+            "a task submitted after others is ready when they complete: no delay_ms or debounce_ms"
+        )
+    return parents
 
 
 def _whole_limit(value: object, name: str) -> int:

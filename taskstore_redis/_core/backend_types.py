@@ -17,8 +17,9 @@ class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
 
     queue: str
     state: str
-    """``"r"`` queued (ready or delayed), ``"l"`` leased, ``"x"`` lost for good after an
-    expired lease, ``"y"`` released after its last attempt, ``"d"`` done."""
+    """``"r"`` queued (ready or delayed), ``"b"`` waiting for its parents, ``"l"`` leased,
+    ``"x"`` lost for good after an expired lease, ``"y"`` released after its last attempt,
+    ``"d"`` done."""
     attempt: int
     """Claims so far."""
     max_attempts: int
@@ -37,6 +38,8 @@ class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
     """The id of the task this one was resubmitted from (``resubmit``)."""
     group: str | None = None
     """The flow-control group its submit named; None: its owner."""
+    parents: tuple[str, ...] = ()
+    """The ids of the tasks it was submitted after (of the same owner)."""
 
 
 LOST_RETRY_MS = 2000
@@ -95,6 +98,16 @@ class CreateOutcome(enum.Enum):
     """The owner already had ``max_live`` unexpired, non-terminal tasks; nothing was written."""
     ALREADY_EXISTS = "already_exists"
     """A record with that key exists; nothing was written."""
+    CANCELLED = "cancelled"
+    """Created, and cancelled at once: a parent (``NewJob.after``) had already ended
+    without completing."""
+
+
+class MissingParent(msgspec.Struct, frozen=True):
+    """What ``create`` replies when a parent named is no live queued task of the owner."""
+
+    task_id: str
+    """The first such parent; nothing was written."""
 
 
 class Duplicate(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +117,10 @@ class Duplicate(msgspec.Struct, frozen=True, kw_only=True):
     """The task holding the key, of the same owner: nothing new was created."""
     debounced: bool
     """It took the new params and was pushed ``debounce_ms`` from now."""
+
+
+Created = CreateOutcome | Duplicate | MissingParent
+"""What ``StorageBackend.create`` replies."""
 
 
 class NewTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,6 +162,17 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     ready this long from now (``Duplicate.debounced``)."""
     group: str | None = None
     """The flow-control group claims share fairly among (None: the owner)."""
+    after: tuple[str, ...] = ()
+    """The ids of queued tasks of the same owner it waits for: it joins the queue once they
+    have all completed."""
+    run_anyway: bool = False
+    """Join the queue once the parents have ended however they ended; else (False) a
+    parent that fails or is cancelled cancels this task (and those that wait for it)."""
+    after_texts: tuple[str, ...] = ()
+    """Each of ``after`` as the contents of a JSON string (canonical, without the quotes)."""
+    cancelled: bytes = b""
+    """With ``after``: the core record the task takes when a parent cancels it, with a
+    newline where that parent's ``after_texts`` entry goes."""
 
 
 class Fence(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,9 +18,9 @@ from .backend_types import (
     BackendPage,
     CasResult,
     CoreWrite,
+    Created,
     CreateOutcome,
     DeleteOutcome,
-    Duplicate,
     ListPosition,
     MergeOutcome,
     MergeResult,
@@ -96,7 +96,7 @@ class MemoryStorage:
             entry = self._live_entry(key, now_ms())
             return None if entry is None else entry.stored()
 
-    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+    def create(self, task: NewTask) -> Created:
         """Write version 1 of a new record, unless it exists or the owner is at quota."""
         key = task.key
         with self._lock:

@@ -23,6 +23,7 @@ from .backend_types import (
     ClaimedJob,
     ClaimReply,
     CoreWrite,
+    Created,
     CreateOutcome,
     Duplicate,
     Fence,
@@ -31,6 +32,7 @@ from .backend_types import (
     LostJob,
     MergeOutcome,
     MergeResult,
+    MissingParent,
     NewJob,
     NewTask,
     QueueCounts,
@@ -256,18 +258,30 @@ class MemoryQueueStorage(MemoryStorage):
         self._queues: dict[str, _Queue] = {}
         self._dedup: dict[tuple[str, str, str], TaskKey] = {}
         """(owner, queue, dedup key) -> the last task submitted with it."""
+        self._waiting: dict[TaskKey, _Waiting] = {}
+        """The tasks waiting for parents (state ``b``)."""
+        self._children: dict[TaskKey, list[TaskKey]] = {}
+        """A parent -> the tasks that waited for it when they were submitted."""
         self.on_queue: Callable[[str], None] = _ignore
         """Called, under the lock, with the name of a queue that may have work to claim."""
 
     # --- the task writes, extended --------------------------------------------------------
 
-    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+    def create(self, task: NewTask) -> Created:
         """Create the task and, for ``submit``, enqueue it in the same step.
 
-        A dedup key held by a live task creates nothing (debouncing it when asked).
+        A dedup key held by a live task creates nothing (debouncing it when asked). A
+        task submitted after parents waits off its queue until they have completed.
         """
         with self._lock:
             job = task.job
+            pending: list[TaskKey] = []
+            ended: str | None = None
+            if job is not None and job.after:
+                found = self._parents(task.key.owner_id, job, task.now_ms)
+                if isinstance(found, MissingParent):
+                    return found
+                pending, ended = found
             dedup = None
             if job is not None and job.dedup_key is not None:
                 dedup = (task.key.owner_id, job.queue, job.dedup_key)
@@ -284,7 +298,7 @@ class MemoryQueueStorage(MemoryStorage):
                 entry.params = bytes(job.params)
                 entry.job = StoredJob(
                     queue=job.queue,
-                    state="r",
+                    state="b" if pending or ended is not None else "r",
                     attempt=0,
                     max_attempts=job.max_attempts,
                     token=0,
@@ -292,13 +306,89 @@ class MemoryQueueStorage(MemoryStorage):
                     priority=job.priority,
                     resubmitted_from=job.resubmitted_from,
                     group=job.group,
+                    parents=job.after,
                 )
                 entry.snapshot = None
                 queue = self._queue(job.queue)
-                queue.ready.add(task.key, ready_at, job.priority, _group(task.key, entry.job), now)
                 queue.counters["submitted"] += 1
+                if entry.job.state == "b":
+                    self._waiting[task.key] = _Waiting(len(pending), job)
+                    for parent in pending:
+                        self._children.setdefault(parent, []).append(task.key)
+                    if ended is not None:
+                        self._cancel_child(task.key, ended, task.now_ms)
+                        return CreateOutcome.CANCELLED
+                    return outcome
+                queue.ready.add(task.key, ready_at, job.priority, _group(task.key, entry.job), now)
                 self.on_queue(job.queue)
             return outcome
+
+    def _parents(
+        self, owner: str, job: NewJob, now: int
+    ) -> tuple[list[TaskKey], str | None] | MissingParent:
+        """The parents still running, and one that ended without completing (for cancelling)."""
+        pending: list[TaskKey] = []
+        ended = None
+        for parent_id in job.after:
+            key = TaskKey(owner, parent_id)
+            entry = self._live_entry(key, now)
+            parent = None if entry is None else entry.job
+            if (
+                entry is None
+                or parent is None
+                or (entry.expires_at_ms is not None and entry.expires_at_ms <= now)
+            ):
+                return MissingParent(parent_id)
+            if parent.state != "d":
+                pending.append(key)
+            elif parent.ended != "completed" and not job.run_anyway and ended is None:
+                ended = parent_id
+        return pending, ended
+
+    def _parent_ended(self, key: TaskKey, status: str, now: int) -> None:
+        """Release or cancel what waits for ``key``, which ended with ``status``; and on."""
+        work = [(key, status)]
+        while work:
+            parent, ended = work.pop()
+            for child in self._children.pop(parent, []):
+                waiting = self._waiting.get(child)
+                if waiting is None:
+                    continue
+                if ended == "completed" or waiting.job.run_anyway:
+                    waiting.left -= 1
+                    if waiting.left <= 0:
+                        self._release_child(child)
+                else:
+                    self._cancel_child(child, parent.task_id, now)
+                    work.append((child, "cancelled"))
+
+    def _release_child(self, key: TaskKey) -> None:
+        """Every parent of ``key`` is done: it joins its queue, ready now."""
+        del self._waiting[key]
+        entry = self._entries[key]
+        job = entry.job
+        assert job is not None
+        at = float(now_ms())
+        self._set_job(key, entry, msgspec.structs.replace(job, state="r", ready_at_ms=at))
+        self._queue(job.queue).ready.add(key, at, job.priority, _group(key, job), at)
+        self.on_queue(job.queue)
+
+    def _cancel_child(self, key: TaskKey, parent_id: str, now: int) -> None:
+        """``key``'s parent ``parent_id`` ended without completing: cancel ``key``."""
+        waiting = self._waiting.pop(key)
+        entry = self._entries[key]
+        job = entry.job
+        assert job is not None
+        text = waiting.job.after_texts[waiting.job.after.index(parent_id)]
+        entry.data = waiting.job.cancelled.replace(b"\n", text.encode(), 1)
+        entry.core_version += 1
+        entry.updated_at_ms = now
+        entry.terminal = True
+        entry.job = msgspec.structs.replace(job, state="d", ended="cancelled")
+        entry.version += 1
+        entry.snapshot = None
+        self._queue(job.queue).counters["cancelled"] += 1
+        self.on_change(key)
 
     def _duplicate(self, holder: TaskKey | None, job: NewJob, now: int) -> Duplicate | None:
         """What a submit with a dedup key held by ``holder`` does instead (None: create)."""
@@ -358,6 +448,7 @@ class MemoryQueueStorage(MemoryStorage):
 
     def _remove(self, key: TaskKey) -> None:
         job = self._entries[key].job
+        self._waiting.pop(key, None)
         super()._remove(key)
         if job is not None:
             queue = self._queue(job.queue)
@@ -716,6 +807,8 @@ class MemoryQueueStorage(MemoryStorage):
         """A terminal write landed: the job is done and leaves its queue."""
         entry.job = msgspec.structs.replace(job, state="d", ended=status, lease_deadline_ms=None)
         entry.snapshot = None
+        self._waiting.pop(key, None)
+        self._parent_ended(key, status, now_ms())
         queue = self._queue(job.queue)
         queue.ready.remove(key)
         queue.leased.remove(key)
@@ -724,6 +817,16 @@ class MemoryQueueStorage(MemoryStorage):
         queue.counters[status] += 1
         if fence is not None and fence.finalize:
             queue.counters["given_up"] += 1
+
+
+class _Waiting:
+    """A task waiting for parents: how many have not completed yet, and its submit."""
+
+    __slots__ = ("job", "left")
+
+    def __init__(self, left: int, job: NewJob) -> None:
+        self.left = left
+        self.job = job
 
 
 def _group(key: TaskKey, job: StoredJob | None) -> str:

@@ -96,8 +96,9 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     queue: str
     state: str
-    """``"ready"``, ``"delayed"`` (claimable at ``ready_at``), ``"leased"`` (a worker holds
-    it until ``lease_expires_at``), ``"lost"`` (attempts used up; being failed) or ``"done"``."""
+    """``"ready"``, ``"delayed"`` (claimable at ``ready_at``), ``"waiting"`` (for its
+    ``parents`` to complete), ``"leased"`` (a worker holds it until ``lease_expires_at``),
+    ``"lost"`` (attempts used up; being failed) or ``"done"``."""
     attempt: int
     """Claims so far (the current lease's attempt while leased), 1-based once claimed."""
     max_attempts: int
@@ -117,6 +118,8 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     group: str | None = None
     """The flow-control group its submit named (claims share fairly among groups);
     None: the owner's own."""
+    parents: tuple[str, ...] = ()
+    """The tasks it was submitted ``after`` (``GenericTaskStore.submit``)."""
 
 
 class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,7 +183,7 @@ class LeaseInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The lease ran out on its last attempt: the task waits to be failed."""
 
 
-_JOB_STATES = {"l": "leased", "x": "lost", "y": "lost", "d": "done"}
+_JOB_STATES = {"b": "waiting", "l": "leased", "x": "lost", "y": "lost", "d": "done"}
 
 
 def job_info(job: StoredJob, now_ms: float) -> JobInfo:
@@ -202,6 +205,7 @@ def job_info(job: StoredJob, now_ms: float) -> JobInfo:
         priority=job.priority,
         resubmitted_from=job.resubmitted_from,
         group=job.group,
+        parents=job.parents,
     )
 
 
@@ -283,6 +287,30 @@ def encode_core(record: TaskRecord, created_at_ms: int) -> bytes:
         while core[-1] is None and len(core) > 4:
             del core[-1]
     return _encoder.encode(core)
+
+
+_PARENT_MARK = "\ue000"
+"""Stands for a parent's id in the cancelled record made ahead (a private-use character)."""
+
+
+def encode_cancelled_by_parent(record: TaskRecord, created_at_ms: int) -> bytes:
+    """The core record a task waiting for parents takes when one ends without completing.
+
+    Cancelled, with a status message naming the parent: a newline (which canonical JSON
+    never holds raw) stands where the parent's id goes, as :func:`json_contents` spells it.
+    """
+    task = msgspec.structs.replace(
+        record.task,
+        status=TaskStatus.CANCELLED,
+        status_message=f"parent task {_PARENT_MARK} ended without completing",
+    )
+    core = encode_core(msgspec.structs.replace(record, task=task), created_at_ms)
+    return core.replace(_PARENT_MARK.encode(), b"\n")
+
+
+def json_contents(text: str) -> str:
+    """A string as the contents of its canonical JSON string (escaped, without the quotes)."""
+    return _encoder.encode(text)[1:-1].decode()
 
 
 def encode_variable_changes(

@@ -27,7 +27,7 @@ from .._core.backend_types import (
     VariableMerge,
 )
 from . import scripts
-from .keys import KeySchema
+from .keys import KeySchema, encode_task_id
 from .scripts import Script
 
 
@@ -54,6 +54,10 @@ class Code(IntEnum):
     """The owner has as many live tasks as the quota allows."""
     DUPLICATE = -8
     """A live task holds the dedup key: nothing new was created; the reply names it."""
+    NO_PARENT = -9
+    """A parent named is no live queued task of the owner: nothing written; the reply names it."""
+    PARENT_ENDED = -10
+    """Created, and cancelled at once: a parent had ended without completing."""
 
 
 PRUNE_BATCH = 8
@@ -150,6 +154,10 @@ def create_call(keys: KeySchema, task: NewTask, token: str) -> Call:
             "dedup": "" if job.dedup_key is None else keys.dedup_key(job.queue, key, job.dedup_key),
             "debounce_ms": "" if job.debounce_ms is None else job.debounce_ms,
             "group": "" if job.group is None else keys.owner_part(job.group),
+            "parents": " ".join(map(encode_task_id, job.after)),
+            "parent_ids": "\n".join(job.after_texts),
+            "run_anyway": "r" if job.run_anyway else "",
+            "cancelled": job.cancelled,
         }
     return Call(scripts.CREATE, names, args)
 

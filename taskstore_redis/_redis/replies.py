@@ -23,6 +23,7 @@ from .._core.backend_types import (
     LostJob,
     MergeOutcome,
     MergeResult,
+    MissingParent,
     RenewOutcome,
     StoredJob,
     TaskKey,
@@ -48,6 +49,7 @@ _CREATE_OUTCOMES = {
     Code.OK: CreateOutcome.CREATED,
     Code.OVER_QUOTA: CreateOutcome.QUOTA_EXCEEDED,
     Code.EXISTS: CreateOutcome.ALREADY_EXISTS,
+    Code.PARENT_ENDED: CreateOutcome.CANCELLED,
 }
 _DELETE_OUTCOMES = {
     Code.OK: DeleteOutcome.DELETED,
@@ -56,8 +58,10 @@ _DELETE_OUTCOMES = {
 }
 
 
-def create_outcome(reply: Any) -> CreateOutcome | Duplicate:
+def create_outcome(reply: Any) -> CreateOutcome | Duplicate | MissingParent:
     """A ``create.lua`` reply."""
+    if isinstance(reply, list) and Code(int(reply[0])) is Code.NO_PARENT:  # {NO_PARENT, id}
+        return MissingParent(decode_task_id(as_str(reply[1])))
     if isinstance(reply, list):  # {DUPLICATE, encoded id, debounced}
         return Duplicate(task_id=decode_task_id(as_str(reply[1])), debounced=int(reply[2]) == 1)
     return _CREATE_OUTCOMES[Code(int(reply))]
@@ -258,6 +262,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
     ended = fields.get(b"z", b"")
     origin = fields.get(b"qf")
     group = fields.get(b"qg")
+    parents = fields.get(b"qe")
     # as_str, written out: this runs for every claimed and every written queued task
     job = StoredJob(
         queue=str(queue, "utf-8", "surrogatepass") if isinstance(queue, bytes) else queue,
@@ -272,6 +277,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
         priority=int(fields.get(b"qp", b"0")),
         resubmitted_from=None if origin is None else as_str(origin),
         group=None if group is None else decode_id(as_str(group)),
+        parents=() if parents is None else tuple(map(decode_task_id, as_str(parents).split())),
     )
     return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
 

@@ -18,6 +18,7 @@ from .._core.backend_types import (
     CreateOutcome,
     Duplicate,
     Fence,
+    MissingParent,
     NewJob,
     NewTask,
     TaskKey,
@@ -27,6 +28,7 @@ from .._core.clock import backoff_seconds, now_ms
 from .._core.config import SecurityConfig, StoreConfig
 from .._core.errors import (
     ConcurrentModification,
+    InvalidArgument,
     InvalidLeaseToken,
     LeaseLost,
     ResourceExhausted,
@@ -43,6 +45,7 @@ from .._core.model import (
     TaskRecord,
     datetime_from_ms,
     decode_record,
+    encode_cancelled_by_parent,
     encode_core,
 )
 from .._core.record_cache import RecordCache
@@ -103,6 +106,15 @@ class TaskEngine:
             record, task = self._new_task(owner, method, ttl, job, now, chosen)
             created_key, data = task.key, task.data
             outcome = self._backend.create(task)
+            if isinstance(outcome, MissingParent):
+                raise InvalidArgument(
+                    f"after: task {outcome.task_id!r} is no live task this owner submitted to "
+                    "a queue; nothing was written"
+                )
+            if outcome is CreateOutcome.CANCELLED or (
+                outcome is CreateOutcome.CREATED and job is not None and job.after
+            ):  # cancelled at once, or waiting or ready as its parents stand: as stored
+                return self._owned(created_key, self._backend.get(created_key)).record
             if isinstance(outcome, Duplicate):
                 held = self._backend.get(TaskKey(owner, outcome.task_id))
                 if held is None:  # gone since: the key is free again
@@ -145,6 +157,8 @@ class TaskEngine:
         """A checked task's record (id ``chosen``, else a fresh UUID4) and what creates it."""
         record = new_record(owner, method, ttl, now, self._config, chosen)
         expires_at_ms = None if ttl is None else now + ttl
+        if job is not None and job.after:
+            job = msgspec.structs.replace(job, cancelled=encode_cancelled_by_parent(record, now))
         task = NewTask(
             key=TaskKey(owner, record.task.task_id),
             format=FORMAT,

@@ -10,9 +10,8 @@ from .._core.backend_types import (
     CasResult,
     ClaimReply,
     CoreWrite,
-    CreateOutcome,
+    Created,
     DeleteOutcome,
-    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -48,7 +47,11 @@ class InMemoryBackend:
         """Return the record at ``key``, or None."""
         return self._storage.get(key)
 
-    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+    def get_many(self, keys: list[TaskKey]) -> list[VersionedRecord | None]:
+        """Return the record at each key, or None."""
+        return [self._storage.get(key) for key in keys]
+
+    def create(self, task: NewTask) -> Created:
         """Write a new record with version 1, within the owner's quota."""
         return self._storage.create(task)
 
@@ -135,7 +138,7 @@ class InMemoryBackend:
         """Every queue a task was submitted to (or that was paused)."""
         return self._storage.queue_names()
 
-    def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+    def create_many(self, tasks: list[NewTask]) -> list[Created]:
         """Create each task as ``create`` does."""
         return [self._storage.create(task) for task in tasks]
 

@@ -12,9 +12,9 @@ from .._core.backend_types import (
     CasResult,
     ClaimReply,
     CoreWrite,
+    Created,
     CreateOutcome,
     DeleteOutcome,
-    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -176,7 +176,11 @@ class StorageBackend(Protocol):
         """Return the record at ``key``, or None if there is none (or it is past purge time)."""
         ...
 
-    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+    def get_many(self, keys: list[TaskKey]) -> list[VersionedRecord | None]:
+        """The record at each key, or None, in one round trip."""
+        ...
+
+    def create(self, task: NewTask) -> Created:
         """Write a new record with version 1 (core version 1) and index it under its owner.
 
         Refuse, writing nothing, when the key exists or when the owner already
@@ -273,7 +277,7 @@ class QueueBackend(StorageBackend, Protocol):
         """How many shards every queue is spread over."""
         ...
 
-    def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+    def create_many(self, tasks: list[NewTask]) -> list[Created]:
         """Create each task as ``create`` does, each on its own; one round trip per node.
 
         An outcome per task, in order. Raises ``StoreUnavailable`` (``outcome_unknown``

@@ -22,9 +22,8 @@ from .._core.backend_types import (
     CasResult,
     ClaimReply,
     CoreWrite,
-    CreateOutcome,
+    Created,
     DeleteOutcome,
-    Duplicate,
     LeasedJob,
     LeaseRef,
     ListPosition,
@@ -276,7 +275,13 @@ class RedisBackend:
         )
         return record_of_hash(reply)
 
-    def create(self, task: NewTask) -> CreateOutcome | Duplicate:
+    def get_many(self, keys: list[TaskKey]) -> list[VersionedRecord | None]:
+        """Read task hashes in one pipeline (HGETALL each)."""
+        commands = [("HGETALL", self.keys.task_key(key)) for key in keys]
+        replies = self._run_many("get_many", commands, write=False)
+        return [record_of_hash(reply) for reply in replies]
+
+    def create(self, task: NewTask) -> Created:
         """Write and index a new record in one script, within the owner's quota."""
         call = create_call(self.keys, task, secrets.token_hex(6))
         return create_outcome(self._write("create", call, wrote=created))
@@ -456,7 +461,7 @@ class RedisBackend:
             names.update(as_str(member) for member in members)
         return sorted(names)
 
-    def create_many(self, tasks: list[NewTask]) -> list[CreateOutcome | Duplicate]:
+    def create_many(self, tasks: list[NewTask]) -> list[Created]:
         """Create each task in one script of its own, all in one pipeline.
 
         After a lost connection the same calls are sent again, once: each script
