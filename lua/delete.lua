@@ -11,8 +11,11 @@
 -- The task's waiters are told, as when a purge deletes it (an empty message: it is gone).
 -- No write token: once the hash is gone there is nowhere to keep one, so the caller never
 -- resends this script after a lost reply.
+-- Tasks waiting for it (submit with after=) are cancelled, as when it fails (see
+-- lua/includes/deps.lua).
 -- @include codes
 -- @include notify
+-- @include deps
 local core = redis.call('HGET', KEYS[1], 'd')
 if not core then
   return Code.NOT_FOUND
@@ -20,6 +23,7 @@ end
 if redis.sha1hex(core) ~= ARGV[2] then
   return Code.CONFLICT
 end
+task_deleted(KEYS[1], KEYS[3], string.format('%d', server_ms()))
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])

@@ -7,7 +7,10 @@
 -- Returns {tasks deleted, 1 if more work is due now else 0}.
 -- The expiry index scores an unfinished task by its expiry and a terminal one by minus its
 -- expiry (+inf / -inf for none), so what expired scores between -now and now.
+-- Tasks waiting for a task purged before it ended (submit with after=) are cancelled, as
+-- when it fails (see lua/includes/deps.lua).
 -- @include notify
+-- @include deps
 local now = ARGV[1]
 local budget = tonumber(ARGV[2])
 local deleted = 0
@@ -18,6 +21,7 @@ for _, owner in ipairs(owners) do
   for _, member in ipairs(members) do
     local id = string.sub(member, string.find(member, ':', 1, true) + 1)
     local task = prefix .. id
+    task_deleted(task, expiry, now)
     if redis.call('DEL', task) == 1 then
       deleted = deleted + 1
       notify(task, '') -- the task is gone

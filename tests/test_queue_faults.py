@@ -221,6 +221,33 @@ def test_a_worker_killed_mid_run_leaves_every_task_completed_exactly_once_by_the
 
 
 @pytest.mark.redis
+def test_a_worker_killed_holding_a_parent_leaves_the_child_to_run_once_after_its_retry(
+    url: str, prefix: str, store: ts.GenericTaskStore
+) -> None:
+    owner = OWNERS[0]
+    parent = store.submit("m", {"n": "parent"}, owner_id=owner)
+    child = store.submit("m", {"n": "child"}, owner_id=owner, after=[parent.task.task_id])
+    with workers(1, url, prefix, lease_ms=1000, stall_after=0) as [victim]:
+        wait_for(
+            lambda: "stalled" in store.get(parent.task.task_id, owner_id=owner).variables,
+            "the victim never took the parent",
+        )
+        victim.signal(signal.SIGKILL)  # holding the parent, mid-task
+        victim.proc.wait()
+    assert store.get(child.task.task_id, owner_id=owner).job.state == "waiting"  # type: ignore[union-attr]
+    with workers(1, url, prefix, lease_ms=1000) as [rescuer]:
+        done_parent = final(store, owner, parent.task.task_id)
+        done_child = final(store, owner, child.task.task_id)
+        rescuer.stop()
+    assert done_parent.task.status is TaskStatus.COMPLETED
+    assert done_parent.result == {"by": rescuer.pid, "attempt": 2}
+    assert done_child.task.status is TaskStatus.COMPLETED
+    assert done_child.result == {"by": rescuer.pid, "attempt": 1}  # claimed once
+    assert done_child.job is not None and done_child.job.attempt == 1
+    assert store.queue_stats().completed == 2
+
+
+@pytest.mark.redis
 def test_a_worker_paused_past_its_lease_loses_it_and_the_new_holders_result_stays(
     url: str, prefix: str, store: ts.GenericTaskStore
 ) -> None:

@@ -84,3 +84,18 @@ local function parent_ended(key, member, status, expiry, token, now)
     end
   end
 end
+
+-- The task at key is about to be deleted (delete.lua, or purge_expired.lua once it expired):
+-- if it was waiting, it leaves its queue's waiting set; if it had not ended, the tasks
+-- waiting for it are cancelled, as if it had failed, or released when they run anyway and
+-- it was their last. expiry: the owner's expiry index; now: in ms.
+local function task_deleted(key, expiry, now)
+  local s = redis.call('HMGET', key, 'qc', 'qs', 'qb')
+  local member = string.sub(key, string.find(key, '}:t:', 1, true) + 4)
+  if s[2] == 'b' then
+    redis.call('ZREM', blocked_key(s[3]), member)
+  end
+  if s[1] then
+    parent_ended(key, member, 'gone', expiry, '0', now)
+  end
+end

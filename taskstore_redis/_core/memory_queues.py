@@ -449,6 +449,8 @@ class MemoryQueueStorage(MemoryStorage):
     def _remove(self, key: TaskKey) -> None:
         job = self._entries[key].job
         self._waiting.pop(key, None)
+        if key in self._children:  # deleted before it ended: as if it had failed
+            self._parent_ended(key, "gone", now_ms())
         super()._remove(key)
         if job is not None:
             queue = self._queue(job.queue)

@@ -215,6 +215,44 @@ async def test_cancelling_a_waiting_task_leaves_its_parent_alone(
     assert await store.claim("jobs", timeout=0.2) is None
 
 
+@pytest.mark.anyio
+async def test_a_parent_deleted_before_it_ended_cancels_what_waits_for_it(
+    store: ts.GenericTaskStore,
+) -> None:
+    parent = await store.submit(METHOD, "a", owner_id=OWNER, queue="jobs")
+    child = await store.submit(
+        METHOD, "b", owner_id=OWNER, queue="jobs", after=[parent.task.task_id]
+    )
+    anyway = await store.submit(
+        METHOD,
+        "c",
+        owner_id=OWNER,
+        queue="jobs",
+        after=[parent.task.task_id],
+        on_parent_failure="run",
+    )
+    await store.delete(parent.task.task_id, owner_id=OWNER)
+    record = await store.get(child.task.task_id, owner_id=OWNER)
+    assert record.task.status is TaskStatus.CANCELLED
+    lease = await store.claim("jobs", timeout=5)
+    assert lease is not None and lease.task_id == anyway.task.task_id
+    assert await lease.parent_results() == {parent.task.task_id: None}
+
+
+@pytest.mark.anyio
+async def test_a_waiting_task_deleted_leaves_its_parent_to_run_alone(
+    store: ts.GenericTaskStore,
+) -> None:
+    parent = await store.submit(METHOD, "a", owner_id=OWNER, queue="jobs")
+    child = await store.submit(
+        METHOD, "b", owner_id=OWNER, queue="jobs", after=[parent.task.task_id]
+    )
+    await store.delete(child.task.task_id, owner_id=OWNER)
+    assert (await run_next(store)).params == "a"
+    assert await store.claim("jobs", timeout=0.2) is None
+    assert (await store.queue_stats("jobs")).completed == 1
+
+
 # --- refused at submit -----------------------------------------------------------------------
 
 

@@ -195,6 +195,38 @@ def test_cancelling_a_waiting_task_leaves_its_parent_alone(
     assert store.claim("jobs", timeout=0.2) is None
 
 
+def test_a_parent_deleted_before_it_ended_cancels_what_waits_for_it(
+    store: ts.GenericTaskStore,
+) -> None:
+    parent = store.submit(METHOD, "a", owner_id=OWNER, queue="jobs")
+    child = store.submit(METHOD, "b", owner_id=OWNER, queue="jobs", after=[parent.task.task_id])
+    anyway = store.submit(
+        METHOD,
+        "c",
+        owner_id=OWNER,
+        queue="jobs",
+        after=[parent.task.task_id],
+        on_parent_failure="run",
+    )
+    store.delete(parent.task.task_id, owner_id=OWNER)
+    record = store.get(child.task.task_id, owner_id=OWNER)
+    assert record.task.status is TaskStatus.CANCELLED
+    lease = store.claim("jobs", timeout=5)
+    assert lease is not None and lease.task_id == anyway.task.task_id
+    assert lease.parent_results() == {parent.task.task_id: None}
+
+
+def test_a_waiting_task_deleted_leaves_its_parent_to_run_alone(
+    store: ts.GenericTaskStore,
+) -> None:
+    parent = store.submit(METHOD, "a", owner_id=OWNER, queue="jobs")
+    child = store.submit(METHOD, "b", owner_id=OWNER, queue="jobs", after=[parent.task.task_id])
+    store.delete(child.task.task_id, owner_id=OWNER)
+    assert (run_next(store)).params == "a"
+    assert store.claim("jobs", timeout=0.2) is None
+    assert (store.queue_stats("jobs")).completed == 1
+
+
 # --- refused at submit -----------------------------------------------------------------------
 
 
