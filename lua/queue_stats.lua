@@ -5,7 +5,8 @@
 -- @key counters  the shard's counters hash
 -- @key base      the shard's task key base
 -- Returns {ready now, queued in all, leased, age of the oldest ready ms or '', counters as a
--- flat name, value list}; the counters hash also holds 'paused' while the shard is paused.
+-- flat name, value list, waiting for parents}; the counters hash also holds 'paused' while
+-- the shard is paused.
 -- The oldest ready is the earliest due of the waiting set and the next task to claim.
 -- @include clock
 -- @include queue
@@ -15,4 +16,5 @@ local oldest = ''
 if earliest then
   oldest = ms(math.max(0, now - earliest))
 end
-return {ready, queued, redis.call('ZCARD', KEYS[2]), oldest, redis.call('HGETALL', KEYS[3])}
+return {ready, queued, redis.call('ZCARD', KEYS[2]), oldest, redis.call('HGETALL', KEYS[3]),
+  redis.call('ZCARD', blocked_key(KEYS[1]))}

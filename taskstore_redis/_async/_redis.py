@@ -410,15 +410,16 @@ class RedisBackend:
         commands = [
             queue_stats_call(self.keys, queue, shard).command() for shard in range(self.keys.shards)
         ]
-        ready = queued = leased = 0
+        ready = queued = leased = waiting = 0
         oldest: float | None = None
         counters: dict[str, int] = {}
-        for now_ready, in_all, held, age, flat in await self._run_many(
+        for now_ready, in_all, held, age, flat, parked in await self._run_many(
             "queue_stats", commands, write=False
         ):
             ready += int(now_ready)
             queued += int(in_all)
             leased += int(held)
+            waiting += int(parked)
             age_text = as_str(age)
             if age_text:
                 oldest = max(oldest or 0.0, float(age_text))
@@ -431,6 +432,7 @@ class RedisBackend:
             leased=leased,
             oldest_ready_age_ms=oldest,
             counters=counters,
+            waiting=waiting,
         )
 
     async def queue_leases(self, queue: str, limit: int) -> list[LeasedJob]:

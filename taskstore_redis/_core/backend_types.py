@@ -339,6 +339,8 @@ class QueueCounts(msgspec.Struct, frozen=True, kw_only=True):
     leased: int = 0
     oldest_ready_age_ms: float | None = None
     counters: dict[str, int] = msgspec.field(default_factory=dict)
+    waiting: int = 0
+    """Tasks waiting for their parents (``submit`` with ``after``)."""
 
 
 class DeleteOutcome(enum.Enum):

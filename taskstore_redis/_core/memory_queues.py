@@ -649,6 +649,7 @@ class MemoryQueueStorage(MemoryStorage):
                 leased=len(queue.leased),
                 oldest_ready_age_ms=None if first is None else now - first,
                 counters=counters,
+                waiting=sum(1 for held in self._waiting.values() if held.job.queue == queue_name),
             )
 
     def queue_leases(self, queue_name: str, limit: int) -> list[LeasedJob]:

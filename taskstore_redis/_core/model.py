@@ -134,6 +134,8 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     """Tasks held by workers (and lost ones waiting to be failed)."""
     oldest_ready_age_ms: float | None
     """How long the oldest claimable task has waited; None when none is ready."""
+    waiting: int = 0
+    """Tasks waiting for their parents to complete (``submit`` with ``after``)."""
     submitted: int = 0
     claimed: int = 0
     completed: int = 0

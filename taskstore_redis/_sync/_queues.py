@@ -595,6 +595,7 @@ class QueueOperations(TaskEngine):
             delayed=counts.delayed,
             leased=counts.leased,
             oldest_ready_age_ms=counts.oldest_ready_age_ms,
+            waiting=counts.waiting,
             paused=counters.get("paused", 0) > 0,
             **{field: counters.get(field, 0) for field in _COUNTERS},
         )

@@ -56,8 +56,10 @@ async def test_a_task_waits_for_its_parent_and_runs_once_it_completes(
     assert child.job is not None
     assert child.job.state == "waiting"
     assert child.job.parents == (parent.task.task_id,)
+    assert (await store.queue_stats("jobs")).waiting == 1
     assert (await run_next(store)).params == "a"
     assert await state_of(store, child.task.task_id) == "ready"
+    assert (await store.queue_stats("jobs")).waiting == 0
     lease = await store.claim("jobs", timeout=5)
     assert lease is not None and lease.params == "b"
     assert await lease.parent_results() == {parent.task.task_id: {"from": "a"}}
@@ -248,6 +250,7 @@ async def test_a_waiting_task_deleted_leaves_its_parent_to_run_alone(
         METHOD, "b", owner_id=OWNER, queue="jobs", after=[parent.task.task_id]
     )
     await store.delete(child.task.task_id, owner_id=OWNER)
+    assert (await store.queue_stats("jobs")).waiting == 0
     assert (await run_next(store)).params == "a"
     assert await store.claim("jobs", timeout=0.2) is None
     assert (await store.queue_stats("jobs")).completed == 1

@@ -54,8 +54,10 @@ def test_a_task_waits_for_its_parent_and_runs_once_it_completes(
     assert child.job is not None
     assert child.job.state == "waiting"
     assert child.job.parents == (parent.task.task_id,)
+    assert (store.queue_stats("jobs")).waiting == 1
     assert (run_next(store)).params == "a"
     assert state_of(store, child.task.task_id) == "ready"
+    assert (store.queue_stats("jobs")).waiting == 0
     lease = store.claim("jobs", timeout=5)
     assert lease is not None and lease.params == "b"
     assert lease.parent_results() == {parent.task.task_id: {"from": "a"}}
@@ -222,6 +224,7 @@ def test_a_waiting_task_deleted_leaves_its_parent_to_run_alone(
     parent = store.submit(METHOD, "a", owner_id=OWNER, queue="jobs")
     child = store.submit(METHOD, "b", owner_id=OWNER, queue="jobs", after=[parent.task.task_id])
     store.delete(child.task.task_id, owner_id=OWNER)
+    assert (store.queue_stats("jobs")).waiting == 0
     assert (run_next(store)).params == "a"
     assert store.claim("jobs", timeout=0.2) is None
     assert (store.queue_stats("jobs")).completed == 1
