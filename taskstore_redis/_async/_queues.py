@@ -156,8 +156,8 @@ class QueueOperations(TaskEngine):
         ``debounce_ms`` from then: one run after a burst. Once it is leased, the
         next submit creates a new task.
 
-        With ``after`` (ids of tasks this owner submitted to any queue, up to
-        ``MAX_PARENTS``), the task waits (``job.state`` ``"waiting"``) until every one of
+        With ``after`` (ids of tasks this owner submitted to any queue, up to 10,000),
+        the task waits (``job.state`` ``"waiting"``) until every one of
         them has completed, then joins its queue, ready at once: the write that
         completes the last parent releases it, in the same atomic step. When a parent
         fails or is cancelled the task is cancelled, with a status message naming that

@@ -20,6 +20,7 @@ key                                type    holds
                                            limits
 ``{P:S}:q:<queue>:h``              zset    its groups at a limit, by when to look again
 ``{P:S}:q:<queue>:h:<group>``      zset    the tasks a claim set aside of such a group
+``{P:S}:q:<queue>:b``              zset    its tasks waiting for their parents, by submit ms
 ``{P:S}:q:<queue>:l``              zset    the same queue's leased tasks, by lease deadline ms
 ``{P:S}:q:<queue>:s``              hash    the queue's counters on the shard
 ``{P:S}:q:<queue>:d:<o>:<k>``      string  the encoded id of the last task owner ``<o>``
@@ -29,7 +30,7 @@ key                                type    holds
 
 A queue's member joined to the shard's task key base ``{P:S}:t:`` is the task's
 key. The scripts name a queue's ``w``, ``v``, ``m``, ``a`` and ``h`` keys from
-its ready set's (the same name but the last letter). Queue names are
+its ready set's (the same name but the last letter), and so its ``b`` key. Queue names are
 percent-encoded like owner ids. A queue's shard channel is named like its ready
 set: submits, releases and recoveries publish there.
 
