@@ -306,7 +306,7 @@ local function job_done(key, member, ready, leased, stats, status, given_up)
   local group = group_of(member, s[2])
   if s[1] == 'b' then
     redis.call('ZREM', blocked_key(ready), member)
-  else
+  elseif s[1] ~= 'l' and s[1] ~= 'x' then -- a leased task is in none of the queue's sets
     dequeue(ready, member, group)
   end
   if s[1] == 'l' or s[1] == 'x' then
