@@ -89,7 +89,8 @@ concurrent calls wait for one (``BlockingConnectionPool``)."""
 _PURGE_BATCH = 500
 """Index entries one purge script visits at most, far below the server's busy threshold."""
 _WRITE_ATTEMPTS = 2
-_NOSCRIPT_ATTEMPTS = 3
+_NOSCRIPT_ATTEMPTS = 5
+"""Sends of a call whose script the server lost (NOSCRIPT), each after a reload."""
 _LONGEST_WAIT_MS = 2**53
 """``wait_timeout_ms`` is cut to this (285,000 years): Redis refuses a ``WAIT`` whose
 deadline does not fit in 64 bits."""
@@ -547,9 +548,14 @@ class RedisBackend:
                     for command in commands:
                         pipe.execute_command(*command, **pipeline_route(client, command))
                     replies: list[Any] = await pipe.execute(raise_on_error=False)
-                if not any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+                lost = {
+                    script_sha(command)
+                    for command, reply in zip(commands, replies, strict=True)
+                    if isinstance(reply, redis.exceptions.NoScriptError)
+                }
+                if not lost:
                     break
-                await self._load_scripts(client)
+                await self._load_scripts(client, lost)
             for command, reply in zip(commands, replies, strict=True):
                 if isinstance(reply, Exception):
                     mapped.sha = script_sha(command)
@@ -737,7 +743,7 @@ class RedisBackend:
                             else:
                                 reply = await self._pipeline.execute(client, *command)
                         except redis.exceptions.NoScriptError:
-                            await self._load_scripts(client)
+                            await self._load_scripts(client, {script_sha(command)})
                             self._events.scripts_reloaded(operation)
                         else:
                             if self._events.failures:
@@ -799,6 +805,13 @@ class RedisBackend:
         return reply
 
     @staticmethod
-    async def _load_scripts(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
-        for script in ALL_SCRIPTS:
+    async def _load_scripts(
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster, lost: set[str | None]
+    ) -> None:
+        """Load every script after NOSCRIPT, the ``lost`` ones (SHAs) last.
+
+        The call is sent again right after its own script is loaded, so a server whose
+        scripts are flushed again and again has the shortest window to drop it in.
+        """
+        for script in sorted(ALL_SCRIPTS, key=lambda script: script.sha in lost):
             await client.script_load(script.source)
