@@ -292,3 +292,12 @@ def test_the_command_says_a_mistake_in_one_line(
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert "secret-pw" not in err and "Traceback" not in err
+
+
+def test_a_store_that_cannot_be_read_is_a_503_page() -> None:
+    store = ts.GenericTaskStore.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+    with TestClient(create_app(store)) as client:
+        reply = client.get("/")
+        assert reply.status_code == 503
+        assert "Store unavailable" in reply.text and "StoreUnavailable" in reply.text
+        Site(client, store).run(store.aclose)

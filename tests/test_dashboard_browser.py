@@ -226,6 +226,7 @@ def test_the_workers_page_shows_each_worker_with_its_leases(live: Live, page: Pa
 
 def test_the_owners_page_counts_tasks_in_progress_against_the_quota(live: Live, page: Page) -> None:
     live.store.pause_queue("q-owners")
+    live.store.set_limits("q-owners", max_concurrency=2, per_second=5)
     live.submit("q-owners")
     page.goto(f"{live.url}owners?owner={OWNER}")
     expect(page.locator("p.looked-up")).to_contain_text(

@@ -28,7 +28,7 @@ from .._core.model import TaskRecord
 from .._core.shown import age
 from .._core.status import TaskStatus
 from ._auth import COOKIE, Guard
-from ._collect import Collector
+from ._collect import Collector, Snapshot
 from ._render import field, json_shown, json_text, shown, throughput_chart, until, when
 
 logger = logging.getLogger("taskstore_redis.dashboard")
@@ -103,19 +103,26 @@ class Dashboard:
         html = self.templates.get_template(name).render(self.context(request, **values))
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
+    async def snapshot(self) -> Snapshot:
+        """The shared snapshot; ``_Unavailable`` while the store cannot be read at all."""
+        try:
+            return await self.collector.snapshot()
+        except TaskStoreError as exc:
+            raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+
     # --- pages ------------------------------------------------------------------------------
 
     async def queues(self, request: Request) -> Response:
         """Every queue: its numbers, limits and last hour's throughput."""
-        return self.page("queues.html", request, snapshot=await self.collector.snapshot())
+        return self.page("queues.html", request, snapshot=await self.snapshot())
 
     async def workers(self, request: Request) -> Response:
         """Every worker seen holding a lease, with its tasks and their deadlines."""
-        return self.page("workers.html", request, snapshot=await self.collector.snapshot())
+        return self.page("workers.html", request, snapshot=await self.snapshot())
 
     async def failures(self, request: Request) -> Response:
         """The recent failures, newest first, of one queue or all."""
-        snapshot = await self.collector.snapshot()
+        snapshot = await self.snapshot()
         queue = request.query_params.get("queue", "")
         listed = [one for one in snapshot.failures if not queue or one.queue == queue]
         return self.page("failures.html", request, snapshot=snapshot, queue=queue, failures=listed)
@@ -131,7 +138,7 @@ class Dashboard:
                 self.collector.note_owner(owner)
             except InvalidArgument as exc:
                 problem = str(exc)
-        snapshot = await self.collector.snapshot()
+        snapshot = await self.snapshot()
         return self.page(
             "owners.html",
             request,
@@ -299,6 +306,7 @@ class Dashboard:
                 "refused.html",
                 request,
                 status=409 if not isinstance(exc, InvalidArgument) else 400,
+                heading="Not done",
                 why=f"{type(exc).__name__}: {exc}",
             )
 
@@ -323,6 +331,10 @@ class Dashboard:
         """Where the app is mounted: ``""`` at the root, ``/prefix`` under a mount."""
         root: str = request.scope.get("root_path", "")
         return root.rstrip("/")
+
+
+class _Unavailable(Exception):
+    """The store could not be read for a page (shown as a 503 page)."""
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -401,6 +413,11 @@ def create_app(
         ),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        why = str(exc)
+        return dashboard.page("refused.html", request, 503, heading="Store unavailable", why=why)
+
+    app = Starlette(routes=routes, exception_handlers={_Unavailable: unavailable})
     app.state.dashboard = dashboard
     return app
