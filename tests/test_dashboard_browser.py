@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ class Live:
     kind: str
     url: str
     store: ts.GenericTaskStore
+    log: Path
+    """The dashboard command's output."""
 
     def submit(self, queue: str, **params: object) -> str:
         record = self.store.submit(
@@ -105,28 +108,29 @@ class Live:
         page.screenshot(path=SCREENSHOTS / f"{self.kind}-{name}.png", full_page=True)
 
 
-def _command(*arguments: str, cwd: Path) -> subprocess.Popen[str]:
+def _command(*arguments: str, cwd: Path, log: str) -> subprocess.Popen[str]:
+    """The command in a subprocess, its output in the file ``log`` of ``cwd`` (no pipe to fill)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "taskstore_redis", *arguments],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with (cwd / log).open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "taskstore_redis", *arguments],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
-def _address(proc: subprocess.Popen[str]) -> str:
-    """The dashboard's address, from the lines it prints as it starts."""
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:  # ends when the command does
-        lines.append(line)
-        found = re.search(r" at (http://127\.0\.0\.1:\d+/)", line)
+def _address(proc: subprocess.Popen[str], log: Path) -> str:
+    """The dashboard's address, from the line it prints as it starts."""
+    deadline = time.monotonic() + BOUND_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r" at (http://127\.0\.0\.1:\d+/)", log.read_text())
         if found:
             return found.group(1)
-    raise AssertionError(f"the dashboard did not start: {''.join(lines)}")
+        time.sleep(0.05)
+    raise AssertionError(f"the dashboard did not start: {log.read_text()}")
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -137,8 +141,6 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 @pytest.fixture(
@@ -159,16 +161,14 @@ def live(
     (where / "dashjobs.py").write_text(HANDLERS)
     (where / "token").write_text(TOKEN + "\n")
     redis = ["--redis-url", url, "--prefix", prefix]
-    dashboard = _command(
-        "dashboard", *redis, "--port", "0", "--interval", "0.2", "--token-file", "token", cwd=where
-    )
-    worker = _command(
-        "worker", "dashjobs:work", "--queue", "jobs", *redis, "--concurrency", "4", cwd=where
-    )
+    options = ["--port", "0", "--interval", "0.2", "--token-file", "token"]
+    dashboard = _command("dashboard", *redis, *options, cwd=where, log="dashboard.log")
+    work = ["dashjobs:work", "--queue", "jobs", "--concurrency", "4"]
+    worker = _command("worker", *work, *redis, cwd=where, log="worker.log")
     try:
-        address = _address(dashboard)
+        address = _address(dashboard, where / "dashboard.log")
         with ts.GenericTaskStore.from_url(url, prefix=prefix) as store:
-            yield Live(kind, address, store)
+            yield Live(kind, address, store, where / "dashboard.log")
     finally:
         for proc in (worker, dashboard):
             _stop(proc)
@@ -267,6 +267,11 @@ def test_with_the_token_a_task_is_cancelled_and_a_queue_paused(live: Live, page:
     expect(page.locator("p.notice")).to_have_text("queue q-cancel resumed")
     expect(row.locator("td.state")).to_have_text("running")
     assert not live.store.queue_stats("q-cancel").paused
+    logged = live.log.read_text()  # the command logs every action with its client
+    assert f"cancel task '{task_id}' of owner '{OWNER}' by 127.0.0.1:" in logged
+    assert "pause queue 'q-cancel' by 127.0.0.1:" in logged
+    assert "resume queue 'q-cancel' by 127.0.0.1:" in logged
+    assert TOKEN not in logged
 
 
 def test_without_the_token_nothing_is_offered_and_an_action_is_refused(
