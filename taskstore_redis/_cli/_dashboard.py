@@ -27,6 +27,8 @@ from ._top import _seconds
 INSTALL_HINT = "pip install 'taskstore-redis[cli,dashboard]'"
 DEFAULT_PORT = 8025
 DEFAULT_HOST = "127.0.0.1"
+_GRACE_S = 2.0
+"""How long Ctrl-C or SIGTERM waits for open responses (a task's live view) before closing them."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +166,13 @@ async def _serve(url: str, args: argparse.Namespace, sock: socket.socket) -> Non
     store = GenericTaskStore.from_url(url, prefix=args.prefix)
     try:
         app = create_app(store, token=args.token, interval=args.interval)
-        options: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off"}
+        options: dict[str, Any] = {
+            "log_level": "warning",
+            "access_log": False,
+            "lifespan": "off",
+            # a task page's live view stays open: stopping does not wait for it
+            "timeout_graceful_shutdown": _GRACE_S,
+        }
         server = uvicorn.Server(uvicorn.Config(app, **options))
         await server.serve(sockets=[sock])
     finally:
