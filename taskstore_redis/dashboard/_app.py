@@ -249,6 +249,7 @@ class Dashboard:
             self.guard.new_session(),
             httponly=True,
             samesite="strict",
+            secure=request.url.scheme == "https",
             path=self.base(request) + "/",
         )
         return response
