@@ -1,4 +1,5 @@
-"""The wheel and the sdist carry the Lua scripts; an installed wheel runs a task on Redis."""
+"""The wheel and the sdist carry the Lua scripts and the dashboard's files; an installed wheel runs
+a task on Redis."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ pytestmark = pytest.mark.slow  # builds the wheel and the sdist, installs into a
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(str(path.relative_to(ROOT / "lua")) for path in (ROOT / "lua").rglob("*.lua"))
 """The scripts and the helpers they include (``includes/<name>.lua``)."""
+DASHBOARD_FILES = sorted(
+    str(path.relative_to(ROOT))
+    for folder in ("templates", "static")
+    for path in (ROOT / "taskstore_redis" / "dashboard" / folder).iterdir()
+)
+"""The dashboard's templates, script and style sheet, read from the package at run time."""
 
 RUN_A_TASK = """
 import sys
@@ -52,6 +59,7 @@ def test_the_wheel_carries_every_script(dist: Path) -> None:
     prefix = "taskstore_redis/lua/"
     assert sorted(n.removeprefix(prefix) for n in names if n.startswith(prefix)) == SCRIPTS
     assert "taskstore_redis/py.typed" in names
+    assert DASHBOARD_FILES and set(DASHBOARD_FILES) <= set(names)
 
 
 def test_the_sdist_carries_every_script(dist: Path) -> None:
@@ -61,6 +69,7 @@ def test_the_sdist_carries_every_script(dist: Path) -> None:
     assert sorted(n.split("/lua/", 1)[1] for n in names if "/lua/" in n and n.endswith(".lua")) == (
         SCRIPTS
     )
+    assert {name.split("/", 1)[1] for name in names} >= set(DASHBOARD_FILES)
 
 
 @pytest.mark.redis

@@ -220,6 +220,7 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
         RAISES,
         [lambda s: (("tools/call", {"n": 1}), {"owner_id": OWNER, "queue": QUEUE})],
     ),
+    "tasks_in_progress": (RAISES, [lambda s: ((), {"owner_id": OWNER})]),
     "submit_many": (
         RAISES,
         [lambda s: (("tools/call", [1, 2]), {"owner_id": OWNER, "queue": QUEUE})],
@@ -250,6 +251,7 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     ),
     "from_url": (MAY_RETURN, [lambda s: ((s.url,), {})]),
     "get": (RAISES, [lambda s: ((s.key,), {})]),
+    "in_progress": (RAISES, [lambda s: ((OWNER, now_ms()), {})]),
     "list_page": (RAISES, [lambda s: ((OWNER, None, 10), {})]),
     "merge_variables": (RAISES, [lambda s: ((merge(s),), {})]),
     "purge_expired": (RAISES, [lambda s: ((now_ms(),), {})]),

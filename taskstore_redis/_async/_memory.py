@@ -66,6 +66,10 @@ class InMemoryBackend:
         """Return up to ``limit`` of the owner's records, newest first, after ``after``."""
         return self._storage.list_page(owner_id, after, limit)
 
+    async def in_progress(self, owner_id: str, now_ms: int) -> int:
+        """The owner's tasks neither terminal nor expired at ``now_ms``."""
+        return self._storage.in_progress(owner_id, now_ms)
+
     async def purge_expired(self, now_ms: int) -> int:
         """Delete every record whose TTL ran out at or before ``now_ms``."""
         return self._storage.purge_expired(now_ms)

@@ -368,6 +368,19 @@ class GenericTaskStore(QueueOperations):
         )
         return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
+    async def tasks_in_progress(self, *, owner_id: str) -> int:
+        """How many of the owner's tasks are neither terminal nor expired.
+
+        What ``SecurityConfig.max_tasks_per_owner`` is held against when a task is
+        created or submitted. One read (a ``ZCOUNT`` on Redis).
+
+        Raises:
+            InvalidArgument: a bad owner id.
+
+        """
+        owner = check_owner(owner_id, self._security)
+        return await self._backend.in_progress(owner, now_ms())
+
     async def cancel(self, task_id: str, *, owner_id: str) -> TaskRecord:
         """Move a task to ``cancelled``.
 

@@ -60,7 +60,7 @@ def fail(message: str) -> None:
 
 
 def _parser() -> _Parser:
-    from . import _control, _doctor, _inspect, _queues, _top, _worker
+    from . import _control, _dashboard, _doctor, _inspect, _queues, _top, _worker
     from . import bench as _bench
     from . import demo as _demo
 
@@ -268,6 +268,17 @@ def _parser() -> _Parser:
         "waiting, throughput), the workers and their leases, and recent failures, until Ctrl-C.",
     )
     _top.add_arguments(top)
+    dashboard = add(
+        "dashboard",
+        [inspecting],
+        _dashboard.run,
+        help="serve the web dashboard",
+        description="Serve a web dashboard of the key prefix's queues, workers, failures, "
+        "tasks and owners, until Ctrl-C. It listens on 127.0.0.1 unless --host says "
+        "otherwise; without --token or --token-file it is read-only.",
+        check=_dashboard.check,
+    )
+    _dashboard.add_arguments(dashboard)
     return parser
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._core.model import Limits, QueueStats
+from .._core.shown import age
 from ._control import described
 from ._exit import EXIT_OK
 from ._inspect import _print_json, _store, cell
@@ -26,20 +27,6 @@ COLUMNS = (
     ("state", "paused"),
 )
 """The table's columns: heading, QueueStats field."""
-
-
-def age(ms: float | None) -> str:
-    """A waiting time for people: ``-`` for none, else ms, s, min or h."""
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def run(args: argparse.Namespace, url: str | None, console: Console) -> int:

@@ -39,11 +39,11 @@ from rich.text import Text
 from .._core import shown
 from .._core.errors import TaskNotFound, TaskStoreError
 from .._core.model import LeaseInfo, QueueStats
+from .._core.shown import age
 from .._core.status import TaskStatus
 from .._sync._store import GenericTaskStore
 from ._exit import EXIT_INTERRUPTED, EXIT_OK
 from ._inspect import _print_json, _store, cell
-from ._queues import age
 
 LEASES_PER_QUEUE = 100
 """Leases listed per queue and shard at each refresh."""

@@ -2,8 +2,8 @@
 
 Subcommands: ``demo`` and ``bench`` run on a throwaway Redis unless given
 ``--redis-url`` (or ``$TASKSTORE_REDIS_URL``); ``get``, ``list``, ``cleanup``,
-``doctor``, ``worker`` and ``queues`` work on an existing server: ``--redis-url``, else
-``$TASKSTORE_REDIS_URL``, else ``redis://localhost:6379``. Exit statuses are
+``doctor``, ``worker``, ``queues`` and ``dashboard`` work on an existing server:
+``--redis-url``, else ``$TASKSTORE_REDIS_URL``, else ``redis://localhost:6379``. Exit statuses are
 listed in ``_exit``. The command needs the ``cli`` extra (rich); without it, it
 says how to install it in one line.
 """

@@ -251,6 +251,11 @@ class MemoryStorage:
             return None
         return entry
 
+    def in_progress(self, owner_id: str, now: int) -> int:
+        """The owner's unexpired, non-terminal tasks at ``now``: what the quota counts."""
+        with self._lock:
+            return self._active_count(owner_id, now)
+
     def _active_count(self, owner_id: str, now: int) -> int:
         """The owner's unexpired, non-terminal tasks."""
         count = 0

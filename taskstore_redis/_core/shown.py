@@ -113,3 +113,17 @@ def scrub(text: str, urls: Iterable[str | None]) -> str:
         for secret in secrets(url or ""):
             text = text.replace(secret, MASK)
     return printable(text)
+
+
+def age(ms: float | None) -> str:
+    """A waiting time for people: ``-`` for none, else ms, s, min or h."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -213,6 +213,13 @@ class StorageBackend(Protocol):
         """Return up to ``limit`` of the owner's records, newest first, after ``after``."""
         ...
 
+    def in_progress(self, owner_id: str, now_ms: int) -> int:
+        """Count the owner's records neither terminal nor expired at ``now_ms``.
+
+        What ``create`` holds against ``NewTask.max_live``.
+        """
+        ...
+
     def purge_expired(self, now_ms: int) -> int:
         """Delete every record whose ``expires_at_ms`` is at or before ``now_ms``; count them."""
         ...

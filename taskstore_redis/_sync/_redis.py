@@ -306,6 +306,15 @@ class RedisBackend:
             page_records(reply), self.keys.position_of(last_member) if last_member else None
         )
 
+    def in_progress(self, owner_id: str, now_ms: int) -> int:
+        """Count the owner's expiry index above ``now_ms`` (one ZCOUNT, as ``create`` does)."""
+        reply = self._run(
+            "in_progress",
+            ("ZCOUNT", self.keys.expiry_key(owner_id), f"({now_ms}", "+inf"),
+            attempts=self._read_retries + 1,
+        )
+        return int(reply)
+
     def purge_expired(self, now_ms: int) -> int:
         """Delete expired tasks shard by shard, in bounded batches."""
         purged = 0

@@ -338,6 +338,23 @@ async def test_terminal_tasks_do_not_count_against_the_quota(
 
 
 @pytest.mark.anyio
+async def test_tasks_in_progress_counts_what_the_quota_counts(
+    async_make_store: StoreFactory,
+) -> None:
+    store = async_make_store()
+    assert await store.tasks_in_progress(owner_id=OWNER) == 0
+    first = await store.create(METHOD, owner_id=OWNER)
+    second = await store.create(METHOD, owner_id=OWNER)
+    await store.create(METHOD, owner_id=OTHER_OWNER)
+    await expired_task(store)
+    assert await store.tasks_in_progress(owner_id=OWNER) == 2
+    await store.complete_with_result(first.task.task_id, COMPLETED, None, {"ok": 1}, owner_id=OWNER)
+    await store.cancel(second.task.task_id, owner_id=OWNER)
+    assert await store.tasks_in_progress(owner_id=OWNER) == 0
+    assert await store.tasks_in_progress(owner_id=OTHER_OWNER) == 1
+
+
+@pytest.mark.anyio
 async def test_tasks_waiting_for_input_count_against_the_quota(
     async_make_store: StoreFactory,
 ) -> None:

@@ -322,6 +322,22 @@ def test_terminal_tasks_do_not_count_against_the_quota(
     assert len(all_task_ids(store)) == 4
 
 
+def test_tasks_in_progress_counts_what_the_quota_counts(
+    sync_make_store: StoreFactory,
+) -> None:
+    store = sync_make_store()
+    assert store.tasks_in_progress(owner_id=OWNER) == 0
+    first = store.create(METHOD, owner_id=OWNER)
+    second = store.create(METHOD, owner_id=OWNER)
+    store.create(METHOD, owner_id=OTHER_OWNER)
+    expired_task(store)
+    assert store.tasks_in_progress(owner_id=OWNER) == 2
+    store.complete_with_result(first.task.task_id, COMPLETED, None, {"ok": 1}, owner_id=OWNER)
+    store.cancel(second.task.task_id, owner_id=OWNER)
+    assert store.tasks_in_progress(owner_id=OWNER) == 0
+    assert store.tasks_in_progress(owner_id=OTHER_OWNER) == 1
+
+
 def test_tasks_waiting_for_input_count_against_the_quota(
     sync_make_store: StoreFactory,
 ) -> None:
