@@ -37,6 +37,8 @@ class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
     """The id of the task this one was resubmitted from (``resubmit``)."""
     group: str | None = None
     """The flow-control group its submit named; None: its owner."""
+    scheduled_for_ms: int | None = None
+    """The tick of the schedule that submitted it, or None."""
 
 
 LOST_RETRY_MS = 2000
@@ -145,6 +147,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     ready this long from now (``Duplicate.debounced``)."""
     group: str | None = None
     """The flow-control group claims share fairly among (None: the owner)."""
+    scheduled_for_ms: int | None = None
+    """The tick of the schedule that submits it (``job.scheduled_for``), or None."""
 
 
 class Fence(msgspec.Struct, frozen=True, kw_only=True):

@@ -292,6 +292,7 @@ class MemoryQueueStorage(MemoryStorage):
                     priority=job.priority,
                     resubmitted_from=job.resubmitted_from,
                     group=job.group,
+                    scheduled_for_ms=job.scheduled_for_ms,
                 )
                 entry.snapshot = None
                 queue = self._queue(job.queue)

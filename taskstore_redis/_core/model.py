@@ -117,6 +117,9 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     group: str | None = None
     """The flow-control group its submit named (claims share fairly among groups);
     None: the owner's own."""
+    scheduled_for: datetime | None = None
+    """For a task a schedule submitted: the tick it was submitted for (see
+    ``GenericTaskStore.schedule``); None for any other task."""
 
 
 class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,6 +205,11 @@ def job_info(job: StoredJob, now_ms: float) -> JobInfo:
         priority=job.priority,
         resubmitted_from=job.resubmitted_from,
         group=job.group,
+        scheduled_for=(
+            None
+            if job.scheduled_for_ms is None
+            else datetime.fromtimestamp(job.scheduled_for_ms / 1000, UTC)
+        ),
     )
 
 

@@ -28,6 +28,7 @@ from .._core.backend_types import (
     TaskKey,
     VersionedRecord,
 )
+from .._core.schedules import StoredSchedule
 from .contract import Code
 from .keys import KeySchema, decode_id, decode_task_id
 
@@ -258,6 +259,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
     ended = fields.get(b"z", b"")
     origin = fields.get(b"qf")
     group = fields.get(b"qg")
+    tick = fields.get(b"qc")
     # as_str, written out: this runs for every claimed and every written queued task
     job = StoredJob(
         queue=str(queue, "utf-8", "surrogatepass") if isinstance(queue, bytes) else queue,
@@ -272,6 +274,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
         priority=int(fields.get(b"qp", b"0")),
         resubmitted_from=None if origin is None else as_str(origin),
         group=None if group is None else decode_id(as_str(group)),
+        scheduled_for_ms=None if tick is None else int(tick),
     )
     return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
 
@@ -324,3 +327,29 @@ def complete_and_claim_reply(reply: Any) -> tuple[list[CasResult], ClaimReply]:
         for part in reply[0]
     ]
     return outcomes, claim_reply(reply[1:])
+
+
+def stored_schedule(name: str, flat: Any) -> StoredSchedule | None:
+    """A schedule hash (as HGETALL, flat or a dict) named ``name``; None if it is gone."""
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+    fields = {as_str(field): value for field, value in pairs}
+    spec = fields.get("s")
+    if spec is None or "n" not in fields:
+        return None
+    last = fields.get("l")
+    task = fields.get("t")
+    return StoredSchedule(
+        name=name,
+        spec=spec if isinstance(spec, bytes) else as_str(spec).encode(),
+        next_ms=int(float(as_str(fields["n"]))),
+        version=int(fields.get("v", 0)),
+        last_ms=None if last is None else int(last),
+        last_task_id=None if task is None else decode_task_id(as_str(task)),
+    )
+
+
+def fire_outcome(reply: Any) -> CreateOutcome | Duplicate | None:
+    """A ``fire.lua`` reply."""
+    if not isinstance(reply, list):  # CONFLICT
+        return None
+    return create_outcome(reply[1])
