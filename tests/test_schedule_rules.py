@@ -67,6 +67,11 @@ def test_an_hourly_cron_skips_no_real_hour_across_a_change() -> None:
         ticks.append(tick_after(HOURLY, ticks[-1]))
     assert [b - a for a, b in itertools.pairwise(ticks)] == [3_600_000] * 3
     assert tick_at_or_before(HOURLY, ms(2026, 3, 29, 3, 10)) == ms(2026, 3, 29, 3, 0)
+    autumn = [tick_after(HOURLY, ms(2026, 10, 25, 0, 30))]
+    for _ in range(3):
+        autumn.append(tick_after(HOURLY, autumn[-1]))
+    # 02:00 comes twice on 25 October: an hourly schedule fires in both
+    assert [b - a for a, b in itertools.pairwise(autumn)] == [3_600_000] * 3
 
 
 def test_catch_up_fires_the_latest_tick_once_or_none() -> None:

@@ -8,9 +8,11 @@ schedule's stored next fire time into the past: no test waits for the clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
@@ -19,12 +21,15 @@ from taskstore_redis._core.backend_types import CreateOutcome, NewJob
 from taskstore_redis._core.schedules import decode_spec, plan, schedule_info
 from taskstore_redis._redis.keys import encode_id
 from taskstore_redis.asyncio import InvalidArgument, ScheduleInfo, ScheduleNameTaken
+from tests.concurrently import async_background
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 
 OWNER = "alice"
 METHOD = "reports/build"
 HOUR_MS = 3_600_000
+BOUND_S = 30.0
+"""A generous bound on a wait that normally takes milliseconds."""
 
 
 @pytest.fixture
@@ -274,3 +279,71 @@ async def test_a_step_is_refused_before_its_tick_on_the_store_clock(
     assert early is not None
     assert await store._schedule_backend().fire_schedule(OWNER, stored, early, None) is None
     assert await named(store, "hourly") == schedule_info(stored)
+
+
+# --- the loops: run_scheduler and run_worker ------------------------------------------------
+
+
+class Flag:
+    """A stop flag for both flavours of the loops."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def is_set(self) -> bool:
+        return self.value
+
+
+@pytest.mark.anyio
+async def test_run_scheduler_submits_the_ticks_as_they_come(store: ts.GenericTaskStore) -> None:
+    flag = Flag()
+    async with async_background() as spawn:
+        spawn(functools.partial(ts.run_scheduler, store, stop=flag))
+        try:
+            # made while the scheduler sleeps: the change wakes it
+            await store.schedule("fast", owner_id=OWNER, request_method=METHOD, every_ms=50)
+            leases = [await store.claim("default", timeout=BOUND_S) for _ in range(2)]
+        finally:
+            flag.value = True
+    ticks = []
+    for lease in leases:
+        assert lease is not None
+        job = (await store.get(lease.task_id, owner_id=OWNER)).job
+        assert job is not None and job.scheduled_for is not None
+        ticks.append(job.scheduled_for.timestamp() * 1000)
+    assert ticks[0] < ticks[1] and ticks[1] % 50 == 0
+
+
+@pytest.mark.anyio
+async def test_run_worker_fires_the_schedules_and_runs_their_tasks(
+    store: ts.GenericTaskStore,
+) -> None:
+    await store.schedule("fast", owner_id=OWNER, request_method=METHOD, every_ms=50, queue="q")
+    flag = Flag()
+    ran: list[str] = []
+
+    async def handler(lease: ts.Lease) -> str:
+        ran.append(lease.task_id)
+        return "done"
+
+    async with async_background() as spawn:
+        spawn(
+            functools.partial(
+                ts.run_worker, store, handler, queue="q", stop=flag, handle_signals=False
+            )
+        )
+        try:
+            info = await named(store, "fast")
+            for _ in range(int(BOUND_S / 0.05)):
+                if info.last_task_id is not None:
+                    break
+                await anyio.sleep(0.05)
+                info = await named(store, "fast")
+            assert info.last_task_id is not None
+            record = await store.wait(
+                info.last_task_id, owner_id=OWNER, until_terminal=True, timeout=BOUND_S
+            )
+        finally:
+            flag.value = True
+    assert record.result == "done"
+    assert info.last_task_id in ran

@@ -9,6 +9,8 @@ schedule's stored next fire time into the past: no test waits for the clock.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +22,15 @@ from taskstore_redis import InvalidArgument, ScheduleInfo, ScheduleNameTaken
 from taskstore_redis._core.backend_types import CreateOutcome, NewJob
 from taskstore_redis._core.schedules import decode_spec, plan, schedule_info
 from taskstore_redis._redis.keys import encode_id
+from tests.concurrently import sync_background
 
 StoreFactory = Callable[..., ts.GenericTaskStore]
 
 OWNER = "alice"
 METHOD = "reports/build"
 HOUR_MS = 3_600_000
+BOUND_S = 30.0
+"""A generous bound on a wait that normally takes milliseconds."""
 
 
 @pytest.fixture
@@ -264,3 +269,69 @@ def test_a_step_is_refused_before_its_tick_on_the_store_clock(
     assert early is not None
     assert store._schedule_backend().fire_schedule(OWNER, stored, early, None) is None
     assert named(store, "hourly") == schedule_info(stored)
+
+
+# --- the loops: run_scheduler and run_worker ------------------------------------------------
+
+
+class Flag:
+    """A stop flag for both flavours of the loops."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def is_set(self) -> bool:
+        return self.value
+
+
+def test_run_scheduler_submits_the_ticks_as_they_come(store: ts.GenericTaskStore) -> None:
+    flag = Flag()
+    with sync_background() as spawn:
+        spawn(functools.partial(ts.run_scheduler, store, stop=flag))
+        try:
+            # made while the scheduler sleeps: the change wakes it
+            store.schedule("fast", owner_id=OWNER, request_method=METHOD, every_ms=50)
+            leases = [store.claim("default", timeout=BOUND_S) for _ in range(2)]
+        finally:
+            flag.value = True
+    ticks = []
+    for lease in leases:
+        assert lease is not None
+        job = (store.get(lease.task_id, owner_id=OWNER)).job
+        assert job is not None and job.scheduled_for is not None
+        ticks.append(job.scheduled_for.timestamp() * 1000)
+    assert ticks[0] < ticks[1] and ticks[1] % 50 == 0
+
+
+def test_run_worker_fires_the_schedules_and_runs_their_tasks(
+    store: ts.GenericTaskStore,
+) -> None:
+    store.schedule("fast", owner_id=OWNER, request_method=METHOD, every_ms=50, queue="q")
+    flag = Flag()
+    ran: list[str] = []
+
+    def handler(lease: ts.Lease) -> str:
+        ran.append(lease.task_id)
+        return "done"
+
+    with sync_background() as spawn:
+        spawn(
+            functools.partial(
+                ts.run_worker, store, handler, queue="q", stop=flag, handle_signals=False
+            )
+        )
+        try:
+            info = named(store, "fast")
+            for _ in range(int(BOUND_S / 0.05)):
+                if info.last_task_id is not None:
+                    break
+                time.sleep(0.05)
+                info = named(store, "fast")
+            assert info.last_task_id is not None
+            record = store.wait(
+                info.last_task_id, owner_id=OWNER, until_terminal=True, timeout=BOUND_S
+            )
+        finally:
+            flag.value = True
+    assert record.result == "done"
+    assert info.last_task_id in ran
