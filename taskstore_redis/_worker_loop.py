@@ -362,13 +362,18 @@ class _SyncOps:
     async def serve_schedules(self) -> None:
         if not _keeps_schedules(self.store):
             return
-        stop = threading.Event()  # the thread is abandoned on cancellation: this ends it
+        # a thread of its own, told to stop and waited for when the worker stops
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.store._serve_schedules, args=(stop,), name="schedules", daemon=True
+        )
+        thread.start()
         try:
-            await anyio.to_thread.run_sync(
-                self.store._serve_schedules, stop, abandon_on_cancel=True
-            )
+            await anyio.sleep_forever()
         finally:
             stop.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join)
 
     def stats_reader(self) -> metrics.QueueReader:
         return functools.partial(self.store.queue_stats, self.settings.queue)
