@@ -15,6 +15,7 @@ from ._sync._lease import Lease
 from ._sync._memory import InMemoryBackend
 from ._sync._protocols import TaskStore
 from ._sync._redis import RedisBackend
+from ._sync._scheduler import run_scheduler
 from ._sync._store import GenericTaskStore
 from ._sync._worker import run_worker
 from ._worker_loop import WorkerStats
@@ -31,6 +32,8 @@ __all__ = [
     # the worker loop over a queue
     "WorkerStats",
     "run_worker",
+    # the scheduler of schedules
+    "run_scheduler",
     *_shared_names,
 ]
 

@@ -15,6 +15,7 @@ from ._core.errors import (
     NotReady,
     PartialSubmit,
     ResourceExhausted,
+    ScheduleNameTaken,
     ServerMisconfigured,
     StorageCorrupted,
     StoreUnavailable,
@@ -37,6 +38,7 @@ from ._core.model import (
     TaskPage,
     TaskRecord,
 )
+from ._core.schedules import ScheduleInfo
 from ._core.status import TERMINAL_STATUSES, TRANSITIONS, TaskStatus
 
 # every name the sync and the async faces share (errors, model, settings)
@@ -59,6 +61,8 @@ __all__ = [
     "QueueLimits",
     "QueueStats",
     "ResourceExhausted",
+    "ScheduleInfo",
+    "ScheduleNameTaken",
     "SecurityConfig",
     "ServerMisconfigured",
     "StorageCorrupted",

@@ -157,6 +157,10 @@ class _Ops(Protocol):
         """Reads the queue's stats from any thread (for the gauges); made on the loop."""
         ...
 
+    async def serve_schedules(self) -> None:
+        """Fire the store's schedules until cancelled (at once back if it keeps none)."""
+        ...
+
 
 def _lost_reasons(outcomes: Any, count: int) -> list[str]:
     """Per lease, why its renewal was refused ("" when it was renewed)."""
@@ -181,6 +185,12 @@ def _lease_ms(store: Any, settings: WorkerSettings) -> int:
 
 def _message_limit(store: Any) -> int:
     return min(MAX_MESSAGE_LENGTH, int(store.config.max_string_length))
+
+
+def _keeps_schedules(store: Any) -> bool:
+    """Whether the store fires schedules (its backend keeps them)."""
+    keeps = getattr(store, "_keeps_schedules", None)
+    return callable(keeps) and bool(keeps())
 
 
 def _batches(store: Any) -> bool:
@@ -252,6 +262,10 @@ class _AsyncOps:
             handler, lease, abandon_on_cancel=True, limiter=self.limiter
         )
         return await value if inspect.isawaitable(value) else value
+
+    async def serve_schedules(self) -> None:
+        if _keeps_schedules(self.store):
+            await self.store._serve_schedules(None)
 
     def stats_reader(self) -> metrics.QueueReader:
         token = anyio.lowlevel.current_token()
@@ -344,6 +358,22 @@ class _SyncOps:
         return await anyio.to_thread.run_sync(
             handler, lease, abandon_on_cancel=True, limiter=self.limiter
         )
+
+    async def serve_schedules(self) -> None:
+        if not _keeps_schedules(self.store):
+            return
+        # a thread of its own, told to stop and waited for when the worker stops
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.store._serve_schedules, args=(stop,), name="schedules", daemon=True
+        )
+        thread.start()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join)
 
     def stats_reader(self) -> metrics.QueueReader:
         return functools.partial(self.store.queue_stats, self.settings.queue)
@@ -467,6 +497,8 @@ class _Worker:
                 async with anyio.create_task_group() as side:
                     side.start_soon(self._sweep_loop)
                     side.start_soon(self._watch_stop)
+                    if self.settings.schedules:
+                        side.start_soon(self._schedule_loop)
                     if self.handle_signals and _in_main_thread():
                         side.start_soon(self._watch_signals)
                     await self._claim_loop(handlers)
@@ -564,6 +596,12 @@ class _Worker:
         while not self.stop_flag.is_set():
             await anyio.sleep(_STOP_CHECK_S)
         self.stop()
+
+    async def _schedule_loop(self) -> None:
+        try:
+            await self.ops.serve_schedules()
+        except Exception as exc:  # the claims go on; the other schedulers fire the schedules
+            self.stats.error("firing schedules", exc)
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:

@@ -130,13 +130,16 @@ def test_every_operation_takes_the_owner_by_keyword_after_the_task(cls: type) ->
     if not hasattr(cls, "claim"):
         # the protocol has no work queues, nor the quota's count
         expected -= {"submit", "submit_many", "resubmit", "tasks_in_progress"}
+    if hasattr(cls, "schedule"):
+        expected.add("schedule")  # the owner of the schedule's tasks; its name comes first
     assert set(methods) == expected
     for name, signature in methods.items():
         parameters = [p for p in signature.parameters.values() if p.name != "self"]
         assert signature.parameters["owner_id"].kind is inspect.Parameter.KEYWORD_ONLY, name
         positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         first = positional[0] if positional else None
-        assert first in ("task_id", "request_method", None), (name, first)
+        assert first in ("task_id", "request_method", "name", None), (name, first)
+        assert (first == "name") == (name == "schedule"), name
         assert (first is None) == (name in ("list", "tasks_in_progress")), name
 
 

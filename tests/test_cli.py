@@ -796,10 +796,12 @@ def test_doctor_names_each_permission_the_acl_user_lacks(
     assert re.search(zadd, out, re.M), out
     tail = (
         r"^\s+complete_and_claim, recover, renew, release, queue_stats,\n"
-        r"\s+queue_due, delete, limits\)$"
+        r"\s+queue_due, delete, limits, schedule, fire\)$"
     )
     assert re.search(tail, out, re.M), out
-    assert re.search(r"^DENIED\s+DEL \(in purge_expired, delete, limits\)$", out, re.M), out
+    assert re.search(
+        r"^DENIED\s+DEL \(in purge_expired, delete, limits, unschedule\)$", out, re.M
+    ), out
     assert re.search(
         r"^missing\s+INFO \(only to detect cluster mode; or pass cluster=\)$", out, re.M
     ), out

@@ -35,6 +35,7 @@ from taskstore_redis._core.backend_types import (
     VariableMerge,
 )
 from taskstore_redis._core.errors import StoreUnavailable
+from taskstore_redis._core.schedules import ScheduleFire, StoredSchedule
 from taskstore_redis._redis.contract import BUILDERS, Call, Code
 from taskstore_redis._redis.errors import map_redis_errors, script_sha
 from taskstore_redis._redis.keys import KeySchema
@@ -63,6 +64,7 @@ KEYS = KeySchema("contract", 4)
 TASK = TaskKey("alice", "t1")
 JOB = NewJob(queue="mail", params=b"{}", max_attempts=3, delay_ms=0)
 LEASE = LeaseRef(TASK, "mail", 7)
+SCHEDULED = StoredSchedule(name="nightly", spec=b"{}", next_ms=1, version=1)
 
 
 def new_task(job: NewJob | None) -> NewTask:
@@ -155,6 +157,34 @@ SAMPLES: dict[str, list[Call]] = {
     "limits": [
         BUILDERS["limits"](KEYS, "mail", 0, None, {"c": 3, "r": 2.5, "b": 1}),
         BUILDERS["limits"](KEYS, "mail", 0, "tenant", {}),
+    ],
+    "schedule_name": [
+        BUILDERS["schedule_name"](KEYS, "nightly", "alice", remove=False),
+        BUILDERS["schedule_name"](KEYS, "nightly", "alice", remove=True),
+    ],
+    "schedule": [BUILDERS["schedule"](KEYS, "alice", "nightly", b"{}", 60_000)],
+    "unschedule": [BUILDERS["unschedule"](KEYS, "alice", "nightly")],
+    "schedules_due": [
+        BUILDERS["schedules_due"](KEYS, 0, 60_000, 10),
+        BUILDERS["schedules_due"](KEYS, 0, float("inf"), 10),
+    ],
+    "fire": [
+        BUILDERS["fire"](
+            KEYS,
+            "alice",
+            SCHEDULED,
+            ScheduleFire(due_at_ms=1, next_ms=2, tick_ms=1),
+            new_task(JOB),
+            "aa01",
+        ),
+        BUILDERS["fire"](
+            KEYS,
+            "alice",
+            SCHEDULED,
+            ScheduleFire(due_at_ms=1, next_ms=2, tick_ms=None),
+            None,
+            "aa01",
+        ),
     ],
 }
 """Calls of every script from its builder, one for each shape its arguments take."""

@@ -30,6 +30,7 @@ from taskstore_redis._redis.scripts import (
     QUEUE_DUE,
     QUEUE_LEASES,
     QUEUE_STATS,
+    SCHEDULES_DUE,
 )
 from taskstore_redis.backend import CoreWrite, NewTask, TaskKey, VariableMerge
 
@@ -155,7 +156,7 @@ def test_every_script_declares_its_flags_and_only_the_reads_are_read_only() -> N
     for script in ALL_SCRIPTS:
         first_line = script.source.splitlines()[0]
         assert first_line.startswith("#!lua flags=")
-        reads = (LIST_PAGE, QUEUE_STATS, QUEUE_DUE, QUEUE_LEASES)
+        reads = (LIST_PAGE, QUEUE_STATS, QUEUE_DUE, QUEUE_LEASES, SCHEDULES_DUE)
         assert ("no-writes" in first_line) == (script in reads)
 
 

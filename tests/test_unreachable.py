@@ -32,6 +32,7 @@ from redis.backoff import NoBackoff
 import taskstore_redis as ts
 import taskstore_redis.asyncio as ats
 from taskstore_redis._core.clock import now_ms
+from taskstore_redis._core.schedules import ScheduleFire, StoredSchedule
 from taskstore_redis.backend import (
     CoreWrite,
     LeaseRef,
@@ -212,6 +213,11 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
     "renew_leases": (RAISES, [lambda s: (([s.lease],), {})]),
     "resubmit": (RAISES, [task]),
     "resume_queue": (RAISES, [lambda s: ((QUEUE,), {})]),
+    "schedule": (
+        RAISES,
+        [lambda s: (("nightly",), {"owner_id": OWNER, "request_method": "m", "every_ms": 1000})],
+    ),
+    "schedules": (RAISES, [no_args]),
     "set_limits": (RAISES, [lambda s: ((QUEUE,), {"max_concurrency": 2})]),
     "set_result": (RAISES, [lambda s: ((s.task_id, {"a": 1}), {"owner_id": OWNER})]),
     "set_status_message": (RAISES, [lambda s: ((s.task_id, "note"), {"owner_id": OWNER})]),
@@ -225,6 +231,7 @@ STORE: dict[str, tuple[bool, list[Sample]]] = {
         RAISES,
         [lambda s: (("tools/call", [1, 2]), {"owner_id": OWNER, "queue": QUEUE})],
     ),
+    "unschedule": (RAISES, [lambda s: (("nightly",), {})]),
     "update_status": (RAISES, [lambda s: ((s.task_id, "input_required"), {"owner_id": OWNER})]),
     "wait": (
         RAISES,
@@ -251,6 +258,7 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     ),
     "from_url": (MAY_RETURN, [lambda s: ((s.url,), {})]),
     "get": (RAISES, [lambda s: ((s.key,), {})]),
+    "get_many": (RAISES, [lambda s: (([s.key],), {})]),
     "in_progress": (RAISES, [lambda s: ((OWNER, now_ms()), {})]),
     "list_page": (RAISES, [lambda s: ((OWNER, None, 10), {})]),
     "merge_variables": (RAISES, [lambda s: ((merge(s),), {})]),
@@ -266,6 +274,28 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
     "release": (RAISES, [lambda s: ((lease_ref(s), 0), {})]),
     "renew": (RAISES, [lambda s: (([lease_ref(s)], 1000), {})]),
     "require_noeviction": (MAY_RETURN, [no_args]),
+    "server_time_ms": (RAISES, [no_args]),
+    "schedule_name": (RAISES, [lambda s: (("nightly", OWNER), {"remove": False})]),
+    "schedule_owner": (RAISES, [lambda s: (("nightly",), {})]),
+    "put_schedule": (RAISES, [lambda s: ((OWNER, "nightly", b"{}", now_ms()), {})]),
+    "remove_schedule": (RAISES, [lambda s: ((OWNER, "nightly"), {})]),
+    "due_schedules": (RAISES, [lambda s: ((now_ms(), 10), {})]),
+    "fire_schedule": (
+        RAISES,
+        [
+            lambda s: (
+                (
+                    OWNER,
+                    StoredSchedule(name="nightly", spec=b"{}", next_ms=1, version=1),
+                    ScheduleFire(due_at_ms=1, next_ms=2, tick_ms=None),
+                    None,
+                ),
+                {},
+            )
+        ],
+    ),
+    # as a queue watch: entered while the nodes are down, confirmed when they are back
+    "schedule_watch": (MAY_RETURN, [lambda s: ((lambda shard: None,), {})]),
     "set_paused": (RAISES, [lambda s: ((QUEUE, True), {}), lambda s: ((QUEUE, False), {})]),
     "set_limits": (
         RAISES,
@@ -281,6 +311,7 @@ BACKEND: dict[str, tuple[bool, list[Sample]]] = {
 
 LEASE: dict[str, tuple[bool, list[Sample]]] = {
     "complete": (RAISES, [lambda s: (("completed", None, {"a": 1}), {})]),
+    "parent_results": (MAY_RETURN, [no_args]),  # none: {} without asking the store
     "release": (RAISES, [no_args]),
     "renew": (RAISES, [no_args]),
     "set_status_message": (RAISES, [lambda s: (("note",), {})]),
@@ -289,7 +320,7 @@ LEASE: dict[str, tuple[bool, list[Sample]]] = {
 }
 
 CLOSERS = ("aclose", "close")
-WATCHES = ("backend.watch", "backend.queue_watch")
+WATCHES = ("backend.watch", "backend.queue_watch", "backend.schedule_watch")
 """They return a watch: the test enters it (which subscribes) and waits on it."""
 BUILDERS = ("store.from_url", "backend.from_url")
 """They return a new store or backend (nothing connected yet): the test closes it."""

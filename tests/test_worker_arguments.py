@@ -140,5 +140,5 @@ def test_the_worker_command_takes_its_defaults_from_the_worker_settings() -> Non
     args = parser.parse_args(["jobs:handle"])
     assert _options(args) == {
         name: getattr(DEFAULT_SETTINGS, name)
-        for name in ("queue", "concurrency", "lease_ms", "max_attempts", "grace_s")
+        for name in ("queue", "concurrency", "lease_ms", "max_attempts", "grace_s", "schedules")
     }

@@ -368,6 +368,9 @@ def submitted(record: TaskRecord, job: NewJob, now: int) -> TaskRecord:
             priority=job.priority,
             resubmitted_from=job.resubmitted_from,
             group=job.group,
+            scheduled_for=(
+                None if job.scheduled_for_ms is None else datetime_from_ms(job.scheduled_for_ms)
+            ),
         ),
     )
 

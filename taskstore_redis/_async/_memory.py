@@ -23,7 +23,8 @@ from .._core.backend_types import (
     VariableMerge,
     VersionedRecord,
 )
-from .._core.memory_queues import MemoryQueueStorage
+from .._core.memory_schedules import MemoryScheduleStorage
+from .._core.schedules import ScheduleFire, StoredSchedule
 from .._runtime.fanout import Fanout
 from ._watch import FanoutWatch, QueueFanoutWatch
 
@@ -37,10 +38,11 @@ class InMemoryBackend:
 
     def __init__(self) -> None:
         """Start with no records."""
-        self._storage = MemoryQueueStorage()
+        self._storage = MemoryScheduleStorage()
         self._fanout = Fanout()
         self._storage.on_change = self._fanout.notify
         self._storage.on_queue = self._notify_queue
+        self._storage.on_schedules = self._notify_schedules
 
     async def get(self, key: TaskKey) -> VersionedRecord | None:
         """Return the record at ``key``, or None."""
@@ -163,6 +165,49 @@ class InMemoryBackend:
 
     def _notify_queue(self, queue: str) -> None:
         self._fanout.notify(("queue", queue))
+
+    # --- schedules (one shard: the whole process) -------------------------------------------
+
+    async def server_time_ms(self) -> int:
+        """The clock of this process, in ms."""
+        return self._storage.server_time_ms()
+
+    async def schedule_name(self, name: str, owner_id: str, *, remove: bool) -> str | None:
+        """Claim the name for the owner if free (or give it up); its holder after."""
+        return self._storage.schedule_name(name, owner_id, remove=remove)
+
+    async def schedule_owner(self, name: str) -> str | None:
+        """The owner holding the schedule name, or None."""
+        return self._storage.schedule_owner(name)
+
+    async def put_schedule(
+        self, owner_id: str, name: str, spec: bytes, next_ms: int
+    ) -> StoredSchedule:
+        """Create or update a schedule (the same spec again changes nothing)."""
+        return self._storage.put_schedule(owner_id, name, spec, next_ms)
+
+    async def remove_schedule(self, owner_id: str, name: str) -> bool:
+        """Delete a schedule; whether there was one."""
+        return self._storage.remove_schedule(owner_id, name)
+
+    async def due_schedules(
+        self, until_ms: float, limit: int
+    ) -> tuple[list[StoredSchedule], float | None]:
+        """Up to ``limit`` schedules due by ``until_ms``, and the earliest next time."""
+        return self._storage.due_schedules(until_ms, limit)
+
+    async def fire_schedule(
+        self, owner_id: str, stored: StoredSchedule, step: ScheduleFire, task: NewTask | None
+    ) -> Created | None:
+        """One step of a schedule, its task created in the same step."""
+        return self._storage.fire_schedule(stored, step, task)
+
+    def schedule_watch(self, on_notice: Callable[[int], None]) -> QueueFanoutWatch:
+        """Call ``on_notice(0)`` whenever a schedule changes."""
+        return QueueFanoutWatch(self._fanout, ("schedules",), on_notice)
+
+    def _notify_schedules(self) -> None:
+        self._fanout.notify(("schedules",))
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""

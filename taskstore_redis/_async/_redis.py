@@ -35,7 +35,8 @@ from .._core.backend_types import (
     VariableMerge,
     VersionedRecord,
 )
-from .._core.errors import InvalidArgument, StoreUnavailable
+from .._core.errors import InvalidArgument, StorageCorrupted, StoreUnavailable
+from .._core.schedules import ScheduleFire, StoredSchedule
 from .._redis.closing import disconnect_cluster_nodes
 from .._redis.contract import (
     Call,
@@ -44,6 +45,7 @@ from .._redis.contract import (
     complete_and_claim_call,
     create_call,
     delete_call,
+    fire_call,
     limits_call,
     list_page_call,
     merge_variables_call,
@@ -55,10 +57,14 @@ from .._redis.contract import (
     recover_call,
     release_call,
     renew_call,
+    schedule_call,
+    schedule_name_call,
+    schedules_due_call,
+    unschedule_call,
 )
 from .._redis.errors import map_redis_errors, may_pass, script_sha
 from .._redis.events import ConnectionEvents
-from .._redis.keys import KeySchema, decode_id
+from .._redis.keys import KeySchema, decode_id, encode_id
 from .._redis.options import ClientOptions, check_parsed, check_url, socket_seconds
 from .._redis.pubsub import AsyncHub, async_hub, node_source
 from .._redis.replies import (
@@ -69,11 +75,13 @@ from .._redis.replies import (
     create_outcome,
     created,
     delete_outcome,
+    fire_outcome,
     merge_result,
     page_records,
     record_of_hash,
     release_reply,
     renew_outcome,
+    stored_schedule,
     wrote,
 )
 from .._redis.routing import pipeline_route
@@ -542,6 +550,82 @@ class RedisBackend:
         channels = [self.keys.queue_channel(queue, shard) for shard in range(self.keys.shards)]
         return QueueChannelWatch(self, channels, on_notice)
 
+    # --- schedules (each in its owner's shard; names in a hash of their own) ---------------
+
+    async def server_time_ms(self) -> int:
+        """The server's clock (``TIME``), in ms."""
+        seconds, micros = await self._run("time", ("TIME",), attempts=self._read_retries + 1)
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def schedule_name(self, name: str, owner_id: str, *, remove: bool) -> str | None:
+        """Claim the name for the owner if free (or give it up): one script; its holder after.
+
+        Sent again after a lost reply: claiming (or giving up) twice changes nothing.
+        """
+        call = schedule_name_call(self.keys, name, owner_id, remove=remove)
+        holder = as_str(await self._write("schedule_name", call, wrote=_always))
+        return holder or None
+
+    async def schedule_owner(self, name: str) -> str | None:
+        """The owner holding the schedule name (one HGET), or None."""
+        reply = await self._run(
+            "schedule_owner",
+            ("HGET", self.keys.schedule_names_key(), encode_id(name)),
+            attempts=self._read_retries + 1,
+        )
+        return None if reply is None else as_str(reply)
+
+    async def put_schedule(
+        self, owner_id: str, name: str, spec: bytes, next_ms: int
+    ) -> StoredSchedule:
+        """Create or update the schedule: one script, sent again after a lost reply."""
+        call = schedule_call(self.keys, owner_id, name, spec, next_ms)
+        stored = stored_schedule(name, await self._write("schedule", call, wrote=_always))
+        if stored is None:
+            raise StorageCorrupted(f"schedule {name!r} was not stored")
+        return stored
+
+    async def remove_schedule(self, owner_id: str, name: str) -> bool:
+        """Delete the schedule: one script, sent again after a lost reply."""
+        call = unschedule_call(self.keys, owner_id, name)
+        return bool(int(await self._write("unschedule", call, wrote=_always)))
+
+    async def due_schedules(
+        self, until_ms: float, limit: int
+    ) -> tuple[list[StoredSchedule], float | None]:
+        """Each shard's schedules due by ``until_ms``: one read-only script per shard, pipelined."""
+        commands = [
+            schedules_due_call(self.keys, shard, until_ms, limit).command()
+            for shard in range(self.keys.shards)
+        ]
+        found: list[StoredSchedule] = []
+        earliest: float | None = None
+        for reply in await self._run_many("schedules_due", commands, write=False):
+            first = as_str(reply[0])
+            if first:
+                earliest = float(first) if earliest is None else min(earliest, float(first))
+            for member, flat in reply[1:]:
+                stored = stored_schedule(decode_id(as_str(member)), flat)
+                if stored is not None:
+                    found.append(stored)
+        return found, earliest
+
+    async def fire_schedule(
+        self, owner_id: str, stored: StoredSchedule, step: ScheduleFire, task: NewTask | None
+    ) -> Created | None:
+        """One step of the schedule, its task created in the same script; sent once.
+
+        A resend could only find the step taken, so a lost reply is ``StoreUnavailable``
+        with the outcome unknown.
+        """
+        call = fire_call(self.keys, owner_id, stored, step, task, secrets.token_hex(6))
+        return fire_outcome(await self._run("fire", call.command(), write=True))
+
+    def schedule_watch(self, on_notice: Callable[[int], None]) -> QueueChannelWatch:
+        """Watch every shard's schedules channel through this process's hub."""
+        channels = [self.keys.schedules_key(shard) for shard in range(self.keys.shards)]
+        return QueueChannelWatch(self, channels, on_notice)
+
     async def _run_many(
         self, operation: str, commands: list[tuple[Any, ...]], *, write: bool
     ) -> list[Any]:
@@ -824,3 +908,8 @@ class RedisBackend:
         """
         for script in sorted(ALL_SCRIPTS, key=lambda script: script.sha in lost):
             await client.script_load(script.source)
+
+
+def _always(reply: Any) -> bool:
+    """A write that may have changed something whatever it replied (for ``wait_replicas``)."""
+    return True

@@ -69,10 +69,10 @@ from ._engine import READ_PAUSE_FIRST, READ_PAUSE_MAX, Change, lost_lease, same_
 from ._lease import Lease
 from ._metrics import measure_operations
 from ._protocols import StorageBackend
-from ._queues import QueueOperations
+from ._schedules import ScheduleOperations
 
 
-class GenericTaskStore(QueueOperations):
+class GenericTaskStore(ScheduleOperations):
     """A task store that keeps every domain rule and delegates storage to a backend.
 
     A variable merge is one write with no version check (merges of distinct keys
@@ -82,9 +82,9 @@ class GenericTaskStore(QueueOperations):
     after repeated conflicts, until ``config.cas_retries`` conflicts or
     ``config.cas_timeout_ms``.
 
-    The task operations are here; the work-queue operations come from
-    ``QueueOperations`` (``_queues.py``), the compare-and-set engine from
-    ``TaskEngine`` (``_engine.py``).
+    The task operations are here; the schedules come from ``ScheduleOperations``
+    (``_schedules.py``), the work-queue operations from ``QueueOperations``
+    (``_queues.py``), the compare-and-set engine from ``TaskEngine`` (``_engine.py``).
     """
 
     @classmethod

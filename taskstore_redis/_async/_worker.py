@@ -25,6 +25,7 @@ async def run_worker(
     sweep_every_s: float = DEFAULT_SETTINGS.sweep_every_s,
     idle_wait_s: float = DEFAULT_SETTINGS.idle_wait_s,
     worker_id: str | None = DEFAULT_SETTINGS.worker_id,
+    schedules: bool = DEFAULT_SETTINGS.schedules,
     stop: StopFlag | None = None,
     handle_signals: bool = True,
 ) -> WorkerStats:
@@ -47,7 +48,10 @@ async def run_worker(
     one is cancelled; a sync one is left to finish, its writes raise ``LeaseLost``)
     and nothing more is written for it. Every ``sweep_every_s`` (jittered) the worker
     sweeps expired leases of the queue (``recover_leases``), whoever held them.
-    ``idle_wait_s`` bounds each wait for work, so a stop is seen that soon.
+    ``idle_wait_s`` bounds each wait for work, so a stop is seen that soon. With
+    ``schedules`` (the default) the worker also fires the store's schedules as they
+    come due, as ``run_scheduler`` does (each tick still submits one task, however many
+    workers and schedulers run); ``schedules=False`` leaves that to others.
     Unreachable-store errors are logged (logger ``taskstore_redis.worker``) and
     retried; they do not stop the worker, and they never cost a task an attempt: a
     lease's write that the store does not answer (the handler's own, through its
@@ -79,6 +83,7 @@ async def run_worker(
         sweep_every_s=sweep_every_s,
         idle_wait_s=idle_wait_s,
         worker_id=worker_id,
+        schedules=schedules,
     )
     settings.check_against(store.config)
     return await async_run_worker(

@@ -60,7 +60,7 @@ def fail(message: str) -> None:
 
 
 def _parser() -> _Parser:
-    from . import _control, _dashboard, _doctor, _inspect, _queues, _top, _worker
+    from . import _control, _dashboard, _doctor, _inspect, _queues, _schedules, _top, _worker
     from . import bench as _bench
     from . import demo as _demo
 
@@ -259,13 +259,33 @@ def _parser() -> _Parser:
         "--delay-ms", type=int, default=0, metavar="MS", help="claimable this long from now"
     )
     resubmit.add_argument("--json", action="store_true", help="print the new task as JSON")
+    schedules = add(
+        "schedules",
+        [inspecting],
+        _schedules.run,
+        help="show the schedules",
+        description="Every schedule of the key prefix: its owner, queue, method, cron or "
+        "interval, next and last fire times, and the last task it submitted.",
+    )
+    schedules.add_argument("--json", action="store_true", help="print the schedules as JSON")
+    unscheduling = add(
+        "unschedule",
+        [inspecting],
+        _schedules.unschedule,
+        help="delete a schedule",
+        description="Delete the schedule NAME: it submits no more tasks; those it submitted "
+        "stay. Exits 0 whether or not it existed (the output says which).",
+        check=_schedules.check_unschedule,
+    )
+    unscheduling.add_argument("name", metavar="NAME")
     top = add(
         "top",
         [inspecting],
         _top.run,
         help="watch queues, workers and failures live",
         description="A live view of the key prefix's queues (ready, delayed, leased, oldest "
-        "waiting, throughput), the workers and their leases, and recent failures, until Ctrl-C.",
+        "waiting, throughput), the next fires of its schedules, the workers and their leases, "
+        "and recent failures, until Ctrl-C.",
     )
     _top.add_arguments(top)
     dashboard = add(

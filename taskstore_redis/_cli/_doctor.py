@@ -49,6 +49,7 @@ _SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "HINCRBY": ("v", "1"),
     "HSTRLEN": ("v",),
     "HSET": ("v", "1"),
+    "HSETNX": ("v", "1"),
     "PEXPIREAT": ("1",),
     "ZADD": ("0", "m"),
     "ZRANGE": ("0", "0"),

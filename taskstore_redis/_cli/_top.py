@@ -51,6 +51,8 @@ LOOKUPS_PER_REFRESH = 50
 """Tasks that left the leased set looked up per refresh, to find the failures."""
 FAILURES_KEPT = 20
 """Recent failures shown (the newest)."""
+SCHEDULES_SHOWN = 10
+"""Schedules shown, soonest next fire first."""
 WINDOW_S = 60.0
 """Throughput is measured over the refreshes of this last span."""
 MESSAGE_WIDTH = 120
@@ -132,11 +134,24 @@ class Watcher:
         for worker, last in list(self.seen.items()):
             if (now - last).total_seconds() > IDLE_KEPT_S:
                 del self.seen[worker]
+        upcoming = sorted(self.store.schedules(), key=lambda info: info.next_fire_at)
         return {
             "at": now.isoformat(),
             "queues": [self._queue(one, len(leases[one.queue])) for one in stats],
             "workers": self._workers(now),
             "failures": list(reversed(self.failures)),
+            "schedules": [
+                {
+                    "name": info.name,
+                    "queue": info.queue,
+                    "next_fire_at": info.next_fire_at.isoformat(),
+                    "next_fire_in_ms": (info.next_fire_at - now).total_seconds() * 1000,
+                    "last_fire_at": None
+                    if info.last_fire_at is None
+                    else info.last_fire_at.isoformat(),
+                }
+                for info in upcoming[:SCHEDULES_SHOWN]
+            ],
         }
 
     def _queue(self, stats: QueueStats, listed: int) -> dict[str, Any]:
@@ -332,7 +347,18 @@ def render(frame: dict[str, Any], prefix: str) -> Group:
             str(one["attempt"]),
             cell(one["message"]),
         )
-    return Group(header, queues, workers, failures)
+    fires = Table(title="next fires", title_justify="left")
+    for heading in ("schedule", "queue", "next fire (UTC)", "in", "last fire (UTC)"):
+        fires.add_column(heading, justify="right" if heading == "in" else "left")
+    for one in frame.get("schedules", []):
+        fires.add_row(
+            cell(one["name"]),
+            cell(one["queue"]),
+            one["next_fire_at"][:19].replace("T", " "),
+            age(max(0.0, one["next_fire_in_ms"])),
+            "-" if one["last_fire_at"] is None else one["last_fire_at"][:19].replace("T", " "),
+        )
+    return Group(header, queues, fires, workers, failures)
 
 
 __all__ = ["Watcher", "add_arguments", "render", "run"]

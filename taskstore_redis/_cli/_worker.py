@@ -108,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"({DEFAULT_SETTINGS.grace_s:g})",
     )
     parser.add_argument(
+        "--no-schedules",
+        action="store_true",
+        help="fire no schedules (by default each worker process fires them as they come due; "
+        "each tick still submits one task)",
+    )
+    parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument(
@@ -244,6 +250,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "lease_ms": args.lease_ms,
         "max_attempts": args.max_attempts,
         "grace_s": args.grace,
+        "schedules": not args.no_schedules,
     }
 
 

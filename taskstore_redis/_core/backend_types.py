@@ -40,6 +40,8 @@ class StoredJob(msgspec.Struct, frozen=True, kw_only=True):
     """The flow-control group its submit named; None: its owner."""
     parents: tuple[str, ...] = ()
     """The ids of the tasks it was submitted after (of the same owner)."""
+    scheduled_for_ms: int | None = None
+    """The tick of the schedule that submitted it, or None."""
 
 
 LOST_RETRY_MS = 2000
@@ -173,6 +175,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     cancelled: bytes = b""
     """With ``after``: the core record the task takes when a parent cancels it, with a
     newline where that parent's ``after_texts`` entry goes."""
+    scheduled_for_ms: int | None = None
+    """The tick of the schedule that submits it (``job.scheduled_for``), or None."""
 
 
 class Fence(msgspec.Struct, frozen=True, kw_only=True):

@@ -131,6 +131,18 @@ class InvalidArgument(TaskStoreError):
     code = INVALID_PARAMS
 
 
+class ScheduleNameTaken(InvalidArgument):
+    """Raised by ``schedule`` when the name belongs to a schedule of another owner.
+
+    Nothing is written. Names are unique per key prefix: ``unschedule`` the other one
+    first. The error does not say whose it is.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule name {name!r} is taken by another owner")
+        self.name = name
+
+
 class VariableSizeExceeded(InvalidArgument):
     """Raised when merged variables or a result would exceed the configured size."""
 

@@ -307,6 +307,7 @@ class MemoryQueueStorage(MemoryStorage):
                     resubmitted_from=job.resubmitted_from,
                     group=job.group,
                     parents=job.after,
+                    scheduled_for_ms=job.scheduled_for_ms,
                 )
                 entry.snapshot = None
                 queue = self._queue(job.queue)

@@ -120,6 +120,9 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     None: the owner's own."""
     parents: tuple[str, ...] = ()
     """The tasks it was submitted ``after`` (``GenericTaskStore.submit``)."""
+    scheduled_for: datetime | None = None
+    """For a task a schedule submitted: the tick it was submitted for (see
+    ``GenericTaskStore.schedule``); None for any other task."""
 
 
 class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,6 +211,11 @@ def job_info(job: StoredJob, now_ms: float) -> JobInfo:
         resubmitted_from=job.resubmitted_from,
         group=job.group,
         parents=job.parents,
+        scheduled_for=(
+            None
+            if job.scheduled_for_ms is None
+            else datetime.fromtimestamp(job.scheduled_for_ms / 1000, UTC)
+        ),
     )
 
 

@@ -38,6 +38,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_every_s: float = 10.0
     idle_wait_s: float = 1.0
     worker_id: str | None = None
+    schedules: bool = True
 
     def __post_init__(self) -> None:
         """Raise InvalidArgument for a setting that could never work, whatever the store."""
@@ -66,6 +67,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
                 or (value == 0 and name != "grace_s")
             ):
                 raise InvalidArgument(f"{name} must be a finite number > 0, got {value!r}")
+        if not isinstance(self.schedules, bool):
+            raise InvalidArgument(f"schedules must be a bool, got {self.schedules!r}")
         worker_id = self.worker_id
         if worker_id is not None and (not isinstance(worker_id, str) or not worker_id):
             raise InvalidArgument(f"worker_id must be a non-empty string, got {self.worker_id!r}")

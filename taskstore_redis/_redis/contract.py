@@ -26,8 +26,9 @@ from .._core.backend_types import (
     TaskRemoval,
     VariableMerge,
 )
+from .._core.schedules import ScheduleFire, StoredSchedule
 from . import scripts
-from .keys import KeySchema, encode_task_id
+from .keys import KeySchema, encode_id, encode_task_id
 from .scripts import Script
 
 
@@ -430,6 +431,78 @@ def _limit(value: float | None) -> Any:
     return int(value) if float(value).is_integer() else repr(float(value))
 
 
+def schedule_name_call(keys: KeySchema, name: str, owner_id: str, *, remove: bool) -> Call:
+    """``schedule_name.lua``: claim the name for the owner, or give it up (``remove``)."""
+    return Call(
+        scripts.SCHEDULE_NAME,
+        {"names": keys.schedule_names_key()},
+        {"name": encode_id(name), "owner": owner_id, "remove": 1 if remove else 0},
+    )
+
+
+def schedule_call(keys: KeySchema, owner_id: str, name: str, spec: bytes, next_ms: int) -> Call:
+    """``schedule.lua``: create or update the schedule ``name`` of ``owner_id``."""
+    return Call(
+        scripts.SCHEDULE,
+        {
+            "schedule": keys.schedule_key(owner_id, name),
+            "schedules": keys.schedules_key(keys.shard_of(owner_id)),
+        },
+        {"name": encode_id(name), "spec": spec, "next": next_ms},
+    )
+
+
+def unschedule_call(keys: KeySchema, owner_id: str, name: str) -> Call:
+    """``unschedule.lua``: delete the schedule ``name`` of ``owner_id``."""
+    return Call(
+        scripts.UNSCHEDULE,
+        {
+            "schedule": keys.schedule_key(owner_id, name),
+            "schedules": keys.schedules_key(keys.shard_of(owner_id)),
+        },
+        {"name": encode_id(name)},
+    )
+
+
+def schedules_due_call(keys: KeySchema, shard: int, until_ms: float, limit: int) -> Call:
+    """``schedules_due.lua`` on one shard: its schedules due by ``until_ms`` (``inf``: all)."""
+    return Call(
+        scripts.SCHEDULES_DUE,
+        {"schedules": keys.schedules_key(shard), "base": keys.schedule_base(shard)},
+        {"until": "+inf" if until_ms == float("inf") else int(until_ms), "limit": limit},
+    )
+
+
+def fire_call(
+    keys: KeySchema,
+    owner_id: str,
+    stored: StoredSchedule,
+    step: ScheduleFire,
+    task: NewTask | None,
+    token: str,
+) -> Call:
+    """``fire.lua``: one step of the schedule ``stored``, with the task to create, if any."""
+    names = {
+        "schedule": keys.schedule_key(owner_id, stored.name),
+        "schedules": keys.schedules_key(keys.shard_of(owner_id)),
+    }
+    args: dict[str, Any] = {
+        "name": encode_id(stored.name),
+        "expected": stored.next_ms,
+        "version": stored.version,
+        "due_at": step.due_at_ms,
+        "next": step.next_ms,
+        "tick": "" if step.tick_ms is None else step.tick_ms,
+    }
+    if task is not None:
+        if task.job is None or task.key.owner_id != owner_id:
+            raise ValueError("a schedule fires a submitted task of its own owner")
+        create = create_call(keys, task, token)
+        names |= create.keys
+        args |= create.args
+    return Call(scripts.FIRE, names, args)
+
+
 BUILDERS: dict[str, Callable[..., Call]] = {
     scripts.CREATE.name: create_call,
     scripts.COMPARE_AND_SET.name: compare_and_set_call,
@@ -447,5 +520,10 @@ BUILDERS: dict[str, Callable[..., Call]] = {
     scripts.PAUSE.name: pause_call,
     scripts.LIMITS.name: limits_call,
     scripts.DELETE.name: delete_call,
+    scripts.SCHEDULE_NAME.name: schedule_name_call,
+    scripts.SCHEDULE.name: schedule_call,
+    scripts.UNSCHEDULE.name: unschedule_call,
+    scripts.SCHEDULES_DUE.name: schedules_due_call,
+    scripts.FIRE.name: fire_call,
 }
 """The builder of every script, by the script's name."""

@@ -26,6 +26,12 @@ key                                type    holds
 ``{P:S}:q:<queue>:d:<o>:<k>``      string  the encoded id of the last task owner ``<o>``
                                            submitted to the queue with dedup key ``<k>``
 ``{P:S}:queues``                   set     the names of the shard's queues
+``{P:S}:sc``                       zset    the shard's schedules (encoded names), by next
+                                           fire time ms
+``{P:S}:sc:<name>``                hash    a schedule of an owner of the shard: ``s`` its
+                                           spec, ``n`` next fire ms, ``v`` spec version,
+                                           ``l`` last fire ms, ``t`` last task id
+``{P:sc}:names``                   hash    every schedule name (encoded) -> its owner id
 =================================  ======  ===================================================
 
 A queue's member joined to the shard's task key base ``{P:S}:t:`` is the task's
@@ -39,6 +45,11 @@ channels and keys are separate namespaces, and the shared name puts the channel
 in the slot of the task, where the write scripts may publish on a cluster. A
 write script publishes the new version there (an empty message when a purge
 deleted the task); waiters take a message only as a sign to read again.
+
+A schedule lives in its owner's shard, so the script that fires it creates the task
+in the same slot; the names hash, in a slot of its own (``sc`` is no shard), keeps
+names unique across shards. The shard channel named like ``{P:S}:sc`` says that a
+schedule of the shard changed: schedulers wake and read the shard again.
 
 The MCP server events of a store (``subscriptions/listen``, see
 :mod:`taskstore_redis.mcp`) go on one shard channel, ``{P:mcp}:events``, a small
@@ -305,6 +316,24 @@ class KeySchema:
         """A task's member in its queue's sets: its key less the shard's task key base."""
         _, part = self._owner_parts(key.owner_id)
         return f"{part}:{encode_task_id(key.task_id)}"
+
+    # --- schedules ------------------------------------------------------------------------
+
+    def schedules_key(self, shard: int) -> str:
+        """The shard's schedules, by next fire time (also its change channel's name)."""
+        return f"{self.tag(shard)}:sc"
+
+    def schedule_base(self, shard: int) -> str:
+        """What every schedule hash of the shard starts with; an encoded name completes it."""
+        return f"{self.tag(shard)}:sc:"
+
+    def schedule_key(self, owner_id: str, name: str) -> str:
+        """The hash of the schedule ``name`` of ``owner_id`` (in the owner's shard)."""
+        return self.schedule_base(self.shard_of(owner_id)) + encode_id(name)
+
+    def schedule_names_key(self) -> str:
+        """The hash of every schedule name and its owner, ``{prefix:sc}:names``."""
+        return f"{{{self.prefix}:sc}}:names"
 
     @staticmethod
     def task_id_of_member(member: str) -> str:

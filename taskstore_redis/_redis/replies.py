@@ -17,6 +17,7 @@ from .._core.backend_types import (
     CasResult,
     ClaimedJob,
     ClaimReply,
+    Created,
     CreateOutcome,
     DeleteOutcome,
     Duplicate,
@@ -29,6 +30,7 @@ from .._core.backend_types import (
     TaskKey,
     VersionedRecord,
 )
+from .._core.schedules import StoredSchedule
 from .contract import Code
 from .keys import KeySchema, decode_id, decode_task_id
 
@@ -263,6 +265,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
     origin = fields.get(b"qf")
     group = fields.get(b"qg")
     parents = fields.get(b"qe")
+    tick = fields.get(b"qd")
     # as_str, written out: this runs for every claimed and every written queued task
     job = StoredJob(
         queue=str(queue, "utf-8", "surrogatepass") if isinstance(queue, bytes) else queue,
@@ -278,6 +281,7 @@ def _with_job(record: VersionedRecord, fields: dict[bytes, bytes]) -> VersionedR
         resubmitted_from=None if origin is None else as_str(origin),
         group=None if group is None else decode_id(as_str(group)),
         parents=() if parents is None else tuple(map(decode_task_id, as_str(parents).split())),
+        scheduled_for_ms=None if tick is None else int(tick),
     )
     return msgspec.structs.replace(record, job=job, params=fields.get(b"p"))
 
@@ -330,3 +334,29 @@ def complete_and_claim_reply(reply: Any) -> tuple[list[CasResult], ClaimReply]:
         for part in reply[0]
     ]
     return outcomes, claim_reply(reply[1:])
+
+
+def stored_schedule(name: str, flat: Any) -> StoredSchedule | None:
+    """A schedule hash (as HGETALL, flat or a dict) named ``name``; None if it is gone."""
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+    fields = {as_str(field): value for field, value in pairs}
+    spec = fields.get("s")
+    if spec is None or "n" not in fields:
+        return None
+    last = fields.get("l")
+    task = fields.get("t")
+    return StoredSchedule(
+        name=name,
+        spec=spec if isinstance(spec, bytes) else as_str(spec).encode(),
+        next_ms=int(float(as_str(fields["n"]))),
+        version=int(fields.get("v", 0)),
+        last_ms=None if last is None else int(last),
+        last_task_id=None if task is None else decode_task_id(as_str(task)),
+    )
+
+
+def fire_outcome(reply: Any) -> Created | None:
+    """A ``fire.lua`` reply."""
+    if not isinstance(reply, list):  # CONFLICT
+        return None
+    return create_outcome(reply[1])

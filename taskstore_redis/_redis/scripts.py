@@ -199,6 +199,11 @@ QUEUE_LEASES = load_script("queue_leases")
 DELETE = load_script("delete")
 PAUSE = load_script("pause")
 LIMITS = load_script("limits")
+SCHEDULE_NAME = load_script("schedule_name")
+SCHEDULE = load_script("schedule")
+UNSCHEDULE = load_script("unschedule")
+SCHEDULES_DUE = load_script("schedules_due")
+FIRE = load_script("fire")
 ALL_SCRIPTS = (
     CREATE,
     COMPARE_AND_SET,
@@ -216,4 +221,9 @@ ALL_SCRIPTS = (
     DELETE,
     PAUSE,
     LIMITS,
+    SCHEDULE_NAME,
+    SCHEDULE,
+    UNSCHEDULE,
+    SCHEDULES_DUE,
+    FIRE,
 )

@@ -24,7 +24,8 @@ from .._core.backend_types import (
     VariableMerge,
     VersionedRecord,
 )
-from .._core.memory_queues import MemoryQueueStorage
+from .._core.memory_schedules import MemoryScheduleStorage
+from .._core.schedules import ScheduleFire, StoredSchedule
 from .._runtime.fanout import Fanout
 from ._watch import FanoutWatch, QueueFanoutWatch
 
@@ -38,10 +39,11 @@ class InMemoryBackend:
 
     def __init__(self) -> None:
         """Start with no records."""
-        self._storage = MemoryQueueStorage()
+        self._storage = MemoryScheduleStorage()
         self._fanout = Fanout()
         self._storage.on_change = self._fanout.notify
         self._storage.on_queue = self._notify_queue
+        self._storage.on_schedules = self._notify_schedules
 
     def get(self, key: TaskKey) -> VersionedRecord | None:
         """Return the record at ``key``, or None."""
@@ -164,6 +166,47 @@ class InMemoryBackend:
 
     def _notify_queue(self, queue: str) -> None:
         self._fanout.notify(("queue", queue))
+
+    # --- schedules (one shard: the whole process) -------------------------------------------
+
+    def server_time_ms(self) -> int:
+        """The clock of this process, in ms."""
+        return self._storage.server_time_ms()
+
+    def schedule_name(self, name: str, owner_id: str, *, remove: bool) -> str | None:
+        """Claim the name for the owner if free (or give it up); its holder after."""
+        return self._storage.schedule_name(name, owner_id, remove=remove)
+
+    def schedule_owner(self, name: str) -> str | None:
+        """The owner holding the schedule name, or None."""
+        return self._storage.schedule_owner(name)
+
+    def put_schedule(self, owner_id: str, name: str, spec: bytes, next_ms: int) -> StoredSchedule:
+        """Create or update a schedule (the same spec again changes nothing)."""
+        return self._storage.put_schedule(owner_id, name, spec, next_ms)
+
+    def remove_schedule(self, owner_id: str, name: str) -> bool:
+        """Delete a schedule; whether there was one."""
+        return self._storage.remove_schedule(owner_id, name)
+
+    def due_schedules(
+        self, until_ms: float, limit: int
+    ) -> tuple[list[StoredSchedule], float | None]:
+        """Up to ``limit`` schedules due by ``until_ms``, and the earliest next time."""
+        return self._storage.due_schedules(until_ms, limit)
+
+    def fire_schedule(
+        self, owner_id: str, stored: StoredSchedule, step: ScheduleFire, task: NewTask | None
+    ) -> Created | None:
+        """One step of a schedule, its task created in the same step."""
+        return self._storage.fire_schedule(stored, step, task)
+
+    def schedule_watch(self, on_notice: Callable[[int], None]) -> QueueFanoutWatch:
+        """Call ``on_notice(0)`` whenever a schedule changes."""
+        return QueueFanoutWatch(self._fanout, ("schedules",), on_notice)
+
+    def _notify_schedules(self) -> None:
+        self._fanout.notify(("schedules",))
 
     def close(self) -> None:
         """Nothing to release; the data stays until the object is dropped."""

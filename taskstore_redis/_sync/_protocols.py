@@ -29,6 +29,7 @@ from .._core.backend_types import (
 )
 from .._core.config import StoreConfig
 from .._core.model import JSONValue, TaskPage, TaskRecord
+from .._core.schedules import ScheduleFire, StoredSchedule
 from .._core.status import TaskStatus
 
 
@@ -399,3 +400,53 @@ __all__ = [
     "TaskWatch",
     "VariableMerge",
 ]
+
+
+@runtime_checkable
+class ScheduleBackend(QueueBackend, Protocol):
+    """A QueueBackend that also keeps schedules (``GenericTaskStore.schedule``).
+
+    A schedule lives with its owner's tasks, so one atomic step fires it and creates its
+    task; a names table of its own keeps names unique. Times are the backend's clock.
+    """
+
+    def server_time_ms(self) -> int:
+        """The backend's clock (the server's, for Redis), in ms."""
+        ...
+
+    def schedule_name(self, name: str, owner_id: str, *, remove: bool) -> str | None:
+        """Claim ``name`` for the owner if free (or give it up, ``remove``); its holder after."""
+        ...
+
+    def schedule_owner(self, name: str) -> str | None:
+        """The owner holding the schedule name, or None."""
+        ...
+
+    def put_schedule(self, owner_id: str, name: str, spec: bytes, next_ms: int) -> StoredSchedule:
+        """Create or update a schedule (the same spec again changes nothing); wake schedulers."""
+        ...
+
+    def remove_schedule(self, owner_id: str, name: str) -> bool:
+        """Delete a schedule; whether there was one. Wakes schedulers."""
+        ...
+
+    def due_schedules(
+        self, until_ms: float, limit: int
+    ) -> tuple[list[StoredSchedule], float | None]:
+        """Up to ``limit`` schedules per shard due by ``until_ms``, and the earliest next time."""
+        ...
+
+    def fire_schedule(
+        self, owner_id: str, stored: StoredSchedule, step: ScheduleFire, task: NewTask | None
+    ) -> Created | None:
+        """One step of a schedule, its task created in the same atomic step.
+
+        None: the schedule is no longer as read (another process fired it, it changed) or
+        ``step.due_at_ms`` has not come; nothing written. Else what creating the task
+        gave (``CREATED`` when there was none to create).
+        """
+        ...
+
+    def schedule_watch(self, on_notice: Callable[[int], None]) -> QueueWatch:
+        """Call ``on_notice(shard)`` whenever a schedule of a shard changes."""
+        ...

@@ -11,6 +11,7 @@ from .._async._lease import Lease
 from .._async._memory import InMemoryBackend
 from .._async._protocols import TaskStore
 from .._async._redis import RedisBackend
+from .._async._scheduler import run_scheduler
 from .._async._store import GenericTaskStore
 from .._async._worker import run_worker
 from .._shared import *  # noqa: F403 - the shared names are listed in _shared.__all__
@@ -28,6 +29,8 @@ __all__ = [
     # the worker loop over a queue
     "WorkerStats",
     "run_worker",
+    # the scheduler of schedules
+    "run_scheduler",
     *_shared_names,
 ]
 
