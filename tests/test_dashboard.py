@@ -220,6 +220,17 @@ def test_mounted_under_a_prefix_links_and_forms_follow_it() -> None:
         assert paused(at)
 
 
+def test_only_the_dashboards_own_notices_are_shown_never_a_crafted_one(admin: Site) -> None:
+    crafted = admin.client.get("/", params={"notice": "all tasks lost: call 555-0100"})
+    assert "555-0100" not in crafted.text
+    admin.submit()
+    csrf = admin.sign_in()
+    reply = admin.client.post("/actions/pause", data={"queue": "jobs", "csrf": csrf})
+    assert '<p class="notice"' in reply.text and "queue jobs paused" in reply.text
+    forged = str(reply.url).replace("queue+jobs+paused", "queue+jobs+deleted")
+    assert "queue jobs deleted" not in admin.client.get(forged).text
+
+
 def test_pages_read_whole_without_javascript(viewer: Site) -> None:
     viewer.submit(queue="emails")
     viewer.submit(queue="emails")

@@ -92,7 +92,7 @@ class Dashboard:
             "can_sign_in": self.guard.enabled and not self.read_only,
             "read_only": self.read_only,
             "csrf": self.guard.csrf(nonce) if nonce is not None else "",
-            "notice": request.query_params.get("notice", ""),
+            "notice": self.notice(request),
             "refresh_ms": round(self.interval * 1000),
             "now": datetime.now(UTC),
             **values,
@@ -260,7 +260,19 @@ class Dashboard:
         response.delete_cookie(COOKIE, path=self.base(request) + "/")
         return response
 
+    def notice(self, request: Request) -> str:
+        """The notice of the action just done, if this dashboard signed it (never a crafted one)."""
+        notice = request.query_params.get("notice", "")
+        signed = request.query_params.get("sig", "")
+        return notice if notice and self.guard.notice_matches(notice, signed) else ""
+
     # --- actions ----------------------------------------------------------------------------
+
+    def _back(self, url: str, notice: str) -> Response:
+        """Back to ``url`` after an action, with its notice, signed."""
+        joiner = "&" if "?" in url else "?"
+        query = urlencode({"notice": notice, "sig": self.guard.notice_mac(notice)})
+        return RedirectResponse(f"{url}{joiner}{query}", status_code=303)
 
     async def act(self, request: Request) -> Response:
         """Cancel, resubmit, pause or resume, with the token, else refused and nothing written."""
@@ -282,7 +294,7 @@ class Dashboard:
                     await self.store.resume_queue(queue)
                 logger.info("%s queue %r by %s", action, shown(queue), _who(request))
                 done = f"queue {shown(queue)} {action}d"
-                return _back(base + "/", done)
+                return self._back(base + "/", done)
             task_id, owner = form.get("id", ""), form.get("owner", "")
             if action == "cancel":
                 record = await self.store.cancel(task_id, owner_id=owner)
@@ -300,7 +312,7 @@ class Dashboard:
                 _who(request),
                 record.task.task_id,
             )
-            return _back(f"{base}/task?{where}", done)
+            return self._back(f"{base}/task?{where}", done)
         except TaskStoreError as exc:
             logger.info("%s by %s failed: %s", action, _who(request), shown(f"{exc}", None))
             return self.page(
@@ -354,11 +366,6 @@ async def _form(request: Request) -> dict[str, str]:
 def _who(request: Request) -> str:
     client = request.client
     return "unknown client" if client is None else f"{client.host}:{client.port}"
-
-
-def _back(url: str, notice: str) -> Response:
-    joiner = "&" if "?" in url else "?"
-    return RedirectResponse(f"{url}{joiner}{urlencode({'notice': notice})}", status_code=303)
 
 
 def create_app(

@@ -68,6 +68,14 @@ class Guard:
         """``given`` is the CSRF value of session ``nonce``."""
         return hmac.compare_digest(given.encode(), self.csrf(nonce).encode())
 
+    def notice_mac(self, notice: str) -> str:
+        """The signature of a notice this dashboard shows after an action it did."""
+        return self._mac("notice", notice)[:32]
+
+    def notice_matches(self, notice: str, given: str) -> bool:
+        """``given`` signs ``notice``: this dashboard wrote it, not a crafted link."""
+        return hmac.compare_digest(given.encode(), self.notice_mac(notice).encode())
+
     def _mac(self, purpose: str, nonce: str) -> str:
         message = f"{purpose}:{nonce}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
