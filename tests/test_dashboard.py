@@ -220,6 +220,18 @@ def test_mounted_under_a_prefix_links_and_forms_follow_it() -> None:
         assert paused(at)
 
 
+def test_the_queues_page_counts_the_tasks_waiting_for_their_parents(viewer: Site) -> None:
+    parent = viewer.submit()
+    viewer.run(
+        lambda: viewer.store.submit("tools/call", {}, owner_id=OWNER, queue="jobs", after=[parent])
+    )
+    page = viewer.client.get("/").text
+    row = re.search(r'<tr data-queue="jobs">(.*?)</tr>', page, re.S)
+    assert row is not None
+    assert '<td class="ready num">1</td>' in row.group(1)
+    assert re.search(r'<td class="waiting num"[^>]*>1</td>', row.group(1)), row.group(1)
+
+
 def test_only_the_dashboards_own_notices_are_shown_never_a_crafted_one(admin: Site) -> None:
     crafted = admin.client.get("/", params={"notice": "all tasks lost: call 555-0100"})
     assert "555-0100" not in crafted.text
