@@ -178,14 +178,9 @@ class QueueOperations(TaskEngine):
             ResourceExhausted: the owner already has ``max_tasks_per_owner`` tasks in progress.
 
         """
-        owner = check_owner(owner_id, self._security)
-        method = check_id(request_method, "request_method")
-        ttl = resolve_ttl(ttl_ms, self._config)
-        name = check_queue(queue)
-        delay = check_delay(delay_ms, self._config)
-        attempts = resolve_max_attempts(max_attempts, self._config)
-        rank = check_priority(priority)
-        flow = _flow_group(group, owner)
+        owner, method, ttl, name, delay, attempts, rank, flow = self._submission(
+            request_method, owner_id, ttl_ms, queue, delay_ms, max_attempts, priority, group
+        )
         encoded = self._params(params, "params")
         dedup = None if dedup_key is None else check_id(dedup_key, "dedup_key")
         if dedup == "":
@@ -245,14 +240,9 @@ class QueueOperations(TaskEngine):
             PartialSubmit: some tasks were not submitted (see above).
 
         """
-        owner = check_owner(owner_id, self._security)
-        method = check_id(request_method, "request_method")
-        ttl = resolve_ttl(ttl_ms, self._config)
-        name = check_queue(queue)
-        delay = check_delay(delay_ms, self._config)
-        attempts = resolve_max_attempts(max_attempts, self._config)
-        rank = check_priority(priority)
-        flow = _flow_group(group, owner)
+        owner, method, ttl, name, delay, attempts, rank, flow = self._submission(
+            request_method, owner_id, ttl_ms, queue, delay_ms, max_attempts, priority, group
+        )
         if isinstance(params_list, (str, bytes)) or not isinstance(params_list, Sequence):
             raise InvalidArgument(f"params_list must be a list, got {type(params_list).__name__}")
         if len(params_list) > MAX_SUBMIT_MANY:
@@ -291,6 +281,32 @@ class QueueOperations(TaskEngine):
         if any(isinstance(result, TaskStoreError) for result in results):
             raise PartialSubmit(results)
         return [result for result in results if isinstance(result, TaskRecord)]
+
+    def _submission(
+        self,
+        request_method: str,
+        owner_id: str,
+        ttl_ms: int | None,
+        queue: str,
+        delay_ms: int,
+        max_attempts: int | None,
+        priority: int,
+        group: str | None,
+    ) -> tuple[str, str, int | None, str, int, int, int, str | None]:
+        """A submit's arguments, checked in this order: owner, method, TTL, queue, delay,
+        attempts, priority and flow-control group (None: the owner's own).
+        """
+        owner = check_owner(owner_id, self._security)
+        return (
+            owner,
+            check_id(request_method, "request_method"),
+            resolve_ttl(ttl_ms, self._config),
+            check_queue(queue),
+            check_delay(delay_ms, self._config),
+            resolve_max_attempts(max_attempts, self._config),
+            check_priority(priority),
+            _flow_group(group, owner),
+        )
 
     def _params(self, params: JSONValue, what: str) -> bytes:
         """Checked params as stored (``what`` names them in an error)."""
