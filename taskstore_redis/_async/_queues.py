@@ -292,8 +292,10 @@ class QueueOperations(TaskEngine):
         priority: int,
         group: str | None,
     ) -> tuple[str, str, int | None, str, int, int, int, str | None]:
-        """A submit's arguments, checked in this order: owner, method, TTL, queue, delay,
-        attempts, priority and flow-control group (None: the owner's own).
+        """A submit's arguments, checked: the owner first, the flow-control group last.
+
+        In order: owner, method, TTL, queue, delay, attempts, priority and group (None:
+        the owner's own).
         """
         owner = check_owner(owner_id, self._security)
         return (
