@@ -255,16 +255,19 @@ async def run_worker(
     lease_ms: int,
     stop: Callable[[], bool],
     report: WorkerReport | None = None,
-    doomed: Callable[[], bool] | None = None,
+    die_after: int | None = None,
 ) -> WorkerReport:
     """Claim demo tasks from the queue, ``concurrency`` at a time, until ``stop()``; report.
 
     Free slots are filled with one ``claim_many``; every lease in hand is renewed
     in one ``renew_leases`` call each third of ``lease_ms``. Each wait for work or
     for a free slot lasts at most ``STOP_CHECK_S``, so a stop is seen that soon.
-    Once ``doomed()`` (``--chaos``), the process SIGKILLs itself at the first of
-    those turns where it holds a claimed task that has no outcome yet, so the
-    tasks it leaves behind are taken over once their leases run out.
+    With ``die_after`` (the victim of ``--chaos``), the process SIGKILLs itself at
+    the first of those turns where it has ended that many tasks and holds a claimed
+    task with no outcome yet: it dies mid-run, holding tasks, which the others take
+    over once their leases run out, however late the parent would have noticed.
+    (Between two awaits it holds no lock of the results queue, which the other
+    workers share.)
     """
     report = report if report is not None else WorkerReport(wid)
     slots = _Slots()
@@ -294,7 +297,11 @@ async def run_worker(
         outer.start_soon(renew)
         async with anyio.create_task_group() as handlers:
             while not stop() and time.time() < deadline:
-                if doomed is not None and doomed() and report.holds_unfinished():
+                if (
+                    die_after is not None
+                    and len(report.outcomes) >= die_after
+                    and report.holds_unfinished()
+                ):
                     os.kill(os.getpid(), signal.SIGKILL)
                 free = concurrency - len(slots.held)
                 if free <= 0:
@@ -331,14 +338,14 @@ class ProcessSetup:
     seed: int
     deadline: float
     lease_ms: int
+    victim: int | None = None
+    """The worker that kills itself (``--chaos``), if any."""
+    die_after: int = 0
+    """How many tasks the victim ends before it kills itself holding others."""
 
 
 async def _worker_on_redis(
-    wid: int,
-    setup: ProcessSetup,
-    stop: Event,
-    doom: Event,
-    results: SimpleQueue[tuple[str, int, Any]],
+    wid: int, setup: ProcessSetup, stop: Event, results: SimpleQueue[tuple[str, int, Any]]
 ) -> WorkerReport:
     report = WorkerReport(wid, emit=lambda kind, w, payload: results.put((kind, w, payload)))
     async with GenericTaskStore.from_url(
@@ -353,21 +360,17 @@ async def _worker_on_redis(
             setup.lease_ms,
             stop.is_set,
             report,
-            doom.is_set,
+            setup.die_after if wid == setup.victim else None,
         )
 
 
 def _worker_process(
-    wid: int,
-    setup: ProcessSetup,
-    stop: Event,
-    doom: Event,
-    results: SimpleQueue[tuple[str, int, Any]],
+    wid: int, setup: ProcessSetup, stop: Event, results: SimpleQueue[tuple[str, int, Any]]
 ) -> None:
     """Entry point of a worker process: run until told to stop, then send the report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     try:
-        report = anyio.run(_worker_on_redis, wid, setup, stop, doom, results)
+        report = anyio.run(_worker_on_redis, wid, setup, stop, results)
     except BaseException:
         results.put(("crashed", wid, traceback.format_exc()))
         raise SystemExit(1) from None
@@ -423,13 +426,21 @@ class WorkerProcesses:
         self.procs: list[SpawnProcess] = []
         self.results: SimpleQueue[tuple[str, int, Any]] | None = None
         self.stop_event: Event | None = None
-        self.dooms: list[Event] = []
+        self.victim: int | None = None
+        """The worker that kills itself mid-run (``--chaos``), if any."""
         self.exited_at: dict[int, float] = {}
         self.killed: int | None = None
         """The worker SIGKILLed on purpose (``--chaos``), if any."""
 
-    def start(self, count: int, deadline: float) -> None:
-        """Start ``count`` worker processes (spawn: nothing inherited but the arguments)."""
+    def start(
+        self, count: int, deadline: float, victim: int | None = None, die_after: int = 0
+    ) -> None:
+        """Start ``count`` worker processes (spawn: nothing inherited but the arguments).
+
+        ``victim`` (``--chaos``) SIGKILLs itself once it has ended ``die_after`` tasks,
+        while it holds others.
+        """
+        self.victim = victim
         context = multiprocessing.get_context("spawn")
         self.results = context.SimpleQueue()
         self.stop_event = context.Event()
@@ -440,43 +451,19 @@ class WorkerProcesses:
             seed=self.seed,
             deadline=deadline,
             lease_ms=self.lease_ms,
+            victim=victim,
+            die_after=die_after,
         )
         for wid in range(count):
             self.reports[wid] = WorkerReport(wid)
-            self.dooms.append(context.Event())
             proc = context.Process(
                 target=_worker_process,
-                args=(wid, setup, self.stop_event, self.dooms[wid], self.results),
+                args=(wid, setup, self.stop_event, self.results),
                 name=f"taskstore-demo-worker-{wid}",
                 daemon=True,
             )
             proc.start()
             self.procs.append(proc)
-
-    def kill(self, wid: int) -> int | None:
-        """Have worker ``wid`` SIGKILL itself while it holds a task; its pid.
-
-        No clean-up, no report, leases left to run out. The worker does it at its
-        next turn where it holds a claimed task with no outcome (within
-        ``STOP_CHECK_S`` while it holds one), so it never dies empty-handed, which
-        a kill from here could not promise: its last task may end as the signal flies.
-        """
-        proc = self.procs[wid]
-        if proc.pid is None or not proc.is_alive():
-            return None
-        self.dooms[wid].set()
-        self.killed = wid
-        return proc.pid
-
-    def busiest(self) -> int | None:
-        """The live worker holding the most tasks by its reports so far; None if none holds one."""
-        held = {
-            wid: sum(index not in report.outcomes for index in report.claims)
-            for wid, report in self.reports.items()
-            if self.procs[wid].is_alive()
-        }
-        wid = max(held, key=lambda w: held[w], default=None)
-        return wid if wid is not None and held[wid] > 0 else None
 
     def finish(self) -> None:
         """Tell every worker to stop claiming, finish what it holds and report."""
@@ -506,6 +493,8 @@ class WorkerProcesses:
                 return Health(False, f"worker process {wid} crashed:\n{payload}")
         now = time.monotonic()
         for wid, proc in enumerate(self.procs):
+            if wid == self.victim and proc.exitcode == -signal.SIGKILL:
+                self.killed = wid  # it killed itself, as planned
             if wid in self.done or wid == self.killed or proc.exitcode is None:
                 continue
             if now - self.exited_at.setdefault(wid, now) > WORKER_GRACE_S:
