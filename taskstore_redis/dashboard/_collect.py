@@ -22,6 +22,7 @@ started).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -181,7 +182,7 @@ class Collector:
                     if self._snapshot is None:
                         raise
                     why = f"{type(exc).__name__}: {exc}"
-                    self._snapshot = _with_error(self._snapshot, why)
+                    self._snapshot = dataclasses.replace(self._snapshot, error=why)
                 self._read_at = time.monotonic()
             return self._snapshot
 
@@ -271,17 +272,4 @@ def failure_of(record: TaskRecord, was: Held, now: datetime) -> Failure:
         failed_at=datetime.fromisoformat(record.task.last_updated_at.replace("Z", "+00:00"))
         if record.task.last_updated_at
         else now,
-    )
-
-
-def _with_error(snapshot: Snapshot, why: str) -> Snapshot:
-    return Snapshot(
-        at=snapshot.at,
-        queues=snapshot.queues,
-        workers=snapshot.workers,
-        failures=snapshot.failures,
-        owners=snapshot.owners,
-        quota=snapshot.quota,
-        refreshes=snapshot.refreshes,
-        error=why,
     )
